@@ -1,0 +1,245 @@
+//! `Agent`: what runs — the harness, the model, its instructions, tools, sandbox and policies.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::PolicyRule;
+use crate::status::Condition;
+
+/// The desired Agent. Usually applied from an agents repository by a GitSource.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "paddock.dev",
+    version = "v1alpha1",
+    kind = "Agent",
+    doc = "An Agent: a harness, a model, its instructions, tools, sandbox and policies. Sessions run Agents.",
+    namespaced,
+    status = "AgentStatus",
+    shortname = "agent",
+    shortname = "ag",
+    category = "paddock",
+    printcolumn = r#"{"name":"Harness","type":"string","jsonPath":".spec.harness"}"#,
+    printcolumn = r#"{"name":"Model","type":"string","jsonPath":".spec.model"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","priority":1,"jsonPath":".status.sourceRevision"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSpec {
+    /// The program that drives the model: `claude-code` (the Claude Code CLI), `codex` (the Codex CLI) or
+    /// `custom` (Paddock's own agent loop with the builtin tools named in `tools`).
+    pub harness: Harness,
+    /// The model id, e.g. `claude-sonnet-4-5` or `gpt-5`. It must be in Paddock's model catalog (which holds
+    /// its prices) unless `allowUnlistedModel` is true.
+    pub model: String,
+    /// Allow a model that is not in the model catalog. Its cost is unknown, so cost policies treat it
+    /// explicitly (they ask before its first use) instead of counting it as free.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_unlisted_model: bool,
+    /// System instructions given to the model at the start of every session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// Tool names the agent may use. For `custom`, the builtin tools to enable (`shell`, `read_file`,
+    /// `write_file`, `edit_file`, `list_dir`, `glob`, `grep`); for the CLIs, their tool names
+    /// (e.g. `Bash`, `Edit`). Empty means the harness default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// Other Agents (by name, same namespace) this agent may start as sub-agents. A sub-agent runs as a
+    /// child session under its own policies; its cost counts towards the parent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sub_agents: Vec<String>,
+    /// Where and how the agent's sessions are isolated.
+    #[serde(default)]
+    pub sandbox: AgentSandbox,
+    /// A git repository cloned into the workspace before the session starts. A Session may override it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceSource>,
+    /// Names of Policy objects (same namespace) that govern this agent, in addition to Policies that select
+    /// it by label or name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+    /// Inline policy rules for this agent only, evaluated at the agent level (after session rules, before
+    /// namespace Policies). Same shape as `Policy.spec.rules`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<PolicyRule>,
+    /// Plain environment variables for the harness. Never put credentials here: use `secretRefs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Credentials for tools, taken from Kubernetes Secrets. The gateway or a credential proxy injects them;
+    /// they are not exposed as plain environment where avoidable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_refs: Vec<SecretRef>,
+    /// Limits on a single session of this agent.
+    #[serde(default)]
+    pub limits: AgentLimits,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The harness that runs an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Harness {
+    ClaudeCode,
+    Codex,
+    Custom,
+}
+
+impl Harness {
+    pub const ALL: [Harness; 3] = [Harness::ClaudeCode, Harness::Codex, Harness::Custom];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Harness::ClaudeCode => "claude-code",
+            Harness::Codex => "codex",
+            Harness::Custom => "custom",
+        }
+    }
+}
+
+/// Isolation settings for the runner. Defaults are the hardened ones; these fields only widen or tune them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSandbox {
+    /// Kubernetes RuntimeClass for the runner pod (e.g. `gvisor` or `kata`). An `enforce_sandbox` policy may
+    /// require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+    /// CPU and memory for the runner. Always set: defaults apply when omitted.
+    #[serde(default)]
+    pub resources: SandboxResources,
+    /// Extra absolute paths the agent may write besides its workspace (e.g. `/tmp/cache`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writable_paths: Vec<String>,
+    /// Extra absolute paths the agent may read (read-only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only_paths: Vec<String>,
+    /// Network destinations the runner may reach besides the gateway, as `host:port`
+    /// (`api.github.com:443`, `*.npmjs.org:443`, `10.0.0.0/8:5432`, `[2001:db8::1]:443`). Empty means the
+    /// gateway only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<String>,
+}
+
+/// Compute resources of the runner; requests equal limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxResources {
+    /// CPU as a Kubernetes quantity, e.g. `500m` or `2`.
+    #[serde(default = "default_cpu")]
+    pub cpu: String,
+    /// Memory as a Kubernetes quantity, e.g. `512Mi` or `2Gi`.
+    #[serde(default = "default_memory")]
+    pub memory: String,
+}
+
+fn default_cpu() -> String {
+    "1".into()
+}
+fn default_memory() -> String {
+    "2Gi".into()
+}
+
+impl Default for SandboxResources {
+    fn default() -> Self {
+        Self { cpu: default_cpu(), memory: default_memory() }
+    }
+}
+
+/// A git repository to clone into the workspace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceSource {
+    /// Clone URL: `https://…`, `ssh://…`, `git@host:owner/repo.git`, or `file://…`.
+    pub git: String,
+    /// Branch, tag or commit to check out. Defaults to the remote's default branch.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    /// Secret holding the credentials for the clone (`token`, or `identity` + `known_hosts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+}
+
+/// A reference to an object by name in the same namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LocalObjectReference {
+    /// Name of the referenced object.
+    pub name: String,
+}
+
+/// A plain environment variable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EnvVar {
+    /// Variable name, e.g. `NODE_ENV`.
+    pub name: String,
+    /// Value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// A credential from a Kubernetes Secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// The name the tool knows the credential by, e.g. `GITHUB_TOKEN`.
+    pub name: String,
+    /// The Secret (same namespace) that holds it.
+    pub secret_name: String,
+    /// The key inside the Secret.
+    pub key: String,
+}
+
+/// Per-session limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentLimits {
+    /// Most model turns in one session.
+    #[serde(default = "default_max_turns")]
+    pub max_turns: u32,
+    /// Wall-clock limit for one session, in seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u32,
+}
+
+fn default_max_turns() -> u32 {
+    50
+}
+fn default_timeout() -> u32 {
+    3600
+}
+
+impl Default for AgentLimits {
+    fn default() -> Self {
+        Self { max_turns: default_max_turns(), timeout_seconds: default_timeout() }
+    }
+}
+
+/// What the Agent controller observed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    /// `Ready` always; `Reconciling` and `Stalled` while true.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The git revision (`branch@sha1:…`) of the GitSource that applied this Agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_revision: Option<String>,
+    /// Names of the Policies that govern this Agent, in evaluation order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Labels as `key: value`.
+pub type Labels = BTreeMap<String, String>;
+
+/// The builtin tools of the `custom` harness.
+pub const CUSTOM_TOOLS: &[&str] = &["shell", "read_file", "write_file", "edit_file", "list_dir", "glob", "grep"];

@@ -1,0 +1,59 @@
+//! `paddock`: GitOps for AI agents. This binary is the CLI and, in later releases, every server part.
+
+mod generate;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Paddock — GitOps for AI agents on Kubernetes.
+///
+/// Platform teams keep Agents and Policies in a git repository (`agents/*.yaml`, `policies/*.yaml`);
+/// Paddock validates them, applies them, and governs every LLM request and tool call the agents make.
+#[derive(Parser)]
+#[command(name = "paddock", version, about, long_about, propagate_version = true)]
+#[command(
+    after_help = "Start here:\n  paddock validate agents-repo-template   check an agents repository\n  paddock schema --out schemas            JSON Schemas for editor completion\n  paddock crdgen                          regenerate crds/ from the API types\n\nDocs: docs/agents-repo.md, docs/api.md"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check an agents repository (or single manifest files) the way the GitSource controller will.
+    ///
+    /// Reads every `*.yaml`/`*.yml` under each PATH (hidden directories and `*.test.yaml` policy tests
+    /// are skipped) and checks YAML syntax, apiVersion and kind, every field against the CRD schema
+    /// (unknown fields are errors), and meaning: unique names, referenced Policies and Agents exist,
+    /// models are in the catalog, egress entries parse, rules use known builtins.
+    ///
+    /// Errors are printed as `file:line:column: error: field.path: message`. The exit status is 1 when
+    /// any error is found, 0 otherwise (warnings do not fail).
+    Validate(validate::Args),
+    /// Write the CustomResourceDefinitions generated from the API types (one file per kind).
+    Crdgen(generate::CrdgenArgs),
+    /// Write JSON Schemas for manifest files, for editors (yaml-language-server modeline).
+    ///
+    /// Put `# yaml-language-server: $schema=<path>/agent.schema.json` on the first line of a manifest to
+    /// get completion, hover docs and errors in VS Code, Neovim and other editors.
+    Schema(generate::SchemaArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Crdgen(args) => generate::crdgen(args),
+        Command::Schema(args) => generate::schema(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("paddock: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

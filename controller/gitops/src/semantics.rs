@@ -1,0 +1,494 @@
+//! Checks across objects and inside fields that a schema cannot express: unique names, references,
+//! models known to the catalog, egress entries, quantities, durations, URLs, builtin policy names.
+
+use std::collections::HashMap;
+
+use paddock_api::agent::{AgentSpec, CUSTOM_TOOLS};
+use paddock_api::catalog::ModelCatalog;
+use paddock_api::crds::Kind;
+use paddock_api::policy::{PolicyRule, SelectorOperator};
+use paddock_api::{Harness, PolicySpec};
+
+use crate::diagnostics::{Diagnostic, suggestion};
+use crate::validate::{LoadedObject, Object, Report};
+use crate::yaml::{PathSeg, display_path};
+
+/// A field path from string keys and indices, e.g. `p(&["spec", "egress"]).idx(0)`.
+#[derive(Clone)]
+struct Path(Vec<PathSeg>);
+
+fn p(keys: &[&str]) -> Path {
+    Path(keys.iter().map(|k| PathSeg::Key((*k).to_owned())).collect())
+}
+
+impl Path {
+    fn idx(mut self, i: usize) -> Path {
+        self.0.push(PathSeg::Index(i));
+        self
+    }
+    fn key(mut self, k: &str) -> Path {
+        self.0.push(PathSeg::Key(k.to_owned()));
+        self
+    }
+}
+
+struct Ctx<'a> {
+    out: Vec<Diagnostic>,
+    objects: &'a [LoadedObject],
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, obj: &LoadedObject, path: &Path, msg: impl Into<String>) {
+        self.out.push(Diagnostic::error(&obj.file, obj.pos(&path.0), Some(display_path(&path.0)), msg));
+    }
+    fn warning(&mut self, obj: &LoadedObject, path: &Path, msg: impl Into<String>) {
+        self.out.push(Diagnostic::warning(&obj.file, obj.pos(&path.0), Some(display_path(&path.0)), msg));
+    }
+    fn exists(&self, kind: Kind, namespace: &Option<String>, name: &str) -> bool {
+        self.objects.iter().any(|o| o.kind == kind && &o.namespace == namespace && o.name == name)
+    }
+    fn names(&self, kind: Kind) -> Vec<&str> {
+        self.objects.iter().filter(|o| o.kind == kind).map(|o| o.name.as_str()).collect()
+    }
+}
+
+pub(crate) fn check(report: &mut Report) {
+    let mut ctx = Ctx { out: Vec::new(), objects: &report.objects };
+    let mut first_seen: HashMap<(Kind, Option<String>, String), &LoadedObject> = HashMap::new();
+    for obj in ctx.objects {
+        let key = (obj.kind, obj.namespace.clone(), obj.name.clone());
+        if let Some(first) = first_seen.get(&key) {
+            let at = first.pos(&p(&["metadata", "name"]).0);
+            let msg = format!(
+                "duplicate {} `{}`: first defined at {}:{}:{}",
+                obj.kind.as_str(),
+                obj.name,
+                first.file,
+                at.line,
+                at.column
+            );
+            ctx.error(obj, &p(&["metadata", "name"]), msg);
+        } else {
+            first_seen.insert(key, obj);
+        }
+        match &obj.object {
+            Object::Agent(a) => check_agent(&mut ctx, obj, &a.spec),
+            Object::Policy(pol) => check_policy(&mut ctx, obj, &pol.spec),
+            Object::Session(s) => {
+                let s = &s.spec;
+                if !ctx.exists(Kind::Agent, &obj.namespace, &s.agent_ref.name) {
+                    ctx.warning(
+                        obj,
+                        &p(&["spec", "agentRef", "name"]),
+                        format!(
+                            "Agent `{}` is not defined in these files; it must exist in the cluster",
+                            s.agent_ref.name
+                        ),
+                    );
+                }
+                if s.prompt.trim().is_empty() {
+                    ctx.error(obj, &p(&["spec", "prompt"]), "prompt is empty");
+                }
+                if s.owner.trim().is_empty() {
+                    ctx.error(
+                        obj,
+                        &p(&["spec", "owner"]),
+                        "owner is empty; it must name the user who creates the Session",
+                    );
+                }
+                if let Some(m) = &s.model_override {
+                    check_model(&mut ctx, obj, &p(&["spec", "modelOverride"]), m, false);
+                }
+                if let Some(b) = s.budget_usd
+                    && (b.is_nan() || b <= 0.0)
+                {
+                    ctx.error(obj, &p(&["spec", "budgetUsd"]), format!("budget must be more than 0 USD, got {b}"));
+                }
+                if let Some(w) = &s.workspace
+                    && let Err(e) = check_git_url(&w.git)
+                {
+                    ctx.error(obj, &p(&["spec", "workspace", "git"]), e);
+                }
+            }
+            Object::Approval(a) => {
+                if a.spec.request_id.trim().is_empty() {
+                    ctx.error(obj, &p(&["spec", "requestId"]), "requestId is empty");
+                }
+            }
+            Object::GitSource(g) => {
+                let g = &g.spec;
+                if let Err(e) = check_git_url(&g.url) {
+                    ctx.error(obj, &p(&["spec", "url"]), e);
+                }
+                match parse_duration_secs(&g.interval) {
+                    Err(e) => ctx.error(obj, &p(&["spec", "interval"]), e),
+                    Ok(s) if s < 10.0 => ctx.error(
+                        obj,
+                        &p(&["spec", "interval"]),
+                        format!("interval `{}` is shorter than the minimum of 10s", g.interval),
+                    ),
+                    Ok(_) => {}
+                }
+                let r = &g.git_ref;
+                if [&r.branch, &r.tag, &r.commit].iter().filter(|x| x.is_some()).count() > 1 {
+                    ctx.error(obj, &p(&["spec", "ref"]), "set at most one of branch, tag and commit");
+                }
+                if let Some(c) = &r.commit
+                    && !(c.len() >= 7 && c.len() <= 40 && c.chars().all(|ch| ch.is_ascii_hexdigit()))
+                {
+                    ctx.error(
+                        obj,
+                        &p(&["spec", "ref", "commit"]),
+                        format!("`{c}` is not a commit SHA (7 to 40 hex digits)"),
+                    );
+                }
+                if g.path.split('/').any(|c| c == "..") || g.path.starts_with('/') {
+                    ctx.error(
+                        obj,
+                        &p(&["spec", "path"]),
+                        format!("`{}` must be a relative path inside the repository", g.path),
+                    );
+                }
+            }
+        }
+    }
+    let out = ctx.out;
+    report.diagnostics.extend(out);
+}
+
+fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
+    check_model(ctx, obj, &p(&["spec", "model"]), &spec.model, spec.allow_unlisted_model);
+    for (i, name) in spec.policies.iter().enumerate() {
+        if !ctx.exists(Kind::Policy, &obj.namespace, name) {
+            let hint = suggestion(name, ctx.names(Kind::Policy));
+            ctx.error(obj, &p(&["spec", "policies"]).idx(i), format!("Policy `{name}` is not defined{hint}"));
+        }
+    }
+    for (i, name) in spec.sub_agents.iter().enumerate() {
+        let path = p(&["spec", "subAgents"]).idx(i);
+        if name == &obj.name {
+            ctx.error(obj, &path, "an agent cannot be its own sub-agent");
+        } else if !ctx.exists(Kind::Agent, &obj.namespace, name) {
+            let hint = suggestion(name, ctx.names(Kind::Agent));
+            ctx.error(obj, &path, format!("Agent `{name}` is not defined{hint}"));
+        }
+    }
+    if spec.harness == Harness::Custom {
+        for (i, tool) in spec.tools.iter().enumerate() {
+            if !CUSTOM_TOOLS.contains(&tool.as_str()) {
+                let hint = suggestion(tool, CUSTOM_TOOLS.iter().copied());
+                ctx.error(
+                    obj,
+                    &p(&["spec", "tools"]).idx(i),
+                    format!("`{tool}` is not a builtin tool of the custom harness ({}){hint}", CUSTOM_TOOLS.join(", ")),
+                );
+            }
+        }
+    }
+    check_rules(ctx, obj, &p(&["spec", "rules"]), &spec.rules);
+    let sb = &spec.sandbox;
+    for (i, e) in sb.egress.iter().enumerate() {
+        if let Err(msg) = parse_egress(e) {
+            ctx.error(obj, &p(&["spec", "sandbox", "egress"]).idx(i), msg);
+        }
+    }
+    for (field, paths) in [("writablePaths", &sb.writable_paths), ("readOnlyPaths", &sb.read_only_paths)] {
+        for (i, path) in paths.iter().enumerate() {
+            let at = p(&["spec", "sandbox", field]).idx(i);
+            if !path.starts_with('/') || path.split('/').any(|c| c == ".." || c == ".") {
+                ctx.error(obj, &at, format!("`{path}` must be an absolute path without `.` or `..`"));
+            } else if field == "writablePaths" && path.trim_end_matches('/').is_empty() {
+                ctx.error(obj, &at, "the root filesystem cannot be writable");
+            }
+        }
+    }
+    if let Err(e) = parse_quantity(&sb.resources.cpu, false) {
+        ctx.error(obj, &p(&["spec", "sandbox", "resources", "cpu"]), e);
+    }
+    if let Err(e) = parse_quantity(&sb.resources.memory, true) {
+        ctx.error(obj, &p(&["spec", "sandbox", "resources", "memory"]), e);
+    }
+    if let Some(w) = &spec.workspace
+        && let Err(e) = check_git_url(&w.git)
+    {
+        ctx.error(obj, &p(&["spec", "workspace", "git"]), e);
+    }
+    for (i, env) in spec.env.iter().enumerate() {
+        let at = p(&["spec", "env"]).idx(i).key("name");
+        if !is_env_name(&env.name) {
+            ctx.error(obj, &at, format!("`{}` is not a valid environment variable name", env.name));
+        } else if PROVIDER_KEYS.contains(&env.name.as_str()) {
+            ctx.error(
+                obj,
+                &at,
+                format!(
+                    "`{}` is a provider key: provider keys live in the gateway only and never enter a sandbox",
+                    env.name
+                ),
+            );
+        } else if looks_like_credential(&env.name) && !env.value.is_empty() {
+            ctx.warning(obj, &at, format!("`{}` looks like a credential in plain text; use secretRefs", env.name));
+        }
+    }
+    for (i, s) in spec.secret_refs.iter().enumerate() {
+        if !is_env_name(&s.name) {
+            ctx.error(
+                obj,
+                &p(&["spec", "secretRefs"]).idx(i).key("name"),
+                format!("`{}` is not a valid credential name (letters, digits, `_`)", s.name),
+            );
+        }
+    }
+    if spec.limits.max_turns == 0 {
+        ctx.error(obj, &p(&["spec", "limits", "maxTurns"]), "must be at least 1");
+    }
+    if spec.limits.timeout_seconds == 0 {
+        ctx.error(obj, &p(&["spec", "limits", "timeoutSeconds"]), "must be at least 1");
+    }
+}
+
+const PROVIDER_KEYS: &[&str] =
+    &["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"];
+
+fn looks_like_credential(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "API_KEY", "APIKEY", "PRIVATE_KEY", "CREDENTIAL"].iter().any(|w| n.contains(w))
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn check_policy(ctx: &mut Ctx, obj: &LoadedObject, spec: &PolicySpec) {
+    if spec.rules.is_empty() {
+        ctx.warning(obj, &p(&["spec", "rules"]), "the Policy has no rules and decides nothing");
+    }
+    check_rules(ctx, obj, &p(&["spec", "rules"]), &spec.rules);
+    for (i, name) in spec.agents.iter().enumerate() {
+        if !ctx.exists(Kind::Agent, &obj.namespace, name) {
+            let hint = suggestion(name, ctx.names(Kind::Agent));
+            ctx.warning(
+                obj,
+                &p(&["spec", "agents"]).idx(i),
+                format!("Agent `{name}` is not defined in these files{hint}"),
+            );
+        }
+    }
+    if let Some(sel) = &spec.selector {
+        for (i, req) in sel.match_expressions.iter().enumerate() {
+            let at = p(&["spec", "selector", "matchExpressions"]).idx(i).key("values");
+            match req.operator {
+                SelectorOperator::In | SelectorOperator::NotIn if req.values.is_empty() => {
+                    ctx.error(obj, &at, "`In` and `NotIn` need at least one value")
+                }
+                SelectorOperator::Exists | SelectorOperator::DoesNotExist if !req.values.is_empty() => {
+                    ctx.error(obj, &at, "`Exists` and `DoesNotExist` take no values")
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn check_rules(ctx: &mut Ctx, obj: &LoadedObject, at: &Path, rules: &[PolicyRule]) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let here = at.clone().idx(i);
+        if let Some(first) = seen.insert(rule.name.as_str(), i) {
+            ctx.error(
+                obj,
+                &here.clone().key("name"),
+                format!("rule name `{}` is already used by rule {first}", rule.name),
+            );
+        }
+        if !paddock_policy::is_builtin(&rule.uses) {
+            let hint = suggestion(&rule.uses, paddock_policy::builtin_names());
+            let msg = if hint.is_empty() {
+                format!("`{}` is not a builtin policy; see docs/policies.md for the list", rule.uses)
+            } else {
+                format!("`{}` is not a builtin policy{hint}", rule.uses)
+            };
+            ctx.error(obj, &here.key("use"), msg);
+        }
+    }
+}
+
+fn check_model(ctx: &mut Ctx, obj: &LoadedObject, at: &Path, model: &str, allow_unlisted: bool) {
+    let catalog = ModelCatalog::builtin();
+    if model.trim().is_empty() {
+        ctx.error(obj, at, "model is empty");
+    } else if catalog.lookup(model).is_none() && !allow_unlisted {
+        let hint = suggestion(model, catalog.ids());
+        ctx.error(
+            obj,
+            at,
+            format!("model `{model}` is not in the model catalog{hint} (to use it without a known price, set `allowUnlistedModel: true`)"),
+        );
+    }
+}
+
+/// `host:port` where host is a DNS name (optionally `*.`-prefixed), an IPv4 address or CIDR, or a
+/// bracketed IPv6 address; port 1–65535.
+pub fn parse_egress(entry: &str) -> Result<(String, u16), String> {
+    let bad = |why: &str| {
+        Err(format!("`{entry}` is not a valid egress entry ({why}); write `host:port`, e.g. `api.github.com:443`"))
+    };
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let Some((h, p)) = rest.split_once("]:") else { return bad("IPv6 needs `[addr]:port`") };
+        if h.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad("not an IPv6 address");
+        }
+        (h, p)
+    } else {
+        let Some((h, p)) = entry.rsplit_once(':') else { return bad("missing port") };
+        (h, p)
+    };
+    let port: u16 = match port.parse() {
+        Ok(p) if p > 0 => p,
+        _ => return bad("port must be 1-65535"),
+    };
+    if !entry.starts_with('[') && !valid_host(host) {
+        return bad("invalid host");
+    }
+    Ok((host.to_owned(), port))
+}
+
+fn valid_host(host: &str) -> bool {
+    if let Some((ip, bits)) = host.split_once('/') {
+        return ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32);
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && !name.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
+/// A Kubernetes quantity such as `500m`, `2`, `512Mi`; must be more than zero.
+pub fn parse_quantity(q: &str, memory: bool) -> Result<(), String> {
+    let suffixes: &[&str] =
+        if memory { &["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", ""] } else { &["m", ""] };
+    let ok = suffixes.iter().any(|s| {
+        q.strip_suffix(s).is_some_and(|num| {
+            !num.is_empty()
+                && num.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && num.matches('.').count() <= 1
+                && num.parse::<f64>().is_ok_and(|v| v > 0.0)
+        })
+    });
+    if ok {
+        Ok(())
+    } else if memory {
+        Err(format!("`{q}` is not a memory quantity such as `512Mi` or `2Gi`"))
+    } else {
+        Err(format!("`{q}` is not a CPU quantity such as `500m` or `2`"))
+    }
+}
+
+/// A Go duration (`90s`, `5m`, `1h30m`, `1.5h`) in seconds.
+pub fn parse_duration_secs(s: &str) -> Result<f64, String> {
+    let bad = || format!("`{s}` is not a duration; write e.g. `30s`, `5m` or `1h30m`");
+    let mut rest = s;
+    let mut total = 0.0;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * factor;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// Accepts `https://`, `http://`, `ssh://`, `file://` URLs and scp-like `git@host:owner/repo.git`.
+pub fn check_git_url(url: &str) -> Result<(), String> {
+    let ok = if let Some((scheme, rest)) = url.split_once("://") {
+        matches!(scheme, "https" | "http" | "ssh" | "file") && !rest.is_empty() && !rest.contains(char::is_whitespace)
+    } else {
+        url.split_once(':').is_some_and(|(user_host, path)| {
+            user_host.contains('@') && !path.is_empty() && !url.contains(char::is_whitespace)
+        })
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{url}` is not a git URL (https://, ssh://, file:// or git@host:owner/repo.git)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn egress_entries() {
+        assert_eq!(parse_egress("api.github.com:443").unwrap(), ("api.github.com".into(), 443));
+        assert!(parse_egress("*.npmjs.org:443").is_ok());
+        assert!(parse_egress("10.0.0.0/8:5432").is_ok());
+        assert!(parse_egress("[2001:db8::1]:443").is_ok());
+        for bad in [
+            "api.github.com",
+            "api.github.com:0",
+            "api.github.com:99999",
+            "-bad-.com:443",
+            "a b:80",
+            "[::1:443",
+            "10.0.0.0/40:1",
+            ":443",
+        ] {
+            assert!(parse_egress(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quantities_and_durations() {
+        assert!(parse_quantity("500m", false).is_ok());
+        assert!(parse_quantity("2", false).is_ok());
+        assert!(parse_quantity("2Gi", true).is_ok());
+        assert!(parse_quantity("2GB", true).is_err());
+        assert!(parse_quantity("0", false).is_err());
+        assert!(parse_quantity("1.5.2", false).is_err());
+        assert_eq!(parse_duration_secs("1h30m").unwrap(), 5400.0);
+        assert_eq!(parse_duration_secs("1.5s").unwrap(), 1.5);
+        assert!(parse_duration_secs("5 minutes").is_err());
+        assert!(parse_duration_secs("").is_err());
+        assert!(parse_duration_secs("10").is_err());
+    }
+
+    #[test]
+    fn git_urls() {
+        for ok in [
+            "https://github.com/acme/agents.git",
+            "ssh://git@github.com/acme/a.git",
+            "git@github.com:acme/a.git",
+            "file:///tmp/repo",
+        ] {
+            assert!(check_git_url(ok).is_ok(), "{ok}");
+        }
+        for bad in ["github.com/acme/a", "ftp://x/y", "https://", "git@github.com"] {
+            assert!(check_git_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Per-document checks: YAML, apiVersion/kind, the CRD schema made strict, then typed decoding. Cross-object
+//! checks live in [`crate::semantics`].
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use paddock_api::crds::{Kind, manifest_schema};
+use paddock_api::{API_VERSION, Agent, Approval, GitSource, Policy, Session};
+use serde_json::Value as Json;
+
+use crate::diagnostics::{Diagnostic, Severity, suggestion};
+use crate::source::{Content, MAX_FILE_BYTES, SourceFile};
+use crate::yaml::{self, Limits, Node, PathSeg, Pos, display_path};
+
+/// A decoded Paddock object.
+#[derive(Clone, Debug)]
+pub enum Object {
+    Agent(Agent),
+    Policy(Policy),
+    Session(Session),
+    Approval(Approval),
+    GitSource(GitSource),
+}
+
+/// An object that passed the per-document checks, with where it came from.
+#[derive(Clone, Debug)]
+pub struct LoadedObject {
+    pub file: String,
+    pub kind: Kind,
+    pub name: String,
+    pub namespace: Option<String>,
+    /// The document, for positions.
+    pub root: Node,
+    pub object: Object,
+}
+
+impl LoadedObject {
+    /// Position of a field, or of its nearest existing parent when the field is absent.
+    pub fn pos(&self, path: &[PathSeg]) -> Pos {
+        self.root.locate(path, false)
+    }
+}
+
+/// The outcome of validating a set of files.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub files: usize,
+    pub objects: Vec<LoadedObject>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Text of every file that decoded, for rendering diagnostics with their source line.
+    pub sources: BTreeMap<String, String>,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.errors() == 0
+    }
+
+    /// Every diagnostic rendered with its source line, then a summary line.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            out.push_str(&d.render(self.sources.get(&d.file).map(String::as_str)));
+            out.push_str("\n\n");
+        }
+        out.push_str(&self.summary());
+        out
+    }
+
+    /// `checked 3 files, 5 objects: 2 errors, 1 warning`.
+    pub fn summary(&self) -> String {
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        format!(
+            "checked {}, {}: {}, {}",
+            plural(self.files, "file"),
+            plural(self.objects.len(), "object"),
+            plural(self.errors(), "error"),
+            plural(self.warnings(), "warning")
+        )
+    }
+}
+
+/// Validates a whole set of files as one repository revision. Pure: no IO.
+pub fn validate_files(files: &[SourceFile]) -> Report {
+    let mut report = Report { files: files.len(), ..Report::default() };
+    for file in files {
+        check_file(file, &mut report);
+    }
+    crate::semantics::check(&mut report);
+    report.diagnostics.sort_by(|a, b| (&a.file, a.pos, a.severity).cmp(&(&b.file, b.pos, b.severity)));
+    report.diagnostics.dedup();
+    report
+}
+
+fn check_file(file: &SourceFile, report: &mut Report) {
+    let path = file.path.as_str();
+    let bytes = match &file.content {
+        Content::Bytes(b) => b,
+        Content::TooLarge(n) => {
+            report.diagnostics.push(Diagnostic::error(
+                path,
+                Pos::default(),
+                None,
+                format!(
+                    "file is {:.1} MiB; manifest files are limited to {} MiB",
+                    *n as f64 / 1048576.0,
+                    MAX_FILE_BYTES / 1048576
+                ),
+            ));
+            return;
+        }
+    };
+    let text = match yaml::decode(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            report.diagnostics.push(Diagnostic::error(path, e.pos, None, e.message));
+            return;
+        }
+    };
+    report.sources.insert(path.to_owned(), text.to_owned());
+    let docs = match yaml::parse(text, Limits::default()) {
+        Ok(d) => d,
+        Err(e) => {
+            report.diagnostics.push(Diagnostic::error(path, e.pos, None, e.message));
+            return;
+        }
+    };
+    if docs.is_empty() {
+        report.diagnostics.push(Diagnostic::warning(path, Pos::default(), None, "file holds no manifests"));
+    }
+    for doc in docs {
+        if let Some(obj) = check_document(path, doc.root, &mut report.diagnostics) {
+            report.objects.push(obj);
+        }
+    }
+}
+
+fn check_document(file: &str, root: Node, out: &mut Vec<Diagnostic>) -> Option<LoadedObject> {
+    let err = |pos: Pos, field: Option<&str>, msg: String| Diagnostic::error(file, pos, field.map(str::to_owned), msg);
+    if !matches!(root.value, yaml::Value::Map(_)) {
+        out.push(err(root.pos, None, "a manifest must be a mapping with apiVersion, kind, metadata and spec".into()));
+        return None;
+    }
+    let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+    let api_version = root.get("apiVersion");
+    let kind_entry = root.get("kind");
+    let mut header_ok = true;
+    match api_version.map(|e| (e, e.value.as_str())) {
+        None => {
+            out.push(err(root.pos, Some("apiVersion"), format!("required field is missing; expected `{API_VERSION}`")));
+            header_ok = false;
+        }
+        Some((_, Some(API_VERSION))) => {}
+        Some((e, v)) => {
+            let shown = v.map_or_else(|| e.value.to_json().to_string(), str::to_owned);
+            let hint = if v.is_some_and(|v| v.starts_with("paddock.dev/")) {
+                format!("; this Paddock serves only `{API_VERSION}`")
+            } else {
+                format!("; Paddock objects use `{API_VERSION}`")
+            };
+            out.push(err(e.value.pos, Some("apiVersion"), format!("`{shown}` is not a Paddock API version{hint}")));
+            header_ok = false;
+        }
+    }
+    let kind = match kind_entry.map(|e| (e, e.value.as_str())) {
+        None => {
+            out.push(err(
+                root.pos,
+                Some("kind"),
+                format!("required field is missing; expected one of {}", kinds.join(", ")),
+            ));
+            None
+        }
+        Some((e, v)) => match v.and_then(Kind::parse) {
+            Some(k) => Some(k),
+            None => {
+                let v = v.unwrap_or("");
+                out.push(err(
+                    e.value.pos,
+                    Some("kind"),
+                    format!(
+                        "`{v}` is not a Paddock kind; expected one of {}{}",
+                        kinds.join(", "),
+                        suggestion(v, kinds.iter().copied())
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    let kind = kind.filter(|_| header_ok)?;
+    let json = root.to_json();
+    let before = out.len();
+    for e in validator(kind).iter_errors(&json) {
+        out.push(schema_diagnostic(file, &root, kind, &e));
+    }
+    if out.len() > before {
+        return None;
+    }
+    let object = match decode(kind, json) {
+        Ok(o) => o,
+        Err(e) => {
+            out.push(err(root.pos, None, format!("does not decode as a {}: {e}", kind.as_str())));
+            return None;
+        }
+    };
+    let meta = root.get("metadata").expect("schema requires metadata");
+    let name = meta.value.get("name").and_then(|e| e.value.as_str()).unwrap_or_default().to_owned();
+    let namespace = meta.value.get("namespace").and_then(|e| e.value.as_str()).map(str::to_owned);
+    Some(LoadedObject { file: file.to_owned(), kind, name, namespace, root, object })
+}
+
+fn decode(kind: Kind, json: Json) -> Result<Object, serde_json::Error> {
+    Ok(match kind {
+        Kind::Agent => Object::Agent(serde_json::from_value(json)?),
+        Kind::Policy => Object::Policy(serde_json::from_value(json)?),
+        Kind::Session => Object::Session(serde_json::from_value(json)?),
+        Kind::Approval => Object::Approval(serde_json::from_value(json)?),
+        Kind::GitSource => Object::GitSource(serde_json::from_value(json)?),
+    })
+}
+
+fn validator(kind: Kind) -> &'static jsonschema::Validator {
+    static VALIDATORS: OnceLock<Vec<(Kind, jsonschema::Validator, Json)>> = OnceLock::new();
+    let all = VALIDATORS.get_or_init(|| {
+        Kind::ALL
+            .iter()
+            .map(|k| {
+                let schema = manifest_schema(*k);
+                let v = jsonschema::validator_for(&schema).expect("generated schemas compile");
+                (*k, v, schema)
+            })
+            .collect()
+    });
+    &all.iter().find(|(k, _, _)| *k == kind).expect("every kind has a validator").1
+}
+
+fn schema_for(kind: Kind) -> &'static Json {
+    static SCHEMAS: OnceLock<Vec<(Kind, Json)>> = OnceLock::new();
+    let all = SCHEMAS.get_or_init(|| Kind::ALL.iter().map(|k| (*k, manifest_schema(*k))).collect());
+    &all.iter().find(|(k, _)| *k == kind).expect("every kind has a schema").1
+}
+
+/// The sub-schema that governs the instance at `path`.
+fn schema_at<'a>(mut schema: &'a Json, path: &[PathSeg]) -> Option<&'a Json> {
+    for seg in path {
+        schema = match seg {
+            PathSeg::Key(k) => schema
+                .get("properties")
+                .and_then(|p| p.get(k))
+                .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))?,
+            PathSeg::Index(_) => schema.get("items")?,
+        };
+    }
+    Some(schema)
+}
+
+fn schema_diagnostic(file: &str, root: &Node, kind: Kind, e: &jsonschema::ValidationError<'_>) -> Diagnostic {
+    let path: Vec<PathSeg> = e
+        .instance_path()
+        .iter()
+        .map(|s| match s {
+            jsonschema::paths::LocationSegment::Property(p) => PathSeg::Key(p.into_owned()),
+            jsonschema::paths::LocationSegment::Index(i) => PathSeg::Index(i),
+        })
+        .collect();
+    let at = |p: &[PathSeg], at_key: bool| root.locate(p, at_key);
+    let instance = e.instance();
+    let here = at(&path, false);
+    let diag = |pos: Pos, p: &[PathSeg], msg: String| {
+        let field = if p.is_empty() { None } else { Some(display_path(p)) };
+        Diagnostic::error(file, pos, field, msg)
+    };
+    match e.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let key = unexpected.first().cloned().unwrap_or_default();
+            let mut full = path.clone();
+            full.push(PathSeg::Key(key.clone()));
+            if path.is_empty() && key == "status" {
+                return diag(
+                    at(&full, true),
+                    &full,
+                    "status is written by Paddock's controllers; remove it from the manifest".into(),
+                );
+            }
+            let known: Vec<&str> = schema_at(schema_for(kind), &path)
+                .and_then(|s| s.get("properties"))
+                .and_then(Json::as_object)
+                .map(|p| p.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            let hint = suggestion(&key, known.iter().copied());
+            let list = if hint.is_empty() && !known.is_empty() {
+                format!("; known fields: {}", known.join(", "))
+            } else {
+                hint
+            };
+            diag(at(&full, true), &full, format!("unknown field `{key}`{list}"))
+        }
+        ValidationErrorKind::Required { property } => {
+            let name = property.as_str().unwrap_or_default().to_owned();
+            let mut full = path.clone();
+            full.push(PathSeg::Key(name.clone()));
+            diag(at(&path, true), &full, format!("required field `{name}` is missing"))
+        }
+        ValidationErrorKind::Enum { options } => {
+            let opts: Vec<&str> = options.as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+            let got = instance.as_str().map_or_else(|| instance.to_string(), str::to_owned);
+            diag(
+                here,
+                &path,
+                format!("`{got}` is not one of {}{}", opts.join(", "), suggestion(&got, opts.iter().copied())),
+            )
+        }
+        ValidationErrorKind::Type { kind: expected } => {
+            let want = match expected {
+                TypeKind::Single(t) => t.to_string(),
+                TypeKind::Multiple(ts) => {
+                    ts.iter().map(|t| t.to_string()).filter(|t| t != "null").collect::<Vec<_>>().join(" or ")
+                }
+            };
+            diag(here, &path, format!("expected {want}, found {} `{}`", json_type(instance), short(instance)))
+        }
+        ValidationErrorKind::Pattern { .. }
+            if path.last() == Some(&PathSeg::Key("name".into()))
+                || path.last() == Some(&PathSeg::Key("namespace".into())) =>
+        {
+            diag(
+                here,
+                &path,
+                format!(
+                    "`{}` is not a valid Kubernetes name: use lower-case letters, digits and '-', starting and ending with a letter or digit",
+                    short(instance)
+                ),
+            )
+        }
+        _ => diag(here, &path, e.to_string()),
+    }
+}
+
+fn json_type(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "boolean",
+        Json::Number(n) if n.is_f64() => "number",
+        Json::Number(_) => "integer",
+        Json::String(_) => "string",
+        Json::Array(_) => "array",
+        Json::Object(_) => "object",
+    }
+}
+
+fn short(v: &Json) -> String {
+    let s = match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 60 { format!("{}…", s.chars().take(60).collect::<String>()) } else { s }
+}
