@@ -87,9 +87,10 @@ pub struct PolicyRule {
 /// An enforcement point: `request` (the user's prompt), `llm_request` (before each model call),
 /// `llm_response` (the model's answer and the tool calls it asks for), `tool_call` (before a tool runs),
 /// `tool_result` (after) and `response` (the final answer).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    #[default]
     Request,
     LlmRequest,
     LlmResponse,

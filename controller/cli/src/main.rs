@@ -1,6 +1,7 @@
 //! `paddock`: GitOps for AI agents. This binary is the CLI and, in later releases, every server part.
 
 mod generate;
+mod test;
 mod validate;
 
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "paddock", version, about, long_about, propagate_version = true)]
 #[command(
-    after_help = "Start here:\n  paddock validate agents-repo-template   check an agents repository\n  paddock schema --out schemas            JSON Schemas for editor completion\n  paddock crdgen                          regenerate crds/ from the API types\n\nDocs: docs/agents-repo.md, docs/api.md"
+    after_help = "Start here:\n  paddock validate agents-repo-template   check an agents repository\n  paddock test agents-repo-template       run its policy tests\n  paddock schema --out schemas            JSON Schemas for editor completion\n  paddock crdgen                          regenerate crds/ from the API types\n\nDocs: docs/agents-repo.md, docs/api.md"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,6 +34,11 @@ enum Command {
     /// Errors are printed as `file:line:column: error: field.path: message`. The exit status is 1 when
     /// any error is found, 0 otherwise (warnings do not fail).
     Validate(validate::Args),
+    /// Run policy tests (`*.test.yaml`): events in, expected verdicts out, like `kyverno test`.
+    ///
+    /// Each case is a fresh session whose steps share state; a failing step prints the expected and
+    /// actual verdict, policy and reason. Ends with `N passed, N failed`; exits 1 on any failure.
+    Test(test::Args),
     /// Write the CustomResourceDefinitions generated from the API types (one file per kind).
     Crdgen(generate::CrdgenArgs),
     /// Write JSON Schemas for manifest files, for editors (yaml-language-server modeline).
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Test(args) => test::run(args),
         Command::Crdgen(args) => generate::crdgen(args),
         Command::Schema(args) => generate::schema(args),
     };

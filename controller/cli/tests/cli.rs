@@ -132,6 +132,9 @@ fn template_files_carry_the_schema_modeline() {
     for sub in ["agents", "policies"] {
         for entry in std::fs::read_dir(repo().join("agents-repo-template").join(sub)).unwrap() {
             let path = entry.unwrap().path();
+            if path.is_dir() {
+                continue;
+            }
             let first = std::fs::read_to_string(&path).unwrap().lines().next().unwrap_or_default().to_owned();
             assert!(first.starts_with("# yaml-language-server: $schema=../schemas/"), "{}: {first}", path.display());
             let target = first.split('=').nth(1).unwrap();
@@ -148,4 +151,48 @@ fn help_teaches_the_commands() {
         assert!(out.contains(word), "{out}");
     }
     assert!(text(&paddock(&["validate", "--help"])).contains("file:line:column"));
+}
+
+#[test]
+fn policy_tests_of_the_template_pass() {
+    let o = paddock(&["test", "agents-repo-template/policies/tests"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("policies: baseline, github-rules"), "{out}");
+    assert!(out.trim_end().ends_with("8 passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn a_wrong_expectation_fails_with_a_diff() {
+    let template = repo().join("agents-repo-template/policies");
+    let suite = format!(
+        "policies: [{p}/baseline.yaml, {p}/github.yaml]\nagent: {{name: coder, labels: {{team: platform}}}}\nstate: {{workspace_repo: your-org/your-repo}}\ncases:\n  - name: wrong on purpose\n    steps:\n      - event: {{phase: tool_call, tool: Bash, args: {{command: git push --force}}}}\n        expect: allow\n  - name: right\n    steps:\n      - event: {{phase: tool_call, tool: Bash, args: {{command: ls}}}}\n        expect: allow\n",
+        p = template.display()
+    );
+    let dir = temp_repo("ptest", &[("wrong.test.yaml", &suite)]);
+    let o = paddock(&["test", dir.to_str().unwrap()]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("✗ wrong on purpose") && out.contains("✓ right"), "{out}");
+    assert!(out.contains("- expected verdict: allow") && out.contains("+ actual   verdict: deny"), "{out}");
+    assert!(out.contains("force pushes are not allowed"), "the actual reason is shown: {out}");
+    assert!(out.trim_end().ends_with("1 passed, 1 failed"), "{out}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_broken_test_file_names_the_place() {
+    let dir = temp_repo(
+        "pbroken",
+        &[(
+            "t.test.yaml",
+            "policies: [missing.yaml]\ncases:\n  - name: x\n    steps:\n      - event: {phase: tool_call, tool: Bash}\n        expct: deny\n",
+        )],
+    );
+    let o = paddock(&["test", dir.to_str().unwrap()]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("t.test.yaml:6:9: error: cases[0].steps[0].expct: unknown field `expct`"), "{out}");
+    assert!(out.contains("1 test file could not run") && out.trim_end().ends_with("0 passed, 0 failed"), "{out}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

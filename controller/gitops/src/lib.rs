@@ -5,6 +5,7 @@
 //! on a git tree; `load_dir` is the one place that reads a directory.
 
 pub mod diagnostics;
+pub mod policy_tests;
 pub mod semantics;
 pub mod source;
 pub mod validate;

@@ -303,7 +303,33 @@ fn check_rules(ctx: &mut Ctx, obj: &LoadedObject, at: &Path, rules: &[PolicyRule
                 format!("rule name `{}` is already used by rule {first}", rule.name),
             );
         }
-        if !paddock_policy::is_builtin(&rule.uses) {
+        if paddock_policy::is_builtin(&rule.uses) {
+            if let Err(errors) = paddock_policy::engine::compile_rule(i, rule) {
+                for e in errors {
+                    let mut path = here.clone();
+                    for seg in &e.path {
+                        path = match seg.parse::<usize>() {
+                            Ok(n)
+                                if !path.0.is_empty()
+                                    && e.path.first().map(String::as_str) == Some("with")
+                                    && seg != "with"
+                                    && is_index(&path, obj) =>
+                            {
+                                path.idx(n)
+                            }
+                            _ => path.key(seg),
+                        };
+                    }
+                    let pos = obj.root.locate(&path.0, true);
+                    ctx.out.push(Diagnostic::error(
+                        &obj.file,
+                        pos,
+                        Some(display_path(&path.0)),
+                        format!("invalid parameters for `{}`: {}", rule.uses, e.message),
+                    ));
+                }
+            }
+        } else {
             let hint = suggestion(&rule.uses, paddock_policy::builtin_names());
             let msg = if hint.is_empty() {
                 format!("`{}` is not a builtin policy; see docs/policies.md for the list", rule.uses)
@@ -313,6 +339,25 @@ fn check_rules(ctx: &mut Ctx, obj: &LoadedObject, at: &Path, rules: &[PolicyRule
             ctx.error(obj, &here.key("use"), msg);
         }
     }
+}
+
+/// Whether the value at `path` is a sequence, so that a numeric step indexes it rather than naming a key.
+fn is_index(path: &Path, obj: &LoadedObject) -> bool {
+    let mut node = &obj.root;
+    for seg in &path.0 {
+        let next = match (seg, &node.value) {
+            (PathSeg::Key(k), crate::yaml::Value::Map(entries)) => {
+                entries.iter().find(|e| &e.key == k).map(|e| &e.value)
+            }
+            (PathSeg::Index(i), crate::yaml::Value::Seq(items)) => items.get(*i),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    matches!(node.value, crate::yaml::Value::Seq(_))
 }
 
 fn check_model(ctx: &mut Ctx, obj: &LoadedObject, at: &Path, model: &str, allow_unlisted: bool) {

@@ -1,0 +1,116 @@
+//! `deny_pii_in_llm_request`: scans the **whole** outgoing request — system prompt, every message, tool
+//! results, the raw body — not a preview. Detectors validate checksums (Luhn, IBAN mod-97) before firing.
+
+use std::collections::BTreeSet;
+
+use paddock_api::Phase;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{Builtin, BuiltinDef, Mutation, Outcome, RuleCtx, build_with, schema_of};
+use crate::event::{Event, map_strings};
+use crate::pii::{PiiType, contains_any, redact, scan};
+use crate::state::SessionState;
+use crate::tools::ToolUse;
+
+fn all_types() -> Vec<PiiType> {
+    PiiType::ALL.to_vec()
+}
+
+fn pii_types_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = PiiType::ALL.iter().map(|t| t.as_str()).collect();
+    schemars::json_schema!({
+        "type": "array",
+        "description": "What to look for: email, phone, ssn, credit_card, iban, ip_address, secret. Default: all.",
+        "items": {"type": "string", "enum": names}
+    })
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PiiParams {
+    #[serde(default = "all_types")]
+    #[schemars(schema_with = "pii_types_schema")]
+    pub pii_types: Vec<PiiType>,
+    /// `deny` the request, `ask` a human, or `redact` the findings and let it go.
+    #[serde(default)]
+    pub action: PiiAction,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiAction {
+    #[default]
+    Deny,
+    Ask,
+    Redact,
+}
+
+pub const DENY_PII_IN_LLM_REQUEST: BuiltinDef = BuiltinDef {
+    name: "deny_pii_in_llm_request",
+    summary: "scan the whole outgoing request for PII and secrets; deny, ask or redact",
+    phases: &[Phase::Request, Phase::LlmRequest],
+    schema: schema_of::<PiiParams>,
+    build: |v| {
+        build_with(v, |p: PiiParams| {
+            if p.pii_types.is_empty() {
+                return Err("`pii_types` is empty, so the rule would check nothing".into());
+            }
+            Ok(Pii { p })
+        })
+    },
+};
+
+struct Pii {
+    p: PiiParams,
+}
+
+impl Builtin for Pii {
+    fn evaluate(&self, _: &RuleCtx, event: &Event, _: &[ToolUse], _: &SessionState) -> Result<Outcome, String> {
+        let types = &self.p.pii_types;
+        let mut hit = false;
+        event.for_each_text(&mut |s| hit = hit || contains_any(s, types));
+        if !hit {
+            return Ok(Outcome::allow());
+        }
+        let mut found = BTreeSet::new();
+        let mut count = 0;
+        event.for_each_text(&mut |s| {
+            for f in scan(s, types) {
+                found.insert(f.kind.as_str());
+                count += 1;
+            }
+        });
+        let kinds = found.into_iter().collect::<Vec<_>>().join(", ");
+        let reason = format!("the request contains {kinds} ({count} finding{})", if count == 1 { "" } else { "s" });
+        match self.p.action {
+            PiiAction::Deny => Ok(Outcome::deny(reason)),
+            PiiAction::Ask => Ok(Outcome::ask(reason)),
+            PiiAction::Redact => {
+                let mut redacted = event.clone();
+                let mut rewrite = |s: &str| {
+                    let f = scan(s, types);
+                    (!f.is_empty()).then(|| redact(s, &f))
+                };
+                if let Some(t) = redacted.text.as_mut()
+                    && let Some(new) = rewrite(t)
+                {
+                    *t = new;
+                }
+                for v in redacted
+                    .system
+                    .iter_mut()
+                    .chain(redacted.messages.iter_mut())
+                    .chain(redacted.body.iter_mut())
+                    .chain(redacted.output.iter_mut())
+                {
+                    map_strings(v, &mut rewrite);
+                }
+                let mut o = Outcome::allow();
+                o.reason = format!("{reason}; redacted");
+                o.rewrite = Some((redacted, Mutation::Redact { findings: count }));
+                Ok(o)
+            }
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! Compiling Policies into rules and evaluating an event against them.
+//!
+//! Order: the caller passes policies in evaluation order — session level, then agent level (the Agent's
+//! inline rules and the Policies it names), then namespace Policies that select it. The first enforced
+//! deny ends evaluation; asks merge into one approval; `Audit` policies record what they would have done
+//! and allow. State updates come back with the decision and apply only if the event goes ahead.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use paddock_api::catalog::ModelCatalog;
+use paddock_api::policy::{FailurePolicy, LabelSelector, PolicyMode, SelectorOperator};
+use paddock_api::{Phase, PolicyRule, PolicySpec, Verdict};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::builtins::{self, Builtin, Mutation, RuleCtx};
+use crate::cost::{Metering, meter};
+use crate::event::Event;
+use crate::state::{SessionState, StateUpdate};
+
+/// Where a policy comes from; reported with each decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Session,
+    Agent,
+    Namespace,
+}
+
+/// A rule ready to evaluate.
+pub struct CompiledRule {
+    pub name: String,
+    pub uses: String,
+    pub phases: Vec<Phase>,
+    pub action: Option<Verdict>,
+    builtin: Box<dyn Builtin>,
+}
+
+/// A Policy ready to evaluate.
+pub struct CompiledPolicy {
+    pub name: String,
+    pub level: Level,
+    pub mode: PolicyMode,
+    pub failure_policy: FailurePolicy,
+    pub rules: Vec<CompiledRule>,
+}
+
+/// A rule whose parameters are invalid. `path` is inside the rule (`["with", "max_cost_usd"]`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("rule {rule_index} ({rule}): {}{message}", if path.is_empty() { String::new() } else { format!("{}: ", path.join(".")) })]
+pub struct RuleError {
+    pub rule_index: usize,
+    pub rule: String,
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+/// Checks a rule's builtin name and parameters, then builds it.
+pub fn compile_rule(index: usize, rule: &PolicyRule) -> Result<CompiledRule, Vec<RuleError>> {
+    let err =
+        |path: Vec<String>, message: String| RuleError { rule_index: index, rule: rule.name.clone(), path, message };
+    let Some(def) = builtins::find(&rule.uses) else {
+        return Err(vec![err(vec!["use".into()], format!("`{}` is not a builtin policy", rule.uses))]);
+    };
+    let params = rule.params.clone().unwrap_or_else(|| Value::Object(Default::default()));
+    let validator = param_validator(def.name);
+    let errors: Vec<RuleError> = validator
+        .iter_errors(&params)
+        .map(|e| {
+            let mut path = vec!["with".to_owned()];
+            path.extend(e.instance_path().iter().map(|s| s.to_string()));
+            if let jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } = e.kind() {
+                path.extend(unexpected.first().cloned());
+            }
+            err(path, param_message(def, &e))
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let builtin = (def.build)(params).map_err(|m| vec![err(vec!["with".into()], m)])?;
+    let phases = if rule.on.is_empty() { def.phases.to_vec() } else { rule.on.clone() };
+    Ok(CompiledRule { name: rule.name.clone(), uses: rule.uses.clone(), phases, action: rule.action, builtin })
+}
+
+fn param_message(def: &builtins::BuiltinDef, e: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind as K;
+    match e.kind() {
+        K::AdditionalProperties { unexpected } => {
+            let schema = (def.schema)();
+            let known: Vec<&str> = schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|p| p.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            format!("unknown parameter `{}`; `{}` takes: {}", unexpected.join("`, `"), def.name, known.join(", "))
+        }
+        K::Required { property } => format!("required parameter {property} is missing"),
+        _ => e.to_string(),
+    }
+}
+
+fn param_validator(name: &str) -> &'static jsonschema::Validator {
+    static VALIDATORS: OnceLock<BTreeMap<&'static str, jsonschema::Validator>> = OnceLock::new();
+    VALIDATORS
+        .get_or_init(|| {
+            builtins::REGISTRY
+                .iter()
+                .map(|d| (d.name, jsonschema::validator_for(&(d.schema)()).expect("builtin schemas compile")))
+                .collect()
+        })
+        .get(name)
+        .expect("every builtin has a validator")
+}
+
+/// Compiles a Policy; all rule errors are reported together.
+pub fn compile_policy(name: &str, level: Level, spec: &PolicySpec) -> Result<CompiledPolicy, Vec<RuleError>> {
+    let rules = compile_rules(&spec.rules)?;
+    Ok(CompiledPolicy { name: name.to_owned(), level, mode: spec.mode, failure_policy: spec.failure_policy, rules })
+}
+
+/// Compiles an Agent's inline rules into an agent-level policy named `agent/<name>`.
+pub fn compile_agent_rules(agent: &str, rules: &[PolicyRule]) -> Result<CompiledPolicy, Vec<RuleError>> {
+    Ok(CompiledPolicy {
+        name: format!("agent/{agent}"),
+        level: Level::Agent,
+        mode: PolicyMode::Enforce,
+        failure_policy: FailurePolicy::Fail,
+        rules: compile_rules(rules)?,
+    })
+}
+
+fn compile_rules(rules: &[PolicyRule]) -> Result<Vec<CompiledRule>, Vec<RuleError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        match compile_rule(i, r) {
+            Ok(c) => out.push(c),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// Whether a Policy governs an Agent: by name in `agents`, by `selector`, or (with neither) always.
+pub fn selects(spec: &PolicySpec, agent: &str, labels: &BTreeMap<String, String>) -> bool {
+    match &spec.selector {
+        None => spec.agents.is_empty() || spec.agents.iter().any(|a| a == agent),
+        Some(sel) => spec.agents.iter().any(|a| a == agent) || selector_matches(sel, labels),
+    }
+}
+
+fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    sel.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        && sel.match_expressions.iter().all(|r| {
+            let v = labels.get(&r.key);
+            match r.operator {
+                SelectorOperator::In => v.is_some_and(|v| r.values.contains(v)),
+                SelectorOperator::NotIn => v.is_none_or(|v| !r.values.contains(v)),
+                SelectorOperator::Exists => v.is_some(),
+                SelectorOperator::DoesNotExist => v.is_none(),
+            }
+        })
+}
+
+/// One rule's say in a decision.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hit {
+    pub policy: String,
+    pub rule: String,
+    pub level: Level,
+    pub verdict: Verdict,
+    pub reason: String,
+}
+
+/// The engine's answer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// The policy and rule that decided (the denying one, or the first that asked).
+    pub policy: Option<String>,
+    pub rule: Option<String>,
+    pub reason: String,
+    /// Every rule that asked; one approval covers them all.
+    pub asks: Vec<Hit>,
+    /// What `Audit` policies would have done, and rule errors that were ignored.
+    pub audit: Vec<Hit>,
+    /// Apply with [`SessionState::apply`] if the event goes ahead (allowed, or asked and approved).
+    pub state_updates: Vec<StateUpdate>,
+    /// Changes made to the event, in order.
+    pub mutations: Vec<Mutation>,
+    /// The rewritten event, when a rule changed it; the gateway forwards this instead.
+    #[serde(skip)]
+    pub event: Option<Event>,
+    /// The usage of an `llm_response`, priced. Apply with [`SessionState::meter`] whatever the verdict.
+    pub metering: Option<Metering>,
+}
+
+impl Decision {
+    fn allow() -> Decision {
+        Decision {
+            verdict: Verdict::Allow,
+            policy: None,
+            rule: None,
+            reason: String::new(),
+            asks: Vec::new(),
+            audit: Vec::new(),
+            state_updates: Vec::new(),
+            mutations: Vec::new(),
+            event: None,
+            metering: None,
+        }
+    }
+}
+
+/// Phases that fail closed when a rule cannot be evaluated (unless its Policy says `failurePolicy: Ignore`).
+pub fn fails_closed(phase: Phase) -> bool {
+    matches!(phase, Phase::Request | Phase::LlmRequest | Phase::ToolCall)
+}
+
+/// Evaluates one event against policies given in evaluation order.
+pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]) -> Decision {
+    let catalog = ModelCatalog::builtin();
+    let mut d = Decision::allow();
+    // Metering comes first so that budget rules on this very response see the new spend.
+    d.metering = match (event.phase, &event.usage) {
+        (Phase::LlmResponse, Some(u)) => {
+            Some(meter(catalog, event.model.as_deref().or(state.model.as_deref()).unwrap_or("unknown"), *u))
+        }
+        _ => None,
+    };
+    let metered;
+    let state = match &d.metering {
+        Some(m) => {
+            let mut s = state.clone();
+            s.meter(m);
+            metered = s;
+            &metered
+        }
+        None => state,
+    };
+    let mut current = Cow::Borrowed(event);
+    let mut tools = current.tool_uses();
+    let mut updates = Vec::new();
+    for policy in policies {
+        for rule in &policy.rules {
+            if !rule.phases.contains(&event.phase) {
+                continue;
+            }
+            let ctx = RuleCtx { policy: &policy.name, rule: &rule.name, catalog };
+            let hit = |verdict, reason: String| Hit {
+                policy: policy.name.clone(),
+                rule: rule.name.clone(),
+                level: policy.level,
+                verdict,
+                reason,
+            };
+            let outcome = match rule.builtin.evaluate(&ctx, &current, &tools, state) {
+                Ok(o) => o,
+                Err(e) => {
+                    let closed = policy.failure_policy == FailurePolicy::Fail && fails_closed(event.phase);
+                    let reason = format!("rule `{}` could not be evaluated: {e}", rule.name);
+                    if closed && policy.mode == PolicyMode::Enforce {
+                        return deny(d, hit(Verdict::Deny, reason));
+                    }
+                    d.audit.push(hit(if closed { Verdict::Deny } else { Verdict::Allow }, reason));
+                    continue;
+                }
+            };
+            let verdict = match (outcome.verdict, rule.action) {
+                (Verdict::Allow, _) => Verdict::Allow,
+                (v, None) => v,
+                (_, Some(a)) => a,
+            };
+            if policy.mode == PolicyMode::Audit {
+                if verdict != Verdict::Allow {
+                    d.audit.push(hit(verdict, outcome.reason));
+                }
+                // Audit rules keep their own bookkeeping so that what they would do stays accurate.
+                updates.extend(outcome.updates);
+                continue;
+            }
+            match verdict {
+                Verdict::Deny => return deny(d, hit(Verdict::Deny, outcome.reason)),
+                Verdict::Ask => d.asks.push(hit(Verdict::Ask, outcome.reason)),
+                Verdict::Allow => {}
+            }
+            updates.extend(outcome.updates);
+            if let Some((rewritten, mutation)) = outcome.rewrite {
+                d.mutations.push(mutation);
+                current = Cow::Owned(rewritten);
+                tools = current.tool_uses();
+            }
+        }
+    }
+    if event.phase == Phase::ToolCall {
+        updates.push(StateUpdate::CountToolCall);
+    }
+    d.state_updates = updates;
+    if let Some(first) = d.asks.first() {
+        d.verdict = Verdict::Ask;
+        d.policy = Some(first.policy.clone());
+        d.rule = Some(first.rule.clone());
+        d.reason = d.asks.iter().map(|a| a.reason.as_str()).collect::<Vec<_>>().join("; ");
+    }
+    if let Cow::Owned(e) = current {
+        d.event = Some(e);
+    }
+    d
+}
+
+fn deny(mut d: Decision, hit: Hit) -> Decision {
+    d.verdict = Verdict::Deny;
+    d.policy = Some(hit.policy.clone());
+    d.rule = Some(hit.rule.clone());
+    d.reason = hit.reason.clone();
+    d.asks.clear();
+    d.state_updates.clear();
+    d.mutations.clear();
+    d.event = None;
+    d
+}

@@ -1,0 +1,211 @@
+//! What the engine decides on: one event at one phase. The same JSON shape is used by the gateway's
+//! admission API, the harness hooks and `paddock test` files.
+
+use paddock_api::Phase;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::tools::ToolUse;
+
+/// One event. Only the fields of its phase are meaningful:
+/// - `request`: `text` (the user's prompt)
+/// - `llm_request`: `model`, and the outgoing request as `body` (any wire format) and/or `system` +
+///   `messages`; `max_tokens`
+/// - `llm_response`: `model`, `usage`, `tool_calls` the model asks for, `text`
+/// - `tool_call`: `tool`, `args`, `tool_id`
+/// - `tool_result`: `tool`, `args`, `output`, `is_error`
+/// - `response`: `text` (the final answer)
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub args: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_error: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// A tool call the model asks for (`llm_response`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCall {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub args: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// Tokens of one model call. `input_tokens` excludes cache reads and writes (Anthropic's convention; the
+/// gateway converts OpenAI's `prompt_tokens`, which include cached tokens).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    #[serde(default, alias = "prompt_tokens")]
+    pub input_tokens: u64,
+    #[serde(default, alias = "completion_tokens")]
+    pub output_tokens: u64,
+    #[serde(default, alias = "cache_read_tokens")]
+    pub cache_read_input_tokens: u64,
+    #[serde(default, alias = "cache_write_tokens")]
+    pub cache_creation_input_tokens: u64,
+}
+
+impl Event {
+    /// A copy without the request and result content (body, messages, system, output, text), which can be
+    /// large; for consumers that look only at the event's shape.
+    pub fn clone_without_content(&self) -> Event {
+        Event {
+            phase: self.phase,
+            tool: self.tool.clone(),
+            args: self.args.clone(),
+            tool_id: self.tool_id.clone(),
+            output: None,
+            is_error: self.is_error,
+            tool_calls: self.tool_calls.clone(),
+            model: self.model.clone(),
+            body: None,
+            system: None,
+            messages: Vec::new(),
+            max_tokens: self.max_tokens,
+            text: None,
+            usage: self.usage,
+        }
+    }
+
+    /// The tools this event is about: the one tool of `tool_call`/`tool_result`, or every tool call of an
+    /// `llm_response`, normalised across harnesses.
+    pub fn tool_uses(&self) -> Vec<ToolUse> {
+        match self.phase {
+            Phase::ToolCall | Phase::ToolResult => {
+                self.tool.iter().map(|t| ToolUse::new(t, self.args.clone(), self.tool_id.clone())).collect()
+            }
+            Phase::LlmResponse => {
+                self.tool_calls.iter().map(|c| ToolUse::new(&c.name, c.args.clone(), c.id.clone())).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Visits every string of the outgoing content: prompt text, system prompt, every message, the raw
+    /// body, and tool output. PII scanning uses this so that nothing escapes it.
+    pub fn for_each_text(&self, f: &mut dyn FnMut(&str)) {
+        if let Some(t) = &self.text {
+            f(t);
+        }
+        for v in self.system.iter().chain(&self.messages).chain(&self.body).chain(&self.output) {
+            walk_strings(v, f);
+        }
+    }
+
+    /// The text of the last user message of an `llm_request`, or the prompt of a `request`.
+    pub fn last_user_text(&self) -> Option<String> {
+        if self.phase == Phase::Request {
+            return self.text.clone();
+        }
+        let from_messages = |msgs: &[Value]| {
+            msgs.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user")).map(message_text)
+        };
+        if !self.messages.is_empty() {
+            return from_messages(&self.messages);
+        }
+        let body = self.body.as_ref()?;
+        if let Some(msgs) = body.get("messages").and_then(Value::as_array) {
+            return from_messages(msgs);
+        }
+        // OpenAI Responses API: `input` is a string or a list of items.
+        match body.get("input")? {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(items) => from_messages(items),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the last user turn of a request carries tool results (an agent loop mid-task).
+pub fn last_turn_is_tool_result(event: &Event) -> bool {
+    let msgs: &[Value] = if !event.messages.is_empty() {
+        &event.messages
+    } else {
+        match event.body.as_ref().and_then(|b| b.get("messages").or_else(|| b.get("input"))).and_then(Value::as_array) {
+            Some(m) => m,
+            None => return false,
+        }
+    };
+    let Some(last) = msgs.last() else { return false };
+    let ty = |v: &Value| v.get("type").and_then(Value::as_str).map(str::to_owned);
+    last.get("role").and_then(Value::as_str) == Some("tool")
+        || ty(last).is_some_and(|t| t == "function_call_output")
+        || last
+            .get("content")
+            .and_then(Value::as_array)
+            .is_some_and(|parts| parts.iter().any(|p| ty(p).is_some_and(|t| t == "tool_result")))
+}
+
+/// All text of a message: a string `content`, or the `text` of its parts.
+pub fn message_text(m: &Value) -> String {
+    let mut out = String::new();
+    match m.get("content") {
+        Some(Value::String(s)) => out.push_str(s),
+        Some(Value::Array(parts)) => {
+            for p in parts {
+                if let Some(t) = p.get("text").and_then(Value::as_str) {
+                    if !out.is_empty() {
+                        out.push('\n');
+                    }
+                    out.push_str(t);
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// Calls `f` on every string in a JSON value (keys excluded), depth-first, without recursion limits
+/// problems: the depth of request bodies is bounded by the gateway's body size limit and serde_json's
+/// own recursion limit (128).
+pub fn walk_strings(v: &Value, f: &mut dyn FnMut(&str)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter().for_each(|x| walk_strings(x, f)),
+        Value::Object(o) => o.values().for_each(|x| walk_strings(x, f)),
+        _ => {}
+    }
+}
+
+/// Rewrites every string in a JSON value in place.
+pub fn map_strings(v: &mut Value, f: &mut dyn FnMut(&str) -> Option<String>) {
+    match v {
+        Value::String(s) => {
+            if let Some(new) = f(s) {
+                *s = new;
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| map_strings(x, f)),
+        Value::Object(o) => o.values_mut().for_each(|x| map_strings(x, f)),
+        _ => {}
+    }
+}

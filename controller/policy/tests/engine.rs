@@ -1,0 +1,202 @@
+//! The engine's contract: order, first deny wins, asks merge, audit mode, failure policy, state updates
+//! only when the event goes ahead, metering always.
+
+mod support;
+
+use paddock_api::{Phase, Verdict};
+use paddock_policy::engine::{Level, compile_agent_rules, evaluate, selects};
+use paddock_policy::{Event, SessionState, StateUpdate, Usage};
+use support::{check, compile_errors, policies};
+
+fn tool_call(tool: &str, args: serde_json::Value) -> Event {
+    Event { phase: Phase::ToolCall, tool: Some(tool.into()), args, ..Default::default() }
+}
+
+#[test]
+fn first_deny_ends_evaluation_in_order() {
+    let ps = policies(&[
+        ("first", "rules: [{name: no-bash, use: tool_denylist, with: {tools: [Bash]}}]"),
+        ("second", "rules: [{name: no-shell, use: tool_denylist, with: {tools: [shell]}}]"),
+    ]);
+    let d = evaluate(&tool_call("Bash", serde_json::json!({"command": "ls"})), &SessionState::default(), &ps);
+    assert_eq!((d.verdict, d.policy.as_deref(), d.rule.as_deref()), (Verdict::Deny, Some("first"), Some("no-bash")));
+    let d = evaluate(&tool_call("exec_command", serde_json::json!({"cmd": "ls"})), &SessionState::default(), &ps);
+    assert_eq!(
+        (d.verdict, d.policy.as_deref()),
+        (Verdict::Deny, Some("second")),
+        "one rule covers every harness's shell"
+    );
+}
+
+#[test]
+fn session_then_agent_then_namespace() {
+    let agent = compile_agent_rules(
+        "coder",
+        &[serde_yaml_ng::from_str("{name: ask-writes, use: tool_denylist, with: {tools: [write_file]}, action: ask}")
+            .unwrap()],
+    )
+    .unwrap();
+    assert_eq!(agent.level, Level::Agent);
+    let mut all = policies(&[("ns", "rules: [{name: deny-writes, use: tool_denylist, with: {tools: [Write]}}]")]);
+    all.insert(0, agent);
+    let d = evaluate(&tool_call("Write", serde_json::json!({"file_path": "/w/a"})), &SessionState::default(), &all);
+    // The agent rule asks; the namespace rule then denies: a deny anywhere wins over asks.
+    assert_eq!((d.verdict, d.policy.as_deref()), (Verdict::Deny, Some("ns")));
+    assert!(d.asks.is_empty() && d.state_updates.is_empty(), "a deny discards asks and updates");
+}
+
+#[test]
+fn asks_merge_into_one_approval() {
+    let ps = policies(&[
+        ("a", "rules: [{name: r1, use: tool_denylist, with: {tools: [Bash]}, action: ask}]"),
+        ("b", "rules: [{name: r2, use: max_tool_calls, with: {limit: 0}, action: ask}]"),
+    ]);
+    let d = evaluate(&tool_call("Bash", serde_json::json!({"command": "ls"})), &SessionState::default(), &ps);
+    assert_eq!(d.verdict, Verdict::Ask);
+    assert_eq!(d.asks.len(), 2);
+    assert_eq!((d.policy.as_deref(), d.rule.as_deref()), (Some("a"), Some("r1")));
+    assert!(
+        d.reason.contains("denylist") && d.reason.contains("; ") && d.reason.contains("limit of 0"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn audit_mode_records_and_allows() {
+    let ps = policies(&[("watch", "mode: Audit\nrules: [{name: no-bash, use: tool_denylist, with: {tools: [Bash]}}]")]);
+    let d = evaluate(&tool_call("Bash", serde_json::json!({"command": "ls"})), &SessionState::default(), &ps);
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(d.audit.len(), 1);
+    assert_eq!((d.audit[0].verdict, d.audit[0].rule.as_str()), (Verdict::Deny, "no-bash"));
+}
+
+#[test]
+fn failure_policy_fails_closed_on_guarded_phases_and_open_when_ignored() {
+    // A CEL rule returning a string cannot be evaluated: that is a rule failure, not a verdict.
+    let broken = "rules: [{name: bad, use: cel, with: {expression: '\"nonsense\"'}}]";
+    let ev = tool_call("Bash", serde_json::json!({"command": "ls"}));
+    let d = evaluate(&ev, &SessionState::default(), &policies(&[("p", broken)]));
+    assert_eq!(d.verdict, Verdict::Deny);
+    assert!(d.reason.contains("could not be evaluated"), "{}", d.reason);
+    let ignore = format!("failurePolicy: Ignore\n{broken}");
+    let d = evaluate(&ev, &SessionState::default(), &policies(&[("p", &ignore)]));
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(d.audit.len(), 1, "the ignored failure is still recorded");
+    let result = Event { phase: Phase::ToolResult, tool: Some("Bash".into()), ..Default::default() };
+    assert_eq!(
+        evaluate(&result, &SessionState::default(), &policies(&[("p", broken)])).verdict,
+        Verdict::Allow,
+        "tool_result fails open"
+    );
+}
+
+#[test]
+fn state_updates_apply_only_when_the_event_goes_ahead() {
+    check(
+        r#"
+agent: {name: coder}
+cases:
+  - name: a declined ask re-asks, an approved one does not
+    steps:
+      - event: {phase: llm_response, model: gpt-5, usage: {input_tokens: 1000000}}
+      - event: {phase: llm_request, model: gpt-5}
+        expect: ask
+        approve: false
+      - event: {phase: llm_request, model: gpt-5}
+        expect: ask
+        approve: true
+      - event: {phase: llm_request, model: gpt-5}
+        expect: allow
+"#,
+        &policies(&[("budget", "rules: [{name: b, use: cost_budget, with: {ask_thresholds_usd: [1.0]}}]")]),
+    );
+}
+
+#[test]
+fn metering_is_priced_from_the_catalog_and_unknown_models_are_explicit() {
+    let ev = Event {
+        phase: Phase::LlmResponse,
+        model: Some("claude-opus-4-1".into()),
+        usage: Some(Usage { input_tokens: 200_000, output_tokens: 30_000, ..Default::default() }),
+        ..Default::default()
+    };
+    let d = evaluate(&ev, &SessionState::default(), &[]);
+    let m = d.metering.expect("metered without any policy");
+    assert!((m.cost_usd.unwrap() - 5.25).abs() < 1e-9);
+    let mut s = SessionState::default();
+    s.meter(&m);
+    assert!((s.usage.cost_usd - 5.25).abs() < 1e-9 && (s.user_daily.cost_usd - 5.25).abs() < 1e-9);
+    let unknown = Event { model: Some("in-house-llm".into()), ..ev };
+    let m = evaluate(&unknown, &s, &[]).metering.unwrap();
+    assert_eq!(m.cost_usd, None);
+    s.meter(&m);
+    assert_eq!(s.usage.unpriced_models, vec!["in-house-llm".to_string()]);
+    assert_eq!(s.usage.unpriced_tokens, 230_000);
+}
+
+#[test]
+fn allowed_tool_calls_are_counted() {
+    let d = evaluate(&tool_call("Read", serde_json::json!({})), &SessionState::default(), &[]);
+    assert_eq!(d.state_updates, vec![StateUpdate::CountToolCall]);
+}
+
+#[test]
+fn rule_phases_default_to_the_builtin_and_can_be_narrowed() {
+    let ps = policies(&[("p", "rules: [{name: r, use: tool_denylist, with: {tools: [Bash]}, on: [llm_response]}]")]);
+    assert_eq!(
+        evaluate(&tool_call("Bash", serde_json::json!({})), &SessionState::default(), &ps).verdict,
+        Verdict::Allow
+    );
+    let resp = Event {
+        phase: Phase::LlmResponse,
+        tool_calls: vec![paddock_policy::ToolCall { name: "Bash".into(), args: serde_json::json!({}), id: None }],
+        ..Default::default()
+    };
+    assert_eq!(evaluate(&resp, &SessionState::default(), &ps).verdict, Verdict::Deny);
+}
+
+#[test]
+fn selectors() {
+    let spec: paddock_api::PolicySpec = serde_yaml_ng::from_str("selector: {matchLabels: {team: web}, matchExpressions: [{key: tier, operator: NotIn, values: [prod]}]}\nrules: []").unwrap();
+    let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert!(selects(&spec, "a", &labels(&[("team", "web")])));
+    assert!(!selects(&spec, "a", &labels(&[("team", "web"), ("tier", "prod")])));
+    assert!(!selects(&spec, "a", &labels(&[("team", "ops")])));
+    let by_name: paddock_api::PolicySpec = serde_yaml_ng::from_str("agents: [coder]\nrules: []").unwrap();
+    assert!(selects(&by_name, "coder", &labels(&[])) && !selects(&by_name, "other", &labels(&[])));
+    let all: paddock_api::PolicySpec = serde_yaml_ng::from_str("rules: []").unwrap();
+    assert!(selects(&all, "anyone", &labels(&[])));
+}
+
+#[test]
+fn invalid_parameters_are_refused_with_their_path() {
+    let e = compile_errors("rules: [{name: b, use: cost_budget, with: {max_cost_usd: 5, colour: red}}]");
+    assert!(e.contains("with.colour") && e.contains("unknown parameter `colour`"), "{e}");
+    let e = compile_errors("rules: [{name: b, use: cost_budget, with: {max_cost_usd: 5, ask_thresholds_usd: [7]}}]");
+    assert!(e.contains("below `max_cost_usd`"), "{e}");
+    let e = compile_errors("rules: [{name: b, use: cost_budget}]");
+    assert!(e.contains("set `max_cost_usd`"), "{e}");
+    let e = compile_errors("rules: [{name: l, use: detect_loop, with: {window: 0}}]");
+    assert!(e.contains("with.window"), "{e}");
+    let e = compile_errors("rules: [{name: s, use: tool_args_schema, with: {tool: x, schema: {type: 12}}}]");
+    assert!(e.contains("not a valid JSON Schema"), "{e}");
+    let e = compile_errors(
+        "rules: [{name: r, use: deny_trivial_to_expensive_model, with: {expensive_models: [gpt-5], action: route}}]",
+    );
+    assert!(e.contains("needs `cheap_model`"), "{e}");
+}
+
+#[test]
+fn every_builtin_has_a_schema_that_compiles_and_rejects_unknown_parameters() {
+    for def in paddock_policy::REGISTRY {
+        let schema = (def.schema)();
+        let v = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{}: {e}", def.name));
+        assert!(
+            !v.is_valid(&serde_json::json!({"definitely_not_a_parameter": 1})),
+            "{} accepts unknown parameters",
+            def.name
+        );
+        assert!(!def.phases.is_empty(), "{}", def.name);
+    }
+}
