@@ -81,6 +81,13 @@ pub fn compile_rule(index: usize, rule: &PolicyRule) -> Result<CompiledRule, Vec
         return Err(errors);
     }
     let builtin = (def.build)(params).map_err(|m| vec![err(vec!["with".into()], m)])?;
+    if rule.action == Some(Verdict::Allow) {
+        return Err(vec![err(
+            vec!["action".into()],
+            "`action: allow` would switch the rule off; to watch without enforcing, use the Policy's `mode: Audit`"
+                .into(),
+        )]);
+    }
     let phases = if rule.on.is_empty() { def.phases.to_vec() } else { rule.on.clone() };
     Ok(CompiledRule { name: rule.name.clone(), uses: rule.uses.clone(), phases, action: rule.action, builtin })
 }
@@ -216,8 +223,9 @@ impl Decision {
 }
 
 /// Phases that fail closed when a rule cannot be evaluated (unless its Policy says `failurePolicy: Ignore`).
+/// `llm_response` is among them: for a harness without hooks (Codex) it is the only gate on tool calls.
 pub fn fails_closed(phase: Phase) -> bool {
-    matches!(phase, Phase::Request | Phase::LlmRequest | Phase::ToolCall)
+    matches!(phase, Phase::Request | Phase::LlmRequest | Phase::LlmResponse | Phase::ToolCall)
 }
 
 /// Evaluates one event against policies given in evaluation order.
@@ -278,8 +286,16 @@ pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]
                 if verdict != Verdict::Allow {
                     d.audit.push(hit(verdict, outcome.reason));
                 }
-                // Audit rules keep their own bookkeeping so that what they would do stays accurate.
-                updates.extend(outcome.updates);
+                // Audit rules keep their own bookkeeping so that what they would do stays accurate, but
+                // nothing shared (risk score, daily approvals) that would change what enforced rules do.
+                let own = format!("{}/", policy.name);
+                updates.extend(outcome.updates.into_iter().filter(|u| match u {
+                    StateUpdate::Set { key, .. }
+                    | StateUpdate::Increment { key, .. }
+                    | StateUpdate::Push { key, .. }
+                    | StateUpdate::Delete { key } => key.starts_with(&own),
+                    _ => false,
+                }));
                 continue;
             }
             match verdict {

@@ -109,14 +109,19 @@ impl Event {
         }
     }
 
-    /// Visits every string of the outgoing content: prompt text, system prompt, every message, the raw
-    /// body, and tool output. PII scanning uses this so that nothing escapes it.
+    /// Visits every string of the event: prompt text, system prompt, every message, the raw body, tool
+    /// output, tool arguments and requested tool calls, keys included. PII scanning uses this so that
+    /// nothing escapes it.
     pub fn for_each_text(&self, f: &mut dyn FnMut(&str)) {
         if let Some(t) = &self.text {
             f(t);
         }
-        for v in self.system.iter().chain(&self.messages).chain(&self.body).chain(&self.output) {
+        for v in self.system.iter().chain(&self.messages).chain(&self.body).chain(&self.output).chain([&self.args]) {
             walk_strings(v, f);
+        }
+        for c in &self.tool_calls {
+            f(&c.name);
+            walk_strings(&c.args, f);
         }
     }
 
@@ -184,19 +189,21 @@ pub fn message_text(m: &Value) -> String {
     out
 }
 
-/// Calls `f` on every string in a JSON value (keys excluded), depth-first, without recursion limits
-/// problems: the depth of request bodies is bounded by the gateway's body size limit and serde_json's
-/// own recursion limit (128).
+/// Calls `f` on every string in a JSON value, object keys included (a secret can be a key), depth-first.
+/// Depth is bounded by serde_json's recursion limit (128) on whatever was parsed.
 pub fn walk_strings(v: &Value, f: &mut dyn FnMut(&str)) {
     match v {
         Value::String(s) => f(s),
         Value::Array(a) => a.iter().for_each(|x| walk_strings(x, f)),
-        Value::Object(o) => o.values().for_each(|x| walk_strings(x, f)),
+        Value::Object(o) => o.iter().for_each(|(k, x)| {
+            f(k);
+            walk_strings(x, f)
+        }),
         _ => {}
     }
 }
 
-/// Rewrites every string in a JSON value in place.
+/// Rewrites every string in a JSON value in place, object keys included.
 pub fn map_strings(v: &mut Value, f: &mut dyn FnMut(&str) -> Option<String>) {
     match v {
         Value::String(s) => {
@@ -205,7 +212,13 @@ pub fn map_strings(v: &mut Value, f: &mut dyn FnMut(&str) -> Option<String>) {
             }
         }
         Value::Array(a) => a.iter_mut().for_each(|x| map_strings(x, f)),
-        Value::Object(o) => o.values_mut().for_each(|x| map_strings(x, f)),
+        Value::Object(o) => {
+            let entries = std::mem::take(o);
+            for (k, mut x) in entries {
+                map_strings(&mut x, f);
+                o.insert(f(&k).unwrap_or(k), x);
+            }
+        }
         _ => {}
     }
 }

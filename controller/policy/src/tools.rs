@@ -47,12 +47,15 @@ impl ToolKind {
 
     /// Kind of a harness tool name: Claude Code, Codex, Paddock's custom harness, and common others.
     pub fn of(name: &str) -> ToolKind {
-        if name.starts_with("mcp__") {
+        // Claude Code names MCP tools `mcp__server__tool`; Codex names them `server__tool`.
+        if name.starts_with("mcp__")
+            || name.split_once("__").is_some_and(|(server, tool)| !server.is_empty() && !tool.is_empty())
+        {
             return ToolKind::Mcp;
         }
         match name {
             "Bash" | "bash" | "shell" | "exec_command" | "local_shell" | "container.exec" | "Shell" | "terminal"
-            | "sys_os_shell" | "execute_command" | "run_command" => ToolKind::Shell,
+            | "write_stdin" | "unified_exec" | "sys_os_shell" | "execute_command" | "run_command" => ToolKind::Shell,
             "Read" | "read_file" | "view" | "view_image" | "sys_os_read" | "NotebookRead" => ToolKind::ReadFile,
             "Write" | "write_file" | "create_file" | "sys_os_write" => ToolKind::WriteFile,
             "Edit" | "MultiEdit" | "NotebookEdit" | "edit_file" | "apply_patch" | "str_replace" | "sys_os_edit" => {
@@ -86,15 +89,21 @@ impl ToolUse {
     }
 
     /// Every simple command the command line in the arguments would run (see [`crate::shell`]), parsed
-    /// on first use. `None` when there is no command line; `Err` when it cannot be tokenized. Callers
-    /// decide which tools are shells.
+    /// on first use. `None` when the tool has no command line and is not a shell; `Err` when the line
+    /// cannot be tokenized, or when a shell tool's command cannot be found at all (so rules ask rather
+    /// than pass a command they cannot see). Callers decide which tools they treat as shells.
     pub fn shell_commands(&self) -> Option<&Result<Vec<SimpleCommand>, String>> {
         self.commands
-            .get_or_init(|| {
-                self.command_arg().map(|line| {
+            .get_or_init(|| match self.command_arg() {
+                Some(line) => Some(
                     parse_commands(&line)
-                        .map_err(|e| format!("the command could not be parsed ({e}), so it cannot be checked"))
-                })
+                        .map_err(|e| format!("the command could not be parsed ({e}), so it cannot be checked")),
+                ),
+                None if self.kind == ToolKind::Shell => Some(Err(format!(
+                    "no command line found in the arguments of `{}`, so it cannot be checked",
+                    self.name
+                ))),
+                None => None,
             })
             .as_ref()
     }
@@ -109,9 +118,21 @@ impl ToolUse {
         self.command_arg()
     }
 
-    /// The command line in the arguments, whatever the tool's kind (for tools a rule names as shells).
+    /// The command line in the arguments, whatever the tool's kind (for tools a rule names as shells):
+    /// the first of `command`, `cmd`, `chars` (Codex `write_stdin`), `input`, `action.command`
+    /// (`local_shell`) that holds a string or an argv array.
     fn command_arg(&self) -> Option<String> {
-        let v = self.args.get("command").or_else(|| self.args.get("cmd"))?;
+        let a = &self.args;
+        let v = [
+            a.get("command"),
+            a.get("cmd"),
+            a.get("chars"),
+            a.get("input"),
+            a.get("action").and_then(|x| x.get("command")),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|v| v.is_string() || v.is_array())?;
         match v {
             Value::String(s) => Some(s.clone()),
             Value::Array(argv) => {
@@ -155,7 +176,9 @@ impl ToolUse {
         pattern == self.name
             || (self.kind != ToolKind::Other && pattern == self.kind.as_str())
             || (pattern.contains('*') && glob_match(pattern, &self.name))
-            || (self.kind == ToolKind::Mcp && self.name.ends_with(&format!("__{pattern}")))
+            || (self.kind == ToolKind::Mcp
+                && ToolKind::of(pattern) == ToolKind::Other
+                && self.name.ends_with(&format!("__{pattern}")))
     }
 }
 

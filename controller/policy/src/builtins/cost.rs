@@ -101,17 +101,6 @@ impl Builtin for Budget {
             Scope::UserDaily => "you today",
         };
         let usage = &state.usage;
-        if self.scope == Scope::Session && usage.unpriced_tokens > 0 {
-            let key = ctx.key("unpriced_approved");
-            if state.value(&key).and_then(|v| v.as_bool()) != Some(true) {
-                let reason = format!(
-                    "model {} has no price in the model catalog, so the budget cannot be enforced for it; continue without budget enforcement?",
-                    usage.unpriced_models.join(", ")
-                );
-                return Ok(Outcome::act(self.p.unpriced_action, reason)
-                    .with(vec![StateUpdate::Set { key, value: true.into() }]));
-            }
-        }
         let (spent, approved) = match self.scope {
             Scope::Session => {
                 (usage.cost_usd, state.value(&ctx.key("approved_usd")).and_then(|v| v.as_f64()).unwrap_or(0.0))
@@ -142,6 +131,23 @@ impl Builtin for Budget {
                     _ => format!("Budget exhausted: {who} spent ${spent:.2} of ${max:.2}; {what}."),
                 };
                 return Ok(Outcome::deny(reason));
+            }
+        }
+        // Unpriced usage is asked about only below the hard limit: over it, the deny above stands.
+        if usage.unpriced_tokens > 0 {
+            let key = ctx.key("unpriced_approved");
+            if state.value(&key).and_then(|v| v.as_bool()) != Some(true) {
+                let models = usage.unpriced_models.join(", ");
+                let reason = match self.p.unpriced_action {
+                    Action::Ask => format!(
+                        "model {models} has no price in the model catalog, so the budget cannot be enforced for it; continue without budget enforcement?"
+                    ),
+                    Action::Deny => format!(
+                        "model {models} has no price in the model catalog, so the budget cannot be enforced for it"
+                    ),
+                };
+                return Ok(Outcome::act(self.p.unpriced_action, reason)
+                    .with(vec![StateUpdate::Set { key, value: true.into() }]));
             }
         }
         let crossed = self

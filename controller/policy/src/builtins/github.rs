@@ -86,6 +86,33 @@ fn shell_commands<'a>(t: &'a ToolUse, only: &[String]) -> Option<&'a Result<Vec<
     t.shell_commands()
 }
 
+/// Whether a `gh api` call writes: any method but GET (`-X PATCH`, `-XPATCH`, `--method=PUT`), or any
+/// field or input (`-f`, `-Fk=v`, `--field=k=v`, `--raw-field`, `--input`), which make gh send a POST.
+fn gh_api_writes(args: &[String]) -> bool {
+    let mut method = None;
+    let mut it = args.iter().peekable();
+    while let Some(a) = it.next() {
+        let value = if a == "-X" || a == "--method" {
+            it.next().cloned()
+        } else if let Some(m) = a.strip_prefix("--method=") {
+            Some(m.to_owned())
+        } else {
+            a.strip_prefix("-X").map(str::to_owned)
+        };
+        if value.is_some() {
+            method = value;
+            continue;
+        }
+        let field =
+            ["-f", "-F", "--field", "--raw-field", "--input"].iter().any(|f| a == f || a.starts_with(&format!("{f}=")))
+                || ((a.starts_with("-f") || a.starts_with("-F")) && !a.starts_with("--"));
+        if field {
+            return true;
+        }
+    }
+    method.is_some_and(|m| !m.eq_ignore_ascii_case("GET"))
+}
+
 #[derive(Clone, Copy)]
 enum Access {
     Read,
@@ -195,6 +222,19 @@ impl Github {
                     }
                     branches.iter().find_map(|b| self.check_repo(access, Some(&repo), Some(b), &what))
                 }
+                GitCommand::Other { subcommand, args }
+                    if (subcommand == "remote"
+                        && args.iter().any(|a| matches!(a.as_str(), "add" | "set-url" | "rename")))
+                        || (subcommand == "config"
+                            && args.iter().any(|a| {
+                                let k = a.to_ascii_lowercase();
+                                (k.starts_with("remote.") || k.starts_with("url.")) && !a.starts_with('-')
+                            })) =>
+                {
+                    // Pushes to `origin` are judged as pushes to the workspace's repository; a command that
+                    // moves a remote would make that wrong for the rest of the session.
+                    Some(Outcome::ask(format!("{what}: changes where git pushes go")))
+                }
                 GitCommand::Other { subcommand, args } if subcommand == "clone" => {
                     let url = args.iter().find(|a| !a.starts_with('-'))?;
                     let repo = github_repo_from_url(url, &hosts)?;
@@ -209,14 +249,17 @@ impl Github {
             let access = if gh.destructive {
                 Access::Destructive
             } else if gh.group == "api" {
-                let method =
-                    gh.args.windows(2).find(|w| w[0] == "-X" || w[0] == "--method").map(|w| w[1].to_ascii_uppercase());
-                if method.as_deref().is_none_or(|m| m == "GET")
-                    && !gh.args.iter().any(|a| a == "-f" || a == "-F" || a == "--field" || a == "--raw-field")
-                {
-                    Access::Read
-                } else {
+                if gh_api_writes(&gh.args) {
+                    // An API write names its branch, if any, inside a path or a field: not something to
+                    // guess. Writes the branch rules would have to judge are asked about.
+                    if !self.p.write_branches.is_empty() {
+                        return self.check_repo(Access::Write, repo.as_deref(), None, &what).or_else(|| {
+                            Some(Outcome::ask(format!("{what}: cannot tell which branch this API call writes")))
+                        });
+                    }
                     Access::Write
+                } else {
+                    Access::Read
                 }
             } else if gh.action.as_deref().is_some_and(|a| read_actions.contains(&a)) {
                 Access::Read
@@ -294,6 +337,19 @@ const CRITICAL_DIRS: &[&str] = &[
     "/lib64", "/opt", "/root", "/srv", "/sys", "/proc", "/dev", ".git",
 ];
 
+/// `//`, `/./`, `$HOME/.`, `repo/.git/`: normalised before comparing, and `.git` anywhere as the last segment.
+fn is_critical(target: &str) -> bool {
+    let absolute = target.starts_with('/');
+    let parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    if parts.last() == Some(&".git") || (parts.last() == Some(&"*") && parts.len() <= 1) {
+        return true;
+    }
+    let joined = parts.join("/");
+    let normal = if absolute { format!("/{joined}") } else { joined };
+    let normal = normal.trim_end_matches("/*");
+    CRITICAL_DIRS.contains(&normal) || CRITICAL_DIRS.contains(&target) || (absolute && parts.is_empty())
+}
+
 enum BlastClass {
     Irreversible(String),
     Risky(String),
@@ -315,10 +371,7 @@ fn classify(c: &SimpleCommand, gate_pushes: bool) -> Option<BlastClass> {
                 return None;
             }
             let targets: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-            if let Some(t) = targets.iter().find(|t| {
-                CRITICAL_DIRS.contains(&t.trim_end_matches('/').trim_end_matches("/*"))
-                    || CRITICAL_DIRS.contains(&t.as_str())
-            }) {
+            if let Some(t) = targets.iter().find(|t| is_critical(t)) {
                 return Some(BlastClass::Irreversible(format!("recursive delete of `{t}`")));
             }
             Some(BlastClass::Risky(format!(

@@ -7,7 +7,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Action, Builtin, BuiltinDef, CALL_AND_RESULT_PHASES, Outcome, RuleCtx, build_with, schema_of};
+use super::{Action, Builtin, BuiltinDef, Outcome, RuleCtx, build_with, schema_of};
+
+/// Calls (and the response gate) to decide; results to learn created ids and confidential reads from.
+const GOOGLE_PHASES: &[Phase] = &[Phase::ToolCall, Phase::LlmResponse, Phase::ToolResult];
 use crate::event::Event;
 use crate::state::{SessionState, StateUpdate};
 use crate::tools::ToolUse;
@@ -19,11 +22,32 @@ fn yes() -> bool {
     true
 }
 
-/// The operation name after the server prefix, if the tool belongs to the family.
+/// The operation name after the server prefix, if the tool belongs to the family: a family word anywhere
+/// in it, so both `gmail_send_message` and verb-first `send_gmail_message` are recognised.
 fn op<'a>(t: &'a ToolUse, prefixes: &[String], families: &[&str]) -> Option<&'a str> {
     let rest = prefixes.iter().find_map(|p| t.name.strip_prefix(p.as_str()))?;
-    families.iter().any(|f| rest.starts_with(f)).then_some(rest)
+    rest.split('_').any(|part| families.contains(&part)).then_some(rest)
 }
+
+const DRIVE: &[&str] = &[
+    "drive",
+    "docs",
+    "doc",
+    "document",
+    "documents",
+    "sheets",
+    "sheet",
+    "spreadsheet",
+    "slides",
+    "slide",
+    "presentation",
+    "file",
+    "files",
+    "folder",
+];
+const MAIL: &[&str] =
+    &["gmail", "mail", "email", "emails", "message", "messages", "draft", "drafts", "thread", "threads"];
+const CALENDAR: &[&str] = &["calendar", "calendars", "gcal", "event", "events", "freebusy"];
 
 #[derive(Debug, PartialEq, Clone, Copy)]
 enum Op {
@@ -33,30 +57,29 @@ enum Op {
     Write,
     Send,
     Modify,
-    Draft,
 }
 
-/// Classifies by the verbs in the tool name. Order matters: `create_comment` is a comment,
-/// `send_draft` a send.
+/// Classifies by the verbs in the tool name; the most consequential verb wins, so `mark_as_read` is a
+/// modification and `find_and_replace` a write. Comments come first: replying to a comment is commenting.
 fn classify(op: &str) -> Option<Op> {
     let has = |w: &[&str]| w.iter().any(|x| op.split('_').any(|part| part == *x));
-    if has(&["send"]) {
-        Some(Op::Send)
-    } else if has(&["comment", "comments", "reply"]) {
+    if has(&["comment", "comments"]) {
         Some(Op::Comment)
-    } else if has(&["draft", "drafts"]) {
-        Some(Op::Draft)
-    } else if has(&["get", "list", "search", "read", "export", "download", "find", "query", "freebusy", "view"]) {
-        Some(Op::Read)
-    } else if has(&["create", "upload", "copy", "insert", "new"]) {
-        Some(Op::Create)
-    } else if has(&["modify", "label", "labels", "trash", "archive", "mark", "move"]) {
+    } else if has(&["send", "reply", "forward"]) {
+        Some(Op::Send)
+    } else if has(&["modify", "label", "labels", "trash", "untrash", "archive", "mark", "move", "star", "unstar"]) {
         Some(Op::Modify)
     } else if has(&[
         "update", "append", "delete", "write", "batch", "replace", "share", "patch", "edit", "rename", "remove",
-        "clear", "set",
+        "clear", "set", "insert",
     ]) {
         Some(Op::Write)
+    } else if has(&["create", "upload", "copy", "new", "add"]) {
+        Some(Op::Create)
+    } else if has(&[
+        "get", "list", "search", "read", "export", "download", "find", "query", "freebusy", "view", "fetch",
+    ]) {
+        Some(Op::Read)
     } else {
         None
     }
@@ -133,13 +156,46 @@ pub struct DriveParams {
 pub const GDRIVE: BuiltinDef = BuiltinDef {
     name: "gdrive",
     summary: "Google Drive, Docs, Sheets and Slides: read, create, write and write-down rules",
-    phases: CALL_AND_RESULT_PHASES,
+    phases: GOOGLE_PHASES,
     schema: schema_of::<DriveParams>,
     build: |v| build_with(v, |p: DriveParams| Ok(Drive { p })),
 };
 
 struct Drive {
     p: DriveParams,
+}
+
+impl Drive {
+    fn judge(&self, ctx: &RuleCtx, t: &ToolUse, state: &SessionState) -> Option<Outcome> {
+        let name = op(t, &self.p.tool_prefixes, DRIVE)?;
+        let deny = |why: String| Some(Outcome::deny(self.p.deny_reason.clone().unwrap_or(why)));
+        let Some(kind) = classify(name) else { return deny(format!("`{}` is not a known Drive operation", t.name)) };
+        let id = target_id(&t.args);
+        let created = list(state, &ctx.key("created"));
+        let in_set = |set: &[String]| id.as_ref().is_some_and(|i| set.contains(i) || created.contains(i));
+        let tainted = state.value(&ctx.key("read_confidential")).and_then(Value::as_bool) == Some(true);
+        match kind {
+            Op::Read if !self.p.read_all && !in_set(&self.p.read_files) => {
+                deny(format!("`{}` may only read the listed files", t.name))
+            }
+            Op::Read => None,
+            Op::Create if !self.p.allow_create => deny("creating Drive files is not allowed".into()),
+            Op::Comment if !in_set(&self.p.comment_files) => {
+                deny(format!("`{}` may only comment on listed or session-created files", t.name))
+            }
+            Op::Write | Op::Modify | Op::Send if !in_set(&self.p.write_files) => {
+                deny(format!("`{}` may only write listed or session-created files", t.name))
+            }
+            _ if tainted && !id.as_ref().is_some_and(|i| self.p.confidential_files.contains(i)) => Some(Outcome::act(
+                self.p.write_down_action,
+                format!(
+                    "the session has read a confidential file; `{}` would write outside the confidential set",
+                    t.name
+                ),
+            )),
+            _ => None,
+        }
+    }
 }
 
 impl Builtin for Drive {
@@ -150,51 +206,23 @@ impl Builtin for Drive {
         tools: &[ToolUse],
         state: &SessionState,
     ) -> Result<Outcome, String> {
-        let Some(t) = tools.first() else { return Ok(Outcome::allow()) };
-        let Some(name) = op(t, &self.p.tool_prefixes, &["drive_", "docs_", "sheets_", "slides_"]) else {
-            return Ok(Outcome::allow());
-        };
-        let deny = |why: String| Outcome::deny(self.p.deny_reason.clone().unwrap_or(why));
-        let Some(kind) = classify(name) else {
-            return Ok(deny(format!("`{}` is not a known Drive operation", t.name)));
-        };
-        let id = target_id(&t.args);
-        let created = list(state, &ctx.key("created"));
         if event.phase == Phase::ToolResult {
+            let Some(t) = tools.first() else { return Ok(Outcome::allow()) };
+            let Some(kind) = op(t, &self.p.tool_prefixes, DRIVE).and_then(classify) else {
+                return Ok(Outcome::allow());
+            };
             let mut updates = Vec::new();
             if kind == Op::Create
                 && let Some(new) = event.output.as_ref().and_then(created_id)
             {
                 updates.push(StateUpdate::Push { key: ctx.key("created"), value: new.into(), keep: 1000 });
             }
-            if kind == Op::Read && id.as_ref().is_some_and(|i| self.p.confidential_files.contains(i)) {
+            if kind == Op::Read && target_id(&t.args).is_some_and(|i| self.p.confidential_files.contains(&i)) {
                 updates.push(StateUpdate::Set { key: ctx.key("read_confidential"), value: true.into() });
             }
             return Ok(Outcome::allow().with(updates));
         }
-        let tainted = state.value(&ctx.key("read_confidential")).and_then(Value::as_bool) == Some(true);
-        let in_set = |set: &[String]| id.as_ref().is_some_and(|i| set.contains(i) || created.contains(i));
-        match kind {
-            Op::Read if !self.p.read_all && !in_set(&self.p.read_files) => {
-                Ok(deny(format!("`{}` may only read the listed files", t.name)))
-            }
-            Op::Read => Ok(Outcome::allow()),
-            Op::Create if !self.p.allow_create => Ok(deny("creating Drive files is not allowed".into())),
-            Op::Comment if !in_set(&self.p.comment_files) => {
-                Ok(deny(format!("`{}` may only comment on listed or session-created files", t.name)))
-            }
-            Op::Write | Op::Modify | Op::Draft | Op::Send if !in_set(&self.p.write_files) => {
-                Ok(deny(format!("`{}` may only write listed or session-created files", t.name)))
-            }
-            _ if tainted && !id.as_ref().is_some_and(|i| self.p.confidential_files.contains(i)) => Ok(Outcome::act(
-                self.p.write_down_action,
-                format!(
-                    "the session has read a confidential file; `{}` would write outside the confidential set",
-                    t.name
-                ),
-            )),
-            _ => Ok(Outcome::allow()),
-        }
+        Ok(tools.iter().find_map(|t| self.judge(ctx, t, state)).unwrap_or_else(Outcome::allow))
     }
 }
 
@@ -220,13 +248,37 @@ pub struct MailParams {
 pub const GMAIL: BuiltinDef = BuiltinDef {
     name: "gmail",
     summary: "Gmail: read and draft by default; no send, no modify",
-    phases: CALL_AND_RESULT_PHASES,
+    phases: GOOGLE_PHASES,
     schema: schema_of::<MailParams>,
     build: |v| build_with(v, |p: MailParams| Ok(Mail { p })),
 };
 
 struct Mail {
     p: MailParams,
+}
+
+impl Mail {
+    fn judge(&self, ctx: &RuleCtx, t: &ToolUse, state: &SessionState) -> Option<Outcome> {
+        let name = op(t, &self.p.tool_prefixes, MAIL)?;
+        let deny = |why: &str| Some(Outcome::deny(self.p.deny_reason.clone().unwrap_or_else(|| why.to_owned())));
+        let Some(kind) = classify(name) else { return deny(&format!("`{}` is not a known Gmail operation", t.name)) };
+        let draft = name.split('_').any(|p| p == "draft" || p == "drafts");
+        let own_draft = target_id(&t.args).is_some_and(|i| list(state, &ctx.key("drafts")).contains(&i));
+        match (kind, draft) {
+            (Op::Read, _) if !self.p.allow_read => deny("reading mail is not allowed"),
+            (Op::Read, _) => None,
+            (Op::Send, _) if !self.p.allow_send => deny("sending mail is not allowed"),
+            (Op::Send, _) => None,
+            (Op::Create, true) if !self.p.allow_drafts => deny("drafting mail is not allowed"),
+            (Op::Create, true) => None,
+            (Op::Write | Op::Modify, true) if !self.p.allow_drafts || !own_draft => {
+                deny("only drafts created in this session may be changed")
+            }
+            (Op::Write | Op::Modify, true) => None,
+            _ if !self.p.allow_modify => deny("modifying mail is not allowed"),
+            _ => None,
+        }
+    }
 }
 
 impl Builtin for Mail {
@@ -237,18 +289,11 @@ impl Builtin for Mail {
         tools: &[ToolUse],
         state: &SessionState,
     ) -> Result<Outcome, String> {
-        let Some(t) = tools.first() else { return Ok(Outcome::allow()) };
-        let Some(name) = op(t, &self.p.tool_prefixes, &["gmail_"]) else { return Ok(Outcome::allow()) };
-        let deny = |why: String| Outcome::deny(self.p.deny_reason.clone().unwrap_or(why));
-        let Some(kind) = classify(name) else {
-            return Ok(deny(format!("`{}` is not a known Gmail operation", t.name)));
-        };
-        let is_create = name.split('_').any(|p| p == "create");
         if event.phase == Phase::ToolResult {
-            if kind == Op::Draft
-                && is_create
-                && let Some(new) = event.output.as_ref().and_then(created_id)
-            {
+            let Some(t) = tools.first() else { return Ok(Outcome::allow()) };
+            let Some(name) = op(t, &self.p.tool_prefixes, MAIL) else { return Ok(Outcome::allow()) };
+            let created_draft = classify(name) == Some(Op::Create) && name.split('_').any(|p| p == "draft");
+            if created_draft && let Some(new) = event.output.as_ref().and_then(created_id) {
                 return Ok(Outcome::allow().with(vec![StateUpdate::Push {
                     key: ctx.key("drafts"),
                     value: new.into(),
@@ -257,17 +302,7 @@ impl Builtin for Mail {
             }
             return Ok(Outcome::allow());
         }
-        let own_draft = target_id(&t.args).is_some_and(|i| list(state, &ctx.key("drafts")).contains(&i));
-        Ok(match kind {
-            Op::Read if !self.p.allow_read => deny("reading mail is not allowed".into()),
-            Op::Send if !self.p.allow_send => deny("sending mail is not allowed".into()),
-            Op::Draft if !self.p.allow_drafts => deny("drafting mail is not allowed".into()),
-            Op::Draft if !is_create && !own_draft => deny("only drafts created in this session may be changed".into()),
-            Op::Modify | Op::Write | Op::Create | Op::Comment if !self.p.allow_modify => {
-                deny("modifying mail is not allowed".into())
-            }
-            _ => Outcome::allow(),
-        })
+        Ok(tools.iter().find_map(|t| self.judge(ctx, t, state)).unwrap_or_else(Outcome::allow))
     }
 }
 
@@ -301,13 +336,13 @@ struct Calendar {
 impl Builtin for Calendar {
     fn evaluate(&self, _: &RuleCtx, _: &Event, tools: &[ToolUse], _: &SessionState) -> Result<Outcome, String> {
         for t in tools {
-            let Some(name) = op(t, &self.p.tool_prefixes, &["calendar_", "gcal_"]) else { continue };
+            let Some(name) = op(t, &self.p.tool_prefixes, CALENDAR) else { continue };
             let deny = |why: String| Outcome::deny(self.p.deny_reason.clone().unwrap_or(why));
             let verdict = match classify(name) {
                 None => deny(format!("`{}` is not a known Calendar operation", t.name)),
                 Some(Op::Read) if !self.p.allow_read => deny("reading calendars is not allowed".into()),
                 Some(Op::Create) if !self.p.allow_create_events => deny("creating events is not allowed".into()),
-                Some(Op::Write | Op::Modify | Op::Comment | Op::Send | Op::Draft) if !self.p.allow_modify_events => {
+                Some(Op::Write | Op::Modify | Op::Comment | Op::Send) if !self.p.allow_modify_events => {
                     deny("changing events is not allowed".into())
                 }
                 _ => continue,

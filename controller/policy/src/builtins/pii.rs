@@ -103,6 +103,8 @@ impl Builtin for Pii {
                     .chain(redacted.messages.iter_mut())
                     .chain(redacted.body.iter_mut())
                     .chain(redacted.output.iter_mut())
+                    .chain(std::iter::once(&mut redacted.args))
+                    .chain(redacted.tool_calls.iter_mut().map(|c| &mut c.args))
                 {
                     map_strings(v, &mut rewrite);
                 }

@@ -72,9 +72,12 @@ impl Matcher {
     }
 
     fn matches(&self, t: &ToolUse) -> bool {
-        self.tool.as_ref().is_none_or(|p| t.matches(p))
-            && self.command.as_ref().is_none_or(|re| t.command().is_some_and(|c| re.is_match(&c)))
-            && self.path.as_ref().is_none_or(|re| t.paths().iter().any(|p| re.is_match(p)))
+        self.tool.as_ref().is_none_or(|p| t.matches(p)) && self.command.as_ref().is_none_or(|re| {
+            // The raw line, and each command it runs with its wrappers and quoting removed, so that
+            // `^git push` also finds `cd x && gi"t" push`.
+            t.command().is_some_and(|c| re.is_match(&c))
+                || matches!(t.shell_commands(), Some(Ok(cmds)) if cmds.iter().any(|c| re.is_match(&c.argv.join(" "))))
+        }) && self.path.as_ref().is_none_or(|re| t.paths().iter().any(|p| re.is_match(p)))
             && self.args.as_ref().is_none_or(|re| re.is_match(&t.args.to_string()))
     }
 }
