@@ -85,3 +85,33 @@ fn expectation_lines_parse() {
     assert_eq!(parse_expectation("# expect: 0:0 - | too big").unwrap().field, None);
     assert!(parse_expectation("# nothing").is_none());
 }
+
+#[test]
+fn thousands_of_wrong_values_are_listed_up_to_a_cap() {
+    let labels: String = (0..5000).map(|i| format!("    k{i}: {i}\n")).collect();
+    let text = format!(
+        "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata:\n  name: a\n  labels:\n{labels}spec: {{harness: custom, model: gpt-5}}\n"
+    );
+    let report = validate_files(&[SourceFile::new("agents/a.yaml", text)]);
+    assert_eq!(report.errors(), 51, "50 listed and one line counting the rest");
+    let listed: Vec<u32> = report.diagnostics.iter().filter(|d| d.field.is_some()).map(|d| d.pos.line).collect();
+    assert_eq!(listed.len(), 50);
+    assert!(
+        listed.windows(2).all(|w| w[0] < w[1]) && listed.iter().all(|l| (6..5006).contains(l)),
+        "label lines, in file order: {listed:?}"
+    );
+    assert!(report.diagnostics.iter().any(|d| d.message == "4950 more schema errors in this document not shown"));
+}
+
+#[test]
+fn duplicate_keys_are_found_in_a_mapping_with_many_keys() {
+    let mut labels: String = (0..20000).map(|i| format!("    k{i}: v\n")).collect();
+    labels.push_str("    k7: again\n");
+    let text = format!(
+        "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata:\n  name: a\n  labels:\n{labels}spec: {{harness: custom, model: gpt-5}}\n"
+    );
+    let report = validate_files(&[SourceFile::new("agents/a.yaml", text)]);
+    let d = &report.diagnostics[0];
+    assert_eq!((d.pos.line, d.pos.column), (20006, 5));
+    assert_eq!(d.message, "duplicate key `k7` (first at line 13)");
+}

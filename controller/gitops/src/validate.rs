@@ -144,6 +144,9 @@ fn check_file(file: &SourceFile, report: &mut Report) {
     }
 }
 
+/// Schema errors listed per document before the rest are only counted.
+const MAX_SCHEMA_ERRORS: usize = 50;
+
 fn check_document(file: &str, root: Node, out: &mut Vec<Diagnostic>) -> Option<LoadedObject> {
     let err = |pos: Pos, field: Option<&str>, msg: String| Diagnostic::error(file, pos, field.map(str::to_owned), msg);
     if !matches!(root.value, yaml::Value::Map(_)) {
@@ -200,8 +203,15 @@ fn check_document(file: &str, root: Node, out: &mut Vec<Diagnostic>) -> Option<L
     let kind = kind.filter(|_| header_ok)?;
     let json = root.to_json();
     let before = out.len();
-    for e in validator(kind).iter_errors(&json) {
+    // Like a compiler, stop listing after a while: a file with thousands of wrong values needs the first
+    // few to be understood, and locating each costs a walk of the document.
+    let mut errors = validator(kind).iter_errors(&json);
+    for e in errors.by_ref().take(MAX_SCHEMA_ERRORS) {
         out.push(schema_diagnostic(file, &root, kind, &e));
+    }
+    let more = errors.count();
+    if more > 0 {
+        out.push(err(root.pos, None, format!("{more} more schema errors in this document not shown")));
     }
     if out.len() > before {
         return None;

@@ -97,8 +97,20 @@ pub fn decode(bytes: &[u8]) -> Result<&str, YamlError> {
 }
 
 enum Frame {
-    Seq { pos: Pos, anchor: usize, items: Vec<Node> },
-    Map { pos: Pos, anchor: usize, entries: Vec<Entry>, merges: Vec<Node>, key: Option<(String, Pos)> },
+    Seq {
+        pos: Pos,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    /// `seen` indexes the keys so that duplicate checks stay linear on a mapping with many keys.
+    Map {
+        pos: Pos,
+        anchor: usize,
+        entries: Vec<Entry>,
+        merges: Vec<Node>,
+        key: Option<(String, Pos)>,
+        seen: HashMap<String, u32>,
+    },
 }
 
 struct Builder {
@@ -144,7 +156,17 @@ impl Builder {
             }
             Event::MappingStart(anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "!!map", pos)?;
-                self.open(Frame::Map { pos, anchor, entries: Vec::new(), merges: Vec::new(), key: None }, pos)?;
+                self.open(
+                    Frame::Map {
+                        pos,
+                        anchor,
+                        entries: Vec::new(),
+                        merges: Vec::new(),
+                        key: None,
+                        seen: HashMap::new(),
+                    },
+                    pos,
+                )?;
             }
             Event::SequenceEnd => match self.stack.pop() {
                 Some(Frame::Seq { pos, anchor, items }) => {
@@ -153,8 +175,8 @@ impl Builder {
                 _ => return err(pos, "unbalanced sequence end"),
             },
             Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Map { pos, anchor, mut entries, merges, .. }) => {
-                    apply_merges(&mut entries, merges)?;
+                Some(Frame::Map { pos, anchor, mut entries, merges, mut seen, .. }) => {
+                    apply_merges(&mut entries, &mut seen, merges)?;
                     self.finish(Node { pos, value: Value::Map(entries) }, anchor)?
                 }
                 _ => return err(pos, "unbalanced mapping end"),
@@ -239,13 +261,14 @@ impl Builder {
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, merges, key, .. }) => {
+            Some(Frame::Map { entries, merges, key, seen, .. }) => {
                 let (k, key_pos) = key.take().expect("a value follows its key");
                 if k == "<<" {
                     merges.push(node);
-                } else if let Some(first) = entries.iter().find(|e| e.key == k) {
-                    return err(key_pos, format!("duplicate key `{k}` (first at line {})", first.key_pos.line));
+                } else if let Some(first_line) = seen.get(&k) {
+                    return err(key_pos, format!("duplicate key `{k}` (first at line {first_line})"));
                 } else {
+                    seen.insert(k.clone(), key_pos.line);
                     entries.push(Entry { key: k, key_pos, value: node });
                 }
             }
@@ -263,7 +286,7 @@ fn size(node: &Node) -> usize {
 }
 
 /// `<<: *base` (or a list of them): keys written in the mapping win, then earlier merges win.
-fn apply_merges(entries: &mut Vec<Entry>, merges: Vec<Node>) -> Result<(), YamlError> {
+fn apply_merges(entries: &mut Vec<Entry>, seen: &mut HashMap<String, u32>, merges: Vec<Node>) -> Result<(), YamlError> {
     let mut sources = Vec::new();
     for m in merges {
         match m.value {
@@ -281,7 +304,8 @@ fn apply_merges(entries: &mut Vec<Entry>, merges: Vec<Node>) -> Result<(), YamlE
     }
     for source in sources {
         for e in source {
-            if !entries.iter().any(|x| x.key == e.key) {
+            if !seen.contains_key(&e.key) {
+                seen.insert(e.key.clone(), e.key_pos.line);
                 entries.push(e);
             }
         }
