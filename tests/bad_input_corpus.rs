@@ -115,3 +115,28 @@ fn duplicate_keys_are_found_in_a_mapping_with_many_keys() {
     assert_eq!((d.pos.line, d.pos.column), (20006, 5));
     assert_eq!(d.message, "duplicate key `k7` (first at line 13)");
 }
+
+#[test]
+fn symlinks_are_not_followed_out_of_the_repository() {
+    let dir = std::env::temp_dir().join(format!("paddock-link-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("agents")).unwrap();
+    let secret = dir.join("outside-secret.txt");
+    std::fs::write(&secret, "TOKEN=hunter2-do-not-print").unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("agents/x.yaml")).unwrap();
+    let files = paddock_gitops::load_dir(&dir.join("agents")).unwrap();
+    let report = validate_files(&files);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(report.errors(), 1);
+    assert!(report.diagnostics[0].message.contains("symlink"), "{}", report.diagnostics[0]);
+    assert!(!report.render().contains("hunter2"), "the target's content must never be read or shown");
+}
+
+#[test]
+fn a_revision_larger_than_the_total_cap_is_refused_whole() {
+    let chunk = vec![b'#'; 1024 * 1024 - 1];
+    let files: Vec<SourceFile> = (0..65).map(|i| SourceFile::new(format!("agents/{i}.yaml"), chunk.clone())).collect();
+    let report = validate_files(&files);
+    assert_eq!(report.errors(), 1);
+    assert!(report.diagnostics[0].message.contains("limited to 64 MiB"), "{}", report.diagnostics[0]);
+}

@@ -127,8 +127,15 @@ pub fn any_manifest_schema() -> Value {
     })
 }
 
+/// A qualified name: an optional DNS-subdomain prefix and `/`, then 1–63 alphanumerics, `-`, `_`, `.`.
+const QUALIFIED_NAME: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
+const LABEL_VALUE: &str = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$";
+
 fn metadata_schema() -> Value {
-    let string_map = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    let labels = json!({"type": "object", "propertyNames": {"pattern": QUALIFIED_NAME, "maxLength": 316},
+                        "additionalProperties": {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE}});
+    let annotations = json!({"type": "object", "propertyNames": {"pattern": QUALIFIED_NAME, "maxLength": 316},
+                             "additionalProperties": {"type": "string"}});
     json!({
         "type": "object",
         "description": "Standard object metadata. `name` is required; `namespace` defaults to the target namespace.",
@@ -139,8 +146,8 @@ fn metadata_schema() -> Value {
                      "description": "Object name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit."},
             "namespace": {"type": "string", "maxLength": 63, "pattern": DNS1123_LABEL,
                           "description": "Namespace; omit it to use the GitSource's or the current namespace."},
-            "labels": string_map.clone(),
-            "annotations": string_map
+            "labels": labels,
+            "annotations": annotations
         }
     })
 }
@@ -153,6 +160,17 @@ fn strictify(schema: &mut Value) {
         && let Some(Value::String(t)) = obj.get("type").cloned()
     {
         obj.insert("type".into(), json!([t, "null"]));
+    }
+    // The API server stores these fields as Go integers of that width; bound them as it would.
+    match obj.get("format").and_then(Value::as_str) {
+        Some("uint32") => {
+            obj.insert("maximum".into(), json!(u32::MAX));
+        }
+        Some("int32") => {
+            obj.insert("maximum".into(), json!(i32::MAX));
+            obj.insert("minimum".into(), json!(i32::MIN));
+        }
+        _ => {}
     }
     let preserves = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
     if obj.contains_key("properties") && !preserves && !obj.contains_key("additionalProperties") {

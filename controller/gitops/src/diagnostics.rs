@@ -68,10 +68,19 @@ impl fmt::Display for Diagnostic {
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let budget = (word.chars().count() / 3).clamp(1, 3);
+    // Suggestions are for typos in names, which are short: long words and distant lengths are not
+    // compared, which also keeps hostile input (a 1 MiB model name, thousands of names) cheap.
+    let len = word.chars().count();
+    if len > 64 {
+        return None;
+    }
+    let budget = (len / 3).clamp(1, 3);
+    let word = word.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (edit_distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
+        .filter(|c| c.chars().count().abs_diff(len) <= budget)
+        .take(10_000)
+        .map(|c| (edit_distance(&word, &c.to_ascii_lowercase()), c))
         .filter(|(d, _)| *d <= budget)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)

@@ -73,6 +73,10 @@ pub fn run_test_file(path: &Path) -> TestFileReport {
     };
     let bytes = match files.into_iter().next().map(|f| f.content) {
         Some(Content::Bytes(b)) => b,
+        Some(Content::NotRegular) => {
+            report.errors.push(whole("is a symlink or not a regular file".into()));
+            return report;
+        }
         Some(Content::TooLarge(n)) => {
             report.errors.push(whole(format!("file is {n} bytes; test files are limited to {MAX_FILE_BYTES}")));
             return report;

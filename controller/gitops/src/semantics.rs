@@ -35,6 +35,16 @@ impl Path {
 struct Ctx<'a> {
     out: Vec<Diagnostic>,
     objects: &'a [LoadedObject],
+    /// (kind, namespace, name) of every object, so that reference checks stay linear.
+    index: std::collections::HashSet<(Kind, &'a str, &'a str)>,
+}
+
+/// Objects without `metadata.namespace` go to the target namespace; `paddock validate` calls it `default`,
+/// so that `coder` and `coder` in `namespace: default` are the same object.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+fn ns(o: &LoadedObject) -> &str {
+    o.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
 }
 
 impl Ctx<'_> {
@@ -45,7 +55,7 @@ impl Ctx<'_> {
         self.out.push(Diagnostic::warning(&obj.file, obj.pos(&path.0), Some(display_path(&path.0)), msg));
     }
     fn exists(&self, kind: Kind, namespace: &Option<String>, name: &str) -> bool {
-        self.objects.iter().any(|o| o.kind == kind && &o.namespace == namespace && o.name == name)
+        self.index.contains(&(kind, namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE), name))
     }
     fn names(&self, kind: Kind) -> Vec<&str> {
         self.objects.iter().filter(|o| o.kind == kind).map(|o| o.name.as_str()).collect()
@@ -53,10 +63,11 @@ impl Ctx<'_> {
 }
 
 pub(crate) fn check(report: &mut Report) {
-    let mut ctx = Ctx { out: Vec::new(), objects: &report.objects };
-    let mut first_seen: HashMap<(Kind, Option<String>, String), &LoadedObject> = HashMap::new();
+    let index = report.objects.iter().map(|o| (o.kind, ns(o), o.name.as_str())).collect();
+    let mut ctx = Ctx { out: Vec::new(), objects: &report.objects, index };
+    let mut first_seen: HashMap<(Kind, &str, &str), &LoadedObject> = HashMap::new();
     for obj in ctx.objects {
-        let key = (obj.kind, obj.namespace.clone(), obj.name.clone());
+        let key = (obj.kind, ns(obj), obj.name.as_str());
         if let Some(first) = first_seen.get(&key) {
             let at = first.pos(&p(&["metadata", "name"]).0);
             let msg = format!(
@@ -126,6 +137,11 @@ pub(crate) fn check(report: &mut Report) {
                         obj,
                         &p(&["spec", "interval"]),
                         format!("interval `{}` is shorter than the minimum of 10s", g.interval),
+                    ),
+                    Ok(s) if !s.is_finite() || s > 30.0 * 86400.0 => ctx.error(
+                        obj,
+                        &p(&["spec", "interval"]),
+                        format!("interval `{}` is longer than the maximum of 720h", g.interval),
                     ),
                     Ok(_) => {}
                 }
@@ -469,17 +485,24 @@ pub fn parse_duration_secs(s: &str) -> Result<f64, String> {
 
 /// Accepts `https://`, `http://`, `ssh://`, `file://` URLs and scp-like `git@host:owner/repo.git`.
 pub fn check_git_url(url: &str) -> Result<(), String> {
-    let ok = if let Some((scheme, rest)) = url.split_once("://") {
-        matches!(scheme, "https" | "http" | "ssh" | "file") && !rest.is_empty() && !rest.contains(char::is_whitespace)
-    } else {
-        url.split_once(':').is_some_and(|(user_host, path)| {
-            user_host.contains('@') && !path.is_empty() && !url.contains(char::is_whitespace)
-        })
-    };
+    // A host or path starting with `-` would be read by git or ssh as an option (`-oProxyCommand=…`).
+    let dashed = url.split(['/', ':', '@']).any(|part| part.starts_with('-'));
+    let ok = !dashed
+        && if let Some((scheme, rest)) = url.split_once("://") {
+            matches!(scheme, "https" | "http" | "ssh" | "file")
+                && !rest.is_empty()
+                && !rest.contains(char::is_whitespace)
+        } else {
+            url.split_once(':').is_some_and(|(user_host, path)| {
+                user_host.contains('@') && !path.is_empty() && !url.contains(char::is_whitespace)
+            })
+        };
     if ok {
         Ok(())
     } else {
-        Err(format!("`{url}` is not a git URL (https://, ssh://, file:// or git@host:owner/repo.git)"))
+        Err(format!(
+            "`{url}` is not a git URL (https://, ssh://, file:// or git@host:owner/repo.git, no part starting with `-`)"
+        ))
     }
 }
 

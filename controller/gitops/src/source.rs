@@ -18,6 +18,8 @@ pub enum Content {
     Bytes(Vec<u8>),
     /// Larger than [`MAX_FILE_BYTES`]; not read.
     TooLarge(u64),
+    /// A symlink or another non-regular file; not followed.
+    NotRegular,
 }
 
 impl SourceFile {
@@ -63,7 +65,13 @@ pub fn load_dir(root: &Path) -> std::io::Result<Vec<SourceFile>> {
                     stack.push(path);
                 }
             } else if is_manifest_path(&rel) {
-                let len = std::fs::metadata(&path)?.len();
+                if !ty.is_file() {
+                    // A symlink could point outside the repository (a token, /proc/self/environ) and a FIFO
+                    // would hang the read: neither is followed.
+                    out.push(SourceFile { path: rel, content: Content::NotRegular });
+                    continue;
+                }
+                let len = entry.metadata()?.len();
                 out.push(read_capped(&path, &rel, len)?);
             }
         }

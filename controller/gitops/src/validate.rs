@@ -89,9 +89,33 @@ impl Report {
     }
 }
 
+/// The most manifest bytes one revision may hold (every file together), so that a repository that
+/// compresses well in git cannot exhaust memory here.
+pub const MAX_REPO_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Validates a whole set of files as one repository revision. Pure: no IO.
 pub fn validate_files(files: &[SourceFile]) -> Report {
     let mut report = Report { files: files.len(), ..Report::default() };
+    let total: u64 = files
+        .iter()
+        .map(|f| match &f.content {
+            Content::Bytes(b) => b.len() as u64,
+            _ => 0,
+        })
+        .sum();
+    if total > MAX_REPO_BYTES {
+        report.diagnostics.push(Diagnostic::error(
+            ".",
+            Pos::default(),
+            None,
+            format!(
+                "the manifests total {:.1} MiB; a revision is limited to {} MiB",
+                total as f64 / 1048576.0,
+                MAX_REPO_BYTES / 1048576
+            ),
+        ));
+        return report;
+    }
     for file in files {
         check_file(file, &mut report);
     }
@@ -105,6 +129,15 @@ fn check_file(file: &SourceFile, report: &mut Report) {
     let path = file.path.as_str();
     let bytes = match &file.content {
         Content::Bytes(b) => b,
+        Content::NotRegular => {
+            report.diagnostics.push(Diagnostic::error(
+                path,
+                Pos::default(),
+                None,
+                "is a symlink or not a regular file; manifests must be regular files inside the repository",
+            ));
+            return;
+        }
         Content::TooLarge(n) => {
             report.diagnostics.push(Diagnostic::error(
                 path,
@@ -219,7 +252,17 @@ fn check_document(file: &str, root: Node, out: &mut Vec<Diagnostic>) -> Option<L
     let object = match decode(kind, json) {
         Ok(o) => o,
         Err(e) => {
-            out.push(err(root.pos, None, format!("does not decode as a {}: {e}", kind.as_str())));
+            let path: Vec<PathSeg> = e
+                .path()
+                .iter()
+                .filter_map(|s| match s {
+                    serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
+                    serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key.clone())),
+                    _ => None,
+                })
+                .collect();
+            let field = (!path.is_empty()).then(|| display_path(&path));
+            out.push(Diagnostic::error(file, root.locate(&path, false), field, e.into_inner().to_string()));
             return None;
         }
     };
@@ -229,13 +272,14 @@ fn check_document(file: &str, root: Node, out: &mut Vec<Diagnostic>) -> Option<L
     Some(LoadedObject { file: file.to_owned(), kind, name, namespace, root, object })
 }
 
-fn decode(kind: Kind, json: Json) -> Result<Object, serde_json::Error> {
+fn decode(kind: Kind, json: Json) -> Result<Object, serde_path_to_error::Error<serde_json::Error>> {
+    use serde_path_to_error::deserialize as de;
     Ok(match kind {
-        Kind::Agent => Object::Agent(serde_json::from_value(json)?),
-        Kind::Policy => Object::Policy(serde_json::from_value(json)?),
-        Kind::Session => Object::Session(serde_json::from_value(json)?),
-        Kind::Approval => Object::Approval(serde_json::from_value(json)?),
-        Kind::GitSource => Object::GitSource(serde_json::from_value(json)?),
+        Kind::Agent => Object::Agent(de(json)?),
+        Kind::Policy => Object::Policy(de(json)?),
+        Kind::Session => Object::Session(de(json)?),
+        Kind::Approval => Object::Approval(de(json)?),
+        Kind::GitSource => Object::GitSource(de(json)?),
     })
 }
 
@@ -352,8 +396,50 @@ fn schema_diagnostic(file: &str, root: &Node, kind: Kind, e: &jsonschema::Valida
                 ),
             )
         }
+        ValidationErrorKind::Pattern { .. }
+        | ValidationErrorKind::MaxLength { .. }
+        | ValidationErrorKind::PropertyNames { .. }
+            if path.get(1).is_some_and(|s| matches!(s, PathSeg::Key(k) if k == "labels" || k == "annotations"))
+                && path.first() == Some(&PathSeg::Key("metadata".into())) =>
+        {
+            let key_error = matches!(e.kind(), ValidationErrorKind::PropertyNames { .. });
+            let what = if key_error { "key" } else { "value" };
+            let rule = if what == "key" {
+                "an optional DNS-subdomain prefix and `/`, then 1 to 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit"
+            } else {
+                "at most 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit"
+            };
+            let shown = if key_error {
+                // The instance is the whole map; name the offending keys.
+                let bad: Vec<&str> = instance
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.keys())
+                    .map(String::as_str)
+                    .filter(|k| !valid_qualified_name(k))
+                    .collect();
+                bad.join("`, `")
+            } else {
+                short(instance)
+            };
+            diag(here, &path, format!("`{shown}` is not a valid {what}: use {rule}"))
+        }
         _ => diag(here, &path, e.to_string()),
     }
+}
+
+fn valid_qualified_name(k: &str) -> bool {
+    let (prefix, name) = k.rsplit_once('/').unwrap_or(("", k));
+    let name_ok = (1..=63).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let prefix_ok = prefix.is_empty()
+        || (prefix.len() <= 253
+            && prefix
+                .split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')));
+    name_ok && prefix_ok && !k.starts_with('/')
 }
 
 fn json_type(v: &Json) -> &'static str {

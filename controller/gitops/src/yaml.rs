@@ -116,7 +116,8 @@ enum Frame {
 struct Builder {
     limits: Limits,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, (Node, usize)>,
+    /// Anchored nodes with their size and height, for alias expansion within the limits.
+    anchors: HashMap<usize, (Node, usize, usize)>,
     nodes: usize,
     docs: Vec<Document>,
     root: Option<Node>,
@@ -183,9 +184,19 @@ impl Builder {
             },
             Event::Scalar(text, style, anchor, tag) => {
                 if self.expects_key() {
-                    // Keys stay as written: Kubernetes objects have string keys only.
+                    // Keys stay as written: Kubernetes objects have string keys only. Only a plain `<<` is a
+                    // merge key; a quoted one is an ordinary key.
                     self.count(1, pos)?;
-                    self.set_key(text.into_owned(), pos);
+                    let key = if text == "<<" && style != ScalarStyle::Plain {
+                        QUOTED_MERGE.to_owned()
+                    } else {
+                        text.into_owned()
+                    };
+                    if anchor > 0 {
+                        let n = Node { pos, value: Value::Str(key.clone()) };
+                        self.anchors.insert(anchor, (n, 1, 0));
+                    }
+                    self.set_key(key, pos);
                     return Ok(());
                 }
                 let value = resolve_scalar(&text, style, tag.as_deref(), pos)?;
@@ -193,10 +204,18 @@ impl Builder {
                 self.finish(Node { pos, value }, anchor)?;
             }
             Event::Alias(id) => {
-                let Some((node, size)) = self.anchors.get(&id).cloned() else {
+                let Some((mut node, size, height)) = self.anchors.get(&id).cloned() else {
                     return err(pos, "alias refers to an unknown anchor");
                 };
                 self.count(size, pos)?;
+                if self.stack.len() + height > self.limits.max_depth {
+                    return err(
+                        pos,
+                        format!("nesting is deeper than {} levels once aliases are expanded", self.limits.max_depth),
+                    );
+                }
+                // The copy is reported where the alias stands; its inside keeps the anchor's positions.
+                node.pos = pos;
                 if self.expects_key() {
                     return match node.value {
                         Value::Str(s) => {
@@ -252,7 +271,10 @@ impl Builder {
     /// Records an anchored node and attaches it to its parent.
     fn finish(&mut self, node: Node, anchor: usize) -> Result<(), YamlError> {
         if anchor > 0 {
-            self.anchors.insert(anchor, (node.clone(), size(&node)));
+            // The stored copy costs memory like any other node: charge it to the budget.
+            let n = size(&node);
+            self.count(n, node.pos)?;
+            self.anchors.insert(anchor, (node.clone(), n, height(&node)));
         }
         self.attach(node)
     }
@@ -265,15 +287,28 @@ impl Builder {
                 let (k, key_pos) = key.take().expect("a value follows its key");
                 if k == "<<" {
                     merges.push(node);
-                } else if let Some(first_line) = seen.get(&k) {
-                    return err(key_pos, format!("duplicate key `{k}` (first at line {first_line})"));
-                } else {
-                    seen.insert(k.clone(), key_pos.line);
-                    entries.push(Entry { key: k, key_pos, value: node });
+                    return Ok(());
                 }
+                let k = if k == QUOTED_MERGE { "<<".to_owned() } else { k };
+                if let Some(first_line) = seen.get(&k) {
+                    return err(key_pos, format!("duplicate key `{k}` (first at line {first_line})"));
+                }
+                seen.insert(k.clone(), key_pos.line);
+                entries.push(Entry { key: k, key_pos, value: node });
             }
         }
         Ok(())
+    }
+}
+
+/// Stands for a quoted `"<<"` key between the key and its value: an ordinary key, not a merge.
+const QUOTED_MERGE: &str = "\u{0}<<";
+
+fn height(node: &Node) -> usize {
+    match &node.value {
+        Value::Seq(items) => 1 + items.iter().map(height).max().unwrap_or(0),
+        Value::Map(entries) => 1 + entries.iter().map(|e| height(&e.value)).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -354,6 +389,9 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>, pos: Pos) -
     if let Some(i) = parse_int(text) {
         return Ok(Value::Int(i));
     }
+    if looks_like_int(text) {
+        return err(pos, format!("`{text}` is an integer too large to store in a Kubernetes object"));
+    }
     if let Some(f) = parse_float(text, pos)? {
         return Ok(Value::Float(f));
     }
@@ -406,7 +444,20 @@ fn parse_float(t: &str, pos: Pos) -> Result<Option<f64>, YamlError> {
     if !(mantissa_ok && exponent_ok) {
         return Ok(None);
     }
-    Ok(t.parse::<f64>().ok().filter(|f| f.is_finite()))
+    match t.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(Some(f)),
+        _ => err(pos, format!("`{t}` is a number too large to store in a Kubernetes object")),
+    }
+}
+
+/// The core schema's integer grammar, whatever the magnitude.
+fn looks_like_int(t: &str) -> bool {
+    let (digits, radix) = match (t.strip_prefix("0x"), t.strip_prefix("0o")) {
+        (Some(h), _) => (h, 16),
+        (_, Some(o)) => (o, 8),
+        _ => (t.strip_prefix(['-', '+']).unwrap_or(t), 10),
+    };
+    !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix))
 }
 
 impl Node {
@@ -417,6 +468,9 @@ impl Node {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
+            // `1.0` and `1e3` are integers to the schema (as to the API server); emit them as such so that
+            // they also decode into integer fields.
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => J::from(*f as i64),
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Value::Str(s) => J::String(s.clone()),
             Value::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
@@ -592,5 +646,34 @@ mod tests {
             PathSeg::Key("app.kubernetes.io/name".into()),
         ];
         assert_eq!(display_path(&l), "metadata.labels[\"app.kubernetes.io/name\"]");
+    }
+
+    #[test]
+    fn aliases_keys_and_merge_spellings() {
+        let root = one("spec: {model: &m gpt-5, tools: *m}\n\"<<\": literal\n");
+        let tools = [PathSeg::Key("spec".into()), PathSeg::Key("tools".into())];
+        assert_eq!(root.locate(&tools, false), Pos { line: 1, column: 32 }, "an alias is reported where it stands");
+        assert!(
+            matches!(parse("&k team: a\n*k : b\n", Limits::default()).unwrap_err().message.as_str(), m if m.contains("duplicate key `team`"))
+        );
+        let j = root.to_json();
+        assert_eq!(j["<<"], "literal", "a quoted << is an ordinary key");
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_out_of_range_numbers_are_errors() {
+        let j = one("a: 1.0\nb: 1e3\nc: 2.5\n").to_json();
+        assert!(j["a"].is_i64() && j["b"] == 1000 && j["c"] == 2.5);
+        for bad in ["a: 1e400\n", "a: 99999999999999999999\n", "a: 0xFFFFFFFFFFFFFFFFFF\n"] {
+            assert!(parse(bad, Limits::default()).unwrap_err().message.contains("too large"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn anchored_copies_count_against_the_budget() {
+        let items = vec!["0"; 300].join(", ");
+        let src = format!("a: &a1 [&a2 [&a3 [{items}]]]\n");
+        let e = parse(&src, Limits { max_depth: 64, max_nodes: 700 }).unwrap_err();
+        assert!(e.message.contains("more than 700"), "{}", e.message);
     }
 }
