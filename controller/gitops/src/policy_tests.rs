@@ -107,7 +107,7 @@ pub fn run_test_file(path: &Path) -> TestFileReport {
     let suite: Suite = match serde_path_to_error::deserialize(root.to_json()) {
         Ok(s) => s,
         Err(e) => {
-            let segs = path_segments(e.path());
+            let segs = yaml::path_of(e.path());
             let pos = root.locate(&segs, true);
             report.errors.push(Diagnostic::error(
                 &file,
@@ -124,18 +124,6 @@ pub fn run_test_file(path: &Path) -> TestFileReport {
     }
     report.cases = suite.cases.iter().map(|c| run_case(&suite, c, &policies)).collect();
     report
-}
-
-fn path_segments(p: &serde_path_to_error::Path) -> Vec<PathSeg> {
-    use serde_path_to_error::Segment;
-    p.iter()
-        .filter_map(|s| match s {
-            Segment::Seq { index } => Some(PathSeg::Index(*index)),
-            Segment::Map { key } => Some(PathSeg::Key(key.clone())),
-            Segment::Enum { variant } => Some(PathSeg::Key(variant.clone())),
-            Segment::Unknown => None,
-        })
-        .collect()
 }
 
 fn load_policies(

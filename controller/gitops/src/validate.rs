@@ -238,7 +238,7 @@ fn check_document(file: &str, root: Node, out: &mut Vec<Diagnostic>) -> Option<L
     let before = out.len();
     // Like a compiler, stop listing after a while: a file with thousands of wrong values needs the first
     // few to be understood, and locating each costs a walk of the document.
-    let mut errors = validator(kind).iter_errors(&json);
+    let mut errors = compiled(kind).0.iter_errors(&json);
     for e in errors.by_ref().take(MAX_SCHEMA_ERRORS) {
         out.push(schema_diagnostic(file, &root, kind, &e));
     }
@@ -252,15 +252,7 @@ fn check_document(file: &str, root: Node, out: &mut Vec<Diagnostic>) -> Option<L
     let object = match decode(kind, json) {
         Ok(o) => o,
         Err(e) => {
-            let path: Vec<PathSeg> = e
-                .path()
-                .iter()
-                .filter_map(|s| match s {
-                    serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
-                    serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key.clone())),
-                    _ => None,
-                })
-                .collect();
+            let path = yaml::path_of(e.path());
             let field = (!path.is_empty()).then(|| display_path(&path));
             out.push(Diagnostic::error(file, root.locate(&path, false), field, e.into_inner().to_string()));
             return None;
@@ -283,24 +275,19 @@ fn decode(kind: Kind, json: Json) -> Result<Object, serde_path_to_error::Error<s
     })
 }
 
-fn validator(kind: Kind) -> &'static jsonschema::Validator {
-    static VALIDATORS: OnceLock<Vec<(Kind, jsonschema::Validator, Json)>> = OnceLock::new();
-    let all = VALIDATORS.get_or_init(|| {
+/// The strict manifest schema of a kind and its compiled validator, built once.
+fn compiled(kind: Kind) -> &'static (jsonschema::Validator, Json) {
+    static COMPILED: OnceLock<Vec<(Kind, (jsonschema::Validator, Json))>> = OnceLock::new();
+    let all = COMPILED.get_or_init(|| {
         Kind::ALL
             .iter()
             .map(|k| {
                 let schema = manifest_schema(*k);
                 let v = jsonschema::validator_for(&schema).expect("generated schemas compile");
-                (*k, v, schema)
+                (*k, (v, schema))
             })
             .collect()
     });
-    &all.iter().find(|(k, _, _)| *k == kind).expect("every kind has a validator").1
-}
-
-fn schema_for(kind: Kind) -> &'static Json {
-    static SCHEMAS: OnceLock<Vec<(Kind, Json)>> = OnceLock::new();
-    let all = SCHEMAS.get_or_init(|| Kind::ALL.iter().map(|k| (*k, manifest_schema(*k))).collect());
     &all.iter().find(|(k, _)| *k == kind).expect("every kind has a schema").1
 }
 
@@ -346,7 +333,7 @@ fn schema_diagnostic(file: &str, root: &Node, kind: Kind, e: &jsonschema::Valida
                     "status is written by Paddock's controllers; remove it from the manifest".into(),
                 );
             }
-            let known: Vec<&str> = schema_at(schema_for(kind), &path)
+            let known: Vec<&str> = schema_at(&compiled(kind).1, &path)
                 .and_then(|s| s.get("properties"))
                 .and_then(Json::as_object)
                 .map(|p| p.keys().map(String::as_str).collect())

@@ -526,6 +526,19 @@ pub enum PathSeg {
     Index(usize),
 }
 
+/// The path serde was at when decoding failed, as steps into the document.
+pub fn path_of(p: &serde_path_to_error::Path) -> Vec<PathSeg> {
+    use serde_path_to_error::Segment;
+    p.iter()
+        .filter_map(|s| match s {
+            Segment::Seq { index } => Some(PathSeg::Index(*index)),
+            Segment::Map { key } => Some(PathSeg::Key(key.clone())),
+            Segment::Enum { variant } => Some(PathSeg::Key(variant.clone())),
+            Segment::Unknown => None,
+        })
+        .collect()
+}
+
 /// A field path as kubectl writes it: `spec.sandbox.egress[0]`, `metadata.labels["app.kubernetes.io/name"]`.
 pub fn display_path(path: &[PathSeg]) -> String {
     let mut out = String::new();

@@ -29,12 +29,8 @@ pub struct BudgetParams {
     pub expensive_models: Vec<String>,
     /// What to do once a model without a catalog price has been used, since spend can no longer be
     /// enforced: `ask` once (default, as Omnigent does) or `deny`.
-    #[serde(default = "ask")]
+    #[serde(default = "super::ask")]
     pub unpriced_action: Action,
-}
-
-fn ask() -> Action {
-    Action::Ask
 }
 
 impl BudgetParams {

@@ -13,9 +13,6 @@ use crate::shell::{SimpleCommand, program_name};
 use crate::state::SessionState;
 use crate::tools::{ToolKind, ToolUse, glob_match};
 
-fn yes() -> bool {
-    true
-}
 fn default_mcp_prefixes() -> Vec<String> {
     vec!["mcp__github__".into(), "github__".into()]
 }
@@ -27,7 +24,7 @@ fn default_hosts() -> Vec<String> {
 #[serde(deny_unknown_fields)]
 pub struct GithubParams {
     /// Allow reading any repository; otherwise only `read_repos` (and `write_repos`).
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub read_all: bool,
     /// Repositories (`owner/repo`, globs allowed: `acme/*`) that may be read.
     #[serde(default)]
@@ -42,10 +39,10 @@ pub struct GithubParams {
     #[serde(default)]
     pub allow_destructive: bool,
     /// Deny pushing tags.
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub deny_tag_push: bool,
     /// Deny force pushes in every spelling (`--force`, `-f`, `--force-with-lease`, `+ref`, `--mirror`).
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub deny_force_push: bool,
     /// Prefixes of GitHub MCP tools.
     #[serde(default = "default_mcp_prefixes")]
@@ -306,18 +303,14 @@ impl Builtin for Github {
 #[serde(deny_unknown_fields)]
 pub struct BlastParams {
     /// Treat every `git push` as risky.
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub gate_pushes: bool,
     /// What risky commands get: `ask` (default) or `deny`.
-    #[serde(default = "ask")]
+    #[serde(default = "super::ask")]
     pub risky_action: Action,
     /// Replaces the reason of every denial.
     #[serde(default)]
     pub deny_reason: Option<String>,
-}
-
-fn ask() -> Action {
-    Action::Ask
 }
 
 pub const BLAST_RADIUS: BuiltinDef = BuiltinDef {

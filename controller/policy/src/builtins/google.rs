@@ -18,9 +18,6 @@ use crate::tools::ToolUse;
 fn default_prefixes() -> Vec<String> {
     vec!["mcp__google__".into(), "google__".into()]
 }
-fn yes() -> bool {
-    true
-}
 
 /// The operation name after the server prefix, if the tool belongs to the family: a family word anywhere
 /// in it, so both `gmail_send_message` and verb-first `send_gmail_message` are recognised.
@@ -129,7 +126,7 @@ fn list(state: &SessionState, key: &str) -> Vec<String> {
 #[serde(deny_unknown_fields)]
 pub struct DriveParams {
     /// Allow reading any file; otherwise only `read_files`.
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub read_all: bool,
     #[serde(default)]
     pub read_files: Vec<String>,
@@ -229,12 +226,12 @@ impl Builtin for Drive {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MailParams {
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub allow_read: bool,
     #[serde(default)]
     pub allow_send: bool,
     /// Creating drafts; editing and deleting only drafts created in this session.
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub allow_drafts: bool,
     /// Labels, archive, trash, delete.
     #[serde(default)]
@@ -309,7 +306,7 @@ impl Builtin for Mail {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarParams {
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub allow_read: bool,
     #[serde(default)]
     pub allow_create_events: bool,

@@ -86,6 +86,16 @@ pub enum Action {
     Ask,
 }
 
+/// `#[serde(default = "super::yes")]`: parameters that default to true.
+pub(super) fn yes() -> bool {
+    true
+}
+
+/// `#[serde(default = "super::ask")]`: actions that default to asking.
+pub(super) fn ask() -> Action {
+    Action::Ask
+}
+
 /// A configured builtin.
 pub trait Builtin: Send + Sync {
     /// Decides on one event. `tools` are the event's tool uses, normalised. An `Err` is a failure to

@@ -22,19 +22,15 @@ pub struct SandboxParams {
     #[serde(default)]
     pub runtime_class_names: Vec<String>,
     /// Whether the Agent may have egress besides the gateway at all.
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub allow_egress: bool,
     /// When egress is allowed: every entry must match one of these `host:port` globs (`*.npmjs.org:443`).
     /// Empty means any.
     #[serde(default)]
     pub allowed_egress: Vec<String>,
     /// Whether extra writable paths besides the workspace are allowed.
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub allow_writable_paths: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub const ENFORCE_SANDBOX: BuiltinDef = BuiltinDef {

@@ -36,15 +36,11 @@ pub struct SequenceParams {
     /// The event that then needs approval (or is denied).
     pub before: MatcherParams,
     /// `ask` (default) or `deny`.
-    #[serde(default = "ask")]
+    #[serde(default = "super::ask")]
     pub action: Action,
     /// Shown to the approver or the agent.
     #[serde(default)]
     pub reason: Option<String>,
-}
-
-fn ask() -> Action {
-    Action::Ask
 }
 
 struct Matcher {

@@ -223,7 +223,7 @@ pub struct RiskParams {
     #[serde(default)]
     pub guarded_tools: Vec<String>,
     /// `ask` (default) or `deny`.
-    #[serde(default = "ask_action")]
+    #[serde(default = "super::ask")]
     pub escalate_action: Action,
     /// Keys under which tool results carry their classification.
     #[serde(default = "default_label_keys")]
@@ -235,9 +235,6 @@ pub struct RiskParams {
 
 fn default_threshold_points() -> i64 {
     50
-}
-fn ask_action() -> Action {
-    Action::Ask
 }
 fn default_label_keys() -> Vec<String> {
     ["label_classification", "classification", "sensitivity", "sensitivity_label", "dlp_label"]
