@@ -41,6 +41,11 @@ pub struct GitSourceSpec {
     /// Secret with credentials: `token` (HTTPS), or `identity` and `known_hosts` (SSH).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
+    /// Secret whose key `token` is the shared secret of the push webhook `POST /hooks/git/{namespace}/{name}`:
+    /// the HMAC key of GitHub's `X-Hub-Signature-256`, or GitLab's `X-Gitlab-Token`. Without it the webhook
+    /// is off for this source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret_ref: Option<LocalObjectReference>,
     /// Stop fetching and applying until set back to false.
     #[serde(default)]
     pub suspend: bool,

@@ -1,6 +1,9 @@
 //! `paddock`: GitOps for AI agents. This binary is the CLI and, in later releases, every server part.
 
+mod controller_cmd;
+mod gateway_cmd;
 mod generate;
+mod logging;
 mod test;
 mod validate;
 
@@ -46,6 +49,12 @@ enum Command {
     /// Put `# yaml-language-server: $schema=<path>/agent.schema.json` on the first line of a manifest to
     /// get completion, hover docs and errors in VS Code, Neovim and other editors.
     Schema(generate::SchemaArgs),
+    /// Run the gateway: the LLM proxy (Anthropic and OpenAI wire formats) and the admission API that every
+    /// model request and tool call passes. Listens on 127.0.0.1:6767 by default.
+    Gateway(gateway_cmd::Args),
+    /// Run the Kubernetes controller: GitSources are fetched, validated whole and applied (refused with
+    /// file:line when broken), Agents and Policies get status; serves /metrics, /healthz and the git webhook.
+    Controller(controller_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +64,8 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Crdgen(args) => generate::crdgen(args),
         Command::Schema(args) => generate::schema(args),
+        Command::Gateway(args) => gateway_cmd::run(args),
+        Command::Controller(args) => controller_cmd::run(args),
     };
     match result {
         Ok(code) => code,

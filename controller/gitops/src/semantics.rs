@@ -37,14 +37,16 @@ struct Ctx<'a> {
     objects: &'a [LoadedObject],
     /// (kind, namespace, name) of every object, so that reference checks stay linear.
     index: std::collections::HashSet<(Kind, &'a str, &'a str)>,
+    default_ns: &'a str,
 }
 
 /// Objects without `metadata.namespace` go to the target namespace; `paddock validate` calls it `default`,
-/// so that `coder` and `coder` in `namespace: default` are the same object.
+/// so that `coder` and `coder` in `namespace: default` are the same object. The GitSource reconciler passes
+/// its own namespace instead (see [`crate::validate_files_in`]).
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-fn ns(o: &LoadedObject) -> &str {
-    o.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+fn ns<'a>(o: &'a LoadedObject, default_ns: &'a str) -> &'a str {
+    o.namespace.as_deref().unwrap_or(default_ns)
 }
 
 impl Ctx<'_> {
@@ -55,19 +57,19 @@ impl Ctx<'_> {
         self.out.push(Diagnostic::warning(&obj.file, obj.pos(&path.0), Some(display_path(&path.0)), msg));
     }
     fn exists(&self, kind: Kind, namespace: &Option<String>, name: &str) -> bool {
-        self.index.contains(&(kind, namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE), name))
+        self.index.contains(&(kind, namespace.as_deref().unwrap_or(self.default_ns), name))
     }
     fn names(&self, kind: Kind) -> Vec<&str> {
         self.objects.iter().filter(|o| o.kind == kind).map(|o| o.name.as_str()).collect()
     }
 }
 
-pub(crate) fn check(report: &mut Report) {
-    let index = report.objects.iter().map(|o| (o.kind, ns(o), o.name.as_str())).collect();
-    let mut ctx = Ctx { out: Vec::new(), objects: &report.objects, index };
+pub(crate) fn check(report: &mut Report, default_ns: &str) {
+    let index = report.objects.iter().map(|o| (o.kind, ns(o, default_ns), o.name.as_str())).collect();
+    let mut ctx = Ctx { out: Vec::new(), objects: &report.objects, index, default_ns };
     let mut first_seen: HashMap<(Kind, &str, &str), &LoadedObject> = HashMap::new();
     for obj in ctx.objects {
-        let key = (obj.kind, ns(obj), obj.name.as_str());
+        let key = (obj.kind, ns(obj, default_ns), obj.name.as_str());
         if let Some(first) = first_seen.get(&key) {
             let at = first.pos(&p(&["metadata", "name"]).0);
             let msg = format!(

@@ -93,8 +93,15 @@ impl Report {
 /// compresses well in git cannot exhaust memory here.
 pub const MAX_REPO_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Validates a whole set of files as one repository revision. Pure: no IO.
+/// Validates a whole set of files as one repository revision. Pure: no IO. Objects without a namespace
+/// are taken to be in [`crate::semantics::DEFAULT_NAMESPACE`].
 pub fn validate_files(files: &[SourceFile]) -> Report {
+    validate_files_in(files, crate::semantics::DEFAULT_NAMESPACE)
+}
+
+/// [`validate_files`] for objects that will land in `default_namespace` when they name none, so that
+/// `coder` and `coder` in `namespace: <default_namespace>` are one object and references resolve there.
+pub fn validate_files_in(files: &[SourceFile], default_namespace: &str) -> Report {
     let mut report = Report { files: files.len(), ..Report::default() };
     let total: u64 = files
         .iter()
@@ -119,7 +126,7 @@ pub fn validate_files(files: &[SourceFile]) -> Report {
     for file in files {
         check_file(file, &mut report);
     }
-    crate::semantics::check(&mut report);
+    crate::semantics::check(&mut report, default_namespace);
     report.diagnostics.sort_by(|a, b| (&a.file, a.pos, a.severity).cmp(&(&b.file, b.pos, b.severity)));
     report.diagnostics.dedup();
     report

@@ -29,16 +29,24 @@ pub enum Level {
     Namespace,
 }
 
-/// A rule ready to evaluate.
+/// A rule ready to evaluate. Cloning shares the compiled builtin.
+#[derive(Clone)]
 pub struct CompiledRule {
     pub name: String,
     pub uses: String,
     pub phases: Vec<Phase>,
     pub action: Option<Verdict>,
-    builtin: Box<dyn Builtin>,
+    builtin: std::sync::Arc<dyn Builtin>,
+}
+
+impl std::fmt::Debug for CompiledRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledRule").field("name", &self.name).field("uses", &self.uses).finish_non_exhaustive()
+    }
 }
 
 /// A Policy ready to evaluate.
+#[derive(Clone, Debug)]
 pub struct CompiledPolicy {
     pub name: String,
     pub level: Level,
@@ -89,7 +97,13 @@ pub fn compile_rule(index: usize, rule: &PolicyRule) -> Result<CompiledRule, Vec
         )]);
     }
     let phases = if rule.on.is_empty() { def.phases.to_vec() } else { rule.on.clone() };
-    Ok(CompiledRule { name: rule.name.clone(), uses: rule.uses.clone(), phases, action: rule.action, builtin })
+    Ok(CompiledRule {
+        name: rule.name.clone(),
+        uses: rule.uses.clone(),
+        phases,
+        action: rule.action,
+        builtin: builtin.into(),
+    })
 }
 
 fn param_message(def: &builtins::BuiltinDef, e: &jsonschema::ValidationError<'_>) -> String {
@@ -325,6 +339,18 @@ pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]
         d.event = Some(e);
     }
     d
+}
+
+/// The least any enforced budget rule still lets `model` spend (see [`Builtin::headroom_usd`]); `None` when
+/// no hard limit applies.
+pub fn headroom_usd(policies: &[CompiledPolicy], model: &str, state: &SessionState) -> Option<f64> {
+    policies
+        .iter()
+        .filter(|p| p.mode == PolicyMode::Enforce)
+        .flat_map(|p| &p.rules)
+        .filter(|r| r.phases.contains(&Phase::LlmRequest))
+        .filter_map(|r| r.builtin.headroom_usd(model, state))
+        .reduce(f64::min)
 }
 
 fn deny(mut d: Decision, hit: Hit) -> Decision {

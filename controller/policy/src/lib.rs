@@ -14,6 +14,7 @@ pub mod engine;
 pub mod event;
 pub mod git;
 pub mod pii;
+pub mod set;
 pub mod shell;
 pub mod state;
 pub mod testing;
@@ -21,9 +22,11 @@ pub mod tools;
 
 pub use builtins::{Mutation, REGISTRY};
 pub use engine::{
-    CompiledPolicy, Decision, Hit, Level, RuleError, compile_agent_rules, compile_policy, evaluate, selects,
+    CompiledPolicy, Decision, Hit, Level, RuleError, compile_agent_rules, compile_policy, evaluate, headroom_usd,
+    selects,
 };
 pub use event::{Event, ToolCall, Usage};
+pub use set::{GovernedAgent, PolicySet, SetError};
 pub use state::{SessionState, StateUpdate};
 pub use tools::{ToolKind, ToolUse};
 

@@ -145,21 +145,13 @@ pub fn run_case(suite: &Suite, case: &Case, policies: &[CompiledPolicy]) -> Case
     CaseResult { name: case.name.clone(), mismatches, decisions }
 }
 
-fn verdict_str(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Allow => "allow",
-        Verdict::Deny => "deny",
-        Verdict::Ask => "ask",
-    }
-}
-
 fn compare(step_no: usize, step: &Step, d: &Decision) -> Option<Mismatch> {
     let mut expected = Vec::new();
     let mut actual = Vec::new();
     let mut differs = false;
     if let Some(v) = step.expect {
-        expected.push(format!("verdict: {}", verdict_str(v)));
-        actual.push(format!("verdict: {}", verdict_str(d.verdict)));
+        expected.push(format!("verdict: {}", Verdict::as_str(v)));
+        actual.push(format!("verdict: {}", Verdict::as_str(d.verdict)));
         differs |= v != d.verdict;
     }
     let decided_by = |name: &Option<String>, field: &str| name.clone().unwrap_or_else(|| format!("(no {field})"));

@@ -794,7 +794,7 @@ cases:
 fn action_allow_is_refused() {
     let spec: paddock_api::PolicySpec =
         serde_yaml_ng::from_str("rules: [{name: r, use: max_tool_calls, action: allow}]").unwrap();
-    let e = paddock_policy::compile_policy("p", paddock_policy::Level::Namespace, &spec).err().expect("refused");
+    let e = paddock_policy::compile_policy("p", paddock_policy::Level::Namespace, &spec).expect_err("refused");
     assert!(e[0].to_string().contains("mode: Audit"), "{e:?}");
 }
 

@@ -90,7 +90,38 @@ struct Budget {
     scope: Scope,
 }
 
+impl Budget {
+    /// The hard limit that applies to `model`, if it is blocked there, and what counts against it.
+    fn limit_for(&self, model: &str, state: &SessionState) -> Option<(f64, f64)> {
+        let max = self.max_usd(state)?;
+        let spent = match self.scope {
+            Scope::Session => state.usage.cost_usd,
+            Scope::UserDaily => state.user_daily.cost_usd,
+        };
+        self.blocks(model).then_some((max, spent))
+    }
+
+    /// The hard limit: the rule's, lowered by the Session's own budget.
+    fn max_usd(&self, state: &SessionState) -> Option<f64> {
+        match (self.p.max_cost_usd, self.scope, state.budget_usd) {
+            (Some(m), Scope::Session, Some(b)) => Some(m.min(b)),
+            (None, Scope::Session, Some(b)) => Some(b),
+            (m, _, _) => m,
+        }
+    }
+
+    /// Whether the hard limit stops `model` (every model when `expensive_models` is empty).
+    fn blocks(&self, model: &str) -> bool {
+        self.p.expensive_models.is_empty()
+            || self.p.expensive_models.iter().any(|m| model.to_ascii_lowercase().contains(&m.to_ascii_lowercase()))
+    }
+}
+
 impl Builtin for Budget {
+    fn headroom_usd(&self, model: &str, state: &SessionState) -> Option<f64> {
+        self.limit_for(model, state).map(|(max, spent)| (max - spent).max(0.0))
+    }
+
     fn evaluate(&self, ctx: &RuleCtx, event: &Event, _: &[ToolUse], state: &SessionState) -> Result<Outcome, String> {
         let who = match self.scope {
             Scope::Session => "this session",
@@ -103,18 +134,12 @@ impl Builtin for Budget {
             }
             Scope::UserDaily => (state.user_daily.cost_usd, state.user_daily.approved_usd),
         };
-        let max = match (self.p.max_cost_usd, self.scope, state.budget_usd) {
-            (Some(m), Scope::Session, Some(b)) => Some(m.min(b)),
-            (None, Scope::Session, Some(b)) => Some(b),
-            (m, _, _) => m,
-        };
+        let max = self.max_usd(state);
         if let Some(max) = max
             && spent >= max
         {
             let model = event.model.as_deref().or(state.model.as_deref()).unwrap_or("");
-            let blocked = self.p.expensive_models.is_empty()
-                || self.p.expensive_models.iter().any(|m| model.to_ascii_lowercase().contains(&m.to_ascii_lowercase()));
-            if blocked {
+            if self.blocks(model) {
                 let what = if self.p.expensive_models.is_empty() {
                     "no further model use is allowed".to_owned()
                 } else {

@@ -107,6 +107,12 @@ pub trait Builtin: Send + Sync {
         tools: &[ToolUse],
         state: &SessionState,
     ) -> Result<Outcome, String>;
+
+    /// For budget rules: dollars `model` may still spend before this rule's hard limit blocks it. The
+    /// gateway cuts a streamed answer that would pass it.
+    fn headroom_usd(&self, _model: &str, _state: &SessionState) -> Option<f64> {
+        None
+    }
 }
 
 /// A builtin's entry in the registry.

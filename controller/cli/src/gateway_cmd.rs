@@ -1,0 +1,56 @@
+//! `paddock gateway`: the LLM proxy and admission API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use paddock_gateway::GatewayConfig;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The configuration file (YAML): providers, limits, database. Flags override it.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    listen: Option<String>,
+    /// A directory of Agent and Policy manifests to govern with.
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://…`.
+    #[arg(long, env = "PADDOCK_DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
+    /// Where the database and the generated admin token live.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::logging::init(args.log_json);
+    let mut cfg = match &args.config {
+        Some(p) => GatewayConfig::load(p)?,
+        None => GatewayConfig::default(),
+    };
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if args.repo.is_some() {
+        cfg.repo = args.repo;
+    }
+    if args.database.is_some() {
+        cfg.database = args.database;
+    }
+    if args.data_dir.is_some() {
+        cfg.data_dir = args.data_dir;
+    }
+    cfg.check().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async {
+        let gw = paddock_gateway::server::build(&cfg).await?;
+        paddock_gateway::server::serve(gw, &cfg.listen).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,261 @@
+//! Load benchmark over loopback: the gateway's overhead against going straight to the same fast mock
+//! upstream, streaming time to first byte, and admission decisions at a fixed 5,000/s.
+//!
+//! `cargo bench -p paddock-gateway --bench gateway_load` (add `-- --quick` for a short run). The mock
+//! upstream, the gateway and the load generator share this machine's cores, so the figures include their
+//! contention; they are upper bounds on what the gateway adds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use paddock_gateway::config::{GatewayConfig, ProviderConfig, ProviderKind, SecretSource};
+use paddock_gateway::scripted::{ScriptFile, router};
+use paddock_gateway::server;
+use serde_json::{Value, json};
+
+const SCRIPT: &str =
+    "scripts:\n  - name: fast\n    turns:\n      - {text: 'ok', usage: {input_tokens: 20, output_tokens: 2}}\n";
+
+const REPO: &str = r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: bench, labels: {team: web}}
+spec: {harness: custom, model: claude-sonnet-4-5}
+---
+apiVersion: paddock.dev/v1alpha1
+kind: Policy
+metadata: {name: baseline}
+spec:
+  rules:
+    - {name: no-pii, use: deny_pii_in_llm_request, with: {pii_types: [email, ssn, credit_card, secret]}}
+    - {name: github, use: github, with: {read_all: true, deny_force_push: true}}
+    - {name: blast, use: blast_radius}
+    - {name: budget, use: cost_budget, with: {max_cost_usd: 1000000}}
+    - {name: calls, use: max_tool_calls, with: {limit: 100000000}}
+"#;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+async fn closed_loop(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+    conc: usize,
+    n: usize,
+) -> Vec<Duration> {
+    let per = n / conc;
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let (client, url, token, body) = (client.clone(), url.to_owned(), token.to_owned(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut v = Vec::with_capacity(per);
+            for _ in 0..per {
+                let t = Instant::now();
+                let r = client.post(&url).header("x-api-key", &token).json(&body).send().await.unwrap();
+                assert!(r.status().is_success(), "{}", r.status());
+                let _ = r.bytes().await.unwrap();
+                v.push(t.elapsed());
+            }
+            v
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
+async fn ttfb(client: &reqwest::Client, url: &str, token: &str, body: &Value, n: usize) -> Vec<Duration> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let mut r = client.post(url).header("x-api-key", token).json(body).send().await.unwrap();
+        let _ = r.chunk().await.unwrap();
+        v.push(t.elapsed());
+        while r.chunk().await.unwrap().is_some() {}
+    }
+    v.sort();
+    v
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(run(quick));
+}
+
+async fn run(quick: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+    std::fs::write(dir.path().join("repo/bench.yaml"), REPO).unwrap();
+    std::fs::write(dir.path().join("admin"), "bench-admin").unwrap();
+    // The mock upstream: the scripted provider on its own port.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_url = format!("http://{}", upstream.local_addr().unwrap());
+    let script = ScriptFile::parse(SCRIPT, "bench").unwrap();
+    tokio::spawn(server::serve_on(upstream, router(Arc::new(script)), std::future::pending()));
+    let mut cfg = GatewayConfig {
+        data_dir: Some(dir.path().join("data")),
+        repo: Some(dir.path().join("repo")),
+        admin_token: Some(SecretSource { env: None, file: Some(dir.path().join("admin")) }),
+        ..GatewayConfig::default()
+    };
+    cfg.providers.push(ProviderConfig {
+        name: "mock".into(),
+        kind: ProviderKind::Anthropic,
+        base_url: Some(upstream_url.clone()),
+        api_key: None,
+        script: None,
+        models: vec!["claude-*".into()],
+    });
+    let gw = server::build(&cfg).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw_url = format!("http://{}", listener.local_addr().unwrap());
+    let app = server::router(gw.clone());
+    tokio::spawn(server::serve_on(listener, app, std::future::pending()));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    let r: Value = client
+        .post(format!("{gw_url}/v1/sessions"))
+        .bearer_auth("bench-admin")
+        .json(&json!({"agent": "bench", "owner": "bench"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (sid, token) = (r["id"].as_str().unwrap().to_owned(), r["token"].as_str().unwrap().to_owned());
+    let history: Vec<Value> = (0..10)
+        .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": format!("message {i}: {}", "lorem ipsum dolor sit amet ".repeat(8))}))
+        .collect();
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": history});
+    let direct = format!("{upstream_url}/v1/messages");
+    let via = format!("{gw_url}/llm/anthropic/v1/messages");
+    let n = if quick { 400 } else { 4000 };
+    println!("## LLM proxy overhead (Anthropic Messages, non-streaming, ~2.3 KB request, {n} requests per row)\n");
+    println!(
+        "| concurrency | direct p50 ms | via gateway p50 ms | added p50 ms | direct p99 ms | via gateway p99 ms | added p99 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    closed_loop(&client, &via, &token, &body, 8, 200).await; // warm up
+    closed_loop(&client, &direct, &token, &body, 8, 200).await;
+    for conc in [1, 8, 32] {
+        let d = closed_loop(&client, &direct, &token, &body, conc, n).await;
+        let g = closed_loop(&client, &via, &token, &body, conc, n).await;
+        let (d50, g50, d99, g99) =
+            (percentile(&d, 0.5), percentile(&g, 0.5), percentile(&d, 0.99), percentile(&g, 0.99));
+        println!(
+            "| {conc} | {} | {} | {} | {} | {} | {} |",
+            ms(d50),
+            ms(g50),
+            ms(g50.saturating_sub(d50)),
+            ms(d99),
+            ms(g99),
+            ms(g99.saturating_sub(d99))
+        );
+    }
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    let m = if quick { 200 } else { 1000 };
+    let d = ttfb(&client, &direct, &token, &sbody, m).await;
+    let g = ttfb(&client, &via, &token, &sbody, m).await;
+    println!("\n## Streaming time to first byte ({m} sequential requests)\n");
+    println!("| | p50 ms | p99 ms |\n|---|---|---|");
+    println!("| direct | {} | {} |", ms(percentile(&d, 0.5)), ms(percentile(&d, 0.99)));
+    println!("| via gateway | {} | {} |", ms(percentile(&g, 0.5)), ms(percentile(&g, 0.99)));
+    println!(
+        "| added | {} | {} |",
+        ms(percentile(&g, 0.5).saturating_sub(percentile(&d, 0.5))),
+        ms(percentile(&g, 0.99).saturating_sub(percentile(&d, 0.99)))
+    );
+
+    // The same decision in-process, sequential: what the engine and the durable write cost without HTTP.
+    let session = gw.session(&sid).unwrap();
+    let ev: paddock_policy::Event = serde_json::from_value(
+        json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "git status && cargo test --workspace"}}),
+    )
+    .unwrap();
+    let mut inproc = Vec::new();
+    for _ in 0..(if quick { 2000 } else { 20000 }) {
+        let t = Instant::now();
+        gw.decide(&session, ev.clone(), Duration::from_secs(1)).await.unwrap();
+        inproc.push(t.elapsed());
+    }
+    inproc.sort();
+    println!("\n## One decision in-process (engine + durable commit, sequential)\n");
+    println!(
+        "| p50 ms | p99 ms |\n|---|---|\n| {} | {} |",
+        ms(percentile(&inproc, 0.5)),
+        ms(percentile(&inproc, 0.99))
+    );
+
+    // Admission: an open-loop load at a fixed rate; latency counts from when each request was due, so a
+    // stalled server cannot hide its queue (no coordinated omission).
+    let decide = format!("{gw_url}/v1/sessions/{sid}/decide");
+    let event =
+        json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "git status && cargo test --workspace"}});
+    let secs = if quick { 2 } else { 10 };
+    let rate = 5000u64;
+    let total = rate * secs;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let per_tick = rate / 1000;
+    for i in 0..(total / per_tick) {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            let due = started + Duration::from_micros(i * 1000);
+            let (client, url, token, event) = (client.clone(), decide.clone(), token.clone(), event.clone());
+            tasks.push(tokio::spawn(async move {
+                let sent = Instant::now();
+                let r = client.post(&url).bearer_auth(&token).json(&event).send().await.unwrap();
+                let ok = r.status().is_success();
+                let _ = r.bytes().await;
+                (ok, sent.elapsed(), Instant::now().duration_since(due))
+            }));
+        }
+    }
+    let mut lat = Vec::with_capacity(tasks.len());
+    let mut from_due = Vec::with_capacity(tasks.len());
+    let mut errors = 0;
+    for t in tasks {
+        let (ok, d, late) = t.await.unwrap();
+        errors += usize::from(!ok);
+        lat.push(d);
+        from_due.push(late);
+    }
+    let elapsed = started.elapsed();
+    lat.sort();
+    from_due.sort();
+    println!("\n## Admission decisions (POST /v1/sessions/{{id}}/decide, tool_call, 5 rules, durable audit + state)\n");
+    println!(
+        "| offered rate | achieved rate | p50 ms | p99 ms | max ms | p99 from schedule ms | errors |\n|---|---|---|---|---|---|---|"
+    );
+    println!(
+        "| {rate}/s for {secs}s | {:.0}/s | {} | {} | {} | {} | {errors} |",
+        lat.len() as f64 / elapsed.as_secs_f64(),
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99)),
+        ms(*lat.last().unwrap()),
+        ms(percentile(&from_due, 0.99)),
+    );
+    let audit: Vec<Value> = client
+        .get(format!("{gw_url}/v1/audit?session={sid}"))
+        .bearer_auth("bench-admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    println!("\naudit rows recorded for the session: {}", audit.len());
+}

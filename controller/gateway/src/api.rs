@@ -1,0 +1,296 @@
+//! The gateway's own API: sessions and their tokens, the admission API for hooks and runners, approvals,
+//! the audit log. A session token acts only for its own session and never approves; the admin token is the
+//! human credential.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use paddock_policy::Event;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::gateway::{Gateway, GatewayError, NewSession, Resolution, Session};
+use crate::proxy::{bearer, parse_json, read_body};
+
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": {"message": self.1, "status": self.0.as_u16()}}))).into_response()
+    }
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> ApiError {
+        let status = match &e {
+            GatewayError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::NoSession(_) | GatewayError::NoApproval(_) => StatusCode::NOT_FOUND,
+            GatewayError::SessionEnded(_) => StatusCode::GONE,
+            GatewayError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            GatewayError::Conflict(_) => StatusCode::CONFLICT,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+enum Caller {
+    Admin,
+    Session(Arc<Session>),
+}
+
+fn caller(gw: &Gateway, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token =
+        bearer(headers).ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "a bearer token is required".into()))?;
+    if gw.is_admin(token) {
+        return Ok(Caller::Admin);
+    }
+    gw.session_for_token(token)
+        .map(Caller::Session)
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "invalid or expired token".into()))
+}
+
+fn admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
+    match caller(gw, headers)? {
+        Caller::Admin => Ok(()),
+        Caller::Session(_) => {
+            Err(ApiError(StatusCode::FORBIDDEN, "a session token cannot do this; it needs the admin credential".into()))
+        }
+    }
+}
+
+/// The caller must be the session itself (or, where `admin_ok`, the admin).
+fn own_session(gw: &Gateway, headers: &HeaderMap, id: &str, admin_ok: bool) -> Result<Arc<Session>, ApiError> {
+    match caller(gw, headers)? {
+        Caller::Session(s) if s.id == id => Ok(s),
+        Caller::Session(_) => Err(ApiError(StatusCode::FORBIDDEN, format!("this token cannot act for session `{id}`"))),
+        Caller::Admin if admin_ok => gw.session(id).ok_or_else(|| GatewayError::NoSession(id.into()).into()),
+        Caller::Admin => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "only the session's own token can ask for decisions; the admin credential cannot act as a session".into(),
+        )),
+    }
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(gw: &Gateway, body: Body) -> Result<T, ApiError> {
+    let bytes =
+        read_body(body, gw.limits.max_body_bytes).await.map_err(|e| ApiError(StatusCode::PAYLOAD_TOO_LARGE, e))?;
+    decode(&bytes)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let v = parse_json(bytes).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{}: {}", if path == "." { "body" } else { &path }, e.into_inner()),
+        )
+    })
+}
+
+async fn session_json(s: &Session) -> Value {
+    let st = s.state().await;
+    let (phase, reason) = s.ended().unwrap_or_else(|| ("Running".into(), String::new()));
+    json!({
+        "id": s.id, "namespace": s.namespace, "agent": s.agent, "owner": s.owner, "parent": s.parent,
+        "createdAt": s.created_at, "phase": phase, "reason": reason, "model": st.model,
+        "usage": {"inputTokens": st.usage.input_tokens, "outputTokens": st.usage.output_tokens,
+                  "cacheReadTokens": st.usage.cache_read_tokens, "cacheWriteTokens": st.usage.cache_write_tokens,
+                  "costUsd": st.usage.cost_usd, "unpricedTokens": st.usage.unpriced_tokens},
+        "toolCalls": st.tool_calls, "riskScore": st.risk_score,
+    })
+}
+
+pub async fn create_session(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> ApiResult {
+    admin(&gw, &headers)?;
+    let req: NewSession = json_body(&gw, body).await?;
+    let (s, token) = gw.create_session(req).await?;
+    let mut v = session_json(&s).await;
+    v["token"] = json!(token);
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+pub async fn list_sessions(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> ApiResult {
+    admin(&gw, &headers)?;
+    let mut out = Vec::new();
+    for s in gw.sessions() {
+        out.push(session_json(&s).await);
+    }
+    Ok(Json(out).into_response())
+}
+
+pub async fn get_session(State(gw): State<Arc<Gateway>>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult {
+    let s = own_session(&gw, &headers, &id, true)?;
+    let mut v = session_json(&s).await;
+    v["pendingApprovals"] = json!(gw.pending_approvals().into_iter().filter(|a| a.session == id).collect::<Vec<_>>());
+    v["charges"] = json!(gw.store.charges(&id).await.map_err(GatewayError::from)?);
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndSession {
+    pub phase: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+pub async fn end_session(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    admin(&gw, &headers)?;
+    let req: EndSession = json_body(&gw, body).await?;
+    gw.end_session(&id, &req.phase, &req.reason).await?;
+    let s = gw.session(&id).ok_or_else(|| GatewayError::NoSession(id.clone()))?;
+    Ok(Json(session_json(&s).await).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct DecideQuery {
+    /// `false`: answer `pending` at once when a human must decide.
+    #[serde(default)]
+    pub wait: Option<bool>,
+}
+
+/// `POST /v1/sessions/{id}/decide`: an event in, a ruling out.
+pub async fn decide(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    Query(q): Query<DecideQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let s = own_session(&gw, &headers, &id, false)?;
+    let event: Event = json_body(&gw, body).await?;
+    let wait = if q.wait == Some(false) { Duration::ZERO } else { Duration::from_secs(gw.limits.decide_wait_seconds) };
+    let ruling = gw.decide(&s, event, wait).await?;
+    Ok(Json(ruling).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct WaitQuery {
+    /// Seconds to wait for a pending approval to be decided.
+    #[serde(default)]
+    pub wait: Option<u64>,
+}
+
+/// `GET /v1/sessions/{id}/approvals/{approval}`: how an ask of this session was decided.
+pub async fn session_approval(
+    State(gw): State<Arc<Gateway>>,
+    Path((id, approval)): Path<(String, String)>,
+    Query(q): Query<WaitQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    own_session(&gw, &headers, &id, true)?;
+    let belongs = gw
+        .store
+        .approvals(None)
+        .await
+        .map_err(GatewayError::from)?
+        .into_iter()
+        .any(|a| a.id == approval && a.session == id);
+    if !belongs {
+        return Err(GatewayError::NoApproval(approval).into());
+    }
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(gw.limits.decide_wait_seconds));
+    Ok(Json(gw.wait_for(&approval, wait).await?).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ApprovalsQuery {
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+pub async fn list_approvals(
+    State(gw): State<Arc<Gateway>>,
+    Query(q): Query<ApprovalsQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    admin(&gw, &headers)?;
+    let rows = match q.status.as_deref() {
+        None | Some("pending") => gw.pending_approvals(),
+        Some("all") => gw.store.approvals(None).await.map_err(GatewayError::from)?,
+        Some(s @ ("approved" | "denied" | "expired")) => {
+            gw.store.approvals(Some(s)).await.map_err(GatewayError::from)?
+        }
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("status: `{other}` is not one of pending, approved, denied, expired, all"),
+            ));
+        }
+    };
+    Ok(Json(rows).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DecideApproval {
+    #[serde(default)]
+    pub reason: String,
+    /// Who decided, recorded in the audit log (the controller relays the Approval's author).
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+async fn resolve(gw: Arc<Gateway>, id: String, headers: HeaderMap, body: Body, approved: bool) -> ApiResult {
+    admin(&gw, &headers)?;
+    let bytes =
+        read_body(body, gw.limits.max_body_bytes).await.map_err(|e| ApiError(StatusCode::PAYLOAD_TOO_LARGE, e))?;
+    // The body is optional: `curl -X POST …/approve` with nothing is an approval without a reason.
+    let req: DecideApproval =
+        if bytes.iter().all(u8::is_ascii_whitespace) { DecideApproval::default() } else { decode(&bytes)? };
+    let by = req.by.filter(|b| !b.trim().is_empty()).unwrap_or_else(|| "admin".into());
+    let row = gw.resolve(&id, Resolution { approved, by, reason: req.reason }).await?;
+    Ok(Json(row).into_response())
+}
+
+pub async fn approve(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    resolve(gw, id, headers, body, true).await
+}
+
+pub async fn deny(State(gw): State<Arc<Gateway>>, Path(id): Path<String>, headers: HeaderMap, body: Body) -> ApiResult {
+    resolve(gw, id, headers, body, false).await
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    pub session: Option<String>,
+    /// `json` (default) or `jsonl`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+pub async fn audit(State(gw): State<Arc<Gateway>>, Query(q): Query<AuditQuery>, headers: HeaderMap) -> ApiResult {
+    admin(&gw, &headers)?;
+    let rows = gw.store.audit(q.session.as_deref()).await.map_err(GatewayError::from)?;
+    match q.format.as_deref() {
+        None | Some("json") => Ok(Json(rows).into_response()),
+        Some("jsonl") => {
+            let mut out = String::new();
+            for r in &rows {
+                out.push_str(&serde_json::to_string(r).expect("json"));
+                out.push('\n');
+            }
+            Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
+        }
+        Some(other) => Err(ApiError(StatusCode::BAD_REQUEST, format!("format: `{other}` is not json or jsonl"))),
+    }
+}

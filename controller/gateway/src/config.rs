@@ -1,0 +1,251 @@
+//! The gateway's configuration file (YAML) and its checks. Flags override the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// `host:port` to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// `sqlite://PATH` (default: `gateway.db` in the data directory) or `postgres://…` for several replicas.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Where the gateway keeps its database and generated admin token.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// A directory of Agent and Policy manifests.
+    #[serde(default)]
+    pub repo: Option<PathBuf>,
+    /// The human credential for approvals and session management. Generated into the data directory
+    /// (mode 0600) when absent.
+    #[serde(default)]
+    pub admin_token: Option<SecretSource>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:6767".into()
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: default_listen(),
+            database: None,
+            data_dir: None,
+            repo: None,
+            admin_token: None,
+            limits: Limits::default(),
+            providers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long an ask waits for a human before it counts as denied.
+    pub ask_timeout_seconds: u64,
+    /// How long `POST /decide` waits on an ask before answering `pending` (the ask stays open).
+    pub decide_wait_seconds: u64,
+    pub upstream_connect_timeout_seconds: u64,
+    /// Until the upstream's response headers arrive.
+    pub upstream_response_timeout_seconds: u64,
+    /// Between two chunks of a streamed response.
+    pub upstream_idle_timeout_seconds: u64,
+    /// Output tokens reserved for a request that does not set its own limit.
+    pub default_max_tokens: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 8 << 20,
+            ask_timeout_seconds: 300,
+            decide_wait_seconds: 30,
+            upstream_connect_timeout_seconds: 10,
+            upstream_response_timeout_seconds: 300,
+            upstream_idle_timeout_seconds: 300,
+            default_max_tokens: 4096,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Anthropic,
+    Openai,
+    /// Replays a script; for demos and tests.
+    Scripted,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// e.g. `https://api.anthropic.com`; the wire paths (`/v1/messages`, …) are appended.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub api_key: Option<SecretSource>,
+    /// For `scripted`: the script file.
+    #[serde(default)]
+    pub script: Option<PathBuf>,
+    /// Model ids this provider serves, as globs (`claude-*`). The first provider that matches wins.
+    pub models: Vec<String>,
+}
+
+/// Where a secret comes from: an environment variable or a file (a mounted Secret). Never inline.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretSource {
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+impl SecretSource {
+    pub fn read(&self, what: &str) -> anyhow::Result<String> {
+        let v = match (&self.env, &self.file) {
+            (Some(var), None) => {
+                std::env::var(var).map_err(|_| anyhow::anyhow!("{what}: environment variable `{var}` is not set"))?
+            }
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{what}: cannot read `{}`: {e}", path.display()))?,
+            _ => anyhow::bail!("{what}: give exactly one of `env` or `file`"),
+        };
+        let v = v.trim().to_owned();
+        if v.is_empty() {
+            anyhow::bail!("{what}: the secret is empty");
+        }
+        Ok(v)
+    }
+}
+
+impl GatewayConfig {
+    pub fn load(path: &Path) -> anyhow::Result<GatewayConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read gateway config `{}`: {e}", path.display()))?;
+        let mut cfg = GatewayConfig::parse(&text, &path.display().to_string())?;
+        // Relative paths in the file are relative to the file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        cfg.repo.as_mut().map(fix);
+        cfg.data_dir.as_mut().map(fix);
+        for p in &mut cfg.providers {
+            p.script.as_mut().map(fix);
+            if let Some(f) = p.api_key.as_mut().and_then(|k| k.file.as_mut()) {
+                fix(f);
+            }
+        }
+        if let Some(f) = cfg.admin_token.as_mut().and_then(|k| k.file.as_mut()) {
+            fix(f);
+        }
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str, file: &str) -> anyhow::Result<GatewayConfig> {
+        let cfg: GatewayConfig = serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+            Some(l) => anyhow::anyhow!("{file}:{}:{}: {e}", l.line(), l.column()),
+            None => anyhow::anyhow!("{file}: {e}"),
+        })?;
+        cfg.check().map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        Ok(cfg)
+    }
+
+    /// Checks what the types cannot say.
+    pub fn check(&self) -> Result<(), String> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("listen: `{}` is not a host:port address", self.listen));
+        }
+        let l = &self.limits;
+        if l.max_body_bytes < 1024 {
+            return Err("limits.maxBodyBytes: must be at least 1024".into());
+        }
+        for (name, v) in [
+            ("askTimeoutSeconds", l.ask_timeout_seconds),
+            ("upstreamConnectTimeoutSeconds", l.upstream_connect_timeout_seconds),
+            ("upstreamResponseTimeoutSeconds", l.upstream_response_timeout_seconds),
+            ("upstreamIdleTimeoutSeconds", l.upstream_idle_timeout_seconds),
+            ("defaultMaxTokens", l.default_max_tokens),
+        ] {
+            if v == 0 {
+                return Err(format!("limits.{name}: must be more than 0"));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let at = format!("providers[{i}]");
+            if p.name.is_empty() || !names.insert(p.name.as_str()) {
+                return Err(format!("{at}.name: must be set and unique, got `{}`", p.name));
+            }
+            if p.models.is_empty() {
+                return Err(format!("{at}.models: list the model globs this provider serves"));
+            }
+            match p.kind {
+                ProviderKind::Scripted => {
+                    if p.script.is_none() {
+                        return Err(format!("{at}.script: a scripted provider needs a script file"));
+                    }
+                    if p.base_url.is_some() || p.api_key.is_some() {
+                        return Err(format!("{at}: a scripted provider has no baseUrl or apiKey"));
+                    }
+                }
+                ProviderKind::Anthropic | ProviderKind::Openai => {
+                    let url = p.base_url.as_deref().unwrap_or("");
+                    if !(url.starts_with("https://") || url.starts_with("http://")) {
+                        return Err(format!("{at}.baseUrl: an http(s) URL is required, got `{url}`"));
+                    }
+                    if p.script.is_some() {
+                        return Err(format!("{at}.script: only a scripted provider has a script"));
+                    }
+                }
+            }
+            if let Some(k) = &p.api_key
+                && k.env.is_some() == k.file.is_some()
+            {
+                return Err(format!("{at}.apiKey: give exactly one of `env` or `file`"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = GatewayConfig::parse("listen: nowhere\n", "g.yaml").unwrap_err().to_string();
+        assert!(e.contains("g.yaml: listen:"), "{e}");
+        let e = GatewayConfig::parse("providers:\n- {name: a, kind: anthropic, models: ['*']}\n", "g.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("providers[0].baseUrl"), "{e}");
+        let e = GatewayConfig::parse("limits: {askTimeoutSecond: 3}\n", "g.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("g.yaml:1:") && e.contains("askTimeoutSecond"), "{e}");
+        let e = GatewayConfig::parse(
+            "providers:\n- {name: a, kind: openai, baseUrl: 'http://x', apiKey: {env: A, file: b}, models: ['*']}\n",
+            "g.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("providers[0].apiKey"), "{e}");
+    }
+}

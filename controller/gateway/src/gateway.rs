@@ -1,0 +1,972 @@
+//! The gateway's state and its one way to decide: sessions and their tokens, the policy set, metering and
+//! budgets, approvals, and the audit log. HTTP handlers (proxy and API) call into this.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use paddock_api::catalog::ModelCatalog;
+use paddock_api::{Phase, Verdict};
+use paddock_policy::cost::{Metering, meter};
+use paddock_policy::state::UserDaily;
+use paddock_policy::{Event, PolicySet, SessionState, StateUpdate, Usage, evaluate};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::config::Limits;
+use crate::metrics::{DecisionLabels, ModelLabels, PhaseLabels, TokenLabels};
+use crate::store::{ApprovalRow, AuditRow, ChargeRow, SessionRow, Store, StoreError, Write};
+use crate::upstream::Providers;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("session `{0}` does not exist")]
+    NoSession(String),
+    #[error("session `{0}` has ended")]
+    SessionEnded(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("approval `{0}` does not exist")]
+    NoApproval(String),
+}
+
+/// A session the gateway governs.
+pub struct Session {
+    pub id: String,
+    pub namespace: String,
+    pub agent: String,
+    pub owner: String,
+    pub parent: Option<String>,
+    pub created_at: String,
+    token_hash: String,
+    /// `(phase, reason)` once ended; the token stops working.
+    end: Mutex<Option<(String, String)>>,
+    state: tokio::sync::Mutex<SessionState>,
+    /// Worst-case cost of this session's requests in flight.
+    reserved: Mutex<f64>,
+    /// Tool calls already decided by the response gate, so that a harness hook asking again about the same
+    /// call gets the same answer and the call is counted once.
+    decided_tools: Mutex<VecDeque<(String, Ruling)>>,
+}
+
+impl Session {
+    pub fn ended(&self) -> Option<(String, String)> {
+        self.end.lock().expect("end").clone()
+    }
+
+    pub async fn state(&self) -> SessionState {
+        self.state.lock().await.clone()
+    }
+
+    pub fn reserved_usd(&self) -> f64 {
+        *self.reserved.lock().expect("reserved")
+    }
+}
+
+/// The answer to one event.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Ruling {
+    pub verdict: Verdict,
+    pub reason: String,
+    pub policy: Option<String>,
+    pub rule: Option<String>,
+    /// The approval an ask opened.
+    pub approval_id: Option<String>,
+    /// `decided`, or `pending` while an ask waits for a human.
+    pub status: String,
+    pub decided_by: Option<String>,
+    /// The event as rules rewrote it (routing, redaction); forward this instead of the original.
+    #[serde(skip)]
+    pub event: Option<Event>,
+}
+
+impl Ruling {
+    pub fn allowed(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+}
+
+/// What a human (or the timeout) decided on an ask.
+#[derive(Clone, Debug)]
+pub struct Resolution {
+    pub approved: bool,
+    pub by: String,
+    pub reason: String,
+}
+
+struct PendingApproval {
+    row: ApprovalRow,
+    session: Arc<Session>,
+    ruling: Ruling,
+    updates: Vec<StateUpdate>,
+    tool: Option<String>,
+    tx: watch::Sender<Option<Resolution>>,
+}
+
+/// Who created the session and for what; the body of `POST /v1/sessions`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewSession {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub agent: String,
+    pub owner: String,
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub budget_usd: Option<f64>,
+    #[serde(default)]
+    pub model_override: Option<String>,
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub workspace_repo: Option<String>,
+}
+
+pub struct Gateway {
+    pub limits: Limits,
+    pub store: Store,
+    pub providers: Providers,
+    pub metrics: crate::metrics::Metrics,
+    policies: RwLock<Arc<PolicySet>>,
+    sessions: RwLock<HashMap<String, Arc<Session>>>,
+    tokens: RwLock<HashMap<String, String>>,
+    users: Mutex<HashMap<(String, String), UserDaily>>,
+    user_reserved: Mutex<HashMap<String, f64>>,
+    approvals: Mutex<HashMap<String, Arc<Mutex<PendingApproval>>>>,
+    admin_hash: String,
+    seq: AtomicU64,
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex_of(&Sha256::digest(token.as_bytes()))
+}
+
+pub fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    hex_of(&buf)
+}
+
+pub fn now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    t.format(&time::format_description::well_known::Rfc3339).expect("format time")
+}
+
+pub fn today() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    t.format(time::macros::format_description!("[year]-[month]-[day]")).expect("format day")
+}
+
+/// Constant-time comparison of two hex digests.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+const DECIDED_TOOLS_KEPT: usize = 1024;
+
+impl Gateway {
+    /// Builds the gateway from its store, reloading sessions, today's user spend and the audit position.
+    /// Asks that were open when the gateway stopped are expired: their waiters are gone, so they fail closed.
+    pub async fn new(
+        limits: Limits,
+        store: Store,
+        providers: Providers,
+        policies: PolicySet,
+        admin_token: &str,
+    ) -> Result<Arc<Gateway>, GatewayError> {
+        let gw = Gateway {
+            limits,
+            providers,
+            metrics: crate::metrics::Metrics::new(),
+            policies: RwLock::new(Arc::new(policies)),
+            sessions: RwLock::new(HashMap::new()),
+            tokens: RwLock::new(HashMap::new()),
+            users: Mutex::new(HashMap::new()),
+            user_reserved: Mutex::new(HashMap::new()),
+            approvals: Mutex::new(HashMap::new()),
+            admin_hash: hash_token(admin_token),
+            seq: AtomicU64::new(store.max_audit_seq().await? as u64),
+            store,
+        };
+        for row in gw.store.sessions().await? {
+            let state: SessionState = serde_json::from_str(&row.state).unwrap_or_default();
+            let ended = row.ended_at.is_some().then(|| (row.phase.clone(), row.reason.clone().unwrap_or_default()));
+            if ended.is_none() {
+                gw.tokens.write().expect("tokens").insert(row.token_hash.clone(), row.id.clone());
+            }
+            let s = Session {
+                id: row.id.clone(),
+                namespace: row.namespace,
+                agent: row.agent,
+                owner: row.owner,
+                parent: row.parent,
+                created_at: row.created_at,
+                token_hash: row.token_hash,
+                end: Mutex::new(ended),
+                state: tokio::sync::Mutex::new(state),
+                reserved: Mutex::new(0.0),
+                decided_tools: Mutex::new(VecDeque::new()),
+            };
+            gw.sessions.write().expect("sessions").insert(row.id, Arc::new(s));
+        }
+        let day = today();
+        for (owner, cost, approved) in gw.store.user_daily(&day).await? {
+            gw.users
+                .lock()
+                .expect("users")
+                .insert((owner, day.clone()), UserDaily { day: day.clone(), cost_usd: cost, approved_usd: approved });
+        }
+        let mut expire = Vec::new();
+        for a in gw.store.approvals(Some("pending")).await? {
+            expire.push(Write::ApprovalDecided {
+                id: a.id,
+                status: "expired".into(),
+                decided_by: "gateway".into(),
+                reason: "the gateway restarted while the ask was open; ask again".into(),
+                decided_at: now(),
+            });
+        }
+        gw.store.commit(expire).await?;
+        Ok(Arc::new(gw))
+    }
+
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies.read().expect("policies").clone()
+    }
+
+    /// Swaps in a new revision; decisions in flight finish on the old one.
+    pub fn set_policies(&self, set: PolicySet) {
+        *self.policies.write().expect("policies") = Arc::new(set);
+    }
+
+    pub fn is_admin(&self, token: &str) -> bool {
+        same(&hash_token(token), &self.admin_hash)
+    }
+
+    /// The live session a token belongs to.
+    pub fn session_for_token(&self, token: &str) -> Option<Arc<Session>> {
+        let id = self.tokens.read().expect("tokens").get(&hash_token(token)).cloned()?;
+        self.session(&id).filter(|s| s.ended().is_none())
+    }
+
+    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.read().expect("sessions").get(id).cloned()
+    }
+
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        let mut v: Vec<_> = self.sessions.read().expect("sessions").values().cloned().collect();
+        v.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        v
+    }
+
+    /// Registers a session and issues its token (returned once; only its hash is kept).
+    pub async fn create_session(&self, req: NewSession) -> Result<(Arc<Session>, String), GatewayError> {
+        let namespace = req.namespace.clone().unwrap_or_else(|| "default".into());
+        let id = match &req.id {
+            Some(id) => {
+                let ok = !id.is_empty()
+                    && id.len() <= 63
+                    && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !id.starts_with('-')
+                    && !id.ends_with('-');
+                if !ok {
+                    return Err(GatewayError::Invalid(format!(
+                        "id: `{id}` must be 1-63 lowercase letters, digits or '-', starting and ending alphanumeric"
+                    )));
+                }
+                id.clone()
+            }
+            None => format!("s-{}", random_hex(6)),
+        };
+        if req.owner.trim().is_empty() {
+            return Err(GatewayError::Invalid("owner: required".into()));
+        }
+        if let Some(b) = req.budget_usd
+            && !(b.is_finite() && b > 0.0)
+        {
+            return Err(GatewayError::Invalid(format!("budgetUsd: must be more than 0, got {b}")));
+        }
+        let set = self.policies();
+        let Some(agent) = set.agent(&namespace, &req.agent) else {
+            let mut known: Vec<String> =
+                set.agents().filter(|a| a.namespace == namespace).map(|a| a.name.clone()).collect();
+            known.sort();
+            return Err(GatewayError::Invalid(format!(
+                "agent: `{}` is not loaded in namespace `{namespace}` (revision {}); loaded: {}",
+                req.agent,
+                set.revision,
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            )));
+        };
+        if let Some(p) = &req.parent {
+            match self.session(p) {
+                Some(ps) if ps.ended().is_none() && ps.namespace == namespace => {}
+                Some(_) => return Err(GatewayError::Invalid(format!("parent: session `{p}` has ended"))),
+                None => return Err(GatewayError::Invalid(format!("parent: session `{p}` does not exist"))),
+            }
+        }
+        if self.session(&id).is_some() {
+            return Err(GatewayError::Conflict(format!("session `{id}` already exists")));
+        }
+        let spec = &agent.spec;
+        let state = SessionState {
+            session: id.clone(),
+            agent: agent.name.clone(),
+            labels: agent.labels.clone(),
+            owner: req.owner.clone(),
+            harness: Some(serde_json::to_value(spec.harness).ok().and_then(|v| v.as_str().map(str::to_owned)))
+                .flatten(),
+            model: Some(req.model_override.clone().unwrap_or_else(|| spec.model.clone())),
+            budget_usd: req.budget_usd,
+            workspace_repo: req.workspace_repo.clone(),
+            sandbox: paddock_policy::state::SandboxFacts {
+                runtime_class_name: spec.sandbox.runtime_class_name.clone(),
+                egress: spec.sandbox.egress.clone(),
+                writable_paths: spec.sandbox.writable_paths.clone(),
+            },
+            environment: Some(req.environment.clone().unwrap_or_else(|| "local".into())),
+            ..SessionState::default()
+        };
+        let token = format!("pdk_{}", random_hex(32));
+        let row = SessionRow {
+            id: id.clone(),
+            namespace: namespace.clone(),
+            agent: agent.name.clone(),
+            owner: req.owner.clone(),
+            parent: req.parent.clone(),
+            token_hash: hash_token(&token),
+            phase: "Running".into(),
+            reason: None,
+            created_at: now(),
+            ended_at: None,
+            state: serde_json::to_string(&state).expect("state json"),
+        };
+        self.store.commit(vec![Write::SessionNew(row.clone())]).await.map_err(|e| match e {
+            StoreError::Db(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+                GatewayError::Conflict(format!("session `{id}` already exists"))
+            }
+            e => e.into(),
+        })?;
+        let s = Arc::new(Session {
+            id: id.clone(),
+            namespace,
+            agent: agent.name.clone(),
+            owner: req.owner,
+            parent: req.parent,
+            created_at: row.created_at,
+            token_hash: row.token_hash.clone(),
+            end: Mutex::new(None),
+            state: tokio::sync::Mutex::new(state),
+            reserved: Mutex::new(0.0),
+            decided_tools: Mutex::new(VecDeque::new()),
+        });
+        self.sessions.write().expect("sessions").insert(id.clone(), s.clone());
+        self.tokens.write().expect("tokens").insert(row.token_hash, id);
+        Ok((s, token))
+    }
+
+    /// Ends a session: its token stops working and its open asks are denied.
+    pub async fn end_session(&self, id: &str, phase: &str, reason: &str) -> Result<(), GatewayError> {
+        let s = self.session(id).ok_or_else(|| GatewayError::NoSession(id.into()))?;
+        if !matches!(phase, "Succeeded" | "Failed") {
+            return Err(GatewayError::Invalid(format!("phase: must be Succeeded or Failed, got `{phase}`")));
+        }
+        {
+            let mut end = s.end.lock().expect("end");
+            if end.is_some() {
+                return Ok(());
+            }
+            *end = Some((phase.into(), reason.into()));
+        }
+        self.tokens.write().expect("tokens").remove(&s.token_hash);
+        self.store
+            .commit(vec![Write::SessionEnd {
+                id: id.into(),
+                phase: phase.into(),
+                reason: reason.into(),
+                ended_at: now(),
+            }])
+            .await?;
+        let open: Vec<String> = self
+            .approvals
+            .lock()
+            .expect("approvals")
+            .iter()
+            .filter(|(_, p)| p.lock().expect("approval").session.id == id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for a in open {
+            let _ = self
+                .resolve(&a, Resolution { approved: false, by: "gateway".into(), reason: "the session ended".into() })
+                .await;
+        }
+        Ok(())
+    }
+
+    /// The owner's spend today as the engine should see it, with in-flight reservations counted.
+    fn user_view(&self, owner: &str) -> UserDaily {
+        let day = today();
+        let mut u = self
+            .users
+            .lock()
+            .expect("users")
+            .get(&(owner.to_owned(), day.clone()))
+            .cloned()
+            .unwrap_or(UserDaily { day, ..UserDaily::default() });
+        u.cost_usd += self.user_reserved.lock().expect("reserved").get(owner).copied().unwrap_or(0.0);
+        u
+    }
+
+    fn audit_row(&self, s: &Session, revision: &str, phase: Phase, tool: Option<String>) -> AuditRow {
+        AuditRow {
+            id: format!("d-{}", random_hex(8)),
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) as i64 + 1,
+            ts: now(),
+            session: s.id.clone(),
+            agent: s.agent.clone(),
+            owner: s.owner.clone(),
+            revision: revision.to_owned(),
+            phase: Phase::as_str(phase).to_owned(),
+            policy: None,
+            rule: None,
+            verdict: String::new(),
+            reason: String::new(),
+            tool,
+            approval_id: None,
+            decided_by: None,
+        }
+    }
+
+    /// Decides one event for a session. An ask opens an approval and waits up to `wait` for it; after that
+    /// the ruling is `pending` (the approval stays open until a human decides or it expires).
+    pub async fn decide(
+        self: &Arc<Self>,
+        s: &Arc<Session>,
+        event: Event,
+        wait: Duration,
+    ) -> Result<Ruling, GatewayError> {
+        let d = self.decide_deferred(s, event, wait, 0.0).await?;
+        d.durable.wait().await?;
+        Ok(d.ruling)
+    }
+
+    /// [`Gateway::decide`], returning before an allow or deny is durable: the caller waits on the handle
+    /// before anything it decided becomes visible (the LLM proxy overlaps the commit with the upstream
+    /// call). Asks are always durable before they wait for a human.
+    ///
+    /// `hold_usd` is a model request's worst-case cost: when allowed, it is reserved in the same critical
+    /// section that decided, so that concurrent requests see each other's holds and together pass a hard
+    /// limit by at most one hold.
+    pub async fn decide_deferred(
+        self: &Arc<Self>,
+        s: &Arc<Session>,
+        event: Event,
+        wait: Duration,
+        hold_usd: f64,
+    ) -> Result<Decided, GatewayError> {
+        let started = Instant::now();
+        if s.ended().is_some() {
+            return Err(GatewayError::SessionEnded(s.id.clone()));
+        }
+        let tool = event.tool.clone().or_else(|| event.tool_calls.first().map(|c| c.name.clone()));
+        if event.phase == Phase::ToolCall
+            && let Some(id) = &event.tool_id
+            && let Some(r) =
+                s.decided_tools.lock().expect("tools").iter().find(|(k, _)| k == id).map(|(_, r)| r.clone())
+        {
+            return Ok(Decided::now(r, crate::store::Pending::done()));
+        }
+        let set = self.policies();
+        let mut audit = self.audit_row(s, &set.revision, event.phase, tool.clone());
+        let Some(agent) = set.agent(&s.namespace, &s.agent) else {
+            let ruling = Ruling {
+                verdict: Verdict::Deny,
+                reason: format!(
+                    "agent `{}/{}` is not loaded in revision {} (removed, or its policies do not compile); \
+                     failing closed",
+                    s.namespace, s.agent, set.revision
+                ),
+                policy: None,
+                rule: None,
+                approval_id: None,
+                status: "decided".into(),
+                decided_by: None,
+                event: None,
+            };
+            audit.verdict = "deny".into();
+            audit.reason = ruling.reason.clone();
+            let durable = self.store.enqueue(vec![Write::Audit(audit)]).await?;
+            self.count(event.phase, &ruling, started);
+            return Ok(Decided::now(ruling, durable));
+        };
+        let mut st = s.state.lock().await;
+        st.user_daily = self.user_view(&s.owner);
+        let reserved = s.reserved_usd();
+        let view = if reserved > 0.0 {
+            let mut view = st.clone();
+            view.usage.cost_usd += reserved;
+            std::borrow::Cow::Owned(view)
+        } else {
+            std::borrow::Cow::Borrowed(&*st)
+        };
+        let decision = evaluate(&event, &view, &agent.policies);
+        let model = decision.event.as_ref().and_then(|e| e.model.clone()).or_else(|| event.model.clone());
+        let headroom = match (&model, event.phase) {
+            (Some(m), Phase::LlmRequest) => paddock_policy::headroom_usd(&agent.policies, m, &view),
+            _ => None,
+        };
+        drop(view);
+        let mut ruling = Ruling {
+            verdict: decision.verdict,
+            reason: decision.reason.clone(),
+            policy: decision.policy.clone(),
+            rule: decision.rule.clone(),
+            approval_id: None,
+            status: "decided".into(),
+            decided_by: None,
+            event: decision.event.clone(),
+        };
+        let mut writes = Vec::new();
+        for hit in &decision.audit {
+            let mut a = self.audit_row(s, &set.revision, event.phase, tool.clone());
+            a.policy = Some(hit.policy.clone());
+            a.rule = Some(hit.rule.clone());
+            a.verdict = format!("audit:{}", Verdict::as_str(hit.verdict));
+            a.reason = hit.reason.clone();
+            writes.push(Write::Audit(a));
+        }
+        audit.policy = decision.policy.clone();
+        audit.rule = decision.rule.clone();
+        audit.verdict = Verdict::as_str(decision.verdict).into();
+        audit.reason = decision.reason.clone();
+        match decision.verdict {
+            Verdict::Allow => {
+                self.apply(s, &mut st, &decision.state_updates, &mut writes);
+                writes.push(Write::Audit(audit));
+                let durable = self.store.enqueue(writes).await?;
+                let reservation = (hold_usd > 0.0).then(|| self.reserve(s, hold_usd));
+                drop(st);
+                self.remember_tool(s, &event, &ruling);
+                self.count(event.phase, &ruling, started);
+                Ok(Decided { ruling, durable, reservation, headroom_usd: headroom })
+            }
+            Verdict::Deny => {
+                writes.push(Write::Audit(audit));
+                let durable = self.store.enqueue(writes).await?;
+                drop(st);
+                self.remember_tool(s, &event, &ruling);
+                self.count(event.phase, &ruling, started);
+                Ok(Decided::now(ruling, durable))
+            }
+            Verdict::Ask => {
+                let id = format!("a-{}", random_hex(6));
+                let row = ApprovalRow {
+                    id: id.clone(),
+                    session: s.id.clone(),
+                    phase: Phase::as_str(event.phase).into(),
+                    summary: summary(&event),
+                    reason: decision.reason.clone(),
+                    policy: decision.policy.clone(),
+                    rule: decision.rule.clone(),
+                    status: "pending".into(),
+                    decided_by: None,
+                    decision_reason: None,
+                    created_at: now(),
+                    decided_at: None,
+                };
+                audit.approval_id = Some(id.clone());
+                writes.push(Write::ApprovalNew(row.clone()));
+                writes.push(Write::Audit(audit));
+                let pending = self.store.enqueue(writes).await?;
+                drop(st);
+                pending.wait().await?;
+                ruling.approval_id = Some(id.clone());
+                ruling.status = "pending".into();
+                let (tx, _) = watch::channel(None);
+                let pending = PendingApproval {
+                    row,
+                    session: s.clone(),
+                    ruling: ruling.clone(),
+                    updates: decision.state_updates.clone(),
+                    tool: tool.clone(),
+                    tx,
+                };
+                self.approvals.lock().expect("approvals").insert(id.clone(), Arc::new(Mutex::new(pending)));
+                self.expire_later(id.clone());
+                self.count(event.phase, &ruling, started);
+                let final_ruling = self.wait_for(&id, wait).await?;
+                if final_ruling.status == "decided" {
+                    self.remember_tool(s, &event, &final_ruling);
+                }
+                let reservation = (final_ruling.allowed() && hold_usd > 0.0).then(|| self.reserve(s, hold_usd));
+                Ok(Decided {
+                    ruling: final_ruling,
+                    durable: crate::store::Pending::done(),
+                    reservation,
+                    headroom_usd: headroom,
+                })
+            }
+        }
+    }
+
+    /// Applies a decision's updates to the session and the owner's day, and queues their rows.
+    fn apply(&self, s: &Session, st: &mut SessionState, updates: &[StateUpdate], writes: &mut Vec<Write>) {
+        if updates.is_empty() {
+            return;
+        }
+        st.apply(updates);
+        if updates.iter().any(|u| matches!(u, StateUpdate::ApproveUserDaily { .. })) {
+            let day = today();
+            let mut users = self.users.lock().expect("users");
+            let u = users
+                .entry((s.owner.clone(), day.clone()))
+                .or_insert_with(|| UserDaily { day: day.clone(), ..UserDaily::default() });
+            u.approved_usd = u.approved_usd.max(st.user_daily.approved_usd);
+            writes.push(Write::UserDaily {
+                owner: s.owner.clone(),
+                day,
+                cost_delta: 0.0,
+                approved_usd: u.approved_usd,
+            });
+        }
+        writes.push(Write::SessionState { id: s.id.clone(), state: serde_json::to_string(&*st).expect("state") });
+    }
+
+    fn remember_tool(&self, s: &Session, event: &Event, ruling: &Ruling) {
+        if event.phase != Phase::ToolCall {
+            return;
+        }
+        if let Some(id) = &event.tool_id {
+            let mut d = s.decided_tools.lock().expect("tools");
+            if d.len() >= DECIDED_TOOLS_KEPT {
+                d.pop_front();
+            }
+            d.push_back((id.clone(), ruling.clone()));
+        }
+    }
+
+    fn count(&self, phase: Phase, r: &Ruling, started: Instant) {
+        self.metrics
+            .decisions
+            .get_or_create(&DecisionLabels {
+                phase: Phase::as_str(phase).into(),
+                verdict: if r.status == "pending" { "ask".into() } else { Verdict::as_str(r.verdict).into() },
+                policy: r.policy.clone().unwrap_or_default(),
+            })
+            .inc();
+        self.metrics
+            .decision_seconds
+            .get_or_create(&PhaseLabels { phase: Phase::as_str(phase).into() })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// Waits up to `wait` for an approval; returns the final ruling, or the pending one on timeout.
+    pub async fn wait_for(&self, approval: &str, wait: Duration) -> Result<Ruling, GatewayError> {
+        let entry = self.approvals.lock().expect("approvals").get(approval).cloned();
+        let Some(entry) = entry else {
+            return self.settled_ruling(approval).await;
+        };
+        let (mut rx, pending) = {
+            let p = entry.lock().expect("approval");
+            (p.tx.subscribe(), p.ruling.clone())
+        };
+        let res = tokio::time::timeout(wait, rx.wait_for(|r| r.is_some()))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|g| g.clone()));
+        match res {
+            Some(r) => Ok(final_ruling(&pending, &r)),
+            None => {
+                let open = self.approvals.lock().expect("approvals").contains_key(approval);
+                if open { Ok(pending) } else { Box::pin(self.settled_ruling(approval)).await }
+            }
+        }
+    }
+
+    async fn settled_ruling(&self, approval: &str) -> Result<Ruling, GatewayError> {
+        let row = self
+            .store
+            .approvals(None)
+            .await?
+            .into_iter()
+            .find(|a| a.id == approval)
+            .ok_or_else(|| GatewayError::NoApproval(approval.into()))?;
+        let approved = row.status == "approved";
+        let pending = Ruling {
+            verdict: Verdict::Ask,
+            reason: row.reason.clone(),
+            policy: row.policy.clone(),
+            rule: row.rule.clone(),
+            approval_id: Some(row.id.clone()),
+            status: if row.status == "pending" { "pending".into() } else { "decided".into() },
+            decided_by: None,
+            event: None,
+        };
+        if row.status == "pending" {
+            return Ok(pending);
+        }
+        Ok(final_ruling(
+            &pending,
+            &Resolution {
+                approved,
+                by: row.decided_by.unwrap_or_default(),
+                reason: row.decision_reason.unwrap_or_default(),
+            },
+        ))
+    }
+
+    /// Records a human's (or the timeout's) decision on an ask and releases whoever waits on it.
+    pub async fn resolve(&self, approval: &str, r: Resolution) -> Result<ApprovalRow, GatewayError> {
+        let entry = self.approvals.lock().expect("approvals").remove(approval);
+        let Some(entry) = entry else {
+            let known = self.store.approvals(None).await?.into_iter().find(|a| a.id == approval);
+            return match known {
+                Some(a) => Err(GatewayError::Conflict(format!(
+                    "approval `{approval}` was already {} by {}",
+                    a.status,
+                    a.decided_by.unwrap_or_default()
+                ))),
+                None => Err(GatewayError::NoApproval(approval.into())),
+            };
+        };
+        let (session, ruling, updates, tool, mut row, phase) = {
+            let p = entry.lock().expect("approval");
+            (p.session.clone(), p.ruling.clone(), p.updates.clone(), p.tool.clone(), p.row.clone(), p.row.phase.clone())
+        };
+        let approved = r.approved && session.ended().is_none();
+        let status = if approved {
+            "approved"
+        } else if r.by == "timeout" {
+            "expired"
+        } else {
+            "denied"
+        };
+        let decided_at = now();
+        let set = self.policies();
+        let phase_v: Phase = serde_json::from_value(serde_json::Value::String(phase)).unwrap_or(Phase::ToolCall);
+        let mut audit = self.audit_row(&session, &set.revision, phase_v, tool);
+        audit.policy = ruling.policy.clone();
+        audit.rule = ruling.rule.clone();
+        audit.verdict = if approved { "allow".into() } else { "deny".into() };
+        audit.reason = format!("{status} by {}: {}", r.by, if r.reason.is_empty() { "-" } else { &r.reason });
+        audit.approval_id = Some(approval.into());
+        audit.decided_by = Some(r.by.clone());
+        let mut writes = vec![Write::ApprovalDecided {
+            id: approval.into(),
+            status: status.into(),
+            decided_by: r.by.clone(),
+            reason: r.reason.clone(),
+            decided_at: decided_at.clone(),
+        }];
+        if approved {
+            let mut st = session.state.lock().await;
+            st.user_daily = self.user_view(&session.owner);
+            self.apply(&session, &mut st, &updates, &mut writes);
+            writes.push(Write::Audit(audit));
+            let pending = self.store.enqueue(writes).await?;
+            drop(st);
+            pending.wait().await?;
+        } else {
+            writes.push(Write::Audit(audit));
+            self.store.commit(writes).await?;
+        }
+        row.status = status.into();
+        row.decided_by = Some(r.by.clone());
+        row.decision_reason = Some(r.reason.clone());
+        row.decided_at = Some(decided_at);
+        let tx = entry.lock().expect("approval").tx.clone();
+        tx.send_replace(Some(Resolution { approved, ..r }));
+        Ok(row)
+    }
+
+    /// Expires an ask that nobody answered in time.
+    pub fn expire_later(self: &Arc<Self>, approval: String) {
+        let gw = self.clone();
+        let after = Duration::from_secs(self.limits.ask_timeout_seconds);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let reason = format!("nobody decided within {}s", after.as_secs());
+            let _ = gw.resolve(&approval, Resolution { approved: false, by: "timeout".into(), reason }).await;
+        });
+    }
+
+    pub fn pending_approvals(&self) -> Vec<ApprovalRow> {
+        let mut v: Vec<ApprovalRow> = self
+            .approvals
+            .lock()
+            .expect("approvals")
+            .values()
+            .map(|p| p.lock().expect("approval").row.clone())
+            .collect();
+        v.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        v
+    }
+
+    /// Holds `usd` of a request's worst case against the session's budget until it is settled.
+    fn reserve(self: &Arc<Self>, s: &Arc<Session>, usd: f64) -> Reservation {
+        *s.reserved.lock().expect("reserved") += usd;
+        *self.user_reserved.lock().expect("reserved").entry(s.owner.clone()).or_default() += usd;
+        Reservation { gw: self.clone(), session: s.clone(), usd }
+    }
+
+    /// Meters a model call: the session, its ancestors (sub-agent cost rolls up) and the owner's day.
+    /// Returns once it is durable.
+    pub async fn settle(
+        &self,
+        s: &Arc<Session>,
+        model: &str,
+        usage: Usage,
+        complete: bool,
+    ) -> Result<Metering, GatewayError> {
+        let m = meter(ModelCatalog::builtin(), model, usage);
+        let day = today();
+        let mut writes = vec![Write::Charge(ChargeRow {
+            id: format!("c-{}", random_hex(8)),
+            ts: now(),
+            session: s.id.clone(),
+            owner: s.owner.clone(),
+            day: day.clone(),
+            model: model.to_owned(),
+            input_tokens: usage.input_tokens as i64,
+            output_tokens: usage.output_tokens as i64,
+            cache_read_tokens: usage.cache_read_input_tokens as i64,
+            cache_write_tokens: usage.cache_creation_input_tokens as i64,
+            cost_usd: m.cost_usd,
+            stream_complete: complete,
+        })];
+        let mut chain = vec![s.clone()];
+        while let Some(p) = chain.last().and_then(|c| c.parent.clone()).and_then(|p| self.session(&p)) {
+            if chain.iter().any(|c| c.id == p.id) {
+                break;
+            }
+            chain.push(p);
+        }
+        // Lock the whole chain (child first, as everywhere) so that the snapshots are queued in order.
+        let mut guards = Vec::with_capacity(chain.len());
+        for sess in &chain {
+            let mut st = sess.state.lock().await;
+            st.meter(&m);
+            writes
+                .push(Write::SessionState { id: sess.id.clone(), state: serde_json::to_string(&*st).expect("state") });
+            guards.push(st);
+        }
+        if let Some(c) = m.cost_usd {
+            let mut users = self.users.lock().expect("users");
+            let u = users
+                .entry((s.owner.clone(), day.clone()))
+                .or_insert_with(|| UserDaily { day: day.clone(), ..UserDaily::default() });
+            u.cost_usd += c;
+            writes.push(Write::UserDaily { owner: s.owner.clone(), day, cost_delta: c, approved_usd: u.approved_usd });
+            self.metrics.cost_usd.get_or_create(&ModelLabels { model: model.into() }).inc_by(c);
+        }
+        for (kind, n) in [
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cache_read", usage.cache_read_input_tokens),
+            ("cache_write", usage.cache_creation_input_tokens),
+        ] {
+            if n > 0 {
+                self.metrics.tokens.get_or_create(&TokenLabels { model: model.into(), kind: kind.into() }).inc_by(n);
+            }
+        }
+        let pending = self.store.enqueue(writes).await?;
+        drop(guards);
+        pending.wait().await?;
+        Ok(m)
+    }
+}
+
+/// A decision whose rows may still be committing.
+pub struct Decided {
+    pub ruling: Ruling,
+    /// Wait on this before acting on the ruling where others can see it.
+    pub durable: crate::store::Pending,
+    /// The hold on the budget, for an allowed model request.
+    pub reservation: Option<Reservation>,
+    /// For a model request: what the model may still spend before a hard budget limit (cut the stream there).
+    pub headroom_usd: Option<f64>,
+}
+
+impl Decided {
+    fn now(ruling: Ruling, durable: crate::store::Pending) -> Decided {
+        Decided { ruling, durable, reservation: None, headroom_usd: None }
+    }
+}
+
+/// A budget hold; released when dropped (after the call is settled, or when it failed).
+pub struct Reservation {
+    gw: Arc<Gateway>,
+    session: Arc<Session>,
+    usd: f64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut r = self.session.reserved.lock().expect("reserved");
+        *r = (*r - self.usd).max(0.0);
+        let mut users = self.gw.user_reserved.lock().expect("reserved");
+        if let Some(u) = users.get_mut(&self.session.owner) {
+            *u = (*u - self.usd).max(0.0);
+        }
+    }
+}
+
+fn final_ruling(pending: &Ruling, r: &Resolution) -> Ruling {
+    let mut out = pending.clone();
+    out.status = "decided".into();
+    out.decided_by = Some(r.by.clone());
+    if r.approved {
+        out.verdict = Verdict::Allow;
+        out.reason = format!("approved by {}: {}", r.by, pending.reason);
+    } else {
+        out.verdict = Verdict::Deny;
+        out.reason = if r.by == "timeout" {
+            format!("{} (asked for approval; {})", pending.reason, r.reason)
+        } else {
+            format!(
+                "{} (asked for approval; denied by {}{})",
+                pending.reason,
+                r.by,
+                if r.reason.is_empty() { String::new() } else { format!(": {}", r.reason) }
+            )
+        };
+    }
+    out
+}
+
+/// One line for a human deciding an ask.
+fn summary(e: &Event) -> String {
+    let mut s = match e.phase {
+        Phase::ToolCall | Phase::ToolResult => {
+            format!("{} {}", e.tool.as_deref().unwrap_or("?"), e.args)
+        }
+        Phase::LlmResponse => {
+            e.tool_calls.iter().map(|c| format!("{} {}", c.name, c.args)).collect::<Vec<_>>().join("; ")
+        }
+        Phase::LlmRequest => format!("model request to {}", e.model.as_deref().unwrap_or("?")),
+        Phase::Request | Phase::Response => e.text.clone().unwrap_or_default(),
+    };
+    if s.len() > 300 {
+        let mut cut = 300;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}

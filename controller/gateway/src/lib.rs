@@ -1,0 +1,18 @@
+//! Paddock's gateway: the one choke point between runners and model providers. An axum server with an
+//! Anthropic- and OpenAI-compatible LLM proxy (streaming and not), the admission API for harness hooks and
+//! runners, approvals, session tokens, a durable cost ledger and audit log (SQLite or PostgreSQL), and
+//! Prometheus metrics. Provider keys live here only.
+
+pub mod api;
+pub mod config;
+pub mod gateway;
+pub mod metrics;
+pub mod proxy;
+pub mod scripted;
+pub mod server;
+pub mod store;
+pub mod upstream;
+pub mod wire;
+
+pub use config::GatewayConfig;
+pub use gateway::{Gateway, NewSession, Ruling};

@@ -1,0 +1,542 @@
+//! The LLM endpoints: one flow for the three wire formats. A request is authenticated by its session
+//! token, decided at `llm_request` (and possibly rewritten), reserved against the budget at its worst case,
+//! sent upstream with the provider's key, metered from the response's usage before the response is
+//! released, and its tool calls pass `llm_response` and `tool_call` before the client sees them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use paddock_api::Phase;
+use paddock_api::catalog::ModelCatalog;
+use paddock_policy::cost::worst_case_usd;
+use paddock_policy::{Event, ToolCall, Usage};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::gateway::{Gateway, GatewayError, Reservation, Ruling, Session};
+use crate::metrics::ProviderLabels;
+use crate::upstream::UpstreamResponse;
+use crate::wire::{PendingCall, Sse, SseParser, Step, Wire};
+
+/// A complete upstream response larger than this is refused.
+const MAX_UPSTREAM_BODY: usize = 64 << 20;
+
+fn wire_error(wire: Wire, status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(wire.error_body(status.as_u16(), message))).into_response()
+}
+
+/// The session token from `x-api-key` (Anthropic SDKs) or `Authorization: Bearer` (OpenAI SDKs,
+/// `ANTHROPIC_AUTH_TOKEN`).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim());
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Reads a request body up to the configured limit.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, String> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(format!("the request body is larger than the gateway's limit of {limit} bytes"))
+        }
+        Err(e) => Err(format!("cannot read the request body: {e}")),
+    }
+}
+
+/// Parses a JSON body; the error says where the JSON broke.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()))
+}
+
+pub async fn anthropic(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    llm(Wire::Anthropic, gw, uri, headers, body).await
+}
+
+pub async fn chat(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    llm(Wire::Chat, gw, uri, headers, body).await
+}
+
+pub async fn responses(State(gw): State<Arc<Gateway>>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    llm(Wire::Responses, gw, uri, headers, body).await
+}
+
+/// `count_tokens` is answered here with an estimate: forwarding it would send the conversation to the
+/// provider without passing `llm_request` policies.
+pub async fn count_tokens(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    let wire = Wire::Anthropic;
+    if bearer(&headers).and_then(|t| gw.session_for_token(t)).is_none() {
+        return wire_error(wire, StatusCode::UNAUTHORIZED, "invalid or expired session token");
+    }
+    let bytes = match read_body(body, gw.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return wire_error(wire, StatusCode::PAYLOAD_TOO_LARGE, &e),
+    };
+    let v = match parse_json(&bytes) {
+        Ok(v) => v,
+        Err(e) => return wire_error(wire, StatusCode::BAD_REQUEST, &e),
+    };
+    let mut chars = 0usize;
+    paddock_policy::event::walk_strings(&v, &mut |s| chars += s.len());
+    axum::Json(json!({"input_tokens": chars.div_ceil(4)})).into_response()
+}
+
+async fn llm(wire: Wire, gw: Arc<Gateway>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    let Some(session) = bearer(&headers).and_then(|t| gw.session_for_token(t)) else {
+        return wire_error(wire, StatusCode::UNAUTHORIZED, "invalid or expired session token");
+    };
+    let span = tracing::info_span!("llm", wire = wire.as_str(), session = %session.id);
+    llm_session(wire, gw, session, uri, headers, body).instrument(span).await
+}
+
+async fn llm_session(
+    wire: Wire,
+    gw: Arc<Gateway>,
+    session: Arc<Session>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let bytes = match read_body(body, gw.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return wire_error(wire, StatusCode::PAYLOAD_TOO_LARGE, &e),
+    };
+    let mut body = match parse_json(&bytes) {
+        Ok(v) => v,
+        Err(e) => return wire_error(wire, StatusCode::BAD_REQUEST, &e),
+    };
+    let info = match wire.request_info(&body) {
+        Ok(i) => i,
+        Err(e) => return wire_error(wire, StatusCode::BAD_REQUEST, &e),
+    };
+    let wait = Duration::from_secs(gw.limits.ask_timeout_seconds + 5);
+    let input_estimate = (bytes.len() as u64).div_ceil(3);
+    let max_tokens = info.max_tokens.unwrap_or(gw.limits.default_max_tokens);
+    // The worst case at the requested model; routing only ever moves to a cheaper one.
+    let hold = worst_case_usd(ModelCatalog::builtin(), &info.model, input_estimate, max_tokens).unwrap_or(0.0);
+    let event = Event {
+        phase: Phase::LlmRequest,
+        model: Some(info.model.clone()),
+        max_tokens: info.max_tokens,
+        body: Some(body.clone()),
+        ..Event::default()
+    };
+    // The decision's rows commit while the request is upstream; they are durable before any of the
+    // response is released (see `decided` below).
+    let decision = match gw.decide_deferred(&session, event, wait, hold).await {
+        Ok(d) => d,
+        Err(e) => return decide_failed(wire, e),
+    };
+    let (ruling, decided, reservation) = (decision.ruling, decision.durable, decision.reservation);
+    let ceiling = decision.headroom_usd.map(|headroom_usd| Ceiling::new(headroom_usd, input_estimate));
+    if !ruling.allowed() {
+        if let Err(e) = decided.wait().await {
+            return decide_failed(wire, e.into());
+        }
+        return wire_error(wire, StatusCode::FORBIDDEN, &denied_message(&ruling));
+    }
+    let mut model = info.model.clone();
+    if let Some(e) = ruling.event {
+        if let Some(m) = e.model {
+            model = m;
+        }
+        if let Some(b) = e.body {
+            body = b;
+        }
+    }
+    let Some(provider) = gw.providers.for_model(&model) else {
+        let msg = format!(
+            "unknown model `{model}`: no provider of this gateway serves it (providers: {})",
+            gw.providers.names().join("; ")
+        );
+        return wire_error(wire, StatusCode::NOT_FOUND, &msg);
+    };
+    if !provider.speaks(wire) {
+        let msg = format!(
+            "model `{model}` is served by provider `{}`, which does not speak {}",
+            provider.name,
+            wire.as_str()
+        );
+        return wire_error(wire, StatusCode::BAD_REQUEST, &msg);
+    }
+    wire.prepare(&mut body, &model, info.stream);
+    let out = serde_json::to_vec(&body).expect("json");
+    let started = Instant::now();
+    let upstream = match gw.providers.send(provider, wire, uri.query(), &headers, out).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, "upstream failed");
+            let status = match e {
+                crate::upstream::UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            return wire_error(wire, status, &e.to_string());
+        }
+    };
+    if let Err(e) = decided.wait().await {
+        return decide_failed(wire, e.into());
+    }
+    gw.metrics
+        .upstream_seconds
+        .get_or_create(&ProviderLabels { provider: provider.name.clone() })
+        .observe(started.elapsed().as_secs_f64());
+    if !(200..300).contains(&upstream.status) {
+        return pass_through(upstream).await;
+    }
+    let streaming = info.stream && upstream.content_type.as_deref().is_some_and(|c| c.starts_with("text/event-stream"));
+    if streaming {
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+        let gate = wire.gate(info.client_wants_usage);
+        let ceiling = ceiling.map(|c| c.priced(&model));
+        tokio::spawn(drive_stream(gw.clone(), session, wire, model, upstream, gate, reservation, ceiling, tx));
+        let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from_stream(body))
+            .expect("response");
+    }
+    complete(gw, session, wire, model, upstream, reservation, info.max_tokens).await
+}
+
+fn decide_failed(wire: Wire, e: GatewayError) -> Response {
+    let status = match e {
+        GatewayError::SessionEnded(_) => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    tracing::error!(error = %e, "decision failed; refusing");
+    wire_error(wire, status, &format!("the gateway could not decide this request, so it is refused: {e}"))
+}
+
+fn policy_name(r: &Ruling) -> String {
+    match (&r.policy, &r.rule) {
+        (Some(p), Some(rule)) => format!("`{p}` (rule `{rule}`)"),
+        (Some(p), None) => format!("`{p}`"),
+        _ => "of the gateway".into(),
+    }
+}
+
+fn denied_message(r: &Ruling) -> String {
+    format!("Paddock policy {} denied this request: {}", policy_name(r), r.reason)
+}
+
+async fn pass_through(mut up: UpstreamResponse) -> Response {
+    let mut buf = Vec::new();
+    while let Some(Ok(chunk)) = up.body.next().await {
+        if buf.len() + chunk.len() > MAX_UPSTREAM_BODY {
+            break;
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    let mut r = Response::builder().status(up.status);
+    if let Some(ct) = up.content_type {
+        r = r.header(header::CONTENT_TYPE, ct);
+    }
+    r.body(Body::from(buf)).expect("response")
+}
+
+/// Decides one tool call of a response: `llm_response`, then `tool_call`. `None` lets it through;
+/// `Some(note)` removes it, with the note the client gets instead.
+async fn gate_call(gw: &Arc<Gateway>, s: &Arc<Session>, model: &str, call: &PendingCall) -> Option<String> {
+    let wait = Duration::from_secs(gw.limits.ask_timeout_seconds + 5);
+    let tc = ToolCall { name: call.name.clone(), args: call.args.clone(), id: Some(call.id.clone()) };
+    let events = [
+        Event { phase: Phase::LlmResponse, model: Some(model.to_owned()), tool_calls: vec![tc], ..Event::default() },
+        Event {
+            phase: Phase::ToolCall,
+            tool: Some(call.name.clone()),
+            args: call.args.clone(),
+            tool_id: Some(call.id.clone()),
+            ..Event::default()
+        },
+    ];
+    for e in events {
+        match gw.decide(s, e, wait).await {
+            Ok(r) if r.allowed() => {}
+            Ok(r) => {
+                return Some(format!(
+                    "[paddock] The tool call `{}` was blocked by policy {}: {} Do not retry it; tell the user.",
+                    call.name,
+                    policy_name(&r),
+                    r.reason.trim_end_matches('.').to_owned() + "."
+                ));
+            }
+            Err(err) => {
+                return Some(format!(
+                    "[paddock] The tool call `{}` was blocked: the gateway could not decide it ({err}).",
+                    call.name
+                ));
+            }
+        }
+    }
+    None
+}
+
+async fn complete(
+    gw: Arc<Gateway>,
+    s: Arc<Session>,
+    wire: Wire,
+    model: String,
+    mut up: UpstreamResponse,
+    reservation: Option<Reservation>,
+    max_tokens: Option<u64>,
+) -> Response {
+    let mut buf = Vec::new();
+    while let Some(chunk) = up.body.next().await {
+        match chunk {
+            Ok(c) if buf.len() + c.len() <= MAX_UPSTREAM_BODY => buf.extend_from_slice(&c),
+            Ok(_) => return wire_error(wire, StatusCode::BAD_GATEWAY, "the upstream response is too large"),
+            Err(e) => {
+                return wire_error(wire, StatusCode::BAD_GATEWAY, &format!("the upstream response broke off: {e}"));
+            }
+        }
+    }
+    let Ok(mut body) = serde_json::from_slice::<Value>(&buf) else {
+        return wire_error(wire, StatusCode::BAD_GATEWAY, "the upstream sent a response that is not JSON");
+    };
+    let parsed = wire.parse_response(&body);
+    // No usage block: charge the worst case rather than nothing.
+    let usage = parsed.usage.unwrap_or(Usage {
+        input_tokens: (buf.len() as u64).div_ceil(3),
+        output_tokens: max_tokens.unwrap_or(gw.limits.default_max_tokens),
+        ..Usage::default()
+    });
+    if let Err(e) = gw.settle(&s, &model, usage, true).await {
+        tracing::error!(error = %e, "metering failed; withholding the response");
+        return wire_error(
+            wire,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("the gateway could not record the cost: {e}"),
+        );
+    }
+    drop(reservation);
+    let mut denied = Vec::new();
+    let mut notes = Vec::new();
+    for call in &parsed.calls {
+        if let Some(note) = gate_call(&gw, &s, &model, call).await {
+            denied.push(call.id.clone());
+            notes.push(note);
+        }
+    }
+    if !denied.is_empty() {
+        wire.rewrite_response(&mut body, &denied, &notes.join("\n"));
+    }
+    axum::Json(body).into_response()
+}
+
+/// A streamed answer's running cost against a budget's hard limit: input from the provider's count when it
+/// gives one up front (Anthropic), else estimated; output estimated at four characters a token.
+#[derive(Clone, Debug)]
+struct Ceiling {
+    headroom_usd: f64,
+    input_tokens: u64,
+    output_chars: u64,
+    price: Option<(f64, f64)>,
+}
+
+impl Ceiling {
+    fn new(headroom_usd: f64, input_estimate: u64) -> Ceiling {
+        Ceiling { headroom_usd, input_tokens: input_estimate, output_chars: 0, price: None }
+    }
+
+    fn priced(mut self, model: &str) -> Ceiling {
+        self.price = ModelCatalog::builtin().lookup(model).map(|m| (m.price.input, m.price.output));
+        self
+    }
+
+    fn usage(&self) -> Usage {
+        Usage { input_tokens: self.input_tokens, output_tokens: self.output_chars.div_ceil(4), ..Usage::default() }
+    }
+
+    fn spent_usd(&self) -> f64 {
+        let u = self.usage();
+        self.price.map_or(0.0, |(i, o)| (u.input_tokens as f64 * i + u.output_tokens as f64 * o) / 1_000_000.0)
+    }
+
+    /// Counts an event; true when the answer has passed the limit.
+    fn observe(&mut self, ev: &Sse) -> bool {
+        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else { return false };
+        if let Some(n) = v["message"]["usage"]["input_tokens"].as_u64() {
+            self.input_tokens = n;
+        }
+        self.output_chars += delta_chars(&v) as u64;
+        self.price.is_some() && self.spent_usd() > self.headroom_usd
+    }
+}
+
+/// Characters of generated text and arguments in one streamed event, in any of the three formats.
+fn delta_chars(v: &Value) -> usize {
+    let of = |d: &Value| -> usize {
+        match d {
+            Value::String(s) => s.len(),
+            Value::Object(m) => {
+                let direct: usize = ["text", "partial_json", "thinking", "content"]
+                    .iter()
+                    .filter_map(|k| m.get(*k).and_then(Value::as_str))
+                    .map(str::len)
+                    .sum();
+                let calls: usize = m
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["function"]["arguments"].as_str())
+                    .map(str::len)
+                    .sum();
+                direct + calls
+            }
+            _ => 0,
+        }
+    };
+    of(&v["delta"]) + v["choices"].as_array().into_iter().flatten().map(|c| of(&c["delta"])).sum::<usize>()
+}
+
+fn stream_error(wire: Wire, message: &str) -> Sse {
+    match wire {
+        Wire::Anthropic => Sse::json(Some("error"), &wire.error_body(502, message)),
+        Wire::Chat => Sse::json(None, &wire.error_body(502, message)),
+        Wire::Responses => {
+            Sse::json(Some("error"), &json!({"type": "error", "code": "upstream_error", "message": message}))
+        }
+    }
+}
+
+/// Reads the upstream stream to its end even when the client has gone, so that usage is still metered.
+#[allow(clippy::too_many_arguments)]
+async fn drive_stream(
+    gw: Arc<Gateway>,
+    s: Arc<Session>,
+    wire: Wire,
+    model: String,
+    mut up: UpstreamResponse,
+    mut gate: Box<dyn crate::wire::Gate>,
+    reservation: Option<Reservation>,
+    mut ceiling: Option<Ceiling>,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let idle = Duration::from_secs(gw.limits.upstream_idle_timeout_seconds);
+    let mut parser = SseParser::default();
+    let mut client_gone = false;
+    let mut failed: Option<String> = None;
+    let mut complete = false;
+    let mut cut: Option<Ceiling> = None;
+    'read: loop {
+        let chunk = match tokio::time::timeout(idle, up.body.next()).await {
+            Err(_) => {
+                failed = Some(format!("the upstream sent nothing for {}s", idle.as_secs()));
+                break;
+            }
+            Ok(None) => {
+                complete = true;
+                break;
+            }
+            Ok(Some(Err(e))) => {
+                failed = Some(format!("the upstream stream broke off: {e}"));
+                break;
+            }
+            Ok(Some(Ok(c))) => c,
+        };
+        let events = match parser.push(&chunk) {
+            Ok(e) => e,
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        };
+        for ev in events {
+            if let Some(c) = ceiling.as_mut()
+                && c.observe(&ev)
+            {
+                cut = Some(c.clone());
+                break 'read;
+            }
+            let steps = gate.push(ev);
+            if let Err(e) = run_steps(&gw, &s, &model, &mut *gate, steps, &tx, &mut client_gone).await {
+                failed = Some(e);
+                break 'read;
+            }
+        }
+    }
+    if let Some(c) = cut {
+        // Dropping the upstream body closes the connection, which stops the generation and its billing.
+        drop(up);
+        let message = format!(
+            "[paddock] The answer was cut: a budget's hard limit leaves ${:.4} for this session, and this \
+             answer had used about ${:.4}.",
+            c.headroom_usd,
+            c.spent_usd()
+        );
+        tracing::warn!(headroom = c.headroom_usd, "cut a streamed answer at the budget's hard limit");
+        if let Err(e) = gw.settle(&s, &model, c.usage(), false).await {
+            tracing::error!(error = %e, "metering the cut answer failed");
+        }
+        let _ = tx.send(Ok(stream_error(wire, &message).encode())).await;
+        drop(reservation);
+        return;
+    }
+    if failed.is_none()
+        && let Some(ev) = parser.finish()
+    {
+        let steps = gate.push(ev);
+        if let Err(e) = run_steps(&gw, &s, &model, &mut *gate, steps, &tx, &mut client_gone).await {
+            failed = Some(e);
+        }
+    }
+    // Usage the stream announced but never finalised (a cut stream) is still charged.
+    let steps = gate.finish();
+    let _ = run_steps(&gw, &s, &model, &mut *gate, steps, &tx, &mut client_gone).await;
+    if let Some(e) = failed {
+        tracing::warn!(error = %e, complete, "stream ended with an error");
+        let _ = tx.send(Ok(stream_error(wire, &e).encode())).await;
+    }
+    drop(reservation);
+}
+
+async fn run_steps(
+    gw: &Arc<Gateway>,
+    s: &Arc<Session>,
+    model: &str,
+    gate: &mut dyn crate::wire::Gate,
+    steps: Vec<Step>,
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    client_gone: &mut bool,
+) -> Result<(), String> {
+    let mut queue: VecDeque<Step> = steps.into();
+    while let Some(step) = queue.pop_front() {
+        match step {
+            Step::Emit(events) => {
+                for e in events {
+                    if !*client_gone && tx.send(Ok(e.encode())).await.is_err() {
+                        *client_gone = true;
+                        tracing::info!("client went away mid-stream; reading on to meter usage");
+                    }
+                }
+            }
+            Step::Decide(call) => {
+                let denied = gate_call(gw, s, model, &call).await;
+                for (i, st) in gate.resolve(&call.id, denied).into_iter().enumerate() {
+                    queue.insert(i, st);
+                }
+            }
+            Step::Usage(u) => {
+                gw.settle(s, model, u, true)
+                    .await
+                    .map_err(|e| format!("the gateway could not record the cost: {e}"))?;
+            }
+            Step::Model(_) => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Assembling and serving the gateway: configuration, the policy set from a directory, the admin
+//! credential, the routes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use paddock_gitops::source::load_dir;
+use paddock_gitops::validate::{Object, validate_files};
+use paddock_policy::PolicySet;
+use sha2::{Digest, Sha256};
+
+use crate::config::GatewayConfig;
+use crate::gateway::{Gateway, random_hex};
+use crate::store::Store;
+use crate::upstream::Providers;
+use crate::{api, proxy};
+
+/// The routes. `/llm/*` take a session token; `/v1/*` a session token or the admin credential.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/llm/anthropic/v1/messages", post(proxy::anthropic))
+        .route("/llm/anthropic/v1/messages/count_tokens", post(proxy::count_tokens))
+        .route("/llm/openai/v1/chat/completions", post(proxy::chat))
+        .route("/llm/openai/v1/responses", post(proxy::responses))
+        .route("/v1/sessions", post(api::create_session).get(api::list_sessions))
+        .route("/v1/sessions/{id}", get(api::get_session))
+        .route("/v1/sessions/{id}/end", post(api::end_session))
+        .route("/v1/sessions/{id}/decide", post(api::decide))
+        .route("/v1/sessions/{id}/approvals/{approval}", get(api::session_approval))
+        .route("/v1/approvals", get(api::list_approvals))
+        .route("/v1/approvals/{id}/approve", post(api::approve))
+        .route("/v1/approvals/{id}/deny", post(api::deny))
+        .route("/v1/audit", get(api::audit))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<_>| {
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+                })
+                .on_request(())
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+        )
+        .with_state(gw)
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], gw.metrics.encode())
+}
+
+async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    if gw.store.ping().await {
+        (StatusCode::OK, format!("ready: revision {}\n", gw.policies().revision))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "the database is unreachable\n".to_owned())
+    }
+}
+
+/// Loads and validates every manifest under `dir` and compiles the policy set. Any validation error
+/// refuses the whole revision; the message is the validator's report.
+pub fn load_policy_set(dir: &Path) -> anyhow::Result<PolicySet> {
+    let files = load_dir(dir).with_context(|| format!("cannot read `{}`", dir.display()))?;
+    let report = validate_files(&files);
+    if !report.is_ok() {
+        anyhow::bail!("`{}` does not validate:\n{}{}", dir.display(), report.render(), report.summary());
+    }
+    let mut hash = Sha256::new();
+    for f in &files {
+        hash.update(f.path.as_bytes());
+        hash.update([0]);
+        if let paddock_gitops::source::Content::Bytes(b) = &f.content {
+            hash.update(b);
+        }
+    }
+    let revision = format!("sha256:{}", &crate::gateway::hex_of(&hash.finalize())[..12]);
+    policy_set(&revision, &report.objects)
+}
+
+/// Compiles the Agents and Policies of a validated revision.
+pub fn policy_set(revision: &str, objects: &[paddock_gitops::validate::LoadedObject]) -> anyhow::Result<PolicySet> {
+    let ns = |o: &paddock_gitops::validate::LoadedObject| {
+        o.namespace.clone().unwrap_or_else(|| paddock_gitops::semantics::DEFAULT_NAMESPACE.to_owned())
+    };
+    let owned: Vec<(String, &paddock_gitops::validate::LoadedObject)> = objects.iter().map(|o| (ns(o), o)).collect();
+    let mut agents = Vec::new();
+    let mut policies = Vec::new();
+    for (n, o) in &owned {
+        match &o.object {
+            Object::Agent(a) => agents.push((n.as_str(), o.name.as_str(), labels_of(&a.metadata), &a.spec)),
+            Object::Policy(p) => policies.push((n.as_str(), o.name.as_str(), labels_of(&p.metadata), &p.spec)),
+            _ => {}
+        }
+    }
+    let agents: Vec<_> = agents.iter().map(|(n, name, l, s)| (*n, *name, l, *s)).collect();
+    let policies: Vec<_> = policies.iter().map(|(n, name, l, s)| (*n, *name, l, *s)).collect();
+    let (set, errors) = PolicySet::build(revision, &agents, &policies);
+    for e in errors {
+        tracing::warn!(kind = e.kind, namespace = %e.namespace, name = %e.name, "left out: {}", e.message);
+    }
+    Ok(set)
+}
+
+fn labels_of(
+    m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> std::collections::BTreeMap<String, String> {
+    m.labels.clone().unwrap_or_default()
+}
+
+/// The user's data directory for Paddock: `$PADDOCK_DATA_DIR`, else `$XDG_DATA_HOME/paddock`, else
+/// `~/.local/share/paddock`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("PADDOCK_DATA_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(d).join("paddock");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/paddock")
+}
+
+/// The admin credential: from the configuration, or generated once into the data directory (mode 0600).
+pub fn admin_token(cfg: &GatewayConfig, data_dir: &Path) -> anyhow::Result<String> {
+    if let Some(src) = &cfg.admin_token {
+        return src.read("adminToken");
+    }
+    let path = data_dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_owned()),
+        _ => {}
+    }
+    let token = format!("pdk_admin_{}", random_hex(24));
+    write_private(&path, &token)?;
+    tracing::info!(path = %path.display(), "generated the admin token");
+    Ok(token)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Builds a gateway from its configuration.
+pub async fn build(cfg: &GatewayConfig) -> anyhow::Result<Arc<Gateway>> {
+    let data_dir = cfg.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create `{}`", data_dir.display()))?;
+    let url = cfg.database.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("gateway.db").display()));
+    let store = Store::open(&url).await.with_context(|| format!("cannot open the database `{}`", redact_url(&url)))?;
+    let policies = match &cfg.repo {
+        Some(dir) => load_policy_set(dir)?,
+        None => PolicySet::default(),
+    };
+    let providers = Providers::from_config(cfg)?;
+    let admin = admin_token(cfg, &data_dir)?;
+    Ok(Gateway::new(cfg.limits.clone(), store, providers, policies, &admin).await?)
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// Serves until ctrl-c or SIGTERM.
+pub async fn serve(gw: Arc<Gateway>, listen: &str) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, revision = %gw.policies().revision, "gateway listening");
+    serve_on(listener, router(gw), shutdown()).await?;
+    Ok(())
+}
+
+/// Serves a router on a bound listener until `stop` completes.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Small SSE writes (and a response head before its first event) must not wait on Nagle's algorithm and
+    // the client's delayed ACK: that costs 40 ms per stream.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).with_graceful_shutdown(stop).await
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+}

@@ -1,0 +1,211 @@
+//! Anthropic Messages: `content_block_start` (tool_use) … `content_block_stop` is held; usage comes from
+//! `message_start` and the cumulative `message_delta.usage`.
+
+use std::collections::HashMap;
+
+use paddock_policy::Usage;
+use serde_json::{Value, json};
+
+use super::{Gate, ParsedResponse, PendingCall, Sse, Step, parse_args, u};
+
+pub fn usage_of(v: &Value) -> Usage {
+    Usage {
+        input_tokens: u(v, "input_tokens"),
+        output_tokens: u(v, "output_tokens"),
+        cache_read_input_tokens: u(v, "cache_read_input_tokens"),
+        cache_creation_input_tokens: u(v, "cache_creation_input_tokens"),
+    }
+}
+
+fn is_tool_block(block: &Value) -> bool {
+    matches!(block.get("type").and_then(Value::as_str), Some("tool_use"))
+}
+
+pub fn parse_response(body: &Value) -> ParsedResponse {
+    let calls = body["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|b| is_tool_block(b))
+        .map(|b| PendingCall {
+            id: b["id"].as_str().unwrap_or_default().to_owned(),
+            name: b["name"].as_str().unwrap_or_default().to_owned(),
+            args: b.get("input").cloned().unwrap_or(json!({})),
+        })
+        .collect();
+    ParsedResponse {
+        model: body["model"].as_str().map(str::to_owned),
+        usage: body.get("usage").filter(|v| v.is_object()).map(usage_of),
+        calls,
+    }
+}
+
+pub fn rewrite_response(body: &mut Value, denied: &[String], notes: &str) {
+    let Some(content) = body.get_mut("content").and_then(Value::as_array_mut) else { return };
+    content.retain(|b| !(is_tool_block(b) && denied.iter().any(|d| b["id"].as_str() == Some(d))));
+    content.push(json!({"type": "text", "text": notes}));
+    let tools_left = content.iter().any(is_tool_block);
+    if !tools_left && body["stop_reason"] == "tool_use" {
+        body["stop_reason"] = json!("end_turn");
+    }
+}
+
+#[derive(Default)]
+pub struct StreamGate {
+    /// Upstream block index → client block index, for blocks passed on.
+    index: HashMap<u64, u64>,
+    next_index: u64,
+    held: Option<Held>,
+    notes: Vec<String>,
+    kept_tools: usize,
+    start_usage: Option<Usage>,
+    metered: bool,
+}
+
+struct Held {
+    upstream_index: u64,
+    id: String,
+    name: String,
+    args: String,
+    events: Vec<Value>,
+}
+
+impl StreamGate {
+    fn renumber(&mut self, mut data: Value, upstream: u64, event: &str) -> Sse {
+        let idx = *self.index.entry(upstream).or_insert_with(|| {
+            let i = self.next_index;
+            self.next_index += 1;
+            i
+        });
+        data["index"] = json!(idx);
+        Sse::json(Some(event), &data)
+    }
+
+    fn notes_block(&mut self) -> Vec<Sse> {
+        let i = self.next_index;
+        self.next_index += 1;
+        let text = self.notes.join("\n");
+        vec![
+            Sse::json(
+                Some("content_block_start"),
+                &json!({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}}),
+            ),
+            Sse::json(
+                Some("content_block_delta"),
+                &json!({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": text}}),
+            ),
+            Sse::json(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": i})),
+        ]
+    }
+}
+
+impl Gate for StreamGate {
+    fn push(&mut self, ev: Sse) -> Vec<Step> {
+        let Ok(mut data) = serde_json::from_str::<Value>(&ev.data) else { return vec![Step::Emit(vec![ev])] };
+        let kind = data["type"].as_str().or(ev.event.as_deref()).unwrap_or_default().to_owned();
+        let index = data["index"].as_u64();
+        match kind.as_str() {
+            "message_start" => {
+                let mut steps = Vec::new();
+                if let Some(m) = data["message"]["model"].as_str() {
+                    steps.push(Step::Model(m.to_owned()));
+                }
+                self.start_usage = data["message"].get("usage").filter(|v| v.is_object()).map(usage_of);
+                steps.push(Step::Emit(vec![ev]));
+                steps
+            }
+            "content_block_start" if is_tool_block(&data["content_block"]) => {
+                let block = &data["content_block"];
+                self.held = Some(Held {
+                    upstream_index: index.unwrap_or(0),
+                    id: block["id"].as_str().unwrap_or_default().to_owned(),
+                    name: block["name"].as_str().unwrap_or_default().to_owned(),
+                    args: String::new(),
+                    events: vec![data],
+                });
+                vec![]
+            }
+            "content_block_delta" | "content_block_stop"
+                if self.held.as_ref().is_some_and(|h| Some(h.upstream_index) == index) =>
+            {
+                let held = self.held.as_mut().expect("held");
+                if let Some(p) = data["delta"]["partial_json"].as_str() {
+                    held.args.push_str(p);
+                }
+                let stop = kind == "content_block_stop";
+                held.events.push(data);
+                if !stop {
+                    return vec![];
+                }
+                let call = PendingCall { id: held.id.clone(), name: held.name.clone(), args: parse_args(&held.args) };
+                vec![Step::Decide(call)]
+            }
+            "content_block_start" | "content_block_delta" | "content_block_stop" => {
+                let Some(i) = index else { return vec![Step::Emit(vec![ev])] };
+                vec![Step::Emit(vec![self.renumber(std::mem::take(&mut data), i, &kind)])]
+            }
+            "message_delta" => {
+                let mut out = Vec::new();
+                if !self.notes.is_empty() {
+                    out.extend(self.notes_block());
+                    if self.kept_tools == 0 && data["delta"]["stop_reason"] == "tool_use" {
+                        data["delta"]["stop_reason"] = json!("end_turn");
+                    }
+                }
+                let mut steps = Vec::new();
+                if let Some(du) = data.get("usage").filter(|v| v.is_object()) {
+                    // message_delta usage is cumulative; fields it lacks come from message_start.
+                    let start = self.start_usage.unwrap_or_default();
+                    let pick = |k: &str, s: u64| du.get(k).and_then(Value::as_u64).unwrap_or(s);
+                    let total = Usage {
+                        input_tokens: pick("input_tokens", start.input_tokens),
+                        output_tokens: pick("output_tokens", start.output_tokens),
+                        cache_read_input_tokens: pick("cache_read_input_tokens", start.cache_read_input_tokens),
+                        cache_creation_input_tokens: pick(
+                            "cache_creation_input_tokens",
+                            start.cache_creation_input_tokens,
+                        ),
+                    };
+                    self.metered = true;
+                    steps.push(Step::Usage(total));
+                }
+                out.push(Sse::json(Some("message_delta"), &data));
+                steps.push(Step::Emit(out));
+                steps
+            }
+            _ => vec![Step::Emit(vec![ev])],
+        }
+    }
+
+    fn resolve(&mut self, id: &str, denied: Option<String>) -> Vec<Step> {
+        let Some(held) = self.held.take_if(|h| h.id == id) else { return vec![] };
+        match denied {
+            Some(note) => {
+                self.notes.push(note);
+                vec![]
+            }
+            None => {
+                self.kept_tools += 1;
+                let events = held
+                    .events
+                    .into_iter()
+                    .map(|e| {
+                        let kind = e["type"].as_str().unwrap_or_default().to_owned();
+                        self.renumber(e, held.upstream_index, &kind)
+                    })
+                    .collect();
+                vec![Step::Emit(events)]
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Vec<Step> {
+        match (self.metered, self.start_usage) {
+            (false, Some(u)) => {
+                self.metered = true;
+                vec![Step::Usage(u)]
+            }
+            _ => vec![],
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! OpenAI Chat Completions: `delta.tool_calls` are held until `finish_reason`; usage is the final chunk that
+//! `stream_options.include_usage` asks for.
+
+use std::collections::BTreeMap;
+
+use paddock_policy::Usage;
+use serde_json::{Value, json};
+
+use super::{Gate, ParsedResponse, PendingCall, Sse, Step, parse_args, u};
+
+pub fn usage_of(v: &Value) -> Usage {
+    let cached = v["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+    Usage {
+        // OpenAI counts cached tokens inside prompt_tokens; the price table prices them apart.
+        input_tokens: u(v, "prompt_tokens").saturating_sub(cached),
+        output_tokens: u(v, "completion_tokens"),
+        cache_read_input_tokens: cached,
+        cache_creation_input_tokens: 0,
+    }
+}
+
+fn call_of(c: &Value) -> PendingCall {
+    PendingCall {
+        id: c["id"].as_str().unwrap_or_default().to_owned(),
+        name: c["function"]["name"].as_str().unwrap_or_default().to_owned(),
+        args: parse_args(c["function"]["arguments"].as_str().unwrap_or_default()),
+    }
+}
+
+pub fn parse_response(body: &Value) -> ParsedResponse {
+    let calls = body["choices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["message"]["tool_calls"].as_array().into_iter().flatten())
+        .map(call_of)
+        .collect();
+    ParsedResponse {
+        model: body["model"].as_str().map(str::to_owned),
+        usage: body.get("usage").filter(|v| v.is_object()).map(usage_of),
+        calls,
+    }
+}
+
+pub fn rewrite_response(body: &mut Value, denied: &[String], notes: &str) {
+    let Some(choices) = body.get_mut("choices").and_then(Value::as_array_mut) else { return };
+    for choice in choices {
+        let msg = &mut choice["message"];
+        let Some(calls) = msg.get_mut("tool_calls").and_then(Value::as_array_mut) else { continue };
+        let before = calls.len();
+        calls.retain(|c| !denied.iter().any(|d| c["id"].as_str() == Some(d)));
+        if calls.len() == before {
+            continue;
+        }
+        let left = calls.len();
+        if left == 0 {
+            msg.as_object_mut().map(|m| m.remove("tool_calls"));
+            if choice["finish_reason"] == "tool_calls" {
+                choice["finish_reason"] = json!("stop");
+            }
+        }
+        let msg = &mut choice["message"];
+        let text = match msg["content"].as_str() {
+            Some(c) if !c.is_empty() => format!("{c}\n\n{notes}"),
+            _ => notes.to_owned(),
+        };
+        msg["content"] = json!(text);
+    }
+}
+
+#[derive(Default)]
+struct Building {
+    id: String,
+    name: String,
+    args: String,
+}
+
+pub struct StreamGate {
+    include_usage: bool,
+    calls: BTreeMap<u64, Building>,
+    waiting: usize,
+    kept: Vec<Value>,
+    notes: Vec<String>,
+    finish: Option<Value>,
+    model_seen: bool,
+}
+
+impl StreamGate {
+    pub fn new(client_wants_usage: bool) -> StreamGate {
+        StreamGate {
+            include_usage: client_wants_usage,
+            calls: BTreeMap::new(),
+            waiting: 0,
+            kept: Vec::new(),
+            notes: Vec::new(),
+            finish: None,
+            model_seen: false,
+        }
+    }
+
+    fn release(&mut self) -> Vec<Step> {
+        let Some(mut finish) = self.finish.take() else { return vec![] };
+        let mut out = Vec::new();
+        for (i, call) in self.kept.drain(..).enumerate() {
+            let mut chunk = finish.clone();
+            chunk["choices"][0]["delta"] = json!({"tool_calls": [{
+                "index": i, "id": call["id"], "type": "function",
+                "function": {"name": call["name"], "arguments": call["arguments"]},
+            }]});
+            chunk["choices"][0]["finish_reason"] = Value::Null;
+            out.push(Sse::json(None, &chunk));
+        }
+        let kept_any = !out.is_empty();
+        if !self.notes.is_empty() {
+            let mut chunk = finish.clone();
+            chunk["choices"][0]["delta"] = json!({"content": self.notes.join("\n")});
+            chunk["choices"][0]["finish_reason"] = Value::Null;
+            out.push(Sse::json(None, &chunk));
+            if !kept_any && finish["choices"][0]["finish_reason"] == "tool_calls" {
+                finish["choices"][0]["finish_reason"] = json!("stop");
+            }
+        }
+        out.push(Sse::json(None, &finish));
+        vec![Step::Emit(out)]
+    }
+}
+
+impl Gate for StreamGate {
+    fn push(&mut self, ev: Sse) -> Vec<Step> {
+        let Ok(mut chunk) = serde_json::from_str::<Value>(&ev.data) else { return vec![Step::Emit(vec![ev])] };
+        let mut steps = Vec::new();
+        if !self.model_seen
+            && let Some(m) = chunk["model"].as_str()
+        {
+            self.model_seen = true;
+            steps.push(Step::Model(m.to_owned()));
+        }
+        let usage = chunk.get("usage").filter(|v| v.is_object()).map(usage_of);
+        let no_choices = chunk["choices"].as_array().is_none_or(|c| c.is_empty());
+        if no_choices {
+            if let Some(u) = usage {
+                steps.push(Step::Usage(u));
+                if self.include_usage {
+                    steps.push(Step::Emit(vec![ev]));
+                }
+                return steps;
+            }
+            steps.push(Step::Emit(vec![ev]));
+            return steps;
+        }
+        let choice = &mut chunk["choices"][0];
+        if let Some(deltas) = choice["delta"].as_object_mut().and_then(|d| d.remove("tool_calls")) {
+            for d in deltas.as_array().into_iter().flatten() {
+                let b = self.calls.entry(d["index"].as_u64().unwrap_or(0)).or_default();
+                if let Some(id) = d["id"].as_str() {
+                    b.id = id.to_owned();
+                }
+                if let Some(n) = d["function"]["name"].as_str() {
+                    b.name.push_str(n);
+                }
+                if let Some(a) = d["function"]["arguments"].as_str() {
+                    b.args.push_str(a);
+                }
+            }
+        }
+        let finished = !choice["finish_reason"].is_null();
+        let has_content =
+            choice["delta"].as_object().is_some_and(|d| d.iter().any(|(k, v)| k != "role" && !v.is_null()))
+                || (choice["delta"].get("role").is_some() && self.calls.is_empty());
+        if finished {
+            if self.calls.is_empty() {
+                steps.push(Step::Emit(vec![Sse::json(None, &chunk)]));
+                return steps;
+            }
+            if has_content {
+                let mut c = chunk.clone();
+                c["choices"][0]["finish_reason"] = Value::Null;
+                steps.push(Step::Emit(vec![Sse::json(None, &c)]));
+            }
+            chunk["choices"][0]["delta"] = json!({});
+            self.finish = Some(chunk);
+            let calls = std::mem::take(&mut self.calls);
+            self.waiting = calls.len();
+            for (_, b) in calls {
+                let call = PendingCall { id: b.id.clone(), name: b.name.clone(), args: parse_args(&b.args) };
+                self.kept.push(json!({"id": b.id, "name": b.name, "arguments": b.args, "pending": true}));
+                steps.push(Step::Decide(call));
+            }
+            return steps;
+        }
+        if has_content {
+            steps.push(Step::Emit(vec![Sse::json(None, &chunk)]));
+        }
+        if let Some(u) = usage {
+            steps.push(Step::Usage(u));
+        }
+        steps
+    }
+
+    fn resolve(&mut self, id: &str, denied: Option<String>) -> Vec<Step> {
+        if let Some(pos) = self.kept.iter().position(|c| c["id"] == id && c["pending"] == true) {
+            if let Some(note) = denied {
+                self.kept.remove(pos);
+                self.notes.push(note);
+            } else {
+                self.kept[pos].as_object_mut().map(|o| o.remove("pending"));
+            }
+            self.waiting = self.waiting.saturating_sub(1);
+        }
+        if self.waiting == 0 { self.release() } else { vec![] }
+    }
+
+    fn finish(&mut self) -> Vec<Step> {
+        vec![]
+    }
+}

@@ -1,0 +1,185 @@
+//! OpenAI Responses (Codex's wire API): `response.output_item.added` of a tool call … its
+//! `response.output_item.done` is held; usage comes with `response.completed` (or `incomplete`/`failed`).
+
+use std::collections::{BTreeMap, HashSet};
+
+use paddock_policy::Usage;
+use serde_json::{Value, json};
+
+use super::{Gate, ParsedResponse, PendingCall, Sse, Step, parse_args, u};
+
+pub fn usage_of(v: &Value) -> Usage {
+    let cached = v["input_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+    Usage {
+        input_tokens: u(v, "input_tokens").saturating_sub(cached),
+        output_tokens: u(v, "output_tokens"),
+        cache_read_input_tokens: cached,
+        cache_creation_input_tokens: 0,
+    }
+}
+
+fn is_tool_item(item: &Value) -> bool {
+    matches!(item["type"].as_str(), Some("function_call" | "custom_tool_call" | "local_shell_call"))
+}
+
+fn item_id(item: &Value) -> String {
+    item["call_id"].as_str().or(item["id"].as_str()).unwrap_or_default().to_owned()
+}
+
+/// The call an output item asks for. `local_shell_call` has no name: it is the `local_shell` tool.
+pub fn call_of(item: &Value) -> PendingCall {
+    let (name, args) = match item["type"].as_str() {
+        Some("local_shell_call") => ("local_shell".to_owned(), item["action"].clone()),
+        Some("custom_tool_call") => (
+            item["name"].as_str().unwrap_or_default().to_owned(),
+            json!({"input": item["input"].as_str().unwrap_or_default()}),
+        ),
+        _ => (
+            item["name"].as_str().unwrap_or_default().to_owned(),
+            parse_args(item["arguments"].as_str().unwrap_or_default()),
+        ),
+    };
+    PendingCall { id: item_id(item), name, args }
+}
+
+pub fn parse_response(body: &Value) -> ParsedResponse {
+    let calls = body["output"].as_array().into_iter().flatten().filter(|i| is_tool_item(i)).map(call_of).collect();
+    ParsedResponse {
+        model: body["model"].as_str().map(str::to_owned),
+        usage: body.get("usage").filter(|v| v.is_object()).map(usage_of),
+        calls,
+    }
+}
+
+fn notes_item(notes: &str) -> Value {
+    json!({
+        "type": "message", "id": "msg_paddock_policy", "status": "completed", "role": "assistant",
+        "content": [{"type": "output_text", "text": notes, "annotations": []}],
+    })
+}
+
+pub fn rewrite_response(body: &mut Value, denied: &[String], notes: &str) {
+    let Some(output) = body.get_mut("output").and_then(Value::as_array_mut) else { return };
+    output.retain(|i| !(is_tool_item(i) && denied.contains(&item_id(i))));
+    output.push(notes_item(notes));
+}
+
+#[derive(Default)]
+pub struct StreamGate {
+    /// Held events by upstream output_index.
+    held: BTreeMap<u64, (String, Vec<Sse>)>,
+    denied: HashSet<String>,
+    notes: Vec<String>,
+    max_index: u64,
+    model_seen: bool,
+}
+
+impl StreamGate {
+    fn notes_events(&self, index: u64) -> Vec<Sse> {
+        let text = self.notes.join("\n");
+        let item = notes_item(&text);
+        let mut empty = item.clone();
+        empty["status"] = json!("in_progress");
+        empty["content"] = json!([]);
+        let part = json!({"type": "output_text", "text": "", "annotations": []});
+        let id = "msg_paddock_policy";
+        let ev = |name: &str, v: Value| Sse::json(Some(name), &v);
+        vec![
+            ev(
+                "response.output_item.added",
+                json!({"type": "response.output_item.added", "output_index": index, "item": empty}),
+            ),
+            ev(
+                "response.content_part.added",
+                json!({"type": "response.content_part.added", "item_id": id, "output_index": index, "content_index": 0, "part": part}),
+            ),
+            ev(
+                "response.output_text.delta",
+                json!({"type": "response.output_text.delta", "item_id": id, "output_index": index, "content_index": 0, "delta": text}),
+            ),
+            ev(
+                "response.output_text.done",
+                json!({"type": "response.output_text.done", "item_id": id, "output_index": index, "content_index": 0, "text": text}),
+            ),
+            ev(
+                "response.content_part.done",
+                json!({"type": "response.content_part.done", "item_id": id, "output_index": index, "content_index": 0,
+                       "part": {"type": "output_text", "text": text, "annotations": []}}),
+            ),
+            ev(
+                "response.output_item.done",
+                json!({"type": "response.output_item.done", "output_index": index, "item": item}),
+            ),
+        ]
+    }
+}
+
+impl Gate for StreamGate {
+    fn push(&mut self, ev: Sse) -> Vec<Step> {
+        let Ok(mut data) = serde_json::from_str::<Value>(&ev.data) else { return vec![Step::Emit(vec![ev])] };
+        let kind = data["type"].as_str().or(ev.event.as_deref()).unwrap_or_default().to_owned();
+        let index = data["output_index"].as_u64();
+        if let Some(i) = index {
+            self.max_index = self.max_index.max(i + 1);
+        }
+        let mut steps = Vec::new();
+        if !self.model_seen
+            && let Some(m) = data["response"]["model"].as_str()
+        {
+            self.model_seen = true;
+            steps.push(Step::Model(m.to_owned()));
+        }
+        match kind.as_str() {
+            "response.output_item.added" if is_tool_item(&data["item"]) => {
+                self.held.insert(index.unwrap_or(0), (item_id(&data["item"]), vec![ev]));
+            }
+            "response.output_item.done" if index.is_some_and(|i| self.held.contains_key(&i)) => {
+                let (_, events) = self.held.get_mut(&index.unwrap_or(0)).expect("held");
+                events.push(ev);
+                let mut call = call_of(&data["item"]);
+                if call.id.is_empty() {
+                    call.id = self.held[&index.unwrap_or(0)].0.clone();
+                }
+                steps.push(Step::Decide(call));
+            }
+            _ if index.is_some_and(|i| self.held.contains_key(&i)) => {
+                self.held.get_mut(&index.unwrap_or(0)).expect("held").1.push(ev);
+            }
+            "response.completed" | "response.incomplete" | "response.failed" => {
+                let mut out = Vec::new();
+                if !self.notes.is_empty() {
+                    out.extend(self.notes_events(self.max_index));
+                    let notes = self.notes.join("\n");
+                    let denied: Vec<String> = self.denied.iter().cloned().collect();
+                    rewrite_response(&mut data["response"], &denied, &notes);
+                }
+                if let Some(usage) = data["response"].get("usage").filter(|v| v.is_object()) {
+                    steps.push(Step::Usage(usage_of(usage)));
+                }
+                out.push(Sse::json(ev.event.as_deref(), &data));
+                steps.push(Step::Emit(out));
+            }
+            _ => steps.push(Step::Emit(vec![ev])),
+        }
+        steps
+    }
+
+    fn resolve(&mut self, id: &str, denied: Option<String>) -> Vec<Step> {
+        let Some(index) = self.held.iter().find(|(_, (hid, _))| hid == id).map(|(i, _)| *i) else {
+            return vec![];
+        };
+        let (_, events) = self.held.remove(&index).expect("held");
+        match denied {
+            Some(note) => {
+                self.denied.insert(id.to_owned());
+                self.notes.push(note);
+                vec![]
+            }
+            None => vec![Step::Emit(events)],
+        }
+    }
+
+    fn finish(&mut self) -> Vec<Step> {
+        vec![]
+    }
+}

@@ -1,0 +1,329 @@
+//! Sessions, tokens, the admission API, approvals, durability across restarts, and bad input.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+
+async fn decide(t: &TestGateway, token: &str, session: &str, event: Value, query: &str) -> reqwest::Response {
+    t.client
+        .post(format!("{}/v1/sessions/{session}/decide{query}", t.url))
+        .bearer_auth(token)
+        .json(&event)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_acts_only_for_its_own_live_session_and_never_approves() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let t = TestGateway::start(dir.path()).await;
+    let (a, token_a) = t.session("coder").await;
+    let (b, _token_b) = t.session("coder").await;
+    let ls = json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "ls"}});
+    let r = decide(&t, &token_a, &a, ls.clone(), "").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["verdict"], "allow");
+    // Another session's id with this token.
+    let r = decide(&t, &token_a, &b, ls.clone(), "").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains(&format!("cannot act for session `{b}`")));
+    // Session management and approvals need the admin credential.
+    for (method, path) in [
+        ("POST", "/v1/sessions".to_owned()),
+        ("GET", "/v1/approvals".to_owned()),
+        ("POST", "/v1/approvals/a-123/approve".to_owned()),
+        ("GET", "/v1/audit".to_owned()),
+        ("POST", format!("/v1/sessions/{a}/end")),
+    ] {
+        let req = t.client.request(method.parse().unwrap(), format!("{}{path}", t.url)).bearer_auth(&token_a);
+        let r = req.json(&json!({})).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{method} {path}");
+    }
+    // The admin cannot act as a session either.
+    assert_eq!(decide(&t, ADMIN, &a, ls.clone(), "").await.status(), 403);
+    // A made-up token.
+    assert_eq!(decide(&t, "pdk_nope", &a, ls.clone(), "").await.status(), 401);
+    // After the session ends, its token is dead everywhere.
+    let r = t
+        .client
+        .post(format!("{}/v1/sessions/{a}/end", t.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"phase": "Succeeded"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(decide(&t, &token_a, &a, ls, "").await.status(), 401);
+    let (path, body) = request("anthropic", "claude-sonnet-4-5", &[("user", "hi")], false);
+    let r = t.client.post(format!("{}{path}", t.url)).header("x-api-key", &token_a).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["type"], "authentication_error");
+    // Only the hash is stored.
+    if database(dir.path()).is_none() {
+        let db = std::fs::read(dir.path().join("data/gateway.db")).unwrap();
+        let wal = std::fs::read(dir.path().join("data/gateway.db-wal")).unwrap_or_default();
+        let all = [db, wal].concat();
+        assert!(!String::from_utf8_lossy(&all).contains(&token_a), "the token itself is never stored");
+        assert!(String::from_utf8_lossy(&all).contains(&paddock_gateway::gateway::hash_token(&token_a)));
+    }
+}
+
+#[tokio::test]
+async fn admission_api_decides_asks_and_dedupes_calls_the_response_gate_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let mut repo_extra = String::from(REPO.iter().find(|(p, _)| *p == "policies/rules.yaml").unwrap().1);
+    repo_extra.push_str(
+        "---\napiVersion: paddock.dev/v1alpha1\nkind: Policy\nmetadata: {name: careful}\nspec:\n  rules:\n    - name: ask-rm\n      use: blast_radius\n      with: {risky_action: ask}\n",
+    );
+    std::fs::write(dir.path().join("repo/policies/rules.yaml"), repo_extra).unwrap();
+    let t = TestGateway::start(dir.path()).await;
+    let (id, token) = t.session("coder").await;
+    let push = json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "git push --force origin main"}, "tool_id": "t1"});
+    let v: Value = decide(&t, &token, &id, push, "").await.json().await.unwrap();
+    assert_eq!(v["verdict"], "deny");
+    assert_eq!(v["policy"], "github-rules");
+    // An ask with wait=false answers pending at once, with the approval to watch.
+    let rm = json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "rm -rf build"}, "tool_id": "t2"});
+    let v: Value = decide(&t, &token, &id, rm, "?wait=false").await.json().await.unwrap();
+    assert_eq!(v["status"], "pending", "{v}");
+    assert_eq!(v["verdict"], "ask");
+    let aid = v["approval_id"].as_str().unwrap().to_owned();
+    let r = t
+        .client
+        .post(format!("{}/v1/approvals/{aid}/deny", t.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"reason": "not today", "by": "carol"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = t
+        .client
+        .get(format!("{}/v1/sessions/{id}/approvals/{aid}", t.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["verdict"], "deny");
+    assert_eq!(v["status"], "decided");
+    assert!(v["reason"].as_str().unwrap().contains("denied by carol: not today"), "{v}");
+    // Deciding again is refused, naming who decided.
+    let r = t.client.post(format!("{}/v1/approvals/{aid}/approve", t.url)).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("already denied by carol"));
+    // A tool call the response gate already decided (same id) is answered from that decision, not re-counted.
+    let (path, body) = request("anthropic", "claude-sonnet-4-5", &[("user", "please force push the branch")], false);
+    let resp: Value = t
+        .client
+        .post(format!("{}{path}", t.url))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kept = resp["content"].as_array().unwrap().iter().find(|b| b["type"] == "tool_use").unwrap().clone();
+    let before = t.audit(&id).await.len();
+    let hook = json!({"phase": "tool_call", "tool": "Bash", "args": kept["input"], "tool_id": kept["id"]});
+    let v: Value = decide(&t, &token, &id, hook, "").await.json().await.unwrap();
+    assert_eq!(v["verdict"], "allow");
+    assert_eq!(t.audit(&id).await.len(), before, "no second decision recorded for the same call");
+    // Bad events name the field.
+    let r = decide(&t, &token, &id, json!({"phase": "tool_call", "tool": "Bash", "argz": {}}), "").await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("argz"));
+    let r = decide(&t, &token, &id, json!({"phase": "teleport"}), "").await;
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("phase"));
+}
+
+#[tokio::test]
+async fn a_restart_keeps_the_ledger_the_audit_log_and_live_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let (id, token, cost, audit, charges) = {
+        let t = TestGateway::start(dir.path()).await;
+        let (id, token) = t.session("coder").await;
+        for wire in WIRES {
+            let model = if wire == "anthropic" { "claude-sonnet-4-5" } else { "gpt-5" };
+            let (path, body) = request(wire, model, &[("user", "please force push the branch")], true);
+            let r = t.client.post(format!("{}{path}", t.url)).bearer_auth(&token).json(&body).send().await.unwrap();
+            let _ = r.text().await.unwrap();
+        }
+        let info = t.session_info(&id).await;
+        let cost = info["usage"]["costUsd"].as_f64().unwrap();
+        assert!(cost > 0.0);
+        let audit = t.audit(&id).await;
+        (id, token, cost, audit, info["charges"].clone())
+    };
+    // A new gateway process on the same database.
+    let t = TestGateway::start(dir.path()).await;
+    let info = t.session_info(&id).await;
+    assert_eq!(info["usage"]["costUsd"].as_f64().unwrap(), cost);
+    assert_eq!(info["charges"], charges);
+    assert_eq!(t.audit(&id).await, audit);
+    let r = decide(&t, &token, &id, json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "ls"}}), "").await;
+    assert_eq!(r.status(), 200, "a live session's token survives the restart");
+    let jsonl = t
+        .client
+        .get(format!("{}/v1/audit?format=jsonl", t.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(jsonl.lines().count(), audit.len() + 1);
+    for line in jsonl.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        for field in ["ts", "session", "agent", "owner", "revision", "phase", "verdict", "reason"] {
+            assert!(v.get(field).is_some(), "{field} in {line}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_in_the_clients_wire_format() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let mut cfg = config(dir.path());
+    cfg.limits.max_body_bytes = 64 * 1024;
+    cfg.limits.upstream_response_timeout_seconds = 1;
+    // A provider nobody listens on, and a real HTTP upstream that is too slow.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_url = format!("http://{}", slow.local_addr().unwrap());
+    let script = paddock_gateway::scripted::ScriptFile::parse(SCRIPT, "script").unwrap();
+    tokio::spawn(async move {
+        axum::serve(slow, paddock_gateway::scripted::router(std::sync::Arc::new(script))).await.unwrap();
+    });
+    cfg.providers.insert(
+        0,
+        paddock_gateway::config::ProviderConfig {
+            name: "down".into(),
+            kind: paddock_gateway::config::ProviderKind::Openai,
+            base_url: Some("http://127.0.0.1:9".into()),
+            api_key: None,
+            script: None,
+            models: vec!["gpt-down".into()],
+        },
+    );
+    cfg.providers.insert(
+        0,
+        paddock_gateway::config::ProviderConfig {
+            name: "slow".into(),
+            kind: paddock_gateway::config::ProviderKind::Anthropic,
+            base_url: Some(slow_url),
+            api_key: None,
+            script: None,
+            models: vec!["claude-slow".into()],
+        },
+    );
+    let t = TestGateway::with_config(dir.path(), cfg).await;
+    let (id, token) = t.session("coder").await;
+    let send = |path: &'static str, body: Vec<u8>| {
+        t.client
+            .post(format!("{}{path}", t.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = send("/llm/anthropic/v1/messages", b"{\"model\": \"claude-sonnet-4-5\",\n \"messages\": [}".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("malformed JSON at line 2 column"), "{v}");
+    let r = send("/llm/openai/v1/chat/completions", vec![b' '; 100 * 1024]).await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().contains("65536 bytes"));
+    let r = send("/llm/anthropic/v1/messages", br#"{"model": "claude-sonnet-4-5", "messages": []}"#.to_vec())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("`max_tokens` is required"));
+    let (path, body) = request("chat", "mystery-model-9", &[("user", "hi")], false);
+    let r = send(path, serde_json::to_vec(&body).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("unknown model `mystery-model-9`"), "{v}");
+    assert_eq!(v["error"]["code"], "model_not_found");
+    let (path, body) = request("chat", "gpt-down", &[("user", "hi")], true);
+    let r = send(path, serde_json::to_vec(&body).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.text().await.unwrap().contains("upstream provider `down` is unreachable"));
+    let (path, body) = request("anthropic", "claude-slow", &[("user", "be slow")], false);
+    let started = std::time::Instant::now();
+    let r = send(path, serde_json::to_vec(&body).unwrap()).await.unwrap();
+    assert_eq!(r.status(), 504);
+    assert!(r.text().await.unwrap().contains("did not answer within 1s"));
+    assert!(started.elapsed() < Duration::from_secs(3), "fails at the timeout, not after the upstream");
+    // No charges for requests that never reached a model.
+    assert_eq!(t.session_info(&id).await["charges"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn usage_is_metered_when_the_client_leaves_mid_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let t = TestGateway::start(dir.path()).await;
+    let (id, token) = t.session("coder").await;
+    // The upstream takes its time; the client reads the first event and leaves. The gateway reads on, and
+    // the usage the upstream reports at the end is charged.
+    let body = request("anthropic", "claude-sonnet-4-5", &[("user", "take your time")], true).1;
+    let mut resp = t
+        .client
+        .post(format!("{}/llm/anthropic/v1/messages", t.url))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("message_start"));
+    drop(resp);
+    let mut charges = Vec::new();
+    for _ in 0..200 {
+        charges = t.session_info(&id).await["charges"].as_array().unwrap().clone();
+        if !charges.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(charges.len(), 1, "metered although the client left");
+    assert_eq!(charges[0]["input_tokens"], 777);
+    assert_eq!(charges[0]["output_tokens"], 33);
+}
+
+#[tokio::test]
+async fn metrics_and_health() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let t = TestGateway::start(dir.path()).await;
+    let (_, token) = t.session("coder").await;
+    let (path, body) = request("anthropic", "claude-sonnet-4-5", &[("user", "hi")], false);
+    let r = t.client.post(format!("{}{path}", t.url)).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let m = t.client.get(format!("{}/metrics", t.url)).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains(r#"paddock_gateway_decisions_total{phase="llm_request",verdict="allow",policy=""} 1"#), "{m}");
+    assert!(m.contains("paddock_gateway_decision_seconds_bucket"));
+    assert!(m.contains(r#"paddock_gateway_tokens_total{model="claude-sonnet-4-5",kind="input"} 100"#), "{m}");
+    assert!(m.contains("paddock_gateway_cost_usd_total"));
+    assert!(m.contains("paddock_gateway_upstream_seconds_count{provider=\"scripted\"} 1"), "{m}");
+    assert_eq!(t.client.get(format!("{}/healthz", t.url)).send().await.unwrap().status(), 200);
+    let ready = t.client.get(format!("{}/readyz", t.url)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(ready.text().await.unwrap().contains("revision sha256:"));
+}

@@ -1,0 +1,271 @@
+//! The LLM proxy over loopback, in all three wire formats, streamed and not.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+async fn post(t: &TestGateway, token: &str, path: &str, body: &Value) -> reqwest::Response {
+    t.client.post(format!("{}{path}", t.url)).bearer_auth(token).json(body).send().await.unwrap()
+}
+
+fn history_with_pii_fifth() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("user", "Help me tidy the customer export script."),
+        ("assistant", "Sure, what does it do?"),
+        ("user", "It reads rows and writes a CSV."),
+        ("assistant", "Show me a sample row."),
+        ("user", "Here: Jane Roe, jane.roe@example.com, 078-05-1120"),
+    ]
+}
+
+/// Every tool call argument text in a response or its events, whatever the wire format.
+fn call_arguments(values: &[Value]) -> String {
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("partial_json" | "arguments", Value::String(s)) => out.push_str(s),
+                        ("input", Value::Object(_)) => out.push_str(&v.to_string()),
+                        _ => walk(v, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    values.iter().for_each(|v| walk(v, &mut out));
+    out
+}
+
+#[tokio::test]
+async fn pii_in_the_fifth_message_is_blocked_in_every_wire_format() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let t = TestGateway::start(dir.path()).await;
+    let (id, token) = t.session("coder").await;
+    for wire in WIRES {
+        for stream in [false, true] {
+            let model = if wire == "anthropic" { "claude-sonnet-4-5" } else { "gpt-5" };
+            let (path, body) = request(wire, model, &history_with_pii_fifth(), stream);
+            let r = post(&t, &token, path, &body).await;
+            assert_eq!(r.status(), 403, "{wire} stream={stream}");
+            let v: Value = r.json().await.unwrap();
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("`pii`") && msg.contains("no-pii"), "{wire}: {msg}");
+            if wire == "anthropic" {
+                assert_eq!(v["type"], "error");
+                assert_eq!(v["error"]["type"], "permission_error");
+            } else {
+                assert_eq!(v["error"]["code"], "policy_denied");
+            }
+            // The same history without the PII goes through.
+            let mut clean = history_with_pii_fifth();
+            clean[4].1 = "Here: a row with a name and an order number.";
+            let (path, body) = request(wire, model, &clean, stream);
+            let r = post(&t, &token, path, &body).await;
+            assert_eq!(r.status(), 200, "{wire} stream={stream}: {}", r.text().await.unwrap());
+        }
+    }
+    let audit = t.audit(&id).await;
+    let denies: Vec<&Value> = audit.iter().filter(|a| a["verdict"] == "deny").collect();
+    assert_eq!(denies.len(), 6, "one deny per wire format and mode: {audit:#?}");
+    assert!(denies.iter().all(|a| a["phase"] == "llm_request" && a["policy"] == "pii" && a["rule"] == "no-pii"));
+    assert!(denies.iter().all(|a| a["agent"] == "coder"
+        && a["owner"] == "alice"
+        && a["revision"].as_str().unwrap().starts_with("sha256:")));
+}
+
+#[tokio::test]
+async fn denied_tool_calls_are_removed_before_the_client_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let t = TestGateway::start(dir.path()).await;
+    let (id, token) = t.session("coder").await;
+    for wire in WIRES {
+        let model = if wire == "anthropic" { "claude-sonnet-4-5" } else { "gpt-5" };
+        // Streamed: one allowed call (ls) and one denied (force push).
+        let (path, body) = request(wire, model, &[("user", "please force push the branch")], true);
+        let r = post(&t, &token, path, &body).await;
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        let events = sse_events(&text);
+        let args = call_arguments(&events);
+        assert!(!args.contains("--force"), "{wire}: the denied call must not reach the client:\n{text}");
+        assert!(args.contains("ls -la"), "{wire}: the allowed call goes through:\n{text}");
+        assert!(text.contains("was blocked") && text.contains("github-rules"), "{wire}: the turn says why:\n{text}");
+        match wire {
+            "anthropic" => {
+                let starts: Vec<&Value> = events.iter().filter(|e| e["type"] == "content_block_start").collect();
+                let indices: Vec<u64> = starts.iter().map(|e| e["index"].as_u64().unwrap()).collect();
+                assert_eq!(indices, [0, 1, 2], "text, the kept tool_use, then the note, renumbered");
+                assert_eq!(starts[1]["content_block"]["type"], "tool_use");
+                assert_eq!(starts[2]["content_block"]["type"], "text");
+                let delta = events.iter().find(|e| e["type"] == "message_delta").unwrap();
+                assert_eq!(delta["delta"]["stop_reason"], "tool_use", "a tool call is left, so the turn still uses it");
+            }
+            "chat" => {
+                let calls: Vec<&Value> =
+                    events.iter().filter_map(|e| e["choices"][0]["delta"]["tool_calls"].as_array()).flatten().collect();
+                assert_eq!(calls.len(), 1);
+                assert_eq!(calls[0]["index"], 0);
+                assert!(calls[0]["function"]["arguments"].as_str().unwrap().contains("ls -la"));
+                assert!(events.iter().all(|e| e.get("usage").is_none()), "the client did not ask for usage");
+                assert_eq!(events.last().unwrap(), &json!("[DONE]"));
+            }
+            _ => {
+                let completed = events.iter().find(|e| e["type"] == "response.completed").unwrap();
+                let kinds: Vec<&str> = completed["response"]["output"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["type"].as_str().unwrap())
+                    .collect();
+                assert_eq!(kinds, ["message", "function_call", "message"], "the denied item is gone, a note is added");
+            }
+        }
+        // Not streamed, and the only call denied: the turn ends.
+        let (path, body) = request(wire, model, &[("user", "just push it")], false);
+        let r = post(&t, &token, path, &body).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        let s = v.to_string();
+        assert!(!call_arguments(std::slice::from_ref(&v)).contains("push"), "{wire}: {s}");
+        assert!(s.contains("was blocked") && s.contains("force push"), "{wire}: {s}");
+        match wire {
+            "anthropic" => assert_eq!(v["stop_reason"], "end_turn"),
+            "chat" => {
+                assert_eq!(v["choices"][0]["finish_reason"], "stop");
+                assert!(v["choices"][0]["message"].get("tool_calls").is_none());
+            }
+            _ => assert!(v["output"].as_array().unwrap().iter().all(|i| i["type"] == "message")),
+        }
+    }
+    let audit = t.audit(&id).await;
+    let tool_denies = audit.iter().filter(|a| a["verdict"] == "deny" && a["tool"] == "Bash").count();
+    assert_eq!(tool_denies, 6, "each force push denied once per wire format and mode");
+    // Cost was metered for all six responses.
+    let info = t.session_info(&id).await;
+    assert_eq!(info["charges"].as_array().unwrap().len(), 6);
+    assert!(info["usage"]["costUsd"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn a_budget_ask_holds_the_request_until_a_human_approves() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let t = TestGateway::start(dir.path()).await;
+    let (id, token) = t.session("spender").await;
+    for wire in WIRES {
+        let model = if wire == "anthropic" { "claude-sonnet-4-5" } else { "gpt-5" };
+        let first = request(wire, model, &[("user", "spend some money")], wire != "chat");
+        let r = post(&t, &token, first.0, &first.1).await;
+        assert_eq!(r.status(), 200, "{wire}");
+        let _ = r.text().await;
+        if wire != "anthropic" {
+            continue;
+        }
+        // Past the $0.01 threshold: the next request is held.
+        let second = request(wire, model, &[("user", "spend some money"), ("assistant", "ok"), ("user", "more")], true);
+        let t2 = t.client.clone();
+        let url = format!("{}{}", t.url, second.0);
+        let tok = token.clone();
+        let held = tokio::spawn(async move { t2.post(url).bearer_auth(tok).json(&second.1).send().await.unwrap() });
+        let approval = loop {
+            let r = t.client.get(format!("{}/v1/approvals", t.url)).bearer_auth(ADMIN).send().await.unwrap();
+            let list: Vec<Value> = r.json().await.unwrap();
+            if let Some(a) = list.first() {
+                break a.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(approval["session"], id.as_str());
+        assert_eq!(approval["phase"], "llm_request");
+        assert!(approval["reason"].as_str().unwrap().contains("0.01"), "{approval}");
+        assert!(!held.is_finished(), "the request waits for the human");
+        // The session's own token cannot approve.
+        let aid = approval["id"].as_str().unwrap();
+        let r =
+            t.client.post(format!("{}/v1/approvals/{aid}/approve", t.url)).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        let r = t
+            .client
+            .post(format!("{}/v1/approvals/{aid}/approve", t.url))
+            .bearer_auth(ADMIN)
+            .json(&json!({"by": "bob", "reason": "fine for this task"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let resp = held.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.text().await.unwrap();
+        assert!(body.contains("scripted-spend-2"), "the held request went upstream after the approval: {body}");
+        let audit = t.audit(&id).await;
+        let decided = audit.iter().find(|a| a["approval_id"] == aid && a["verdict"] == "allow").unwrap();
+        assert_eq!(decided["decided_by"], "bob");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_requests_pass_a_hard_limit_by_at_most_one_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let t = TestGateway::start(dir.path()).await;
+    let (id, token) = t.session("capped").await;
+    // Each request may cost up to ~$0.015 (1,000 output tokens at $15/M): with $0.02 of budget, the first
+    // hold leaves room for one more; the rest are refused while those two are in flight.
+    let (path, body) = request("anthropic", "claude-sonnet-4-5", &[("user", "all at once")], false);
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (client, url, token, body) = (t.client.clone(), format!("{}{path}", t.url), token.clone(), body.clone());
+        tasks.push(tokio::spawn(async move { client.post(url).bearer_auth(token).json(&body).send().await.unwrap() }));
+    }
+    let mut ok = 0;
+    let mut refused = 0;
+    for task in tasks {
+        let r = task.await.unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            403 => {
+                let v: Value = r.json().await.unwrap();
+                assert!(v["error"]["message"].as_str().unwrap().contains("Budget exhausted"), "{v}");
+                refused += 1;
+            }
+            s => panic!("unexpected {s}"),
+        }
+    }
+    assert_eq!((ok, refused), (2, 8));
+    let cost = t.session_info(&id).await["usage"]["costUsd"].as_f64().unwrap();
+    assert!(cost < 0.02 + 0.016, "spent ${cost}");
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_cut_at_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let t = TestGateway::start(dir.path()).await;
+    let (id, token) = t.session("capped").await;
+    for wire in ["anthropic", "chat"] {
+        let (id, token) = if wire == "anthropic" { (id.clone(), token.clone()) } else { t.session("capped").await };
+        let model = if wire == "anthropic" { "claude-sonnet-4-5" } else { "gpt-5" };
+        let (path, mut body) = request(wire, model, &[("user", "write an essay")], true);
+        body["max_tokens"] = json!(100);
+        let r = post(&t, &token, path, &body).await;
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(text.contains("The answer was cut"), "{wire}: {}", &text[text.len().saturating_sub(600)..]);
+        let streamed = text.matches("All work").count();
+        assert!(streamed > 10 && streamed < 2000, "{wire}: cut part-way, after {streamed} sentences");
+        let info = t.session_info(&id).await;
+        let cost = info["usage"]["costUsd"].as_f64().unwrap();
+        assert!(cost > 0.015 && cost < 0.025, "{wire}: charged about the limit, not the whole essay: ${cost}");
+        assert_eq!(info["charges"][0]["stream_complete"], false);
+        // Over the limit now: the next request is refused before it leaves.
+        let (path, body) = request(wire, model, &[("user", "hi")], false);
+        assert_eq!(post(&t, &token, path, &body).await.status(), 403);
+    }
+}

@@ -1,0 +1,314 @@
+//! A real gateway on a loopback port, with a repo of Agents and Policies and a scripted provider.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use paddock_gateway::config::{GatewayConfig, ProviderConfig, ProviderKind, SecretSource};
+use paddock_gateway::{Gateway, server};
+use serde_json::{Value, json};
+
+pub const ADMIN: &str = "test-admin-token";
+
+pub const REPO: &[(&str, &str)] = &[
+    (
+        "agents/coder.yaml",
+        r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: coder, labels: {team: web}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+  tools: [shell]
+"#,
+    ),
+    (
+        "agents/gpt.yaml",
+        r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: gpt, labels: {team: web}}
+spec:
+  harness: codex
+  model: gpt-5
+"#,
+    ),
+    (
+        "agents/spender.yaml",
+        r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: spender, labels: {team: web, budget: small}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+"#,
+    ),
+    (
+        "agents/capped.yaml",
+        r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: capped, labels: {budget: hard}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+"#,
+    ),
+    (
+        "policies/rules.yaml",
+        r#"apiVersion: paddock.dev/v1alpha1
+kind: Policy
+metadata: {name: pii}
+spec:
+  rules:
+    - name: no-pii
+      use: deny_pii_in_llm_request
+      with: {pii_types: [email, ssn, credit_card], action: deny}
+---
+apiVersion: paddock.dev/v1alpha1
+kind: Policy
+metadata: {name: github-rules}
+spec:
+  rules:
+    - name: no-force-push
+      use: github
+      with: {read_all: true, write_repos: [acme/webshop], write_branches: ["*"], deny_force_push: true}
+---
+apiVersion: paddock.dev/v1alpha1
+kind: Policy
+metadata: {name: budget}
+spec:
+  selector: {matchLabels: {budget: small}}
+  rules:
+    - name: ask-early
+      use: cost_budget
+      with: {max_cost_usd: 100, ask_thresholds_usd: [0.01]}
+---
+apiVersion: paddock.dev/v1alpha1
+kind: Policy
+metadata: {name: hard-cap}
+spec:
+  selector: {matchLabels: {budget: hard}}
+  rules:
+    - name: two-cents
+      use: cost_budget
+      with: {max_cost_usd: 0.02}
+"#,
+    ),
+];
+
+pub const SCRIPT: &str = r#"
+scripts:
+  - name: push
+    match: "force push"
+    turns:
+      - text: "I will list the files and push."
+        tool_calls:
+          - {name: Bash, args: {command: "ls -la"}}
+          - {name: Bash, args: {command: "git push --force origin main"}}
+        usage: {input_tokens: 1200, output_tokens: 60}
+      - text: "Done."
+  - name: only-push
+    match: "just push"
+    turns:
+      - text: ""
+        tool_calls:
+          - {name: Bash, args: {command: "git push -f origin main"}}
+        usage: {input_tokens: 500, output_tokens: 20}
+  - name: spend
+    match: "spend"
+    turns:
+      - text: "That was expensive."
+        usage: {input_tokens: 10000, output_tokens: 100}
+      - text: "Still going."
+        usage: {input_tokens: 10000, output_tokens: 100}
+  - name: dawdle
+    match: "take your time"
+    turns:
+      - text: "Thinking slowly about a long answer, one piece at a time."
+        chunk_delay_ms: 60
+        usage: {input_tokens: 777, output_tokens: 33}
+  - name: concurrent
+    match: "all at once"
+    turns:
+      - text: "One of many."
+        delay_ms: 400
+        usage: {input_tokens: 100, output_tokens: 500}
+  - name: long
+    match: "write an essay"
+    turns:
+      - text: "ESSAY_TEXT"
+        chunk_delay_ms: 2
+        usage: {input_tokens: 100, output_tokens: 20000}
+  - name: slow
+    match: "slow"
+    turns:
+      - text: "Sorry for the wait."
+        delay_ms: 3000
+  - name: default
+    turns:
+      - text: "Hello from the scripted model."
+        usage: {input_tokens: 100, output_tokens: 10}
+      - text: "Second turn."
+        usage: {input_tokens: 200, output_tokens: 20}
+"#;
+
+pub struct TestGateway {
+    pub url: String,
+    pub gw: Arc<Gateway>,
+    pub dir: PathBuf,
+    pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub fn write_repo(dir: &Path) {
+    for (rel, text) in REPO {
+        let p = dir.join("repo").join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    // 80,000 characters: about 20,000 tokens, $0.30 at Sonnet's output price.
+    let essay = "All work and no play makes a long essay. ".repeat(2000);
+    std::fs::write(dir.join("script.yaml"), SCRIPT.replace("ESSAY_TEXT", &essay)).unwrap();
+    std::fs::write(dir.join("admin-token"), ADMIN).unwrap();
+}
+
+/// With `PADDOCK_TEST_POSTGRES` (a server URL, e.g. from `.ci/postgres.sh`), each test directory gets its own
+/// PostgreSQL database, reused when the test restarts its gateway; otherwise SQLite in the directory.
+pub fn database(dir: &Path) -> Option<String> {
+    let base = std::env::var("PADDOCK_TEST_POSTGRES").ok()?;
+    let marker = dir.join("pg-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let name = format!("t_{}", paddock_gateway::gateway::random_hex(8));
+    let admin = format!("{base}/postgres");
+    let create = format!("CREATE DATABASE {name}");
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL from PADDOCK_TEST_POSTGRES");
+            sqlx::Executor::execute(&mut c, create.as_str()).await.unwrap();
+        })
+    })
+    .join()
+    .unwrap();
+    let url = format!("{base}/{name}");
+    std::fs::write(marker, &url).unwrap();
+    Some(url)
+}
+
+pub fn config(dir: &Path) -> GatewayConfig {
+    let mut cfg = GatewayConfig {
+        database: database(dir),
+        data_dir: Some(dir.join("data")),
+        repo: Some(dir.join("repo")),
+        admin_token: Some(SecretSource { env: None, file: Some(dir.join("admin-token")) }),
+        ..GatewayConfig::default()
+    };
+    cfg.limits.ask_timeout_seconds = 20;
+    cfg.providers.push(ProviderConfig {
+        name: "scripted".into(),
+        kind: ProviderKind::Scripted,
+        base_url: None,
+        api_key: None,
+        script: Some(dir.join("script.yaml")),
+        models: vec!["claude-*".into(), "gpt-*".into(), "scripted*".into()],
+    });
+    cfg
+}
+
+impl TestGateway {
+    pub async fn start(dir: &Path) -> TestGateway {
+        TestGateway::with_config(dir, config(dir)).await
+    }
+
+    pub async fn with_config(dir: &Path, cfg: GatewayConfig) -> TestGateway {
+        let gw = server::build(&cfg).await.expect("gateway builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = server::router(gw.clone());
+        let server = tokio::spawn(async move {
+            server::serve_on(listener, app, std::future::pending()).await.unwrap();
+        });
+        TestGateway { url, gw, dir: dir.to_owned(), client: reqwest::Client::new(), server }
+    }
+
+    /// Creates a session of `agent`; returns (id, token).
+    pub async fn session(&self, agent: &str) -> (String, String) {
+        let r = self
+            .client
+            .post(format!("{}/v1/sessions", self.url))
+            .bearer_auth(ADMIN)
+            .json(&json!({"agent": agent, "owner": "alice"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let v: Value = r.json().await.unwrap();
+        (v["id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn audit(&self, session: &str) -> Vec<Value> {
+        let r = self
+            .client
+            .get(format!("{}/v1/audit?session={session}", self.url))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    pub async fn session_info(&self, session: &str) -> Value {
+        let r = self.client.get(format!("{}/v1/sessions/{session}", self.url)).bearer_auth(ADMIN).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+}
+
+/// Path and a request body for a wire format.
+pub fn request(wire: &str, model: &str, messages: &[(&str, &str)], stream: bool) -> (&'static str, Value) {
+    match wire {
+        "anthropic" => (
+            "/llm/anthropic/v1/messages",
+            json!({"model": model, "max_tokens": 1024, "stream": stream,
+                   "messages": messages.iter().map(|(r, t)| json!({"role": r, "content": t})).collect::<Vec<_>>()}),
+        ),
+        "chat" => (
+            "/llm/openai/v1/chat/completions",
+            json!({"model": model, "max_tokens": 1024, "stream": stream,
+                   "messages": messages.iter().map(|(r, t)| json!({"role": r, "content": t})).collect::<Vec<_>>()}),
+        ),
+        "responses" => (
+            "/llm/openai/v1/responses",
+            json!({"model": model, "max_output_tokens": 1024, "stream": stream,
+                   "input": messages.iter().map(|(r, t)| json!({"type": "message", "role": r,
+                        "content": [{"type": if *r == "user" { "input_text" } else { "output_text" }, "text": t}]}))
+                        .collect::<Vec<_>>()}),
+        ),
+        _ => unreachable!(),
+    }
+}
+
+pub const WIRES: [&str; 3] = ["anthropic", "chat", "responses"];
+
+/// The data events of an SSE body, parsed as JSON (`[DONE]` kept as a string).
+pub fn sse_events(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let data: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+            if data.is_empty() {
+                return None;
+            }
+            let d = data.join("\n");
+            Some(serde_json::from_str(&d).unwrap_or(Value::String(d)))
+        })
+        .collect()
+}

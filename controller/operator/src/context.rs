@@ -1,0 +1,149 @@
+//! What every reconcile shares: the client, the Event recorder, metrics, the git cache and the backoff of
+//! failing objects.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use paddock_api::Policy;
+
+use crate::metrics::Metrics;
+
+/// Shared state of the reconcilers.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Where bare clones of the GitSources' repositories are kept, one directory per GitSource.
+    pub cache_dir: PathBuf,
+    pub backoff: Arc<Backoff>,
+    pub syncs: Arc<SyncGate>,
+    /// Every Policy the controller sees, for the Agent reconciler (which Policies govern an Agent).
+    pub policies: Store<Policy>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, cache_dir: PathBuf, policies: Store<Policy>) -> Self {
+        let reporter = Reporter { controller: "paddock-controller".into(), instance: std::env::var("POD_NAME").ok() };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            cache_dir,
+            backoff: Arc::new(Backoff::default()),
+            syncs: Arc::new(SyncGate::default()),
+            policies,
+        }
+    }
+}
+
+/// Exponential backoff per object: 5 s, 10 s, 20 s … up to 5 min, with jitter, reset by a success.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    pub const BASE: Duration = Duration::from_secs(5);
+    pub const MAX: Duration = Duration::from_secs(300);
+
+    /// Records a failure of `key` and returns how long to wait before the next attempt.
+    pub fn failed(&self, key: &str) -> Duration {
+        let mut map = self.failures.lock().expect("backoff lock");
+        let n = map.entry(key.to_owned()).or_insert(0);
+        let delay = Self::BASE.saturating_mul(1u32 << (*n).min(16)).min(Self::MAX);
+        *n = n.saturating_add(1);
+        with_jitter(delay, 0.1)
+    }
+
+    /// Forgets the failures of `key`.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().expect("backoff lock").remove(key);
+    }
+
+    /// Consecutive failures of `key`.
+    pub fn failures(&self, key: &str) -> u32 {
+        self.failures.lock().expect("backoff lock").get(key).copied().unwrap_or(0)
+    }
+}
+
+/// When each GitSource last synced successfully, and for which spec and `requestedAt`.
+#[derive(Debug, Default)]
+pub struct SyncGate {
+    done: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl SyncGate {
+    /// `Some(time left)` when `key` synced with this `fingerprint` less than `interval` ago, so this wake-up
+    /// (our own status write, a re-list) needs no sync; `None` when a sync is due.
+    pub fn wait(&self, key: &str, fingerprint: u64, interval: Duration) -> Option<Duration> {
+        let done = self.done.lock().expect("sync gate lock");
+        let (fp, at) = done.get(key)?;
+        let elapsed = at.elapsed();
+        (*fp == fingerprint && elapsed < interval).then(|| interval - elapsed)
+    }
+
+    /// Records a successful sync (applied, or a revision refused) of `key` now.
+    pub fn done(&self, key: &str, fingerprint: u64) {
+        self.done.lock().expect("sync gate lock").insert(key.to_owned(), (fingerprint, Instant::now()));
+    }
+
+    /// Forgets `key` (deleted), so a new object of that name syncs at once.
+    pub fn forget(&self, key: &str) {
+        self.done.lock().expect("sync gate lock").remove(key);
+    }
+}
+
+/// `d` stretched by a random fraction in `[0, frac)`, so that many objects with one interval spread out
+/// instead of hitting the API server and git hosts together.
+pub fn with_jitter(d: Duration, frac: f64) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded randomly per instance: enough randomness for spreading load, no extra crate.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(d.as_nanos() as u64);
+    let unit = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    d.mul_f64(1.0 + frac * unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_gate_waits_only_for_the_same_spec_within_the_interval() {
+        let g = SyncGate::default();
+        let minute = Duration::from_secs(60);
+        assert_eq!(g.wait("ns/a", 1, minute), None, "never synced: due");
+        g.done("ns/a", 1);
+        let left = g.wait("ns/a", 1, minute).expect("synced just now");
+        assert!(left <= minute && left > Duration::from_secs(59));
+        assert_eq!(g.wait("ns/a", 2, minute), None, "spec or requestedAt changed: due");
+        assert_eq!(g.wait("ns/a", 1, Duration::ZERO), None, "interval over: due");
+        assert_eq!(g.wait("ns/b", 1, minute), None);
+        g.forget("ns/a");
+        assert_eq!(g.wait("ns/a", 1, minute), None);
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_resets() {
+        let b = Backoff::default();
+        let first = b.failed("ns/a");
+        let second = b.failed("ns/a");
+        assert!(first >= Backoff::BASE && first < Backoff::BASE.mul_f64(1.1), "{first:?}");
+        assert!(second >= Backoff::BASE * 2 && second < (Backoff::BASE * 2).mul_f64(1.1), "{second:?}");
+        for _ in 0..20 {
+            b.failed("ns/a");
+        }
+        assert!(b.failed("ns/a") <= Backoff::MAX.mul_f64(1.1));
+        // Another object's failures are its own.
+        assert!(b.failed("ns/b") < Backoff::BASE * 2);
+        b.succeeded("ns/a");
+        assert_eq!(b.failures("ns/a"), 0);
+        assert!(b.failed("ns/a") < Backoff::BASE * 2);
+    }
+}

@@ -1,0 +1,478 @@
+//! GitSource reconcile scenarios against a fake API server (tower-test): the exact requests — server-side
+//! apply patches, prune deletes, status updates, Events — for real git repositories made in the test.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use paddock_api::GitSource;
+use paddock_operator::gitsource::{error_policy, reconcile};
+use serde_json::{Value as Json, json};
+use support::git::Upstream;
+use support::*;
+
+const AGENTS: &str = "/apis/paddock.dev/v1alpha1/namespaces/team-a/agents";
+const POLICIES: &str = "/apis/paddock.dev/v1alpha1/namespaces/team-a/policies";
+const STATUS: &str = "/apis/paddock.dev/v1alpha1/namespaces/team-a/gitsources/agents/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/team-a/events";
+
+/// What the fake cluster holds and how it answers.
+#[derive(Clone, Default)]
+struct Cluster {
+    url: String,
+    agents: Vec<Json>,
+    policies: Vec<Json>,
+    /// resourceVersion returned by a server-side apply of each name (default "1").
+    rv_after: HashMap<&'static str, &'static str>,
+    /// Names whose apply the server rejects.
+    reject: Option<&'static str>,
+}
+
+fn route(c: Cluster) -> Route {
+    Arc::new(move |s: &Seen| {
+        let p = s.path.as_str();
+        match s.method.as_str() {
+            "GET" if p == AGENTS => (200, metadata_list(c.agents.clone())),
+            "GET" if p == POLICIES => (200, metadata_list(c.policies.clone())),
+            "PATCH" if p == STATUS => gitsource_reply(s, &c.url),
+            "PATCH" if p.starts_with(AGENTS) || p.starts_with(POLICIES) => {
+                let name = p.rsplit('/').next().unwrap();
+                if c.reject == Some(name) {
+                    return (
+                        422,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422, "reason": "Invalid",
+                               "message": "admission webhook denied the request: model not allowed here"}),
+                    );
+                }
+                applied(s, c.rv_after.get(name).copied().unwrap_or("1"))
+            }
+            "DELETE" => status_ok(),
+            "POST" if p == EVENTS => echo(s),
+            _ => (500, json!({"kind": "Status", "code": 500, "message": format!("unexpected {}", s.line())})),
+        }
+    })
+}
+
+fn repo_with(files: &[(&str, &str)]) -> (Upstream, String) {
+    let up = Upstream::new();
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(p, c)| (*p, c.as_bytes())).collect();
+    let sha = up.commit_tree("main", &files, false);
+    (up, format!("main@sha1:{sha}"))
+}
+
+async fn run(
+    gs: GitSource,
+    cluster: Cluster,
+) -> (Result<Action, paddock_operator::Error>, FakeApi, Arc<paddock_operator::Context>) {
+    let cache = tempfile::tempdir().unwrap();
+    let (client, api) = fake_api(route(cluster));
+    let ctx = context(client, cache.path().to_path_buf());
+    let out = tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(gs), ctx.clone()))
+        .await
+        .expect("reconcile hangs");
+    (out, api, ctx)
+}
+
+fn events(api: &FakeApi) -> Vec<(String, String, String)> {
+    api.requests()
+        .iter()
+        .filter(|s| s.path == EVENTS)
+        .map(|s| {
+            (
+                s.body["type"].as_str().unwrap().to_owned(),
+                s.body["reason"].as_str().unwrap().to_owned(),
+                s.body["note"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn status_patch(api: &FakeApi) -> Option<Json> {
+    api.requests().into_iter().find(|s| s.path == STATUS).map(|s| {
+        assert!(s.is_ssa(), "status is written by server-side apply as `paddock`: {s:?}");
+        assert_eq!(s.body["apiVersion"], "paddock.dev/v1alpha1");
+        assert_eq!(s.body["kind"], "GitSource");
+        s.body["status"].clone()
+    })
+}
+
+fn condition<'a>(status: &'a Json, type_: &str) -> Option<&'a Json> {
+    status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_)
+}
+
+#[tokio::test]
+async fn applies_every_object_by_server_side_apply_and_records_the_inventory() {
+    let (up, rev) = repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY)]);
+    let gs = gitsource(&up.url(), Json::Null);
+    let (out, api, _) = run(gs, Cluster { url: up.url(), ..Cluster::default() }).await;
+    let action = out.expect("reconcile succeeds");
+    assert!(
+        action == Action::requeue(Duration::from_secs(60)) || format!("{action:?}").contains("requeue_after: Some"),
+        "{action:?}"
+    );
+    assert_eq!(
+        api.lines(),
+        [
+            format!("GET {AGENTS}"),
+            format!("GET {POLICIES}"),
+            format!("PATCH {AGENTS}/coder"),
+            format!("PATCH {POLICIES}/baseline"),
+            format!("POST {EVENTS}"),
+            format!("PATCH {STATUS}"),
+        ]
+    );
+    let reqs = api.requests();
+    // The live objects are listed by this source's labels, metadata only.
+    assert_eq!(
+        reqs[0].query["labelSelector"],
+        "app.kubernetes.io/managed-by=paddock,paddock.dev/gitsource-name=agents,paddock.dev/gitsource-namespace=team-a"
+    );
+    assert!(reqs[0].accept.as_deref().unwrap_or("").contains("PartialObjectMetadataList"), "{:?}", reqs[0].accept);
+    for ssa in &reqs[2..4] {
+        assert!(ssa.is_ssa(), "PATCH with fieldManager=paddock, force=true, apply-patch+yaml: {ssa:?}");
+        let meta = &ssa.body["metadata"];
+        assert_eq!(meta["namespace"], NS, "no namespace in git means the GitSource's");
+        assert_eq!(meta["labels"]["paddock.dev/gitsource-name"], NAME);
+        assert_eq!(meta["labels"]["app.kubernetes.io/managed-by"], "paddock");
+        assert_eq!(meta["annotations"]["paddock.dev/revision"], rev.as_str());
+    }
+    assert_eq!(
+        reqs[2].body["spec"],
+        json!({"harness": "claude-code", "model": "claude-sonnet-4-5", "policies": ["baseline"]})
+    );
+    assert_eq!(reqs[2].body["metadata"]["annotations"]["paddock.dev/source-path"], "agents/coder.yaml");
+    let ev = events(&api);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].0, "Normal");
+    assert_eq!(ev[0].1, "Applied");
+    assert_eq!(ev[0].2, format!("Applied revision {rev}: created Agent/coder, Policy/baseline"));
+    let status = status_patch(&api).unwrap();
+    assert_eq!(status["lastAppliedRevision"], rev.as_str());
+    assert_eq!(status["lastAttemptedRevision"], rev.as_str());
+    assert_eq!(
+        status["inventory"],
+        json!([{"kind": "Agent", "name": "coder", "namespace": NS}, {"kind": "Policy", "name": "baseline", "namespace": NS}])
+    );
+    assert!(status.get("errors").is_none());
+    let ready = condition(&status, "Ready").unwrap();
+    assert_eq!(ready["status"], "True");
+    assert_eq!(ready["observedGeneration"], 1);
+    assert!(condition(&status, "Stalled").is_none() && condition(&status, "Reconciling").is_none());
+}
+
+#[tokio::test]
+async fn prunes_what_left_git_unless_it_opted_out() {
+    let (up, rev) = repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY)]);
+    let inventory = json!([
+        {"kind": "Agent", "name": "coder", "namespace": NS},
+        {"kind": "Agent", "name": "kept", "namespace": NS},
+        {"kind": "Agent", "name": "old", "namespace": NS},
+        {"kind": "Policy", "name": "baseline", "namespace": NS},
+        {"kind": "Policy", "name": "vanished", "namespace": NS}
+    ]);
+    let gs = gitsource(&up.url(), json!({"lastAppliedRevision": "main@sha1:prev", "inventory": inventory}));
+    let cluster = Cluster {
+        url: up.url(),
+        agents: vec![
+            live("coder", "7", "main@sha1:prev", json!({})),
+            live("kept", "8", "main@sha1:prev", json!({"paddock.dev/prune": "disabled"})),
+            live("old", "9", "main@sha1:prev", json!({})),
+        ],
+        policies: vec![live("baseline", "10", "main@sha1:prev", json!({}))],
+        rv_after: HashMap::from([("coder", "11"), ("baseline", "12")]),
+        ..Cluster::default()
+    };
+    let (out, api, _) = run(gs, cluster).await;
+    out.unwrap();
+    let deletes: Vec<String> = api.requests().iter().filter(|s| s.method == "DELETE").map(Seen::line).collect();
+    // `vanished` is no longer live: dropped without a request; `kept` opted out.
+    assert_eq!(deletes, [format!("DELETE {AGENTS}/old")]);
+    let ev = events(&api);
+    let reasons: Vec<&str> = ev.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(reasons, ["Applied", "Pruned", "PruneSkipped"]);
+    assert_eq!(ev[0].2, format!("Applied revision {rev}: configured Agent/coder, Policy/baseline"));
+    assert_eq!(ev[1].2, format!("Pruned Agent/old (no longer in revision {rev})"));
+    assert!(ev[2].2.starts_with("Left Agent/kept in place"), "{}", ev[2].2);
+    let status = status_patch(&api).unwrap();
+    assert_eq!(
+        status["inventory"],
+        json!([{"kind": "Agent", "name": "coder", "namespace": NS}, {"kind": "Policy", "name": "baseline", "namespace": NS}])
+    );
+}
+
+#[tokio::test]
+async fn prune_false_deletes_nothing() {
+    let (up, _) = repo_with(&[("policies/baseline.yaml", POLICY)]);
+    let mut gs = gitsource(&up.url(), json!({"inventory": [{"kind": "Agent", "name": "old", "namespace": NS}]}));
+    gs.spec.prune = false;
+    let cluster = Cluster { url: up.url(), agents: vec![live("old", "9", "r", json!({}))], ..Cluster::default() };
+    let (out, api, _) = run(gs, cluster).await;
+    out.unwrap();
+    assert!(api.requests().iter().all(|s| s.method != "DELETE"));
+    assert!(events(&api).iter().any(|e| e.1 == "PruneSkipped" && e.2.contains("spec.prune is false")));
+}
+
+#[tokio::test]
+async fn a_broken_revision_is_refused_whole_and_the_last_good_one_stays() {
+    let broken_agent = "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata:\n  name: coder\nspec:\n  harness: claude-code\n  model: claude-sonet-4-5\n  policies: [baseline]\n";
+    // One good file and one broken one: nothing at all may be applied.
+    let (up, rev) = repo_with(&[("agents/coder.yaml", broken_agent), ("policies/baseline.yaml", POLICY)]);
+    let good_inventory = json!([{"kind": "Agent", "name": "coder", "namespace": NS}]);
+    let gs = gitsource(
+        &up.url(),
+        json!({"lastAppliedRevision": "main@sha1:good", "lastAttemptedRevision": "main@sha1:good", "inventory": good_inventory}),
+    );
+    let (out, api, ctx) = run(gs, Cluster { url: up.url(), ..Cluster::default() }).await;
+    out.expect("a refused revision is not a reconcile error (no backoff; the interval brings the fix)");
+    assert_eq!(api.lines(), [format!("PATCH {STATUS}"), format!("POST {EVENTS}")], "no list, no apply, no delete");
+    let status = status_patch(&api).unwrap();
+    assert_eq!(status["lastAppliedRevision"], "main@sha1:good");
+    assert_eq!(status["lastAttemptedRevision"], rev.as_str());
+    assert_eq!(status["inventory"], good_inventory);
+    assert_eq!(status["errors"][0]["file"], "agents/coder.yaml");
+    assert_eq!(status["errors"][0]["line"], 7);
+    assert_eq!(status["errors"][0]["column"], 10);
+    let msg = status["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "spec.model: model `claude-sonet-4-5` is not in the model catalog; did you mean `claude-sonnet-4-5`?"
+        ),
+        "{msg}"
+    );
+    let ready = condition(&status, "Ready").unwrap();
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("ValidationFailed")));
+    assert!(ready["message"].as_str().unwrap().contains("main@sha1:good stays applied"), "{ready}");
+    assert_eq!(condition(&status, "Stalled").unwrap()["status"], "True");
+    let ev = events(&api);
+    assert_eq!((ev[0].0.as_str(), ev[0].1.as_str()), ("Warning", "ValidationFailed"));
+    assert!(ev[0].2.contains("agents/coder.yaml:7:10"), "{}", ev[0].2);
+    assert!(ctx.metrics.encode().contains("paddock_controller_gitsource_refused_revisions_total 1"));
+}
+
+#[tokio::test]
+async fn a_session_in_the_repository_refuses_the_revision() {
+    let session = "apiVersion: paddock.dev/v1alpha1\nkind: Session\nmetadata: {name: s}\nspec: {agentRef: {name: coder}, prompt: hi, owner: me}\n";
+    let (up, _) =
+        repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY), ("sessions/s.yaml", session)]);
+    let (out, api, _) = run(gitsource(&up.url(), Json::Null), Cluster { url: up.url(), ..Cluster::default() }).await;
+    out.unwrap();
+    let status = status_patch(&api).unwrap();
+    assert_eq!(status["errors"][0]["file"], "sessions/s.yaml");
+    assert!(status["errors"][0]["message"].as_str().unwrap().contains("applies Agents and Policies only"));
+    assert!(status.get("lastAppliedRevision").is_none());
+}
+
+#[tokio::test]
+async fn drift_is_undone_by_the_next_apply_and_reported() {
+    let (up, rev) = repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY)]);
+    let inventory = json!([{"kind": "Agent", "name": "coder", "namespace": NS}, {"kind": "Policy", "name": "baseline", "namespace": NS}]);
+    // Status exactly as the last sync of this revision left it.
+    let mut gs = gitsource(&up.url(), Json::Null);
+    gs.status = Some(serde_json::from_value(json!({
+        "lastAppliedRevision": rev, "lastAttemptedRevision": rev, "inventory": inventory, "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+                        "message": format!("Applied revision {rev}: 2 objects"), "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]
+    })).unwrap());
+    let cluster = Cluster {
+        url: up.url(),
+        // Someone edited coder (the server will change it back: new resourceVersion); baseline is untouched.
+        agents: vec![live("coder", "5", &rev, json!({}))],
+        policies: vec![live("baseline", "3", &rev, json!({}))],
+        rv_after: HashMap::from([("coder", "6"), ("baseline", "3")]),
+        ..Cluster::default()
+    };
+    let (out, api, _) = run(gs, cluster).await;
+    out.unwrap();
+    assert_eq!(
+        api.lines(),
+        [
+            format!("GET {AGENTS}"),
+            format!("GET {POLICIES}"),
+            format!("PATCH {AGENTS}/coder"),
+            format!("PATCH {POLICIES}/baseline"),
+            format!("POST {EVENTS}")
+        ],
+        "drift is re-applied; the status is unchanged so it is not written"
+    );
+    assert_eq!(events(&api)[0].2, format!("Applied revision {rev}: corrected drift on Agent/coder"));
+}
+
+#[tokio::test]
+async fn an_unchanged_source_writes_nothing_and_does_not_sync_again_before_the_interval() {
+    let (up, rev) = repo_with(&[("policies/baseline.yaml", POLICY)]);
+    let mut gs = gitsource(&up.url(), Json::Null);
+    gs.status = Some(serde_json::from_value(json!({
+        "lastAppliedRevision": rev, "lastAttemptedRevision": rev, "observedGeneration": 1,
+        "inventory": [{"kind": "Policy", "name": "baseline", "namespace": NS}],
+        "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+                        "message": format!("Applied revision {rev}: 1 objects"), "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]
+    })).unwrap());
+    let cluster = Cluster {
+        url: up.url(),
+        policies: vec![live("baseline", "3", &rev, json!({}))],
+        rv_after: HashMap::from([("baseline", "3")]),
+        ..Cluster::default()
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let (client, api) = fake_api(route(cluster));
+    let ctx = context(client, cache.path().to_path_buf());
+    reconcile(Arc::new(gs.clone()), ctx.clone()).await.unwrap();
+    assert_eq!(api.lines(), [format!("GET {AGENTS}"), format!("GET {POLICIES}"), format!("PATCH {POLICIES}/baseline")]);
+    // The controller wakes again (a watch event for the same object): nothing to do until the interval.
+    let action = reconcile(Arc::new(gs.clone()), ctx.clone()).await.unwrap();
+    assert_eq!(api.lines().len(), 3, "no request on a wake-up within the interval");
+    assert!(format!("{action:?}").contains("requeue_after: Some"), "{action:?}");
+    // A manual sync request (`paddock.dev/requestedAt`) syncs at once and is recorded in status.
+    gs.metadata.annotations = Some([("paddock.dev/requestedAt".to_owned(), "2026-05-01T10:00:00Z".to_owned())].into());
+    reconcile(Arc::new(gs), ctx.clone()).await.unwrap();
+    let lines = api.lines();
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert_eq!(status_patch(&api).unwrap()["lastHandledRequestedAt"], "2026-05-01T10:00:00Z");
+}
+
+#[tokio::test]
+async fn a_rejected_apply_prunes_nothing_and_backs_off_exponentially() {
+    let (up, rev) = repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY)]);
+    let gs = gitsource(&up.url(), json!({"inventory": [{"kind": "Agent", "name": "old", "namespace": NS}]}));
+    let cluster = Cluster {
+        url: up.url(),
+        agents: vec![live("old", "1", "r", json!({}))],
+        reject: Some("coder"),
+        ..Cluster::default()
+    };
+    let (out, api, ctx) = run(gs.clone(), cluster).await;
+    let err = out.unwrap_err();
+    assert!(err.to_string().contains("failed to apply"), "{err}");
+    assert!(api.requests().iter().all(|s| s.method != "DELETE"), "no prune after a failed apply");
+    let status = status_patch(&api).unwrap();
+    assert!(status.get("lastAppliedRevision").is_none());
+    assert_eq!(status["lastAttemptedRevision"], rev.as_str());
+    assert_eq!(condition(&status, "Ready").unwrap()["reason"], "ApplyFailed");
+    assert_eq!(condition(&status, "Reconciling").unwrap()["status"], "True");
+    assert_eq!(status["errors"][0]["file"], "agents/coder.yaml");
+    assert!(status["errors"][0]["message"].as_str().unwrap().contains("model not allowed here"));
+    // What did apply joins the inventory; `old` stays in it (not pruned).
+    let inv: Vec<&str> = status["inventory"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(inv, ["old", "baseline"]);
+    assert!(events(&api).iter().any(|e| e.0 == "Warning" && e.1 == "ApplyFailed"));
+    let gs = Arc::new(gs);
+    let delays: Vec<Duration> = (0..4)
+        .map(|_| {
+            let action = format!("{:?}", error_policy(gs.clone(), &err, ctx.clone()));
+            // Action has no accessor; its Debug form is `Action { requeue_after: Some(5.1s) }`.
+            action.split("Some(").nth(1).and_then(|d| d.split(')').next()).map(parse_debug_duration).unwrap()
+        })
+        .collect();
+    for pair in delays.windows(2) {
+        assert!(pair[1] > pair[0].mul_f64(1.8), "{delays:?}");
+    }
+    assert!(delays[0] >= Duration::from_secs(5) && delays[0] < Duration::from_secs(6), "{delays:?}");
+}
+
+fn parse_debug_duration(d: &str) -> Duration {
+    // `5.123456789s` or `10.2s` as Debug prints a Duration.
+    let secs: f64 = d.trim_end_matches('s').parse().unwrap_or_else(|_| panic!("{d}"));
+    Duration::from_secs_f64(secs)
+}
+
+#[tokio::test]
+async fn an_unreachable_repository_is_reported_and_retried() {
+    let gs = gitsource("file:///nonexistent/agents.git", json!({"lastAppliedRevision": "main@sha1:good"}));
+    let (out, api, _) = run(gs, Cluster::default()).await;
+    assert!(matches!(out, Err(paddock_operator::Error::Finalizer(_))));
+    assert_eq!(api.lines(), [format!("PATCH {STATUS}"), format!("POST {EVENTS}")]);
+    let status = status_patch(&api).unwrap();
+    assert_eq!(condition(&status, "Ready").unwrap()["reason"], "GitOperationFailed");
+    assert_eq!(condition(&status, "Reconciling").unwrap()["status"], "True");
+    assert_eq!(status["lastAppliedRevision"], "main@sha1:good");
+}
+
+#[tokio::test]
+async fn a_suspended_source_makes_no_request() {
+    let (up, _) = repo_with(&[("policies/baseline.yaml", POLICY)]);
+    let mut gs = gitsource(&up.url(), Json::Null);
+    gs.spec.suspend = true;
+    let (out, api, _) = run(gs, Cluster { url: up.url(), ..Cluster::default() }).await;
+    assert_eq!(out.unwrap(), Action::await_change());
+    assert!(api.lines().is_empty(), "{:?}", api.lines());
+}
+
+#[tokio::test]
+async fn a_new_gitsource_gets_the_finalizer_first() {
+    let (up, _) = repo_with(&[("policies/baseline.yaml", POLICY)]);
+    let mut gs = gitsource(&up.url(), Json::Null);
+    gs.metadata.finalizers = None;
+    let url = up.url();
+    let reply = serde_json::to_value(gitsource(&url, Json::Null)).unwrap();
+    let (client, api) = fake_api(Arc::new(move |_s: &Seen| (200, reply.clone())));
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = context(client, cache.path().to_path_buf());
+    reconcile(Arc::new(gs), ctx).await.unwrap();
+    let reqs = api.requests();
+    assert_eq!(api.lines(), ["PATCH /apis/paddock.dev/v1alpha1/namespaces/team-a/gitsources/agents"]);
+    assert_eq!(reqs[0].content_type.as_deref(), Some("application/json-patch+json"));
+    assert!(reqs[0].body.to_string().contains("paddock.dev/gitsource"), "{}", reqs[0].body);
+}
+
+#[tokio::test]
+async fn deleting_a_gitsource_prunes_what_it_applied() {
+    let (up, _) = repo_with(&[("policies/baseline.yaml", POLICY)]);
+    let mut gs = gitsource(
+        &up.url(),
+        json!({"inventory": [{"kind": "Agent", "name": "coder", "namespace": NS}, {"kind": "Agent", "name": "kept", "namespace": NS}]}),
+    );
+    gs.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    let url = up.url();
+    let mut cluster = Cluster {
+        url: url.clone(),
+        agents: vec![
+            live("coder", "1", "r", json!({})),
+            live("kept", "2", "r", json!({"paddock.dev/prune": "disabled"})),
+        ],
+        ..Cluster::default()
+    };
+    cluster.policies = vec![];
+    let inner = route(cluster);
+    let reply = serde_json::to_value(gitsource(&url, Json::Null)).unwrap();
+    let (client, api) =
+        fake_api(Arc::new(
+            move |s: &Seen| {
+                if s.path.ends_with("/gitsources/agents") { (200, reply.clone()) } else { inner(s) }
+            },
+        ));
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = context(client, cache.path().to_path_buf());
+    reconcile(Arc::new(gs), ctx).await.unwrap();
+    assert_eq!(
+        api.lines(),
+        [
+            format!("GET {AGENTS}"),
+            format!("GET {POLICIES}"),
+            format!("DELETE {AGENTS}/coder"),
+            format!("POST {EVENTS}"),
+            "PATCH /apis/paddock.dev/v1alpha1/namespaces/team-a/gitsources/agents".to_owned(),
+        ],
+        "the opted-out object stays; then the finalizer is removed"
+    );
+}
+
+#[tokio::test]
+async fn https_credentials_come_from_the_secret() {
+    let (up, _) = repo_with(&[("policies/baseline.yaml", POLICY)]);
+    let mut gs = gitsource(&up.url(), Json::Null);
+    gs.spec.secret_ref = Some(paddock_api::agent::LocalObjectReference { name: "git-auth".into() });
+    let base = route(Cluster { url: up.url(), ..Cluster::default() });
+    let (client, api) = fake_api(Arc::new(move |s: &Seen| {
+        if s.path == "/api/v1/namespaces/team-a/secrets/git-auth" { not_found("secrets \"git-auth\"") } else { base(s) }
+    }));
+    let cache = tempfile::tempdir().unwrap();
+    let ctx = context(client, cache.path().to_path_buf());
+    let err = reconcile(Arc::new(gs), ctx).await.unwrap_err();
+    assert!(err.to_string().contains("git-auth"), "{err}");
+    let status = status_patch(&api).unwrap();
+    assert_eq!(condition(&status, "Ready").unwrap()["reason"], "AuthenticationFailed");
+}
