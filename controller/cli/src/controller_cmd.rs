@@ -1,5 +1,6 @@
-//! `paddock controller`: the Kubernetes controller (GitSource, Agent and Policy reconcilers, git webhook,
-//! `/metrics`, `/healthz`, leader election). See docs/gitsource.md.
+//! `paddock controller`: the Kubernetes controller (GitSource, Agent, Policy, Session and Approval
+//! reconcilers, git webhook, `/metrics`, `/healthz`, leader election). See docs/gitsource.md and
+//! docs/sessions.md.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,53 @@ pub struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// The gateway's admin API (e.g. `http://paddock-gateway.paddock-system.svc:6767`). Without it the
+    /// Session and Approval reconcilers do not run.
+    #[arg(long, env = "PADDOCK_GATEWAY_URL")]
+    gateway_url: Option<String>,
+    /// The file holding the gateway's admin token (a mounted Secret).
+    #[arg(long, default_value = "/var/run/paddock/gateway/admin-token")]
+    gateway_token_file: PathBuf,
+    /// The gateway as runner pods reach it (default: `--gateway-url`).
+    #[arg(long)]
+    runner_gateway_url: Option<String>,
+    /// Namespace of the gateway pods (for the runners' NetworkPolicy; default: the controller's namespace).
+    #[arg(long)]
+    gateway_namespace: Option<String>,
+    /// Labels of the gateway pods, `k=v,k=v` (for the runners' NetworkPolicy).
+    #[arg(long, default_value = "app.kubernetes.io/component=gateway")]
+    gateway_pod_labels: String,
+    /// The gateway's port (for the runners' NetworkPolicy).
+    #[arg(long, default_value_t = 6767)]
+    gateway_port: u16,
+    /// The runner image.
+    #[arg(long, default_value = "ghcr.io/paddock-dev/runner:latest")]
+    runner_image: String,
+    /// The runner image's pull policy (`IfNotPresent`, `Always`, `Never`).
+    #[arg(long)]
+    runner_image_pull_policy: Option<String>,
+    /// The image that clones workspaces (needs `git`; default: the runner image).
+    #[arg(long)]
+    clone_image: Option<String>,
+    /// Namespace and labels of the cluster DNS pods (for the runners' NetworkPolicy).
+    #[arg(long, default_value = "kube-system")]
+    dns_namespace: String,
+    #[arg(long, default_value = "k8s-app=kube-dns")]
+    dns_pod_labels: String,
+    /// Seconds between reads of an active session's figures from the gateway.
+    #[arg(long, default_value_t = 5)]
+    session_poll_seconds: u64,
+}
+
+fn labels(s: &str) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("`{p}` is not `key=value`"))
+        })
+        .collect()
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -42,6 +90,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .or_else(|| std::env::var("POD_NAME").ok())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| format!("paddock-controller-{}", std::process::id()));
+    let own_namespace = std::env::var("POD_NAMESPACE").ok();
+    let sessions = match &args.gateway_url {
+        None => None,
+        Some(url) => Some(paddock_operator::run::SessionsConfig {
+            gateway: paddock_operator::gateway::GatewayConfig {
+                url: url.clone(),
+                admin_token_file: args.gateway_token_file.clone(),
+            },
+            cluster: paddock_sandbox::ClusterConfig {
+                image: args.runner_image.clone(),
+                image_pull_policy: args.runner_image_pull_policy.clone(),
+                clone_image: args.clone_image.clone(),
+                gateway_url: args.runner_gateway_url.clone().unwrap_or_else(|| url.clone()),
+                gateway_namespace: args
+                    .gateway_namespace
+                    .clone()
+                    .or_else(|| own_namespace.clone())
+                    .unwrap_or_else(|| "paddock-system".into()),
+                gateway_pod_labels: labels(&args.gateway_pod_labels).context("--gateway-pod-labels")?,
+                gateway_port: args.gateway_port,
+                dns_namespace: args.dns_namespace.clone(),
+                dns_pod_labels: labels(&args.dns_pod_labels).context("--dns-pod-labels")?,
+            },
+            poll_interval: std::time::Duration::from_secs(args.session_poll_seconds.max(1)),
+            status_min_interval: std::time::Duration::from_secs(args.session_poll_seconds.max(1)),
+        }),
+    };
     let cfg = paddock_operator::Config {
         listen: args.listen,
         cache_dir: args.cache_dir,
@@ -49,10 +124,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         leader_election: !args.no_leader_election,
         lease_namespace: args
             .lease_namespace
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| own_namespace.clone())
             .unwrap_or_else(|| "paddock-system".into()),
         lease_name: args.lease_name,
         identity,
+        sessions,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     rt.block_on(paddock_operator::run(cfg)).context("controller")?;

@@ -1,9 +1,14 @@
 //! `paddock`: GitOps for AI agents. This binary is the CLI and, in later releases, every server part.
 
+mod cluster_approve;
 mod controller_cmd;
 mod gateway_cmd;
 mod generate;
+mod hook_cmd;
+mod local;
 mod logging;
+mod probe;
+mod runner_cmd;
 mod test;
 mod validate;
 
@@ -52,6 +57,49 @@ enum Command {
     /// Run the gateway: the LLM proxy (Anthropic and OpenAI wire formats) and the admission API that every
     /// model request and tool call passes. Listens on 127.0.0.1:6767 by default.
     Gateway(gateway_cmd::Args),
+    /// Run one session of an Agent (inside its sandbox): start its harness with every model request and
+    /// tool call going through the gateway, and print the transcript as JSON lines. The session token is
+    /// read from `PADDOCK_TOKEN`.
+    Runner(runner_cmd::Args),
+    /// Start Paddock on this machine: the gateway on 127.0.0.1:6767, the Agents and Policies of a directory
+    /// or local git repository (reloaded on change), and sandboxed sessions. `--demo` runs the governed demo.
+    Up(local::up::Args),
+    /// Run, list, follow and stop local sessions (talks to `paddock up`).
+    Session {
+        #[command(subcommand)]
+        command: local::commands::SessionCommand,
+        #[command(flatten)]
+        conn: local::client::Conn,
+    },
+    /// List the asks waiting for a human.
+    Approvals {
+        #[command(flatten)]
+        conn: local::client::Conn,
+        #[command(flatten)]
+        out: local::commands::Output,
+    },
+    /// Approve an ask.
+    Approve {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        conn: local::client::Conn,
+    },
+    /// Try one thing a sandboxed agent must not be able to do (for the sandbox-escape tests).
+    #[command(hide = true)]
+    Probe(probe::Args),
+    /// Deny an ask.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        conn: local::client::Conn,
+    },
+    /// Harness hooks that ask the gateway's admission API before a tool runs. `paddock hook claude` is
+    /// Claude Code's PreToolUse command hook: exit 0 allows, exit 2 blocks, and every error blocks.
+    Hook(hook_cmd::Args),
     /// Run the Kubernetes controller: GitSources are fetched, validated whole and applied (refused with
     /// file:line when broken), Agents and Policies get status; serves /metrics, /healthz and the git webhook.
     Controller(controller_cmd::Args),
@@ -65,6 +113,14 @@ fn main() -> ExitCode {
         Command::Crdgen(args) => generate::crdgen(args),
         Command::Schema(args) => generate::schema(args),
         Command::Gateway(args) => gateway_cmd::run(args),
+        Command::Runner(args) => runner_cmd::run(args),
+        Command::Up(args) => local::up::run(args),
+        Command::Session { command, conn } => local::commands::session(command, conn),
+        Command::Approvals { conn, out } => local::commands::approvals(conn, out),
+        Command::Approve { id, reason, conn } => local::commands::decide(conn, id, reason, true),
+        Command::Deny { id, reason, conn } => local::commands::decide(conn, id, reason, false),
+        Command::Probe(args) => probe::run(args),
+        Command::Hook(args) => hook_cmd::run(args),
         Command::Controller(args) => controller_cmd::run(args),
     };
     match result {

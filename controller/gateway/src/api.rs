@@ -294,3 +294,136 @@ pub async fn audit(State(gw): State<Arc<Gateway>>, Query(q): Query<AuditQuery>, 
         Some(other) => Err(ApiError(StatusCode::BAD_REQUEST, format!("format: `{other}` is not json or jsonl"))),
     }
 }
+
+/// Transcript events in one request.
+const MAX_EVENTS_PER_POST: usize = 1000;
+
+/// `POST /v1/sessions/{id}/events`: the runner reports transcript events (a JSON array of objects, each with
+/// a `type`).
+pub async fn post_events(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let s = own_session(&gw, &headers, &id, false)?;
+    let events: Vec<Value> = json_body(&gw, body).await?;
+    if events.len() > MAX_EVENTS_PER_POST {
+        return Err(ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("at most {MAX_EVENTS_PER_POST} events per request, got {}", events.len()),
+        ));
+    }
+    for (i, e) in events.iter().enumerate() {
+        if !e.get("type").is_some_and(Value::is_string) {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("[{i}].type: each event needs a string `type`"),
+            ));
+        }
+    }
+    let next = gw.append_events(&s, events).await?;
+    Ok(Json(json!({"next": next})).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    /// The first sequence number to return (0: from the start).
+    #[serde(default)]
+    pub offset: Option<i64>,
+    /// Keep the response open and stream new events (server-sent events) until the session's `done` event.
+    #[serde(default)]
+    pub follow: Option<bool>,
+}
+
+/// `GET /v1/sessions/{id}/events`: the transcript as JSON, or live as server-sent events (`?follow=true` or
+/// `Accept: text/event-stream`), resuming from `?offset=` or `Last-Event-ID`.
+pub async fn get_events(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let s = own_session(&gw, &headers, &id, true)?;
+    let resume =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()).map(|n| n + 1);
+    let offset = q.offset.or(resume).unwrap_or(0).max(0);
+    let follow = q.follow == Some(true)
+        || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    if !follow {
+        let rows = gw.store.events(&id, offset).await.map_err(GatewayError::from)?;
+        let out: Vec<Value> = rows
+            .into_iter()
+            .map(|(seq, e)| json!({"seq": seq, "event": serde_json::from_str::<Value>(&e).unwrap_or(Value::Null)}))
+            .collect();
+        return Ok(Json(out).into_response());
+    }
+    // Subscribe before reading the stored events, so nothing falls between the two.
+    let live = gw.follow(&s);
+    let stored = gw.store.events(&id, offset).await.map_err(GatewayError::from)?;
+    let stream = transcript_stream(stored, s.ended().is_some(), live);
+    Ok(([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(stream))
+        .into_response())
+}
+
+type Live = tokio::sync::broadcast::Receiver<(i64, Arc<Value>)>;
+
+/// Replays stored events, then live ones, ending after a `done` event (or at once when the session has
+/// ended and the replay held everything).
+fn transcript_stream(
+    stored: Vec<(i64, String)>,
+    ended: bool,
+    live: Live,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    fn frame(seq: i64, data: &str) -> bytes::Bytes {
+        bytes::Bytes::from(format!("id: {seq}\nevent: transcript\ndata: {data}\n\n"))
+    }
+    fn is_done(data: &str) -> bool {
+        serde_json::from_str::<Value>(data).is_ok_and(|v| v["type"] == "done")
+    }
+    let finished = ended || stored.iter().any(|(_, e)| is_done(e));
+    let last = stored.last().map(|(s, _)| *s).unwrap_or(-1);
+    let replay: Vec<Result<bytes::Bytes, std::io::Error>> = stored.iter().map(|(s, e)| Ok(frame(*s, e))).collect();
+    let follow = futures_util::stream::unfold((live, last, finished), |(mut rx, last, finished)| async move {
+        if finished {
+            return None;
+        }
+        loop {
+            match rx.recv().await {
+                Ok((seq, e)) if seq > last => {
+                    let data = e.to_string();
+                    let done = is_done(&data);
+                    return Some((Ok(frame(seq, &data)), (rx, seq, done)));
+                }
+                Ok(_) => continue,
+                // A follower too slow for the live buffer ends here; it resumes with `Last-Event-ID`, replayed
+                // from the database, so nothing is lost.
+                Err(_) => return None,
+            }
+        }
+    });
+    futures_util::StreamExt::chain(futures_util::stream::iter(replay), follow)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewChild {
+    pub agent: String,
+}
+
+/// `POST /v1/sessions/{id}/children`: a session starts a sub-agent's session with its own token.
+pub async fn create_child(
+    State(gw): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let parent = own_session(&gw, &headers, &id, false)?;
+    let req: NewChild = json_body(&gw, body).await?;
+    let (child, token) = gw.create_child(&parent, &req.agent).await?;
+    let mut v = session_json(&child).await;
+    v["token"] = json!(token);
+    // The runner needs the sub-agent's definition to run it; it comes from the revision the gateway enforces.
+    v["agentSpec"] = json!(gw.policies().agent(&child.namespace, &child.agent).map(|a| &a.spec));
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}

@@ -54,6 +54,10 @@ pub struct Session {
     /// Tool calls already decided by the response gate, so that a harness hook asking again about the same
     /// call gets the same answer and the call is counted once.
     decided_tools: Mutex<VecDeque<(String, Ruling)>>,
+    /// The next transcript sequence number, once known.
+    next_event: tokio::sync::Mutex<Option<i64>>,
+    /// Live transcript events for followers.
+    live: tokio::sync::broadcast::Sender<(i64, Arc<serde_json::Value>)>,
 }
 
 impl Session {
@@ -220,6 +224,8 @@ impl Gateway {
                 state: tokio::sync::Mutex::new(state),
                 reserved: Mutex::new(0.0),
                 decided_tools: Mutex::new(VecDeque::new()),
+                next_event: tokio::sync::Mutex::new(None),
+                live: tokio::sync::broadcast::channel(1024).0,
             };
             gw.sessions.write().expect("sessions").insert(row.id, Arc::new(s));
         }
@@ -373,10 +379,70 @@ impl Gateway {
             state: tokio::sync::Mutex::new(state),
             reserved: Mutex::new(0.0),
             decided_tools: Mutex::new(VecDeque::new()),
+            next_event: tokio::sync::Mutex::new(None),
+            live: tokio::sync::broadcast::channel(1024).0,
         });
         self.sessions.write().expect("sessions").insert(id.clone(), s.clone());
         self.tokens.write().expect("tokens").insert(row.token_hash, id);
         Ok((s, token))
+    }
+
+    /// Starts a sub-agent's session: `agent` must be one of the parent Agent's `subAgents`. The child has its
+    /// own policies (its Agent's) and token; its cost also counts against the parent.
+    pub async fn create_child(&self, parent: &Session, agent: &str) -> Result<(Arc<Session>, String), GatewayError> {
+        let set = self.policies();
+        let spec = set
+            .agent(&parent.namespace, &parent.agent)
+            .ok_or_else(|| GatewayError::Invalid(format!("agent `{}` is not loaded", parent.agent)))?;
+        if !spec.spec.sub_agents.iter().any(|a| a == agent) {
+            return Err(GatewayError::Invalid(format!(
+                "agent: `{agent}` is not among the sub-agents of `{}` ({})",
+                parent.agent,
+                if spec.spec.sub_agents.is_empty() {
+                    "it has none".to_owned()
+                } else {
+                    spec.spec.sub_agents.join(", ")
+                }
+            )));
+        }
+        let budget = parent.state().await.budget_usd;
+        self.create_session(NewSession {
+            namespace: Some(parent.namespace.clone()),
+            agent: agent.to_owned(),
+            owner: parent.owner.clone(),
+            parent: Some(parent.id.clone()),
+            budget_usd: budget,
+            ..NewSession::default()
+        })
+        .await
+    }
+
+    /// Appends transcript events (each a JSON object with a `type`); durable before it returns.
+    pub async fn append_events(&self, s: &Session, events: Vec<serde_json::Value>) -> Result<i64, GatewayError> {
+        let mut next = s.next_event.lock().await;
+        let mut seq = match *next {
+            Some(n) => n,
+            None => self.store.max_event_seq(&s.id).await? + 1,
+        };
+        let ts = now();
+        let mut writes = Vec::with_capacity(events.len());
+        let mut live = Vec::with_capacity(events.len());
+        for e in events {
+            writes.push(Write::Event { session: s.id.clone(), seq, ts: ts.clone(), event: e.to_string() });
+            live.push((seq, Arc::new(e)));
+            seq += 1;
+        }
+        self.store.commit(writes).await?;
+        *next = Some(seq);
+        for ev in live {
+            let _ = s.live.send(ev);
+        }
+        Ok(seq)
+    }
+
+    /// Follows a session's transcript: the receiver gets events appended from now on.
+    pub fn follow(&self, s: &Session) -> tokio::sync::broadcast::Receiver<(i64, Arc<serde_json::Value>)> {
+        s.live.subscribe()
     }
 
     /// Ends a session: its token stops working and its open asks are denied.
@@ -401,6 +467,15 @@ impl Gateway {
                 ended_at: now(),
             }])
             .await?;
+        let children: Vec<String> = self
+            .sessions()
+            .into_iter()
+            .filter(|c| c.parent.as_deref() == Some(id) && c.ended().is_none())
+            .map(|c| c.id.clone())
+            .collect();
+        for c in children {
+            Box::pin(self.end_session(&c, phase, &format!("its parent session ended: {reason}"))).await?;
+        }
         let open: Vec<String> = self
             .approvals
             .lock()
@@ -762,7 +837,10 @@ impl Gateway {
         audit.policy = ruling.policy.clone();
         audit.rule = ruling.rule.clone();
         audit.verdict = if approved { "allow".into() } else { "deny".into() };
-        audit.reason = format!("{status} by {}: {}", r.by, if r.reason.is_empty() { "-" } else { &r.reason });
+        audit.reason = match r.reason.as_str() {
+            "" => format!("{status} by {}", r.by),
+            why => format!("{status} by {}: {why}", r.by),
+        };
         audit.approval_id = Some(approval.into());
         audit.decided_by = Some(r.by.clone());
         let mut writes = vec![Write::ApprovalDecided {

@@ -33,6 +33,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/sessions/{id}/end", post(api::end_session))
         .route("/v1/sessions/{id}/decide", post(api::decide))
         .route("/v1/sessions/{id}/approvals/{approval}", get(api::session_approval))
+        .route("/v1/sessions/{id}/events", post(api::post_events).get(api::get_events))
+        .route("/v1/sessions/{id}/children", post(api::create_child))
         .route("/v1/approvals", get(api::list_approvals))
         .route("/v1/approvals/{id}/approve", post(api::approve))
         .route("/v1/approvals/{id}/deny", post(api::deny))
@@ -201,7 +203,23 @@ pub async fn serve_on(
     axum::serve(listener, app).with_graceful_shutdown(stop).await
 }
 
-async fn shutdown() {
+/// Serves a router on a Unix socket (the only way out of a local sandbox) until `stop` completes. The socket
+/// is made reachable by its owner only; sandboxes get it bind-mounted.
+pub async fn serve_unix(
+    path: &Path,
+    app: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let listener =
+        tokio::net::UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    axum::serve(listener, app).with_graceful_shutdown(stop).await?;
+    Ok(())
+}
+
+pub async fn shutdown() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

@@ -30,6 +30,7 @@ pub enum Write {
     Audit(AuditRow),
     ApprovalNew(ApprovalRow),
     ApprovalDecided { id: String, status: String, decided_by: String, reason: String, decided_at: String },
+    Event { session: String, seq: i64, ts: String, event: String },
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -184,6 +185,24 @@ impl Store {
     pub async fn max_audit_seq(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT MAX(seq) AS m FROM audit").fetch_one(&self.pool).await?;
         Ok(row.try_get::<Option<i64>, _>("m")?.unwrap_or(0))
+    }
+
+    /// Transcript events of a session from `offset` on, as `(seq, json)`.
+    pub async fn events(&self, session: &str, offset: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT seq, event FROM events WHERE session = $1 AND seq >= $2 ORDER BY seq")
+            .bind(session)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("seq")?, r.try_get("event")?))).collect()
+    }
+
+    pub async fn max_event_seq(&self, session: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT MAX(seq) AS m FROM events WHERE session = $1")
+            .bind(session)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<Option<i64>, _>("m")?.unwrap_or(-1))
     }
 
     pub async fn ping(&self) -> bool {
@@ -498,6 +517,15 @@ async fn write_one(tx: &mut sqlx::Transaction<'_, sqlx::Any>, w: &Write) -> Resu
             .bind(&a.decided_at)
             .execute(&mut **tx)
             .await?;
+        }
+        Write::Event { session, seq, ts, event } => {
+            sqlx::query("INSERT INTO events (session, seq, ts, event) VALUES ($1, $2, $3, $4)")
+                .bind(session)
+                .bind(seq)
+                .bind(ts)
+                .bind(event)
+                .execute(&mut **tx)
+                .await?;
         }
         Write::ApprovalDecided { id, status, decided_by, reason, decided_at } => {
             sqlx::query(

@@ -327,3 +327,73 @@ async fn metrics_and_health() {
     assert_eq!(ready.status(), 200);
     assert!(ready.text().await.unwrap().contains("revision sha256:"));
 }
+
+#[tokio::test]
+async fn transcript_events_are_stored_in_order_and_followed_live_with_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let t = TestGateway::start(dir.path()).await;
+    let (id, token) = t.session("coder").await;
+    let (other, other_token) = t.session("coder").await;
+    let post = |events: Value| {
+        t.client.post(format!("{}/v1/sessions/{id}/events", t.url)).bearer_auth(&token).json(&events).send()
+    };
+    let r = post(json!([{"type": "message", "role": "user", "text": "hi"}, {"type": "usage", "input_tokens": 3}]))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A follower from offset 1 gets the stored event, then live ones, and the stream ends after `done`.
+    let follower = {
+        let (client, url, token) =
+            (t.client.clone(), format!("{}/v1/sessions/{id}/events?follow=true&offset=1", t.url), token.clone());
+        tokio::spawn(async move { client.get(url).bearer_auth(token).send().await.unwrap().text().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = post(json!([{"type": "tool_call", "id": "c1", "name": "shell", "args": {}}, {"type": "done", "phase": "Succeeded", "message": "ok"}])).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body =
+        tokio::time::timeout(Duration::from_secs(5), follower).await.expect("the stream ends after done").unwrap();
+    let ids: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("id: ")).collect();
+    assert_eq!(ids, ["1", "2", "3"], "{body}");
+    assert!(body.contains(r#""type":"done""#));
+    // Resume with Last-Event-ID: only what came after.
+    let rest = t
+        .client
+        .get(format!("{}/v1/sessions/{id}/events", t.url))
+        .bearer_auth(ADMIN)
+        .header("accept", "text/event-stream")
+        .header("last-event-id", "2")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(rest.lines().filter(|l| l.starts_with("id: ")).collect::<Vec<_>>(), ["id: 3"]);
+    // Bad events and other sessions' tokens are refused.
+    let r = post(json!([{"no_type": 1}])).await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("[0].type"));
+    let r = t.client.get(format!("{}/v1/sessions/{id}/events", t.url)).bearer_auth(&other_token).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = t
+        .client
+        .post(format!("{}/v1/sessions/{other}/events", t.url))
+        .bearer_auth(&token)
+        .json(&json!([]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // A session cannot start a sub-agent its Agent does not list.
+    let r = t
+        .client
+        .post(format!("{}/v1/sessions/{id}/children", t.url))
+        .bearer_auth(&token)
+        .json(&json!({"agent": "spender"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("not among the sub-agents of `coder` (it has none)"));
+}

@@ -299,3 +299,11 @@ mod tests {
         assert!(!known_hosts_match("", "github.com", key));
     }
 }
+
+/// The branch checked out in a local repository (what `paddock up --repo` follows), or `None` when HEAD is
+/// detached or the directory is not a git repository.
+pub fn local_branch(path: &Path) -> Option<String> {
+    let repo = Repository::open(path).ok()?;
+    let head = repo.head().ok()?;
+    if head.is_branch() { head.shorthand().ok().map(str::to_owned) } else { None }
+}

@@ -206,7 +206,7 @@ fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
     check_rules(ctx, obj, &p(&["spec", "rules"]), &spec.rules);
     let sb = &spec.sandbox;
     for (i, e) in sb.egress.iter().enumerate() {
-        if let Err(msg) = parse_egress(e) {
+        if let Err(msg) = paddock_sandbox::parse_egress(e) {
             ctx.error(obj, &p(&["spec", "sandbox", "egress"]).idx(i), msg);
         }
     }
@@ -220,10 +220,10 @@ fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
             }
         }
     }
-    if let Err(e) = parse_quantity(&sb.resources.cpu, false) {
+    if let Err(e) = paddock_sandbox::cpu_millis(&sb.resources.cpu) {
         ctx.error(obj, &p(&["spec", "sandbox", "resources", "cpu"]), e);
     }
-    if let Err(e) = parse_quantity(&sb.resources.memory, true) {
+    if let Err(e) = paddock_sandbox::memory_bytes(&sb.resources.memory) {
         ctx.error(obj, &p(&["spec", "sandbox", "resources", "memory"]), e);
     }
     if let Some(w) = &spec.workspace
@@ -392,73 +392,6 @@ fn check_model(ctx: &mut Ctx, obj: &LoadedObject, at: &Path, model: &str, allow_
     }
 }
 
-/// `host:port` where host is a DNS name (optionally `*.`-prefixed), an IPv4 address or CIDR, or a
-/// bracketed IPv6 address; port 1–65535.
-pub fn parse_egress(entry: &str) -> Result<(String, u16), String> {
-    let bad = |why: &str| {
-        Err(format!("`{entry}` is not a valid egress entry ({why}); write `host:port`, e.g. `api.github.com:443`"))
-    };
-    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
-        let Some((h, p)) = rest.split_once("]:") else { return bad("IPv6 needs `[addr]:port`") };
-        if h.parse::<std::net::Ipv6Addr>().is_err() {
-            return bad("not an IPv6 address");
-        }
-        (h, p)
-    } else {
-        let Some((h, p)) = entry.rsplit_once(':') else { return bad("missing port") };
-        (h, p)
-    };
-    let port: u16 = match port.parse() {
-        Ok(p) if p > 0 => p,
-        _ => return bad("port must be 1-65535"),
-    };
-    if !entry.starts_with('[') && !valid_host(host) {
-        return bad("invalid host");
-    }
-    Ok((host.to_owned(), port))
-}
-
-fn valid_host(host: &str) -> bool {
-    if let Some((ip, bits)) = host.split_once('/') {
-        return ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32);
-    }
-    if host.parse::<std::net::Ipv4Addr>().is_ok() {
-        return true;
-    }
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-        && !name.chars().all(|c| c.is_ascii_digit() || c == '.')
-}
-
-/// A Kubernetes quantity such as `500m`, `2`, `512Mi`; must be more than zero.
-pub fn parse_quantity(q: &str, memory: bool) -> Result<(), String> {
-    let suffixes: &[&str] =
-        if memory { &["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", ""] } else { &["m", ""] };
-    let ok = suffixes.iter().any(|s| {
-        q.strip_suffix(s).is_some_and(|num| {
-            !num.is_empty()
-                && num.chars().all(|c| c.is_ascii_digit() || c == '.')
-                && num.matches('.').count() <= 1
-                && num.parse::<f64>().is_ok_and(|v| v > 0.0)
-        })
-    });
-    if ok {
-        Ok(())
-    } else if memory {
-        Err(format!("`{q}` is not a memory quantity such as `512Mi` or `2Gi`"))
-    } else {
-        Err(format!("`{q}` is not a CPU quantity such as `500m` or `2`"))
-    }
-}
-
 /// A Go duration (`90s`, `5m`, `1h30m`, `1.5h`) in seconds.
 pub fn parse_duration_secs(s: &str) -> Result<f64, String> {
     let bad = || format!("`{s}` is not a duration; write e.g. `30s`, `5m` or `1h30m`");
@@ -513,33 +446,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn egress_entries() {
-        assert_eq!(parse_egress("api.github.com:443").unwrap(), ("api.github.com".into(), 443));
-        assert!(parse_egress("*.npmjs.org:443").is_ok());
-        assert!(parse_egress("10.0.0.0/8:5432").is_ok());
-        assert!(parse_egress("[2001:db8::1]:443").is_ok());
-        for bad in [
-            "api.github.com",
-            "api.github.com:0",
-            "api.github.com:99999",
-            "-bad-.com:443",
-            "a b:80",
-            "[::1:443",
-            "10.0.0.0/40:1",
-            ":443",
-        ] {
-            assert!(parse_egress(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn quantities_and_durations() {
-        assert!(parse_quantity("500m", false).is_ok());
-        assert!(parse_quantity("2", false).is_ok());
-        assert!(parse_quantity("2Gi", true).is_ok());
-        assert!(parse_quantity("2GB", true).is_err());
-        assert!(parse_quantity("0", false).is_err());
-        assert!(parse_quantity("1.5.2", false).is_err());
+    fn durations() {
         assert_eq!(parse_duration_secs("1h30m").unwrap(), 5400.0);
         assert_eq!(parse_duration_secs("1.5s").unwrap(), 1.5);
         assert!(parse_duration_secs("5 minutes").is_err());

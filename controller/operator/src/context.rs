@@ -25,6 +25,9 @@ pub struct Context {
     pub syncs: Arc<SyncGate>,
     /// Every Policy the controller sees, for the Agent reconciler (which Policies govern an Agent).
     pub policies: Store<Policy>,
+    /// The gateway and the cluster settings of the Session and Approval reconcilers; `None` where they do
+    /// not run.
+    pub sessions: Option<Arc<crate::session::SessionRuntime>>,
 }
 
 impl Context {
@@ -38,7 +41,14 @@ impl Context {
             backoff: Arc::new(Backoff::default()),
             syncs: Arc::new(SyncGate::default()),
             policies,
+            sessions: None,
         }
+    }
+
+    /// With the Session and Approval reconcilers' gateway and cluster settings.
+    pub fn with_sessions(mut self, sessions: crate::session::SessionRuntime) -> Self {
+        self.sessions = Some(Arc::new(sessions));
+        self
     }
 }
 

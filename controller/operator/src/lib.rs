@@ -1,17 +1,22 @@
 //! Paddock's Kubernetes controller: the GitSource reconciler (fetch, validate, apply, prune), the Agent
-//! and Policy reconcilers (status), the git push webhook, `/metrics` and `/healthz`, and leader election.
+//! and Policy reconcilers (status), the Session reconciler (hardened runner pods, tokens, status from the
+//! gateway), the Approval reconciler (decisions relayed to the gateway), the git push webhook, `/metrics`
+//! and `/healthz`, and leader election.
 //!
 //! Each reconciler is a `reconcile`/`error_policy` pair over a shared [`Context`], in the style of kube-rs's
 //! controller-rs; everything that can be pure (what to apply and prune) lives in `paddock_gitops::plan`.
 
 pub mod agent;
+pub mod approval;
 pub mod conditions;
 pub mod context;
+pub mod gateway;
 pub mod gitsource;
 pub mod metrics;
 pub mod policy;
 pub mod run;
 pub mod server;
+pub mod session;
 pub mod webhook;
 
 pub use context::{Backoff, Context};
@@ -37,6 +42,10 @@ pub enum Error {
     Task(String),
     #[error("finalizer: {0}")]
     Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("gateway: {0}")]
+    Gateway(#[from] gateway::GatewayError),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 impl Error {
@@ -49,6 +58,8 @@ impl Error {
             Error::Apply(_) => "apply",
             Error::Task(_) => "task",
             Error::Finalizer(_) => "finalizer",
+            Error::Gateway(_) => "gateway",
+            Error::Config(_) => "config",
         }
     }
 }

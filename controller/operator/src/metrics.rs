@@ -9,7 +9,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
-    /// `gitsource`, `agent` or `policy`.
+    /// `gitsource`, `agent`, `policy`, `session` or `approval`.
     pub controller: String,
     /// `success` or an error class (`git`, `kube`, `apply`, …).
     pub result: String,
@@ -41,6 +41,9 @@ pub struct Metrics {
     pub refused_revisions: Counter,
     pub webhooks: Family<WebhookLabels, Counter>,
     pub leader: Gauge,
+    pub sessions_started: Counter,
+    pub session_status_deferred: Counter,
+    pub approvals_relayed: Counter,
 }
 
 impl Default for Metrics {
@@ -64,7 +67,28 @@ impl Default for Metrics {
         registry.register("webhook_requests", "Git webhook requests by result", webhooks.clone());
         let leader = Gauge::default();
         registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
-        Metrics { registry, reconciles, reconcile_seconds, objects, refused_revisions, webhooks, leader }
+        let sessions_started = Counter::default();
+        registry.register("sessions_started", "Runner pods created for Sessions", sessions_started.clone());
+        let session_status_deferred = Counter::default();
+        registry.register(
+            "session_status_deferred",
+            "Session status writes put off because the same Session was written moments before",
+            session_status_deferred.clone(),
+        );
+        let approvals_relayed = Counter::default();
+        registry.register("approvals_relayed", "Approval decisions accepted by the gateway", approvals_relayed.clone());
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_seconds,
+            objects,
+            refused_revisions,
+            webhooks,
+            leader,
+            sessions_started,
+            session_status_deferred,
+            approvals_relayed,
+        }
     }
 }
 

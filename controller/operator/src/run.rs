@@ -12,12 +12,14 @@ use kube::runtime::reflector;
 use kube::runtime::watcher::{self, Event as WatchEvent};
 use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
-use paddock_api::{Agent, GitSource, Policy};
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::ObjectRef;
+use paddock_api::{Agent, Approval, GitSource, Policy, Session};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
-use crate::{Context, agent, gitsource, policy, server};
+use crate::{Context, agent, approval, gitsource, policy, server, session};
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -34,6 +36,31 @@ pub struct Config {
     pub lease_name: String,
     /// This replica's name in the Lease (the pod name).
     pub identity: String,
+    /// The Session and Approval reconcilers' settings; they do not run when `None` (no gateway configured).
+    pub sessions: Option<SessionsConfig>,
+}
+
+/// How Sessions become runner pods.
+#[derive(Clone, Debug)]
+pub struct SessionsConfig {
+    pub gateway: crate::gateway::GatewayConfig,
+    pub cluster: paddock_sandbox::ClusterConfig,
+    /// How often an active session's usage, risk, asks and transcript are read from the gateway.
+    pub poll_interval: std::time::Duration,
+    /// Usage, risk and last message are written to a Session at most this often.
+    pub status_min_interval: std::time::Duration,
+}
+
+impl SessionsConfig {
+    pub fn runtime(&self) -> crate::session::SessionRuntime {
+        let mut rt = crate::session::SessionRuntime::new(
+            crate::gateway::Gateway::new(self.gateway.clone()),
+            self.cluster.clone(),
+        );
+        rt.poll_interval = self.poll_interval;
+        rt.status_min_interval = self.status_min_interval;
+        rt
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +152,7 @@ async fn until(mut rx: watch::Receiver<bool>, value: bool) {
     let _ = rx.wait_for(|v| *v == value).await;
 }
 
-/// The three reconcilers, until `halt` turns true.
+/// The reconcilers, until `halt` turns true.
 async fn controllers(client: Client, cfg: &Config, metrics: Arc<Metrics>, halt: watch::Receiver<bool>) {
     let wc = watcher::Config::default().any_semantic();
     // The Agent reconciler reads Policies from this store; a Policy that appears, changes its spec or goes
@@ -152,7 +179,11 @@ async fn controllers(client: Client, cfg: &Config, metrics: Arc<Metrics>, halt: 
             futures::future::ready(Some(()))
         })
         .for_each(|_| futures::future::ready(()));
-    let ctx = Arc::new(Context::new(client.clone(), metrics, cfg.cache_dir.clone(), policies));
+    let mut ctx = Context::new(client.clone(), metrics, cfg.cache_dir.clone(), policies);
+    if let Some(s) = &cfg.sessions {
+        ctx = ctx.with_sessions(s.runtime());
+    }
+    let ctx = Arc::new(ctx);
     let gitsources = Controller::new(scoped::<GitSource>(client.clone(), &cfg.namespace), wc.clone())
         .graceful_shutdown_on(until(halt.clone(), true))
         .run(gitsource::reconcile, gitsource::error_policy, ctx.clone())
@@ -166,10 +197,49 @@ async fn controllers(client: Client, cfg: &Config, metrics: Arc<Metrics>, halt: 
         .graceful_shutdown_on(until(halt.clone(), true))
         .run(policy::reconcile, policy::error_policy, ctx.clone())
         .for_each(|r| log_result("policy", r));
+    let sessions = async {
+        if cfg.sessions.is_none() {
+            info!("no gateway configured: the Session and Approval reconcilers do not run");
+            return;
+        }
+        session_controllers(client.clone(), cfg, ctx.clone(), halt.clone()).await;
+    };
     tokio::select! {
-        _ = async { tokio::join!(gitsources, agents, policies) } => {},
+        _ = async { tokio::join!(gitsources, agents, policies, sessions) } => {},
         _ = policy_events => {},
     }
+}
+
+/// The Session reconciler (woken by its runner pods and by the Agent a waiting Session needs) and the
+/// Approval reconciler.
+async fn session_controllers(client: Client, cfg: &Config, ctx: Arc<Context>, halt: watch::Receiver<bool>) {
+    let wc = watcher::Config::default().any_semantic();
+    let pods = watcher::Config::default().labels("app.kubernetes.io/name=paddock-runner").any_semantic();
+    let ctrl = Controller::new(scoped::<Session>(client.clone(), &cfg.namespace), wc.clone());
+    let store = ctrl.store();
+    let sessions = ctrl
+        .owns(scoped::<Pod>(client.clone(), &cfg.namespace), pods)
+        .watches(scoped::<Agent>(client.clone(), &cfg.namespace), wc.clone(), move |agent| {
+            waiting_for(&store.state(), &agent.namespace().unwrap_or_default(), &agent.name_any())
+        })
+        .graceful_shutdown_on(until(halt.clone(), true))
+        .run(session::reconcile, session::error_policy, ctx.clone())
+        .for_each(|r| log_result("session", r));
+    let approvals = Controller::new(scoped::<Approval>(client.clone(), &cfg.namespace), wc)
+        .graceful_shutdown_on(until(halt.clone(), true))
+        .run(approval::reconcile, approval::error_policy, ctx)
+        .for_each(|r| log_result("approval", r));
+    tokio::join!(sessions, approvals);
+}
+
+/// The Sessions of `namespace` that have not started and run Agent `agent`.
+pub fn waiting_for(sessions: &[Arc<Session>], namespace: &str, agent: &str) -> Vec<ObjectRef<Session>> {
+    sessions
+        .iter()
+        .filter(|s| s.namespace().as_deref() == Some(namespace) && s.spec.agent_ref.name == agent)
+        .filter(|s| s.status.as_ref().is_none_or(|st| st.pod_name.is_none() && !st.phase.is_finished()))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
 }
 
 /// Reconcile errors are already logged by each `error_policy`; what reaches here is the runtime's own.

@@ -353,6 +353,39 @@ pub fn headroom_usd(policies: &[CompiledPolicy], model: &str, state: &SessionSta
         .reduce(f64::min)
 }
 
+/// The RuntimeClass a runner in `environment` must use under the enforced `enforce_sandbox` rules: the Agent's
+/// own `current` when every rule accepts it, else the first class (in the first rule's order) that every rule
+/// accepts; `Ok(current)` when no rule requires one. `Err` says why no class satisfies them all.
+pub fn required_runtime_class(
+    policies: &[CompiledPolicy],
+    environment: &str,
+    current: Option<&str>,
+) -> Result<Option<String>, String> {
+    let lists: Vec<(&str, &str, &[String])> = policies
+        .iter()
+        .filter(|p| p.mode == PolicyMode::Enforce)
+        .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
+        .filter_map(|(p, r)| {
+            r.builtin.required_runtime_classes(environment).map(|l| (p.name.as_str(), r.name.as_str(), l))
+        })
+        .collect();
+    let accepted = |c: &str| lists.iter().all(|(_, _, l)| l.iter().any(|x| x == c));
+    if lists.is_empty() || current.is_some_and(accepted) {
+        return Ok(current.map(str::to_owned));
+    }
+    match lists[0].2.iter().find(|c| accepted(c)) {
+        Some(c) => Ok(Some(c.clone())),
+        None => Err(format!(
+            "no RuntimeClass satisfies every enforce_sandbox rule for environment `{environment}`: {}",
+            lists
+                .iter()
+                .map(|(p, r, l)| format!("{p}/{r} wants one of {}", l.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+    }
+}
+
 fn deny(mut d: Decision, hit: Hit) -> Decision {
     d.verdict = Verdict::Deny;
     d.policy = Some(hit.policy.clone());

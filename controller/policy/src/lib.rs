@@ -23,7 +23,7 @@ pub mod tools;
 pub use builtins::{Mutation, REGISTRY};
 pub use engine::{
     CompiledPolicy, Decision, Hit, Level, RuleError, compile_agent_rules, compile_policy, evaluate, headroom_usd,
-    selects,
+    required_runtime_class, selects,
 };
 pub use event::{Event, ToolCall, Usage};
 pub use set::{GovernedAgent, PolicySet, SetError};

@@ -200,3 +200,30 @@ fn every_builtin_has_a_schema_that_compiles_and_rejects_unknown_parameters() {
         assert!(!def.phases.is_empty(), "{}", def.name);
     }
 }
+
+#[test]
+fn required_runtime_class_follows_enforced_sandbox_rules_per_environment() {
+    use paddock_policy::required_runtime_class;
+    let ps = policies(&[
+        (
+            "prod",
+            "rules: [{name: gvisor, use: enforce_sandbox, with: {environments: [prod], runtime_class_names: [gvisor, kata]}}]",
+        ),
+        ("all", "rules: [{name: kata-or-gvisor, use: enforce_sandbox, with: {runtime_class_names: [kata, gvisor]}}]"),
+        ("audit", "mode: Audit\nrules: [{name: only-x, use: enforce_sandbox, with: {runtime_class_names: [x]}}]"),
+    ]);
+    // The first rule's order picks among the classes every enforced rule accepts; Audit rules do not count.
+    assert_eq!(required_runtime_class(&ps, "prod", None), Ok(Some("gvisor".into())));
+    assert_eq!(required_runtime_class(&ps, "dev", None), Ok(Some("kata".into())), "only `all` applies in dev");
+    // The Agent's own class is kept when every rule accepts it.
+    assert_eq!(required_runtime_class(&ps, "prod", Some("kata")), Ok(Some("kata".into())));
+    assert_eq!(required_runtime_class(&ps, "prod", Some("runc")), Ok(Some("gvisor".into())));
+    assert_eq!(required_runtime_class(&ps[..0], "prod", Some("runc")), Ok(Some("runc".into())));
+    assert_eq!(required_runtime_class(&ps[..0], "prod", None), Ok(None));
+    let clash = policies(&[
+        ("a", "rules: [{name: g, use: enforce_sandbox, with: {runtime_class_names: [gvisor]}}]"),
+        ("b", "rules: [{name: k, use: enforce_sandbox, with: {runtime_class_names: [kata]}}]"),
+    ]);
+    let e = required_runtime_class(&clash, "prod", None).unwrap_err();
+    assert!(e.contains("a/g wants one of gvisor; b/k wants one of kata"), "{e}");
+}

@@ -113,6 +113,12 @@ pub trait Builtin: Send + Sync {
     fn headroom_usd(&self, _model: &str, _state: &SessionState) -> Option<f64> {
         None
     }
+
+    /// For sandbox rules: the RuntimeClasses a runner in `environment` must use (any one of them); `None` when
+    /// this rule requires none there. The controller renders the runner pod with one of them.
+    fn required_runtime_classes(&self, _environment: &str) -> Option<&[String]> {
+        None
+    }
 }
 
 /// A builtin's entry in the registry.

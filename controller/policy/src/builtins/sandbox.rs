@@ -46,6 +46,11 @@ struct EnforceSandbox {
 }
 
 impl Builtin for EnforceSandbox {
+    fn required_runtime_classes(&self, environment: &str) -> Option<&[String]> {
+        let applies = self.p.environments.is_empty() || self.p.environments.iter().any(|e| e == environment);
+        (applies && !self.p.runtime_class_names.is_empty()).then_some(self.p.runtime_class_names.as_slice())
+    }
+
     fn evaluate(&self, _: &RuleCtx, _: &Event, _: &[ToolUse], state: &SessionState) -> Result<Outcome, String> {
         let env = state.environment.as_deref().unwrap_or("default");
         if !self.p.environments.is_empty() && !self.p.environments.iter().any(|e| e == env) {

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the harness CLIs the runner drives — Claude Code and Codex, at the versions Paddock is tested
+# with — into .ci/npm (node_modules/.bin/claude, node_modules/.bin/codex). Skipped when those versions are
+# already there; npm's own cache (~/.npm) keeps the tarballs between runs. The harness tests fail, naming
+# this script, when the CLIs are missing; they are never skipped.
+# Keep the versions in step with controller/runner/src/harness/process.rs and charts/runner/Dockerfile.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLAUDE_CODE_VERSION=2.1.331
+CODEX_VERSION=0.169.0
+prefix=.ci/npm
+
+installed() { # package version
+  local manifest="$prefix/node_modules/$1/package.json"
+  [ -f "$manifest" ] && node -e 'process.exit(require(process.argv[1]).version === process.argv[2] ? 0 : 1)' \
+    "$(pwd)/$manifest" "$2"
+}
+
+if ! command -v npm >/dev/null 2>&1; then
+  echo "install-clis: npm is missing; installing Node.js from Debian" >&2
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
+
+if installed @anthropic-ai/claude-code "$CLAUDE_CODE_VERSION" && installed @openai/codex "$CODEX_VERSION" \
+  && "$prefix/node_modules/.bin/claude" --version >/dev/null 2>&1 \
+  && "$prefix/node_modules/.bin/codex" --version >/dev/null 2>&1; then
+  echo "install-clis: claude-code $CLAUDE_CODE_VERSION and codex $CODEX_VERSION already in $prefix"
+  exit 0
+fi
+
+mkdir -p "$prefix"
+# A package.json of our own keeps npm from walking up to another project's.
+[ -f "$prefix/package.json" ] || echo '{"name": "paddock-ci-clis", "private": true}' > "$prefix/package.json"
+# --foreground-scripts: Claude Code's postinstall puts its native binary in place of bin/claude.exe.
+npm install --prefix "$prefix" --no-audit --no-fund --no-save --foreground-scripts \
+  "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION"
+
+"$prefix/node_modules/.bin/claude" --version
+"$prefix/node_modules/.bin/codex" --version

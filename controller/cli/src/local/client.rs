@@ -1,0 +1,245 @@
+//! The CLI's side of local mode: HTTP to `paddock up`, with the admin credential, and the transcript
+//! rendered for a terminal.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Conn {
+    /// Where `paddock up` listens.
+    #[arg(long, global = true, env = "PADDOCK_GATEWAY_URL", default_value = "http://127.0.0.1:6767")]
+    pub gateway: String,
+    /// The admin token (default: the one `paddock up` wrote to its data directory).
+    #[arg(long, global = true, env = "PADDOCK_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// The data directory of `paddock up`, to find its admin token.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: &str, token: &str) -> Client {
+        Client { base: base.trim_end_matches('/').to_owned(), token: token.to_owned(), http: reqwest::Client::new() }
+    }
+
+    pub fn connect(c: &Conn) -> anyhow::Result<Client> {
+        let token = match &c.admin_token {
+            Some(t) => t.clone(),
+            None => {
+                let dir = c.data_dir.clone().unwrap_or_else(paddock_gateway::server::default_data_dir);
+                let p = dir.join("admin-token");
+                std::fs::read_to_string(&p)
+                    .with_context(|| {
+                        format!("cannot read the admin token at {} (is `paddock up` running?)", p.display())
+                    })?
+                    .trim()
+                    .to_owned()
+            }
+        };
+        Ok(Client::new(&c.gateway, &token))
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let r = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach paddock at {} (start it with `paddock up`)", self.base))?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let msg = v["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+            anyhow::bail!("{msg} ({status})");
+        }
+        Ok(v)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(&body)).await
+    }
+
+    pub async fn pending_for(&self, session: &str) -> anyhow::Result<Vec<Value>> {
+        let all = self.get("/v1/approvals").await?;
+        Ok(all.as_array().into_iter().flatten().filter(|a| a["session"] == session).cloned().collect())
+    }
+}
+
+/// How to answer an ask met while following.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum OnAsk {
+    /// Prompt on the terminal.
+    Prompt,
+    /// Approve on the user's behalf, saying so (the demo without a terminal).
+    AutoApprove,
+    /// Only say how to decide (`paddock approve ID`).
+    Tell,
+}
+
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    pub fn stdout() -> Style {
+        Style { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+    }
+    pub fn paint(&self, code: &str, text: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+    }
+}
+
+fn first_line(s: &str, max: usize) -> String {
+    let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}
+
+/// One transcript event as a line for people.
+pub fn render(ev: &Value, st: &Style) -> Option<String> {
+    Some(match ev["type"].as_str()? {
+        "message" if ev["role"] == "user" => {
+            format!("{} {}", st.paint("1", "»"), first_line(ev["text"].as_str()?, 200))
+        }
+        "message" => format!("{} {}", st.paint("36", "assistant:"), ev["text"].as_str()?.trim()),
+        "tool_call" => {
+            let args = ev["args"].to_string();
+            format!("{} {} {}", st.paint("33", "▸"), st.paint("1", ev["name"].as_str()?), first_line(&args, 160))
+        }
+        "tool_result" if ev["is_error"] == true => {
+            format!("  {} {}", st.paint("31", "✗"), first_line(ev["output"].as_str().unwrap_or(""), 160))
+        }
+        "tool_result" => format!("  {} {}", st.paint("32", "✓"), first_line(ev["output"].as_str().unwrap_or(""), 160)),
+        "verdict" => format!(
+            "{} {} {} by {}: {}",
+            st.paint("31;1", "⛔"),
+            ev["phase"].as_str().unwrap_or(""),
+            ev["verdict"].as_str().unwrap_or(""),
+            ev["policy"].as_str().unwrap_or("policy"),
+            ev["reason"].as_str().unwrap_or("")
+        ),
+        "usage" => st.paint("2", &format!("  tokens: {} in, {} out", ev["input_tokens"], ev["output_tokens"])),
+        "error" => format!("{} {}", st.paint("31", "error:"), ev["message"].as_str()?),
+        "done" => format!(
+            "{} {} {}",
+            st.paint(if ev["phase"] == "Succeeded" { "32;1" } else { "31;1" }, "●"),
+            ev["phase"].as_str()?,
+            first_line(ev["message"].as_str().unwrap_or(""), 200)
+        ),
+        _ => return None,
+    })
+}
+
+/// Follows a session's transcript until it ends, printing each event (or its JSON with `json`), and
+/// deciding asks as `on_ask` says. Returns the session's final phase.
+pub async fn follow(c: &Client, id: &str, json: bool, on_ask: OnAsk) -> anyhow::Result<String> {
+    let st = Style::stdout();
+    let url = format!("{}/v1/sessions/{id}/events?follow=true", c.base);
+    let resp = c.http.get(&url).bearer_auth(&c.token).send().await.context("cannot follow the session")?;
+    if !resp.status().is_success() {
+        anyhow::bail!("cannot follow session `{id}`: {}", resp.text().await.unwrap_or_default());
+    }
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut asked = std::collections::HashSet::new();
+    loop {
+        match tokio::time::timeout(Duration::from_millis(300), body.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let block: String = buf.drain(..end + 2).collect();
+                    let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else { continue };
+                    let Ok(ev) = serde_json::from_str::<Value>(data) else { continue };
+                    if json {
+                        println!("{ev}");
+                    } else if let Some(line) = render(&ev, &st) {
+                        println!("{line}");
+                    }
+                }
+            }
+            Ok(Some(Err(e))) => anyhow::bail!("the transcript stream broke: {e}"),
+            Ok(None) => break,
+            Err(_) => {
+                // Quiet: an ask may be waiting, or the runner may have died without a last word.
+                for a in c.pending_for(id).await? {
+                    let aid = a["id"].as_str().unwrap_or_default().to_owned();
+                    if asked.insert(aid.clone()) {
+                        decide_ask(c, &a, on_ask, &st).await?;
+                    }
+                }
+                let s = c.get(&format!("/v1/sessions/{id}")).await?;
+                if s["phase"] != "Running" {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    break;
+                }
+            }
+        }
+    }
+    // The runner's last word comes just before its process ends and the supervisor records the end.
+    for _ in 0..50 {
+        let s = c.get(&format!("/v1/sessions/{id}")).await?;
+        if s["phase"] != "Running" {
+            return Ok(s["phase"].as_str().unwrap_or("Unknown").to_owned());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok("Running".to_owned())
+}
+
+async fn decide_ask(c: &Client, a: &Value, on_ask: OnAsk, st: &Style) -> anyhow::Result<()> {
+    let id = a["id"].as_str().unwrap_or_default();
+    println!(
+        "{} {} asks: {}\n  {}",
+        st.paint("35;1", "?"),
+        a["policy"].as_str().unwrap_or("a policy"),
+        a["reason"].as_str().unwrap_or(""),
+        st.paint("2", a["summary"].as_str().unwrap_or(""))
+    );
+    let approve = match on_ask {
+        OnAsk::Tell => {
+            println!("  decide with `paddock approve {id}` or `paddock deny {id}`");
+            return Ok(());
+        }
+        OnAsk::AutoApprove => {
+            println!("  (no terminal to ask you: the demo approves on your behalf)");
+            true
+        }
+        OnAsk::Prompt => {
+            print!("  approve? [y/N] ");
+            std::io::stdout().flush()?;
+            let line = tokio::task::spawn_blocking(|| {
+                let mut s = String::new();
+                std::io::stdin().read_line(&mut s).map(|_| s)
+            })
+            .await??;
+            matches!(line.trim(), "y" | "Y" | "yes")
+        }
+    };
+    let by = if on_ask == OnAsk::AutoApprove { "demo (on your behalf)".to_owned() } else { whoami() };
+    let verb = if approve { "approve" } else { "deny" };
+    c.post(&format!("/v1/approvals/{id}/{verb}"), json!({"by": by})).await?;
+    println!("  {}", st.paint(if approve { "32" } else { "31" }, &format!("{verb}d by {by}")));
+    Ok(())
+}
+
+pub fn whoami() -> String {
+    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "local-admin".into())
+}

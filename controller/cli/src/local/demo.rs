@@ -1,0 +1,142 @@
+//! `paddock up --demo`: the governed demo, with the scripted model and no API key. Four short sessions tell
+//! the story — an agent writes and tests code, a request carrying personal data is blocked, a budget
+//! checkpoint asks the user, a force push is denied — and a cost and audit summary ends it.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use super::client::{Client, OnAsk, Style, follow};
+use super::up::{Args, start};
+
+const FILES: &[(&str, &str)] = &[
+    ("agents/demo-coder.yaml", include_str!("../../../../examples/demo/agents/demo-coder.yaml")),
+    ("agents/demo-analyst.yaml", include_str!("../../../../examples/demo/agents/demo-analyst.yaml")),
+    ("policies/demo.yaml", include_str!("../../../../examples/demo/policies/demo.yaml")),
+];
+const SCRIPT: &str = include_str!("../../../../examples/demo/script.yaml");
+
+/// The story: (heading, agent, prompt, what the viewer should notice).
+const STORY: &[(&str, &str, &str, &str)] = &[
+    (
+        "1. An agent writes code and tests it",
+        "demo-coder",
+        "Write a shell function that adds two numbers, with a test, and run the test.",
+        "every tool call was admitted by the gateway before it ran; the files are in the workspace",
+    ),
+    (
+        "2. A request with personal data never reaches the model",
+        "demo-coder",
+        "Email the receipt to jane.doe@example.com and charge card 4111 1111 1111 1111.",
+        "the gateway scanned the whole request and refused it: the `pii` policy",
+    ),
+    (
+        "3. Spend past a checkpoint asks a human",
+        "demo-analyst",
+        "Look at the workspace and summarise the quarterly numbers.",
+        "past $0.05 the agent's next step waited until a human approved the checkpoint",
+    ),
+    (
+        "4. A force push is stopped before the agent sees it",
+        "demo-coder",
+        "Push the fix to main.",
+        "the gateway removed the tool call from the model's answer: `github-rules`",
+    ),
+];
+
+pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let st = Style::stdout();
+    let base = args.data_dir.clone().unwrap_or_else(paddock_gateway::server::default_data_dir);
+    let data = base.join(format!("demo-{}", paddock_gateway::gateway::random_hex(4)));
+    let repo = data.join("repo");
+    for (rel, text) in FILES {
+        let p = repo.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent"))?;
+        std::fs::write(p, text)?;
+    }
+    std::fs::write(data.join("script.yaml"), SCRIPT)?;
+    let workspace = data.join("workspace");
+    std::fs::create_dir_all(&workspace)?;
+    let listen = if args.listen == "127.0.0.1:6767" { "127.0.0.1:0".to_owned() } else { args.listen.clone() };
+    let up = Args {
+        repo: repo.clone(),
+        demo: true,
+        listen,
+        data_dir: Some(data.clone()),
+        script: Some(data.join("script.yaml")),
+    };
+    super::supervisor::check_sandbox().map_err(|e| anyhow::anyhow!("the demo runs agents in a sandbox, and {e}"))?;
+    let local = start(&up, true).await?;
+    let c = Client::new(&local.url, &local.admin_token);
+    println!("{}", st.paint("1", "Paddock demo: governed agents, with a scripted model (no API key needed)"));
+    println!(
+        "gateway {} · agents {} · revision {}\nevery model request and tool call below went through the gateway's policies.\n",
+        local.url,
+        local.agents.join(", "),
+        local.revision
+    );
+    let on_ask = if std::io::stdin().is_terminal() { OnAsk::Prompt } else { OnAsk::AutoApprove };
+    let mut sessions = Vec::new();
+    for (heading, agent, prompt, notice) in STORY {
+        println!("{}", st.paint("1;34", heading));
+        let v = c.post("/v1/local/sessions", json!({"agent": agent, "prompt": prompt, "workspace": workspace})).await?;
+        let id = v["id"].as_str().unwrap_or_default().to_owned();
+        let phase = follow(&c, &id, false, on_ask).await?;
+        let s = c.get(&format!("/v1/sessions/{id}")).await?;
+        if phase != "Succeeded" {
+            println!("  session {id} {phase}: {}", s["reason"].as_str().unwrap_or(""));
+        }
+        println!("  {} {notice}\n", st.paint("2", "→"));
+        sessions.push(s);
+    }
+    summary(&c, &sessions, &st).await?;
+    println!(
+        "Files the agent wrote are in {}. Next: `paddock up --repo agents-repo-template` and `paddock session run …`.",
+        workspace.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn summary(c: &Client, sessions: &[Value], st: &Style) -> anyhow::Result<()> {
+    println!("{}", st.paint("1", "Cost"));
+    let mut total = 0.0;
+    for s in sessions {
+        let cost = s["usage"]["costUsd"].as_f64().unwrap_or(0.0);
+        total += cost;
+        println!(
+            "  {:<14} {:<13} {:<10} ${:.4}  ({} in / {} out tokens)",
+            s["id"].as_str().unwrap_or(""),
+            s["agent"].as_str().unwrap_or(""),
+            s["phase"].as_str().unwrap_or(""),
+            cost,
+            s["usage"]["inputTokens"],
+            s["usage"]["outputTokens"]
+        );
+    }
+    println!("  total ${total:.4}\n");
+    let audit = c.get("/v1/audit").await?;
+    let rows = audit.as_array().cloned().unwrap_or_default();
+    let count = |v: &str| rows.iter().filter(|r| r["verdict"] == v).count();
+    println!("{}", st.paint("1", "Audit log"));
+    println!(
+        "  {} decisions: {} allowed, {} denied, {} asked a human",
+        rows.len(),
+        count("allow"),
+        count("deny"),
+        count("ask")
+    );
+    for r in rows.iter().filter(|r| r["verdict"] == "deny" || r["verdict"] == "ask" || r["decided_by"].is_string()) {
+        let who = r["decided_by"].as_str().map(|b| format!(" (decided by {b})")).unwrap_or_default();
+        println!(
+            "  {:<5} {:<12} {:<13} {}{}",
+            r["verdict"].as_str().unwrap_or(""),
+            r["phase"].as_str().unwrap_or(""),
+            r["policy"].as_str().unwrap_or(""),
+            r["reason"].as_str().unwrap_or("").chars().take(110).collect::<String>(),
+            who
+        );
+    }
+    println!();
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! `paddock up`: the gateway on 127.0.0.1:6767 (and a Unix socket for sandboxes), the Agents and Policies of
+//! a repository (reloaded on change), and the local supervisor that runs Sessions in sandboxes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use paddock_gateway::config::{GatewayConfig, ProviderConfig, ProviderKind, SecretSource};
+use paddock_gateway::server;
+use serde_json::json;
+
+use super::repo::RepoSource;
+use super::supervisor::{StartError, StartSession, Supervisor};
+
+#[derive(clap::Args, Clone)]
+pub struct Args {
+    /// A directory or a local git repository (its committed HEAD) with Agents and Policies.
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Run the governed demo with the scripted model (no API key needed), then exit.
+    #[arg(long)]
+    pub demo: bool,
+    /// Address of the gateway.
+    #[arg(long, default_value = "127.0.0.1:6767")]
+    pub listen: String,
+    /// Where sessions, ledger and audit log live (default: the user's data directory).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// A scripted-model file: serves the model ids `scripted*` (for demos and offline work).
+    #[arg(long)]
+    pub script: Option<PathBuf>,
+}
+
+/// A running local Paddock.
+pub struct Local {
+    pub url: String,
+    pub admin_token: String,
+    pub revision: String,
+    pub agents: Vec<String>,
+}
+
+/// The gateway's providers: the real ones whose keys are in the environment (the keys stay in this
+/// process), and the scripted one when a script is given.
+pub fn providers(script: Option<PathBuf>) -> Vec<ProviderConfig> {
+    let mut out = Vec::new();
+    if std::env::var_os("ANTHROPIC_API_KEY").is_some() {
+        out.push(ProviderConfig {
+            name: "anthropic".into(),
+            kind: ProviderKind::Anthropic,
+            base_url: Some("https://api.anthropic.com".into()),
+            api_key: Some(SecretSource { env: Some("ANTHROPIC_API_KEY".into()), file: None }),
+            script: None,
+            models: vec!["claude-*".into()],
+        });
+    }
+    if std::env::var_os("OPENAI_API_KEY").is_some() {
+        out.push(ProviderConfig {
+            name: "openai".into(),
+            kind: ProviderKind::Openai,
+            base_url: Some("https://api.openai.com".into()),
+            api_key: Some(SecretSource { env: Some("OPENAI_API_KEY".into()), file: None }),
+            script: None,
+            models: vec!["gpt-*".into(), "o1*".into(), "o3*".into(), "o4*".into(), "codex-*".into()],
+        });
+    }
+    if let Some(s) = script {
+        out.push(ProviderConfig {
+            name: "scripted".into(),
+            kind: ProviderKind::Scripted,
+            base_url: None,
+            api_key: None,
+            script: Some(s),
+            models: vec!["scripted*".into()],
+        });
+    }
+    out
+}
+
+/// Starts everything and returns once it serves; the servers run in the background of the runtime.
+pub async fn start(args: &Args, quiet: bool) -> anyhow::Result<Local> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(server::default_data_dir);
+    std::fs::create_dir_all(data_dir.join("run")).with_context(|| format!("cannot create `{}`", data_dir.display()))?;
+    let source = RepoSource::new(&args.repo, &data_dir)?;
+    let first = source.load()?;
+    let cfg = GatewayConfig {
+        listen: args.listen.clone(),
+        data_dir: Some(data_dir.clone()),
+        providers: providers(args.script.clone()),
+        ..GatewayConfig::default()
+    };
+    cfg.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let gw = server::build(&cfg).await?;
+    gw.set_policies(first.set);
+    let admin_token = server::admin_token(&cfg, &data_dir)?;
+    let socket = data_dir.join("run/gateway.sock");
+    let paddock_bin = std::env::current_exe().context("cannot find the paddock executable")?;
+    let mut sup = Supervisor::new(gw.clone(), data_dir.clone(), socket.clone(), paddock_bin);
+    for (var, bin) in [("PADDOCK_CLAUDE_BIN", "claude"), ("PADDOCK_CODEX_BIN", "codex")] {
+        if let Some(p) = std::env::var_os(var).map(PathBuf::from).or_else(|| which(bin))
+            && let Ok(real) = std::fs::canonicalize(&p)
+        {
+            // The package directory of an npm CLI holds its code; show it read-only inside.
+            if let Some(pkg) = real.ancestors().find(|a| a.parent().is_some_and(|p| p.ends_with("node_modules"))) {
+                sup.extra_read_only.push(pkg.to_path_buf());
+            }
+            sup.harness_env.push((var.into(), real.to_string_lossy().into_owned()));
+        }
+    }
+    let sup = Arc::new(sup);
+    let interrupted = sup.recover().await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (is another paddock up running?)", args.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let app = server::router(gw.clone()).merge(routes(sup.clone()));
+    tokio::spawn(server::serve_on(listener, app.clone(), server::shutdown()));
+    let unix_app = app;
+    let sock = socket.clone();
+    tokio::spawn(async move {
+        if let Err(e) = server::serve_unix(&sock, unix_app, server::shutdown()).await {
+            tracing::error!(error = %e, "the sandbox socket stopped");
+        }
+    });
+    if !quiet {
+        println!("paddock: gateway on {url} (sandboxes reach it through {})", socket.display());
+        println!("paddock: {} at revision {}: agents {}", source.path.display(), first.id, first.agents.join(", "));
+        println!("paddock: data in {} (admin token in admin-token)", data_dir.display());
+        for id in &interrupted {
+            println!("paddock: session {id} was running when paddock up stopped; marked Failed");
+        }
+    }
+    let revision = first.id.clone();
+    tokio::spawn(watch(source, gw, first.id, quiet));
+    Ok(Local { url, admin_token, revision, agents: first.agents })
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| PathBuf::from(d).join(bin)).find(|p| p.is_file())
+}
+
+/// Reloads on change; a broken revision is refused with its errors and the last good one stays.
+async fn watch(source: RepoSource, gw: Arc<paddock_gateway::Gateway>, mut live: String, quiet: bool) {
+    let mut seen = source.fingerprint();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = source.fingerprint();
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match source.load() {
+            Ok(rev) if rev.id == live => {}
+            Ok(rev) => {
+                if !quiet {
+                    println!("paddock: loaded revision {} (agents {})", rev.id, rev.agents.join(", "));
+                }
+                live = rev.id.clone();
+                gw.set_policies(rev.set);
+            }
+            Err(e) => eprintln!("paddock: refused a new revision; {live} stays live:\n{e:#}"),
+        }
+    }
+}
+
+fn routes(sup: Arc<Supervisor>) -> axum::Router {
+    axum::Router::new()
+        .route("/v1/local/sessions", post(start_session))
+        .route("/v1/local/sessions/{id}/stop", post(stop_session))
+        .with_state(sup)
+}
+
+fn admin_only(sup: &Supervisor, headers: &HeaderMap) -> Result<(), Response> {
+    let token = paddock_gateway::proxy::bearer(headers).unwrap_or("");
+    if sup.gw.is_admin(token) {
+        Ok(())
+    } else {
+        Err((StatusCode::FORBIDDEN, Json(json!({"error": {"message": "the admin credential is required"}})))
+            .into_response())
+    }
+}
+
+async fn start_session(State(sup): State<Arc<Supervisor>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = admin_only(&sup, &headers) {
+        return r;
+    }
+    let req: StartSession = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": {"message": e.to_string()}}))).into_response(),
+    };
+    match sup.start(req).await {
+        Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        Err(e @ StartError::Invalid(_)) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": {"message": e.to_string()}}))).into_response()
+        }
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"message": format!("{e:#}")}}))).into_response()
+        }
+    }
+}
+
+async fn stop_session(State(sup): State<Arc<Supervisor>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = admin_only(&sup, &headers) {
+        return r;
+    }
+    match sup.stop(&id).await {
+        Ok(true) => Json(json!({"id": id, "stopped": true})).into_response(),
+        Ok(false) => {
+            (StatusCode::CONFLICT, Json(json!({"error": {"message": format!("session `{id}` is not running")}})))
+                .into_response()
+        }
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"message": format!("{e:#}")}}))).into_response()
+        }
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::logging::init(false);
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async {
+        if args.demo {
+            return super::demo::run(&args).await;
+        }
+        let _local = start(&args, false).await?;
+        println!("paddock: ready. Try `paddock session run AGENT \"task\" --follow`. Ctrl-C stops.");
+        server::shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,105 @@
+//! `paddock runner`: runs one session of an Agent inside a sandbox, through the gateway.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use paddock_gitops::{Object, SourceFile, validate_files};
+use paddock_runner::{GatewayClient, RunContext, Transcript};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The Agent manifest (YAML) to run.
+    #[arg(long)]
+    agent: PathBuf,
+    /// The task.
+    #[arg(long, required_unless_present = "prompt_file")]
+    prompt: Option<String>,
+    /// Read the task from this file (keeps it off the command line).
+    #[arg(long, conflicts_with = "prompt")]
+    prompt_file: Option<PathBuf>,
+    /// The directory the agent works in.
+    #[arg(long, default_value = ".")]
+    workspace: PathBuf,
+    /// The gateway's address: `http://host:port`, or `unix:/path/to/socket` inside a local sandbox.
+    #[arg(long, env = "PADDOCK_GATEWAY_URL", default_value = "http://127.0.0.1:6767")]
+    gateway: String,
+    /// Read the session token from this file instead of `PADDOCK_TOKEN`.
+    #[arg(long, env = "PADDOCK_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Confine this process and everything it starts with Landlock (writes only to the workspace, /tmp, the
+    /// home directory and these paths) and seccomp, before anything runs. Used inside local sandboxes.
+    #[arg(long)]
+    confine: bool,
+    /// With --confine: more writable directories.
+    #[arg(long = "writable")]
+    writable: Vec<PathBuf>,
+    /// The session this run belongs to (the gateway issued its token).
+    #[arg(long, env = "PADDOCK_SESSION")]
+    session: String,
+    /// Use this model instead of the Agent's.
+    #[arg(long)]
+    model: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    crate::logging::init(false);
+    // The token comes from the environment or a file only: a command line is visible to every process.
+    let token = match &args.token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read the token file `{}`", f.display()))?
+            .trim()
+            .to_owned(),
+        None => std::env::var("PADDOCK_TOKEN").context("PADDOCK_TOKEN (the session token) is not set")?,
+    };
+    let bytes = std::fs::read(&args.agent).with_context(|| format!("cannot read `{}`", args.agent.display()))?;
+    let report = validate_files(&[SourceFile::new(args.agent.display().to_string(), bytes)]);
+    if !report.is_ok() {
+        anyhow::bail!("the Agent does not validate:\n{}", report.render());
+    }
+    let Some((name, agent)) = report.objects.iter().find_map(|o| match &o.object {
+        Object::Agent(a) => Some((o.name.clone(), a.spec.clone())),
+        _ => None,
+    }) else {
+        anyhow::bail!("`{}` holds no Agent", args.agent.display());
+    };
+    let workspace = std::fs::canonicalize(&args.workspace)
+        .with_context(|| format!("workspace `{}` does not exist", args.workspace.display()))?;
+    let ctx = RunContext {
+        agent_name: name,
+        model: args.model.unwrap_or_else(|| agent.model.clone()),
+        max_turns: agent.limits.max_turns,
+        timeout: Duration::from_secs(agent.limits.timeout_seconds.into()),
+        agent,
+        prompt: match (&args.prompt, &args.prompt_file) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => {
+                std::fs::read_to_string(f).with_context(|| format!("cannot read the prompt file `{}`", f.display()))?
+            }
+            (None, None) => anyhow::bail!("give --prompt or --prompt-file"),
+        },
+        workspace,
+        gateway: GatewayClient::new(&args.gateway, &args.session, &token),
+        paddock_bin: std::env::current_exe().context("cannot find the paddock executable")?,
+    };
+    if args.confine {
+        // Before the runtime starts its threads: Landlock binds the calling thread and what it creates.
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/tmp".into());
+        let mut writable = vec![ctx.workspace.clone(), "/tmp".into(), "/dev".into(), home];
+        writable.extend(args.writable.iter().cloned());
+        writable.retain(|p| p.exists());
+        paddock_runner::confine::confine(&writable).context("the sandbox's second layer")?;
+    }
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let outcome = rt.block_on(async {
+        let mut ctx = ctx;
+        if let Some(socket) = args.gateway.strip_prefix("unix:") {
+            let url = paddock_runner::forward::relay_to_socket(socket.into()).await?;
+            ctx.gateway = GatewayClient::new(&url, &args.session, &token);
+        }
+        let transcript = Transcript::new(Some(ctx.gateway.clone()), true);
+        anyhow::Ok(paddock_runner::run(&ctx, &transcript).await)
+    })?;
+    Ok(if outcome.phase == "Succeeded" { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

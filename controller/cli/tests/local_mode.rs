@@ -1,0 +1,279 @@
+//! Local mode end to end, with the real binary: `paddock up` runs sessions in the bubblewrap sandbox (with
+//! Landlock and seccomp inside), the demo tells its story, and a killed `paddock up` loses nothing.
+
+use std::io::Read;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PADDOCK: &str = env!("CARGO_BIN_EXE_paddock");
+
+struct Up {
+    child: Child,
+    url: String,
+    data: PathBuf,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn up(dir: &Path, envs: &[(&str, &str)]) -> Up {
+    let port = free_port();
+    let data = dir.join("data");
+    let mut cmd = Command::new(PADDOCK);
+    cmd.args(["up", "--repo"])
+        .arg(dir.join("repo"))
+        .arg("--script")
+        .arg(dir.join("script.yaml"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "paddock up did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Up { child, url, data }
+}
+
+fn paddock(up: &Up, args: &[&str]) -> (bool, String) {
+    let out = Command::new(PADDOCK)
+        .args(args)
+        .args(["--gateway", &up.url, "--data-dir"])
+        .arg(&up.data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// Runs a session to its end and returns its transcript events.
+fn run_session(up: &Up, agent: &str, prompt: &str, workspace: &Path) -> Vec<Value> {
+    let (_, out) =
+        paddock(up, &["session", "run", agent, prompt, "--follow", "-o", "json", "--workspace", workspace.to_str().unwrap()]);
+    out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect()
+}
+
+const AGENT: &str = "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: prober}\nspec:\n  harness: custom\n  model: scripted\n  tools: [shell, write_file]\n";
+
+fn repo(dir: &Path, script: &str) {
+    std::fs::create_dir_all(dir.join("repo")).unwrap();
+    std::fs::write(dir.join("repo/agent.yaml"), AGENT).unwrap();
+    std::fs::write(dir.join("script.yaml"), script).unwrap();
+}
+
+#[test]
+fn nothing_escapes_the_local_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    // Things on the host a sandboxed agent must not reach.
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    std::fs::create_dir_all(dir.join("home/.ssh")).unwrap();
+    std::fs::write(dir.join("home/.ssh/id_ed25519"), "-----BEGIN OPENSSH PRIVATE KEY-----").unwrap();
+    let other_ws = dir.join("other-workspace");
+    std::fs::create_dir_all(&other_ws).unwrap();
+    std::fs::write(other_ws.join("secret.txt"), "another session's work").unwrap();
+    let me = std::process::id();
+    let host_tmp = dir.join("host-tmp");
+    std::fs::create_dir_all(&host_tmp).unwrap();
+    let probes: Vec<(String, String)> = vec![
+        ("tcp".into(), tcp.local_addr().unwrap().to_string()),
+        ("tcp".into(), "1.1.1.1:443".into()),
+        ("udp".into(), "8.8.8.8:53".into()),
+        ("dns".into(), "example.com".into()),
+        ("read".into(), dir.join("home/.ssh/id_ed25519").display().to_string()),
+        ("read".into(), dir.join("data/gateway.db").display().to_string()),
+        ("read".into(), dir.join("data/admin-token").display().to_string()),
+        ("read".into(), other_ws.join("secret.txt").display().to_string()),
+        ("write".into(), "/usr/escaped".into()),
+        ("write".into(), "/opt/paddock/escaped".into()),
+        ("write".into(), "/run/escaped".into()),
+        ("write".into(), host_tmp.join("escaped").display().to_string()),
+        ("env".into(), "ANTHROPIC_API_KEY".into()),
+        ("env".into(), "PADDOCK_TOKEN".into()),
+        ("signal".into(), me.to_string()),
+        ("ptrace".into(), me.to_string()),
+        ("ptrace".into(), "1".into()),
+    ];
+    let mut calls = String::new();
+    for (kind, target) in &probes {
+        calls.push_str(&format!(
+            "          - {{name: shell, args: {{command: \"/opt/paddock/paddock probe {kind} {target}\"}}}}\n"
+        ));
+    }
+    // The UDP probe to the host's loopback "succeeds" inside (the sandbox has its own loopback); what
+    // matters is that the host socket never receives it.
+    calls.push_str(&format!(
+        "          - {{name: shell, args: {{command: \"/opt/paddock/paddock probe udp {} || true\"}}}}\n",
+        udp.local_addr().unwrap()
+    ));
+    let script = format!(
+        "scripts:\n  - name: probe\n    turns:\n      - text: probing\n        tool_calls:\n{calls}      - text: done\n"
+    );
+    repo(dir, &script);
+    let up = up(dir, &[("ANTHROPIC_API_KEY", "sk-ant-must-not-leak"), ("HOME", dir.join("home").to_str().unwrap())]);
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let events = run_session(&up, "prober", "probe the sandbox", &ws);
+    let results: Vec<&str> =
+        events.iter().filter(|e| e["type"] == "tool_result").filter_map(|e| e["output"].as_str()).collect();
+    assert_eq!(results.len(), probes.len() + 1, "every probe ran: {events:#?}");
+    for (r, (kind, target)) in results.iter().zip(&probes) {
+        assert!(r.starts_with("blocked:"), "{kind} {target} must be blocked, got: {r}");
+    }
+    assert!(tcp.accept().is_err(), "no connection reached the host's TCP service");
+    assert!(udp.recv_from(&mut [0u8; 64]).is_err(), "no datagram reached the host's UDP socket");
+    assert!(!host_tmp.join("escaped").exists());
+    let done = events.iter().find(|e| e["type"] == "done").expect("the session finished");
+    assert_eq!(done["phase"], "Succeeded", "{done}");
+}
+
+#[test]
+fn the_demo_tells_its_story_unattended() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = Command::new(PADDOCK)
+        .args(["up", "--demo", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for (what, needle) in [
+        ("the agent wrote and tested code", "test passed: add 2 3 = 5"),
+        ("PII was blocked", "Paddock policy `pii` (rule `no-pii-to-models`) denied this request"),
+        ("the budget asked", "past the $0.05 checkpoint"),
+        ("and was approved on the user's behalf, saying so", "the demo approves on your behalf"),
+        ("the force push was denied", "was blocked by policy `github-rules`"),
+        ("costs are summarised", "total $"),
+        ("the audit log is summarised", "2 denied, 1 asked a human"),
+    ] {
+        assert!(text.contains(needle), "{what}: `{needle}` missing from:\n{text}");
+    }
+    let phases: Vec<&str> = text.lines().filter(|l| l.starts_with("  s-")).collect();
+    assert_eq!(phases.len(), 4, "four sessions in the cost table: {phases:?}");
+    assert!(phases[1].contains("Failed") && phases.iter().filter(|l| l.contains("Succeeded")).count() == 3, "{phases:?}");
+    let files = std::fs::read_dir(dir.path()).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("demo-"));
+    let ws = files.unwrap().path().join("workspace");
+    let mut calc = String::new();
+    std::fs::File::open(ws.join("calc.sh")).unwrap().read_to_string(&mut calc).unwrap();
+    assert!(calc.contains("add()"));
+}
+
+#[test]
+fn killing_paddock_up_mid_session_loses_no_ledger_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    repo(
+        dir,
+        "scripts:\n  - name: slow\n    turns:\n      - text: first\n        tool_calls: [{name: shell, args: {command: \"echo one\"}}]\n        usage: {input_tokens: 1000, output_tokens: 100}\n      - text: second\n        delay_ms: 30000\n",
+    );
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let id = {
+        let mut up = up(dir, &[]);
+        let (ok, out) = paddock(&up, &["session", "run", "prober", "work slowly", "-o", "json", "--workspace", ws.to_str().unwrap()]);
+        assert!(ok, "{out}");
+        let id = serde_json::from_str::<Value>(out.trim()).unwrap()["id"].as_str().unwrap().to_owned();
+        // Wait until the first model call is billed, then kill paddock up while the second one is pending.
+        let started = Instant::now();
+        loop {
+            let (_, list) = paddock(&up, &["session", "list", "-o", "json"]);
+            let v: Value = serde_json::from_str(&list).unwrap();
+            if v[0]["usage"]["costUsd"].as_f64().unwrap_or(0.0) > 0.0 {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "the first turn was never billed: {list}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        up.child.kill().unwrap();
+        up.child.wait().unwrap();
+        id
+    };
+    let up = up(dir, &[]);
+    let (_, list) = paddock(&up, &["session", "list", "-o", "json"]);
+    let v: Value = serde_json::from_str(&list).unwrap();
+    let s = v.as_array().unwrap().iter().find(|s| s["id"] == id.as_str()).unwrap();
+    assert_eq!(s["phase"], "Failed");
+    assert!(s["reason"].as_str().unwrap().contains("interrupted"), "{s}");
+    assert_eq!(s["usage"]["inputTokens"], 1000, "the billed call is still in the ledger: {s}");
+    let (_, text) = paddock(&up, &["session", "list"]);
+    assert!(text.contains(&id) && text.contains("Failed"), "{text}");
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn agents(up: &Up) -> String {
+    let (_, v) = paddock(up, &["session", "run", "nobody", "x"]);
+    v
+}
+
+#[test]
+fn a_git_repo_is_followed_at_its_committed_head_and_a_broken_commit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    repo(dir, "scripts:\n  - name: s\n    turns:\n      - text: hello\n");
+    let r = dir.join("repo");
+    git(&r, &["init", "-q"]);
+    git(&r, &["add", "."]);
+    git(&r, &["commit", "-qm", "first agent"]);
+    let mut up = up(dir, &[]);
+    assert!(agents(&up).contains("loaded: prober"), "{}", agents(&up));
+    // Uncommitted work is not what runs.
+    std::fs::write(r.join("second.yaml"), AGENT.replace("prober", "second")).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(!agents(&up).contains("second"), "only committed files count");
+    // A commit with a broken manifest is refused whole; the last good revision stays live.
+    std::fs::write(r.join("broken.yaml"), AGENT.replace("harness: custom", "harness: nonsense").replace("prober", "broken")).unwrap();
+    git(&r, &["add", "."]);
+    git(&r, &["commit", "-qm", "second and a broken one"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let now = agents(&up);
+    assert!(now.contains("loaded: prober") && !now.contains("second"), "{now}");
+    // Fixing it brings both in.
+    std::fs::remove_file(r.join("broken.yaml")).unwrap();
+    git(&r, &["add", "-A"]);
+    git(&r, &["commit", "-qm", "fix"]);
+    let started = Instant::now();
+    while !agents(&up).contains("prober, second") {
+        assert!(started.elapsed() < Duration::from_secs(10), "the fixed revision was not loaded: {}", agents(&up));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    up.child.kill().unwrap();
+    let mut err = String::new();
+    up.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("refused a new revision") && err.contains("broken.yaml") && err.contains("harness"), "{err}");
+}

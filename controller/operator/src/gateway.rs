@@ -1,0 +1,239 @@
+//! A small typed client of the gateway's admin API: sessions (create, end, read, transcript) and approvals.
+//! The admin token comes from a mounted Secret file and is re-read when it changes (rotation).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// How the controller reaches the gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// e.g. `http://paddock-gateway.paddock-system.svc:6767`.
+    pub url: String,
+    /// The file holding the admin token (a mounted Secret).
+    pub admin_token_file: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The gateway answered with an error status; the message is its own.
+    #[error("the gateway answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("cannot reach the gateway at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("admin token: {0}")]
+    Token(String),
+    #[error("unexpected answer from the gateway: {0}")]
+    Decode(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            GatewayError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The body of `POST /v1/sessions`.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewSession {
+    pub id: String,
+    pub namespace: String,
+    pub agent: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_override: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace_repo: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionUsage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub cost_usd: f64,
+}
+
+/// A pending ask, as `GET /v1/sessions/{id}` lists it.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub struct PendingAsk {
+    pub id: String,
+    pub phase: String,
+    #[serde(default)]
+    pub summary: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub created_at: String,
+}
+
+/// `GET /v1/sessions/{id}`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    pub id: String,
+    /// `Running`, or how it ended (`Succeeded`, `Failed`).
+    #[serde(default)]
+    pub phase: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub usage: SessionUsage,
+    #[serde(default)]
+    pub risk_score: i64,
+    #[serde(default)]
+    pub pending_approvals: Vec<PendingAsk>,
+}
+
+/// The gateway's admin API.
+#[derive(Clone)]
+pub struct Gateway {
+    cfg: GatewayConfig,
+    http: reqwest::Client,
+}
+
+impl Gateway {
+    pub fn new(cfg: GatewayConfig) -> Gateway {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("HTTP client");
+        Gateway { cfg, http }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.cfg.url
+    }
+
+    fn token(&self) -> Result<String, GatewayError> {
+        let path = &self.cfg.admin_token_file;
+        let t = std::fs::read_to_string(path).map_err(|e| GatewayError::Token(format!("{}: {e}", path.display())))?;
+        let t = t.trim();
+        if t.is_empty() {
+            return Err(GatewayError::Token(format!("{} is empty", path.display())));
+        }
+        Ok(t.to_owned())
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, GatewayError> {
+        let url = format!("{}{path}", self.cfg.url.trim_end_matches('/'));
+        let mut req = self.http.request(method, &url).bearer_auth(self.token()?);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        let unreachable = |e: reqwest::Error| GatewayError::Unreachable { url: self.cfg.url.clone(), message: e.to_string() };
+        let resp = req.send().await.map_err(unreachable)?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(unreachable)?;
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if !(200..300).contains(&status) {
+            let message = v["error"]["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(300).collect());
+            return Err(GatewayError::Status { status, message });
+        }
+        Ok(v)
+    }
+
+    /// Registers a session and returns its token (the gateway shows it once). 409 when the id exists.
+    pub async fn create_session(&self, s: &NewSession) -> Result<String, GatewayError> {
+        let body = serde_json::to_value(s).expect("json");
+        let v = self.call(reqwest::Method::POST, "/v1/sessions", Some(body)).await?;
+        v["token"].as_str().map(str::to_owned).ok_or_else(|| GatewayError::Decode("no `token` in the answer".into()))
+    }
+
+    /// Ends a session and revokes its token. Ending an ended or unknown session is not an error.
+    pub async fn end_session(&self, id: &str, phase: &str, reason: &str) -> Result<(), GatewayError> {
+        let body = json!({"phase": phase, "reason": reason});
+        match self.call(reqwest::Method::POST, &format!("/v1/sessions/{}/end", seg(id)), Some(body)).await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.status(), Some(404 | 410)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The session's phase, usage, risk and pending asks; `None` when the gateway does not know it.
+    pub async fn session(&self, id: &str) -> Result<Option<SessionInfo>, GatewayError> {
+        match self.call(reqwest::Method::GET, &format!("/v1/sessions/{}", seg(id)), None).await {
+            Ok(v) => serde_json::from_value(v).map(Some).map_err(|e| GatewayError::Decode(e.to_string())),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Transcript events from sequence number `offset` on: `(seq, event)`.
+    pub async fn events(&self, id: &str, offset: i64) -> Result<Vec<(i64, Value)>, GatewayError> {
+        let v = self.call(reqwest::Method::GET, &format!("/v1/sessions/{}/events?offset={offset}", seg(id)), None).await?;
+        let rows = v.as_array().ok_or_else(|| GatewayError::Decode("events are not a list".into()))?;
+        Ok(rows.iter().filter_map(|r| Some((r["seq"].as_i64()?, r["event"].clone()))).collect())
+    }
+
+    /// Approves or denies a pending ask; returns the approval row.
+    pub async fn decide(&self, request_id: &str, approve: bool, by: &str, reason: &str) -> Result<Value, GatewayError> {
+        let verb = if approve { "approve" } else { "deny" };
+        let body = json!({"by": by, "reason": reason});
+        self.call(reqwest::Method::POST, &format!("/v1/approvals/{}/{verb}", seg(request_id)), Some(body)).await
+    }
+
+    /// Every approval the gateway knows of (`all`), for reading how one was decided.
+    pub async fn approvals(&self, status: &str) -> Result<Vec<Value>, GatewayError> {
+        let v = self.call(reqwest::Method::GET, &format!("/v1/approvals?status={status}"), None).await?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// A path segment: ids are DNS-label-like, but never trust that for a URL.
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The agent's latest message among transcript events: the last assistant `message`, else the `done` event's
+/// message.
+pub fn last_message(events: &[(i64, Value)]) -> Option<String> {
+    events.iter().rev().find_map(|(_, e)| match e["type"].as_str() {
+        Some("message") if e["role"] == "assistant" => e["text"].as_str().map(str::to_owned),
+        Some("done") => e["message"].as_str().filter(|m| !m.is_empty()).map(str::to_owned),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_assistant_message_wins() {
+        let ev = vec![
+            (0, json!({"type": "message", "role": "user", "text": "hi"})),
+            (1, json!({"type": "message", "role": "assistant", "text": "first"})),
+            (2, json!({"type": "tool_call", "id": "1", "name": "shell", "args": {}})),
+            (3, json!({"type": "message", "role": "assistant", "text": "second"})),
+        ];
+        assert_eq!(last_message(&ev).as_deref(), Some("second"));
+        assert_eq!(last_message(&ev[..1]), None);
+        assert_eq!(seg("a/b c"), "a%2Fb%20c");
+    }
+}

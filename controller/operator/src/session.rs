@@ -1,0 +1,678 @@
+//! The Session reconciler: a Session becomes a governed, sandboxed runner.
+//!
+//! ```text
+//! Session ──► Agent (same namespace) + the Policies that govern it (fail closed when any is missing/invalid)
+//!         ──► RuntimeClass (Agent's, or the one enforce_sandbox requires) ──► SandboxSpec
+//!         ──► gateway: POST /v1/sessions (id = the Session's UID) ──► token
+//!         ──► server-side apply, owned by the Session: ConfigMap (Agent), Secret (token), NetworkPolicy, Pod
+//! Pod phase + gateway (usage, risk, pending asks, transcript) ──► status, written at most every few seconds
+//! Pod finished ──► gateway: end (revokes the token) ──► ttlSecondsAfterFinished ──► delete
+//! Session deleted (finalizer) ──► gateway: end ──► objects deleted
+//! ```
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::{Resource, ResourceExt};
+use paddock_api::session::{PendingApproval, SessionPhase, Usage};
+use paddock_api::{API_VERSION, Agent, Condition, Policy, Session, SessionStatus};
+use paddock_gitops::plan::REVISION_ANNOTATION;
+use paddock_policy::PolicySet;
+use paddock_sandbox::pod::workspace_egress;
+use paddock_sandbox::{ClusterConfig, ObjectNames, SandboxSpec, SessionInfo};
+use serde_json::json;
+use tracing::{debug, warn};
+
+use crate::conditions::{Want, merge, now};
+use crate::gateway::{Gateway, GatewayError, NewSession, last_message};
+use crate::{Context, Error, FIELD_MANAGER};
+
+/// Finalizer on Sessions: the token is revoked at the gateway before the Session goes away.
+pub const SESSION_FINALIZER: &str = "paddock.dev/session";
+/// The namespace label that names a namespace's environment for `enforce_sandbox` (`prod`, `dev`, …).
+pub const ENVIRONMENT_LABEL: &str = "paddock.dev/environment";
+/// The environment of a namespace without the label.
+pub const DEFAULT_ENVIRONMENT: &str = "default";
+/// `status.lastMessage` is cut to this many characters.
+pub const LAST_MESSAGE_CHARS: usize = 280;
+
+/// What the Session reconciler needs besides the shared [`Context`].
+pub struct SessionRuntime {
+    pub gateway: Gateway,
+    pub cluster: ClusterConfig,
+    /// How often an active session's gateway figures are read.
+    pub poll_interval: Duration,
+    /// Usage, risk and last message are written at most this often per Session (phase changes and new asks
+    /// at once), so a busy session does not flood the API server.
+    pub status_min_interval: Duration,
+    writes: Mutex<HashMap<String, Instant>>,
+    transcripts: Mutex<HashMap<String, (i64, Option<String>)>>,
+}
+
+impl SessionRuntime {
+    pub fn new(gateway: Gateway, cluster: ClusterConfig) -> SessionRuntime {
+        SessionRuntime {
+            gateway,
+            cluster,
+            poll_interval: Duration::from_secs(5),
+            status_min_interval: Duration::from_secs(5),
+            writes: Mutex::default(),
+            transcripts: Mutex::default(),
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.writes.lock().expect("writes").remove(key);
+        self.transcripts.lock().expect("transcripts").remove(key);
+    }
+}
+
+fn key(s: &Session) -> String {
+    format!("Session/{}/{}", s.namespace().unwrap_or_default(), s.name_any())
+}
+
+/// The session's id at the gateway: the Session's UID (unique over time, so a re-created Session of the
+/// same name is a new session).
+pub fn session_id(s: &Session) -> String {
+    s.uid().unwrap_or_else(|| s.name_any())
+}
+
+pub async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = session.namespace().unwrap_or_default();
+    let api: Api<Session> = Api::namespaced(ctx.client.clone(), &ns);
+    let k = key(&session);
+    let result = finalizer(&api, SESSION_FINALIZER, session, |event| async {
+        match event {
+            finalizer::Event::Apply(s) => sync(&s, &ctx).await,
+            finalizer::Event::Cleanup(s) => cleanup(&s, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let label = match &result {
+        Ok(_) => "success",
+        Err(Error::Finalizer(e)) => match e.as_ref() {
+            finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
+            _ => "finalizer",
+        },
+        Err(e) => e.metric_label(),
+    };
+    ctx.metrics.reconciled("session", label, started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff.succeeded(&k);
+    }
+    result
+}
+
+pub fn error_policy(session: Arc<Session>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(&key(&session));
+    warn!(session = %key(&session), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn runtime(ctx: &Context) -> Result<&SessionRuntime, Error> {
+    ctx.sessions.as_deref().ok_or_else(|| Error::Config("the Session reconciler runs without a gateway".into()))
+}
+
+/// What this reconcile found, before it becomes status.
+struct Observed {
+    phase: SessionPhase,
+    wants: Vec<Want>,
+    pod_name: Option<String>,
+    agent_revision: Option<String>,
+    gateway: Option<crate::gateway::SessionInfo>,
+    last_message: Option<String>,
+    start_time: Option<String>,
+    completion_time: Option<String>,
+}
+
+impl Observed {
+    fn from(s: &Session) -> Observed {
+        let st = s.status.clone().unwrap_or_default();
+        Observed {
+            phase: st.phase,
+            wants: Vec::new(),
+            pod_name: st.pod_name,
+            agent_revision: st.agent_revision,
+            gateway: None,
+            last_message: st.last_message,
+            start_time: st.start_time,
+            completion_time: st.completion_time,
+        }
+    }
+}
+
+async fn sync(s: &Session, ctx: &Context) -> Result<Action, Error> {
+    let rt = runtime(ctx)?;
+    let status = s.status.clone().unwrap_or_default();
+    if status.phase.is_finished() {
+        return finished(s, ctx, &status).await;
+    }
+    let ns = s.namespace().unwrap_or_default();
+    let name = s.name_any();
+    let names = ObjectNames::of(&name);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut obs = Observed::from(s);
+
+    let pod = match &obs.pod_name {
+        // Started: follow the pod.
+        Some(p) => pods.get_opt(p).await?,
+        None => None,
+    };
+    let pod = match (pod, &obs.pod_name) {
+        (Some(p), _) => p,
+        (None, Some(gone)) => {
+            let msg = format!("the runner Pod `{gone}` was deleted before the session finished");
+            return finish(s, ctx, obs, SessionPhase::Failed, "RunnerPodDeleted", &msg).await;
+        }
+        (None, None) => return start(s, ctx, rt, obs, &names).await,
+    };
+
+    // Running (or about to): phase from the pod, figures from the gateway.
+    let id = session_id(s);
+    let info = rt.gateway.session(&id).await?;
+    obs.last_message = transcript(rt, &key(s), &id).await?.or(obs.last_message);
+    let pod_phase = pod.status.as_ref().and_then(|p| p.phase.clone()).unwrap_or_else(|| "Pending".into());
+    match pod_phase.as_str() {
+        "Succeeded" => {
+            obs.gateway = info;
+            return finish(s, ctx, obs, SessionPhase::Succeeded, "Succeeded", "the runner finished").await;
+        }
+        "Failed" => {
+            obs.gateway = info;
+            let why = pod_failure(&pod);
+            return finish(s, ctx, obs, SessionPhase::Failed, "RunnerFailed", &why).await;
+        }
+        "Running" => {
+            let asks = info.as_ref().is_some_and(|i| !i.pending_approvals.is_empty());
+            obs.phase = if asks { SessionPhase::AwaitingApproval } else { SessionPhase::Running };
+            obs.start_time = obs.start_time.or_else(|| Some(now()));
+            obs.wants = if asks {
+                let n = info.as_ref().map_or(0, |i| i.pending_approvals.len());
+                vec![Want::ready("AwaitingApproval", format!("{n} decision(s) wait for a human: create an Approval or run `paddock approve`"))]
+            } else {
+                vec![Want::ready("Running", format!("the runner Pod `{}` is running", pod.name_any()))]
+            };
+        }
+        _ => {
+            obs.phase = SessionPhase::Pending;
+            let waiting = waiting_reason(&pod);
+            obs.wants = vec![
+                Want::ready("Starting", format!("the runner Pod `{}` is starting", pod.name_any())),
+                Want::reconciling("PodPending", waiting.unwrap_or_else(|| "waiting for the runner Pod to start".into())),
+            ];
+        }
+    }
+    obs.gateway = info;
+    write_status(s, ctx, rt, obs).await?;
+    Ok(Action::requeue(crate::context::with_jitter(rt.poll_interval, 0.2)))
+}
+
+/// First reconcile of a Session (no pod yet): resolve the Agent, decide the sandbox, get a token, apply.
+async fn start(
+    s: &Session,
+    ctx: &Context,
+    rt: &SessionRuntime,
+    mut obs: Observed,
+    names: &ObjectNames,
+) -> Result<Action, Error> {
+    let ns = s.namespace().unwrap_or_default();
+    let name = s.name_any();
+    let agent_name = &s.spec.agent_ref.name;
+    let agents: Api<Agent> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(agent) = agents.get_opt(agent_name).await? else {
+        let msg = format!(
+            "Agent `{agent_name}` does not exist in namespace `{ns}`; create it or fix spec.agentRef.name (the session starts when it appears)"
+        );
+        return blocked(s, ctx, rt, obs, "AgentNotFound", &msg, false).await;
+    };
+    // Governance first, exactly as the gateway will see it: a missing or invalid Policy keeps the session
+    // from starting rather than letting it run with fewer rules than its authors wrote.
+    let policies: Vec<Arc<Policy>> =
+        ctx.policies.state().into_iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str())).collect();
+    let revision = agent.annotations().get(REVISION_ANNOTATION).cloned();
+    let (set, errors) = {
+        let empty = Default::default();
+        let agents = [(ns.as_str(), agent_name.as_str(), agent.metadata.labels.as_ref().unwrap_or(&empty), &agent.spec)];
+        let pols: Vec<_> = policies
+            .iter()
+            .map(|p| {
+                (
+                    ns.as_str(),
+                    p.metadata.name.as_deref().unwrap_or_default(),
+                    p.metadata.labels.as_ref().unwrap_or(&empty),
+                    &p.spec,
+                )
+            })
+            .collect();
+        PolicySet::build(revision.as_deref().unwrap_or(""), &agents, &pols)
+    };
+    let Some(governed) = set.agent(&ns, agent_name) else {
+        let why = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
+        let msg = format!("Agent `{agent_name}` cannot be governed: {why}");
+        return blocked(s, ctx, rt, obs, "AgentNotReady", &msg, false).await;
+    };
+    let environment = environment_of(ctx, &ns).await;
+    let required = match paddock_policy::required_runtime_class(
+        &governed.policies,
+        &environment,
+        agent.spec.sandbox.runtime_class_name.as_deref(),
+    ) {
+        Ok(r) => r,
+        Err(e) => return blocked(s, ctx, rt, obs, "SandboxUnsatisfiable", &e, true).await,
+    };
+    let sandbox = match SandboxSpec::for_agent(&agent.spec, required.as_deref()) {
+        Ok(sb) => sb,
+        Err(e) => {
+            let msg = format!("Agent `{agent_name}`: {e}");
+            return blocked(s, ctx, rt, obs, "InvalidSandbox", &msg, true).await;
+        }
+    };
+    let mut sub_agents = Vec::new();
+    for sub in &agent.spec.sub_agents {
+        if let Some(a) = agents.get_opt(sub).await? {
+            sub_agents.push((sub.clone(), a.spec));
+        }
+    }
+    let id = session_id(s);
+    let uid = s.uid().unwrap_or_default();
+    let workspace = s.spec.workspace.as_ref().or(agent.spec.workspace.as_ref());
+    let info = SessionInfo {
+        name: &name,
+        namespace: &ns,
+        uid: &uid,
+        session_id: &id,
+        agent_name,
+        prompt: &s.spec.prompt,
+        model_override: s.spec.model_override.as_deref(),
+        workspace,
+    };
+    // The token: issued once by the gateway and kept only in the Secret.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    if secrets.get_opt(&names.secret).await?.is_none() {
+        let req = NewSession {
+            id: id.clone(),
+            namespace: ns.clone(),
+            agent: agent_name.clone(),
+            owner: s.spec.owner.clone(),
+            budget_usd: s.spec.budget_usd,
+            model_override: s.spec.model_override.clone(),
+            parent: parent_id(ctx, s).await?,
+            environment: Some(environment.clone()),
+            workspace_repo: workspace.map(|w| w.git.clone()),
+        };
+        let token = match rt.gateway.create_session(&req).await {
+            Ok(t) => t,
+            Err(GatewayError::Status { status: 409, .. }) => {
+                // The gateway has this session but its token Secret is gone (deleted by hand, or lost between
+                // the two steps): the token cannot be shown again, so end it rather than run without one.
+                rt.gateway.end_session(&id, "Failed", "the token Secret was lost before the runner started").await?;
+                let msg = "the session exists at the gateway but its token Secret is gone; the token was revoked. Delete and re-create the Session";
+                return finish(s, ctx, obs, SessionPhase::Failed, "TokenLost", msg).await;
+            }
+            Err(e @ GatewayError::Status { status: 400..=499, .. }) => {
+                return blocked(s, ctx, rt, obs, "GatewayRejected", &e.to_string(), false).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        apply(ctx, &ns, &names.secret, &paddock_sandbox::render_token_secret(&info, &token)).await?;
+    }
+    let subs: Vec<(&str, &paddock_api::AgentSpec)> = sub_agents.iter().map(|(n, a)| (n.as_str(), a)).collect();
+    let manifest = paddock_sandbox::agent_manifest(&ns, agent_name, &agent.spec, &subs);
+    apply(ctx, &ns, &names.config_map, &paddock_sandbox::render_agent_configmap(&info, &manifest)).await?;
+    apply(ctx, &ns, &names.network_policy, &paddock_sandbox::render_network_policy(&info, &sandbox, &rt.cluster))
+        .await?;
+    let pod = paddock_sandbox::render_runner_pod(&info, &agent.spec, &sandbox, &rt.cluster);
+    apply(ctx, &ns, &names.pod, &pod).await?;
+    ctx.metrics.sessions_started.inc();
+    let by_name: Vec<String> = sandbox
+        .egress
+        .iter()
+        .cloned()
+        .chain(workspace.and_then(workspace_egress))
+        .filter(|e| e.cidr().is_none())
+        .map(|e| format!("{}:{}", e.host, e.port))
+        .collect();
+    let mut note = format!(
+        "created runner Pod `{}` for Agent `{agent_name}`{} (runtimeClass {}, environment `{environment}`)",
+        names.pod,
+        revision.as_deref().map(|r| format!(" at {r}")).unwrap_or_default(),
+        sandbox.runtime_class_name.as_deref().unwrap_or("cluster default"),
+    );
+    if !by_name.is_empty() {
+        note.push_str(&format!(
+            "; egress by name ({}) is opened to public addresses on those ports: a NetworkPolicy cannot name hosts",
+            by_name.join(", ")
+        ));
+    }
+    publish(ctx, s, EventType::Normal, "Started", "Start", note).await;
+    obs.phase = SessionPhase::Pending;
+    obs.pod_name = Some(names.pod.clone());
+    obs.agent_revision = revision;
+    obs.wants = vec![
+        Want::ready("Starting", format!("the runner Pod `{}` was created", names.pod)),
+        Want::reconciling("PodPending", "waiting for the runner Pod to start"),
+    ];
+    write_status(s, ctx, rt, obs).await?;
+    Ok(Action::requeue(crate::context::with_jitter(rt.poll_interval, 0.2)))
+}
+
+/// The session cannot start yet: status says why (once as an Event), and it is retried — at once when the
+/// Agent or a Policy changes (watches), else after a minute.
+async fn blocked(
+    s: &Session,
+    ctx: &Context,
+    rt: &SessionRuntime,
+    mut obs: Observed,
+    reason: &str,
+    message: &str,
+    stalled: bool,
+) -> Result<Action, Error> {
+    let old = s.status.as_ref().map(|st| st.conditions.as_slice()).unwrap_or_default();
+    if crate::conditions::find(old, paddock_api::status::READY).is_none_or(|c| c.reason != reason || c.message != message) {
+        publish(ctx, s, EventType::Warning, reason, "Start", message.to_owned()).await;
+    }
+    obs.phase = SessionPhase::Pending;
+    obs.wants = vec![Want::not_ready(reason, message)];
+    if stalled {
+        obs.wants.push(Want::stalled(reason, message));
+    }
+    write_status(s, ctx, rt, obs).await?;
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+/// The runner finished (or cannot run): end the session at the gateway (revoking the token), then status.
+async fn finish(
+    s: &Session,
+    ctx: &Context,
+    mut obs: Observed,
+    phase: SessionPhase,
+    reason: &str,
+    message: &str,
+) -> Result<Action, Error> {
+    let rt = runtime(ctx)?;
+    let phase_name = if phase == SessionPhase::Succeeded { "Succeeded" } else { "Failed" };
+    rt.gateway.end_session(&session_id(s), phase_name, message).await?;
+    obs.phase = phase;
+    obs.completion_time = Some(now());
+    obs.wants = if phase == SessionPhase::Succeeded {
+        vec![Want::ready(reason, message)]
+    } else {
+        vec![Want::not_ready(reason, message)]
+    };
+    let (type_, note) = match phase {
+        SessionPhase::Succeeded => (EventType::Normal, format!("session succeeded: {message}")),
+        _ => (EventType::Warning, format!("session failed: {message}")),
+    };
+    publish(ctx, s, type_, reason, "Finish", note).await;
+    write_status(s, ctx, rt, obs).await?;
+    rt.forget(&key(s));
+    match s.spec.ttl_seconds_after_finished {
+        Some(ttl) => Ok(Action::requeue(Duration::from_secs(ttl.into()))),
+        None => Ok(Action::await_change()),
+    }
+}
+
+/// A finished Session: deleted once `ttlSecondsAfterFinished` has passed.
+async fn finished(s: &Session, ctx: &Context, status: &SessionStatus) -> Result<Action, Error> {
+    let Some(ttl) = s.spec.ttl_seconds_after_finished else { return Ok(Action::await_change()) };
+    let done = status
+        .completion_time
+        .as_deref()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .unwrap_or_else(k8s_openapi::jiff::Timestamp::now);
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(done).as_secs_f64().max(0.0);
+    let left = f64::from(ttl) - age;
+    if left > 0.0 {
+        return Ok(Action::requeue(Duration::from_secs_f64(left)));
+    }
+    debug!(session = %key(s), "ttlSecondsAfterFinished passed; deleting");
+    let api: Api<Session> = Api::namespaced(ctx.client.clone(), &s.namespace().unwrap_or_default());
+    match api.delete(&s.name_any(), &DeleteParams::background()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Action::await_change())
+}
+
+/// The Session is being deleted: revoke the token, then delete what it owns (garbage collection would too,
+/// later; deleting now stops the runner at once).
+async fn cleanup(s: &Session, ctx: &Context) -> Result<Action, Error> {
+    let rt = runtime(ctx)?;
+    let ns = s.namespace().unwrap_or_default();
+    let names = ObjectNames::of(&s.name_any());
+    let finished = s.status.as_ref().is_some_and(|st| st.phase.is_finished());
+    if !finished {
+        rt.gateway.end_session(&session_id(s), "Failed", "the Session was deleted").await?;
+    }
+    let dp = DeleteParams::background();
+    delete_opt(Api::<Pod>::namespaced(ctx.client.clone(), &ns), &names.pod, &dp).await?;
+    delete_opt(Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns), &names.network_policy, &dp).await?;
+    delete_opt(Api::<Secret>::namespaced(ctx.client.clone(), &ns), &names.secret, &dp).await?;
+    delete_opt(Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns), &names.config_map, &dp).await?;
+    rt.forget(&key(s));
+    Ok(Action::await_change())
+}
+
+async fn delete_opt<K>(api: Api<K>, name: &str, dp: &DeleteParams) -> Result<(), Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Server-side apply of one object the Session owns.
+async fn apply<K>(ctx: &Context, ns: &str, name: &str, obj: &K) -> Result<(), Error>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj)).await?;
+    Ok(())
+}
+
+/// The namespace's `paddock.dev/environment` label, else `default` (also when the namespace cannot be read).
+async fn environment_of(ctx: &Context, ns: &str) -> String {
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    match api.get_opt(ns).await {
+        Ok(Some(n)) => n.labels().get(ENVIRONMENT_LABEL).cloned().unwrap_or_else(|| DEFAULT_ENVIRONMENT.into()),
+        Ok(None) => DEFAULT_ENVIRONMENT.into(),
+        Err(e) => {
+            warn!(namespace = ns, error = %e, "cannot read the namespace's environment label; using `default`");
+            DEFAULT_ENVIRONMENT.into()
+        }
+    }
+}
+
+/// The gateway id of the parent Session, for sub-agent sessions.
+async fn parent_id(ctx: &Context, s: &Session) -> Result<Option<String>, Error> {
+    let Some(p) = &s.spec.parent_ref else { return Ok(None) };
+    let api: Api<Session> = Api::namespaced(ctx.client.clone(), &s.namespace().unwrap_or_default());
+    Ok(api.get_opt(&p.name).await?.map(|parent| session_id(&parent)))
+}
+
+/// New transcript events since the last read; returns the latest agent message when there is a new one.
+async fn transcript(rt: &SessionRuntime, key: &str, id: &str) -> Result<Option<String>, Error> {
+    let (offset, last) = rt.transcripts.lock().expect("transcripts").get(key).cloned().unwrap_or((0, None));
+    let events = match rt.gateway.events(id, offset).await {
+        Ok(e) => e,
+        Err(e) if e.status() == Some(404) => return Ok(last),
+        Err(e) => return Err(e.into()),
+    };
+    let next = events.last().map_or(offset, |(seq, _)| seq + 1);
+    let last = last_message(&events).map(|m| shorten(&m, LAST_MESSAGE_CHARS)).or(last);
+    rt.transcripts.lock().expect("transcripts").insert(key.to_owned(), (next, last.clone()));
+    Ok(last)
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// Why a pod is not running yet, when a container says (image pull errors, config errors).
+fn waiting_reason(pod: &Pod) -> Option<String> {
+    let st = pod.status.as_ref()?;
+    let all = st.init_container_statuses.iter().flatten().chain(st.container_statuses.iter().flatten());
+    for c in all {
+        if let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref())
+            && let Some(reason) = &w.reason
+            && reason != "PodInitializing"
+            && reason != "ContainerCreating"
+        {
+            return Some(format!("container `{}`: {reason}: {}", c.name, w.message.clone().unwrap_or_default()));
+        }
+    }
+    st.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        .map(|c| format!("not scheduled: {}", c.message.clone().unwrap_or_default()))
+}
+
+/// Why a pod failed: a failed container's termination message or reason, else the pod's.
+fn pod_failure(pod: &Pod) -> String {
+    let st = pod.status.clone().unwrap_or_default();
+    let all = st.init_container_statuses.iter().flatten().chain(st.container_statuses.iter().flatten());
+    for c in all {
+        if let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref())
+            && t.exit_code != 0
+        {
+            let msg = t.message.as_deref().map(|m| shorten(m, 400)).unwrap_or_default();
+            return format!(
+                "container `{}` exited with {} ({}){}",
+                c.name,
+                t.exit_code,
+                t.reason.as_deref().unwrap_or("Error"),
+                if msg.is_empty() { String::new() } else { format!(": {msg}") }
+            );
+        }
+    }
+    match (st.reason, st.message) {
+        (Some(r), Some(m)) => format!("{r}: {m}"),
+        (Some(r), None) => r,
+        (None, Some(m)) => m,
+        (None, None) => "the runner Pod failed".into(),
+    }
+}
+
+/// The status to write, from what was observed.
+fn status_of(s: &Session, obs: Observed) -> SessionStatus {
+    let old = s.status.clone().unwrap_or_default();
+    let generation = s.meta().generation;
+    let (usage, risk_score, pending) = match &obs.gateway {
+        Some(g) => (
+            Usage { input_tokens: g.usage.input_tokens, output_tokens: g.usage.output_tokens, cost_usd: g.usage.cost_usd },
+            g.risk_score,
+            g.pending_approvals
+                .iter()
+                .map(|a| PendingApproval {
+                    request_id: a.id.clone(),
+                    phase: serde_json::from_value(json!(a.phase)).unwrap_or(paddock_api::Phase::ToolCall),
+                    tool: tool_of(&a.phase, &a.summary),
+                    reason: a.reason.clone(),
+                    requested_at: a.created_at.clone(),
+                })
+                .collect(),
+        ),
+        None => (old.usage.clone(), old.risk_score, if obs.phase.is_finished() { Vec::new() } else { old.pending_approvals.clone() }),
+    };
+    let pending = if obs.phase.is_finished() { Vec::new() } else { pending };
+    SessionStatus {
+        phase: obs.phase,
+        pod_name: obs.pod_name,
+        agent_revision: obs.agent_revision,
+        usage,
+        risk_score,
+        pending_approval_count: pending.len() as u32,
+        pending_approvals: pending,
+        last_message: obs.last_message,
+        start_time: obs.start_time,
+        completion_time: obs.completion_time,
+        conditions: merge(&old.conditions, obs.wants, generation),
+        observed_generation: generation,
+    }
+}
+
+/// The tool a tool-call ask is about: the first word of the gateway's summary (`Bash {"command": …}`).
+fn tool_of(phase: &str, summary: &str) -> Option<String> {
+    if !matches!(phase, "tool_call" | "tool_result") {
+        return None;
+    }
+    summary.split_whitespace().next().filter(|t| *t != "?").map(str::to_owned)
+}
+
+/// Whether a change must be written now: anything but the running figures (usage, risk, last message).
+fn urgent(old: &SessionStatus, new: &SessionStatus) -> bool {
+    let conds = |c: &[Condition]| c.iter().map(|c| (c.type_.clone(), c.status, c.reason.clone())).collect::<Vec<_>>();
+    old.phase != new.phase
+        || old.pod_name != new.pod_name
+        || old.pending_approvals != new.pending_approvals
+        || conds(&old.conditions) != conds(&new.conditions)
+        || old.completion_time != new.completion_time
+        || old.observed_generation != new.observed_generation
+}
+
+/// Writes status by server-side apply when it changed: at once for phase, conditions and asks; at most every
+/// `status_min_interval` for usage, risk and the last message.
+async fn write_status(s: &Session, ctx: &Context, rt: &SessionRuntime, obs: Observed) -> Result<(), Error> {
+    let old = s.status.clone().unwrap_or_default();
+    let status = status_of(s, obs);
+    if status == old {
+        return Ok(());
+    }
+    let k = key(s);
+    if !urgent(&old, &status) {
+        let last = rt.writes.lock().expect("writes").get(&k).copied();
+        if last.is_some_and(|t| t.elapsed() < rt.status_min_interval) {
+            ctx.metrics.session_status_deferred.inc();
+            return Ok(());
+        }
+    }
+    let body = json!({"apiVersion": API_VERSION, "kind": "Session", "status": status});
+    let api: Api<Session> = Api::namespaced(ctx.client.clone(), &s.namespace().unwrap_or_default());
+    api.patch_status(&s.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    rt.writes.lock().expect("writes").insert(k, Instant::now());
+    Ok(())
+}
+
+async fn publish(ctx: &Context, s: &Session, type_: EventType, reason: &str, action: &str, note: String) {
+    let note = shorten(&note, 1000);
+    let ev = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&ev, &s.object_ref(&())).await {
+        warn!(session = %s.name_any(), error = %e, "could not record an Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortening_and_tools() {
+        assert_eq!(shorten("  hi  ", 10), "hi");
+        assert_eq!(shorten("abcdef", 3), "abc…");
+        assert_eq!(tool_of("tool_call", r#"Bash {"command":"git push"}"#), Some("Bash".into()));
+        assert_eq!(tool_of("llm_request", "model request to gpt-5"), None);
+    }
+}

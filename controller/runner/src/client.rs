@@ -1,0 +1,145 @@
+//! The runner's only connection: the gateway, with the session's token.
+
+use std::time::Duration;
+
+use paddock_policy::Event;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::transcript::TranscriptEvent;
+
+#[derive(Clone)]
+pub struct GatewayClient {
+    /// e.g. `http://127.0.0.1:6767`.
+    pub base_url: String,
+    pub session: String,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+/// The gateway's answer to an event.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Ruling {
+    pub verdict: String,
+    pub reason: String,
+    #[serde(default)]
+    pub policy: Option<String>,
+    #[serde(default)]
+    pub rule: Option<String>,
+    #[serde(default)]
+    pub approval_id: Option<String>,
+    #[serde(default)]
+    pub status: String,
+}
+
+impl Ruling {
+    pub fn allowed(&self) -> bool {
+        self.verdict == "allow"
+    }
+}
+
+/// A sub-agent's session.
+pub struct Child {
+    pub id: String,
+    pub token: String,
+    /// The sub-agent's definition, from the revision the gateway enforces.
+    pub spec: Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("gateway unreachable at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("{body} (the gateway answered {status})")]
+    Status { status: u16, body: String },
+}
+
+impl GatewayClient {
+    pub fn new(base_url: &str, session: &str, token: &str) -> GatewayClient {
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build().expect("http client");
+        GatewayClient {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            session: session.to_owned(),
+            token: token.to_owned(),
+            http,
+        }
+    }
+
+    /// A client for a child session (a sub-agent).
+    pub fn child(&self, session: &str, token: &str) -> GatewayClient {
+        GatewayClient { session: session.into(), token: token.into(), ..self.clone() }
+    }
+
+    async fn post(&self, path: &str, body: &impl serde::Serialize) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base_url);
+        let r = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+        let status = r.status().as_u16();
+        let text = r.text().await.map_err(|e| ClientError::Unreachable { url, message: e.to_string() })?;
+        if !(200..300).contains(&status) {
+            // Both wire formats and the gateway's API put the message at `error.message`.
+            let body = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or(text);
+            return Err(ClientError::Status { status, body });
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Asks the admission API; waits (bounded by the gateway) for a human when a rule asks, polling on.
+    pub async fn decide(&self, event: &Event) -> Result<Ruling, ClientError> {
+        let v = self.post(&format!("/v1/sessions/{}/decide", self.session), event).await?;
+        let mut ruling: Ruling = serde_json::from_value(v.clone())
+            .map_err(|e| ClientError::Status { status: 200, body: format!("{e}: {v}") })?;
+        while ruling.status == "pending" {
+            let Some(id) = ruling.approval_id.clone() else { break };
+            let url = format!("{}/v1/sessions/{}/approvals/{id}?wait=30", self.base_url, self.session);
+            let r = self
+                .http
+                .get(&url)
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .map_err(|e| ClientError::Unreachable { url: url.clone(), message: e.to_string() })?;
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap_or_default();
+            if status != 200 {
+                return Err(ClientError::Status { status, body: text });
+            }
+            ruling = serde_json::from_str(&text)
+                .map_err(|e| ClientError::Status { status, body: format!("{e}: {text}") })?;
+        }
+        Ok(ruling)
+    }
+
+    pub async fn post_events(&self, events: &[TranscriptEvent]) -> Result<(), ClientError> {
+        self.post(&format!("/v1/sessions/{}/events", self.session), &events).await.map(|_| ())
+    }
+
+    /// Starts a child session of `agent` (one of this Agent's sub-agents).
+    pub async fn start_child(&self, agent: &str) -> Result<Child, ClientError> {
+        let v =
+            self.post(&format!("/v1/sessions/{}/children", self.session), &serde_json::json!({"agent": agent})).await?;
+        Ok(Child {
+            id: v["id"].as_str().unwrap_or_default().to_owned(),
+            token: v["token"].as_str().unwrap_or_default().to_owned(),
+            spec: v["agentSpec"].clone(),
+        })
+    }
+
+    /// A raw model call through the gateway (`/llm/anthropic/v1/messages`, …), not streamed.
+    pub async fn llm(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.post(path, body).await
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}

@@ -1,0 +1,87 @@
+//! The second layer inside a local sandbox: the runner confines itself, before it starts any thread or the
+//! harness, with Landlock (writes only to the workspace and scratch directories) and a seccomp filter (no
+//! ptrace, no mounts, no namespaces, no kernel modules or BPF). Every process it starts inherits both. If the
+//! kernel cannot enforce them, the session fails: the sandbox never degrades silently.
+
+use std::path::PathBuf;
+
+use landlock::{
+    ABI, Access, AccessFs, CompatLevel, Compatible, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus,
+    path_beneath_rules,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    #[error("Landlock is not available (kernel 5.13+ with Landlock enabled is required): {0}")]
+    Landlock(String),
+    #[error("Landlock is only partly enforced by this kernel ({0:?}); refusing to run with less isolation")]
+    Partial(RulesetStatus),
+    #[error("cannot install the seccomp filter: {0}")]
+    Seccomp(String),
+}
+
+/// Syscalls a runner never needs; they fail with EPERM.
+const DENIED: &[i64] = &[
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_reboot,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_userfaultfd,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_acct,
+    libc::SYS_quotactl,
+    libc::SYS_syslog,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_adjtimex,
+];
+
+/// Confines the calling process: `writable` directories may be written, everything else is read-only.
+/// Call it while the process has a single thread.
+pub fn confine(writable: &[PathBuf]) -> Result<(), ConfineError> {
+    let abi = ABI::V3;
+    let status = Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(abi))
+        .and_then(|r| r.create())
+        .and_then(|r| r.add_rules(path_beneath_rules(["/"], AccessFs::from_read(abi))))
+        .and_then(|r| r.add_rules(path_beneath_rules(writable, AccessFs::from_all(abi))))
+        .and_then(|r| r.restrict_self())
+        .map_err(|e| ConfineError::Landlock(e.to_string()))?;
+    if status.ruleset != RulesetStatus::FullyEnforced {
+        return Err(ConfineError::Partial(status.ruleset));
+    }
+    let rules = DENIED.iter().map(|n| (*n, vec![])).collect();
+    let arch =
+        if cfg!(target_arch = "aarch64") { seccompiler::TargetArch::aarch64 } else { seccompiler::TargetArch::x86_64 };
+    let filter = seccompiler::SeccompFilter::new(
+        rules,
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| ConfineError::Seccomp(e.to_string()))?;
+    let program: seccompiler::BpfProgram =
+        filter.try_into().map_err(|e: seccompiler::BackendError| ConfineError::Seccomp(e.to_string()))?;
+    seccompiler::apply_filter_all_threads(&program).map_err(|e| ConfineError::Seccomp(e.to_string()))?;
+    Ok(())
+}

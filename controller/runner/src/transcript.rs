@@ -1,0 +1,111 @@
+//! The normalised transcript: what every harness reports, as JSON lines on stdout and to the gateway
+//! (`POST /v1/sessions/{id}/events`), which serves it live to `paddock session logs -f`.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Mutex;
+
+use crate::client::GatewayClient;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TranscriptEvent {
+    /// Text from the user (the prompt) or the assistant.
+    Message {
+        role: String,
+        text: String,
+    },
+    ToolCall {
+        id: String,
+        name: String,
+        args: Value,
+    },
+    ToolResult {
+        id: String,
+        output: String,
+        is_error: bool,
+    },
+    /// A policy decision the harness met (allow, deny or ask).
+    Verdict {
+        phase: String,
+        verdict: String,
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tool: Option<String>,
+    },
+    Usage {
+        input_tokens: u64,
+        output_tokens: u64,
+    },
+    Error {
+        message: String,
+    },
+    /// The session's end: `Succeeded` or `Failed`.
+    Done {
+        phase: String,
+        message: String,
+    },
+}
+
+/// Where transcript events go. Cheap to clone.
+#[derive(Clone)]
+pub struct Transcript {
+    inner: Arc<Mutex<Inner>>,
+}
+
+struct Inner {
+    gateway: Option<GatewayClient>,
+    stdout: bool,
+    pending: Vec<TranscriptEvent>,
+    /// Everything emitted, for tests and for the caller's summary.
+    all: Vec<TranscriptEvent>,
+}
+
+impl Transcript {
+    pub fn new(gateway: Option<GatewayClient>, stdout: bool) -> Transcript {
+        Transcript { inner: Arc::new(Mutex::new(Inner { gateway, stdout, pending: Vec::new(), all: Vec::new() })) }
+    }
+
+    pub async fn emit(&self, ev: TranscriptEvent) {
+        let mut inner = self.inner.lock().await;
+        if inner.stdout {
+            let mut line = serde_json::to_vec(&ev).expect("json");
+            line.push(b'\n');
+            let _ = tokio::io::stdout().write_all(&line).await;
+        }
+        inner.all.push(ev.clone());
+        inner.pending.push(ev);
+        // Send at once: `logs -f` is live, and events are few next to model calls.
+        Self::send(&mut inner).await;
+    }
+
+    async fn send(inner: &mut Inner) {
+        let Some(gw) = inner.gateway.clone() else {
+            inner.pending.clear();
+            return;
+        };
+        if inner.pending.is_empty() {
+            return;
+        }
+        match gw.post_events(&inner.pending).await {
+            Ok(()) => inner.pending.clear(),
+            Err(e) => {
+                tracing::warn!(error = %e, kept = inner.pending.len(), "could not send transcript events; retrying later")
+            }
+        }
+    }
+
+    pub async fn flush(&self) {
+        let mut inner = self.inner.lock().await;
+        Self::send(&mut inner).await;
+    }
+
+    pub async fn events(&self) -> Vec<TranscriptEvent> {
+        self.inner.lock().await.all.clone()
+    }
+}

@@ -1,0 +1,144 @@
+//! [`SandboxSpec`]: what a runner's sandbox allows, decided once from the Agent (and the policies that
+//! require a minimum), whatever renders it.
+
+use paddock_api::AgentSpec;
+use serde::Serialize;
+
+use crate::quantity::{Egress, cpu_millis, memory_bytes, parse_egress};
+
+/// Where the workspace is, inside every sandbox.
+pub const WORKSPACE_DIR: &str = "/workspace";
+/// The unprivileged user the runner runs as (the "nonroot" user of distroless images).
+pub const RUNNER_UID: u32 = 65532;
+/// Processes and threads a runner may have at once.
+pub const DEFAULT_PIDS: u32 = 1024;
+
+/// Environment names that hold model-provider credentials. They never enter a sandbox: the gateway holds
+/// the keys.
+pub const PROVIDER_KEY_VARS: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "OPENAI_API_KEY",
+    "OPENAI_ORG_ID",
+    "GEMINI_API_KEY",
+    "GOOGLE_API_KEY",
+    "AZURE_OPENAI_API_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SandboxError {
+    #[error("spec.sandbox.resources.{field}: {message}")]
+    Quantity { field: &'static str, message: String },
+    #[error("spec.sandbox.egress[{index}]: {message}")]
+    Egress { index: usize, message: String },
+    #[error("spec.sandbox.{field}[{index}]: `{path}` must be an absolute path without `.` or `..`, not `/`")]
+    Path { field: &'static str, index: usize, path: String },
+    #[error(
+        "spec.env[{index}]: `{name}` is a model-provider credential; the gateway holds provider keys, sandboxes never do"
+    )]
+    ProviderKey { index: usize, name: String },
+    #[error("spec.env[{index}]: `{name}` is reserved for Paddock")]
+    Reserved { index: usize, name: String },
+}
+
+/// Everything a sandbox allows.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SandboxSpec {
+    /// Kubernetes RuntimeClass (gVisor, Kata); `None` for the cluster default.
+    pub runtime_class_name: Option<String>,
+    /// The quantities as written (for manifests) and as numbers (for local limits).
+    pub cpu: String,
+    pub memory: String,
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub pids: u32,
+    /// Writable besides the workspace and a private `/tmp`.
+    pub writable_paths: Vec<String>,
+    /// Host paths made visible read-only (local mode) or read-only mounts (Kubernetes).
+    pub read_only_paths: Vec<String>,
+    /// Destinations besides the gateway (Kubernetes NetworkPolicy; local mode has none).
+    pub egress: Vec<Egress>,
+    /// The Agent's plain environment variables.
+    pub env: Vec<(String, String)>,
+    pub run_as_uid: u32,
+}
+
+/// The same rule `paddock validate` applies: absolute, no `.` or `..`, not the root.
+fn absolute_clean(p: &str) -> bool {
+    p.starts_with('/') && !p.split('/').any(|s| s == ".." || s == ".") && !p.trim_end_matches('/').is_empty()
+}
+
+impl SandboxSpec {
+    /// The sandbox of an Agent. `required_runtime_class` comes from an `enforce_sandbox` rule and wins.
+    pub fn for_agent(agent: &AgentSpec, required_runtime_class: Option<&str>) -> Result<SandboxSpec, SandboxError> {
+        let s = &agent.sandbox;
+        let cpu_millis =
+            cpu_millis(&s.resources.cpu).map_err(|message| SandboxError::Quantity { field: "cpu", message })?;
+        let memory_bytes =
+            memory_bytes(&s.resources.memory).map_err(|message| SandboxError::Quantity { field: "memory", message })?;
+        let egress = s
+            .egress
+            .iter()
+            .enumerate()
+            .map(|(index, e)| parse_egress(e).map_err(|message| SandboxError::Egress { index, message }))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (field, list) in [("writablePaths", &s.writable_paths), ("readOnlyPaths", &s.read_only_paths)] {
+            if let Some((index, path)) = list.iter().enumerate().find(|(_, p)| !absolute_clean(p)) {
+                return Err(SandboxError::Path { field, index, path: path.clone() });
+            }
+        }
+        for (index, e) in agent.env.iter().enumerate() {
+            let upper = e.name.to_ascii_uppercase();
+            if PROVIDER_KEY_VARS.contains(&upper.as_str()) {
+                return Err(SandboxError::ProviderKey { index, name: e.name.clone() });
+            }
+            if upper.starts_with("PADDOCK_") {
+                return Err(SandboxError::Reserved { index, name: e.name.clone() });
+            }
+        }
+        Ok(SandboxSpec {
+            runtime_class_name: required_runtime_class.map(str::to_owned).or_else(|| s.runtime_class_name.clone()),
+            cpu: s.resources.cpu.clone(),
+            memory: s.resources.memory.clone(),
+            cpu_millis,
+            memory_bytes,
+            pids: DEFAULT_PIDS,
+            writable_paths: s.writable_paths.clone(),
+            read_only_paths: s.read_only_paths.clone(),
+            egress,
+            env: agent.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+            run_as_uid: RUNNER_UID,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(json: &str) -> AgentSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn from_an_agent_with_defaults_and_refusals() {
+        let a = agent(
+            r#"{"harness": "custom", "model": "m", "sandbox": {"egress": ["api.github.com:443"], "writablePaths": ["/tmp/cache"]}, "env": [{"name": "CI", "value": "1"}]}"#,
+        );
+        let s = SandboxSpec::for_agent(&a, None).unwrap();
+        assert_eq!((s.cpu_millis, s.memory_bytes), (1000, 2 << 30), "defaults: 1 CPU, 2Gi");
+        assert_eq!(s.egress, vec![Egress { host: "api.github.com".into(), port: 443 }]);
+        assert_eq!(s.env, vec![("CI".to_owned(), "1".to_owned())]);
+        assert_eq!(s.run_as_uid, RUNNER_UID);
+        assert_eq!(SandboxSpec::for_agent(&a, Some("gvisor")).unwrap().runtime_class_name.as_deref(), Some("gvisor"));
+        let key = agent(r#"{"harness": "custom", "model": "m", "env": [{"name": "OPENAI_API_KEY", "value": "sk"}]}"#);
+        assert!(matches!(SandboxSpec::for_agent(&key, None), Err(SandboxError::ProviderKey { index: 0, .. })));
+        let up = agent(r#"{"harness": "custom", "model": "m", "sandbox": {"writablePaths": ["/etc/../root"]}}"#);
+        let e = SandboxSpec::for_agent(&up, None).unwrap_err().to_string();
+        assert!(e.starts_with("spec.sandbox.writablePaths[0]:"), "{e}");
+        let cpu = agent(r#"{"harness": "custom", "model": "m", "sandbox": {"resources": {"cpu": "lots"}}}"#);
+        assert!(SandboxSpec::for_agent(&cpu, None).unwrap_err().to_string().starts_with("spec.sandbox.resources.cpu:"));
+    }
+}
