@@ -61,7 +61,11 @@ fn main() {
     }
     println!("## Session start\n");
     println!("| what | runs | p50 ms | p99 ms |\n|---|---|---|---|");
-    println!("| the sandbox alone: bubblewrap with a session's mounts around `/bin/true` | {n} | {:.2} | {:.2} |", pct(&mut bare, 0.5), pct(&mut bare, 0.99));
+    println!(
+        "| the sandbox alone: bubblewrap with a session's mounts around `/bin/true` | {n} | {:.2} | {:.2} |",
+        pct(&mut bare, 0.5),
+        pct(&mut bare, 0.99)
+    );
 
     // 2. End to end through `paddock up`: POST a session → the runner's first transcript event (it is sent
     // once the sandbox is up, Landlock and seccomp are on, and the relay to the gateway works; the harness
@@ -134,4 +138,5 @@ fn main() {
         pct(&mut e2e, 0.99)
     );
     let _ = up.kill();
+    let _ = up.wait();
 }

@@ -9,9 +9,9 @@ use anyhow::Context;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
+use paddock_api::agent::LocalObjectReference;
 use paddock_api::approval::{ApprovalSpec, Decision};
 use paddock_api::status::{READY, STALLED};
-use paddock_api::agent::LocalObjectReference;
 use paddock_api::{Approval, ConditionStatus};
 
 /// How long to wait for the controller to relay the decision.
@@ -20,7 +20,6 @@ const WAIT: Duration = Duration::from_secs(30);
 /// Creates an Approval for `request_id` of Session `session` (in `namespace`, else the kubeconfig's) from the
 /// default kubeconfig, and waits for the outcome. Exit 0 when the gateway accepted the decision, 1 when it was
 /// refused (already decided, not this session's, …), 2 on errors.
-#[allow(dead_code)] // until `paddock approve --cluster` calls it
 pub fn run(
     namespace: Option<String>,
     session: String,

@@ -79,30 +79,32 @@ enum Command {
         out: local::commands::Output,
     },
     /// Approve an ask.
-    Approve {
-        id: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[command(flatten)]
-        conn: local::client::Conn,
-    },
+    Approve(local::commands::DecideArgs),
     /// Try one thing a sandboxed agent must not be able to do (for the sandbox-escape tests).
     #[command(hide = true)]
     Probe(probe::Args),
     /// Deny an ask.
-    Deny {
-        id: String,
-        #[arg(long)]
-        reason: Option<String>,
-        #[command(flatten)]
-        conn: local::client::Conn,
-    },
+    Deny(local::commands::DecideArgs),
     /// Harness hooks that ask the gateway's admission API before a tool runs. `paddock hook claude` is
     /// Claude Code's PreToolUse command hook: exit 0 allows, exit 2 blocks, and every error blocks.
     Hook(hook_cmd::Args),
     /// Run the Kubernetes controller: GitSources are fetched, validated whole and applied (refused with
     /// file:line when broken), Agents and Policies get status; serves /metrics, /healthz and the git webhook.
     Controller(controller_cmd::Args),
+}
+
+/// `approve` / `deny`: locally through `paddock up`, or with `--cluster` as an Approval object.
+fn decide(a: local::commands::DecideArgs, approve: bool) -> anyhow::Result<ExitCode> {
+    if a.cluster {
+        return cluster_approve::run(
+            a.namespace,
+            a.session.unwrap_or_default(),
+            a.id,
+            approve,
+            a.reason.unwrap_or_default(),
+        );
+    }
+    local::commands::decide(a.conn, a.id, a.reason, approve)
 }
 
 fn main() -> ExitCode {
@@ -117,8 +119,8 @@ fn main() -> ExitCode {
         Command::Up(args) => local::up::run(args),
         Command::Session { command, conn } => local::commands::session(command, conn),
         Command::Approvals { conn, out } => local::commands::approvals(conn, out),
-        Command::Approve { id, reason, conn } => local::commands::decide(conn, id, reason, true),
-        Command::Deny { id, reason, conn } => local::commands::decide(conn, id, reason, false),
+        Command::Approve(a) => decide(a, true),
+        Command::Deny(a) => decide(a, false),
         Command::Probe(args) => probe::run(args),
         Command::Hook(args) => hook_cmd::run(args),
         Command::Controller(args) => controller_cmd::run(args),

@@ -69,6 +69,9 @@ async fn codex_runs_allowed_tools_and_never_the_denied_push() {
         matches!(ev.last(), Some(TranscriptEvent::Done { phase, message }) if phase == "Succeeded" && message.contains("Done"))
     );
 
+    // The gateway holds the same transcript, for `paddock session logs`.
+    assert_eq!(&gw.transcript(&session).await, ev);
+
     // Cost is on the session's ledger.
     let info = gw.session_info(&session).await;
     assert!(info["usage"]["costUsd"].as_f64().unwrap() > 0.0, "{info}");

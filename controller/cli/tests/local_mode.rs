@@ -69,8 +69,10 @@ fn paddock(up: &Up, args: &[&str]) -> (bool, String) {
 
 /// Runs a session to its end and returns its transcript events.
 fn run_session(up: &Up, agent: &str, prompt: &str, workspace: &Path) -> Vec<Value> {
-    let (_, out) =
-        paddock(up, &["session", "run", agent, prompt, "--follow", "-o", "json", "--workspace", workspace.to_str().unwrap()]);
+    let (_, out) = paddock(
+        up,
+        &["session", "run", agent, prompt, "--follow", "-o", "json", "--workspace", workspace.to_str().unwrap()],
+    );
     out.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect()
 }
 
@@ -177,8 +179,12 @@ fn the_demo_tells_its_story_unattended() {
     }
     let phases: Vec<&str> = text.lines().filter(|l| l.starts_with("  s-")).collect();
     assert_eq!(phases.len(), 4, "four sessions in the cost table: {phases:?}");
-    assert!(phases[1].contains("Failed") && phases.iter().filter(|l| l.contains("Succeeded")).count() == 3, "{phases:?}");
-    let files = std::fs::read_dir(dir.path()).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("demo-"));
+    assert!(
+        phases[1].contains("Failed") && phases.iter().filter(|l| l.contains("Succeeded")).count() == 3,
+        "{phases:?}"
+    );
+    let files =
+        std::fs::read_dir(dir.path()).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("demo-"));
     let ws = files.unwrap().path().join("workspace");
     let mut calc = String::new();
     std::fs::File::open(ws.join("calc.sh")).unwrap().read_to_string(&mut calc).unwrap();
@@ -197,7 +203,10 @@ fn killing_paddock_up_mid_session_loses_no_ledger_entry() {
     std::fs::create_dir_all(&ws).unwrap();
     let id = {
         let mut up = up(dir, &[]);
-        let (ok, out) = paddock(&up, &["session", "run", "prober", "work slowly", "-o", "json", "--workspace", ws.to_str().unwrap()]);
+        let (ok, out) = paddock(
+            &up,
+            &["session", "run", "prober", "work slowly", "-o", "json", "--workspace", ws.to_str().unwrap()],
+        );
         assert!(ok, "{out}");
         let id = serde_json::from_str::<Value>(out.trim()).unwrap()["id"].as_str().unwrap().to_owned();
         // Wait until the first model call is billed, then kill paddock up while the second one is pending.
@@ -257,7 +266,11 @@ fn a_git_repo_is_followed_at_its_committed_head_and_a_broken_commit_is_refused()
     std::thread::sleep(Duration::from_millis(2500));
     assert!(!agents(&up).contains("second"), "only committed files count");
     // A commit with a broken manifest is refused whole; the last good revision stays live.
-    std::fs::write(r.join("broken.yaml"), AGENT.replace("harness: custom", "harness: nonsense").replace("prober", "broken")).unwrap();
+    std::fs::write(
+        r.join("broken.yaml"),
+        AGENT.replace("harness: custom", "harness: nonsense").replace("prober", "broken"),
+    )
+    .unwrap();
     git(&r, &["add", "."]);
     git(&r, &["commit", "-qm", "second and a broken one"]);
     std::thread::sleep(Duration::from_millis(2500));
@@ -276,4 +289,88 @@ fn a_git_repo_is_followed_at_its_committed_head_and_a_broken_commit_is_refused()
     let mut err = String::new();
     up.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(err.contains("refused a new revision") && err.contains("broken.yaml") && err.contains("harness"), "{err}");
+}
+
+#[test]
+fn with_a_provider_key_the_same_agents_use_the_real_provider_and_the_key_stays_in_the_gateway() {
+    // A stand-in for api.anthropic.com on loopback (the real one is not reachable from tests): it records
+    // the key it was sent and answers like the Messages API.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = server.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in server.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut got = Vec::new();
+            loop {
+                let n = std::io::Read::read(&mut stream, &mut buf).unwrap_or(0);
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let len = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if got.len() >= head_end + 4 + len {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let text = String::from_utf8_lossy(&got).into_owned();
+            log.lock().unwrap().push(text);
+            let body = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Hello from the provider."}],"stop_reason":"end_turn","usage":{"input_tokens":12,"output_tokens":5}}"#;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut stream, resp.as_bytes());
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    repo(dir, "scripts:\n  - name: s\n    turns:\n      - text: unused\n");
+    std::fs::write(dir.join("repo/agent.yaml"), AGENT.replace("model: scripted", "model: claude-sonnet-4-5")).unwrap();
+    let up = up(dir, &[("ANTHROPIC_API_KEY", "sk-ant-real-key"), ("ANTHROPIC_BASE_URL", &format!("http://{addr}"))]);
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let events = run_session(&up, "prober", "say hello", &ws);
+    let done = events.iter().find(|e| e["type"] == "done").expect("finished");
+    assert_eq!(done["phase"], "Succeeded", "{events:#?}");
+    assert_eq!(done["message"], "Hello from the provider.");
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    let req = requests[0].to_ascii_lowercase();
+    assert!(req.starts_with("post /v1/messages"), "{req}");
+    assert!(req.contains("x-api-key: sk-ant-real-key"), "the gateway sends the provider key: {req}");
+    assert!(!req.contains("pdk_"), "the session token never reaches the provider");
+}
+
+#[test]
+fn on_a_terminal_the_demo_puts_the_ask_to_the_user() {
+    // `script` gives the demo a pseudo-terminal; the answer is typed into it.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cmd = format!("{PADDOCK} up --demo --data-dir {} --listen 127.0.0.1:{port}", dir.path().display());
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script`");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"y\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("approve? [y/N]"), "the ask is put to the user: {text}");
+    assert!(!text.contains("on your behalf"), "nobody approved for them: {text}");
+    assert!(text.contains("approved by "), "{text}");
 }

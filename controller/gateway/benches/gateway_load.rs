@@ -86,6 +86,32 @@ async fn ttfb(client: &reqwest::Client, url: &str, token: &str, body: &Value, n:
     v
 }
 
+/// Sends one request on a kept-alive connection and reads the whole response; true on a 200.
+async fn roundtrip(conn: &mut tokio::net::TcpStream, request: &[u8]) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if conn.write_all(request).await.is_err() {
+        return false;
+    }
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Ok(n) = conn.read(&mut chunk).await else { return false };
+        if n == 0 {
+            return false;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(head) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+            .unwrap_or(0);
+        if buf.len() >= head + 4 + len {
+            return text.starts_with("http/1.1 200");
+        }
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -177,6 +203,39 @@ async fn run(quick: bool) {
         ms(percentile(&g, 0.99).saturating_sub(percentile(&d, 0.99)))
     );
 
+    // One durable write (a commit of one audit row), sequential: the floor under every decision.
+    let mut commits = Vec::new();
+    for i in 0..(if quick { 2000 } else { 10000 }) {
+        let row = paddock_gateway::store::AuditRow {
+            id: format!("bench-{i}"),
+            seq: 0,
+            ts: "2026-01-01T00:00:00Z".into(),
+            session: "bench".into(),
+            agent: "bench".into(),
+            owner: "bench".into(),
+            revision: "r".into(),
+            phase: "tool_call".into(),
+            policy: None,
+            rule: None,
+            verdict: "allow".into(),
+            reason: String::new(),
+            tool: None,
+            tool_id: None,
+            approval_id: None,
+            decided_by: None,
+        };
+        let t = Instant::now();
+        gw.store.commit(vec![paddock_gateway::store::Write::Audit(row)]).await.unwrap();
+        commits.push(t.elapsed());
+    }
+    commits.sort();
+    println!("\n## One durable commit (SQLite, WAL, synchronous=NORMAL), sequential\n");
+    println!(
+        "| p50 ms | p99 ms |\n|---|---|\n| {} | {} |",
+        ms(percentile(&commits, 0.5)),
+        ms(percentile(&commits, 0.99))
+    );
+
     // The same decision in-process, sequential: what the engine and the durable write cost without HTTP.
     let session = gw.session(&sid).unwrap();
     let ev: paddock_policy::Event = serde_json::from_value(
@@ -197,14 +256,28 @@ async fn run(quick: bool) {
         ms(percentile(&inproc, 0.99))
     );
 
-    // Admission: an open-loop load at a fixed rate; latency counts from when each request was due, so a
-    // stalled server cannot hide its queue (no coordinated omission).
-    let decide = format!("{gw_url}/v1/sessions/{sid}/decide");
-    let event =
-        json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "git status && cargo test --workspace"}});
+    // Admission: an open-loop load at a fixed rate; latency counts from when each request was sent and from
+    // when it was due (a stalled server cannot hide its queue). The load generator is a minimal HTTP/1.1 client
+    // over persistent connections (like wrk), so that its own cost on these two cores stays small.
+    let addr = gw_url.trim_start_matches("http://").to_owned();
+    let body = serde_json::to_string(
+        &json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "git status && cargo test --workspace"}}),
+    )
+    .unwrap();
+    let request = format!(
+        "POST /v1/sessions/{sid}/decide HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
     let secs = if quick { 2 } else { 10 };
     let rate = 5000u64;
     let total = rate * secs;
+    let conns = 64;
+    let pool = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    for _ in 0..conns {
+        let s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        pool.lock().await.push(s);
+    }
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(total as usize);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -214,13 +287,19 @@ async fn run(quick: bool) {
         tick.tick().await;
         for _ in 0..per_tick {
             let due = started + Duration::from_micros(i * 1000);
-            let (client, url, token, event) = (client.clone(), decide.clone(), token.clone(), event.clone());
+            let (pool, request) = (pool.clone(), request.clone());
             tasks.push(tokio::spawn(async move {
+                let mut conn = loop {
+                    if let Some(c) = pool.lock().await.pop() {
+                        break c;
+                    }
+                    tokio::task::yield_now().await;
+                };
                 let sent = Instant::now();
-                let r = client.post(&url).bearer_auth(&token).json(&event).send().await.unwrap();
-                let ok = r.status().is_success();
-                let _ = r.bytes().await;
-                (ok, sent.elapsed(), Instant::now().duration_since(due))
+                let ok = roundtrip(&mut conn, request.as_bytes()).await;
+                let took = sent.elapsed();
+                pool.lock().await.push(conn);
+                (ok, took, Instant::now().duration_since(due))
             }));
         }
     }

@@ -427,3 +427,47 @@ pub async fn create_child(
     v["agentSpec"] = json!(gw.policies().agent(&child.namespace, &child.agent).map(|a| &a.spec));
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
+
+/// What the controller pushes: every Agent and Policy of the cluster, as one revision.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyPush {
+    pub revision: String,
+    #[serde(default)]
+    pub agents: Vec<paddock_api::Agent>,
+    #[serde(default)]
+    pub policies: Vec<paddock_api::Policy>,
+}
+
+/// `PUT /v1/policies`: in Kubernetes the controller sends the cluster's Agents and Policies here (the gateway
+/// needs no access to the API server). What cannot be compiled is left out and listed, so its sessions fail
+/// closed while the rest works.
+pub async fn put_policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> ApiResult {
+    admin(&gw, &headers)?;
+    let push: PolicyPush = json_body(&gw, body).await?;
+    if push.revision.trim().is_empty() {
+        return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "revision: required".into()));
+    }
+    let (set, errors) = crate::server::build_set(&push.revision, &push.agents, &push.policies);
+    let mut agents: Vec<String> = set.agents().map(|a| format!("{}/{}", a.namespace, a.name)).collect();
+    agents.sort();
+    gw.set_policies(set);
+    tracing::info!(revision = %push.revision, agents = agents.len(), left_out = errors.len(), "policies pushed");
+    let left_out: Vec<Value> = errors
+        .iter()
+        .map(|e| json!({"kind": e.kind, "namespace": e.namespace, "name": e.name, "message": e.message}))
+        .collect();
+    Ok(Json(json!({"revision": push.revision, "agents": agents, "leftOut": left_out})).into_response())
+}
+
+/// `GET /v1/policies`: the revision the gateway enforces and its Agents with the Policies that govern them.
+pub async fn get_policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> ApiResult {
+    admin(&gw, &headers)?;
+    let set = gw.policies();
+    let mut agents: Vec<Value> = set
+        .agents()
+        .map(|a| json!({"namespace": a.namespace, "name": a.name, "policies": a.policy_names().collect::<Vec<_>>()}))
+        .collect();
+    agents.sort_by_key(|a| (a["namespace"].to_string(), a["name"].to_string()));
+    Ok(Json(json!({"revision": set.revision, "agents": agents})).into_response())
+}

@@ -110,7 +110,7 @@ struct PendingApproval {
     session: Arc<Session>,
     ruling: Ruling,
     updates: Vec<StateUpdate>,
-    tool: Option<String>,
+    tool: Option<(String, Option<String>)>,
     tx: watch::Sender<Option<Resolution>>,
 }
 
@@ -134,6 +134,10 @@ pub struct NewSession {
     pub environment: Option<String>,
     #[serde(default)]
     pub workspace_repo: Option<String>,
+    /// The RuntimeClass the session really runs in, when the controller chose one other than the Agent's
+    /// (an `enforce_sandbox` rule required it); `enforce_sandbox` then judges the sandbox that exists.
+    #[serde(default)]
+    pub runtime_class_name: Option<String>,
 }
 
 pub struct Gateway {
@@ -340,7 +344,7 @@ impl Gateway {
             budget_usd: req.budget_usd,
             workspace_repo: req.workspace_repo.clone(),
             sandbox: paddock_policy::state::SandboxFacts {
-                runtime_class_name: spec.sandbox.runtime_class_name.clone(),
+                runtime_class_name: req.runtime_class_name.clone().or_else(|| spec.sandbox.runtime_class_name.clone()),
                 egress: spec.sandbox.egress.clone(),
                 writable_paths: spec.sandbox.writable_paths.clone(),
             },
@@ -506,7 +510,8 @@ impl Gateway {
         u
     }
 
-    fn audit_row(&self, s: &Session, revision: &str, phase: Phase, tool: Option<String>) -> AuditRow {
+    fn audit_row(&self, s: &Session, revision: &str, phase: Phase, tool: Option<(String, Option<String>)>) -> AuditRow {
+        let (tool, tool_id) = tool.map_or((None, None), |(t, id)| (Some(t), id));
         AuditRow {
             id: format!("d-{}", random_hex(8)),
             seq: self.seq.fetch_add(1, Ordering::Relaxed) as i64 + 1,
@@ -521,6 +526,7 @@ impl Gateway {
             verdict: String::new(),
             reason: String::new(),
             tool,
+            tool_id,
             approval_id: None,
             decided_by: None,
         }
@@ -557,7 +563,10 @@ impl Gateway {
         if s.ended().is_some() {
             return Err(GatewayError::SessionEnded(s.id.clone()));
         }
-        let tool = event.tool.clone().or_else(|| event.tool_calls.first().map(|c| c.name.clone()));
+        let tool = match &event.tool {
+            Some(t) => Some((t.clone(), event.tool_id.clone())),
+            None => event.tool_calls.first().map(|c| (c.name.clone(), c.id.clone())),
+        };
         if event.phase == Phase::ToolCall
             && let Some(id) = &event.tool_id
             && let Some(r) =

@@ -171,7 +171,10 @@ async fn llm_session(
         );
         return wire_error(wire, StatusCode::BAD_REQUEST, &msg);
     }
-    wire.prepare(&mut body, &model, info.stream);
+    let removed = wire.prepare(&mut body, &model, info.stream);
+    if !removed.is_empty() {
+        tracing::info!(removed = ?removed, "removed provider-hosted tools: they would run where no policy sees them");
+    }
     let out = serde_json::to_vec(&body).expect("json");
     let started = Instant::now();
     let upstream = match gw.providers.send(provider, wire, uri.query(), &headers, out).await {
@@ -330,9 +333,11 @@ async fn complete(
             notes.push(note);
         }
     }
-    if !denied.is_empty() {
-        wire.rewrite_response(&mut body, &denied, &notes.join("\n"));
+    if denied.is_empty() {
+        // Nothing changed: the upstream's bytes go back as they came.
+        return ([(header::CONTENT_TYPE, "application/json")], buf).into_response();
     }
+    wire.rewrite_response(&mut body, &denied, &notes.join("\n"));
     axum::Json(body).into_response()
 }
 

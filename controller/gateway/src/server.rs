@@ -39,6 +39,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/approvals/{id}/approve", post(api::approve))
         .route("/v1/approvals/{id}/deny", post(api::deny))
         .route("/v1/audit", get(api::audit))
+        .route("/v1/policies", axum::routing::put(api::put_policies).get(api::get_policies))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -87,26 +88,49 @@ pub fn load_policy_set(dir: &Path) -> anyhow::Result<PolicySet> {
 
 /// Compiles the Agents and Policies of a validated revision.
 pub fn policy_set(revision: &str, objects: &[paddock_gitops::validate::LoadedObject]) -> anyhow::Result<PolicySet> {
-    let ns = |o: &paddock_gitops::validate::LoadedObject| {
-        o.namespace.clone().unwrap_or_else(|| paddock_gitops::semantics::DEFAULT_NAMESPACE.to_owned())
-    };
-    let owned: Vec<(String, &paddock_gitops::validate::LoadedObject)> = objects.iter().map(|o| (ns(o), o)).collect();
     let mut agents = Vec::new();
     let mut policies = Vec::new();
-    for (n, o) in &owned {
+    for o in objects {
         match &o.object {
-            Object::Agent(a) => agents.push((n.as_str(), o.name.as_str(), labels_of(&a.metadata), &a.spec)),
-            Object::Policy(p) => policies.push((n.as_str(), o.name.as_str(), labels_of(&p.metadata), &p.spec)),
+            Object::Agent(a) => {
+                let mut a = a.clone();
+                a.metadata.namespace = Some(namespace_of(&o.namespace));
+                agents.push(a);
+            }
+            Object::Policy(p) => {
+                let mut p = p.clone();
+                p.metadata.namespace = Some(namespace_of(&o.namespace));
+                policies.push(p);
+            }
             _ => {}
         }
     }
-    let agents: Vec<_> = agents.iter().map(|(n, name, l, s)| (*n, *name, l, *s)).collect();
-    let policies: Vec<_> = policies.iter().map(|(n, name, l, s)| (*n, *name, l, *s)).collect();
-    let (set, errors) = PolicySet::build(revision, &agents, &policies);
+    let (set, errors) = build_set(revision, &agents, &policies);
     for e in errors {
         tracing::warn!(kind = e.kind, namespace = %e.namespace, name = %e.name, "left out: {}", e.message);
     }
     Ok(set)
+}
+
+fn namespace_of(ns: &Option<String>) -> String {
+    ns.clone().unwrap_or_else(|| paddock_gitops::semantics::DEFAULT_NAMESPACE.to_owned())
+}
+
+/// Compiles Agents and Policies (objects without a namespace count as `default`). What cannot be compiled is
+/// left out and returned, so that its sessions fail closed while the rest works.
+pub fn build_set(
+    revision: &str,
+    agents: &[paddock_api::Agent],
+    policies: &[paddock_api::Policy],
+) -> (PolicySet, Vec<paddock_policy::SetError>) {
+    let meta = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        (namespace_of(&m.namespace), m.name.clone().unwrap_or_default(), labels_of(m))
+    };
+    let a: Vec<_> = agents.iter().map(|x| (meta(&x.metadata), &x.spec)).collect();
+    let p: Vec<_> = policies.iter().map(|x| (meta(&x.metadata), &x.spec)).collect();
+    let a: Vec<_> = a.iter().map(|((ns, n, l), s)| (ns.as_str(), n.as_str(), l, *s)).collect();
+    let p: Vec<_> = p.iter().map(|((ns, n, l), s)| (ns.as_str(), n.as_str(), l, *s)).collect();
+    PolicySet::build(revision, &a, &p)
 }
 
 fn labels_of(

@@ -82,6 +82,8 @@ pub struct AuditRow {
     pub verdict: String,
     pub reason: String,
     pub tool: Option<String>,
+    /// The tool call's id (`toolu_…`, `call_…`) when the decision was about one.
+    pub tool_id: Option<String>,
     pub approval_id: Option<String>,
     pub decided_by: Option<String>,
 }
@@ -160,7 +162,7 @@ impl Store {
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let (tx, rx) = mpsc::channel::<Batch>(4096);
-        tokio::spawn(writer(pool.clone(), rx));
+        tokio::spawn(writer(pool.clone(), sqlite, rx));
         Ok(Store { pool, tx })
     }
 
@@ -306,7 +308,7 @@ impl Store {
     /// The audit log, oldest first; `session` filters.
     pub async fn audit(&self, session: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
         let sql = "SELECT id, seq, ts, session, agent, owner, revision, phase, policy, rule, verdict, reason, tool, \
-                   approval_id, decided_by FROM audit";
+                   tool_id, approval_id, decided_by FROM audit";
         let rows = match session {
             Some(s) => {
                 sqlx::query(&format!("{sql} WHERE session = $1 ORDER BY ts, seq")).bind(s).fetch_all(&self.pool).await?
@@ -329,6 +331,7 @@ impl Store {
                     verdict: r.try_get("verdict")?,
                     reason: r.try_get("reason")?,
                     tool: r.try_get("tool")?,
+                    tool_id: r.try_get("tool_id")?,
                     approval_id: r.try_get("approval_id")?,
                     decided_by: r.try_get("decided_by")?,
                 })
@@ -338,7 +341,7 @@ impl Store {
 }
 
 /// Commits everything queued as one transaction, then tells each caller.
-async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<Batch>) {
+async fn writer(pool: AnyPool, sqlite: bool, mut rx: mpsc::Receiver<Batch>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < 512 {
@@ -347,7 +350,7 @@ async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<Batch>) {
                 Err(_) => break,
             }
         }
-        let result = commit_batch(&pool, &batch).await.map_err(|e| e.to_string());
+        let result = commit_batch(&pool, sqlite, &batch).await.map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, rows = batch.len(), "database commit failed");
         }
@@ -357,10 +360,62 @@ async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<Batch>) {
     }
 }
 
-/// Writes a batch in one transaction, with fewer statements than rows: audit rows go in multi-row inserts,
-/// and of several snapshots of one session's state only the last is written (it contains the others).
-async fn commit_batch(pool: &AnyPool, batch: &[Batch]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+/// A bound value.
+enum Param<'a> {
+    Text(&'a str),
+    OptText(Option<&'a str>),
+    Int(i64),
+    Float(f64),
+    OptFloat(Option<f64>),
+}
+
+/// One SQL statement with `?` placeholders (numbered when run) and its values.
+struct Stmt<'a> {
+    sql: String,
+    params: Vec<Param<'a>>,
+}
+
+impl<'a> Stmt<'a> {
+    fn new(sql: &str, params: Vec<Param<'a>>) -> Stmt<'a> {
+        Stmt { sql: sql.to_owned(), params }
+    }
+}
+
+/// Rewrites `?` placeholders as `$n`, numbering from `first` (both databases accept `$n`).
+fn number(sql: &str, first: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = first;
+    for c in sql.chars() {
+        if c == '?' {
+            out.push_str(&format!("${n}"));
+            n += 1;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn bind<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    params: impl IntoIterator<Item = &'q Param<'q>>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for p in params {
+        q = match p {
+            Param::Text(v) => q.bind(*v),
+            Param::OptText(v) => q.bind(*v),
+            Param::Int(v) => q.bind(*v),
+            Param::Float(v) => q.bind(*v),
+            Param::OptFloat(v) => q.bind(*v),
+        };
+    }
+    q
+}
+
+/// The statements of a batch, with fewer statements than rows: audit rows go in multi-row inserts, and of
+/// several snapshots of one session's state only the last is written (it contains the others).
+fn statements(batch: &[Batch]) -> Vec<Stmt<'_>> {
+    let mut out = Vec::new();
     let mut states: Vec<(&str, &str)> = Vec::new();
     let mut audits: Vec<&AuditRow> = Vec::new();
     for (writes, _) in batch {
@@ -371,175 +426,166 @@ async fn commit_batch(pool: &AnyPool, batch: &[Batch]) -> Result<(), sqlx::Error
                     None => states.push((id, state)),
                 },
                 Write::Audit(a) => audits.push(a),
-                w => write_one(&mut tx, w).await?,
+                w => out.push(statement(w)),
             }
         }
     }
     for (id, state) in states {
-        write_one(&mut tx, &Write::SessionState { id: id.to_owned(), state: state.to_owned() }).await?;
+        out.push(Stmt::new("UPDATE sessions SET state = ? WHERE id = ?", vec![Param::Text(state), Param::Text(id)]));
     }
     for chunk in audits.chunks(AUDIT_ROWS_PER_INSERT) {
-        insert_audit(&mut tx, chunk).await?;
+        out.push(audit_insert(chunk));
+    }
+    out
+}
+
+/// Writes a batch in one transaction. SQLite gets it as one multi-statement query — one round trip to its
+/// worker thread instead of one per statement; PostgreSQL, which takes one statement per query, statement by
+/// statement.
+async fn commit_batch(pool: &AnyPool, sqlite: bool, batch: &[Batch]) -> Result<(), sqlx::Error> {
+    let stmts = statements(batch);
+    if sqlite {
+        let mut sql = String::from("BEGIN IMMEDIATE;\n");
+        let mut params: Vec<&Param<'_>> = Vec::new();
+        for st in &stmts {
+            sql.push_str(&number(&st.sql, params.len() + 1));
+            sql.push_str(";\n");
+            params.extend(st.params.iter());
+        }
+        sql.push_str("COMMIT;");
+        let mut conn = pool.acquire().await?;
+        let result = bind(sqlx::query(&sql), params).execute(&mut *conn).await;
+        if result.is_err() {
+            // A statement failed inside the transaction: leave the connection clean for the next batch.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        }
+        return result.map(|_| ());
+    }
+    let mut tx = pool.begin().await?;
+    for st in &stmts {
+        let sql = number(&st.sql, 1);
+        bind(sqlx::query(&sql), st.params.iter()).execute(&mut *tx).await?;
     }
     tx.commit().await
 }
 
 const AUDIT_ROWS_PER_INSERT: usize = 64;
 
-async fn insert_audit(tx: &mut sqlx::Transaction<'_, sqlx::Any>, rows: &[&AuditRow]) -> Result<(), sqlx::Error> {
+fn audit_insert<'a>(rows: &[&'a AuditRow]) -> Stmt<'a> {
     let mut sql = String::from(
         "INSERT INTO audit (id, seq, ts, session, agent, owner, revision, phase, policy, rule, verdict, reason, tool, \
-         approval_id, decided_by) VALUES ",
+         tool_id, approval_id, decided_by) VALUES ",
     );
-    for i in 0..rows.len() {
-        let b = i * 15;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for k in 1..=15 {
-            if k > 1 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${}", b + k));
-        }
-        sql.push(')');
+    let mut params = Vec::with_capacity(rows.len() * 16);
+    for (i, a) in rows.iter().enumerate() {
+        sql.push_str(if i == 0 {
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        } else {
+            ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        });
+        params.extend([
+            Param::Text(&a.id),
+            Param::Int(a.seq),
+            Param::Text(&a.ts),
+            Param::Text(&a.session),
+            Param::Text(&a.agent),
+            Param::Text(&a.owner),
+            Param::Text(&a.revision),
+            Param::Text(&a.phase),
+            Param::OptText(a.policy.as_deref()),
+            Param::OptText(a.rule.as_deref()),
+            Param::Text(&a.verdict),
+            Param::Text(&a.reason),
+            Param::OptText(a.tool.as_deref()),
+            Param::OptText(a.tool_id.as_deref()),
+            Param::OptText(a.approval_id.as_deref()),
+            Param::OptText(a.decided_by.as_deref()),
+        ]);
     }
-    let mut q = sqlx::query(&sql);
-    for a in rows {
-        q = q
-            .bind(&a.id)
-            .bind(a.seq)
-            .bind(&a.ts)
-            .bind(&a.session)
-            .bind(&a.agent)
-            .bind(&a.owner)
-            .bind(&a.revision)
-            .bind(&a.phase)
-            .bind(&a.policy)
-            .bind(&a.rule)
-            .bind(&a.verdict)
-            .bind(&a.reason)
-            .bind(&a.tool)
-            .bind(&a.approval_id)
-            .bind(&a.decided_by);
-    }
-    q.execute(&mut **tx).await?;
-    Ok(())
+    Stmt { sql, params }
 }
 
-async fn write_one(tx: &mut sqlx::Transaction<'_, sqlx::Any>, w: &Write) -> Result<(), sqlx::Error> {
+fn statement(w: &Write) -> Stmt<'_> {
+    use Param::*;
     match w {
-        Write::SessionNew(s) => {
-            sqlx::query(
-                "INSERT INTO sessions (id, namespace, agent, owner, parent, token_hash, phase, reason, created_at, \
-                 ended_at, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(&s.id)
-            .bind(&s.namespace)
-            .bind(&s.agent)
-            .bind(&s.owner)
-            .bind(&s.parent)
-            .bind(&s.token_hash)
-            .bind(&s.phase)
-            .bind(&s.reason)
-            .bind(&s.created_at)
-            .bind(&s.ended_at)
-            .bind(&s.state)
-            .execute(&mut **tx)
-            .await?;
-        }
+        Write::SessionNew(s) => Stmt::new(
+            "INSERT INTO sessions (id, namespace, agent, owner, parent, token_hash, phase, reason, created_at, \
+             ended_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                Text(&s.id),
+                Text(&s.namespace),
+                Text(&s.agent),
+                Text(&s.owner),
+                OptText(s.parent.as_deref()),
+                Text(&s.token_hash),
+                Text(&s.phase),
+                OptText(s.reason.as_deref()),
+                Text(&s.created_at),
+                OptText(s.ended_at.as_deref()),
+                Text(&s.state),
+            ],
+        ),
         Write::SessionState { id, state } => {
-            sqlx::query("UPDATE sessions SET state = $1 WHERE id = $2").bind(state).bind(id).execute(&mut **tx).await?;
+            Stmt::new("UPDATE sessions SET state = ? WHERE id = ?", vec![Text(state), Text(id)])
         }
-        Write::SessionEnd { id, phase, reason, ended_at } => {
-            sqlx::query("UPDATE sessions SET phase = $1, reason = $2, ended_at = $3 WHERE id = $4")
-                .bind(phase)
-                .bind(reason)
-                .bind(ended_at)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Write::Charge(r) => {
-            sqlx::query(
-                "INSERT INTO charges (id, ts, session, owner, day, model, input_tokens, output_tokens, \
-                 cache_read_tokens, cache_write_tokens, cost_usd, stream_complete) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&r.id)
-            .bind(&r.ts)
-            .bind(&r.session)
-            .bind(&r.owner)
-            .bind(&r.day)
-            .bind(&r.model)
-            .bind(r.input_tokens)
-            .bind(r.output_tokens)
-            .bind(r.cache_read_tokens)
-            .bind(r.cache_write_tokens)
-            .bind(r.cost_usd)
-            .bind(r.stream_complete as i64)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Write::UserDaily { owner, day, cost_delta, approved_usd } => {
-            // Increments, so that several replicas add up rather than overwrite each other.
-            sqlx::query(
-                "INSERT INTO user_daily (owner, day, cost_usd, approved_usd) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (owner, day) DO UPDATE SET cost_usd = user_daily.cost_usd + excluded.cost_usd, \
-                 approved_usd = CASE WHEN excluded.approved_usd > user_daily.approved_usd \
-                 THEN excluded.approved_usd ELSE user_daily.approved_usd END",
-            )
-            .bind(owner)
-            .bind(day)
-            .bind(cost_delta)
-            .bind(approved_usd)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Write::Audit(a) => insert_audit(tx, &[a]).await?,
-        Write::ApprovalNew(a) => {
-            sqlx::query(
-                "INSERT INTO approvals (id, session, phase, summary, reason, policy, rule, status, decided_by, \
-                 decision_reason, created_at, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&a.id)
-            .bind(&a.session)
-            .bind(&a.phase)
-            .bind(&a.summary)
-            .bind(&a.reason)
-            .bind(&a.policy)
-            .bind(&a.rule)
-            .bind(&a.status)
-            .bind(&a.decided_by)
-            .bind(&a.decision_reason)
-            .bind(&a.created_at)
-            .bind(&a.decided_at)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Write::Event { session, seq, ts, event } => {
-            sqlx::query("INSERT INTO events (session, seq, ts, event) VALUES ($1, $2, $3, $4)")
-                .bind(session)
-                .bind(seq)
-                .bind(ts)
-                .bind(event)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Write::ApprovalDecided { id, status, decided_by, reason, decided_at } => {
-            sqlx::query(
-                "UPDATE approvals SET status = $1, decided_by = $2, decision_reason = $3, decided_at = $4 \
-                 WHERE id = $5 AND status = 'pending'",
-            )
-            .bind(status)
-            .bind(decided_by)
-            .bind(reason)
-            .bind(decided_at)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-        }
+        Write::SessionEnd { id, phase, reason, ended_at } => Stmt::new(
+            "UPDATE sessions SET phase = ?, reason = ?, ended_at = ? WHERE id = ?",
+            vec![Text(phase), Text(reason), Text(ended_at), Text(id)],
+        ),
+        Write::Charge(r) => Stmt::new(
+            "INSERT INTO charges (id, ts, session, owner, day, model, input_tokens, output_tokens, \
+             cache_read_tokens, cache_write_tokens, cost_usd, stream_complete) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                Text(&r.id),
+                Text(&r.ts),
+                Text(&r.session),
+                Text(&r.owner),
+                Text(&r.day),
+                Text(&r.model),
+                Int(r.input_tokens),
+                Int(r.output_tokens),
+                Int(r.cache_read_tokens),
+                Int(r.cache_write_tokens),
+                OptFloat(r.cost_usd),
+                Int(r.stream_complete as i64),
+            ],
+        ),
+        // Increments, so that several replicas add up rather than overwrite each other.
+        Write::UserDaily { owner, day, cost_delta, approved_usd } => Stmt::new(
+            "INSERT INTO user_daily (owner, day, cost_usd, approved_usd) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (owner, day) DO UPDATE SET cost_usd = user_daily.cost_usd + excluded.cost_usd, \
+             approved_usd = CASE WHEN excluded.approved_usd > user_daily.approved_usd \
+             THEN excluded.approved_usd ELSE user_daily.approved_usd END",
+            vec![Text(owner), Text(day), Float(*cost_delta), Float(*approved_usd)],
+        ),
+        Write::Audit(a) => audit_insert(&[a]),
+        Write::ApprovalNew(a) => Stmt::new(
+            "INSERT INTO approvals (id, session, phase, summary, reason, policy, rule, status, decided_by, \
+             decision_reason, created_at, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                Text(&a.id),
+                Text(&a.session),
+                Text(&a.phase),
+                Text(&a.summary),
+                Text(&a.reason),
+                OptText(a.policy.as_deref()),
+                OptText(a.rule.as_deref()),
+                Text(&a.status),
+                OptText(a.decided_by.as_deref()),
+                OptText(a.decision_reason.as_deref()),
+                Text(&a.created_at),
+                OptText(a.decided_at.as_deref()),
+            ],
+        ),
+        Write::Event { session, seq, ts, event } => Stmt::new(
+            "INSERT INTO events (session, seq, ts, event) VALUES (?, ?, ?, ?)",
+            vec![Text(session), Int(*seq), Text(ts), Text(event)],
+        ),
+        Write::ApprovalDecided { id, status, decided_by, reason, decided_at } => Stmt::new(
+            "UPDATE approvals SET status = ?, decided_by = ?, decision_reason = ?, decided_at = ? \
+             WHERE id = ? AND status = 'pending'",
+            vec![Text(status), Text(decided_by), Text(reason), Text(decided_at), Text(id)],
+        ),
     }
-    Ok(())
 }

@@ -397,3 +397,53 @@ async fn transcript_events_are_stored_in_order_and_followed_live_with_resume() {
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("not among the sub-agents of `coder` (it has none)"));
 }
+
+#[tokio::test]
+async fn the_controller_pushes_the_clusters_agents_and_policies() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let t = TestGateway::start(dir.path()).await;
+    let (_, token) = t.session("coder").await;
+    let push = json!({
+        "revision": "cluster:abc",
+        "agents": [
+            {"apiVersion": "paddock.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "reviewer", "namespace": "team-a"},
+             "spec": {"harness": "custom", "model": "claude-sonnet-4-5", "policies": ["strict"]}},
+            {"apiVersion": "paddock.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "broken", "namespace": "team-a"},
+             "spec": {"harness": "custom", "model": "claude-sonnet-4-5", "policies": ["bad"]}}
+        ],
+        "policies": [
+            {"apiVersion": "paddock.dev/v1alpha1", "kind": "Policy", "metadata": {"name": "strict", "namespace": "team-a"},
+             "spec": {"rules": [{"name": "no-force", "use": "github", "with": {"deny_force_push": true}}]}},
+            {"apiVersion": "paddock.dev/v1alpha1", "kind": "Policy", "metadata": {"name": "bad", "namespace": "team-a"},
+             "spec": {"agents": ["broken"], "rules": [{"name": "calls", "use": "max_tool_calls", "with": {"limit": -3}}]}}
+        ]
+    });
+    let put = |tok: &str| t.client.put(format!("{}/v1/policies", t.url)).bearer_auth(tok).json(&push).send();
+    assert_eq!(put(&token).await.unwrap().status(), 403, "a session cannot change what governs it");
+    let v: Value = put(ADMIN).await.unwrap().json().await.unwrap();
+    assert_eq!(v["agents"], json!(["team-a/reviewer"]), "{v}");
+    assert!(v["leftOut"].to_string().contains("bad"), "{v}");
+    let r = t
+        .client
+        .post(format!("{}/v1/sessions", t.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"agent": "reviewer", "namespace": "team-a", "owner": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = t
+        .client
+        .post(format!("{}/v1/sessions", t.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"agent": "broken", "namespace": "team-a", "owner": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "an Agent whose Policy does not compile does not run");
+    let got: Value =
+        t.client.get(format!("{}/v1/policies", t.url)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(got["revision"], "cluster:abc");
+    assert_eq!(got["agents"][0]["policies"], json!(["strict"]));
+}

@@ -269,3 +269,65 @@ async fn a_streamed_answer_is_cut_at_the_hard_limit() {
         assert_eq!(post(&t, &token, path, &body).await.status(), 403);
     }
 }
+
+#[tokio::test]
+async fn anthropic_beta_headers_and_query_pass_through_and_only_the_provider_key_goes_upstream() {
+    // A stand-in provider on loopback that records what it was sent.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, axum::http::HeaderMap)>::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        axum::routing::post(move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push((uri.to_string(), headers));
+                axum::Json(json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+                    "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 3, "output_tokens": 1}}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    std::fs::write(dir.path().join("provider-key"), "sk-ant-provider-secret\n").unwrap();
+    let mut cfg = config(dir.path());
+    cfg.providers.insert(
+        0,
+        paddock_gateway::config::ProviderConfig {
+            name: "anthropic".into(),
+            kind: paddock_gateway::config::ProviderKind::Anthropic,
+            base_url: Some(upstream),
+            api_key: Some(paddock_gateway::config::SecretSource {
+                env: None,
+                file: Some(dir.path().join("provider-key")),
+            }),
+            script: None,
+            models: vec!["claude-x*".into()],
+        },
+    );
+    let t = TestGateway::with_config(dir.path(), cfg).await;
+    let (_, token) = t.session("coder").await;
+    let (_, body) = request("anthropic", "claude-x", &[("user", "hi")], false);
+    let r = t
+        .client
+        .post(format!("{}/llm/anthropic/v1/messages?beta=true", t.url))
+        .header("x-api-key", &token)
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "interleaved-thinking-2025-05-14")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = seen.lock().unwrap();
+    let (uri, headers) = &seen[0];
+    assert_eq!(uri, "/v1/messages?beta=true");
+    assert_eq!(headers["anthropic-beta"], "interleaved-thinking-2025-05-14");
+    assert_eq!(headers["anthropic-version"], "2023-06-01");
+    assert_eq!(headers["x-api-key"], "sk-ant-provider-secret");
+    assert!(headers.get("authorization").is_none());
+    assert!(!format!("{headers:?}").contains(&token), "the session token never leaves the gateway");
+}

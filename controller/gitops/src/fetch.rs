@@ -264,6 +264,14 @@ pub fn known_hosts_match(known_hosts: &str, host: &str, key: &[u8]) -> bool {
     })
 }
 
+/// The branch checked out in a local repository (what `paddock up --repo` follows), or `None` when HEAD is
+/// detached or the directory is not a git repository.
+pub fn local_branch(path: &Path) -> Option<String> {
+    let repo = Repository::open(path).ok()?;
+    let head = repo.head().ok()?;
+    if head.is_branch() { head.shorthand().ok().map(str::to_owned) } else { None }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,12 +306,4 @@ mod tests {
         assert!(!known_hosts_match(&kh, "github.com", b"another key"));
         assert!(!known_hosts_match("", "github.com", key));
     }
-}
-
-/// The branch checked out in a local repository (what `paddock up --repo` follows), or `None` when HEAD is
-/// detached or the directory is not a git repository.
-pub fn local_branch(path: &Path) -> Option<String> {
-    let repo = Repository::open(path).ok()?;
-    let head = repo.head().ok()?;
-    if head.is_branch() { head.shorthand().ok().map(str::to_owned) } else { None }
 }

@@ -58,7 +58,10 @@ pub fn error_policy(approval: Arc<Approval>, err: &Error, ctx: Arc<Context>) -> 
 }
 
 async fn relay(a: &Approval, ctx: &Context) -> Result<Action, Error> {
-    let rt = ctx.sessions.as_deref().ok_or_else(|| Error::Config("the Approval reconciler runs without a gateway".into()))?;
+    let rt = ctx
+        .sessions
+        .as_deref()
+        .ok_or_else(|| Error::Config("the Approval reconciler runs without a gateway".into()))?;
     let old = a.status.clone().unwrap_or_default();
     let generation = a.meta().generation;
     // A decision is final: once relayed, or refused for good, there is nothing more to do for this spec.
@@ -92,8 +95,14 @@ async fn relay(a: &Approval, ctx: &Context) -> Result<Action, Error> {
                     r["decided_by"].as_str().unwrap_or("someone")
                 ),
             ),
-            Some(_) => ("RequestNotInSession", format!("request `{request}` is not an ask of Session `{}`", session.name_any())),
-            None => ("RequestNotFound", format!("the gateway has no request `{request}`; see the Session's status.pendingApprovals")),
+            Some(_) => (
+                "RequestNotInSession",
+                format!("request `{request}` is not an ask of Session `{}`", session.name_any()),
+            ),
+            None => (
+                "RequestNotFound",
+                format!("the gateway has no request `{request}`; see the Session's status.pendingApprovals"),
+            ),
         };
         return refuse(a, ctx, reason, &msg).await;
     }
@@ -111,8 +120,15 @@ async fn relay(a: &Approval, ctx: &Context) -> Result<Action, Error> {
     let verb = if approve { "approved" } else { "denied" };
     let msg = format!("{verb} request `{request}` of Session `{}` for {by}", session.name_any());
     publish(ctx, &a.object_ref(&()), a, EventType::Normal, "Relayed", msg.clone()).await;
-    publish(ctx, &session.object_ref(&()), a, EventType::Normal, if approve { "Approved" } else { "Denied" }, msg.clone())
-        .await;
+    publish(
+        ctx,
+        &session.object_ref(&()),
+        a,
+        EventType::Normal,
+        if approve { "Approved" } else { "Denied" },
+        msg.clone(),
+    )
+    .await;
     let status = ApprovalStatus {
         conditions: merge(&old.conditions, vec![Want::ready("Relayed", msg)], generation),
         decided_by: Some(by),

@@ -56,6 +56,9 @@ pub struct NewSession {
     pub environment: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace_repo: Option<String>,
+    /// The RuntimeClass the runner pod gets (the Agent's, or one an `enforce_sandbox` rule requires).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -138,7 +141,8 @@ impl Gateway {
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b.to_string());
         }
-        let unreachable = |e: reqwest::Error| GatewayError::Unreachable { url: self.cfg.url.clone(), message: e.to_string() };
+        let unreachable =
+            |e: reqwest::Error| GatewayError::Unreachable { url: self.cfg.url.clone(), message: e.to_string() };
         let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(unreachable)?;
@@ -158,6 +162,12 @@ impl Gateway {
         let body = serde_json::to_value(s).expect("json");
         let v = self.call(reqwest::Method::POST, "/v1/sessions", Some(body)).await?;
         v["token"].as_str().map(str::to_owned).ok_or_else(|| GatewayError::Decode("no `token` in the answer".into()))
+    }
+
+    /// Replaces the Agents and Policies the gateway decides with (`PUT /v1/policies`); returns its answer
+    /// (`agents` governed, `leftOut` with why).
+    pub async fn put_policies(&self, body: &Value) -> Result<Value, GatewayError> {
+        self.call(reqwest::Method::PUT, "/v1/policies", Some(body.clone())).await
     }
 
     /// Ends a session and revokes its token. Ending an ended or unknown session is not an error.
@@ -181,7 +191,8 @@ impl Gateway {
 
     /// Transcript events from sequence number `offset` on: `(seq, event)`.
     pub async fn events(&self, id: &str, offset: i64) -> Result<Vec<(i64, Value)>, GatewayError> {
-        let v = self.call(reqwest::Method::GET, &format!("/v1/sessions/{}/events?offset={offset}", seg(id)), None).await?;
+        let v =
+            self.call(reqwest::Method::GET, &format!("/v1/sessions/{}/events?offset={offset}", seg(id)), None).await?;
         let rows = v.as_array().ok_or_else(|| GatewayError::Decode("events are not a list".into()))?;
         Ok(rows.iter().filter_map(|r| Some((r["seq"].as_i64()?, r["event"].clone()))).collect())
     }

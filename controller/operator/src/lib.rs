@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod gitsource;
 pub mod metrics;
 pub mod policy;
+pub mod policy_sync;
 pub mod run;
 pub mod server;
 pub mod session;

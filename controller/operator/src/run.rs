@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event as WatchEvent};
 use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
-use k8s_openapi::api::core::v1::Pod;
-use kube::runtime::reflector::ObjectRef;
 use paddock_api::{Agent, Approval, GitSource, Policy, Session};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -202,7 +202,15 @@ async fn controllers(client: Client, cfg: &Config, metrics: Arc<Metrics>, halt: 
             info!("no gateway configured: the Session and Approval reconcilers do not run");
             return;
         }
-        session_controllers(client.clone(), cfg, ctx.clone(), halt.clone()).await;
+        let gateway = crate::gateway::Gateway::new(cfg.sessions.as_ref().expect("checked").gateway.clone());
+        let sync = crate::policy_sync::run(
+            client.clone(),
+            cfg.namespace.clone(),
+            gateway,
+            std::time::Duration::from_secs(5),
+            halt.clone(),
+        );
+        tokio::join!(session_controllers(client.clone(), cfg, ctx.clone(), halt.clone()), sync);
     };
     tokio::select! {
         _ = async { tokio::join!(gitsources, agents, policies, sessions) } => {},

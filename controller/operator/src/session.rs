@@ -197,7 +197,10 @@ async fn sync(s: &Session, ctx: &Context) -> Result<Action, Error> {
             obs.start_time = obs.start_time.or_else(|| Some(now()));
             obs.wants = if asks {
                 let n = info.as_ref().map_or(0, |i| i.pending_approvals.len());
-                vec![Want::ready("AwaitingApproval", format!("{n} decision(s) wait for a human: create an Approval or run `paddock approve`"))]
+                vec![Want::ready(
+                    "AwaitingApproval",
+                    format!("{n} decision(s) wait for a human: create an Approval or run `paddock approve`"),
+                )]
             } else {
                 vec![Want::ready("Running", format!("the runner Pod `{}` is running", pod.name_any()))]
             };
@@ -207,7 +210,10 @@ async fn sync(s: &Session, ctx: &Context) -> Result<Action, Error> {
             let waiting = waiting_reason(&pod);
             obs.wants = vec![
                 Want::ready("Starting", format!("the runner Pod `{}` is starting", pod.name_any())),
-                Want::reconciling("PodPending", waiting.unwrap_or_else(|| "waiting for the runner Pod to start".into())),
+                Want::reconciling(
+                    "PodPending",
+                    waiting.unwrap_or_else(|| "waiting for the runner Pod to start".into()),
+                ),
             ];
         }
     }
@@ -241,7 +247,8 @@ async fn start(
     let revision = agent.annotations().get(REVISION_ANNOTATION).cloned();
     let (set, errors) = {
         let empty = Default::default();
-        let agents = [(ns.as_str(), agent_name.as_str(), agent.metadata.labels.as_ref().unwrap_or(&empty), &agent.spec)];
+        let agents =
+            [(ns.as_str(), agent_name.as_str(), agent.metadata.labels.as_ref().unwrap_or(&empty), &agent.spec)];
         let pols: Vec<_> = policies
             .iter()
             .map(|p| {
@@ -308,6 +315,7 @@ async fn start(
             parent: parent_id(ctx, s).await?,
             environment: Some(environment.clone()),
             workspace_repo: workspace.map(|w| w.git.clone()),
+            runtime_class_name: sandbox.runtime_class_name.clone(),
         };
         let token = match rt.gateway.create_session(&req).await {
             Ok(t) => t,
@@ -377,7 +385,9 @@ async fn blocked(
     stalled: bool,
 ) -> Result<Action, Error> {
     let old = s.status.as_ref().map(|st| st.conditions.as_slice()).unwrap_or_default();
-    if crate::conditions::find(old, paddock_api::status::READY).is_none_or(|c| c.reason != reason || c.message != message) {
+    if crate::conditions::find(old, paddock_api::status::READY)
+        .is_none_or(|c| c.reason != reason || c.message != message)
+    {
         publish(ctx, s, EventType::Warning, reason, "Start", message.to_owned()).await;
     }
     obs.phase = SessionPhase::Pending;
@@ -582,7 +592,11 @@ fn status_of(s: &Session, obs: Observed) -> SessionStatus {
     let generation = s.meta().generation;
     let (usage, risk_score, pending) = match &obs.gateway {
         Some(g) => (
-            Usage { input_tokens: g.usage.input_tokens, output_tokens: g.usage.output_tokens, cost_usd: g.usage.cost_usd },
+            Usage {
+                input_tokens: g.usage.input_tokens,
+                output_tokens: g.usage.output_tokens,
+                cost_usd: g.usage.cost_usd,
+            },
             g.risk_score,
             g.pending_approvals
                 .iter()
@@ -595,7 +609,11 @@ fn status_of(s: &Session, obs: Observed) -> SessionStatus {
                 })
                 .collect(),
         ),
-        None => (old.usage.clone(), old.risk_score, if obs.phase.is_finished() { Vec::new() } else { old.pending_approvals.clone() }),
+        None => (
+            old.usage.clone(),
+            old.risk_score,
+            if obs.phase.is_finished() { Vec::new() } else { old.pending_approvals.clone() },
+        ),
     };
     let pending = if obs.phase.is_finished() { Vec::new() } else { pending };
     SessionStatus {

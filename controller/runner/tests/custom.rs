@@ -197,6 +197,15 @@ async fn a_custom_agent_is_governed_end_to_end() {
     let push = audit.iter().find(|a| a["verdict"] == "deny").unwrap();
     assert_eq!((push["phase"].as_str(), push["policy"].as_str()), (Some("llm_response"), Some("github-rules")));
     assert_eq!(audit.iter().filter(|a| a["phase"] == "tool_call" && a["verdict"] == "allow").count(), 4);
+    // Call by call: every tool call in the transcript has its decision, by id.
+    for e in &events {
+        if let TranscriptEvent::ToolCall { id, .. } = e {
+            assert!(
+                audit.iter().any(|a| a["phase"] == "tool_call" && a["tool_id"] == id.as_str()),
+                "no tool_call decision for {id}"
+            );
+        }
+    }
     let results = audit.iter().filter(|a| a["phase"] == "tool_result").count();
     assert_eq!(results, 4, "each result that went back to a model was checked");
 }

@@ -263,7 +263,7 @@ fn the_runner_reads_an_agent_that_validates() {
         let refs: Vec<(&str, &AgentSpec)> = subs.iter().map(|(n, s)| (*n, s)).collect();
         let yaml = agent_manifest("team-a", case.session.agent_name, &agent, &refs);
         let report =
-            paddock_gitops::validate_files(&[paddock_gitops::SourceFile::new("agent.yaml".into(), yaml.into_bytes())]);
+            paddock_gitops::validate_files(&[paddock_gitops::SourceFile::new("agent.yaml", yaml.into_bytes())]);
         assert!(report.is_ok(), "{}: {}", case.name, report.render());
     }
 }

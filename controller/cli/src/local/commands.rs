@@ -45,6 +45,26 @@ pub enum SessionCommand {
 }
 
 #[derive(clap::Args)]
+pub struct DecideArgs {
+    /// The ask's id (from `paddock approvals`).
+    pub id: String,
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// In a Kubernetes cluster: create an Approval object (with your kubeconfig's identity) for the
+    /// controller to relay, instead of talking to `paddock up`.
+    #[arg(long, requires = "session")]
+    pub cluster: bool,
+    /// With --cluster: the Session the ask belongs to.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// With --cluster: the Session's namespace (default: the kubeconfig's).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(clap::Args)]
 pub struct Output {
     /// `text` (default) or `json`.
     #[arg(long, short = 'o', default_value = "text", value_parser = ["text", "json"])]
@@ -92,7 +112,7 @@ pub fn session(cmd: SessionCommand, conn: Conn) -> anyhow::Result<ExitCode> {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                     return Ok(ExitCode::SUCCESS);
                 }
-                println!("{:<16} {:<18} {:<10} {:>10} {:>6}  {}", "ID", "AGENT", "PHASE", "COST", "TOOLS", "REASON");
+                println!("{:<16} {:<18} {:<10} {:>10} {:>6}  REASON", "ID", "AGENT", "PHASE", "COST", "TOOLS");
                 for s in v.as_array().into_iter().flatten() {
                     println!(
                         "{:<16} {:<18} {:<10} {:>10} {:>6}  {}",

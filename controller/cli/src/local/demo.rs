@@ -11,11 +11,11 @@ use super::client::{Client, OnAsk, Style, follow};
 use super::up::{Args, start};
 
 const FILES: &[(&str, &str)] = &[
-    ("agents/demo-coder.yaml", include_str!("../../../../examples/demo/agents/demo-coder.yaml")),
-    ("agents/demo-analyst.yaml", include_str!("../../../../examples/demo/agents/demo-analyst.yaml")),
-    ("policies/demo.yaml", include_str!("../../../../examples/demo/policies/demo.yaml")),
+    ("agents/demo-coder.yaml", include_str!("../../demo/agents/demo-coder.yaml")),
+    ("agents/demo-analyst.yaml", include_str!("../../demo/agents/demo-analyst.yaml")),
+    ("policies/demo.yaml", include_str!("../../demo/policies/demo.yaml")),
 ];
-const SCRIPT: &str = include_str!("../../../../examples/demo/script.yaml");
+const SCRIPT: &str = include_str!("../../demo/script.yaml");
 
 /// The story: (heading, agent, prompt, what the viewer should notice).
 const STORY: &[(&str, &str, &str, &str)] = &[

@@ -54,7 +54,7 @@ pub fn providers(script: Option<PathBuf>) -> Vec<ProviderConfig> {
         out.push(ProviderConfig {
             name: "anthropic".into(),
             kind: ProviderKind::Anthropic,
-            base_url: Some("https://api.anthropic.com".into()),
+            base_url: Some(env_or("ANTHROPIC_BASE_URL", "https://api.anthropic.com")),
             api_key: Some(SecretSource { env: Some("ANTHROPIC_API_KEY".into()), file: None }),
             script: None,
             models: vec!["claude-*".into()],
@@ -64,7 +64,7 @@ pub fn providers(script: Option<PathBuf>) -> Vec<ProviderConfig> {
         out.push(ProviderConfig {
             name: "openai".into(),
             kind: ProviderKind::Openai,
-            base_url: Some("https://api.openai.com".into()),
+            base_url: Some(env_or("OPENAI_BASE_URL", "https://api.openai.com")),
             api_key: Some(SecretSource { env: Some("OPENAI_API_KEY".into()), file: None }),
             script: None,
             models: vec!["gpt-*".into(), "o1*".into(), "o3*".into(), "o4*".into(), "codex-*".into()],
@@ -81,6 +81,11 @@ pub fn providers(script: Option<PathBuf>) -> Vec<ProviderConfig> {
         });
     }
     out
+}
+
+/// A provider's address: the user's override (a corporate proxy, say), else the provider's own.
+fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
 }
 
 /// Starts everything and returns once it serves; the servers run in the background of the runtime.
@@ -176,19 +181,17 @@ fn routes(sup: Arc<Supervisor>) -> axum::Router {
         .with_state(sup)
 }
 
-fn admin_only(sup: &Supervisor, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal for a caller without the admin credential, if it lacks it.
+fn admin_only(sup: &Supervisor, headers: &HeaderMap) -> Option<Response> {
     let token = paddock_gateway::proxy::bearer(headers).unwrap_or("");
-    if sup.gw.is_admin(token) {
-        Ok(())
-    } else {
-        Err((StatusCode::FORBIDDEN, Json(json!({"error": {"message": "the admin credential is required"}})))
-            .into_response())
-    }
+    (!sup.gw.is_admin(token)).then(|| {
+        (StatusCode::FORBIDDEN, Json(json!({"error": {"message": "the admin credential is required"}}))).into_response()
+    })
 }
 
 async fn start_session(State(sup): State<Arc<Supervisor>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(r) = admin_only(&sup, &headers) {
-        return r;
+    if let Some(refused) = admin_only(&sup, &headers) {
+        return refused;
     }
     let req: StartSession = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -206,8 +209,8 @@ async fn start_session(State(sup): State<Arc<Supervisor>>, headers: HeaderMap, b
 }
 
 async fn stop_session(State(sup): State<Arc<Supervisor>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin_only(&sup, &headers) {
-        return r;
+    if let Some(refused) = admin_only(&sup, &headers) {
+        return refused;
     }
     match sup.stop(&id).await {
         Ok(true) => Json(json!({"id": id, "stopped": true})).into_response(),

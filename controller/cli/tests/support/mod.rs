@@ -179,6 +179,12 @@ impl TestGateway {
         self.admin_get(&format!("/v1/sessions/{session}")).await
     }
 
+    /// The transcript the gateway stored for the session (what `paddock session logs` shows).
+    pub async fn transcript(&self, session: &str) -> Vec<TranscriptEvent> {
+        let rows: Vec<Value> = self.admin_get(&format!("/v1/sessions/{session}/events")).await;
+        rows.into_iter().map(|r| serde_json::from_value(r["event"].clone()).unwrap()).collect()
+    }
+
     async fn admin_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         let r = self.client.get(format!("{}{path}", self.url)).bearer_auth(ADMIN).send().await.unwrap();
         assert_eq!(r.status(), 200, "GET {path}");

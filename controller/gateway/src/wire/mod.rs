@@ -111,13 +111,40 @@ impl Wire {
         Ok(RequestInfo { model, stream, max_tokens, client_wants_usage: include_usage })
     }
 
-    /// Prepares the body to forward: the model (after routing), and for streamed Chat the usage chunk that
-    /// metering needs.
-    pub fn prepare(self, body: &mut Value, model: &str, stream: bool) {
+    /// Prepares the body to forward: the model (after routing), for streamed Chat the usage chunk that
+    /// metering needs, and without provider-hosted tools (web search, code execution, remote MCP servers):
+    /// the provider would run those itself, where no policy can see them. Returns what was removed.
+    pub fn prepare(self, body: &mut Value, model: &str, stream: bool) -> Vec<String> {
         body["model"] = Value::String(model.to_owned());
         if self == Wire::Chat && stream {
             body["stream_options"]["include_usage"] = Value::Bool(true);
         }
+        let mut removed = Vec::new();
+        if let Some(tools) = body.get_mut("tools").and_then(Value::as_array_mut) {
+            tools.retain(|t| {
+                let kind = t["type"].as_str().unwrap_or("");
+                let client_side = match self {
+                    // Client tools have an input schema; typed ones (`bash_…`, `text_editor_…`) run in the client.
+                    Wire::Anthropic => {
+                        t.get("input_schema").is_some()
+                            || kind == "custom"
+                            || !["web_search", "web_fetch", "code_execution", "mcp"].iter().any(|h| kind.starts_with(h))
+                    }
+                    Wire::Chat => kind == "function" || kind.is_empty(),
+                    Wire::Responses => matches!(kind, "function" | "custom" | "local_shell"),
+                };
+                if !client_side {
+                    removed.push(kind.to_owned());
+                }
+                client_side
+            });
+        }
+        for key in ["mcp_servers", "web_search_options", "container"] {
+            if body.as_object_mut().and_then(|o| o.remove(key)).is_some() {
+                removed.push(key.to_owned());
+            }
+        }
+        removed
     }
 
     /// Usage and tool calls of a complete (non-streamed) response.
@@ -232,4 +259,26 @@ pub(crate) fn parse_args(text: &str) -> Value {
 
 pub(crate) fn u(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_hosted_tools_never_leave() {
+        let mut b = json!({"model": "m", "tools": [
+            {"name": "Bash", "input_schema": {}}, {"type": "web_search_20250305", "name": "web_search"},
+            {"type": "bash_20250124", "name": "bash"}], "mcp_servers": [{"url": "https://x"}]});
+        let removed = Wire::Anthropic.prepare(&mut b, "m2", false);
+        assert_eq!(removed, ["web_search_20250305", "mcp_servers"]);
+        assert_eq!(b["tools"].as_array().unwrap().len(), 2);
+        assert_eq!(b["model"], "m2");
+        let mut b = json!({"model": "m", "tools": [{"type": "function", "name": "shell"}, {"type": "web_search"},
+            {"type": "file_search"}, {"type": "custom", "name": "apply_patch"}]});
+        assert_eq!(Wire::Responses.prepare(&mut b, "m", true), ["web_search", "file_search"]);
+        let mut b = json!({"model": "m", "stream": true, "web_search_options": {}, "tools": [{"type": "function"}]});
+        assert_eq!(Wire::Chat.prepare(&mut b, "m", true), ["web_search_options"]);
+        assert_eq!(b["stream_options"]["include_usage"], true);
+    }
 }

@@ -208,3 +208,30 @@ pub fn gitsource_reply(seen: &Seen, url: &str) -> (u16, Json) {
 pub fn echo(seen: &Seen) -> (u16, Json) {
     (if seen.method == "POST" { 201 } else { 200 }, seen.body.clone())
 }
+
+/// The real gateway, in process on 127.0.0.1, governing with `repo` (one YAML file of Agents and Policies).
+pub struct TestGateway {
+    pub url: String,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+pub async fn start_gateway(dir: &std::path::Path, repo: &str, admin: &str) -> TestGateway {
+    use paddock_gateway::config::{GatewayConfig, SecretSource};
+    std::fs::create_dir_all(dir.join("repo")).unwrap();
+    std::fs::write(dir.join("repo/all.yaml"), repo).unwrap();
+    std::fs::write(dir.join("admin-token"), admin).unwrap();
+    let cfg = GatewayConfig {
+        data_dir: Some(dir.join("data")),
+        repo: Some(dir.join("repo")),
+        admin_token: Some(SecretSource { env: None, file: Some(dir.join("admin-token")) }),
+        ..GatewayConfig::default()
+    };
+    let gw = paddock_gateway::server::build(&cfg).await.expect("gateway builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = paddock_gateway::server::router(gw);
+    let server = tokio::spawn(async move {
+        paddock_gateway::server::serve_on(listener, app, std::future::pending()).await.unwrap();
+    });
+    TestGateway { url, _server: server }
+}

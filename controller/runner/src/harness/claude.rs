@@ -97,6 +97,9 @@ pub fn env(ctx: &RunContext, home: &std::path::Path) -> BTreeMap<String, String>
         ("DISABLE_TELEMETRY", "1".into()),
         ("DISABLE_ERROR_REPORTING", "1".into()),
         ("DISABLE_BUG_COMMAND", "1".into()),
+        // Claude Code retries a refused request (even the 401 of an ended session) ten times, for minutes; a
+        // few retries are enough to ride out a busy upstream.
+        ("CLAUDE_CODE_MAX_RETRIES", "3".into()),
         ("PADDOCK_GATEWAY_URL", gw.base_url.clone()),
         ("PADDOCK_SESSION", gw.session.clone()),
         ("PADDOCK_TOKEN", gw.token.clone()),
@@ -148,6 +151,17 @@ impl StreamState {
     pub fn events(&mut self, ev: &Value) -> Vec<TranscriptEvent> {
         let mut out = Vec::new();
         match ev["type"].as_str() {
+            // Claude Code's own error text dressed as a reply (e.g. "Failed to authenticate"): the
+            // `result` that follows carries it as the failure.
+            Some("assistant") if ev["message"]["model"] == "<synthetic>" => {}
+            Some("system") if ev["subtype"] == "api_retry" => {
+                tracing::warn!(
+                    status = ev["error_status"].as_u64().unwrap_or_default(),
+                    error = ev["error"].as_str().unwrap_or_default(),
+                    attempt = ev["attempt"].as_u64().unwrap_or_default(),
+                    "claude retries a model request the gateway refused"
+                );
+            }
             Some("assistant") => {
                 let msg = &ev["message"];
                 let id = msg["id"].as_str().unwrap_or_default();
@@ -204,7 +218,7 @@ impl StreamState {
                 self.result = Some(if ok {
                     Ok(text)
                 } else {
-                    let kind = ev["subtype"].as_str().unwrap_or("error");
+                    let kind = ev["terminal_reason"].as_str().or(ev["subtype"].as_str()).unwrap_or("error");
                     let errors: Vec<String> = ev["errors"]
                         .as_array()
                         .into_iter()
@@ -300,6 +314,24 @@ mod tests {
         let (_, s) =
             state_events(&[json!({"type": "result", "subtype": "error_max_turns", "is_error": true, "usage": {}})]);
         assert_eq!(s.result, Some(Err("claude ended with error_max_turns".into())));
+    }
+
+    #[test]
+    fn a_refused_token_is_a_failure_not_a_reply() {
+        let (evs, s) = state_events(&[
+            json!({"type": "assistant", "message": {"id": "x", "model": "<synthetic>", "content": [
+                {"type": "text", "text": "Failed to authenticate. API Error: 401 invalid or expired session token"}]}}),
+            json!({"type": "result", "subtype": "success", "is_error": true, "terminal_reason": "api_error",
+                   "result": "Failed to authenticate. API Error: 401 invalid or expired session token", "usage": {}}),
+        ]);
+        assert!(!evs.iter().any(|e| matches!(e, TranscriptEvent::Message { .. })), "{evs:?}");
+        assert_eq!(
+            s.result,
+            Some(Err(
+                "claude ended with api_error: Failed to authenticate. API Error: 401 invalid or expired session token"
+                    .into()
+            ))
+        );
     }
 
     #[test]

@@ -1,0 +1,558 @@
+//! Session and Approval reconcilers against kube's `tower-test` mock (a small stateful fake API server that
+//! records every request) and the real gateway, in process on 127.0.0.1.
+//!
+//! The test plays the runner: it reads the token from the Secret the controller applied, asks the gateway
+//! for a decision that a Policy turns into an ask, posts transcript events, and moves the pod through its
+//! phases.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use paddock_api::{Approval, Policy, Session};
+use paddock_operator::gateway::{Gateway, GatewayConfig};
+use paddock_operator::session::SessionRuntime;
+use paddock_operator::{Context, metrics::Metrics};
+use serde_json::{Value as Json, json};
+use support::*;
+
+const ADMIN: &str = "test-admin-token";
+const UID: &str = "0b7c4f2e-9d1a-4e3b-8c5f-6a2d1e0f9b3c";
+const SESSION: &str = "/apis/paddock.dev/v1alpha1/namespaces/team-a/sessions/fix-login";
+const AGENT_PATH: &str = "/apis/paddock.dev/v1alpha1/namespaces/team-a/agents/coder";
+const POD: &str = "/api/v1/namespaces/team-a/pods/fix-login-runner";
+const SECRET: &str = "/api/v1/namespaces/team-a/secrets/fix-login-token";
+const CONFIGMAP: &str = "/api/v1/namespaces/team-a/configmaps/fix-login-agent";
+const NETPOL: &str = "/apis/networking.k8s.io/v1/namespaces/team-a/networkpolicies/fix-login-runner";
+
+/// Agents and Policies the gateway governs with (namespace `team-a`).
+const REPO: &str = r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: coder, namespace: team-a}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+  tools: [shell]
+  policies: [ask-shell]
+  sandbox: {egress: ["api.github.com:443"]}
+---
+apiVersion: paddock.dev/v1alpha1
+kind: Policy
+metadata: {name: ask-shell, namespace: team-a}
+spec:
+  rules:
+    - {name: ask-before-shell, use: tool_denylist, with: {tools: [shell]}, action: ask}
+"#;
+
+async fn gateway(dir: &Path) -> TestGateway {
+    start_gateway(dir, REPO, ADMIN).await
+}
+
+/// A stateful fake API server: objects by path; server-side apply stores, GET reads, DELETE removes.
+#[derive(Clone, Default)]
+struct Objects(Arc<Mutex<BTreeMap<String, Json>>>);
+
+impl Objects {
+    fn get(&self, path: &str) -> Option<Json> {
+        self.0.lock().unwrap().get(path).cloned()
+    }
+    fn put(&self, path: &str, v: Json) {
+        self.0.lock().unwrap().insert(path.to_owned(), v);
+    }
+    fn route(&self) -> Route {
+        let objects = self.clone();
+        Arc::new(move |s: &Seen| {
+            let mut map = objects.0.lock().unwrap();
+            match s.method.as_str() {
+                "GET" => match map.get(&s.path) {
+                    Some(v) => (200, v.clone()),
+                    None => not_found(&s.path),
+                },
+                "PATCH" if s.is_ssa() => {
+                    if let Some(parent) = s.path.strip_suffix("/status") {
+                        let obj = map.get_mut(parent).expect("status of an existing object");
+                        obj["status"] = s.body["status"].clone();
+                        return (200, obj.clone());
+                    }
+                    let mut obj = s.body.clone();
+                    obj["metadata"]["resourceVersion"] = json!("1");
+                    map.insert(s.path.clone(), obj.clone());
+                    (200, obj)
+                }
+                // The finalizer's JSON patch: apply the one operation it uses on `finalizers`.
+                "PATCH" => {
+                    let obj = map.get_mut(&s.path).expect("patching an existing object");
+                    for op in s.body.as_array().into_iter().flatten() {
+                        let path = op["path"].as_str().unwrap_or_default();
+                        if let Some(i) =
+                            path.strip_prefix("/metadata/finalizers/").and_then(|i| i.parse::<usize>().ok())
+                            && op["op"] == "remove"
+                        {
+                            obj["metadata"]["finalizers"].as_array_mut().unwrap().remove(i);
+                        }
+                        if path == "/metadata/finalizers" {
+                            match op["op"].as_str() {
+                                Some("add" | "replace") => obj["metadata"]["finalizers"] = op["value"].clone(),
+                                Some("remove") => {
+                                    obj["metadata"].as_object_mut().unwrap().remove("finalizers");
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                    (200, obj.clone())
+                }
+                "POST" => echo(s),
+                "DELETE" => match map.remove(&s.path) {
+                    Some(_) => status_ok(),
+                    None => not_found(&s.path),
+                },
+                _ => (405, json!({})),
+            }
+        })
+    }
+}
+
+struct Harness {
+    objects: Objects,
+    api: FakeApi,
+    ctx: Arc<Context>,
+    gw: TestGateway,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+fn agent_json() -> Json {
+    json!({
+        "apiVersion": "paddock.dev/v1alpha1", "kind": "Agent",
+        "metadata": {"name": "coder", "namespace": NS, "generation": 1,
+                     "annotations": {"paddock.dev/revision": "main@sha1:abc123"}},
+        "spec": {"harness": "custom", "model": "claude-sonnet-4-5", "tools": ["shell"], "policies": ["ask-shell"],
+                 "sandbox": {"egress": ["api.github.com:443"]}}
+    })
+}
+
+fn policies(extra: Vec<Json>) -> Vec<Policy> {
+    let mut all = vec![json!({
+        "apiVersion": "paddock.dev/v1alpha1", "kind": "Policy",
+        "metadata": {"name": "ask-shell", "namespace": NS},
+        "spec": {"rules": [{"name": "ask-before-shell", "use": "tool_denylist", "with": {"tools": ["shell"]}, "action": "ask"}]}
+    })];
+    all.extend(extra);
+    all.into_iter().map(|p| serde_json::from_value(p).unwrap()).collect()
+}
+
+async fn harness(with_agent: bool, extra_policies: Vec<Json>, status_min_interval: Duration) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path()).await;
+    std::fs::write(dir.path().join("controller-token"), format!("{ADMIN}\n")).unwrap();
+    let objects = Objects::default();
+    objects.put(
+        SESSION,
+        json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "Session",
+            "metadata": {"name": "fix-login", "namespace": NS, "uid": UID, "generation": 1, "resourceVersion": "7",
+                         "finalizers": ["paddock.dev/session"]},
+            "spec": {"agentRef": {"name": "coder"}, "prompt": "Fix the login bug", "owner": "alice", "budgetUsd": 5.0}
+        }),
+    );
+    objects.put(
+        "/api/v1/namespaces/team-a",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": {"paddock.dev/environment": "prod"}}}),
+    );
+    if with_agent {
+        objects.put(AGENT_PATH, agent_json());
+    }
+    let (client, api) = fake_api(objects.route());
+    let (reader, mut writer) = kube::runtime::reflector::store::<Policy>();
+    for p in policies(extra_policies) {
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(p));
+    }
+    let mut rt = SessionRuntime::new(
+        Gateway::new(GatewayConfig { url: gw.url.clone(), admin_token_file: dir.path().join("controller-token") }),
+        paddock_sandbox::ClusterConfig { image: "runner:test".into(), ..Default::default() },
+    );
+    rt.status_min_interval = status_min_interval;
+    let ctx = Arc::new(
+        Context::new(client, Arc::new(Metrics::default()), dir.path().to_path_buf(), reader).with_sessions(rt),
+    );
+    Harness { objects, api, ctx, gw, http: reqwest::Client::new(), _dir: dir }
+}
+
+impl Harness {
+    fn session(&self) -> Arc<Session> {
+        Arc::new(serde_json::from_value(self.objects.get(SESSION).expect("the Session exists")).unwrap())
+    }
+    async fn reconcile(&self) {
+        paddock_operator::session::reconcile(self.session(), self.ctx.clone()).await.expect("reconcile");
+    }
+    fn status(&self) -> Json {
+        self.objects.get(SESSION).unwrap()["status"].clone()
+    }
+    fn set_pod_status(&self, status: Json) {
+        let mut pod = self.objects.get(POD).expect("the pod exists");
+        pod["status"] = status;
+        self.objects.put(POD, pod);
+    }
+    /// The token as the runner gets it: from the Secret the controller applied.
+    fn token(&self) -> String {
+        let secret = self.objects.get(SECRET).expect("the token Secret exists");
+        let b64 = secret["data"]["token"].as_str().unwrap();
+        String::from_utf8(base64_decode(b64)).unwrap()
+    }
+    async fn gw(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Json>) -> (u16, Json) {
+        let mut req = self.http.request(method, format!("{}{path}", self.gw.url)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Json::Null))
+    }
+    fn lines_since(&self, n: usize) -> Vec<String> {
+        self.api.lines()[n..].iter().filter(|l| !l.contains("/events")).cloned().collect()
+    }
+    fn events(&self) -> Vec<Json> {
+        self.api
+            .requests()
+            .iter()
+            .filter(|s| s.method == "POST" && s.path.contains("/events"))
+            .map(|s| s.body.clone())
+            .collect()
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes().filter(|c| *c != b'=') {
+        bits = (bits << 6) | A.iter().position(|a| *a == c).unwrap() as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_session_becomes_a_token_secret_configmap_networkpolicy_and_a_hardened_pod() {
+    let enforce = json!({
+        "apiVersion": "paddock.dev/v1alpha1", "kind": "Policy",
+        "metadata": {"name": "prod-sandbox", "namespace": NS},
+        "spec": {"rules": [{"name": "gvisor", "use": "enforce_sandbox", "with": {"environments": ["prod"], "runtime_class_names": ["gvisor"]}}]}
+    });
+    let h = harness(true, vec![enforce], Duration::ZERO).await;
+    h.reconcile().await;
+    assert_eq!(
+        h.lines_since(0),
+        [
+            format!("GET {AGENT_PATH}"),
+            "GET /api/v1/namespaces/team-a".into(),
+            format!("GET {SECRET}"),
+            format!("PATCH {SECRET}"),
+            format!("PATCH {CONFIGMAP}"),
+            format!("PATCH {NETPOL}"),
+            format!("PATCH {POD}"),
+            format!("PATCH {SESSION}/status"),
+        ],
+        "Agent, environment, token (Secret first), then the objects, then status; no pod lookup before one was made"
+    );
+    let reqs = h.api.requests();
+    assert!(reqs.iter().filter(|r| r.method == "PATCH").all(|r| r.is_ssa()), "every write is a server-side apply");
+    // The pod: hardened, owned by the Session, with the RuntimeClass enforce_sandbox requires in `prod`.
+    let pod = h.objects.get(POD).unwrap();
+    assert_eq!(pod["spec"]["runtimeClassName"], "gvisor");
+    assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], UID);
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Session");
+    let c = &pod["spec"]["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["resources"]["limits"], json!({"cpu": "1", "memory": "2Gi"}));
+    let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.windows(2).any(|w| w == ["--session", UID]), "{args:?}");
+    assert!(args.windows(2).any(|w| w == ["--gateway", "http://paddock-gateway.paddock-system.svc:6767"]));
+    // The NetworkPolicy: gateway, DNS and the Agent's allowlist.
+    let np = h.objects.get(NETPOL).unwrap();
+    assert_eq!(np["spec"]["egress"].as_array().unwrap().len(), 3);
+    assert_eq!(np["metadata"]["annotations"]["paddock.dev/egress-hosts"], "api.github.com:443");
+    // The ConfigMap: the Agent the runner reads, without governance.
+    let cm = h.objects.get(CONFIGMAP).unwrap();
+    let manifest = cm["data"]["agent.yaml"].as_str().unwrap();
+    assert!(manifest.contains("name: coder") && !manifest.contains("ask-shell"), "{manifest}");
+    // The token is the gateway's, for this session, and works.
+    let (code, info) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &h.token(), None).await;
+    assert_eq!((code, info["agent"].as_str(), info["owner"].as_str()), (200, Some("coder"), Some("alice")));
+    // Status and an Event.
+    let st = h.status();
+    assert_eq!((st["phase"].as_str(), st["podName"].as_str()), (Some("Pending"), Some("fix-login-runner")));
+    assert_eq!(st["agentRevision"], "main@sha1:abc123");
+    let events = h.events();
+    assert_eq!(events[0]["reason"], "Started");
+    let note = events[0]["note"].as_str().unwrap();
+    assert!(note.contains("runtimeClass gvisor") && note.contains("environment `prod`"), "{note}");
+    assert!(note.contains("a NetworkPolicy cannot name hosts"), "{note}");
+}
+
+#[tokio::test]
+async fn pod_phases_and_the_gateway_drive_the_session_and_an_approval_is_relayed() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.reconcile().await;
+    let token = h.token();
+
+    // Pending with an image that cannot be pulled: the reason is in the status.
+    h.set_pod_status(json!({"phase": "Pending", "containerStatuses": [{"name": "runner", "image": "runner:test", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"runner:test\""}}}]}));
+    h.reconcile().await;
+    let st = h.status();
+    assert_eq!(st["phase"], "Pending");
+    let reconciling = st["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Reconciling").unwrap();
+    assert!(reconciling["message"].as_str().unwrap().contains("ImagePullBackOff"), "{reconciling}");
+
+    // Running: the runner talks to the gateway; the Policy turns a shell call into an ask.
+    h.set_pod_status(json!({"phase": "Running"}));
+    let event = json!({"phase": "tool_call", "tool": "shell", "args": {"command": "rm -rf build"}});
+    let (code, ruling) =
+        h.gw(reqwest::Method::POST, &format!("/v1/sessions/{UID}/decide?wait=false"), &token, Some(event)).await;
+    assert_eq!((code, ruling["status"].as_str()), (200, Some("pending")), "{ruling}");
+    let ask = ruling["approval_id"].as_str().unwrap().to_owned();
+    let (code, _) = h
+        .gw(
+            reqwest::Method::POST,
+            &format!("/v1/sessions/{UID}/events"),
+            &token,
+            Some(json!([{"type": "message", "role": "assistant", "text": "I need to clean the build directory."}])),
+        )
+        .await;
+    assert_eq!(code, 200);
+    h.reconcile().await;
+    let st = h.status();
+    assert_eq!(st["phase"], "AwaitingApproval");
+    assert_eq!(st["pendingApprovalCount"], 1);
+    assert_eq!(st["pendingApprovals"][0]["requestId"], ask.as_str());
+    assert_eq!(st["pendingApprovals"][0]["tool"], "shell");
+    assert_eq!(st["lastMessage"], "I need to clean the build directory.");
+    assert!(st["startTime"].is_string());
+
+    // An Approval object relays the decision with the approver's name.
+    let approval_path = "/apis/paddock.dev/v1alpha1/namespaces/team-a/approvals/ok-rm";
+    h.objects.put(
+        approval_path,
+        json!({
+            "apiVersion": "paddock.dev/v1alpha1", "kind": "Approval",
+            "metadata": {"name": "ok-rm", "namespace": NS, "generation": 1, "annotations": {"paddock.dev/decided-by": "sec-bob"}},
+            "spec": {"sessionRef": {"name": "fix-login"}, "requestId": ask, "decision": "Approve", "reason": "build dir only"}
+        }),
+    );
+    let a: Approval = serde_json::from_value(h.objects.get(approval_path).unwrap()).unwrap();
+    paddock_operator::approval::reconcile(Arc::new(a), h.ctx.clone()).await.unwrap();
+    let ast = h.objects.get(approval_path).unwrap()["status"].clone();
+    assert_eq!(
+        (ast["conditions"][0]["type"].as_str(), ast["conditions"][0]["status"].as_str()),
+        (Some("Ready"), Some("True"))
+    );
+    assert_eq!(ast["decidedBy"], "sec-bob");
+    assert!(ast["relayedAt"].is_string());
+    let (_, rows) = h.gw(reqwest::Method::GET, "/v1/approvals?status=all", ADMIN, None).await;
+    let row = rows.as_array().unwrap().iter().find(|r| r["id"] == ask.as_str()).unwrap().clone();
+    assert_eq!((row["status"].as_str(), row["decided_by"].as_str()), (Some("approved"), Some("sec-bob")));
+    // Relaying again (a re-list) does nothing.
+    let a: Approval = serde_json::from_value(h.objects.get(approval_path).unwrap()).unwrap();
+    let before = h.api.lines().len();
+    paddock_operator::approval::reconcile(Arc::new(a), h.ctx.clone()).await.unwrap();
+    assert_eq!(h.api.lines().len(), before, "a relayed Approval is final");
+    h.reconcile().await;
+    assert_eq!(h.status()["phase"], "Running");
+    assert_eq!(h.status()["pendingApprovalCount"], 0);
+
+    // Succeeded: the session ends at the gateway, which revokes the token.
+    h.set_pod_status(json!({"phase": "Succeeded"}));
+    h.reconcile().await;
+    let st = h.status();
+    assert_eq!(st["phase"], "Succeeded");
+    assert!(st["completionTime"].is_string());
+    assert_eq!(st["conditions"][0]["reason"], "Succeeded");
+    let (code, _) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &token, None).await;
+    assert_eq!(code, 401, "the token is revoked once the session ends");
+    let (_, info) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), ADMIN, None).await;
+    assert_eq!(info["phase"], "Succeeded");
+    // A finished session without a TTL is left alone.
+    let before = h.api.lines().len();
+    h.reconcile().await;
+    assert_eq!(h.api.lines().len(), before);
+}
+
+#[tokio::test]
+async fn a_failed_pod_fails_the_session_with_the_containers_message() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.reconcile().await;
+    h.set_pod_status(json!({"phase": "Failed", "containerStatuses": [{"name": "runner", "image": "runner:test", "imageID": "", "ready": false, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": "budget exhausted"}}}]}));
+    h.reconcile().await;
+    let st = h.status();
+    assert_eq!(st["phase"], "Failed");
+    let ready = &st["conditions"][0];
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("RunnerFailed")));
+    assert_eq!(ready["message"], "container `runner` exited with 1 (Error): budget exhausted");
+    assert!(h.events().iter().any(|e| e["reason"] == "RunnerFailed" && e["type"] == "Warning"));
+}
+
+#[tokio::test]
+async fn a_missing_agent_gives_a_clear_condition_and_no_pod() {
+    let h = harness(false, vec![], Duration::ZERO).await;
+    h.reconcile().await;
+    assert_eq!(h.lines_since(0), [format!("GET {AGENT_PATH}"), format!("PATCH {SESSION}/status")]);
+    let st = h.status();
+    assert_eq!(st["phase"], "Pending");
+    let ready = &st["conditions"][0];
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("AgentNotFound")));
+    assert!(
+        ready["message"].as_str().unwrap().starts_with("Agent `coder` does not exist in namespace `team-a`"),
+        "{ready}"
+    );
+    assert_eq!(h.events()[0]["reason"], "AgentNotFound");
+    assert!(h.objects.get(POD).is_none());
+    let (_, sessions) = h.gw(reqwest::Method::GET, "/v1/sessions", ADMIN, None).await;
+    assert_eq!(sessions, json!([]), "no session at the gateway, no token");
+    // Still missing: the same condition, no second Event, no write.
+    let before = h.api.requests().len();
+    h.reconcile().await;
+    assert_eq!(h.lines_since(before), [format!("GET {AGENT_PATH}")]);
+    // The Agent appears: the session starts.
+    h.objects.put(AGENT_PATH, agent_json());
+    h.reconcile().await;
+    assert_eq!(h.status()["phase"], "Pending");
+    assert!(h.objects.get(POD).is_some());
+}
+
+#[tokio::test]
+async fn an_agent_whose_policy_is_missing_does_not_start() {
+    // The Agent names `ask-shell`; with no Policies known, it cannot be governed: fail closed.
+    let h = harness(true, vec![], Duration::ZERO).await;
+    let (reader, _writer) = kube::runtime::reflector::store::<Policy>();
+    let mut ctx = (*h.ctx).clone();
+    ctx.policies = reader;
+    paddock_operator::session::reconcile(h.session(), Arc::new(ctx)).await.unwrap();
+    let ready = h.status()["conditions"][0].clone();
+    assert_eq!(ready["reason"], "AgentNotReady");
+    assert!(ready["message"].as_str().unwrap().contains("`ask-shell`"), "{ready}");
+    assert!(h.objects.get(POD).is_none() && h.objects.get(SECRET).is_none());
+}
+
+#[tokio::test]
+async fn deleting_a_session_revokes_its_token_and_deletes_its_objects() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.reconcile().await;
+    let token = h.token();
+    h.set_pod_status(json!({"phase": "Running"}));
+    let mut s = h.objects.get(SESSION).unwrap();
+    s["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    h.objects.put(SESSION, s);
+    let before = h.api.requests().len();
+    h.reconcile().await;
+    assert_eq!(
+        h.lines_since(before),
+        [
+            format!("DELETE {POD}"),
+            format!("DELETE {NETPOL}"),
+            format!("DELETE {SECRET}"),
+            format!("DELETE {CONFIGMAP}"),
+            format!("PATCH {SESSION}"),
+        ],
+        "objects deleted, then the finalizer removed"
+    );
+    for p in [POD, NETPOL, SECRET, CONFIGMAP] {
+        assert!(h.objects.get(p).is_none(), "{p}");
+    }
+    assert_eq!(h.objects.get(SESSION).unwrap()["metadata"]["finalizers"], json!([]), "finalizer removed");
+    let (code, _) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &token, None).await;
+    assert_eq!(code, 401, "token revoked");
+    let (_, info) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), ADMIN, None).await;
+    assert_eq!((info["phase"].as_str(), info["reason"].as_str()), (Some("Failed"), Some("the Session was deleted")));
+}
+
+#[tokio::test]
+async fn a_busy_session_writes_its_figures_at_most_once_per_interval() {
+    let h = harness(true, vec![], Duration::from_secs(3600)).await;
+    h.reconcile().await;
+    h.set_pod_status(json!({"phase": "Running"}));
+    h.reconcile().await;
+    assert_eq!(h.status()["phase"], "Running");
+    let token = h.token();
+    let writes = |h: &Harness| h.api.lines().iter().filter(|l| l.ends_with("/status")).count();
+    let before = writes(&h);
+    for i in 0..5 {
+        let msg = json!([{"type": "message", "role": "assistant", "text": format!("step {i}")}]);
+        h.gw(reqwest::Method::POST, &format!("/v1/sessions/{UID}/events"), &token, Some(msg)).await;
+        h.reconcile().await;
+    }
+    assert_eq!(writes(&h), before, "only the last message changed: written later, not five times");
+    // A phase change is written at once.
+    h.set_pod_status(json!({"phase": "Succeeded"}));
+    h.reconcile().await;
+    assert_eq!(writes(&h), before + 1);
+    assert_eq!(h.status()["lastMessage"], "step 4");
+}
+
+#[tokio::test]
+async fn a_finished_session_is_deleted_after_its_ttl() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    let mut s = h.objects.get(SESSION).unwrap();
+    s["spec"]["ttlSecondsAfterFinished"] = json!(60);
+    s["status"] = json!({"phase": "Succeeded", "completionTime": "2020-01-01T00:00:00Z"});
+    h.objects.put(SESSION, s.clone());
+    h.reconcile().await;
+    assert_eq!(h.lines_since(0), [format!("DELETE {SESSION}")]);
+    // Not yet due: requeued for the time left, nothing written.
+    s["status"]["completionTime"] = json!(paddock_operator::conditions::now());
+    h.objects.put(SESSION, s);
+    let before = h.api.requests().len();
+    let action = paddock_operator::session::reconcile(h.session(), h.ctx.clone()).await.unwrap();
+    assert_eq!(h.api.requests().len(), before);
+    assert!(format!("{action:?}").contains("requeue_after: Some("), "{action:?}");
+}
+
+#[tokio::test]
+async fn an_approval_for_another_sessions_ask_is_refused() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.reconcile().await;
+    h.set_pod_status(json!({"phase": "Running"}));
+    // Another session (another namespace's, say) has an ask.
+    let (_, other) = h
+        .gw(
+            reqwest::Method::POST,
+            "/v1/sessions",
+            ADMIN,
+            Some(json!({"id": "other", "namespace": "team-a", "agent": "coder", "owner": "eve"})),
+        )
+        .await;
+    let event = json!({"phase": "tool_call", "tool": "shell", "args": {"command": "curl evil"}});
+    let (_, ruling) = h
+        .gw(
+            reqwest::Method::POST,
+            "/v1/sessions/other/decide?wait=false",
+            other["token"].as_str().unwrap(),
+            Some(event),
+        )
+        .await;
+    let ask = ruling["approval_id"].as_str().unwrap();
+    let path = "/apis/paddock.dev/v1alpha1/namespaces/team-a/approvals/sneaky";
+    h.objects.put(
+        path,
+        json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "Approval", "metadata": {"name": "sneaky", "namespace": NS, "generation": 1},
+               "spec": {"sessionRef": {"name": "fix-login"}, "requestId": ask, "decision": "Approve"}}),
+    );
+    let a: Approval = serde_json::from_value(h.objects.get(path).unwrap()).unwrap();
+    paddock_operator::approval::reconcile(Arc::new(a), h.ctx.clone()).await.unwrap();
+    let st = h.objects.get(path).unwrap()["status"].clone();
+    assert_eq!(st["conditions"][0]["reason"], "RequestNotInSession");
+    assert_eq!(st["conditions"][1]["type"], "Stalled");
+    let (_, pending) = h.gw(reqwest::Method::GET, "/v1/approvals?status=pending", ADMIN, None).await;
+    assert_eq!(pending.as_array().unwrap().len(), 1, "the other session's ask is still pending");
+}
