@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// tcp HOST:PORT | udp HOST:PORT | dns NAME | read PATH | write PATH | env NAME | signal PID | ptrace PID
+    /// tcp HOST:PORT | udp HOST:PORT | dns NAME | read PATH | write PATH | env NAME | signal PID | ptrace PID |
+    /// userns new | clone-newnet new
     kind: String,
     target: String,
 }
@@ -52,6 +53,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Ok(format!("attached to {pid}"))
             } else {
                 Err(std::io::Error::last_os_error().to_string())
+            }
+        }
+        // A new user namespace (the door to most kernel attack surface) by unshare(2) and by clone(2).
+        "userns" => {
+            // SAFETY: unshare(2) with a flag; on success this process is in a new namespace, nothing more.
+            let r = unsafe { libc::unshare(libc::CLONE_NEWUSER) };
+            if r == 0 {
+                Ok("created a user namespace".into())
+            } else {
+                Err(std::io::Error::last_os_error().to_string())
+            }
+        }
+        "clone-newnet" => {
+            // SAFETY: a raw clone(2) with SIGCHLD and a namespace flag; the child exits at once.
+            let pid =
+                unsafe { libc::syscall(libc::SYS_clone, (libc::CLONE_NEWNET | libc::SIGCHLD) as u64, 0, 0, 0, 0) };
+            match pid {
+                0 => unsafe { libc::_exit(0) },
+                p if p > 0 => {
+                    unsafe { libc::waitpid(p as i32, std::ptr::null_mut(), 0) };
+                    Ok("cloned into a new network namespace".into())
+                }
+                _ => Err(std::io::Error::last_os_error().to_string()),
             }
         }
         other => anyhow::bail!("unknown probe `{other}`"),

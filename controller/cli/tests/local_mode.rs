@@ -119,6 +119,8 @@ fn nothing_escapes_the_local_sandbox() {
         ("signal".into(), me.to_string()),
         ("ptrace".into(), me.to_string()),
         ("ptrace".into(), "1".into()),
+        ("userns".into(), "new".into()),
+        ("clone-newnet".into(), "new".into()),
     ];
     let mut calls = String::new();
     for (kind, target) in &probes {
@@ -185,7 +187,7 @@ fn the_demo_tells_its_story_unattended() {
     );
     let files =
         std::fs::read_dir(dir.path()).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("demo-"));
-    let ws = files.unwrap().path().join("workspace");
+    let ws = files.unwrap().path().join("workspaces/demo");
     let mut calc = String::new();
     std::fs::File::open(ws.join("calc.sh")).unwrap().read_to_string(&mut calc).unwrap();
     assert!(calc.contains("add()"));

@@ -296,7 +296,7 @@ pub async fn audit(State(gw): State<Arc<Gateway>>, Query(q): Query<AuditQuery>, 
 }
 
 /// Transcript events in one request.
-const MAX_EVENTS_PER_POST: usize = 1000;
+const MAX_EVENTS_PER_POST: usize = 500;
 
 /// `POST /v1/sessions/{id}/events`: the runner reports transcript events (a JSON array of objects, each with
 /// a `type`).

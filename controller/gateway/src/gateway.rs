@@ -53,7 +53,7 @@ pub struct Session {
     reserved: Mutex<f64>,
     /// Tool calls already decided by the response gate, so that a harness hook asking again about the same
     /// call gets the same answer and the call is counted once.
-    decided_tools: Mutex<VecDeque<(String, Ruling)>>,
+    decided_tools: Mutex<VecDeque<(DecidedCall, Ruling)>>,
     /// The next transcript sequence number, once known.
     next_event: tokio::sync::Mutex<Option<i64>>,
     /// Live transcript events for followers.
@@ -71,6 +71,26 @@ impl Session {
 
     pub fn reserved_usd(&self) -> f64 {
         *self.reserved.lock().expect("reserved")
+    }
+}
+
+/// A tool call already decided: the same id with the same tool and arguments gets the same answer. Without
+/// an id there is no reuse, and a different tool or arguments under a known id are decided afresh.
+#[derive(Clone, Debug, PartialEq)]
+struct DecidedCall {
+    id: String,
+    tool: String,
+    args: serde_json::Value,
+}
+
+impl DecidedCall {
+    fn of(e: &Event) -> Option<DecidedCall> {
+        let id = e.tool_id.as_deref().filter(|i| !i.is_empty())?;
+        (e.phase == Phase::ToolCall).then(|| DecidedCall {
+            id: id.to_owned(),
+            tool: e.tool.clone().unwrap_or_default(),
+            args: e.args.clone(),
+        })
     }
 }
 
@@ -150,6 +170,7 @@ pub struct Gateway {
     tokens: RwLock<HashMap<String, String>>,
     users: Mutex<HashMap<(String, String), UserDaily>>,
     user_reserved: Mutex<HashMap<String, f64>>,
+    owner_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     approvals: Mutex<HashMap<String, Arc<Mutex<PendingApproval>>>>,
     admin_hash: String,
     seq: AtomicU64,
@@ -205,6 +226,7 @@ impl Gateway {
             tokens: RwLock::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             user_reserved: Mutex::new(HashMap::new()),
+            owner_locks: Mutex::new(HashMap::new()),
             approvals: Mutex::new(HashMap::new()),
             admin_hash: hash_token(admin_token),
             seq: AtomicU64::new(store.max_audit_seq().await? as u64),
@@ -409,7 +431,22 @@ impl Gateway {
                 }
             )));
         }
-        let budget = parent.state().await.budget_usd;
+        // A child spends from what its parent has left: the parent's own budget and every hard limit that
+        // governs it, less what it has spent and holds.
+        let st = parent.state().await;
+        let spent = st.usage.cost_usd + parent.reserved_usd();
+        let own = st.budget_usd.map(|b| b - spent);
+        let model = st.model.clone().unwrap_or_default();
+        let by_rules = paddock_policy::headroom_usd(&spec.policies, &model, &st).map(|h| h - parent.reserved_usd());
+        let budget = [own, by_rules].into_iter().flatten().reduce(f64::min);
+        if let Some(b) = budget
+            && b <= 0.0
+        {
+            return Err(GatewayError::Invalid(format!(
+                "agent: `{agent}` cannot start: session `{}` has no budget left",
+                parent.id
+            )));
+        }
         self.create_session(NewSession {
             namespace: Some(parent.namespace.clone()),
             agent: agent.to_owned(),
@@ -455,14 +492,10 @@ impl Gateway {
         if !matches!(phase, "Succeeded" | "Failed") {
             return Err(GatewayError::Invalid(format!("phase: must be Succeeded or Failed, got `{phase}`")));
         }
-        {
-            let mut end = s.end.lock().expect("end");
-            if end.is_some() {
-                return Ok(());
-            }
-            *end = Some((phase.into(), reason.into()));
+        if s.ended().is_some() {
+            return Ok(());
         }
-        self.tokens.write().expect("tokens").remove(&s.token_hash);
+        // Durable first: a session whose end is not recorded would come back with a live token after a restart.
         self.store
             .commit(vec![Write::SessionEnd {
                 id: id.into(),
@@ -471,6 +504,14 @@ impl Gateway {
                 ended_at: now(),
             }])
             .await?;
+        {
+            let mut end = s.end.lock().expect("end");
+            if end.is_some() {
+                return Ok(());
+            }
+            *end = Some((phase.into(), reason.into()));
+        }
+        self.tokens.write().expect("tokens").remove(&s.token_hash);
         let children: Vec<String> = self
             .sessions()
             .into_iter()
@@ -494,6 +535,10 @@ impl Gateway {
                 .await;
         }
         Ok(())
+    }
+
+    fn owner_lock(&self, owner: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.owner_locks.lock().expect("owner locks").entry(owner.to_owned()).or_default().clone()
     }
 
     /// The owner's spend today as the engine should see it, with in-flight reservations counted.
@@ -567,10 +612,9 @@ impl Gateway {
             Some(t) => Some((t.clone(), event.tool_id.clone())),
             None => event.tool_calls.first().map(|c| (c.name.clone(), c.id.clone())),
         };
-        if event.phase == Phase::ToolCall
-            && let Some(id) = &event.tool_id
+        if let Some(key) = DecidedCall::of(&event)
             && let Some(r) =
-                s.decided_tools.lock().expect("tools").iter().find(|(k, _)| k == id).map(|(_, r)| r.clone())
+                s.decided_tools.lock().expect("tools").iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone())
         {
             return Ok(Decided::now(r, crate::store::Pending::done()));
         }
@@ -596,6 +640,12 @@ impl Gateway {
             let durable = self.store.enqueue(vec![Write::Audit(audit)]).await?;
             self.count(event.phase, &ruling, started);
             return Ok(Decided::now(ruling, durable));
+        };
+        // A model request's hold counts against the owner's day too: requests of the owner's other sessions
+        // must see it, so the check and the hold happen under the owner's lock.
+        let owner_guard = match hold_usd > 0.0 {
+            true => Some(self.owner_lock(&s.owner).lock_owned().await),
+            false => None,
         };
         let mut st = s.state.lock().await;
         st.user_daily = self.user_view(&s.owner);
@@ -692,6 +742,7 @@ impl Gateway {
                 self.approvals.lock().expect("approvals").insert(id.clone(), Arc::new(Mutex::new(pending)));
                 self.expire_later(id.clone());
                 self.count(event.phase, &ruling, started);
+                drop(owner_guard);
                 let final_ruling = self.wait_for(&id, wait).await?;
                 if final_ruling.status == "decided" {
                     self.remember_tool(s, &event, &final_ruling);
@@ -734,12 +785,12 @@ impl Gateway {
         if event.phase != Phase::ToolCall {
             return;
         }
-        if let Some(id) = &event.tool_id {
+        if let Some(key) = DecidedCall::of(event) {
             let mut d = s.decided_tools.lock().expect("tools");
             if d.len() >= DECIDED_TOOLS_KEPT {
                 d.pop_front();
             }
-            d.push_back((id.clone(), ruling.clone()));
+            d.push_back((key, ruling.clone()));
         }
     }
 

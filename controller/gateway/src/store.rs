@@ -445,21 +445,37 @@ fn statements(batch: &[Batch]) -> Vec<Stmt<'_>> {
 async fn commit_batch(pool: &AnyPool, sqlite: bool, batch: &[Batch]) -> Result<(), sqlx::Error> {
     let stmts = statements(batch);
     if sqlite {
-        let mut sql = String::from("BEGIN IMMEDIATE;\n");
-        let mut params: Vec<&Param<'_>> = Vec::new();
-        for st in &stmts {
-            sql.push_str(&number(&st.sql, params.len() + 1));
-            sql.push_str(";\n");
-            params.extend(st.params.iter());
-        }
-        sql.push_str("COMMIT;");
+        // One transaction, sent as few multi-statement queries as SQLite's limit on bound values allows.
         let mut conn = pool.acquire().await?;
-        let result = bind(sqlx::query(&sql), params).execute(&mut *conn).await;
+        let mut result = Ok(());
+        let mut rest = &stmts[..];
+        let mut first = true;
+        while result.is_ok() && (first || !rest.is_empty()) {
+            // The first query opens the transaction and the last commits it: one round trip for most batches.
+            let mut sql = String::from(if first { "BEGIN IMMEDIATE;\n" } else { "" });
+            first = false;
+            let mut params: Vec<&Param<'_>> = Vec::new();
+            let mut taken = 0;
+            for st in rest {
+                if taken > 0 && params.len() + st.params.len() > SQLITE_MAX_PARAMS {
+                    break;
+                }
+                sql.push_str(&number(&st.sql, params.len() + 1));
+                sql.push_str(";\n");
+                params.extend(st.params.iter());
+                taken += 1;
+            }
+            rest = &rest[taken..];
+            if rest.is_empty() {
+                sql.push_str("COMMIT;");
+            }
+            result = bind(sqlx::query(&sql), params).execute(&mut *conn).await.map(|_| ());
+        }
         if result.is_err() {
-            // A statement failed inside the transaction: leave the connection clean for the next batch.
+            // Leave the connection clean for the next batch.
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         }
-        return result.map(|_| ());
+        return result;
     }
     let mut tx = pool.begin().await?;
     for st in &stmts {
@@ -470,6 +486,8 @@ async fn commit_batch(pool: &AnyPool, sqlite: bool, batch: &[Batch]) -> Result<(
 }
 
 const AUDIT_ROWS_PER_INSERT: usize = 64;
+/// SQLite's default limit on bound values in one query is 32,766.
+const SQLITE_MAX_PARAMS: usize = 30_000;
 
 fn audit_insert<'a>(rows: &[&'a AuditRow]) -> Stmt<'a> {
     let mut sql = String::from(

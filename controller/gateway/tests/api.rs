@@ -139,6 +139,10 @@ async fn admission_api_decides_asks_and_dedupes_calls_the_response_gate_decided(
     let v: Value = decide(&t, &token, &id, hook, "").await.json().await.unwrap();
     assert_eq!(v["verdict"], "allow");
     assert_eq!(t.audit(&id).await.len(), before, "no second decision recorded for the same call");
+    // The same id with other arguments is another call: decided afresh.
+    let forged = json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "git push --force origin main"}, "tool_id": kept["id"]});
+    let v: Value = decide(&t, &token, &id, forged, "").await.json().await.unwrap();
+    assert_eq!(v["verdict"], "deny", "{v}");
     // Bad events name the field.
     let r = decide(&t, &token, &id, json!({"phase": "tool_call", "tool": "Bash", "argz": {}}), "").await;
     assert_eq!(r.status(), 422);

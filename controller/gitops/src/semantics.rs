@@ -235,26 +235,18 @@ fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
         let at = p(&["spec", "env"]).idx(i).key("name");
         if !is_env_name(&env.name) {
             ctx.error(obj, &at, format!("`{}` is not a valid environment variable name", env.name));
-        } else if PROVIDER_KEYS.contains(&env.name.as_str()) {
-            ctx.error(
-                obj,
-                &at,
-                format!(
-                    "`{}` is a provider key: provider keys live in the gateway only and never enter a sandbox",
-                    env.name
-                ),
-            );
+        } else if let Some(why) = forbidden_env(&env.name) {
+            ctx.error(obj, &at, format!("`{}` {why}", env.name));
         } else if looks_like_credential(&env.name) && !env.value.is_empty() {
             ctx.warning(obj, &at, format!("`{}` looks like a credential in plain text; use secretRefs", env.name));
         }
     }
     for (i, s) in spec.secret_refs.iter().enumerate() {
+        let at = p(&["spec", "secretRefs"]).idx(i).key("name");
         if !is_env_name(&s.name) {
-            ctx.error(
-                obj,
-                &p(&["spec", "secretRefs"]).idx(i).key("name"),
-                format!("`{}` is not a valid credential name (letters, digits, `_`)", s.name),
-            );
+            ctx.error(obj, &at, format!("`{}` is not a valid credential name (letters, digits, `_`)", s.name));
+        } else if let Some(why) = forbidden_env(&s.name) {
+            ctx.error(obj, &at, format!("`{}` {why}", s.name));
         }
     }
     if spec.limits.max_turns == 0 {
@@ -265,8 +257,17 @@ fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
     }
 }
 
-const PROVIDER_KEYS: &[&str] =
-    &["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"];
+/// Why an environment name may not be given to a sandbox, if it may not.
+fn forbidden_env(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    if paddock_sandbox::spec::PROVIDER_KEY_VARS.contains(&upper.as_str()) {
+        Some("is a provider key: provider keys live in the gateway only and never enter a sandbox")
+    } else if upper.starts_with("PADDOCK_") {
+        Some("is reserved for Paddock")
+    } else {
+        None
+    }
+}
 
 fn looks_like_credential(name: &str) -> bool {
     let n = name.to_ascii_uppercase();

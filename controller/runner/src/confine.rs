@@ -70,18 +70,42 @@ pub fn confine(writable: &[PathBuf]) -> Result<(), ConfineError> {
     if status.ruleset != RulesetStatus::FullyEnforced {
         return Err(ConfineError::Partial(status.ruleset));
     }
-    let rules = DENIED.iter().map(|n| (*n, vec![])).collect();
+    use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule};
     let arch =
         if cfg!(target_arch = "aarch64") { seccompiler::TargetArch::aarch64 } else { seccompiler::TargetArch::x86_64 };
-    let filter = seccompiler::SeccompFilter::new(
-        rules,
-        seccompiler::SeccompAction::Allow,
-        seccompiler::SeccompAction::Errno(libc::EPERM as u32),
+    let err = |e: &dyn std::fmt::Display| ConfineError::Seccomp(e.to_string());
+    let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().map(|n| (*n, vec![])).collect();
+    // clone(2) that would make a new namespace; plain clone (threads, fork) stays allowed.
+    let mut clone_rules = Vec::new();
+    for flag in NAMESPACE_FLAGS {
+        let cond = SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)
+            .map_err(|e| err(&e))?;
+        clone_rules.push(SeccompRule::new(vec![cond]).map_err(|e| err(&e))?);
+    }
+    rules.insert(libc::SYS_clone, clone_rules);
+    let deny = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
+        .map_err(|e| err(&e))?;
+    // clone3 passes its flags in memory, out of a filter's reach: ENOSYS makes libc fall back to clone.
+    let clone3 = SeccompFilter::new(
+        [(libc::SYS_clone3, vec![])].into_iter().collect(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
         arch,
     )
-    .map_err(|e| ConfineError::Seccomp(e.to_string()))?;
-    let program: seccompiler::BpfProgram =
-        filter.try_into().map_err(|e: seccompiler::BackendError| ConfineError::Seccomp(e.to_string()))?;
-    seccompiler::apply_filter_all_threads(&program).map_err(|e| ConfineError::Seccomp(e.to_string()))?;
+    .map_err(|e| err(&e))?;
+    for filter in [deny, clone3] {
+        let program: seccompiler::BpfProgram = filter.try_into().map_err(|e: seccompiler::BackendError| err(&e))?;
+        seccompiler::apply_filter_all_threads(&program).map_err(|e| err(&e))?;
+    }
     Ok(())
 }
+
+const NAMESPACE_FLAGS: [u64; 7] = [
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWNET as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWCGROUP as u64,
+];

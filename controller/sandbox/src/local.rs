@@ -93,7 +93,8 @@ fn s(p: &Path) -> String {
 pub fn render_bwrap(spec: &SandboxSpec, m: &LocalMounts, inner: &[String]) -> LocalSandbox {
     let mut a: Vec<String> = Vec::new();
     let mut arg = |xs: &[&str]| a.extend(xs.iter().map(|x| x.to_string()));
-    arg(&["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]);
+    arg(&["bwrap", "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session"]);
+    arg(&["--cap-drop", "ALL"]);
     let uid = spec.run_as_uid.to_string();
     arg(&["--uid", &uid, "--gid", &uid, "--hostname", "paddock-sandbox"]);
     for (path, entry) in &m.system {
@@ -183,7 +184,9 @@ mod tests {
     fn renders_a_closed_sandbox() {
         let sb = render_bwrap(&spec(), &mounts(), &["/opt/paddock/paddock".into(), "runner".into()]);
         let cmd = sb.argv.join(" ");
-        assert!(cmd.starts_with("bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL"));
+        assert!(cmd.starts_with(
+            "bwrap --unshare-all --unshare-user --disable-userns --die-with-parent --new-session --cap-drop ALL"
+        ));
         assert!(!cmd.contains("--share-net"), "no network but loopback");
         assert!(cmd.contains("--ro-bind /usr /usr") && cmd.contains("--symlink usr/bin /bin"));
         assert!(cmd.contains("--bind /home/u/ws /workspace"), "the workspace is the one writable host path");

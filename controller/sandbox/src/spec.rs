@@ -36,11 +36,11 @@ pub enum SandboxError {
     #[error("spec.sandbox.{field}[{index}]: `{path}` must be an absolute path without `.` or `..`, not `/`")]
     Path { field: &'static str, index: usize, path: String },
     #[error(
-        "spec.env[{index}]: `{name}` is a model-provider credential; the gateway holds provider keys, sandboxes never do"
+        "spec.{field}[{index}]: `{name}` is a model-provider credential; the gateway holds provider keys, sandboxes never do"
     )]
-    ProviderKey { index: usize, name: String },
-    #[error("spec.env[{index}]: `{name}` is reserved for Paddock")]
-    Reserved { index: usize, name: String },
+    ProviderKey { field: &'static str, index: usize, name: String },
+    #[error("spec.{field}[{index}]: `{name}` is reserved for Paddock")]
+    Reserved { field: &'static str, index: usize, name: String },
 }
 
 /// Everything a sandbox allows.
@@ -89,14 +89,19 @@ impl SandboxSpec {
                 return Err(SandboxError::Path { field, index, path: path.clone() });
             }
         }
-        for (index, e) in agent.env.iter().enumerate() {
-            let upper = e.name.to_ascii_uppercase();
+        let names =
+            agent.env.iter().map(|e| ("env", &e.name)).chain(agent.secret_refs.iter().map(|r| ("secretRefs", &r.name)));
+        let mut counts = std::collections::HashMap::new();
+        for (field, name) in names {
+            let index = counts.entry(field).or_insert(0usize);
+            let upper = name.to_ascii_uppercase();
             if PROVIDER_KEY_VARS.contains(&upper.as_str()) {
-                return Err(SandboxError::ProviderKey { index, name: e.name.clone() });
+                return Err(SandboxError::ProviderKey { field, index: *index, name: name.clone() });
             }
             if upper.starts_with("PADDOCK_") {
-                return Err(SandboxError::Reserved { index, name: e.name.clone() });
+                return Err(SandboxError::Reserved { field, index: *index, name: name.clone() });
             }
+            *index += 1;
         }
         Ok(SandboxSpec {
             runtime_class_name: required_runtime_class.map(str::to_owned).or_else(|| s.runtime_class_name.clone()),
@@ -135,6 +140,11 @@ mod tests {
         assert_eq!(SandboxSpec::for_agent(&a, Some("gvisor")).unwrap().runtime_class_name.as_deref(), Some("gvisor"));
         let key = agent(r#"{"harness": "custom", "model": "m", "env": [{"name": "OPENAI_API_KEY", "value": "sk"}]}"#);
         assert!(matches!(SandboxSpec::for_agent(&key, None), Err(SandboxError::ProviderKey { index: 0, .. })));
+        let sref = agent(
+            r#"{"harness": "custom", "model": "m", "secretRefs": [{"name": "PADDOCK_TOKEN", "secretName": "s", "key": "k"}]}"#,
+        );
+        let e = SandboxSpec::for_agent(&sref, None).unwrap_err().to_string();
+        assert!(e.starts_with("spec.secretRefs[0]: `PADDOCK_TOKEN` is reserved"), "{e}");
         let up = agent(r#"{"harness": "custom", "model": "m", "sandbox": {"writablePaths": ["/etc/../root"]}}"#);
         let e = SandboxSpec::for_agent(&up, None).unwrap_err().to_string();
         assert!(e.starts_with("spec.sandbox.writablePaths[0]:"), "{e}");

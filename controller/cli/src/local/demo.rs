@@ -56,7 +56,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         std::fs::write(p, text)?;
     }
     std::fs::write(data.join("script.yaml"), SCRIPT)?;
-    let workspace = data.join("workspace");
+    let workspace = data.join("workspaces/demo");
     std::fs::create_dir_all(&workspace)?;
     let listen = if args.listen == "127.0.0.1:6767" { "127.0.0.1:0".to_owned() } else { args.listen.clone() };
     let up = Args {

@@ -138,12 +138,33 @@ impl Supervisor {
             ))
         })?;
         let spec = SandboxSpec::for_agent(&agent.spec, None).map_err(|e| StartError::Invalid(e.to_string()))?;
+        for (i, p) in spec.read_only_paths.iter().enumerate() {
+            if let Some(why) = self.private(Path::new(p)) {
+                return Err(StartError::Invalid(format!(
+                    "spec.sandbox.readOnlyPaths[{i}]: `{p}` would show {why} inside the sandbox; local mode shows \
+                     system directories only"
+                )));
+            }
+        }
         check_sandbox().map_err(StartError::Sandbox)?;
         let workspace = match &req.workspace {
-            Some(w) => std::fs::canonicalize(w)
-                .ok()
-                .filter(|p| p.is_dir())
-                .ok_or_else(|| StartError::Invalid(format!("workspace `{}` is not a directory", w.display())))?,
+            Some(w) => {
+                let w = std::fs::canonicalize(w)
+                    .ok()
+                    .filter(|p| p.is_dir())
+                    .ok_or_else(|| StartError::Invalid(format!("workspace `{}` is not a directory", w.display())))?;
+                let home = std::env::var_os("HOME").map(PathBuf::from);
+                let data = std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+                let own_data = w.starts_with(&data) && !w.starts_with(data.join("workspaces"));
+                if w == Path::new("/") || Some(&w) == home.as_ref() || data.starts_with(&w) || own_data {
+                    return Err(StartError::Invalid(format!(
+                        "workspace `{}` is too wide: it would give the agent your home directory, the root, or \
+                         Paddock's own data; use a project directory",
+                        w.display()
+                    )));
+                }
+                w
+            }
             None => {
                 let w = self.data_dir.join("workspaces").join(format!("w-{}", paddock_gateway::gateway::random_hex(6)));
                 std::fs::create_dir_all(&w).context("cannot create the workspace")?;
@@ -272,6 +293,22 @@ impl Supervisor {
             }
         });
         Ok(id)
+    }
+
+    /// Whether a host path would expose something private (read-only is still a leak).
+    fn private(&self, p: &Path) -> Option<&'static str> {
+        let overlaps = |q: &Path| p.starts_with(q) || q.starts_with(p);
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        if home.as_deref().is_some_and(overlaps) || overlaps(Path::new("/home")) || overlaps(Path::new("/root")) {
+            return Some("home directories");
+        }
+        if overlaps(&self.data_dir) {
+            return Some("Paddock's data (the database and admin token)");
+        }
+        ["/run", "/proc", "/sys", "/dev", "/tmp", "/var/run", "/etc/ssh"]
+            .iter()
+            .any(|q| overlaps(Path::new(q)))
+            .then_some("host runtime state")
     }
 
     /// Why a runner failed, from its last words.

@@ -67,6 +67,8 @@ struct Held {
     id: String,
     name: String,
     args: String,
+    /// `args` came from the start block (no deltas yet).
+    from_start: bool,
     events: Vec<Value>,
 }
 
@@ -111,16 +113,33 @@ impl Gate for StreamGate {
                     steps.push(Step::Model(m.to_owned()));
                 }
                 self.start_usage = data["message"].get("usage").filter(|v| v.is_object()).map(usage_of);
-                steps.push(Step::Emit(vec![ev]));
+                // Content announced up front is not streamed block by block, so a tool call there was never
+                // decided: it goes, with a note.
+                if let Some(content) = data["message"].get_mut("content").and_then(Value::as_array_mut) {
+                    let before = content.len();
+                    content.retain(|b| !is_tool_block(b));
+                    if content.len() != before {
+                        self.notes.push(
+                            "[paddock] A tool call the model sent up front was removed: it was never decided.".into(),
+                        );
+                    }
+                }
+                steps.push(Step::Emit(vec![Sse::json(Some("message_start"), &data)]));
                 steps
             }
             "content_block_start" if is_tool_block(&data["content_block"]) => {
                 let block = &data["content_block"];
+                // Arguments may come whole in the start block (then no deltas follow) or as deltas.
+                let initial = match &block["input"] {
+                    Value::Object(m) if !m.is_empty() => block["input"].to_string(),
+                    _ => String::new(),
+                };
                 self.held = Some(Held {
                     upstream_index: index.unwrap_or(0),
                     id: block["id"].as_str().unwrap_or_default().to_owned(),
                     name: block["name"].as_str().unwrap_or_default().to_owned(),
-                    args: String::new(),
+                    from_start: !initial.is_empty(),
+                    args: initial,
                     events: vec![data],
                 });
                 vec![]
@@ -130,6 +149,10 @@ impl Gate for StreamGate {
             {
                 let held = self.held.as_mut().expect("held");
                 if let Some(p) = data["delta"]["partial_json"].as_str() {
+                    // Deltas replace arguments given in the start block, as the SDKs do.
+                    if std::mem::take(&mut held.from_start) {
+                        held.args.clear();
+                    }
                     held.args.push_str(p);
                 }
                 let stop = kind == "content_block_stop";
@@ -207,5 +230,28 @@ impl Gate for StreamGate {
             }
             _ => vec![],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(v: Value) -> Sse {
+        Sse::json(v["type"].as_str(), &v)
+    }
+
+    #[test]
+    fn arguments_in_the_start_block_are_what_is_decided_and_up_front_tool_calls_are_removed() {
+        let mut g = StreamGate::default();
+        let start = json!({"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 3},
+            "content": [{"type": "tool_use", "id": "t0", "name": "Bash", "input": {"command": "rm -rf /"}}]}});
+        let steps = g.push(ev(start));
+        let Some(Step::Emit(out)) = steps.last() else { panic!() };
+        assert!(!out[0].data.contains("rm -rf"), "{}", out[0].data);
+        g.push(ev(json!({"type": "content_block_start", "index": 0,
+            "content_block": {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "git push -f"}}})));
+        let steps = g.push(ev(json!({"type": "content_block_stop", "index": 0})));
+        assert!(matches!(&steps[..], [Step::Decide(c)] if c.args["command"] == "git push -f"), "{steps:?}");
     }
 }

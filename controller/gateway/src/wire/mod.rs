@@ -106,6 +106,9 @@ impl Wire {
         if !matches!(obj.get("stream_options"), None | Some(Value::Null) | Some(Value::Object(_))) {
             return Err("`stream_options` must be an object".into());
         }
+        if self == Wire::Chat && obj.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
+            return Err("`n` above 1 is not supported: each choice's tool calls would need their own decisions".into());
+        }
         let include_usage = self == Wire::Chat
             && obj.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool) == Some(true);
         Ok(RequestInfo { model, stream, max_tokens, client_wants_usage: include_usage })
@@ -139,9 +142,11 @@ impl Wire {
                 client_side
             });
         }
-        for key in ["mcp_servers", "web_search_options", "container"] {
-            if body.as_object_mut().and_then(|o| o.remove(key)).is_some() {
-                removed.push(key.to_owned());
+        // Chat's legacy `functions` would come back as `function_call`, which the response gate does not hold.
+        let legacy: &[&str] = if self == Wire::Chat { &["functions", "function_call"] } else { &[] };
+        for key in ["mcp_servers", "web_search_options", "container"].iter().chain(legacy) {
+            if body.as_object_mut().and_then(|o| o.remove(*key)).is_some() {
+                removed.push((*key).to_owned());
             }
         }
         removed
@@ -277,8 +282,10 @@ mod tests {
         let mut b = json!({"model": "m", "tools": [{"type": "function", "name": "shell"}, {"type": "web_search"},
             {"type": "file_search"}, {"type": "custom", "name": "apply_patch"}]});
         assert_eq!(Wire::Responses.prepare(&mut b, "m", true), ["web_search", "file_search"]);
-        let mut b = json!({"model": "m", "stream": true, "web_search_options": {}, "tools": [{"type": "function"}]});
-        assert_eq!(Wire::Chat.prepare(&mut b, "m", true), ["web_search_options"]);
+        let mut b = json!({"model": "m", "stream": true, "web_search_options": {}, "tools": [{"type": "function"}],
+                           "functions": [{"name": "f"}], "function_call": "auto"});
+        assert_eq!(Wire::Chat.prepare(&mut b, "m", true), ["web_search_options", "functions", "function_call"]);
+        assert!(Wire::Chat.request_info(&json!({"model": "m", "n": 2})).unwrap_err().contains("`n` above 1"));
         assert_eq!(b["stream_options"]["include_usage"], true);
     }
 }

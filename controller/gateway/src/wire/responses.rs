@@ -69,6 +69,7 @@ pub struct StreamGate {
     /// Held events by upstream output_index.
     held: BTreeMap<u64, (String, Vec<Sse>)>,
     denied: HashSet<String>,
+    allowed: HashSet<String>,
     notes: Vec<String>,
     max_index: u64,
     model_seen: bool,
@@ -133,19 +134,36 @@ impl Gate for StreamGate {
             "response.output_item.added" if is_tool_item(&data["item"]) => {
                 self.held.insert(index.unwrap_or(0), (item_id(&data["item"]), vec![ev]));
             }
-            "response.output_item.done" if index.is_some_and(|i| self.held.contains_key(&i)) => {
-                let (_, events) = self.held.get_mut(&index.unwrap_or(0)).expect("held");
-                events.push(ev);
+            // A tool item is decided at its `done`, whether or not its `added` was seen (some servers skip it).
+            "response.output_item.done" if is_tool_item(&data["item"]) => {
+                let at = index.unwrap_or(self.max_index);
+                let held = self.held.entry(at).or_insert_with(|| (item_id(&data["item"]), Vec::new()));
+                held.1.push(ev);
                 let mut call = call_of(&data["item"]);
                 if call.id.is_empty() {
-                    call.id = self.held[&index.unwrap_or(0)].0.clone();
+                    call.id = held.0.clone();
                 }
+                held.0 = call.id.clone();
                 steps.push(Step::Decide(call));
             }
             _ if index.is_some_and(|i| self.held.contains_key(&i)) => {
                 self.held.get_mut(&index.unwrap_or(0)).expect("held").1.push(ev);
             }
             "response.completed" | "response.incomplete" | "response.failed" => {
+                // A tool call in the final output that never came through the stream was never decided: it is
+                // removed, not passed.
+                let undecided: Vec<String> = data["response"]["output"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|i| is_tool_item(i))
+                    .map(item_id)
+                    .filter(|id| !self.allowed.contains(id) && !self.denied.contains(id))
+                    .collect();
+                for id in undecided {
+                    self.notes.push(format!("[paddock] The tool call `{id}` was removed: it was never decided."));
+                    self.denied.insert(id);
+                }
                 let mut out = Vec::new();
                 if !self.notes.is_empty() {
                     out.extend(self.notes_events(self.max_index));
@@ -175,11 +193,41 @@ impl Gate for StreamGate {
                 self.notes.push(note);
                 vec![]
             }
-            None => vec![Step::Emit(events)],
+            None => {
+                self.allowed.insert(id.to_owned());
+                vec![Step::Emit(events)]
+            }
         }
     }
 
     fn finish(&mut self) -> Vec<Step> {
         vec![]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(v: Value) -> Sse {
+        Sse::json(v["type"].as_str(), &v)
+    }
+
+    #[test]
+    fn a_tool_item_without_its_added_event_is_still_decided_and_an_unstreamed_one_removed() {
+        let mut g = StreamGate::default();
+        let item = json!({"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "shell", "arguments": "{\"command\":\"rm -rf /\"}"});
+        let steps = g.push(ev(json!({"type": "response.output_item.done", "output_index": 0, "item": item})));
+        assert!(matches!(&steps[..], [Step::Decide(c)] if c.id == "call_1" && c.name == "shell"), "{steps:?}");
+        assert_eq!(g.resolve("call_1", Some("[paddock] no".into())), vec![]);
+        let sneaky =
+            json!({"type": "function_call", "id": "fc_2", "call_id": "call_2", "name": "shell", "arguments": "{}"});
+        let done = json!({"type": "response.completed", "response": {"output": [item, sneaky], "usage": {"input_tokens": 1, "output_tokens": 1}}});
+        let steps = g.push(ev(done));
+        let Some(Step::Emit(out)) = steps.last() else { panic!("{steps:?}") };
+        let last: Value = serde_json::from_str(&out.last().unwrap().data).unwrap();
+        let kinds: Vec<&str> =
+            last["response"]["output"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["message"], "both calls are gone: the denied one and the one never decided");
     }
 }

@@ -97,16 +97,22 @@ pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, String> {
     if !out.starts_with(root) {
         return Err(format!("`{rel}` is outside the workspace"));
     }
-    // The deepest existing ancestor must really be inside (no symlink out).
-    let mut probe = out.clone();
-    while !probe.exists() {
-        if !probe.pop() {
-            break;
+    // No component below the root may be a symlink that leads out — including a dangling one, which a write
+    // would follow to create its target.
+    let mut at = root.to_path_buf();
+    for c in out.strip_prefix(root).map_err(|_| format!("`{rel}` is outside the workspace"))?.components() {
+        at.push(c);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let real = std::fs::canonicalize(&at)
+                    .map_err(|_| format!("`{rel}` leads outside the workspace through a symlink"))?;
+                if !real.starts_with(root) {
+                    return Err(format!("`{rel}` leads outside the workspace through a symlink"));
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
         }
-    }
-    let real = std::fs::canonicalize(&probe).map_err(|e| format!("`{rel}`: {e}"))?;
-    if !real.starts_with(root) {
-        return Err(format!("`{rel}` leads outside the workspace through a symlink"));
     }
     Ok(out)
 }
@@ -300,6 +306,10 @@ mod tests {
             assert!(r.is_error && r.text.contains("outside the workspace"), "{bad}: {r:?}");
         }
         std::os::unix::fs::symlink("/etc", root.join("out")).unwrap();
+        std::os::unix::fs::symlink(root.join("../escaped-by-dangling-link"), root.join("dangling")).unwrap();
+        let w = run(&root, "write_file", &json!({"path": "dangling", "content": "x"})).await;
+        assert!(w.is_error && w.text.contains("symlink"), "{w:?}");
+        assert!(!root.parent().unwrap().join("escaped-by-dangling-link").exists());
         let r = run(&root, "read_file", &json!({"path": "out/passwd"})).await;
         assert!(r.is_error && r.text.contains("symlink"), "{r:?}");
         let r = run(&root, "edit_file", &json!({"path": "src/a.txt", "old_string": "nope", "new_string": "x"})).await;
