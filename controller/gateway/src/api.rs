@@ -219,7 +219,8 @@ pub async fn list_approvals(
 ) -> ApiResult {
     admin(&gw, &headers)?;
     let rows = match q.status.as_deref() {
-        None | Some("pending") => gw.pending_approvals(),
+        // From the database: with several replicas, an ask may be held by another one.
+        None | Some("pending") => gw.store.approvals(Some("pending")).await.map_err(GatewayError::from)?,
         Some("all") => gw.store.approvals(None).await.map_err(GatewayError::from)?,
         Some(s @ ("approved" | "denied" | "expired")) => {
             gw.store.approvals(Some(s)).await.map_err(GatewayError::from)?

@@ -262,8 +262,16 @@ impl Gateway {
                 .expect("users")
                 .insert((owner, day.clone()), UserDaily { day: day.clone(), cost_usd: cost, approved_usd: approved });
         }
+        // Asks whose waiters are gone: a replica that stopped cannot release them. (With several replicas,
+        // asks younger than the ask timeout may belong to a live one, which will finish them.)
         let mut expire = Vec::new();
+        let single_replica = gw.store.is_sqlite();
+        let stale = time::OffsetDateTime::now_utc() - time::Duration::seconds(gw.limits.ask_timeout_seconds as i64);
         for a in gw.store.approvals(Some("pending")).await? {
+            let created = time::OffsetDateTime::parse(&a.created_at, &time::format_description::well_known::Rfc3339);
+            if created.is_ok_and(|c| c > stale) && !single_replica {
+                continue;
+            }
             expire.push(Write::ApprovalDecided {
                 id: a.id,
                 status: "expired".into(),
@@ -870,6 +878,25 @@ impl Gateway {
         let Some(entry) = entry else {
             let known = self.store.approvals(None).await?.into_iter().find(|a| a.id == approval);
             return match known {
+                // Another replica holds this ask: record the decision; that replica sees it and releases it.
+                Some(mut a) if a.status == "pending" => {
+                    let status = if r.approved { "approved" } else { "denied" };
+                    let decided_at = now();
+                    self.store
+                        .commit(vec![Write::ApprovalDecided {
+                            id: approval.into(),
+                            status: status.into(),
+                            decided_by: r.by.clone(),
+                            reason: r.reason.clone(),
+                            decided_at: decided_at.clone(),
+                        }])
+                        .await?;
+                    a.status = status.into();
+                    a.decided_by = Some(r.by);
+                    a.decision_reason = Some(r.reason);
+                    a.decided_at = Some(decided_at);
+                    Ok(a)
+                }
                 Some(a) => Err(GatewayError::Conflict(format!(
                     "approval `{approval}` was already {} by {}",
                     a.status,
@@ -878,6 +905,18 @@ impl Gateway {
                 None => Err(GatewayError::NoApproval(approval.into())),
             };
         };
+        self.finish(approval, entry, r, true).await
+    }
+
+    /// Completes an ask held here: the audit row, the state updates of an approval, and the waiters.
+    /// `record` is false when the decision row was already written (by another replica).
+    async fn finish(
+        &self,
+        approval: &str,
+        entry: Arc<Mutex<PendingApproval>>,
+        r: Resolution,
+        record: bool,
+    ) -> Result<ApprovalRow, GatewayError> {
         let (session, ruling, updates, tool, mut row, phase) = {
             let p = entry.lock().expect("approval");
             (p.session.clone(), p.ruling.clone(), p.updates.clone(), p.tool.clone(), p.row.clone(), p.row.phase.clone())
@@ -903,13 +942,16 @@ impl Gateway {
         };
         audit.approval_id = Some(approval.into());
         audit.decided_by = Some(r.by.clone());
-        let mut writes = vec![Write::ApprovalDecided {
-            id: approval.into(),
-            status: status.into(),
-            decided_by: r.by.clone(),
-            reason: r.reason.clone(),
-            decided_at: decided_at.clone(),
-        }];
+        let mut writes = Vec::new();
+        if record {
+            writes.push(Write::ApprovalDecided {
+                id: approval.into(),
+                status: status.into(),
+                decided_by: r.by.clone(),
+                reason: r.reason.clone(),
+                decided_at: decided_at.clone(),
+            });
+        }
         if approved {
             let mut st = session.state.lock().await;
             st.user_daily = self.user_view(&session.owner);
@@ -931,14 +973,37 @@ impl Gateway {
         Ok(row)
     }
 
-    /// Expires an ask that nobody answered in time.
+    /// Watches an ask held here: a decision recorded by another replica (through the shared database) is
+    /// applied here; nobody deciding in time expires it.
     pub fn expire_later(self: &Arc<Self>, approval: String) {
         let gw = self.clone();
         let after = Duration::from_secs(self.limits.ask_timeout_seconds);
         tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let reason = format!("nobody decided within {}s", after.as_secs());
-            let _ = gw.resolve(&approval, Resolution { approved: false, by: "timeout".into(), reason }).await;
+            let deadline = tokio::time::Instant::now() + after;
+            loop {
+                let next = (tokio::time::Instant::now() + Duration::from_millis(500)).min(deadline);
+                tokio::time::sleep_until(next).await;
+                if !gw.approvals.lock().expect("approvals").contains_key(&approval) {
+                    return;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    let reason = format!("nobody decided within {}s", after.as_secs());
+                    let _ = gw.resolve(&approval, Resolution { approved: false, by: "timeout".into(), reason }).await;
+                    return;
+                }
+                let Ok(rows) = gw.store.approvals(None).await else { continue };
+                let Some(row) = rows.into_iter().find(|a| a.id == approval && a.status != "pending") else { continue };
+                let entry = gw.approvals.lock().expect("approvals").remove(&approval);
+                if let Some(entry) = entry {
+                    let r = Resolution {
+                        approved: row.status == "approved",
+                        by: row.decided_by.unwrap_or_default(),
+                        reason: row.decision_reason.unwrap_or_default(),
+                    };
+                    let _ = gw.finish(&approval, entry, r, false).await;
+                }
+                return;
+            }
         });
     }
 

@@ -131,6 +131,7 @@ impl Pending {
 pub struct Store {
     pool: AnyPool,
     tx: mpsc::Sender<Batch>,
+    sqlite: bool,
 }
 
 impl Store {
@@ -163,7 +164,7 @@ impl Store {
         sqlx::migrate!("./migrations").run(&pool).await?;
         let (tx, rx) = mpsc::channel::<Batch>(4096);
         tokio::spawn(writer(pool.clone(), sqlite, rx));
-        Ok(Store { pool, tx })
+        Ok(Store { pool, tx, sqlite })
     }
 
     /// Commits the rows; returns once they are durable.
@@ -205,6 +206,11 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get::<Option<i64>, _>("m")?.unwrap_or(-1))
+    }
+
+    /// SQLite serves one gateway; PostgreSQL may serve several replicas.
+    pub fn is_sqlite(&self) -> bool {
+        self.sqlite
     }
 
     pub async fn ping(&self) -> bool {

@@ -451,3 +451,49 @@ async fn the_controller_pushes_the_clusters_agents_and_policies() {
     assert_eq!(got["revision"], "cluster:abc");
     assert_eq!(got["agents"][0]["policies"], json!(["strict"]));
 }
+
+#[tokio::test]
+async fn an_ask_held_by_one_replica_is_decided_through_another() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let rules = dir.path().join("repo/policies/rules.yaml");
+    let mut text = std::fs::read_to_string(&rules).unwrap();
+    text.push_str("---\napiVersion: paddock.dev/v1alpha1\nkind: Policy\nmetadata: {name: careful}\nspec:\n  rules:\n    - {name: ask-rm, use: blast_radius, with: {risky_action: ask}}\n");
+    std::fs::write(&rules, text).unwrap();
+    // Two gateways on one database, as two replicas behind a Service.
+    let a = TestGateway::start(dir.path()).await;
+    let b = TestGateway::start(dir.path()).await;
+    let (id, token) = a.session("coder").await;
+    let rm = json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "rm -rf build"}, "tool_id": "t9"});
+    let v: Value = decide(&a, &token, &id, rm, "?wait=false").await.json().await.unwrap();
+    let aid = v["approval_id"].as_str().unwrap().to_owned();
+    // The other replica lists it and takes the decision.
+    let listed: Vec<Value> =
+        b.client.get(format!("{}/v1/approvals", b.url)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    assert!(listed.iter().any(|x| x["id"] == aid.as_str()), "{listed:?}");
+    let r = b
+        .client
+        .post(format!("{}/v1/approvals/{aid}/approve", b.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"by": "dana"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The replica holding the ask releases it.
+    let v: Value = a
+        .client
+        .get(format!("{}/v1/sessions/{id}/approvals/{aid}?wait=10", a.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((v["verdict"].as_str(), v["decided_by"].as_str()), (Some("allow"), Some("dana")), "{v}");
+    let audit = a.audit(&id).await;
+    assert!(
+        audit.iter().any(|r| r["approval_id"] == aid.as_str() && r["verdict"] == "allow" && r["decided_by"] == "dana")
+    );
+}
