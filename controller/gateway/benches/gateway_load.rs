@@ -130,6 +130,8 @@ async fn run(quick: bool) {
     tokio::spawn(server::serve_on(upstream, router(Arc::new(script)), std::future::pending()));
     let mut cfg = GatewayConfig {
         data_dir: Some(dir.path().join("data")),
+        // `PADDOCK_BENCH_DATABASE=postgres://…` measures on PostgreSQL instead of SQLite.
+        database: std::env::var("PADDOCK_BENCH_DATABASE").ok(),
         repo: Some(dir.path().join("repo")),
         admin_token: Some(SecretSource { env: None, file: Some(dir.path().join("admin")) }),
         ..GatewayConfig::default()
@@ -229,7 +231,8 @@ async fn run(quick: bool) {
         commits.push(t.elapsed());
     }
     commits.sort();
-    println!("\n## One durable commit (SQLite, WAL, synchronous=NORMAL), sequential\n");
+    let backend = if gw.store.is_sqlite() { "SQLite, WAL, synchronous=NORMAL" } else { "PostgreSQL" };
+    println!("\n## One durable commit ({backend}), sequential\n");
     println!(
         "| p50 ms | p99 ms |\n|---|---|\n| {} | {} |",
         ms(percentile(&commits, 0.5)),
