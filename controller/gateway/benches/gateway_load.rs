@@ -144,11 +144,7 @@ async fn run(quick: bool) {
         script: None,
         models: vec!["claude-*".into()],
     });
-    let gw = server::build(&cfg).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gw_url = format!("http://{}", listener.local_addr().unwrap());
-    let app = server::router(gw.clone());
-    tokio::spawn(server::serve_on(listener, app, std::future::pending()));
+    let (gw, gw_url, _) = server::serve_loopback(&cfg).await.unwrap();
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
     let r: Value = client
         .post(format!("{gw_url}/v1/sessions"))

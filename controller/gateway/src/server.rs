@@ -227,6 +227,18 @@ pub async fn serve_on(
     axum::serve(listener, app).with_graceful_shutdown(stop).await
 }
 
+/// Builds a gateway from `cfg` and serves it on an ephemeral loopback port, for tests and benchmarks: returns
+/// the gateway, its base URL and the serving task (abort it to stop).
+pub async fn serve_loopback(
+    cfg: &GatewayConfig,
+) -> anyhow::Result<(Arc<Gateway>, String, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let gw = build(cfg).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(serve_on(listener, router(gw.clone()), std::future::pending()));
+    Ok((gw, url, task))
+}
+
 /// Serves a router on a Unix socket (the only way out of a local sandbox) until `stop` completes. The socket
 /// is made reachable by its owner only; sandboxes get it bind-mounted.
 pub async fn serve_unix(

@@ -120,6 +120,46 @@ pub fn with_jitter(d: Duration, frac: f64) -> Duration {
     d.mul_f64(1.0 + frac * unit)
 }
 
+/// The frame of every reconciler with cleanup to do: run `reconcile` under the finalizer (apply or
+/// cleanup), record the outcome in the metrics, and reset the object's backoff when it succeeded.
+pub async fn reconcile_finalized<K, F, Fut>(
+    ctx: &Context,
+    controller: &'static str,
+    finalizer_name: &str,
+    backoff_key: &str,
+    obj: Arc<K>,
+    reconcile: F,
+) -> Result<kube::runtime::controller::Action, crate::Error>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    F: FnOnce(kube::runtime::finalizer::Event<K>) -> Fut,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, crate::Error>>,
+{
+    use kube::ResourceExt;
+    use kube::runtime::finalizer::{self, finalizer};
+    let started = Instant::now();
+    let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let result =
+        finalizer(&api, finalizer_name, obj, reconcile).await.map_err(|e| crate::Error::Finalizer(Box::new(e)));
+    let label = match &result {
+        Ok(_) => "success",
+        Err(crate::Error::Finalizer(e)) => match e.as_ref() {
+            finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
+            _ => "finalizer",
+        },
+        Err(e) => e.metric_label(),
+    };
+    ctx.metrics.reconciled(controller, label, started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff.succeeded(backoff_key);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,13 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::finalizer;
 use kube::{Resource, ResourceExt};
 use paddock_api::crds::Kind;
 use paddock_api::gitsource::{InventoryEntry, SourceError};
@@ -27,7 +27,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::conditions::{Want, merge};
-use crate::context::{Context, with_jitter};
+use crate::context::{Context, reconcile_finalized, with_jitter};
 use crate::{Error, FIELD_MANAGER, FINALIZER};
 
 /// Errors listed in status before the rest are counted; keeps the object far below etcd's size limit.
@@ -35,31 +35,14 @@ pub const MAX_STATUS_ERRORS: usize = 50;
 
 /// Reconciles one GitSource. Adds the finalizer first, so that a deleted GitSource prunes what it applied.
 pub async fn reconcile(gs: Arc<GitSource>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let ns = gs.namespace().unwrap_or_default();
-    let api: Api<GitSource> = Api::namespaced(ctx.client.clone(), &ns);
-    let key = format!("{ns}/{}", gs.name_any());
-    let result = finalizer(&api, FINALIZER, gs, |event| async {
+    let key = format!("{}/{}", gs.namespace().unwrap_or_default(), gs.name_any());
+    reconcile_finalized(&ctx, "gitsource", FINALIZER, &key, gs, |event| async {
         match event {
             finalizer::Event::Apply(gs) => sync(&gs, &ctx).await,
             finalizer::Event::Cleanup(gs) => cleanup(&gs, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    let label = match &result {
-        Ok(_) => "success",
-        Err(Error::Finalizer(e)) => match e.as_ref() {
-            finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
-            _ => "finalizer",
-        },
-        Err(e) => e.metric_label(),
-    };
-    ctx.metrics.reconciled("gitsource", label, started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.backoff.succeeded(&key);
-    }
-    result
 }
 
 /// Exponential backoff per GitSource; the error itself is already in its status and Events.

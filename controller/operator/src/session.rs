@@ -19,7 +19,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::finalizer;
 use kube::{Resource, ResourceExt};
 use paddock_api::session::{PendingApproval, SessionPhase, Usage};
 use paddock_api::{API_VERSION, Agent, Condition, Policy, Session, SessionStatus};
@@ -31,6 +31,7 @@ use serde_json::json;
 use tracing::{debug, warn};
 
 use crate::conditions::{Want, merge, now};
+use crate::context::reconcile_finalized;
 use crate::gateway::{Gateway, GatewayError, NewSession, last_message};
 use crate::{Context, Error, FIELD_MANAGER};
 
@@ -85,31 +86,14 @@ pub fn session_id(s: &Session) -> String {
 }
 
 pub async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let ns = session.namespace().unwrap_or_default();
-    let api: Api<Session> = Api::namespaced(ctx.client.clone(), &ns);
     let k = key(&session);
-    let result = finalizer(&api, SESSION_FINALIZER, session, |event| async {
+    reconcile_finalized(&ctx, "session", SESSION_FINALIZER, &k, session, |event| async {
         match event {
             finalizer::Event::Apply(s) => sync(&s, &ctx).await,
             finalizer::Event::Cleanup(s) => cleanup(&s, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    let label = match &result {
-        Ok(_) => "success",
-        Err(Error::Finalizer(e)) => match e.as_ref() {
-            finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => inner.metric_label(),
-            _ => "finalizer",
-        },
-        Err(e) => e.metric_label(),
-    };
-    ctx.metrics.reconciled("session", label, started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.backoff.succeeded(&k);
-    }
-    result
 }
 
 pub fn error_policy(session: Arc<Session>, err: &Error, ctx: Arc<Context>) -> Action {

@@ -84,10 +84,7 @@ async fn gateway(dir: &Path) -> (String, Arc<paddock_gateway::Gateway>) {
         script: Some(dir.join("script.yaml")),
         models: vec!["*".into()],
     });
-    let gw = server::build(&cfg).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(server::serve_on(listener, server::router(gw.clone()), std::future::pending()));
+    let (gw, url, _) = server::serve_loopback(&cfg).await.unwrap();
     (url, gw)
 }
 

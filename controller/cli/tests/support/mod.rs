@@ -107,7 +107,7 @@ pub struct TestGateway {
     pub url: String,
     pub upstream: Upstream,
     pub client: reqwest::Client,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Drop for TestGateway {
@@ -146,13 +146,7 @@ impl TestGateway {
                 models,
             });
         }
-        let gw = server::build(&cfg).await.expect("gateway builds");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = server::router(gw);
-        let server = tokio::spawn(async move {
-            server::serve_on(listener, app, std::future::pending()).await.unwrap();
-        });
+        let (_, url, server) = server::serve_loopback(&cfg).await.expect("gateway serves");
         TestGateway { url, upstream, client: reqwest::Client::new(), server }
     }
 

@@ -157,7 +157,7 @@ pub struct TestGateway {
     pub gw: Arc<Gateway>,
     pub dir: PathBuf,
     pub client: reqwest::Client,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Drop for TestGateway {
@@ -229,13 +229,7 @@ impl TestGateway {
     }
 
     pub async fn with_config(dir: &Path, cfg: GatewayConfig) -> TestGateway {
-        let gw = server::build(&cfg).await.expect("gateway builds");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = server::router(gw.clone());
-        let server = tokio::spawn(async move {
-            server::serve_on(listener, app, std::future::pending()).await.unwrap();
-        });
+        let (gw, url, server) = server::serve_loopback(&cfg).await.expect("gateway serves");
         TestGateway { url, gw, dir: dir.to_owned(), client: reqwest::Client::new(), server }
     }
 

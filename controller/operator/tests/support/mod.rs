@@ -212,7 +212,7 @@ pub fn echo(seen: &Seen) -> (u16, Json) {
 /// The real gateway, in process on 127.0.0.1, governing with `repo` (one YAML file of Agents and Policies).
 pub struct TestGateway {
     pub url: String,
-    _server: tokio::task::JoinHandle<()>,
+    _server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 pub async fn start_gateway(dir: &std::path::Path, repo: &str, admin: &str) -> TestGateway {
@@ -226,12 +226,6 @@ pub async fn start_gateway(dir: &std::path::Path, repo: &str, admin: &str) -> Te
         admin_token: Some(SecretSource { env: None, file: Some(dir.join("admin-token")) }),
         ..GatewayConfig::default()
     };
-    let gw = paddock_gateway::server::build(&cfg).await.expect("gateway builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = paddock_gateway::server::router(gw);
-    let server = tokio::spawn(async move {
-        paddock_gateway::server::serve_on(listener, app, std::future::pending()).await.unwrap();
-    });
+    let (_, url, server) = paddock_gateway::server::serve_loopback(&cfg).await.expect("gateway serves");
     TestGateway { url, _server: server }
 }

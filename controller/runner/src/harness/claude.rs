@@ -125,12 +125,7 @@ pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<Ru
         vec![ctx.gateway.token.clone()],
     )?;
     let mut state = StreamState::default();
-    while let Some(ev) = proc.next_json().await? {
-        for t in state.events(&ev) {
-            transcript.emit(t).await;
-        }
-    }
-    let status = proc.wait().await?;
+    let status = proc.stream_into(transcript, |ev| state.events(ev)).await?;
     Ok(match state.result {
         Some(Ok(text)) => RunOutcome::succeeded(text),
         Some(Err(why)) => RunOutcome::failed(why),

@@ -216,6 +216,20 @@ impl CliProcess {
     }
 
     /// Waits for the exit; the process group is killed either way (background commands die with it).
+    /// Reads the CLI's JSON lines to the end, reporting what `translate` makes of each, then waits for it.
+    pub async fn stream_into(
+        &mut self,
+        transcript: &crate::transcript::Transcript,
+        mut translate: impl FnMut(&Value) -> Vec<crate::transcript::TranscriptEvent>,
+    ) -> Result<ExitStatus, HarnessError> {
+        while let Some(ev) = self.next_json().await? {
+            for t in translate(&ev) {
+                transcript.emit(t).await;
+            }
+        }
+        self.wait().await
+    }
+
     pub async fn wait(&mut self) -> Result<ExitStatus, HarnessError> {
         let status = match self.exited {
             Some(s) => s,
