@@ -62,3 +62,121 @@ scripts:
       - text: "Done: marker left, notes written; the force push was blocked by policy."
         usage: {input_tokens: 1700, output_tokens: 20}
 "#;
+
+use paddock_runner::TranscriptEvent;
+use serde_json::Value;
+
+use super::{Coverage, RunnerRun, TestGateway, UpstreamCall, cli, git, git_workspace, run_runner};
+
+/// One harness scenario, run: a git workspace with a `file://` remote, a gateway with the scripted model, and
+/// `paddock runner` with the real CLI.
+pub struct Scenario {
+    pub _dir: tempfile::TempDir,
+    pub ws: std::path::PathBuf,
+    pub remote: std::path::PathBuf,
+    pub remote_main: String,
+    pub gw: TestGateway,
+    pub session: String,
+    pub token: String,
+    pub run: RunnerRun,
+}
+
+impl Scenario {
+    /// `script` gets the workspace (some scripts name paths in it). `cli` is (binary name, variable naming it).
+    pub async fn run(
+        agent_yaml: &str,
+        agent: &str,
+        script: impl FnOnce(&std::path::Path) -> String,
+        cli_bin: (&str, &str),
+    ) -> Scenario {
+        let bin = cli(cli_bin.0, cli_bin.1);
+        let dir = tempfile::tempdir().unwrap();
+        let (ws, remote) = git_workspace(dir.path());
+        let remote_main = git(&remote, &["rev-parse", "main"]);
+        let gw = TestGateway::start(&dir.path().join("gw"), agent_yaml, &script(&ws)).await;
+        let (session, token) = gw.session(agent).await;
+        let agent_file = dir.path().join("agent.yaml");
+        std::fs::write(&agent_file, agent_yaml).unwrap();
+        let run = run_runner(
+            &agent_file,
+            "Please tidy the repository.",
+            &ws,
+            &gw.url,
+            &session,
+            &token,
+            &[(cli_bin.1, &bin)],
+        )
+        .await;
+        Scenario { _dir: dir, ws, remote, remote_main, gw, session, token, run }
+    }
+
+    /// What every harness must show: the allowed command ran and the file was written, the push did not run;
+    /// the transcript has the prompt, two successful results, the deny of `denied_tool`, usage and a
+    /// successful end, and the gateway holds the same; cost is on the ledger; every model request and tool
+    /// call was decided, with exactly one deny. Returns the tool calls, the audit log and the upstream calls
+    /// for the harness's own checks.
+    pub async fn check_common(
+        &self,
+        harness: &str,
+        notes: &str,
+        denied_tool: &str,
+    ) -> (Vec<(String, Value)>, Vec<Value>, Vec<UpstreamCall>) {
+        let ev = &self.run.events;
+        assert!(self.run.success, "the session failed: {ev:#?}\n{}", self.run.stderr);
+        assert!(!self.run.stderr.contains(&self.token), "the runner's stderr shows the session token");
+
+        // What ran and what did not.
+        assert_eq!(std::fs::read_to_string(self.ws.join("allowed.txt")).unwrap(), "ran\n");
+        assert_eq!(std::fs::read_to_string(self.ws.join("notes.md")).unwrap(), notes);
+        assert_eq!(git(&self.remote, &["rev-parse", "main"]), self.remote_main, "the remote moved: the force push ran");
+
+        // The transcript: prompt, calls, results, the deny, usage, done.
+        assert!(matches!(&ev[0], TranscriptEvent::Message { role, text } if role == "user" && text.contains("tidy")));
+        let calls: Vec<(String, Value)> = ev
+            .iter()
+            .filter_map(|e| match e {
+                TranscriptEvent::ToolCall { name, args, .. } => Some((name.clone(), args.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert!(!calls.iter().any(|(_, a)| a.to_string().contains("push")), "the denied call reached {harness}");
+        let results: Vec<&TranscriptEvent> =
+            ev.iter().filter(|e| matches!(e, TranscriptEvent::ToolResult { .. })).collect();
+        assert_eq!(results.len(), 2);
+        assert!(
+            results.iter().all(|r| matches!(r, TranscriptEvent::ToolResult { is_error: false, .. })),
+            "{results:?}"
+        );
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, TranscriptEvent::Verdict { verdict, policy: Some(p), tool: Some(t), reason, .. }
+                if verdict == "deny" && p == "github-rules" && t == denied_tool && reason.contains("force"))),
+            "no deny verdict in {ev:#?}"
+        );
+        assert!(ev.iter().any(|e| matches!(e, TranscriptEvent::Usage { output_tokens, .. } if *output_tokens > 0)));
+        assert!(
+            matches!(ev.last(), Some(TranscriptEvent::Done { phase, message }) if phase == "Succeeded" && message.contains("Done"))
+        );
+
+        // The gateway holds the same transcript, for `paddock session logs`.
+        assert_eq!(&self.gw.transcript(&self.session).await, ev);
+
+        // Cost is on the session's ledger.
+        let info = self.gw.session_info(&self.session).await;
+        assert!(info["usage"]["costUsd"].as_f64().unwrap() > 0.0, "{info}");
+        assert_eq!(info["usage"]["inputTokens"], 1200 + 1500 + 1700, "{info}");
+
+        // Every model request and every tool call was decided.
+        let audit = self.gw.audit(&self.session).await;
+        let upstream = self.gw.upstream.calls();
+        let cov = Coverage::of(&audit, &upstream);
+        println!("{}", cov.report(harness));
+        assert!(cov.is_full(), "{} — audit: {audit:#?}", cov.report(harness));
+        assert_eq!(upstream.len(), 3, "{upstream:?}");
+        let denied: Vec<&Value> = audit.iter().filter(|r| r["verdict"] == "deny").collect();
+        assert_eq!(denied.len(), 1, "{denied:?}");
+        assert_eq!(denied[0]["policy"], "github-rules");
+        (calls, audit, upstream)
+    }
+}
