@@ -24,12 +24,9 @@ impl Drop for Up {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
+/// Starts `paddock up` on a port the kernel picks (no race with other tests for a "free" port) and reads the
+/// address it announces.
 fn up(dir: &Path, envs: &[(&str, &str)]) -> Up {
-    let port = free_port();
     let data = dir.join("data");
     let mut cmd = Command::new(PADDOCK);
     cmd.args(["up", "--repo"])
@@ -38,20 +35,26 @@ fn up(dir: &Path, envs: &[(&str, &str)]) -> Up {
         .arg(dir.join("script.yaml"))
         .arg("--data-dir")
         .arg(&data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "paddock up did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = cmd.spawn().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert!(n > 0, "paddock up ended before it listened");
+        if let Some(rest) = line.strip_prefix("paddock: gateway on ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining what it prints, so that it never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     Up { child, url, data }
 }
 
@@ -158,11 +161,10 @@ fn nothing_escapes_the_local_sandbox() {
 #[test]
 fn the_demo_tells_its_story_unattended() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let out = Command::new(PADDOCK)
         .args(["up", "--demo", "--data-dir"])
         .arg(dir.path())
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -360,8 +362,7 @@ fn with_a_provider_key_the_same_agents_use_the_real_provider_and_the_key_stays_i
 fn on_a_terminal_the_demo_puts_the_ask_to_the_user() {
     // `script` gives the demo a pseudo-terminal; the answer is typed into it.
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cmd = format!("{PADDOCK} up --demo --data-dir {} --listen 127.0.0.1:{port}", dir.path().display());
+    let cmd = format!("{PADDOCK} up --demo --data-dir {} --listen 127.0.0.1:0", dir.path().display());
     let mut child = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
         .stdin(Stdio::piped())
