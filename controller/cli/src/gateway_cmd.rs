@@ -20,6 +20,9 @@ pub struct Args {
     /// `sqlite://PATH` or `postgres://…`.
     #[arg(long, env = "PADDOCK_DATABASE_URL", hide_env_values = true)]
     database: Option<String>,
+    /// Sync every commit to disk before answering (survives a power loss, not only a crash).
+    #[arg(long)]
+    fsync: bool,
     /// Where the database and the generated admin token live.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -46,6 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.data_dir.is_some() {
         cfg.data_dir = args.data_dir;
     }
+    cfg.fsync |= args.fsync;
     cfg.check().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {

@@ -2,8 +2,9 @@
 //! upstream, streaming time to first byte, and admission decisions at a fixed 5,000/s.
 //!
 //! `cargo bench -p paddock-gateway --bench gateway_load` (add `-- --quick` for a short run). The mock
-//! upstream, the gateway and the load generator share this machine's cores, so the figures include their
-//! contention; they are upper bounds on what the gateway adds.
+//! upstream, the gateway and the load generator each run on their own async runtime and threads, as three
+//! processes would, but share this machine's cores, so the figures include their contention; they are upper
+//! bounds on what the gateway adds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,24 +115,37 @@ async fn roundtrip(conn: &mut tokio::net::TcpStream, request: &[u8]) -> bool {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(run(quick));
+    let runtime = |name: &str, workers: usize| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    // The gateway gets as many workers as the machine has cores, as `paddock gateway` does.
+    let gateway = runtime("gateway", std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let upstream = runtime("upstream", 1);
+    let load = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    load.block_on(run(quick, gateway.handle(), upstream.handle()));
 }
 
-async fn run(quick: bool) {
+async fn run(quick: bool, gateway: &tokio::runtime::Handle, upstream_rt: &tokio::runtime::Handle) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("repo")).unwrap();
     std::fs::write(dir.path().join("repo/bench.yaml"), REPO).unwrap();
     std::fs::write(dir.path().join("admin"), "bench-admin").unwrap();
     // The mock upstream: the scripted provider on its own port.
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = upstream_rt.spawn(tokio::net::TcpListener::bind("127.0.0.1:0")).await.unwrap().unwrap();
     let upstream_url = format!("http://{}", upstream.local_addr().unwrap());
     let script = ScriptFile::parse(SCRIPT, "bench").unwrap();
-    tokio::spawn(server::serve_on(upstream, router(Arc::new(script)), std::future::pending()));
+    upstream_rt.spawn(server::serve_on(upstream, router(Arc::new(script)), std::future::pending()));
     let mut cfg = GatewayConfig {
         data_dir: Some(dir.path().join("data")),
         // `PADDOCK_BENCH_DATABASE=postgres://…` measures on PostgreSQL instead of SQLite.
         database: std::env::var("PADDOCK_BENCH_DATABASE").ok(),
+        // `PADDOCK_BENCH_FSYNC=1`: every group commit synced to disk.
+        fsync: std::env::var_os("PADDOCK_BENCH_FSYNC").is_some(),
         repo: Some(dir.path().join("repo")),
         admin_token: Some(SecretSource { env: None, file: Some(dir.path().join("admin")) }),
         ..GatewayConfig::default()
@@ -144,7 +158,7 @@ async fn run(quick: bool) {
         script: None,
         models: vec!["claude-*".into()],
     });
-    let (gw, gw_url, _) = server::serve_loopback(&cfg).await.unwrap();
+    let (gw, gw_url, _) = gateway.spawn(async move { server::serve_loopback(&cfg).await.unwrap() }).await.unwrap();
     let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
     let r: Value = client
         .post(format!("{gw_url}/v1/sessions"))
@@ -163,6 +177,10 @@ async fn run(quick: bool) {
     let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": history});
     let direct = format!("{upstream_url}/v1/messages");
     let via = format!("{gw_url}/llm/anthropic/v1/messages");
+    if std::env::args().any(|a| a == "--admission") {
+        // Only the admission run (`-- --admission`), for working on its tail.
+        return admission(quick, &gw_url, &sid, &token, &client).await;
+    }
     let n = if quick { 400 } else { 4000 };
     println!("## LLM proxy overhead (Anthropic Messages, non-streaming, ~2.3 KB request, {n} requests per row)\n");
     println!(
@@ -202,6 +220,30 @@ async fn run(quick: bool) {
     );
 
     // One durable write (a commit of one audit row), sequential: the floor under every decision.
+    let (commits, inproc) = gateway.spawn(floors(gw.clone(), sid.clone(), quick)).await.unwrap();
+    let backend = match (gw.store.is_sqlite(), std::env::var_os("PADDOCK_BENCH_FSYNC").is_some()) {
+        (true, false) => "SQLite behind the gateway's log",
+        (true, true) => "SQLite behind the gateway's log, fsync",
+        (false, _) => "PostgreSQL",
+    };
+    println!("\n## One durable commit ({backend}), sequential\n");
+    println!(
+        "| p50 ms | p99 ms |\n|---|---|\n| {} | {} |",
+        ms(percentile(&commits, 0.5)),
+        ms(percentile(&commits, 0.99))
+    );
+    println!("\n## One decision in-process (engine + durable commit, sequential)\n");
+    println!(
+        "| p50 ms | p99 ms |\n|---|---|\n| {} | {} |",
+        ms(percentile(&inproc, 0.5)),
+        ms(percentile(&inproc, 0.99))
+    );
+    admission(quick, &gw_url, &sid, &token, &client).await;
+}
+
+/// The floors under every decision, measured on the gateway's runtime: one durable write, and one whole
+/// decision without HTTP.
+async fn floors(gw: Arc<paddock_gateway::Gateway>, sid: String, quick: bool) -> (Vec<Duration>, Vec<Duration>) {
     let mut commits = Vec::new();
     for i in 0..(if quick { 2000 } else { 10000 }) {
         let row = paddock_gateway::store::AuditRow {
@@ -227,13 +269,6 @@ async fn run(quick: bool) {
         commits.push(t.elapsed());
     }
     commits.sort();
-    let backend = if gw.store.is_sqlite() { "SQLite, WAL, synchronous=NORMAL" } else { "PostgreSQL" };
-    println!("\n## One durable commit ({backend}), sequential\n");
-    println!(
-        "| p50 ms | p99 ms |\n|---|---|\n| {} | {} |",
-        ms(percentile(&commits, 0.5)),
-        ms(percentile(&commits, 0.99))
-    );
 
     // The same decision in-process, sequential: what the engine and the durable write cost without HTTP.
     let session = gw.session(&sid).unwrap();
@@ -248,13 +283,10 @@ async fn run(quick: bool) {
         inproc.push(t.elapsed());
     }
     inproc.sort();
-    println!("\n## One decision in-process (engine + durable commit, sequential)\n");
-    println!(
-        "| p50 ms | p99 ms |\n|---|---|\n| {} | {} |",
-        ms(percentile(&inproc, 0.5)),
-        ms(percentile(&inproc, 0.99))
-    );
+    (commits, inproc)
+}
 
+async fn admission(quick: bool, gw_url: &str, sid: &str, token: &str, client: &reqwest::Client) {
     // Admission: an open-loop load at a fixed rate; latency counts from when each request was sent and from
     // when it was due (a stalled server cannot hide its queue). The load generator is a minimal HTTP/1.1 client
     // over persistent connections (like wrk), so that its own cost on these two cores stays small.
@@ -269,11 +301,43 @@ async fn run(quick: bool) {
     );
     let secs = if quick { 2 } else { 10 };
     let rate = 5000u64;
+    // The same load on the gateway's no-op `/healthz`: what HTTP alone costs on this machine under it.
+    let floor = format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+    println!("\n## Admission decisions (POST /v1/sessions/{{id}}/decide, tool_call, 5 rules, durable audit + state)\n");
+    println!(
+        "| endpoint | offered rate | achieved rate | p50 ms | p99 ms | max ms | p99 from schedule ms | errors |\n|---|---|---|---|---|---|---|---|"
+    );
+    for (name, request) in [("GET /healthz (no-op floor)", floor), ("POST …/decide", request)] {
+        let (lat, from_due, achieved, errors) = open_loop(&addr, request, rate, secs).await;
+        println!(
+            "| {name} | {rate}/s for {secs}s | {achieved:.0}/s | {} | {} | {} | {} | {errors} |",
+            ms(percentile(&lat, 0.5)),
+            ms(percentile(&lat, 0.99)),
+            ms(*lat.last().unwrap()),
+            ms(percentile(&from_due, 0.99)),
+        );
+    }
+    let audit: Vec<Value> = client
+        .get(format!("{gw_url}/v1/audit?session={sid}"))
+        .bearer_auth("bench-admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    println!("\naudit rows recorded for the session: {}", audit.len());
+}
+
+/// An open-loop load at a fixed rate over 64 kept-alive connections; latency counts from when each request
+/// was sent and from when it was due (a stalled server cannot hide its queue). Returns both sorted, the
+/// achieved rate and the number of failed requests.
+async fn open_loop(addr: &str, request: String, rate: u64, secs: u64) -> (Vec<Duration>, Vec<Duration>, f64, usize) {
     let total = rate * secs;
     let conns = 64;
     let pool = Arc::new(tokio::sync::Mutex::new(Vec::new()));
     for _ in 0..conns {
-        let s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.set_nodelay(true).unwrap();
         pool.lock().await.push(s);
     }
@@ -311,29 +375,8 @@ async fn run(quick: bool) {
         lat.push(d);
         from_due.push(late);
     }
-    let elapsed = started.elapsed();
+    let achieved = lat.len() as f64 / started.elapsed().as_secs_f64();
     lat.sort();
     from_due.sort();
-    println!("\n## Admission decisions (POST /v1/sessions/{{id}}/decide, tool_call, 5 rules, durable audit + state)\n");
-    println!(
-        "| offered rate | achieved rate | p50 ms | p99 ms | max ms | p99 from schedule ms | errors |\n|---|---|---|---|---|---|---|"
-    );
-    println!(
-        "| {rate}/s for {secs}s | {:.0}/s | {} | {} | {} | {} | {errors} |",
-        lat.len() as f64 / elapsed.as_secs_f64(),
-        ms(percentile(&lat, 0.5)),
-        ms(percentile(&lat, 0.99)),
-        ms(*lat.last().unwrap()),
-        ms(percentile(&from_due, 0.99)),
-    );
-    let audit: Vec<Value> = client
-        .get(format!("{gw_url}/v1/audit?session={sid}"))
-        .bearer_auth("bench-admin")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    println!("\naudit rows recorded for the session: {}", audit.len());
+    (lat, from_due, achieved, errors)
 }

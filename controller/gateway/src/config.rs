@@ -13,6 +13,10 @@ pub struct GatewayConfig {
     /// `sqlite://PATH` (default: `gateway.db` in the data directory) or `postgres://…` for several replicas.
     #[serde(default)]
     pub database: Option<String>,
+    /// Sync every group commit to disk before answering, so that it survives a power loss and not only a
+    /// crash of the gateway (SQLite: its log is `fdatasync`ed and the database runs `synchronous = FULL`).
+    #[serde(default)]
+    pub fsync: bool,
     /// Where the gateway keeps its database and generated admin token.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
@@ -38,6 +42,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             listen: default_listen(),
             database: None,
+            fsync: false,
             data_dir: None,
             repo: None,
             admin_token: None,

@@ -172,6 +172,9 @@ pub struct Gateway {
     user_reserved: Mutex<HashMap<String, f64>>,
     owner_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     approvals: Mutex<HashMap<String, Arc<Mutex<PendingApproval>>>>,
+    /// Held from the check that a session id is new until the session is in `sessions`: a SQLite store
+    /// acknowledges a write before the database's unique index sees it.
+    creating: tokio::sync::Mutex<()>,
     admin_hash: String,
     seq: AtomicU64,
 }
@@ -228,6 +231,7 @@ impl Gateway {
             user_reserved: Mutex::new(HashMap::new()),
             owner_locks: Mutex::new(HashMap::new()),
             approvals: Mutex::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
             admin_hash: hash_token(admin_token),
             seq: AtomicU64::new(store.max_audit_seq().await? as u64),
             store,
@@ -359,6 +363,7 @@ impl Gateway {
                 None => return Err(GatewayError::Invalid(format!("parent: session `{p}` does not exist"))),
             }
         }
+        let _creating = self.creating.lock().await;
         if self.session(&id).is_some() {
             return Err(GatewayError::Conflict(format!("session `{id}` already exists")));
         }

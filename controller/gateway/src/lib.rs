@@ -6,6 +6,7 @@
 pub mod api;
 pub mod config;
 pub mod gateway;
+mod journal;
 pub mod metrics;
 pub mod proxy;
 pub mod scripted;
@@ -16,3 +17,4 @@ pub mod wire;
 
 pub use config::GatewayConfig;
 pub use gateway::{Gateway, NewSession, Ruling};
+pub use journal::JournalError;

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::GatewayConfig;
 use crate::gateway::{Gateway, random_hex};
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
 use crate::upstream::Providers;
 use crate::{api, proxy};
 
@@ -187,7 +187,9 @@ pub async fn build(cfg: &GatewayConfig) -> anyhow::Result<Arc<Gateway>> {
     let data_dir = cfg.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create `{}`", data_dir.display()))?;
     let url = cfg.database.clone().unwrap_or_else(|| format!("sqlite://{}", data_dir.join("gateway.db").display()));
-    let store = Store::open(&url).await.with_context(|| format!("cannot open the database `{}`", redact_url(&url)))?;
+    let store = Store::open_with(&url, StoreOptions { fsync: cfg.fsync })
+        .await
+        .with_context(|| format!("cannot open the database `{}`", redact_url(&url)))?;
     let policies = match &cfg.repo {
         Some(dir) => load_policy_set(dir)?,
         None => PolicySet::default(),

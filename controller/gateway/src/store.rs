@@ -2,12 +2,17 @@
 //! Writes go through a group-commit writer: each caller waits until its rows are committed, and everything
 //! queued meanwhile commits in the same transaction, so durability costs one commit per batch.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::journal::{Journal, JournalError, Record};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -17,6 +22,17 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the database writer has stopped")]
     WriterGone,
+    #[error("the gateway's log: {0}")]
+    Journal(#[from] JournalError),
+    #[error("the database is more than {0:?} behind the gateway's log")]
+    Behind(Duration),
+}
+
+/// How durable a commit is before its caller goes on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreOptions {
+    /// Sync each group commit to disk: it then survives a power loss, not only a crash of the gateway.
+    pub fsync: bool,
 }
 
 /// One row to write.
@@ -107,6 +123,30 @@ pub struct ApprovalRow {
 
 type Batch = (Vec<Write>, oneshot::Sender<Result<(), String>>);
 
+/// Lowers the CPU priority of SQLite's worker threads (nice 10): with the log in front, their work is
+/// catching up in the background, and on a busy machine it should yield to answering requests.
+fn background_sqlite_threads() {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
+    for task in tasks.flatten() {
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else { continue };
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<libc::id_t>().ok()) else { continue };
+        if comm.starts_with("sqlx-sqlite") {
+            // SAFETY: setpriority only reads its arguments; a thread that has exited makes it fail harmlessly.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 10) };
+        }
+    }
+}
+
+/// The file of a `sqlite:` URL; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
 /// Rows queued for commit; [`Pending::wait`] returns when they are durable.
 #[must_use = "rows are durable only once waited for"]
 pub struct Pending(Option<oneshot::Receiver<Result<(), String>>>);
@@ -130,20 +170,64 @@ impl Pending {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
-    tx: mpsc::Sender<Batch>,
+    sink: Sink,
     sqlite: bool,
 }
+
+/// Where writes go.
+#[derive(Clone)]
+enum Sink {
+    /// PostgreSQL (and an in-memory SQLite): the group-commit [`writer`].
+    Direct(mpsc::Sender<Batch>),
+    /// A SQLite file: the gateway's log, with the database applied behind it.
+    Log(Arc<LogWriter>),
+}
+
+/// Appends groups of writes to the log. Whoever queues writes while nobody is appending becomes the one
+/// who appends — everything queued by then, as one record — so an uncontended commit costs one `write` on
+/// the caller's own thread and no hand-off to another one. With `fsync` the append runs on a blocking thread.
+struct LogWriter {
+    queue: std::sync::Mutex<LogQueue>,
+    journal: std::sync::Mutex<Journal>,
+    apply: mpsc::UnboundedSender<Record>,
+    /// The last record appended, and the last one the database holds.
+    journaled: AtomicU64,
+    applied: watch::Receiver<u64>,
+    healthy: Arc<AtomicBool>,
+    fsync: bool,
+}
+
+#[derive(Default)]
+struct LogQueue {
+    batches: Vec<Batch>,
+    appending: bool,
+}
+
+/// How many records the database may lag behind the log before writers wait for it.
+const MAX_APPLY_LAG: u64 = 4096;
+
+/// How long a read waits for the database to catch up with the log.
+const READ_BEHIND_LIMIT: Duration = Duration::from_secs(30);
 
 impl Store {
     /// Opens (creating if needed) and migrates the database.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, StoreOptions::default()).await
+    }
+
+    /// Opens (creating if needed) and migrates the database. A SQLite file gets the gateway's log
+    /// (`<file>.paddock-log/`) in front of it: what the log holds and the database not yet (a crash) is
+    /// applied here first.
+    pub async fn open_with(url: &str, opts: StoreOptions) -> Result<Store, StoreError> {
         install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
+        let file = sqlite.then(|| sqlite_file(url)).flatten();
         let url = if sqlite && !url.contains("mode=") {
             format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
         } else {
             url.to_owned()
         };
+        let synchronous = if opts.fsync { "FULL" } else { "NORMAL" };
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(10))
@@ -151,10 +235,11 @@ impl Store {
                 Box::pin(async move {
                     if sqlite {
                         // WAL: readers never block the writer. NORMAL: a commit survives a process crash
-                        // (what the ledger promises); only a power loss can undo the last commits.
+                        // (what the ledger promises); FULL also a power loss.
                         sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                        sqlx::query(&format!("PRAGMA synchronous = {synchronous}")).execute(&mut *conn).await?;
                         sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                        background_sqlite_threads();
                     }
                     Ok(())
                 })
@@ -162,9 +247,53 @@ impl Store {
             .connect(&url)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let (tx, rx) = mpsc::channel::<Batch>(4096);
-        tokio::spawn(writer(pool.clone(), sqlite, rx));
-        Ok(Store { pool, tx, sqlite })
+        let Some(file) = file else {
+            let (tx, rx) = mpsc::channel::<Batch>(4096);
+            tokio::spawn(writer(pool.clone(), sqlite, rx));
+            return Ok(Store { pool, sink: Sink::Direct(tx), sqlite });
+        };
+        let dir = PathBuf::from(format!("{}.paddock-log", file.display()));
+        let recover_dir = dir.clone();
+        let (lock, records) =
+            tokio::task::spawn_blocking(move || Journal::recover(&recover_dir, Duration::from_secs(3)))
+                .await
+                .map_err(|_| StoreError::WriterGone)??;
+        let row = sqlx::query("SELECT seq FROM journal_applied WHERE id = 1").fetch_one(&pool).await?;
+        let mut applied = row.try_get::<i64, _>("seq")? as u64;
+        let unapplied: Vec<Record> = records.into_iter().filter(|r| r.seq > applied).collect();
+        if !unapplied.is_empty() {
+            tracing::info!(records = unapplied.len(), after = applied, "applying the log's records the database lacks");
+        }
+        for chunk in unapplied.chunks(256) {
+            let last = chunk.last().expect("a chunk is not empty").seq;
+            let mut stmts: Vec<Stmt> = chunk.iter().flat_map(|r| r.stmts.iter().cloned()).collect();
+            stmts.push(applied_marker(last));
+            commit(&pool, true, &stmts).await?;
+            applied = last;
+        }
+        let lock = Arc::new(lock);
+        let journal = Journal::start(&dir, lock.clone(), applied, opts.fsync)?;
+        let (applied_tx, applied_rx) = watch::channel(applied);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let (apply_tx, apply_rx) = mpsc::unbounded_channel::<Record>();
+        tokio::spawn(applier(pool.clone(), apply_rx, applied_tx, healthy.clone(), lock));
+        let log = LogWriter {
+            queue: Default::default(),
+            journal: std::sync::Mutex::new(journal),
+            apply: apply_tx,
+            journaled: AtomicU64::new(applied),
+            applied: applied_rx,
+            healthy,
+            fsync: opts.fsync,
+        };
+        Ok(Store { pool, sink: Sink::Log(Arc::new(log)), sqlite })
+    }
+
+    /// Waits until the database holds everything committed so far, so that a read sees every write that
+    /// returned before it.
+    async fn caught_up(&self) -> Result<(), StoreError> {
+        let Sink::Log(log) = &self.sink else { return Ok(()) };
+        log.applied_through(log.journaled.load(Ordering::Acquire)).await
     }
 
     /// Commits the rows; returns once they are durable.
@@ -180,18 +309,39 @@ impl Store {
             return Ok(Pending(None));
         }
         let (done, wait) = oneshot::channel();
-        self.tx.send((writes, done)).await.map_err(|_| StoreError::WriterGone)?;
+        match &self.sink {
+            Sink::Direct(tx) => tx.send((writes, done)).await.map_err(|_| StoreError::WriterGone)?,
+            Sink::Log(log) => {
+                let appended = log.journaled.load(Ordering::Acquire);
+                if appended.saturating_sub(*log.applied.borrow()) > MAX_APPLY_LAG {
+                    log.applied_through(appended - MAX_APPLY_LAG / 2).await?;
+                }
+                let lead = {
+                    let mut q = log.queue.lock().expect("log queue");
+                    q.batches.push((writes, done));
+                    !std::mem::replace(&mut q.appending, true)
+                };
+                if lead && log.fsync {
+                    let log = log.clone();
+                    tokio::task::spawn_blocking(move || log.append_queued());
+                } else if lead {
+                    log.append_queued();
+                }
+            }
+        }
         Ok(Pending(Some(wait)))
     }
 
     /// The highest audit sequence number so far, so that a restarted gateway continues after it.
     pub async fn max_audit_seq(&self) -> Result<i64, StoreError> {
+        self.caught_up().await?;
         let row = sqlx::query("SELECT MAX(seq) AS m FROM audit").fetch_one(&self.pool).await?;
         Ok(row.try_get::<Option<i64>, _>("m")?.unwrap_or(0))
     }
 
     /// Transcript events of a session from `offset` on, as `(seq, json)`.
     pub async fn events(&self, session: &str, offset: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        self.caught_up().await?;
         let rows = sqlx::query("SELECT seq, event FROM events WHERE session = $1 AND seq >= $2 ORDER BY seq")
             .bind(session)
             .bind(offset)
@@ -201,6 +351,7 @@ impl Store {
     }
 
     pub async fn max_event_seq(&self, session: &str) -> Result<i64, StoreError> {
+        self.caught_up().await?;
         let row = sqlx::query("SELECT MAX(seq) AS m FROM events WHERE session = $1")
             .bind(session)
             .fetch_one(&self.pool)
@@ -213,11 +364,17 @@ impl Store {
         self.sqlite
     }
 
+    /// The database answers, and the log's records reach it.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let applying = match &self.sink {
+            Sink::Log(log) => log.healthy.load(Ordering::Acquire),
+            Sink::Direct(_) => true,
+        };
+        applying && sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     pub async fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
+        self.caught_up().await?;
         let rows = sqlx::query(
             "SELECT id, namespace, agent, owner, parent, token_hash, phase, reason, created_at, ended_at, state \
              FROM sessions ORDER BY created_at, id",
@@ -244,6 +401,7 @@ impl Store {
     }
 
     pub async fn user_daily(&self, day: &str) -> Result<Vec<(String, f64, f64)>, StoreError> {
+        self.caught_up().await?;
         let rows = sqlx::query("SELECT owner, cost_usd, approved_usd FROM user_daily WHERE day = $1")
             .bind(day)
             .fetch_all(&self.pool)
@@ -252,6 +410,7 @@ impl Store {
     }
 
     pub async fn charges(&self, session: &str) -> Result<Vec<ChargeRow>, StoreError> {
+        self.caught_up().await?;
         let rows = sqlx::query(
             "SELECT id, ts, session, owner, day, model, input_tokens, output_tokens, cache_read_tokens, \
              cache_write_tokens, cost_usd, stream_complete FROM charges WHERE session = $1 ORDER BY ts, id",
@@ -280,6 +439,7 @@ impl Store {
     }
 
     pub async fn approvals(&self, status: Option<&str>) -> Result<Vec<ApprovalRow>, StoreError> {
+        self.caught_up().await?;
         let sql = "SELECT id, session, phase, summary, reason, policy, rule, status, decided_by, decision_reason, \
                    created_at, decided_at FROM approvals";
         let rows = match status {
@@ -313,6 +473,7 @@ impl Store {
 
     /// The audit log, oldest first; `session` filters.
     pub async fn audit(&self, session: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
+        self.caught_up().await?;
         let sql = "SELECT id, seq, ts, session, agent, owner, revision, phase, policy, rule, verdict, reason, tool, \
                    tool_id, approval_id, decided_by FROM audit";
         let rows = match session {
@@ -346,17 +507,23 @@ impl Store {
     }
 }
 
-/// Commits everything queued as one transaction, then tells each caller.
+/// Takes the first batch and whatever else is queued (up to 512), so that they share one commit.
+fn gather(first: Batch, rx: &mut mpsc::Receiver<Batch>) -> Vec<Batch> {
+    let mut batch = vec![first];
+    while batch.len() < 512 {
+        match rx.try_recv() {
+            Ok(b) => batch.push(b),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// PostgreSQL (and an in-memory SQLite): commits everything queued as one transaction, then tells each caller.
 async fn writer(pool: AnyPool, sqlite: bool, mut rx: mpsc::Receiver<Batch>) {
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < 512 {
-            match rx.try_recv() {
-                Ok(b) => batch.push(b),
-                Err(_) => break,
-            }
-        }
-        let result = commit_batch(&pool, sqlite, &batch).await.map_err(|e| e.to_string());
+        let batch = gather(first, &mut rx);
+        let result = commit(&pool, sqlite, &statements(&batch)).await.map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, rows = batch.len(), "database commit failed");
         }
@@ -366,23 +533,114 @@ async fn writer(pool: AnyPool, sqlite: bool, mut rx: mpsc::Receiver<Batch>) {
     }
 }
 
-/// A bound value.
-enum Param<'a> {
-    Text(&'a str),
-    OptText(Option<&'a str>),
+impl LogWriter {
+    /// Appends what is queued, one record per round, until the queue is empty; tells each caller.
+    fn append_queued(&self) {
+        let mut journal = self.journal.lock().expect("log");
+        loop {
+            let batch = {
+                let mut q = self.queue.lock().expect("log queue");
+                if q.batches.is_empty() {
+                    q.appending = false;
+                    return;
+                }
+                std::mem::take(&mut q.batches)
+            };
+            let stmts = statements(&batch);
+            let result = journal.append(&stmts).map_err(|e| e.to_string());
+            match &result {
+                Ok(seq) => self.journaled.store(*seq, Ordering::Release),
+                Err(e) => tracing::error!(error = %e, rows = batch.len(), "cannot append to the gateway's log"),
+            }
+            if let Ok(seq) = result {
+                // The applier stops only once every store is gone; nobody waits for this record then.
+                let _ = self.apply.send(Record { seq, stmts });
+            }
+            for (_, done) in batch {
+                let _ = done.send(result.clone().map(|_| ()));
+            }
+            journal.retire(*self.applied.borrow());
+        }
+    }
+
+    /// Waits until the database holds the log's records through `seq`.
+    async fn applied_through(&self, seq: u64) -> Result<(), StoreError> {
+        let mut applied = self.applied.clone();
+        match tokio::time::timeout(READ_BEHIND_LIMIT, applied.wait_for(|a| *a >= seq)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(StoreError::WriterGone),
+            Err(_) => Err(StoreError::Behind(READ_BEHIND_LIMIT)),
+        }
+    }
+}
+
+/// Brings the SQLite database up to date behind the log, several records per transaction. Each transaction
+/// also records the last sequence number it applied, so that a replay applies each record once. A failed
+/// commit is retried (the records are safe in the log) and makes the gateway not ready meanwhile.
+async fn applier(
+    pool: AnyPool,
+    mut rx: mpsc::UnboundedReceiver<Record>,
+    applied: watch::Sender<u64>,
+    healthy: Arc<AtomicBool>,
+    // The log's lock, released once the last record is applied: a gateway started next must not replay
+    // records this one is still applying.
+    _lock: Arc<std::fs::File>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut last = first.seq;
+        let mut stmts = first.stmts;
+        while stmts.len() < 16_384 {
+            match rx.try_recv() {
+                Ok(r) => {
+                    last = r.seq;
+                    stmts.extend(r.stmts);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut stmts = supersede_states(stmts);
+        stmts.push(applied_marker(last));
+        let mut backoff = Duration::from_millis(50);
+        while let Err(e) = commit(&pool, true, &stmts).await {
+            healthy.store(false, Ordering::Release);
+            tracing::error!(error = %e, through = last, "cannot apply the gateway's log to the database; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        healthy.store(true, Ordering::Release);
+        applied.send_replace(last);
+    }
+}
+
+fn applied_marker(seq: u64) -> Stmt {
+    Stmt::new("UPDATE journal_applied SET seq = ? WHERE id = 1", vec![Param::Int(seq as i64)])
+}
+
+/// A bound value. Nulls keep their column's type: PostgreSQL checks it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Param {
+    Text(Option<String>),
     Int(i64),
-    Float(f64),
-    OptFloat(Option<f64>),
+    Float(Option<f64>),
+}
+
+fn text(s: &str) -> Param {
+    Param::Text(Some(s.to_owned()))
+}
+
+fn opt_text(s: &Option<String>) -> Param {
+    Param::Text(s.clone())
 }
 
 /// One SQL statement with `?` placeholders (numbered when run) and its values.
-struct Stmt<'a> {
-    sql: String,
-    params: Vec<Param<'a>>,
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Stmt {
+    pub sql: String,
+    pub params: Vec<Param>,
 }
 
-impl<'a> Stmt<'a> {
-    fn new(sql: &str, params: Vec<Param<'a>>) -> Stmt<'a> {
+impl Stmt {
+    fn new(sql: &str, params: Vec<Param>) -> Stmt {
         Stmt { sql: sql.to_owned(), params }
     }
 }
@@ -393,7 +651,8 @@ fn number(sql: &str, first: usize) -> String {
     let mut n = first;
     for c in sql.chars() {
         if c == '?' {
-            out.push_str(&format!("${n}"));
+            use std::fmt::Write as _;
+            let _ = write!(out, "${n}");
             n += 1;
         } else {
             out.push(c);
@@ -404,15 +663,13 @@ fn number(sql: &str, first: usize) -> String {
 
 fn bind<'q>(
     mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    params: impl IntoIterator<Item = &'q Param<'q>>,
+    params: impl IntoIterator<Item = &'q Param>,
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     for p in params {
         q = match p {
-            Param::Text(v) => q.bind(*v),
-            Param::OptText(v) => q.bind(*v),
+            Param::Text(v) => q.bind(v.as_deref()),
             Param::Int(v) => q.bind(*v),
             Param::Float(v) => q.bind(*v),
-            Param::OptFloat(v) => q.bind(*v),
         };
     }
     q
@@ -420,47 +677,56 @@ fn bind<'q>(
 
 /// The statements of a batch, with fewer statements than rows: audit rows go in multi-row inserts, and of
 /// several snapshots of one session's state only the last is written (it contains the others).
-fn statements(batch: &[Batch]) -> Vec<Stmt<'_>> {
+fn statements(batch: &[Batch]) -> Vec<Stmt> {
     let mut out = Vec::new();
-    let mut states: Vec<(&str, &str)> = Vec::new();
     let mut audits: Vec<&AuditRow> = Vec::new();
     for (writes, _) in batch {
         for w in writes {
             match w {
-                Write::SessionState { id, state } => match states.iter_mut().find(|(i, _)| i == id) {
-                    Some(s) => s.1 = state,
-                    None => states.push((id, state)),
-                },
                 Write::Audit(a) => audits.push(a),
                 w => out.push(statement(w)),
             }
         }
     }
-    for (id, state) in states {
-        out.push(Stmt::new("UPDATE sessions SET state = ? WHERE id = ?", vec![Param::Text(state), Param::Text(id)]));
-    }
+    let mut out = supersede_states(out);
     for chunk in audits.chunks(AUDIT_ROWS_PER_INSERT) {
         out.push(audit_insert(chunk));
     }
     out
 }
 
+const STATE_UPDATE: &str = "UPDATE sessions SET state = ? WHERE id = ?";
+
+/// Drops each update of a session's state that a later one in the same transaction overwrites.
+fn supersede_states(stmts: Vec<Stmt>) -> Vec<Stmt> {
+    let mut later: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let mut keep: Vec<bool> = stmts
+        .iter()
+        .rev()
+        .map(|st| match (st.sql == STATE_UPDATE, &st.params[..]) {
+            (true, [_, Param::Text(Some(id))]) => later.insert(id),
+            _ => true,
+        })
+        .collect();
+    keep.reverse();
+    stmts.into_iter().zip(keep).filter_map(|(st, k)| k.then_some(st)).collect()
+}
+
 /// Writes a batch in one transaction. SQLite gets it as one multi-statement query — one round trip to its
 /// worker thread instead of one per statement; PostgreSQL, which takes one statement per query, statement by
 /// statement.
-async fn commit_batch(pool: &AnyPool, sqlite: bool, batch: &[Batch]) -> Result<(), sqlx::Error> {
-    let stmts = statements(batch);
+async fn commit(pool: &AnyPool, sqlite: bool, stmts: &[Stmt]) -> Result<(), sqlx::Error> {
     if sqlite {
         // One transaction, sent as few multi-statement queries as SQLite's limit on bound values allows.
         let mut conn = pool.acquire().await?;
         let mut result = Ok(());
-        let mut rest = &stmts[..];
+        let mut rest = stmts;
         let mut first = true;
         while result.is_ok() && (first || !rest.is_empty()) {
             // The first query opens the transaction and the last commits it: one round trip for most batches.
             let mut sql = String::from(if first { "BEGIN IMMEDIATE;\n" } else { "" });
             first = false;
-            let mut params: Vec<&Param<'_>> = Vec::new();
+            let mut params: Vec<&Param> = Vec::new();
             let mut taken = 0;
             for st in rest {
                 if taken > 0 && params.len() + st.params.len() > SQLITE_MAX_PARAMS {
@@ -484,7 +750,7 @@ async fn commit_batch(pool: &AnyPool, sqlite: bool, batch: &[Batch]) -> Result<(
         return result;
     }
     let mut tx = pool.begin().await?;
-    for st in &stmts {
+    for st in stmts {
         let sql = number(&st.sql, 1);
         bind(sqlx::query(&sql), st.params.iter()).execute(&mut *tx).await?;
     }
@@ -495,7 +761,7 @@ const AUDIT_ROWS_PER_INSERT: usize = 64;
 /// SQLite's default limit on bound values in one query is 32,766.
 const SQLITE_MAX_PARAMS: usize = 30_000;
 
-fn audit_insert<'a>(rows: &[&'a AuditRow]) -> Stmt<'a> {
+fn audit_insert(rows: &[&AuditRow]) -> Stmt {
     let mut sql = String::from(
         "INSERT INTO audit (id, seq, ts, session, agent, owner, revision, phase, policy, rule, verdict, reason, tool, \
          tool_id, approval_id, decided_by) VALUES ",
@@ -508,70 +774,68 @@ fn audit_insert<'a>(rows: &[&'a AuditRow]) -> Stmt<'a> {
             ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         });
         params.extend([
-            Param::Text(&a.id),
+            text(&a.id),
             Param::Int(a.seq),
-            Param::Text(&a.ts),
-            Param::Text(&a.session),
-            Param::Text(&a.agent),
-            Param::Text(&a.owner),
-            Param::Text(&a.revision),
-            Param::Text(&a.phase),
-            Param::OptText(a.policy.as_deref()),
-            Param::OptText(a.rule.as_deref()),
-            Param::Text(&a.verdict),
-            Param::Text(&a.reason),
-            Param::OptText(a.tool.as_deref()),
-            Param::OptText(a.tool_id.as_deref()),
-            Param::OptText(a.approval_id.as_deref()),
-            Param::OptText(a.decided_by.as_deref()),
+            text(&a.ts),
+            text(&a.session),
+            text(&a.agent),
+            text(&a.owner),
+            text(&a.revision),
+            text(&a.phase),
+            opt_text(&a.policy),
+            opt_text(&a.rule),
+            text(&a.verdict),
+            text(&a.reason),
+            opt_text(&a.tool),
+            opt_text(&a.tool_id),
+            opt_text(&a.approval_id),
+            opt_text(&a.decided_by),
         ]);
     }
     Stmt { sql, params }
 }
 
-fn statement(w: &Write) -> Stmt<'_> {
-    use Param::*;
+fn statement(w: &Write) -> Stmt {
+    use Param::{Float, Int};
     match w {
         Write::SessionNew(s) => Stmt::new(
             "INSERT INTO sessions (id, namespace, agent, owner, parent, token_hash, phase, reason, created_at, \
              ended_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
-                Text(&s.id),
-                Text(&s.namespace),
-                Text(&s.agent),
-                Text(&s.owner),
-                OptText(s.parent.as_deref()),
-                Text(&s.token_hash),
-                Text(&s.phase),
-                OptText(s.reason.as_deref()),
-                Text(&s.created_at),
-                OptText(s.ended_at.as_deref()),
-                Text(&s.state),
+                text(&s.id),
+                text(&s.namespace),
+                text(&s.agent),
+                text(&s.owner),
+                opt_text(&s.parent),
+                text(&s.token_hash),
+                text(&s.phase),
+                opt_text(&s.reason),
+                text(&s.created_at),
+                opt_text(&s.ended_at),
+                text(&s.state),
             ],
         ),
-        Write::SessionState { id, state } => {
-            Stmt::new("UPDATE sessions SET state = ? WHERE id = ?", vec![Text(state), Text(id)])
-        }
+        Write::SessionState { id, state } => Stmt::new(STATE_UPDATE, vec![text(state), text(id)]),
         Write::SessionEnd { id, phase, reason, ended_at } => Stmt::new(
             "UPDATE sessions SET phase = ?, reason = ?, ended_at = ? WHERE id = ?",
-            vec![Text(phase), Text(reason), Text(ended_at), Text(id)],
+            vec![text(phase), text(reason), text(ended_at), text(id)],
         ),
         Write::Charge(r) => Stmt::new(
             "INSERT INTO charges (id, ts, session, owner, day, model, input_tokens, output_tokens, \
              cache_read_tokens, cache_write_tokens, cost_usd, stream_complete) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
-                Text(&r.id),
-                Text(&r.ts),
-                Text(&r.session),
-                Text(&r.owner),
-                Text(&r.day),
-                Text(&r.model),
+                text(&r.id),
+                text(&r.ts),
+                text(&r.session),
+                text(&r.owner),
+                text(&r.day),
+                text(&r.model),
                 Int(r.input_tokens),
                 Int(r.output_tokens),
                 Int(r.cache_read_tokens),
                 Int(r.cache_write_tokens),
-                OptFloat(r.cost_usd),
+                Float(r.cost_usd),
                 Int(r.stream_complete as i64),
             ],
         ),
@@ -581,35 +845,35 @@ fn statement(w: &Write) -> Stmt<'_> {
              ON CONFLICT (owner, day) DO UPDATE SET cost_usd = user_daily.cost_usd + excluded.cost_usd, \
              approved_usd = CASE WHEN excluded.approved_usd > user_daily.approved_usd \
              THEN excluded.approved_usd ELSE user_daily.approved_usd END",
-            vec![Text(owner), Text(day), Float(*cost_delta), Float(*approved_usd)],
+            vec![text(owner), text(day), Float(Some(*cost_delta)), Float(Some(*approved_usd))],
         ),
         Write::Audit(a) => audit_insert(&[a]),
         Write::ApprovalNew(a) => Stmt::new(
             "INSERT INTO approvals (id, session, phase, summary, reason, policy, rule, status, decided_by, \
              decision_reason, created_at, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
-                Text(&a.id),
-                Text(&a.session),
-                Text(&a.phase),
-                Text(&a.summary),
-                Text(&a.reason),
-                OptText(a.policy.as_deref()),
-                OptText(a.rule.as_deref()),
-                Text(&a.status),
-                OptText(a.decided_by.as_deref()),
-                OptText(a.decision_reason.as_deref()),
-                Text(&a.created_at),
-                OptText(a.decided_at.as_deref()),
+                text(&a.id),
+                text(&a.session),
+                text(&a.phase),
+                text(&a.summary),
+                text(&a.reason),
+                opt_text(&a.policy),
+                opt_text(&a.rule),
+                text(&a.status),
+                opt_text(&a.decided_by),
+                opt_text(&a.decision_reason),
+                text(&a.created_at),
+                opt_text(&a.decided_at),
             ],
         ),
         Write::Event { session, seq, ts, event } => Stmt::new(
             "INSERT INTO events (session, seq, ts, event) VALUES (?, ?, ?, ?)",
-            vec![Text(session), Int(*seq), Text(ts), Text(event)],
+            vec![text(session), Int(*seq), text(ts), text(event)],
         ),
         Write::ApprovalDecided { id, status, decided_by, reason, decided_at } => Stmt::new(
             "UPDATE approvals SET status = ?, decided_by = ?, decision_reason = ?, decided_at = ? \
              WHERE id = ? AND status = 'pending'",
-            vec![Text(status), Text(decided_by), Text(reason), Text(decided_at), Text(id)],
+            vec![text(status), text(decided_by), text(reason), text(decided_at), text(id)],
         ),
     }
 }

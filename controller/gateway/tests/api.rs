@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -462,6 +464,12 @@ async fn an_ask_held_by_one_replica_is_decided_through_another() {
     std::fs::write(&rules, text).unwrap();
     // Two gateways on one database, as two replicas behind a Service.
     let a = TestGateway::start(dir.path()).await;
+    if database(dir.path()).is_none() {
+        // A SQLite file serves one gateway: a second one is refused, not left to split the state.
+        let err = paddock_gateway::server::build(&config(dir.path())).await.err().expect("a second gateway is refused");
+        assert!(format!("{err:#}").contains("another paddock gateway is using"), "{err:#}");
+        return;
+    }
     let b = TestGateway::start(dir.path()).await;
     let (id, token) = a.session("coder").await;
     let rm = json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "rm -rf build"}, "tool_id": "t9"});
@@ -495,5 +503,95 @@ async fn an_ask_held_by_one_replica_is_decided_through_another() {
     let audit = a.audit(&id).await;
     assert!(
         audit.iter().any(|r| r["approval_id"] == aid.as_str() && r["verdict"] == "allow" && r["decided_by"] == "dana")
+    );
+}
+
+/// Runs a gateway in this test binary's own process when asked to (by the test below), so that it can be
+/// killed like a real one.
+fn serve_as_child_if_asked() {
+    let Ok(dir) = std::env::var("PADDOCK_TEST_CHILD_GATEWAY") else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let t = TestGateway::start(Path::new(&dir)).await;
+        let file = Path::new(&dir).join("child-url");
+        std::fs::write(file.with_extension("tmp"), &t.url).unwrap();
+        std::fs::rename(file.with_extension("tmp"), file).unwrap();
+        std::future::pending::<()>().await;
+    });
+}
+
+#[test]
+fn a_killed_gateway_loses_no_decision_it_answered() {
+    serve_as_child_if_asked();
+    tokio::runtime::Runtime::new().unwrap().block_on(killed_gateway_scenario());
+}
+
+async fn killed_gateway_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let _ = database(dir.path()); // a PostgreSQL run: the child and the restarted gateway share one database
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["a_killed_gateway_loses_no_decision_it_answered", "--exact", "--nocapture", "--test-threads=1"])
+        .env("PADDOCK_TEST_CHILD_GATEWAY", dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = loop {
+        if let Ok(url) = std::fs::read_to_string(dir.path().join("child-url")) {
+            break url;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the child gateway exited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{url}/v1/sessions"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"agent": "coder", "owner": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let (id, token) = (v["id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned());
+    // Sixteen clients decide as fast as they can; the gateway is killed while they do.
+    let answered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let (client, url, id, token, answered) =
+            (client.clone(), url.clone(), id.clone(), token.clone(), answered.clone());
+        clients.push(tokio::spawn(async move {
+            for n in 0.. {
+                let tool_id = format!("c{c}-{n}");
+                let event =
+                    json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "ls"}, "tool_id": tool_id});
+                let Ok(r) =
+                    client.post(format!("{url}/v1/sessions/{id}/decide")).bearer_auth(&token).json(&event).send().await
+                else {
+                    return;
+                };
+                if r.status() != 200 || r.text().await.is_err() {
+                    return;
+                }
+                answered.lock().unwrap().push(tool_id);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() > 100, "the load ran: {} decisions answered", answered.len());
+    let t = TestGateway::start(dir.path()).await;
+    let audited: std::collections::HashSet<String> =
+        t.audit(&id).await.iter().filter_map(|r| r["tool_id"].as_str().map(str::to_owned)).collect();
+    let lost: Vec<&String> = answered.iter().filter(|id| !audited.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered decisions are not in the audit log: {lost:?}",
+        lost.len(),
+        answered.len()
     );
 }
