@@ -140,12 +140,13 @@ async fn run(quick: bool, gateway: &tokio::runtime::Handle, upstream_rt: &tokio:
     let upstream_url = format!("http://{}", upstream.local_addr().unwrap());
     let script = ScriptFile::parse(SCRIPT, "bench").unwrap();
     upstream_rt.spawn(server::serve_on(upstream, router(Arc::new(script)), std::future::pending()));
+    // `PADDOCK_BENCH_FSYNC=1`: every group commit synced to disk.
+    let fsync = std::env::var_os("PADDOCK_BENCH_FSYNC").is_some();
     let mut cfg = GatewayConfig {
         data_dir: Some(dir.path().join("data")),
         // `PADDOCK_BENCH_DATABASE=postgres://…` measures on PostgreSQL instead of SQLite.
         database: std::env::var("PADDOCK_BENCH_DATABASE").ok(),
-        // `PADDOCK_BENCH_FSYNC=1`: every group commit synced to disk.
-        fsync: std::env::var_os("PADDOCK_BENCH_FSYNC").is_some(),
+        fsync,
         repo: Some(dir.path().join("repo")),
         admin_token: Some(SecretSource { env: None, file: Some(dir.path().join("admin")) }),
         ..GatewayConfig::default()
@@ -221,7 +222,7 @@ async fn run(quick: bool, gateway: &tokio::runtime::Handle, upstream_rt: &tokio:
 
     // One durable write (a commit of one audit row), sequential: the floor under every decision.
     let (commits, inproc) = gateway.spawn(floors(gw.clone(), sid.clone(), quick)).await.unwrap();
-    let backend = match (gw.store.is_sqlite(), std::env::var_os("PADDOCK_BENCH_FSYNC").is_some()) {
+    let backend = match (gw.store.is_sqlite(), fsync) {
         (true, false) => "SQLite behind the gateway's log",
         (true, true) => "SQLite behind the gateway's log, fsync",
         (false, _) => "PostgreSQL",

@@ -1,6 +1,8 @@
 //! Durable state through sqlx: SQLite by default, PostgreSQL by URL, one schema and one set of queries.
-//! Writes go through a group-commit writer: each caller waits until its rows are committed, and everything
-//! queued meanwhile commits in the same transaction, so durability costs one commit per batch.
+//! Writes are group-committed: each caller waits until its rows are durable, and everything queued meanwhile
+//! becomes durable with them, so durability costs one commit per batch. A SQLite file has the gateway's own
+//! log in front of it (a batch is durable once appended there; the database is applied behind it);
+//! PostgreSQL commits directly, so that replicas share it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -228,6 +230,7 @@ impl Store {
             url.to_owned()
         };
         let synchronous = if opts.fsync { "FULL" } else { "NORMAL" };
+        let behind_log = file.is_some();
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(10))
@@ -239,7 +242,9 @@ impl Store {
                         sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
                         sqlx::query(&format!("PRAGMA synchronous = {synchronous}")).execute(&mut *conn).await?;
                         sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
-                        background_sqlite_threads();
+                        if behind_log {
+                            background_sqlite_threads();
+                        }
                     }
                     Ok(())
                 })
@@ -260,14 +265,13 @@ impl Store {
                 .map_err(|_| StoreError::WriterGone)??;
         let row = sqlx::query("SELECT seq FROM journal_applied WHERE id = 1").fetch_one(&pool).await?;
         let mut applied = row.try_get::<i64, _>("seq")? as u64;
-        let unapplied: Vec<Record> = records.into_iter().filter(|r| r.seq > applied).collect();
-        if !unapplied.is_empty() {
-            tracing::info!(records = unapplied.len(), after = applied, "applying the log's records the database lacks");
+        let before = applied;
+        let mut unapplied = records.into_iter().filter(|r| r.seq > before).peekable();
+        if let Some(r) = unapplied.peek() {
+            tracing::info!(from = r.seq, after = applied, "applying the log's records the database lacks");
         }
-        for chunk in unapplied.chunks(256) {
-            let last = chunk.last().expect("a chunk is not empty").seq;
-            let mut stmts: Vec<Stmt> = chunk.iter().flat_map(|r| r.stmts.iter().cloned()).collect();
-            stmts.push(applied_marker(last));
+        while unapplied.peek().is_some() {
+            let (last, stmts) = transaction(unapplied.by_ref().take(256).collect());
             commit(&pool, true, &stmts).await?;
             applied = last;
         }
@@ -587,19 +591,18 @@ async fn applier(
     _lock: Arc<std::fs::File>,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut last = first.seq;
-        let mut stmts = first.stmts;
-        while stmts.len() < 16_384 {
+        let mut size = first.stmts.len();
+        let mut records = vec![first];
+        while size < 16_384 {
             match rx.try_recv() {
                 Ok(r) => {
-                    last = r.seq;
-                    stmts.extend(r.stmts);
+                    size += r.stmts.len();
+                    records.push(r);
                 }
                 Err(_) => break,
             }
         }
-        let mut stmts = supersede_states(stmts);
-        stmts.push(applied_marker(last));
+        let (last, stmts) = transaction(records);
         let mut backoff = Duration::from_millis(50);
         while let Err(e) = commit(&pool, true, &stmts).await {
             healthy.store(false, Ordering::Release);
@@ -612,8 +615,13 @@ async fn applier(
     }
 }
 
-fn applied_marker(seq: u64) -> Stmt {
-    Stmt::new("UPDATE journal_applied SET seq = ? WHERE id = 1", vec![Param::Int(seq as i64)])
+/// The statements that apply log records (in order, not empty) in one transaction: theirs, less the state
+/// updates a later one overwrites, and the mark of the last record applied. Returns that record's number.
+fn transaction(records: Vec<Record>) -> (u64, Vec<Stmt>) {
+    let last = records.last().expect("records to apply").seq;
+    let mut stmts = supersede_states(records.into_iter().flat_map(|r| r.stmts).collect());
+    stmts.push(Stmt::new("UPDATE journal_applied SET seq = ? WHERE id = 1", vec![Param::Int(last as i64)]));
+    (last, stmts)
 }
 
 /// A bound value. Nulls keep their column's type: PostgreSQL checks it.

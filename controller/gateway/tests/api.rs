@@ -10,13 +10,19 @@ use serde_json::{Value, json};
 use support::*;
 
 async fn decide(t: &TestGateway, token: &str, session: &str, event: Value, query: &str) -> reqwest::Response {
-    t.client
-        .post(format!("{}/v1/sessions/{session}/decide{query}", t.url))
-        .bearer_auth(token)
-        .json(&event)
-        .send()
-        .await
-        .unwrap()
+    decide_at(&t.client, &t.url, token, session, event, query).await.unwrap()
+}
+
+/// `POST /v1/sessions/{session}/decide` on the gateway at `url`.
+async fn decide_at(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: &str,
+    event: Value,
+    query: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client.post(format!("{url}/v1/sessions/{session}/decide{query}")).bearer_auth(token).json(&event).send().await
 }
 
 #[tokio::test]
@@ -544,15 +550,7 @@ async fn killed_gateway_scenario() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{url}/v1/sessions"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"agent": "coder", "owner": "alice"}))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    let (id, token) = (v["id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned());
+    let (id, token) = new_session(&client, &url, "coder").await;
     // Sixteen clients decide as fast as they can; the gateway is killed while they do.
     let answered = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut clients = Vec::new();
@@ -564,11 +562,7 @@ async fn killed_gateway_scenario() {
                 let tool_id = format!("c{c}-{n}");
                 let event =
                     json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "ls"}, "tool_id": tool_id});
-                let Ok(r) =
-                    client.post(format!("{url}/v1/sessions/{id}/decide")).bearer_auth(&token).json(&event).send().await
-                else {
-                    return;
-                };
+                let Ok(r) = decide_at(&client, &url, &token, &id, event, "").await else { return };
                 if r.status() != 200 || r.text().await.is_err() {
                     return;
                 }

@@ -235,17 +235,7 @@ impl TestGateway {
 
     /// Creates a session of `agent`; returns (id, token).
     pub async fn session(&self, agent: &str) -> (String, String) {
-        let r = self
-            .client
-            .post(format!("{}/v1/sessions", self.url))
-            .bearer_auth(ADMIN)
-            .json(&json!({"agent": agent, "owner": "alice"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
-        let v: Value = r.json().await.unwrap();
-        (v["id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned())
+        new_session(&self.client, &self.url, agent).await
     }
 
     pub async fn audit(&self, session: &str) -> Vec<Value> {
@@ -265,6 +255,20 @@ impl TestGateway {
         assert_eq!(r.status(), 200);
         r.json().await.unwrap()
     }
+}
+
+/// Starts a session of `agent` for alice on the gateway at `url`; returns its id and token.
+pub async fn new_session(client: &reqwest::Client, url: &str, agent: &str) -> (String, String) {
+    let r = client
+        .post(format!("{url}/v1/sessions"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"agent": agent, "owner": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let v: Value = r.json().await.unwrap();
+    (v["id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned())
 }
 
 /// Path and a request body for a wire format.
