@@ -87,16 +87,13 @@ async fn ttfb(client: &reqwest::Client, url: &str, token: &str, body: &Value, n:
     v
 }
 
-/// Sends one request on a kept-alive connection and reads the whole response; true on a 200.
-async fn roundtrip(conn: &mut tokio::net::TcpStream, request: &[u8]) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    if conn.write_all(request).await.is_err() {
-        return false;
-    }
+/// Reads one HTTP/1.1 response from a kept-alive connection; true on a 200.
+fn read_response(conn: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
-        let Ok(n) = conn.read(&mut chunk).await else { return false };
+        let Ok(n) = conn.read(&mut chunk) else { return false };
         if n == 0 {
             return false;
         }
@@ -288,9 +285,10 @@ async fn floors(gw: Arc<paddock_gateway::Gateway>, sid: String, quick: bool) -> 
 }
 
 async fn admission(quick: bool, gw_url: &str, sid: &str, token: &str, client: &reqwest::Client) {
-    // Admission: an open-loop load at a fixed rate; latency counts from when each request was sent and from
-    // when it was due (a stalled server cannot hide its queue). The load generator is a minimal HTTP/1.1 client
-    // over persistent connections (like wrk), so that its own cost on these two cores stays small.
+    // Admission: an open-loop load at a fixed rate (see `open_loop`). A read first, which returns once the
+    // database has caught up with the gateway's log, so that the rows written above are not applied during it.
+    let r = client.get(format!("{gw_url}/v1/sessions/{sid}")).bearer_auth("bench-admin").send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
     let addr = gw_url.trim_start_matches("http://").to_owned();
     let body = serde_json::to_string(
         &json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "git status && cargo test --workspace"}}),
@@ -309,13 +307,16 @@ async fn admission(quick: bool, gw_url: &str, sid: &str, token: &str, client: &r
         "| endpoint | offered rate | achieved rate | p50 ms | p99 ms | max ms | p99 from schedule ms | errors |\n|---|---|---|---|---|---|---|---|"
     );
     for (name, request) in [("GET /healthz (no-op floor)", floor), ("POST …/decide", request)] {
-        let (lat, from_due, achieved, errors) = open_loop(&addr, request, rate, secs).await;
+        let addr = addr.clone();
+        let r = tokio::task::spawn_blocking(move || open_loop(&addr, &[request], rate, secs)).await.unwrap();
         println!(
-            "| {name} | {rate}/s for {secs}s | {achieved:.0}/s | {} | {} | {} | {} | {errors} |",
-            ms(percentile(&lat, 0.5)),
-            ms(percentile(&lat, 0.99)),
-            ms(*lat.last().unwrap()),
-            ms(percentile(&from_due, 0.99)),
+            "| {name} | {rate}/s for {secs}s | {:.0}/s | {} | {} | {} | {} | {} |",
+            r.achieved,
+            ms(percentile(&r.latency, 0.5)),
+            ms(percentile(&r.latency, 0.99)),
+            ms(*r.latency.last().unwrap()),
+            ms(percentile(&r.from_due, 0.99)),
+            r.errors,
         );
     }
     let audit: Vec<Value> = client
@@ -330,54 +331,70 @@ async fn admission(quick: bool, gw_url: &str, sid: &str, token: &str, client: &r
     println!("\naudit rows recorded for the session: {}", audit.len());
 }
 
-/// An open-loop load at a fixed rate over 64 kept-alive connections; latency counts from when each request
-/// was sent and from when it was due (a stalled server cannot hide its queue). Returns both sorted, the
-/// achieved rate and the number of failed requests.
-async fn open_loop(addr: &str, request: String, rate: u64, secs: u64) -> (Vec<Duration>, Vec<Duration>, f64, usize) {
-    let total = rate * secs;
-    let conns = 64;
-    let pool = Arc::new(tokio::sync::Mutex::new(Vec::new()));
-    for _ in 0..conns {
-        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.set_nodelay(true).unwrap();
-        pool.lock().await.push(s);
+/// What an open-loop run measured: latencies from send and from schedule (sorted), the achieved rate and
+/// the failed requests.
+struct OpenLoop {
+    latency: Vec<Duration>,
+    from_due: Vec<Duration>,
+    achieved: f64,
+    errors: usize,
+}
+
+/// An open-loop load at a fixed rate with evenly spaced requests, as wrk2 makes it: one thread sends each
+/// request at its due time on an idle kept-alive connection (of 64, round-robin over `requests`), and a thread
+/// per connection reads the answers. Latency counts from when each request was sent and from when it was
+/// due, so a stalled server cannot hide its queue. Blocking threads and a precise sleep keep the generator's
+/// own cost and jitter small on these two cores.
+fn open_loop(addr: &str, requests: &[String], rate: u64, secs: u64) -> OpenLoop {
+    use std::io::Write;
+    use std::sync::mpsc::channel;
+    let total = (rate * secs) as usize;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let (idle_tx, idle) = channel::<usize>();
+    let (done_tx, done) = channel::<(bool, Duration, Duration)>();
+    let mut conns = Vec::new();
+    for i in 0..64 {
+        let conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_nodelay(true).unwrap();
+        let mut reader = conn.try_clone().unwrap();
+        let (sent_tx, sent) = channel::<(Instant, Instant)>();
+        let (freed, done_tx) = (idle_tx.clone(), done_tx.clone());
+        std::thread::spawn(move || {
+            while let Ok((at, due)) = sent.recv() {
+                let ok = read_response(&mut reader);
+                let now = Instant::now();
+                let _ = done_tx.send((ok, now - at, now - due));
+                let _ = freed.send(i);
+            }
+        });
+        idle_tx.send(i).unwrap();
+        conns.push((conn, requests[i % requests.len()].as_bytes().to_vec(), sent_tx));
     }
+    drop(done_tx);
+    // The default timer slack (50 µs) would bunch the sends; 1 ns makes each sleep end on time.
+    // SAFETY: prctl with PR_SET_TIMERSLACK only changes this thread's timer slack.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1) };
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(total as usize);
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let per_tick = rate / 1000;
-    for i in 0..(total / per_tick) {
-        tick.tick().await;
-        for _ in 0..per_tick {
-            let due = started + Duration::from_micros(i * 1000);
-            let (pool, request) = (pool.clone(), request.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut conn = loop {
-                    if let Some(c) = pool.lock().await.pop() {
-                        break c;
-                    }
-                    tokio::task::yield_now().await;
-                };
-                let sent = Instant::now();
-                let ok = roundtrip(&mut conn, request.as_bytes()).await;
-                let took = sent.elapsed();
-                pool.lock().await.push(conn);
-                (ok, took, Instant::now().duration_since(due))
-            }));
+    for k in 0..total {
+        let due = started + interval * k as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let i = idle.recv().unwrap();
+        let (conn, request, sent) = &mut conns[i];
+        sent.send((Instant::now(), due)).unwrap();
+        if conn.write_all(request).is_err() {
+            panic!("the gateway closed a connection");
         }
     }
-    let mut lat = Vec::with_capacity(tasks.len());
-    let mut from_due = Vec::with_capacity(tasks.len());
-    let mut errors = 0;
-    for t in tasks {
-        let (ok, d, late) = t.await.unwrap();
-        errors += usize::from(!ok);
-        lat.push(d);
-        from_due.push(late);
+    let mut out = OpenLoop { latency: Vec::new(), from_due: Vec::new(), achieved: 0.0, errors: 0 };
+    for (ok, latency, late) in done.iter().take(total) {
+        out.errors += usize::from(!ok);
+        out.latency.push(latency);
+        out.from_due.push(late);
     }
-    let achieved = lat.len() as f64 / started.elapsed().as_secs_f64();
-    lat.sort();
-    from_due.sort();
-    (lat, from_due, achieved, errors)
+    out.achieved = total as f64 / started.elapsed().as_secs_f64();
+    out.latency.sort();
+    out.from_due.sort();
+    out
 }

@@ -280,7 +280,21 @@ impl Store {
         let (applied_tx, applied_rx) = watch::channel(applied);
         let healthy = Arc::new(AtomicBool::new(true));
         let (apply_tx, apply_rx) = mpsc::unbounded_channel::<Record>();
-        tokio::spawn(applier(pool.clone(), apply_rx, applied_tx, healthy.clone(), lock));
+        let applier = applier(pool.clone(), apply_rx, applied_tx, healthy.clone(), lock);
+        std::thread::Builder::new()
+            .name("paddock-applier".into())
+            .spawn(move || {
+                // Its own thread and runtime: applying wakes only this thread and SQLite's, never the
+                // threads that answer requests.
+                // SAFETY: setpriority only reads its arguments; 0 is the calling thread.
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+                let rt = tokio::runtime::Builder::new_current_thread().enable_time().build();
+                match rt {
+                    Ok(rt) => rt.block_on(applier),
+                    Err(e) => tracing::error!(error = %e, "cannot start the thread that applies the gateway's log"),
+                }
+            })
+            .map_err(|_| StoreError::WriterGone)?;
         let log = LogWriter {
             queue: Default::default(),
             journal: std::sync::Mutex::new(journal),
@@ -619,7 +633,12 @@ async fn applier(
 /// updates a later one overwrites, and the mark of the last record applied. Returns that record's number.
 fn transaction(records: Vec<Record>) -> (u64, Vec<Stmt>) {
     let last = records.last().expect("records to apply").seq;
-    let mut stmts = supersede_states(records.into_iter().flat_map(|r| r.stmts).collect());
+    // Each record has its own audit insert; together they are a few multi-row ones, at the end (nothing in
+    // the transaction reads the audit log).
+    let (audits, rest): (Vec<Stmt>, Vec<Stmt>) =
+        records.into_iter().flat_map(|r| r.stmts).partition(|st| st.sql.starts_with(AUDIT_INSERT));
+    let mut stmts = supersede_states(rest);
+    stmts.extend(audit_inserts(audits.into_iter().flat_map(|st| st.params).collect()));
     stmts.push(Stmt::new("UPDATE journal_applied SET seq = ? WHERE id = 1", vec![Param::Int(last as i64)]));
     (last, stmts)
 }
@@ -697,9 +716,7 @@ fn statements(batch: &[Batch]) -> Vec<Stmt> {
         }
     }
     let mut out = supersede_states(out);
-    for chunk in audits.chunks(AUDIT_ROWS_PER_INSERT) {
-        out.push(audit_insert(chunk));
-    }
+    out.extend(audit_insert(&audits));
     out
 }
 
@@ -740,7 +757,9 @@ async fn commit(pool: &AnyPool, sqlite: bool, stmts: &[Stmt]) -> Result<(), sqlx
                 if taken > 0 && params.len() + st.params.len() > SQLITE_MAX_PARAMS {
                     break;
                 }
-                sql.push_str(&number(&st.sql, params.len() + 1));
+                // Plain `?`: SQLite binds them in order, while finding a numbered one costs a scan of all
+                // the names, which made large inserts quadratic.
+                sql.push_str(&st.sql);
                 sql.push_str(";\n");
                 params.extend(st.params.iter());
                 taken += 1;
@@ -765,22 +784,17 @@ async fn commit(pool: &AnyPool, sqlite: bool, stmts: &[Stmt]) -> Result<(), sqlx
     tx.commit().await
 }
 
-const AUDIT_ROWS_PER_INSERT: usize = 64;
+/// Audit rows per multi-row insert: few statements for SQLite to parse, well under its limit on bound values.
+const AUDIT_ROWS_PER_INSERT: usize = 256;
+const AUDIT_COLUMNS: usize = 16;
 /// SQLite's default limit on bound values in one query is 32,766.
 const SQLITE_MAX_PARAMS: usize = 30_000;
+const AUDIT_INSERT: &str = "INSERT INTO audit (id, seq, ts, session, agent, owner, revision, phase, policy, rule, \
+                            verdict, reason, tool, tool_id, approval_id, decided_by) VALUES ";
 
-fn audit_insert(rows: &[&AuditRow]) -> Stmt {
-    let mut sql = String::from(
-        "INSERT INTO audit (id, seq, ts, session, agent, owner, revision, phase, policy, rule, verdict, reason, tool, \
-         tool_id, approval_id, decided_by) VALUES ",
-    );
-    let mut params = Vec::with_capacity(rows.len() * 16);
-    for (i, a) in rows.iter().enumerate() {
-        sql.push_str(if i == 0 {
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        } else {
-            ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        });
+fn audit_insert(rows: &[&AuditRow]) -> Vec<Stmt> {
+    let mut params = Vec::with_capacity(rows.len() * AUDIT_COLUMNS);
+    for a in rows {
         params.extend([
             text(&a.id),
             Param::Int(a.seq),
@@ -800,7 +814,23 @@ fn audit_insert(rows: &[&AuditRow]) -> Stmt {
             opt_text(&a.decided_by),
         ]);
     }
-    Stmt { sql, params }
+    audit_inserts(params)
+}
+
+/// Audit rows, given as their values in column order, as few multi-row inserts.
+fn audit_inserts(params: Vec<Param>) -> Vec<Stmt> {
+    params
+        .chunks(AUDIT_ROWS_PER_INSERT * AUDIT_COLUMNS)
+        .map(|values| {
+            let mut sql = String::from(AUDIT_INSERT);
+            for i in 0..values.len() / AUDIT_COLUMNS {
+                sql.push_str(if i == 0 { "(" } else { ", (" });
+                sql.push_str(&["?"; AUDIT_COLUMNS].join(", "));
+                sql.push(')');
+            }
+            Stmt { sql, params: values.to_vec() }
+        })
+        .collect()
 }
 
 fn statement(w: &Write) -> Stmt {
@@ -855,7 +885,7 @@ fn statement(w: &Write) -> Stmt {
              THEN excluded.approved_usd ELSE user_daily.approved_usd END",
             vec![text(owner), text(day), Float(Some(*cost_delta)), Float(Some(*approved_usd))],
         ),
-        Write::Audit(a) => audit_insert(&[a]),
+        Write::Audit(a) => audit_insert(&[a]).remove(0),
         Write::ApprovalNew(a) => Stmt::new(
             "INSERT INTO approvals (id, session, phase, summary, reason, policy, rule, status, decided_by, \
              decision_reason, created_at, decided_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -883,5 +913,57 @@ fn statement(w: &Write) -> Stmt {
              WHERE id = ? AND status = 'pending'",
             vec![text(status), text(decided_by), text(reason), text(decided_at), text(id)],
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: usize) -> AuditRow {
+        AuditRow {
+            id: format!("d-{i:05}"),
+            seq: i as i64,
+            ts: format!("2026-01-01T00:00:00.{i:06}Z"),
+            session: format!("s-{}", i % 7),
+            agent: "agent".into(),
+            owner: format!("owner-{}", i % 3),
+            revision: "r1".into(),
+            phase: "tool_call".into(),
+            policy: i.is_multiple_of(2).then(|| format!("policy-{i}")),
+            rule: Some(format!("rule-{i}")),
+            verdict: if i.is_multiple_of(5) { "deny" } else { "allow" }.into(),
+            reason: format!("reason {i}"),
+            tool: Some("Bash".into()),
+            tool_id: i.is_multiple_of(3).then(|| format!("toolu_{i}")),
+            approval_id: None,
+            decided_by: i.is_multiple_of(4).then(|| "alice".into()),
+        }
+    }
+
+    /// Thousands of rows through the log, in one batch larger than a query's limit on bound values and in
+    /// many small records applied together: every row reaches the database with each value in its column,
+    /// also after a reopen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_and_many_batches_reach_the_database_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        let store = Store::open(&url).await.unwrap();
+        // 3,000 rows × 16 values: more than one query may bind, so the batch is split.
+        store.commit((0..3000).map(|i| Write::Audit(row(i))).collect()).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 3000..5000 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move { store.commit(vec![Write::Audit(row(i))]).await }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let mut rows = store.audit(None).await.unwrap();
+        rows.sort_by_key(|r| r.seq);
+        assert_eq!(rows, (0..5000).map(row).collect::<Vec<_>>());
+        drop(store);
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(store.audit(Some("s-3")).await.unwrap().len(), (0..5000).filter(|i| i % 7 == 3).count());
     }
 }
