@@ -2,9 +2,9 @@
 //! upstream, streaming time to first byte, and admission decisions at a fixed 5,000/s.
 //!
 //! `cargo bench -p paddock-gateway --bench gateway_load` (add `-- --quick` for a short run). The mock
-//! upstream, the gateway and the load generator each run on their own async runtime and threads, as three
-//! processes would, but share this machine's cores, so the figures include their contention; they are upper
-//! bounds on what the gateway adds.
+//! upstream, the gateway and the load generator each run on their own threads (the first two on their own
+//! async runtimes), as three processes would, but share this machine's cores, so the figures include their
+//! contention; they are upper bounds on what the gateway adds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
