@@ -28,6 +28,8 @@ pub enum StoreError {
     Journal(#[from] JournalError),
     #[error("the database is more than {0:?} behind the gateway's log")]
     Behind(Duration),
+    #[error("cannot start the thread that applies the gateway's log: {0}")]
+    Applier(std::io::Error),
 }
 
 /// How durable a commit is before its caller goes on.
@@ -281,20 +283,27 @@ impl Store {
         let healthy = Arc::new(AtomicBool::new(true));
         let (apply_tx, apply_rx) = mpsc::unbounded_channel::<Record>();
         let applier = applier(pool.clone(), apply_rx, applied_tx, healthy.clone(), lock);
+        // Its own thread and runtime: applying wakes only this thread and SQLite's, never the threads that
+        // answer requests.
+        let (started_tx, started) = oneshot::channel();
         std::thread::Builder::new()
             .name("paddock-applier".into())
             .spawn(move || {
-                // Its own thread and runtime: applying wakes only this thread and SQLite's, never the
-                // threads that answer requests.
                 // SAFETY: setpriority only reads its arguments; 0 is the calling thread.
                 unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
-                let rt = tokio::runtime::Builder::new_current_thread().enable_time().build();
-                match rt {
-                    Ok(rt) => rt.block_on(applier),
-                    Err(e) => tracing::error!(error = %e, "cannot start the thread that applies the gateway's log"),
+                // Built here: a runtime must not be dropped (on an error) inside the caller's async context.
+                match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+                    Ok(rt) => {
+                        let _ = started_tx.send(Ok(()));
+                        rt.block_on(applier)
+                    }
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                    }
                 }
             })
-            .map_err(|_| StoreError::WriterGone)?;
+            .map_err(StoreError::Applier)?;
+        started.await.map_err(|_| StoreError::WriterGone)?.map_err(StoreError::Applier)?;
         let log = LogWriter {
             queue: Default::default(),
             journal: std::sync::Mutex::new(journal),
@@ -619,6 +628,12 @@ async fn applier(
         let (last, stmts) = transaction(records);
         let mut backoff = Duration::from_millis(50);
         while let Err(e) = commit(&pool, true, &stmts).await {
+            if rx.is_closed() {
+                // Every store is gone: stop and free the log's lock; the records are safe in the log and a
+                // gateway started next applies them.
+                tracing::error!(error = %e, through = last, "stopping with the gateway's log not fully applied");
+                return;
+            }
             healthy.store(false, Ordering::Release);
             tracing::error!(error = %e, through = last, "cannot apply the gateway's log to the database; retrying");
             tokio::time::sleep(backoff).await;
@@ -659,7 +674,7 @@ fn opt_text(s: &Option<String>) -> Param {
     Param::Text(s.clone())
 }
 
-/// One SQL statement with `?` placeholders (numbered when run) and its values.
+/// One SQL statement with `?` placeholders (numbered `$n` when run on PostgreSQL) and its values.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Stmt {
     pub sql: String,
@@ -787,7 +802,8 @@ async fn commit(pool: &AnyPool, sqlite: bool, stmts: &[Stmt]) -> Result<(), sqlx
 /// Audit rows per multi-row insert: few statements for SQLite to parse, well under its limit on bound values.
 const AUDIT_ROWS_PER_INSERT: usize = 256;
 const AUDIT_COLUMNS: usize = 16;
-/// SQLite's default limit on bound values in one query is 32,766.
+/// Bound values per SQLite query: keeps one query's text and values bounded (SQLite's own limit, 32,766, is
+/// per statement).
 const SQLITE_MAX_PARAMS: usize = 30_000;
 const AUDIT_INSERT: &str = "INSERT INTO audit (id, seq, ts, session, agent, owner, revision, phase, policy, rule, \
                             verdict, reason, tool, tool_id, approval_id, decided_by) VALUES ";
@@ -819,6 +835,7 @@ fn audit_insert(rows: &[&AuditRow]) -> Vec<Stmt> {
 
 /// Audit rows, given as their values in column order, as few multi-row inserts.
 fn audit_inserts(params: Vec<Param>) -> Vec<Stmt> {
+    debug_assert_eq!(params.len() % AUDIT_COLUMNS, 0, "whole audit rows");
     params
         .chunks(AUDIT_ROWS_PER_INSERT * AUDIT_COLUMNS)
         .map(|values| {
@@ -965,5 +982,31 @@ mod tests {
         drop(store);
         let store = Store::open(&url).await.unwrap();
         assert_eq!(store.audit(Some("s-3")).await.unwrap().len(), (0..5000).filter(|i| i % 7 == 3).count());
+    }
+
+    /// A store dropped while its database cannot be written frees the log at once (a gateway started next in
+    /// the same process is not refused as a second one), and the gateway started once the database works
+    /// again applies what the log held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_dropped_while_its_database_fails_frees_the_log_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        let store = Store::open(&url).await.unwrap();
+        store.commit(vec![Write::Audit(row(1))]).await.unwrap();
+        assert_eq!(store.audit(None).await.unwrap().len(), 1);
+        // Someone else makes the audit table refuse rows: applying fails from now on, answering does not.
+        let side = AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END")
+            .execute(&side)
+            .await
+            .unwrap();
+        store.commit(vec![Write::Audit(row(2))]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(store);
+        let refused = Store::open(&url).await.err().expect("the database still refuses audit rows");
+        assert!(matches!(refused, StoreError::Db(_)), "not refused as a second gateway: {refused}");
+        sqlx::query("DROP TRIGGER refuse").execute(&side).await.unwrap();
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(store.audit(None).await.unwrap(), vec![row(1), row(2)]);
     }
 }
