@@ -786,8 +786,13 @@ async fn commit(pool: &AnyPool, sqlite: bool, stmts: &[Stmt]) -> Result<(), sqlx
             result = bind(sqlx::query(&sql), params).execute(&mut *conn).await.map(|_| ());
         }
         if result.is_err() {
-            // Leave the connection clean for the next batch.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            // Leave the connection clean for the next batch. One that cannot roll back is dropped and the
+            // pool opens another: after a failed multi-statement query sqlx-sqlite's worker thread can die
+            // (a panic in sqlx), and then nothing on that connection ever answers.
+            let rollback = tokio::time::timeout(Duration::from_secs(1), sqlx::query("ROLLBACK").execute(&mut *conn));
+            if !matches!(rollback.await, Ok(Ok(_))) {
+                drop(conn.detach());
+            }
         }
         return result;
     }
@@ -986,27 +991,35 @@ mod tests {
 
     /// A store dropped while its database cannot be written frees the log at once (a gateway started next in
     /// the same process is not refused as a second one), and the gateway started once the database works
-    /// again applies what the log held.
+    /// again applies what the log held. Both kinds of failure: a statement that fails when run (a trigger
+    /// refuses the row) and one that cannot even be prepared (the table is gone).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_store_dropped_while_its_database_fails_frees_the_log_and_nothing_is_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
-        let store = Store::open(&url).await.unwrap();
-        store.commit(vec![Write::Audit(row(1))]).await.unwrap();
-        assert_eq!(store.audit(None).await.unwrap().len(), 1);
-        // Someone else makes the audit table refuse rows: applying fails from now on, answering does not.
-        let side = AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
-        sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END")
-            .execute(&side)
-            .await
-            .unwrap();
-        store.commit(vec![Write::Audit(row(2))]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        drop(store);
-        let refused = Store::open(&url).await.err().expect("the database still refuses audit rows");
-        assert!(matches!(refused, StoreError::Db(_)), "not refused as a second gateway: {refused}");
-        sqlx::query("DROP TRIGGER refuse").execute(&side).await.unwrap();
-        let store = Store::open(&url).await.unwrap();
-        assert_eq!(store.audit(None).await.unwrap(), vec![row(1), row(2)]);
+        let failures = [
+            (
+                "CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END",
+                "DROP TRIGGER refuse",
+            ),
+            ("ALTER TABLE audit RENAME TO audit_away", "ALTER TABLE audit_away RENAME TO audit"),
+        ];
+        for (break_it, mend_it) in failures {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+            let store = Store::open(&url).await.unwrap();
+            store.commit(vec![Write::Audit(row(1))]).await.unwrap();
+            assert_eq!(store.audit(None).await.unwrap().len(), 1);
+            // Someone else breaks the audit table: applying fails from now on, answering does not.
+            let side = AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+            sqlx::query(break_it).execute(&side).await.unwrap();
+            store.commit(vec![Write::Audit(row(2))]).await.unwrap();
+            store.commit(vec![Write::Audit(row(3))]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(store);
+            let refused = Store::open(&url).await.err().expect("the audit table is still broken");
+            assert!(matches!(refused, StoreError::Db(_)), "{break_it}: not refused as a second gateway: {refused}");
+            sqlx::query(mend_it).execute(&side).await.unwrap();
+            let store = Store::open(&url).await.unwrap();
+            assert_eq!(store.audit(None).await.unwrap(), vec![row(1), row(2), row(3)], "{break_it}");
+        }
     }
 }
