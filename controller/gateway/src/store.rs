@@ -127,6 +127,9 @@ pub struct ApprovalRow {
 
 type Batch = (Vec<Write>, oneshot::Sender<Result<(), String>>);
 
+/// The CPU priority of the threads that bring SQLite up to date behind the log (the applier's and SQLite's).
+const BACKGROUND_NICE: libc::c_int = 10;
+
 /// Lowers the CPU priority of SQLite's worker threads (nice 10): with the log in front, their work is
 /// catching up in the background, and on a busy machine it should yield to answering requests.
 fn background_sqlite_threads() {
@@ -136,7 +139,7 @@ fn background_sqlite_threads() {
         let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<libc::id_t>().ok()) else { continue };
         if comm.starts_with("sqlx-sqlite") {
             // SAFETY: setpriority only reads its arguments; a thread that has exited makes it fail harmlessly.
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 10) };
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, BACKGROUND_NICE) };
         }
     }
 }
@@ -290,7 +293,7 @@ impl Store {
             .name("paddock-applier".into())
             .spawn(move || {
                 // SAFETY: setpriority only reads its arguments; 0 is the calling thread.
-                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
                 // Built here: a runtime must not be dropped (on an error) inside the caller's async context.
                 match tokio::runtime::Builder::new_current_thread().enable_time().build() {
                     Ok(rt) => {
@@ -841,18 +844,16 @@ fn audit_insert(rows: &[&AuditRow]) -> Vec<Stmt> {
 /// Audit rows, given as their values in column order, as few multi-row inserts.
 fn audit_inserts(params: Vec<Param>) -> Vec<Stmt> {
     debug_assert_eq!(params.len() % AUDIT_COLUMNS, 0, "whole audit rows");
-    params
-        .chunks(AUDIT_ROWS_PER_INSERT * AUDIT_COLUMNS)
-        .map(|values| {
-            let mut sql = String::from(AUDIT_INSERT);
-            for i in 0..values.len() / AUDIT_COLUMNS {
-                sql.push_str(if i == 0 { "(" } else { ", (" });
-                sql.push_str(&["?"; AUDIT_COLUMNS].join(", "));
-                sql.push(')');
-            }
-            Stmt { sql, params: values.to_vec() }
-        })
-        .collect()
+    let row = format!("({})", ["?"; AUDIT_COLUMNS].join(", "));
+    let mut values = params.into_iter().peekable();
+    let mut out = Vec::new();
+    while values.peek().is_some() {
+        // Moved, not copied: the values of a transaction's rows are many strings.
+        let params: Vec<Param> = values.by_ref().take(AUDIT_ROWS_PER_INSERT * AUDIT_COLUMNS).collect();
+        let sql = format!("{AUDIT_INSERT}{}", vec![row.as_str(); params.len() / AUDIT_COLUMNS].join(", "));
+        out.push(Stmt { sql, params });
+    }
+    out
 }
 
 fn statement(w: &Write) -> Stmt {

@@ -107,30 +107,14 @@ async fn admission_api_decides_asks_and_dedupes_calls_the_response_gate_decided(
     assert_eq!(v["status"], "pending", "{v}");
     assert_eq!(v["verdict"], "ask");
     let aid = v["approval_id"].as_str().unwrap().to_owned();
-    let r = t
-        .client
-        .post(format!("{}/v1/approvals/{aid}/deny", t.url))
-        .bearer_auth(ADMIN)
-        .json(&json!({"reason": "not today", "by": "carol"}))
-        .send()
-        .await
-        .unwrap();
+    let r = t.settle(&aid, "deny", ADMIN, Some(json!({"reason": "not today", "by": "carol"}))).await;
     assert_eq!(r.status(), 200);
-    let v: Value = t
-        .client
-        .get(format!("{}/v1/sessions/{id}/approvals/{aid}", t.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = t.approval(&id, &aid, &token, "").await;
     assert_eq!(v["verdict"], "deny");
     assert_eq!(v["status"], "decided");
     assert!(v["reason"].as_str().unwrap().contains("denied by carol: not today"), "{v}");
     // Deciding again is refused, naming who decided.
-    let r = t.client.post(format!("{}/v1/approvals/{aid}/approve", t.url)).bearer_auth(ADMIN).send().await.unwrap();
+    let r = t.settle(&aid, "approve", ADMIN, None).await;
     assert_eq!(r.status(), 409);
     assert!(r.text().await.unwrap().contains("already denied by carol"));
     // A tool call the response gate already decided (same id) is answered from that decision, not re-counted.
@@ -490,26 +474,10 @@ async fn an_ask_held_by_one_replica_is_decided_through_another() {
     let listed: Vec<Value> =
         b.client.get(format!("{}/v1/approvals", b.url)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
     assert!(listed.iter().any(|x| x["id"] == aid.as_str()), "{listed:?}");
-    let r = b
-        .client
-        .post(format!("{}/v1/approvals/{aid}/approve", b.url))
-        .bearer_auth(ADMIN)
-        .json(&json!({"by": "dana"}))
-        .send()
-        .await
-        .unwrap();
+    let r = b.settle(&aid, "approve", ADMIN, Some(json!({"by": "dana"}))).await;
     assert_eq!(r.status(), 200);
     // The replica holding the ask releases it.
-    let v: Value = a
-        .client
-        .get(format!("{}/v1/sessions/{id}/approvals/{aid}?wait=10", a.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = a.approval(&id, &aid, &token, "?wait=10").await;
     assert_eq!((v["verdict"].as_str(), v["decided_by"].as_str()), (Some("allow"), Some("dana")), "{v}");
     let audit = a.audit(&id).await;
     assert!(

@@ -188,17 +188,9 @@ async fn a_budget_ask_holds_the_request_until_a_human_approves() {
         assert!(!held.is_finished(), "the request waits for the human");
         // The session's own token cannot approve.
         let aid = approval["id"].as_str().unwrap();
-        let r =
-            t.client.post(format!("{}/v1/approvals/{aid}/approve", t.url)).bearer_auth(&token).send().await.unwrap();
+        let r = t.settle(aid, "approve", &token, None).await;
         assert_eq!(r.status(), 403);
-        let r = t
-            .client
-            .post(format!("{}/v1/approvals/{aid}/approve", t.url))
-            .bearer_auth(ADMIN)
-            .json(&json!({"by": "bob", "reason": "fine for this task"}))
-            .send()
-            .await
-            .unwrap();
+        let r = t.settle(aid, "approve", ADMIN, Some(json!({"by": "bob", "reason": "fine for this task"}))).await;
         assert_eq!(r.status(), 200);
         let resp = held.await.unwrap();
         assert_eq!(resp.status(), 200);

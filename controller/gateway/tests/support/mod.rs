@@ -250,6 +250,21 @@ impl TestGateway {
         r.json().await.unwrap()
     }
 
+    /// `POST /v1/approvals/{aid}/{action}` (`approve` or `deny`) with `credential` and, if given, a body.
+    pub async fn settle(&self, aid: &str, action: &str, credential: &str, body: Option<Value>) -> reqwest::Response {
+        let mut r = self.client.post(format!("{}/v1/approvals/{aid}/{action}", self.url)).bearer_auth(credential);
+        if let Some(body) = body {
+            r = r.json(&body);
+        }
+        r.send().await.unwrap()
+    }
+
+    /// `GET /v1/sessions/{session}/approvals/{aid}{query}` with the session's token: how its ask was decided.
+    pub async fn approval(&self, session: &str, aid: &str, token: &str, query: &str) -> Value {
+        let url = format!("{}/v1/sessions/{session}/approvals/{aid}{query}", self.url);
+        self.client.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn session_info(&self, session: &str) -> Value {
         let r = self.client.get(format!("{}/v1/sessions/{session}", self.url)).bearer_auth(ADMIN).send().await.unwrap();
         assert_eq!(r.status(), 200);
