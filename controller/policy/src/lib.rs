@@ -13,6 +13,7 @@ pub mod cost;
 pub mod engine;
 pub mod event;
 pub mod git;
+pub mod opaque;
 pub mod pii;
 pub mod set;
 pub mod shell;

@@ -11,6 +11,7 @@ use crate::event::Event;
 use crate::state::{SessionState, StateUpdate};
 use crate::tools::ToolUse;
 
+mod blast_radius;
 mod cel;
 mod cost;
 mod github;
@@ -165,7 +166,7 @@ pub static REGISTRY: &[BuiltinDef] = &[
     toolrules::MAX_TOOL_CALLS,
     toolrules::DETECT_LOOP,
     sequence::SEQUENCE,
-    github::BLAST_RADIUS,
+    blast_radius::BLAST_RADIUS,
     toolrules::TOOL_ARGS_SCHEMA,
     cel::CEL,
 ];

@@ -1,0 +1,187 @@
+//! `blast_radius`: deny irreversible shell commands (recursive deletes of critical paths, force pushes,
+//! wiping disks), ask before risky ones (pushes, publishes, infrastructure changes).
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::github::shell_commands;
+use super::{Action, Builtin, BuiltinDef, Outcome, RuleCtx, TOOL_PHASES, build_with, schema_of};
+use crate::event::Event;
+use crate::git::{GitCommand, gh_command, git_command};
+use crate::shell::{SimpleCommand, program_name};
+use crate::state::SessionState;
+use crate::tools::ToolUse;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlastParams {
+    /// Treat every `git push` as risky.
+    #[serde(default = "super::yes")]
+    pub gate_pushes: bool,
+    /// What risky commands get: `ask` (default) or `deny`.
+    #[serde(default = "super::ask")]
+    pub risky_action: Action,
+    /// Replaces the reason of every denial.
+    #[serde(default)]
+    pub deny_reason: Option<String>,
+}
+
+pub const BLAST_RADIUS: BuiltinDef = BuiltinDef {
+    name: "blast_radius",
+    summary: "deny irreversible shell commands, ask before risky ones",
+    phases: TOOL_PHASES,
+    schema: schema_of::<BlastParams>,
+    build: |v| build_with(v, |p: BlastParams| Ok(Blast { p })),
+};
+
+struct Blast {
+    p: BlastParams,
+}
+
+const CRITICAL_DIRS: &[&str] = &[
+    "/", "/*", "~", "~/", "$HOME", "${HOME}", "*", "/etc", "/usr", "/home", "/var", "/bin", "/sbin", "/boot", "/lib",
+    "/lib64", "/opt", "/root", "/srv", "/sys", "/proc", "/dev", ".git",
+];
+
+/// `//`, `/./`, `$HOME/.`, `repo/.git/`: normalised before comparing, and `.git` anywhere as the last segment.
+fn is_critical(target: &str) -> bool {
+    let absolute = target.starts_with('/');
+    let parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    if parts.last() == Some(&".git") || (parts.last() == Some(&"*") && parts.len() <= 1) {
+        return true;
+    }
+    let joined = parts.join("/");
+    let normal = if absolute { format!("/{joined}") } else { joined };
+    let normal = normal.trim_end_matches("/*");
+    CRITICAL_DIRS.contains(&normal) || CRITICAL_DIRS.contains(&target) || (absolute && parts.is_empty())
+}
+
+enum BlastClass {
+    Irreversible(String),
+    Risky(String),
+}
+
+fn classify(c: &SimpleCommand, gate_pushes: bool) -> Option<BlastClass> {
+    let prog = program_name(c.argv.first()?);
+    let args = &c.argv[1..];
+    let has = |w: &str| args.iter().any(|a| a == w);
+    match prog {
+        "rm" => {
+            let flags: String = args
+                .iter()
+                .filter(|a| a.starts_with('-') && !a.starts_with("--"))
+                .flat_map(|a| a.chars().skip(1))
+                .collect();
+            let recursive = flags.contains('r') || flags.contains('R') || has("--recursive");
+            if !recursive {
+                return None;
+            }
+            let targets: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+            if let Some(t) = targets.iter().find(|t| is_critical(t)) {
+                return Some(BlastClass::Irreversible(format!("recursive delete of `{t}`")));
+            }
+            Some(BlastClass::Risky(format!(
+                "recursive delete of {}",
+                targets.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+            )))
+        }
+        "mkfs" | "mkfs.ext4" | "mkfs.xfs" | "wipefs" | "shred" => {
+            Some(BlastClass::Irreversible(format!("`{prog}` destroys data")))
+        }
+        "dd" if args.iter().any(|a| a.starts_with("of=/dev/")) => {
+            Some(BlastClass::Irreversible("`dd` onto a device".into()))
+        }
+        "shutdown" | "reboot" | "halt" | "poweroff" => Some(BlastClass::Irreversible(format!("`{prog}`"))),
+        "chmod" | "chown" if (has("-R") || has("--recursive")) && args.iter().any(|a| a == "/") => {
+            Some(BlastClass::Irreversible(format!("recursive `{prog}` of `/`")))
+        }
+        "kubectl" | "helm" | "terraform" | "tofu" | "pulumi" | "databricks" => {
+            let verbs = [
+                "apply",
+                "delete",
+                "destroy",
+                "deploy",
+                "upgrade",
+                "install",
+                "uninstall",
+                "replace",
+                "patch",
+                "scale",
+                "drain",
+                "up",
+                "rollout",
+            ];
+            args.iter()
+                .find(|a| verbs.contains(&a.as_str()))
+                .map(|v| BlastClass::Risky(format!("`{prog} {v}` changes live infrastructure")))
+        }
+        "npm" | "cargo" | "pnpm" | "yarn" | "twine" | "gem"
+            if has("publish") || (prog == "twine" && has("upload")) || (prog == "gem" && has("push")) =>
+        {
+            Some(BlastClass::Risky(format!("`{prog}` publishes a package")))
+        }
+        "docker" | "podman" if has("push") => Some(BlastClass::Risky(format!("`{prog} push` publishes an image"))),
+        "git" => match git_command(c)? {
+            GitCommand::Push(p) if p.force => {
+                Some(BlastClass::Irreversible("force push rewrites remote history".into()))
+            }
+            GitCommand::Push(p) if p.delete => Some(BlastClass::Irreversible("push that deletes a remote ref".into())),
+            GitCommand::Push(_) if gate_pushes => Some(BlastClass::Risky("`git push` publishes commits".into())),
+            GitCommand::Other { subcommand, args } if subcommand == "reset" && args.iter().any(|a| a == "--hard") => {
+                if args.iter().any(|a| a.contains('/') && !a.starts_with('-')) {
+                    Some(BlastClass::Irreversible("`git reset --hard` to a remote branch discards local work".into()))
+                } else {
+                    Some(BlastClass::Risky("`git reset --hard` discards uncommitted work".into()))
+                }
+            }
+            GitCommand::Other { subcommand, args }
+                if subcommand == "clean" && args.iter().any(|a| a.starts_with('-') && a.contains('f')) =>
+            {
+                Some(BlastClass::Risky("`git clean -f` deletes untracked files".into()))
+            }
+            _ => None,
+        },
+        "gh" => {
+            let gh = gh_command(c)?;
+            let risky = gh.destructive
+                || matches!(
+                    (gh.group.as_str(), gh.action.as_deref()),
+                    ("pr", Some("merge"))
+                        | ("release", Some("create" | "delete" | "upload"))
+                        | ("repo", Some("delete" | "archive" | "rename"))
+                );
+            risky.then(|| BlastClass::Risky(format!("`gh {} {}`", gh.group, gh.action.unwrap_or_default())))
+        }
+        _ => None,
+    }
+}
+
+impl Builtin for Blast {
+    fn evaluate(&self, _: &RuleCtx, _: &Event, tools: &[ToolUse], _: &SessionState) -> Result<Outcome, String> {
+        let mut risky = None;
+        for t in tools {
+            let Some(parsed) = shell_commands(t, &[]) else { continue };
+            let cmds = match parsed {
+                Ok(c) => c,
+                Err(e) => {
+                    risky.get_or_insert(e.clone());
+                    continue;
+                }
+            };
+            for c in cmds {
+                match classify(c, self.p.gate_pushes) {
+                    Some(BlastClass::Irreversible(why)) => {
+                        return Ok(Outcome::deny(
+                            self.p.deny_reason.clone().unwrap_or_else(|| format!("irreversible command denied: {why}")),
+                        ));
+                    }
+                    Some(BlastClass::Risky(why)) => {
+                        risky.get_or_insert(format!("risky command: {why}"));
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(risky.map_or_else(Outcome::allow, |why| Outcome::act(self.p.risky_action, why)))
+    }
+}
