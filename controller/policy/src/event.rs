@@ -1,6 +1,8 @@
 //! What the engine decides on: one event at one phase. The same JSON shape is used by the gateway's
 //! admission API, the harness hooks and `paddock test` files.
 
+use std::collections::BTreeMap;
+
 use paddock_api::Phase;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,7 +14,7 @@ use crate::tools::ToolUse;
 /// - `llm_request`: `model`, and the outgoing request as `body` (any wire format) and/or `system` +
 ///   `messages`; `max_tokens`
 /// - `llm_response`: `model`, `usage`, `tool_calls` the model asks for, `text`
-/// - `tool_call`: `tool`, `args`, `tool_id`
+/// - `tool_call`: `tool`, `args`, `tool_id`, `git_remotes` (from a hook inside the workspace)
 /// - `tool_result`: `tool`, `args`, `output`, `is_error`
 /// - `response`: `text` (the final answer)
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -45,6 +47,12 @@ pub struct Event {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// `tool_call` from a hook running inside the workspace (Claude Code): the remotes of the repository
+    /// the tool runs in, read there (`git remote get-url --push --all`: name → push URLs, `insteadOf`
+    /// applied); empty when that directory is no git repository. The `github` rule judges pushes by
+    /// these rather than by the session's `workspace_repo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_remotes: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// A tool call the model asks for (`llm_response`).
@@ -92,6 +100,7 @@ impl Event {
             max_tokens: self.max_tokens,
             text: None,
             usage: self.usage,
+            git_remotes: self.git_remotes.clone(),
         }
     }
 

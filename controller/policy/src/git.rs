@@ -19,17 +19,26 @@
 //!   `remote.<name>.mirror` and `push.followTags` given on the command line are applied to the push.
 //! - `gh`: `destructive` is any `delete`/`remove`-like action on GitHub (not local `alias`/`extension`/
 //!   `config`/`auth` ones), `api` with method DELETE or a GraphQL `delete…` mutation, `pr merge`/
-//!   `pr close` with `--delete-branch`/`-d` (it deletes a branch) and `repo sync --force`.
+//!   `pr close` with `--delete-branch`/`-d` (it deletes a branch), `repo sync --force`, and a visibility
+//!   change (`repo edit --visibility`, `api … -f visibility=…`/`private=…`).
 //!
 //! - Settings in the command's environment assignments (`GIT_CONFIG_COUNT`/`KEY_n`/`VALUE_n`,
 //!   `GIT_CONFIG_PARAMETERS`, `GH_REPO`; see [`SimpleCommand::wrappers`]) count like `-c`/`--repo`.
 //! - `git-<sub>` programs (`/usr/lib/git-core/git-push`) are git running `<sub>`.
 //!
-//! Known gaps: aliases and remotes from config files, `--config-env`, or variables exported by
-//! earlier commands (their values are not on the command); tags pushed by a bare name
-//! (`git push origin v1`) look like branches; gh aliases (`gh alias set`).
+//! - `git subtree push <repository> <ref>` and `git http-push` are pushes.
+//!
+//! What a line does not show is reported by [`git_opaque`], [`git_elsewhere`], [`push_target_change`]
+//! and [`gh_opaque`] (module `opacity`), so that rules ask rather than guess.
+//!
+//! Known gaps: aliases and remotes from config files, or variables exported by earlier commands (their
+//! values are not on the command: rules judge `origin` by the remotes a hook read, else by the
+//! workspace); tags pushed by a bare name (`git push origin v1`) look like branches.
 
 use crate::shell::{SimpleCommand, program_name};
+
+mod opacity;
+pub use opacity::{gh_opaque, git_elsewhere, git_opaque, push_target_change};
 
 /// One refspec of a push: `+main` (force), `:old` (delete: no `src`), `a:b`, `HEAD:main`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,9 +64,22 @@ pub struct Push {
     pub tags: bool,
     /// `--all`, `--branches`, `--mirror`, the matching refspec `:`.
     pub all_branches: bool,
+    /// `url.<base>.insteadOf`/`pushInsteadOf` settings given on the line, applied by [`Push::rewrite`].
+    url_rewrites: Vec<(String, String)>,
 }
 
 impl Push {
+    /// A remote's configured URL as this push would use it: with the `insteadOf` rewriting given on the
+    /// line (`git -c url.<evil>.pushInsteadOf=<real> push origin`).
+    pub fn rewrite(&self, url: &str) -> String {
+        rewrite_url(url, &self.url_rewrites)
+    }
+
+    /// Whether `remote` names a configured remote (`origin`) rather than a URL or path.
+    pub fn remote_is_name(&self) -> bool {
+        self.remote.as_deref().is_none_or(|r| !r.contains(['/', ':', '\\']))
+    }
+
     /// Branches the push writes: each refspec's destination, else its source, without `refs/heads/`
     /// (`HEAD:main` → `main`). Tags are left out (see `tags`); a bare `HEAD` stays `HEAD`, as the
     /// current branch is unknown; other refs keep their full name.
@@ -109,19 +131,47 @@ pub struct GhCommand {
 /// Classifies one simple command: `Some` when argv[0] (basename) is git, or `git-<subcommand>`
 /// (git's exec-path programs such as `/usr/lib/git-core/git-push`).
 pub fn git_command(cmd: &SimpleCommand) -> Option<GitCommand> {
-    let base = program_name(cmd.argv.first()?);
-    let inv = if names(base, "git") {
-        resolve(&cmd.argv, &cmd.wrappers)
-    } else {
-        let sub = base.get(..4).filter(|p| p.eq_ignore_ascii_case("git-")).map(|_| &base[4..])?;
-        let mut argv = vec!["git".to_string(), sub.to_string()];
-        argv.extend(cmd.argv[1..].iter().cloned());
-        resolve(&argv, &cmd.wrappers)
-    };
-    if names(&inv.subcommand, "push") || names(&inv.subcommand, "send-pack") {
+    let inv = invocation(cmd)?;
+    if names(&inv.subcommand, "push") || names(&inv.subcommand, "send-pack") || names(&inv.subcommand, "http-push") {
         return Some(GitCommand::Push(parse_push(&inv.args, &inv.configs)));
     }
+    if names(&inv.subcommand, "subtree")
+        && let Some(args) = subtree_push(&inv.args)
+    {
+        return Some(GitCommand::Push(parse_push(&args, &inv.configs)));
+    }
     Some(GitCommand::Other { subcommand: inv.subcommand, args: inv.args })
+}
+
+/// `git subtree push [options] <repository> <ref>` pushes the split history to `<ref>` of the repository:
+/// the arguments of the `git push` it runs (`<repository> <ref>`), or `None` for other subtree commands.
+fn subtree_push(args: &[String]) -> Option<Vec<String>> {
+    let mut positionals = Vec::new();
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        i += 1;
+        if matches!(a.as_str(), "-P" | "--prefix" | "-m" | "--message" | "-b" | "--branch" | "--onto" | "--annotate") {
+            i += 1;
+        } else if !a.starts_with('-') {
+            positionals.push(a.clone());
+        }
+    }
+    if !names(positionals.first()?, "push") {
+        return None;
+    }
+    Some(positionals.into_iter().skip(1).take(2).collect())
+}
+
+/// The git invocation of a command whose argv[0] (basename) is git or `git-<subcommand>`.
+fn invocation(cmd: &SimpleCommand) -> Option<Invocation> {
+    let base = program_name(cmd.argv.first()?);
+    if names(base, "git") {
+        return Some(resolve(&cmd.argv, &cmd.wrappers));
+    }
+    let sub = base.get(..4).filter(|p| p.eq_ignore_ascii_case("git-")).map(|_| &base[4..])?;
+    let mut argv = vec!["git".to_string(), sub.to_string()];
+    argv.extend(cmd.argv[1..].iter().cloned());
+    Some(resolve(&argv, &cmd.wrappers))
 }
 
 /// Classifies one simple command: `Some` when argv[0] (basename) is gh.
@@ -173,7 +223,9 @@ pub fn gh_command(cmd: &SimpleCommand) -> Option<GhCommand> {
         })
     };
     let destructive = match (group.as_str(), action.as_deref()) {
-        ("api", _) => api_deletes(&rest),
+        ("api", _) => api_deletes(&rest) || changes_visibility(&rest),
+        // Making a private repository public cannot be undone: what was published stays published.
+        ("repo", Some("edit")) => rest.iter().any(|a| a == "--visibility" || a.starts_with("--visibility=")),
         ("pr", Some("merge" | "close")) => flag("--delete-branch", 'd'),
         ("repo", Some("sync")) => flag("--force", '\0'),
         _ => !local && (deleting(action.as_deref()) || deleting(after.first().copied())),
@@ -214,6 +266,17 @@ struct Invocation {
     configs: Vec<(String, String)>,
     /// The body of a `!` (shell) alias the subcommand expanded to.
     shell_alias: Option<String>,
+    /// Global options seen on the way (also inside aliases).
+    globals: Globals,
+}
+
+/// What git's global options say beyond `-c`.
+#[derive(Default)]
+struct Globals {
+    /// Options that make git work in another repository: `-C DIR`, `--git-dir`, `--work-tree`.
+    elsewhere: Vec<String>,
+    /// Options that make git run or read what the line does not show: `--exec-path=DIR`, `--config-env`.
+    opaque: Vec<String>,
 }
 
 /// Most alias expansions followed (git refuses loops; this bounds hostile input).
@@ -225,10 +288,11 @@ const MAX_ALIASES: usize = 16;
 fn resolve(argv: &[String], wrappers: &[String]) -> Invocation {
     let mut args: Vec<String> = argv[1..].to_vec();
     let mut configs = env_configs(wrappers);
+    let mut globals = Globals::default();
     let mut used = Vec::new();
     loop {
-        let Some(i) = global_options(&args, &mut configs) else {
-            return Invocation { subcommand: String::new(), args: Vec::new(), configs, shell_alias: None };
+        let Some(i) = global_options(&args, &mut configs, &mut globals) else {
+            return Invocation { subcommand: String::new(), args: Vec::new(), configs, shell_alias: None, globals };
         };
         let sub = args[i].clone();
         let rest = args[i + 1..].to_vec();
@@ -238,7 +302,7 @@ fn resolve(argv: &[String], wrappers: &[String]) -> Invocation {
         match alias {
             Some(body) if body.starts_with('!') => {
                 let shell_alias = Some(body[1..].to_string());
-                return Invocation { subcommand: sub, args: rest, configs, shell_alias };
+                return Invocation { subcommand: sub, args: rest, configs, shell_alias, globals };
             }
             Some(body) => {
                 let body = body.to_string();
@@ -246,7 +310,7 @@ fn resolve(argv: &[String], wrappers: &[String]) -> Invocation {
                 args = split_cmdline(&body);
                 args.extend(rest);
             }
-            None => return Invocation { subcommand: sub, args: rest, configs, shell_alias: None },
+            None => return Invocation { subcommand: sub, args: rest, configs, shell_alias: None, globals },
         }
     }
 }
@@ -276,11 +340,16 @@ fn env_configs(wrappers: &[String]) -> Vec<(String, String)> {
     configs
 }
 
-/// Skips git's global options, recording `-c` settings; the index of the subcommand.
-fn global_options(args: &[String], configs: &mut Vec<(String, String)>) -> Option<usize> {
+/// Skips git's global options, recording `-c` settings and the options [`Globals`] lists; the index of
+/// the subcommand.
+fn global_options(args: &[String], configs: &mut Vec<(String, String)>, globals: &mut Globals) -> Option<usize> {
     let mut i = 0;
     while let Some(a) = args.get(i) {
-        match a.as_str() {
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        match name {
             "-c" => {
                 if let Some(kv) = args.get(i + 1) {
                     let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
@@ -288,8 +357,26 @@ fn global_options(args: &[String], configs: &mut Vec<(String, String)>) -> Optio
                 }
                 i += 2;
             }
-            "-C" | "--git-dir" | "--work-tree" | "--namespace" | "--attr-source" | "--super-prefix"
-            | "--config-env" | "--list-cmds" => i += 2,
+            "-C" | "--git-dir" | "--work-tree" => {
+                let value = inline.clone().or_else(|| args.get(i + 1).cloned()).unwrap_or_default();
+                // `-C .` and `--git-dir=.git` stay where the shell is.
+                if !matches!(value.trim_end_matches('/'), "." | "" | ".git" | "./.git") {
+                    globals.elsewhere.push(format!("{name} {value}"));
+                }
+                i += if inline.is_some() { 1 } else { 2 };
+            }
+            "--exec-path" if inline.is_some() => {
+                globals.opaque.push(format!("`{a}` runs git's programs from another directory"));
+                i += 1;
+            }
+            "--config-env" => {
+                let value = inline.clone().or_else(|| args.get(i + 1).cloned()).unwrap_or_default();
+                globals.opaque.push(format!("`--config-env {value}` takes a setting from the environment"));
+                i += if inline.is_some() { 1 } else { 2 };
+            }
+            "--namespace" | "--attr-source" | "--super-prefix" | "--list-cmds" => {
+                i += if inline.is_some() { 1 } else { 2 };
+            }
             _ if a.starts_with('-') => i += 1,
             _ => return Some(i),
         }
@@ -379,6 +466,7 @@ pub(crate) fn shell_snippets(argv: &[String], wrappers: &[String]) -> Vec<String
         "difftool" => out.extend(value_of("--extcmd", Some('x'))),
         "filter-branch" => {
             for f in [
+                "--setup",
                 "--env-filter",
                 "--tree-filter",
                 "--index-filter",
@@ -674,6 +762,7 @@ fn parse_push(args: &[String], configs: &[(String, String)]) -> Push {
         .map(str::to_string);
     let remote = url.or(remote_word).map(|r| rewrite_url(&r, configs));
 
+    let url_rewrites = configs.iter().filter(|(k, _)| k.starts_with("url.")).cloned().collect();
     let mut push = Push {
         remote,
         refspecs,
@@ -681,6 +770,7 @@ fn parse_push(args: &[String], configs: &[(String, String)]) -> Push {
         delete: bits & DELETE != 0,
         tags: bits & TAGS != 0,
         all_branches: bits & ALL != 0,
+        url_rewrites,
     };
     for r in &push.refspecs {
         push.force |= r.force;
@@ -902,6 +992,17 @@ fn api_repo(endpoint: &str) -> Option<String> {
     }
     let (o, r) = (seg.next()?, seg.next()?);
     (!o.is_empty() && !r.is_empty() && !o.contains('{') && !r.contains('{')).then(|| format!("{o}/{r}"))
+}
+
+/// `gh api` fields that change a repository's visibility (`-f visibility=public`, `-F private=false`, a
+/// GraphQL `visibility:` input).
+fn changes_visibility(args: &[String]) -> bool {
+    args.iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        a.starts_with("visibility=")
+            || a.starts_with("private=")
+            || (a.contains("mutation") && a.contains("visibility"))
+    })
 }
 
 /// `gh api` with method DELETE, or a GraphQL mutation that deletes.

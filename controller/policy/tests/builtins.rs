@@ -553,7 +553,8 @@ cases:
       - {event: {phase: tool_call, tool: Bash, args: {command: "git push https://github.com/x/y main"}}, expect: allow}
       - {event: {phase: tool_call, tool: run_bash, args: {command: "git push https://github.com/x/y main"}}, expect: deny, reason_contains: "ask #platform first"}
       - {event: {phase: tool_call, tool: mcp__gh__push_files, args: {owner: x, repo: y}}, expect: deny}
-      - {event: {phase: tool_call, tool: mcp__github__push_files, args: {owner: x, repo: y}}, expect: allow}
+      - {event: {phase: tool_call, tool: mcp__github__frobnicate, args: {owner: x, repo: y}}, expect: allow}
+      - {event: {phase: tool_call, tool: mcp__github__push_files, args: {owner: x, repo: y}}, expect: deny, reason_contains: "ask #platform first"}
 "#,
         &gh,
     );

@@ -1,17 +1,33 @@
 //! `github`: rules over GitHub MCP tools and over `git`/`gh` commands parsed out of
 //! shell tool calls with a real shell tokenizer (chains, pipes, subshells, `bash -c`, wrappers, quoting).
-//! A command that cannot be tokenized is asked about, never passed.
+//! A command that cannot be tokenized is asked about, never passed; so is a command line whose effect
+//! the gate cannot see (see [`crate::opaque`], [`crate::git::git_opaque`]): `opaque_action`.
+//!
+//! Remote identity: a push to a named remote (`origin`) is judged by the repository that remote points
+//! to, known only when the command provably runs in the workspace repository (no `cd`/`pushd` before it
+//! on the line, no `-C`/`--git-dir`/`GIT_DIR=`, no other working directory in the tool's arguments).
+//! There, the remotes a hook read inside the workspace (`git_remotes` of the event) come first; without
+//! them `origin` is the session's `workspace_repo`. Anything else is asked about.
 
+use std::collections::BTreeMap;
+
+use paddock_api::{Phase, Verdict};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::{Builtin, BuiltinDef, Outcome, RuleCtx, TOOL_PHASES, build_with, schema_of};
+use super::{Action, Builtin, BuiltinDef, Outcome, RuleCtx, TOOL_PHASES, build_with, schema_of};
 use crate::event::Event;
-use crate::git::{GitCommand, gh_command, git_command, github_repo_from_url};
-use crate::shell::SimpleCommand;
+use crate::git::{
+    GitCommand, Push, gh_command, gh_opaque, git_command, git_elsewhere, git_opaque, github_repo_from_url,
+    push_target_change,
+};
+use crate::opaque::why_opaque;
+use crate::shell::{SimpleCommand, program_name};
 use crate::state::SessionState;
 use crate::tools::{ToolKind, ToolUse, glob_match};
+
+mod git_dir;
+mod mcp;
 
 fn default_mcp_prefixes() -> Vec<String> {
     vec!["mcp__github__".into(), "github__".into()]
@@ -29,22 +45,26 @@ pub struct GithubParams {
     /// Repositories (`owner/repo`, globs allowed: `acme/*`) that may be read.
     #[serde(default)]
     pub read_repos: Vec<String>,
-    /// Repositories that may be written (pushed to, PRs, issues, files).
+    /// Repositories that may be written (pushed to, PRs, issues, files, forks and new repositories).
     #[serde(default)]
     pub write_repos: Vec<String>,
-    /// Branch globs writes may target (`feature/*`). Empty means any branch.
+    /// Branch globs writes may target (`feature/*`). Empty means any branch. A write whose branch is not
+    /// named (a bare `git push`, a merge into a pull request's base) is asked about.
     #[serde(default)]
     pub write_branches: Vec<String>,
-    /// Allow deletes: branches, tags, files, releases, repositories.
+    /// Allow deletes: branches, tags, files, releases, repositories; and making a repository's visibility
+    /// change.
     #[serde(default)]
     pub allow_destructive: bool,
     /// Deny pushing tags.
     #[serde(default = "super::yes")]
     pub deny_tag_push: bool,
-    /// Deny force pushes in every spelling (`--force`, `-f`, `--force-with-lease`, `+ref`, `--mirror`).
+    /// Deny force pushes in every spelling (`--force`, `-f`, `--force-with-lease`, `+ref`, `--mirror`,
+    /// an MCP `update_ref` with `force`).
     #[serde(default = "super::yes")]
     pub deny_force_push: bool,
-    /// Prefixes of GitHub MCP tools.
+    /// Prefixes of GitHub MCP tools (matched case-insensitively). Tools of any other server are judged too
+    /// when their name is one of GitHub's MCP tools and their arguments name an `owner`/`repo`.
     #[serde(default = "default_mcp_prefixes")]
     pub mcp_tool_prefixes: Vec<String>,
     /// Shell tools whose commands are parsed. Empty means every shell tool of every harness.
@@ -53,6 +73,12 @@ pub struct GithubParams {
     /// Hosts that count as GitHub (add your GitHub Enterprise host).
     #[serde(default = "default_hosts")]
     pub github_hosts: Vec<String>,
+    /// What a command line whose effect the gate cannot see gets: `ask` (default) or `deny`. Such lines
+    /// are never allowed: a program named by an expansion, inline code of another interpreter, git options
+    /// and settings that run commands (`--upload-pack`, `-c core.sshCommand`, `ext::`), gh aliases and
+    /// extensions, writes inside `.git/`.
+    #[serde(default = "super::ask")]
+    pub opaque_action: Action,
     /// Replaces the reason of every denial.
     #[serde(default)]
     pub deny_reason: Option<String>,
@@ -69,6 +95,37 @@ pub const GITHUB: BuiltinDef = BuiltinDef {
 struct Github {
     p: GithubParams,
 }
+
+/// Where the sandbox mounts the workspace (`paddock_sandbox::spec::WORKSPACE_DIR`) and starts the
+/// harness: `cd /workspace` stays in the workspace repository.
+const WORKSPACE_DIR: &str = "/workspace";
+
+/// Tool arguments that set the directory a shell command runs in (Codex `workdir`).
+const WORKDIR_ARGS: &[&str] = &["workdir", "cwd", "working_directory", "working_dir", "dir", "directory"];
+
+/// Wrappers that may run their command in another directory or on another machine (`env -C`, `sudo -D`,
+/// `find -execdir`, `ssh host …`, git itself for `submodule foreach`).
+const MOVING_WRAPPERS: &[&str] = &[
+    "env",
+    "sudo",
+    "doas",
+    "su",
+    "runuser",
+    "chroot",
+    "nsenter",
+    "unshare",
+    "bwrap",
+    "firejail",
+    "flatpak",
+    "systemd-run",
+    "ssh",
+    "find",
+    "parallel",
+    "git",
+    "docker",
+    "podman",
+    "kubectl",
+];
 
 fn any_glob(globs: &[String], s: &str) -> bool {
     globs.iter().any(|g| glob_match(&g.to_ascii_lowercase(), &s.to_ascii_lowercase()))
@@ -110,20 +167,60 @@ fn gh_api_writes(args: &[String]) -> bool {
     method.is_some_and(|m| !m.eq_ignore_ascii_case("GET"))
 }
 
-#[derive(Clone, Copy)]
+/// What a `gh api graphql` call does: `None` for a query, `Some(why)` for a mutation or a query the line
+/// does not show (`-F query=@file`, `--input`).
+fn graphql_writes(args: &[String]) -> Option<String> {
+    if args.iter().any(|a| a == "--input" || a.starts_with("--input=")) {
+        return Some("the GraphQL document is read from a file".into());
+    }
+    let text = args.join(" ");
+    if text.contains("query=@") {
+        return Some("the GraphQL document is read from a file".into());
+    }
+    text.to_ascii_lowercase().contains("mutation").then(|| "a GraphQL mutation".into())
+}
+
+#[derive(Clone, Copy, PartialEq)]
 enum Access {
     Read,
     Write,
     Destructive,
 }
 
+/// Where one command of a shell line runs: provably in the workspace repository, or not (and why).
+type Place = Result<(), String>;
+
+/// The `git_remotes` a hook read where the tool runs, if this tool use is the event's tool call.
+type Remotes<'a> = Option<&'a BTreeMap<String, Vec<String>>>;
+
 impl Github {
     fn deny(&self, why: String) -> Outcome {
         Outcome::deny(self.p.deny_reason.clone().unwrap_or(why))
     }
 
+    fn opaque(&self, why: String) -> Outcome {
+        match self.p.opaque_action {
+            Action::Deny => self.deny(why),
+            Action::Ask => Outcome::ask(why),
+        }
+    }
+
+    fn hosts(&self) -> Vec<&str> {
+        self.p.github_hosts.iter().map(String::as_str).collect()
+    }
+
+    /// `owner/repo` of the workspace; the Session may give its workspace as a URL.
+    fn workspace_repo(&self, state: &SessionState) -> Option<String> {
+        let r = state.workspace_repo.as_deref()?.trim();
+        if r.contains("://") || r.contains(':') || r.starts_with("git@") {
+            github_repo_from_url(r, &self.hosts())
+        } else {
+            (!r.is_empty()).then(|| r.to_owned())
+        }
+    }
+
     fn check_repo(&self, access: Access, repo: Option<&str>, branch: Option<&str>, what: &str) -> Option<Outcome> {
-        if matches!(access, Access::Destructive) && !self.p.allow_destructive {
+        if access == Access::Destructive && !self.p.allow_destructive {
             return Some(self.deny(format!("{what}: destructive GitHub operations are not allowed")));
         }
         match access {
@@ -160,139 +257,277 @@ impl Github {
         }
     }
 
-    fn mcp(&self, t: &ToolUse) -> Option<Outcome> {
-        let op = self.p.mcp_tool_prefixes.iter().find_map(|p| t.name.strip_prefix(p.as_str()))?;
-        let a = &t.args;
-        let s = |k: &str| a.get(k).and_then(Value::as_str);
-        let repo = match (s("owner"), s("repo")) {
-            (Some(o), Some(r)) => Some(format!("{o}/{r}")),
-            (None, Some(r)) if r.contains('/') => Some(r.to_owned()),
-            _ => s("repository").or(s("full_name")).map(str::to_owned),
-        };
-        let branch = s("branch").or(s("head")).or(s("ref")).map(|b| b.trim_start_matches("refs/heads/").to_owned());
-        let what = format!("`{}`", t.name);
-        let first = op.split('_').next().unwrap_or("");
-        let access = match first {
-            "get" | "list" | "search" | "read" => Access::Read,
-            "delete" | "remove" => Access::Destructive,
-            "create" | "update" | "push" | "merge" | "add" | "fork" | "request" | "submit" | "assign" | "close"
-            | "reopen" | "edit" | "dismiss" | "rerun" | "cancel" | "run" | "set" | "star" | "unstar" | "mark"
-            | "lock" | "unlock" | "write" => Access::Write,
-            _ if op == "github_read_api_call" => Access::Read,
-            _ if op == "github_write_api_call" => {
-                let method = s("method").unwrap_or("POST").to_ascii_uppercase();
-                if method == "DELETE" { Access::Destructive } else { Access::Write }
-            }
-            _ => return Some(self.deny(format!("{what} is not a known GitHub tool"))),
-        };
-        self.check_repo(access, repo.as_deref(), branch.as_deref(), &what)
+    /// A write whose branch the call does not name: allowed only when any branch is.
+    fn check_unnamed_branch(&self, access: Access, repo: Option<&str>, what: &str, why: &str) -> Option<Outcome> {
+        self.check_repo(access, repo, None, what)
+            .or_else(|| (!self.p.write_branches.is_empty()).then(|| Outcome::ask(format!("{what}: {why}"))))
     }
 
-    fn command(&self, c: &SimpleCommand, state: &SessionState) -> Option<Outcome> {
-        let hosts: Vec<&str> = self.p.github_hosts.iter().map(String::as_str).collect();
+    /// Whether command `i` of a line provably runs in the workspace repository.
+    fn place(t: &ToolUse, cmds: &[SimpleCommand], i: usize) -> Place {
+        let stays = |dir: &str| {
+            let d = if dir.len() > 1 { dir.trim_end_matches('/') } else { dir };
+            matches!(d, "." | "./" | WORKSPACE_DIR | "$PWD" | "${PWD}")
+        };
+        for k in WORKDIR_ARGS {
+            if let Some(dir) = t.args.get(*k).and_then(|v| v.as_str())
+                && !stays(dir)
+            {
+                return Err(format!("the tool runs it in `{dir}`"));
+            }
+        }
+        for c in &cmds[..i] {
+            let prog = program_name(c.argv.first().map_or("", String::as_str)).to_ascii_lowercase();
+            if matches!(prog.as_str(), "cd" | "pushd" | "popd" | "chdir") {
+                let target = c.argv[1..].iter().find(|a| !matches!(a.as_str(), "-L" | "-P" | "-e" | "-@" | "--"));
+                if prog == "popd" || !target.is_some_and(|d| stays(d)) {
+                    return Err(format!("`{}` changes the directory before it", c.argv.join(" ")));
+                }
+            }
+        }
+        let c = &cmds[i];
+        if let Some(w) = c.wrappers.iter().find(|w| MOVING_WRAPPERS.contains(&program_name(w))) {
+            return Err(format!("it runs under `{w}`, which may run it elsewhere"));
+        }
+        match git_elsewhere(c) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    /// Repositories a push goes to, or why they cannot be told.
+    fn push_repos(
+        &self,
+        push: &Push,
+        place: &Place,
+        remotes: Remotes,
+        state: &SessionState,
+    ) -> Result<Vec<String>, String> {
+        let hosts = self.hosts();
+        if !push.remote_is_name() {
+            let url = push.remote.as_deref().unwrap_or_default();
+            return github_repo_from_url(url, &hosts)
+                .map(|r| vec![r])
+                .ok_or_else(|| format!("`{url}` is not a repository on a GitHub host this rule knows"));
+        }
+        let name = push.remote.as_deref();
+        let shown = name.unwrap_or("the default remote");
+        if let Err(why) = place {
+            return Err(format!("cannot tell which repository `{shown}` is: {why}"));
+        }
+        let Some(remotes) = remotes else {
+            return match name {
+                None | Some("origin") => self
+                    .workspace_repo(state)
+                    .map(|r| vec![r])
+                    .ok_or_else(|| "the workspace repository is unknown".into()),
+                Some(n) => Err(format!("cannot tell which repository the remote `{n}` is")),
+            };
+        };
+        // The remotes read where the command runs.
+        let urls: Vec<&String> = match name {
+            Some(n) => remotes
+                .get(n)
+                .ok_or_else(|| format!("there is no remote `{n}` where the command runs"))?
+                .iter()
+                .collect(),
+            None => remotes.values().flatten().collect(),
+        };
+        let mut repos: Vec<String> = Vec::new();
+        for url in urls {
+            let url = push.rewrite(url);
+            let repo = github_repo_from_url(&url, &hosts)
+                .ok_or_else(|| format!("`{shown}` is `{url}`, not a repository on a GitHub host this rule knows"))?;
+            if !repos.contains(&repo) {
+                repos.push(repo);
+            }
+        }
+        match (name, repos.len()) {
+            (_, 0) => Err(format!("`{shown}` has no URL where the command runs")),
+            // A bare `git push` goes to the current branch's remote, which only one remote makes certain.
+            (None, n) if n > 1 => Err("cannot tell which of the repository's remotes a bare push goes to".into()),
+            _ => Ok(repos),
+        }
+    }
+
+    fn judge_push(
+        &self,
+        push: &Push,
+        place: &Place,
+        remotes: Remotes,
+        state: &SessionState,
+        what: &str,
+    ) -> Option<Outcome> {
+        if push.force && self.p.deny_force_push {
+            return Some(self.deny(format!("{what}: force pushes are not allowed")));
+        }
+        if push.tags && self.p.deny_tag_push {
+            return Some(self.deny(format!("{what}: pushing tags is not allowed")));
+        }
+        let repos = match self.push_repos(push, place, remotes, state) {
+            Ok(r) => r,
+            Err(why) => return Some(Outcome::ask(format!("{what}: {why}"))),
+        };
+        let access = if push.delete { Access::Destructive } else { Access::Write };
+        // `HEAD` is whatever is checked out: as unknown as no branch at all.
+        let branches: Vec<String> = push.target_branches().into_iter().filter(|b| b != "HEAD").collect();
+        repos.iter().find_map(|repo| {
+            if branches.is_empty() {
+                // A bare `git push` goes to the current branch, which the command does not say.
+                return self.check_unnamed_branch(access, Some(repo), what, "cannot tell which branch this pushes to");
+            }
+            branches.iter().find_map(|b| self.check_repo(access, Some(repo), Some(b), what))
+        })
+    }
+
+    fn git(
+        &self,
+        git: GitCommand,
+        c: &SimpleCommand,
+        place: &Place,
+        remotes: Remotes,
+        state: &SessionState,
+    ) -> Option<Outcome> {
         let what = format!("`{}`", c.argv.join(" "));
-        if let Some(git) = git_command(c) {
-            return match git {
-                GitCommand::Push(push) => {
-                    if push.force && self.p.deny_force_push {
-                        return Some(self.deny(format!("{what}: force pushes are not allowed")));
-                    }
-                    if push.tags && self.p.deny_tag_push {
-                        return Some(self.deny(format!("{what}: pushing tags is not allowed")));
-                    }
-                    let repo = match push.remote.as_deref() {
-                        None | Some("origin") => state.workspace_repo.clone(),
-                        Some(url) => github_repo_from_url(url, &hosts),
-                    };
-                    let Some(repo) = repo else {
-                        return Some(Outcome::ask(format!("{what}: cannot tell which repository this pushes to")));
-                    };
-                    let access = if push.delete { Access::Destructive } else { Access::Write };
-                    // `HEAD` is whatever is checked out: as unknown as no branch at all.
-                    let branches: Vec<String> = push.target_branches().into_iter().filter(|b| b != "HEAD").collect();
-                    if branches.is_empty() {
-                        // A bare `git push` goes to the current branch, which the command does not say.
-                        return self.check_repo(access, Some(&repo), None, &what).or_else(|| {
-                            (!self.p.write_branches.is_empty())
-                                .then(|| Outcome::ask(format!("{what}: cannot tell which branch this pushes to")))
-                        });
-                    }
-                    branches.iter().find_map(|b| self.check_repo(access, Some(&repo), Some(b), &what))
+        match git {
+            GitCommand::Push(push) => self.judge_push(&push, place, remotes, state, &what),
+            GitCommand::Other { subcommand, args } => {
+                if let Some(why) = push_target_change(c) {
+                    // Later pushes to `origin` are judged by where it points; a command that moves it is asked
+                    // about (a hook inside the workspace reads the new URL on the next call).
+                    return Some(Outcome::ask(format!("{what}: {why}")));
                 }
-                GitCommand::Other { subcommand, args }
-                    if (subcommand == "remote"
-                        && args.iter().any(|a| matches!(a.as_str(), "add" | "set-url" | "rename")))
-                        || (subcommand == "config"
-                            && args.iter().any(|a| {
-                                let k = a.to_ascii_lowercase();
-                                (k.starts_with("remote.") || k.starts_with("url.")) && !a.starts_with('-')
-                            })) =>
-                {
-                    // Pushes to `origin` are judged as pushes to the workspace's repository; a command that
-                    // moves a remote would make that wrong for the rest of the session.
-                    Some(Outcome::ask(format!("{what}: changes where git pushes go")))
-                }
-                GitCommand::Other { subcommand, args } if subcommand == "clone" => {
+                if subcommand == "clone" {
                     let url = args.iter().find(|a| !a.starts_with('-'))?;
-                    let repo = github_repo_from_url(url, &hosts)?;
-                    self.check_repo(Access::Read, Some(&repo), None, &what)
+                    let repo = github_repo_from_url(url, &self.hosts())?;
+                    return self.check_repo(Access::Read, Some(&repo), None, &what);
                 }
-                GitCommand::Other { .. } => None,
-            };
+                None
+            }
         }
-        if let Some(gh) = gh_command(c) {
-            let repo = gh.repo.clone().or_else(|| state.workspace_repo.clone());
-            let read_actions = ["view", "list", "status", "diff", "checks", "clone", "browse", "search"];
-            let access = if gh.destructive {
-                Access::Destructive
-            } else if gh.group == "api" {
-                if gh_api_writes(&gh.args) {
-                    // An API write names its branch, if any, inside a path or a field: not something to
-                    // guess. Writes the branch rules would have to judge are asked about.
-                    if !self.p.write_branches.is_empty() {
-                        return self.check_repo(Access::Write, repo.as_deref(), None, &what).or_else(|| {
-                            Some(Outcome::ask(format!("{what}: cannot tell which branch this API call writes")))
-                        });
-                    }
-                    Access::Write
-                } else {
-                    Access::Read
+    }
+
+    /// The repository gh acts on when no `--repo` is given: the one of the directory it runs in.
+    fn gh_current_repo(&self, place: &Place, remotes: Remotes, state: &SessionState) -> Result<String, String> {
+        place.clone()?;
+        match remotes {
+            None => self.workspace_repo(state).ok_or_else(|| "the workspace repository is unknown".into()),
+            Some(remotes) => {
+                let mut repos: Vec<String> =
+                    remotes.values().flatten().filter_map(|u| github_repo_from_url(u, &self.hosts())).collect();
+                repos.dedup();
+                match repos.as_slice() {
+                    [one] => Ok(one.clone()),
+                    [] => Err("no remote of the repository it runs in is on GitHub".into()),
+                    _ => Err("the repository it runs in has remotes on several GitHub repositories".into()),
                 }
-            } else if gh.action.as_deref().is_some_and(|a| read_actions.contains(&a)) {
-                Access::Read
-            } else {
-                Access::Write
-            };
-            return self.check_repo(access, repo.as_deref(), None, &what);
+            }
         }
-        None
+    }
+
+    fn gh(&self, c: &SimpleCommand, place: &Place, remotes: Remotes, state: &SessionState) -> Option<Outcome> {
+        let gh = gh_command(c)?;
+        let what = format!("`{}`", c.argv.join(" "));
+        let uses_current = gh.group != "api" || gh.args.iter().any(|a| a.contains("{owner}") || a.contains("{repo}"));
+        let current = uses_current.then(|| self.gh_current_repo(place, remotes, state));
+        let repo = gh.repo.clone().or_else(|| current.clone().and_then(Result::ok));
+        let graphql = gh.group == "api" && gh.args.iter().any(|a| a == "graphql");
+        let read_actions = ["view", "list", "status", "diff", "checks", "clone", "browse", "search"];
+        let access = if gh.destructive {
+            Access::Destructive
+        } else if graphql {
+            match graphql_writes(&gh.args) {
+                // A mutation names its repository inside the document: not something to guess.
+                Some(why) if self.p.write_repos.is_empty() => {
+                    return Some(self.deny(format!("{what}: {why} may write, and no repository is writable")));
+                }
+                Some(why) => return Some(Outcome::ask(format!("{what}: cannot tell which repository {why} writes"))),
+                None => return self.check_repo(Access::Read, None, None, &what),
+            }
+        } else if gh.group == "api" {
+            if gh_api_writes(&gh.args) {
+                // An API write names its branch, if any, inside a path or a field: not something to
+                // guess. Writes the branch rules would have to judge are asked about.
+                return self.check_unnamed_branch(
+                    Access::Write,
+                    repo.as_deref(),
+                    &what,
+                    "cannot tell which branch this API call writes",
+                );
+            }
+            Access::Read
+        } else if gh.action.as_deref().is_some_and(|a| read_actions.contains(&a)) {
+            Access::Read
+        } else {
+            Access::Write
+        };
+        if access != Access::Read
+            && gh.repo.is_none()
+            && let Some(Err(why)) = &current
+        {
+            return Some(Outcome::ask(format!("{what}: cannot tell which repository this acts on: {why}")));
+        }
+        if gh.group == "pr" && gh.action.as_deref() == Some("merge") {
+            return self.check_unnamed_branch(
+                access,
+                repo.as_deref(),
+                &what,
+                "the merge writes the pull request's base branch, which the command does not name",
+            );
+        }
+        self.check_repo(access, repo.as_deref(), None, &what)
+    }
+
+    /// One command of a shell line: what git or gh does, then whether git or gh runs what it does not show.
+    fn command(&self, c: &SimpleCommand, place: &Place, remotes: Remotes, state: &SessionState) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        if let Some(git) = git_command(c) {
+            out.extend(self.git(git, c, place, remotes, state));
+            out.extend(git_opaque(c).map(|why| self.opaque(format!("`{}`: {why}", c.argv.join(" ")))));
+        } else if gh_command(c).is_some() {
+            out.extend(self.gh(c, place, remotes, state));
+            out.extend(gh_opaque(c).map(|why| self.opaque(format!("`{}`: {why}", c.argv.join(" ")))));
+        }
+        out
+    }
+
+    fn shell(&self, t: &ToolUse, cmds: &[SimpleCommand], remotes: Remotes, state: &SessionState) -> Vec<Outcome> {
+        let mut out = Vec::new();
+        if let Some(why) = why_opaque(cmds) {
+            out.push(self.opaque(why));
+        }
+        if let Some(why) = git_dir::shell_touches(t.command().as_deref(), cmds) {
+            out.push(self.opaque(why));
+        }
+        for (i, c) in cmds.iter().enumerate() {
+            out.extend(self.command(c, &Self::place(t, cmds, i), remotes, state));
+        }
+        out
     }
 }
 
 impl Builtin for Github {
-    fn evaluate(&self, _: &RuleCtx, _: &Event, tools: &[ToolUse], state: &SessionState) -> Result<Outcome, String> {
+    fn evaluate(&self, _: &RuleCtx, event: &Event, tools: &[ToolUse], state: &SessionState) -> Result<Outcome, String> {
+        // Remotes a hook read belong to the tool call it reported, not to calls inside a model's response.
+        let remotes = (event.phase == Phase::ToolCall).then_some(event.git_remotes.as_ref()).flatten();
         let mut asks = Vec::new();
         for t in tools {
-            if let Some(o) = self.mcp(t) {
-                if o.verdict == paddock_api::Verdict::Deny {
+            let outcomes = if let Some(o) = self.mcp(t) {
+                vec![o]
+            } else if let Some(why) = git_dir::file_tool_writes(t) {
+                vec![self.opaque(why)]
+            } else {
+                match shell_commands(t, &self.p.shell_tools) {
+                    None => Vec::new(),
+                    Some(Err(e)) => vec![Outcome::ask(e.clone())],
+                    Some(Ok(cmds)) => self.shell(t, cmds, remotes, state),
+                }
+            };
+            for o in outcomes {
+                if o.verdict == Verdict::Deny {
                     return Ok(o);
                 }
                 asks.push(o);
-                continue;
-            }
-            match shell_commands(t, &self.p.shell_tools) {
-                None => {}
-                Some(Err(e)) => asks.push(Outcome::ask(e.clone())),
-                Some(Ok(cmds)) => {
-                    for c in cmds {
-                        if let Some(o) = self.command(c, state) {
-                            if o.verdict == paddock_api::Verdict::Deny {
-                                return Ok(o);
-                            }
-                            asks.push(o);
-                        }
-                    }
-                }
             }
         }
         Ok(asks.into_iter().next().unwrap_or_else(Outcome::allow))
