@@ -16,13 +16,20 @@
 //! command) rather than too little.
 //!
 //! Variables are not expanded in general (`git $SUB` reports the subcommand `$SUB`), but a word that
-//! is exactly a variable assigned earlier on the line (`c="git push -f"; $c`), a positional parameter
-//! of a `bash -c` script or function, a `${x:-default}` or an `$(echo …)` also yields the command
-//! with those values, as extra commands. A program that is itself an expansion (`$SUDO git push`) is
-//! reported as is and its arguments as a command of their own.
+//! is exactly a variable assigned earlier on the line (`c="git push -f"; $c`, also `printf -v c '…'`),
+//! a positional parameter of a `bash -c` script, a function or `set -- …`, a `${x:-default}` or an
+//! `$(echo …)` also yields the command with those values, as extra commands; unquoted values are split
+//! by blanks and by every `IFS` assigned on the line. A program that is itself an expansion is
+//! reported with its values when the line shows all of them; otherwise (`$(which git) push`,
+//! `$SUDO git push`, a variable also set by `read`) it is reported as is, the expansion as `argv[0]`,
+//! and its arguments as a command of their own.
 //!
-//! Out of reach, by nature: scripts in files or from programs (`bash x.sh`, `curl … | sh`; the shell
-//! is still reported, as `bash`), other interpreters (`python -c`), commands inside containers.
+//! A shell whose script the line does not show (`bash x.sh`, `curl … | sh`, `bash < file`) is
+//! reported itself, as `bash`; one whose script it shows (`-c`, a heredoc, `echo … | sh`,
+//! `<(echo …)`) is reported as the commands it runs. Assignments alone (`PATH=/x:$PATH`) are reported
+//! as a command with an empty `argv` and the assignments as its `wrappers`. [`crate::opaque`] reads
+//! these to tell which lines hide what runs: scripts in files or from programs, other interpreters
+//! (`python -c`), commands inside containers are out of reach of this parser by nature.
 //!
 //! Pure: no IO, no environment, no processes. Recursion is bounded by [`MAX_DEPTH`], work by the
 //! size of the input.
@@ -54,7 +61,7 @@ const MAX_OUTPUT: usize = 16 << 20;
 const MAX_VALUE_LEN: usize = 4096;
 
 /// One simple command as it would run: argv after quote removal, with leading wrapper commands and
-/// `VAR=value` assignments peeled off. `wrappers` records what was peeled (e.g. `["sudo", "timeout"]`),
+/// `VAR=value` assignments peeled off. A statement of assignments alone has an empty `argv`. `wrappers` records what was peeled (e.g. `["sudo", "timeout"]`),
 /// outermost first, including the shells, `eval`, `xargs` or `find` a nested command line ran under,
 /// and assignments as `NAME=value` entries (`GH_REPO=o/r gh …` → `["GH_REPO=o/r"]`), since some
 /// change what the program does.
@@ -256,6 +263,9 @@ struct Fin {
     stdout: Option<Feed>,
     /// The command is a shell reading its script from stdin; the wrappers its commands run under.
     stdin_shell: Option<Vec<String>>,
+    /// Where that shell was reported in the output: it is taken back out when its script turns out to
+    /// be known (fed by `echo … |`), as then the commands it runs are reported instead.
+    stdin_shell_at: Option<usize>,
 }
 
 enum Step {
@@ -291,6 +301,9 @@ struct Parser<'o> {
     /// wrappers and dialect of the shell reading them.
     deferred: Vec<(usize, Vec<String>, bool)>,
     env: Env,
+    /// The program of the command being run is an expansion whose every value is known, and the
+    /// command is reported with those values: the expansion itself need not be (see [`Self::dynamic`]).
+    program_seen: bool,
 }
 
 /// The commands found so far, shared by every nested parse, and the bytes they hold.
@@ -335,6 +348,9 @@ struct Env {
 enum Value {
     Scalar(String),
     Array(Vec<String>),
+    /// Set by something whose value the line does not show (`read c`, `mapfile`, `printf -v c "$f"`,
+    /// a nameref): a program named by this variable cannot be known.
+    Unknown,
 }
 
 impl<'o> Parser<'o> {
@@ -354,6 +370,7 @@ impl<'o> Parser<'o> {
             pending: Vec::new(),
             deferred: Vec::new(),
             env,
+            program_seen: false,
         }
     }
 
@@ -537,6 +554,10 @@ impl<'o> Parser<'o> {
             let cur = self.parse_command(&pre)?;
             // `echo 'git push -f' | bash`: the downstream shell runs what upstream prints.
             if let (Some(feed), Some(wrappers)) = (prev.stdout.take(), cur.stdin_shell.clone()) {
+                // Its script is known after all: report what it runs instead of the shell.
+                if let Some(at) = cur.stdin_shell_at.filter(|&at| at < self.out.cmds.len()) {
+                    self.out.cmds.remove(at);
+                }
                 self.feed(feed, wrappers)?;
             }
             prev = cur;
@@ -1373,8 +1394,14 @@ impl<'o> Parser<'o> {
         let first = words.iter().position(|w| !is_assignment(&w.chars())).unwrap_or(words.len());
         let (assignments, words) = words.split_at(first);
         if words.is_empty() {
-            // Only assignments: they set shell variables (with a command, only its environment).
+            // Only assignments: they set shell variables (with a command, only its environment). They
+            // are reported as a command with no words, as some change what later commands run
+            // (`PATH=/tmp/x:$PATH`, `IFS=,`, `GIT_DIR=…` once exported).
             self.record(assignments);
+            if !assignments.is_empty() {
+                let set: Vec<String> = pre.iter().cloned().chain(assignments.iter().map(|w| w.text.clone())).collect();
+                self.emit(&[], &set);
+            }
         }
         // With a command they are peeled like wrappers, and recorded as `NAME=value`.
         let pre: Vec<String> = pre.iter().cloned().chain(assignments.iter().map(|w| w.text.clone())).collect();
@@ -1433,21 +1460,31 @@ impl<'o> Parser<'o> {
         if matches!(argv[0].as_str(), "export" | "declare" | "typeset" | "local" | "readonly") {
             self.record(&words[1..]);
         }
-        let fin = self.run(argv.clone(), pre.to_vec(), stdin)?;
+        self.set_by_builtin(&argv);
+        let prog = program_name(&argv[0]).to_ascii_lowercase();
+        // `source <(echo …)`, `bash <(echo …)`: the process substitution is the script, parsed below;
+        // the command itself then hides nothing.
+        let script_file = |w: &Word| w.printed.as_ref().filter(|p| p.file && p.raw == w.text).map(|p| p.text.clone());
+        let sourced = if matches!(prog.as_str(), "source" | ".") || SHELLS.contains(&prog.as_str()) {
+            words.get(1).and_then(script_file)
+        } else {
+            None
+        };
+        self.program_seen = self.program_known(&words[0]);
+        let fin = if sourced.is_some() { Fin::default() } else { self.run(argv.clone(), pre.to_vec(), stdin)? };
+        self.program_seen = false;
         for (v, _) in variants.into_iter().flatten().filter(|(v, _)| !v.is_empty()) {
             self.run(v, pre.to_vec(), &Stdin::Inherited)?;
         }
         self.calls(&argv, &words[0], pre)?;
-        let prog = program_name(&argv[0]).to_ascii_lowercase();
         if matches!(prog.as_str(), "source" | ".") || SHELLS.contains(&prog.as_str()) {
-            // `source <(echo …)`, `bash <(echo …)`: the process substitution is the script.
-            for p in words[1..].iter().filter_map(|w| w.printed.as_ref().filter(|p| p.file && p.raw == w.text)) {
+            for text in words[1..].iter().filter_map(script_file) {
                 let (env, posix) = if SHELLS.contains(&prog.as_str()) {
                     (Env::default(), runs_posix(&prog, self.posix))
                 } else {
                     (self.env.clone(), self.posix)
                 };
-                self.script_in(&p.text, pre, program_name(&argv[0]), env, posix)?;
+                self.script_in(&text, pre, program_name(&argv[0]), env, posix)?;
             }
         }
         Ok(fin)
@@ -1487,74 +1524,198 @@ impl<'o> Parser<'o> {
             let len = match &value {
                 Value::Scalar(s) => s.len(),
                 Value::Array(e) => e.iter().map(String::len).sum(),
+                Value::Unknown => 0,
             };
-            if len > MAX_VALUE_LEN || (self.env.vars.len() >= MAX_NAMES && !self.env.vars.contains_key(&name)) {
-                continue;
-            }
-            let values = Rc::make_mut(&mut self.env.vars).entry(name).or_default();
-            values.retain(|v| *v != value);
-            values.push(value);
-            if values.len() > MAX_VARIANTS {
-                values.remove(0);
-            }
+            // A value too long to remember is still a value: the variable is then unknown.
+            self.set_var(&name, if len > MAX_VALUE_LEN { Value::Unknown } else { value });
         }
     }
 
     /// The words each value `w` may have when it is exactly a reference to a variable assigned
     /// earlier (`$c`, `${c}`, `"$c"`, `"${c[@]}"`), a default (`${c:-WORD}`, `${c:+WORD}`, …: also
-    /// WORD), or an `echo`/`printf` substitution (`$(echo git)`).
+    /// WORD), or an `echo`/`printf` substitution (`$(echo git)`). Unquoted values are split by the
+    /// default `IFS` and by every `IFS` assigned on the line.
     fn var_values(&self, w: &Word) -> Option<Vec<Vec<String>>> {
         if let Some(p) = &w.printed
             && p.raw == w.text
             && !p.file
         {
-            let words =
-                if p.split { p.text.split_whitespace().map(str::to_string).collect() } else { vec![p.text.clone()] };
-            return Some(vec![words]);
+            return Some(if p.split { self.split_fields(&p.text) } else { vec![vec![p.text.clone()]] });
         }
-        let t = w.text.as_str();
-        let (inner, braced) = match t.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
-            Some(inner) => (inner, true),
-            None => (t.strip_prefix('$')?, false),
-        };
-        let name_len = match inner.chars().next() {
-            Some('@' | '*') => 1,
-            _ => inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(inner.len()),
-        };
-        let (name, rest) = inner.split_at(name_len);
-        let default = match rest {
-            "" | "[@]" | "[*]" => None,
-            _ if !braced => return None,
-            _ => {
-                let op = [":-", ":=", ":+", "-", "=", "+"].into_iter().find(|op| rest.starts_with(op))?;
-                Some(unquote(&rest[op.len()..]))
-            }
-        };
-        if name.is_empty() {
-            return None;
-        }
-        // Unquoted, a scalar's value is split into words; quoted it stays one.
-        let split = if braced { w.bare_expansion } else { w.quoted.first() == Some(&false) };
-        let scalar =
-            |s: &str| if split { s.split_whitespace().map(str::to_string).collect() } else { vec![s.to_string()] };
-        let positional = self.env.positional.as_deref().and_then(|p| match name {
-            "@" | "*" => Some(p.get(1..).unwrap_or_default().to_vec()),
-            _ => name.parse::<usize>().ok().and_then(|n| p.get(n)).map(|s| vec![s.clone()]),
-        });
+        let r = var_ref(w)?;
+        let scalar = |s: &str| if r.split { self.split_fields(s) } else { vec![vec![s.to_string()]] };
+        let positional = self.positional(r.name);
         let mut values: Vec<Vec<String>> = self
             .env
             .vars
-            .get(name)
+            .get(r.name)
             .into_iter()
             .flatten()
-            .map(|v| match v {
-                Value::Array(elements) => elements.clone(),
+            .flat_map(|v| match v {
+                Value::Array(elements) => vec![elements.clone()],
                 Value::Scalar(s) => scalar(s),
+                Value::Unknown => Vec::new(),
             })
             .chain(positional)
             .collect();
-        values.extend(default.map(|d| scalar(&d)));
+        if let Some(d) = &r.default {
+            values.extend(scalar(d));
+        }
         (!values.is_empty()).then_some(values)
+    }
+
+    /// `$1`, `$@`, `$*` when the positional parameters are known (`bash -c '…' a b`, a function call,
+    /// `set -- …`).
+    fn positional(&self, name: &str) -> Option<Vec<String>> {
+        self.env.positional.as_deref().and_then(|p| match name {
+            "@" | "*" => Some(p.get(1..).unwrap_or_default().to_vec()),
+            _ => name.parse::<usize>().ok().and_then(|n| p.get(n)).map(|s| vec![s.clone()]),
+        })
+    }
+
+    /// Whether `w`, as a program, has only values the line shows: an `echo`/`printf` substitution,
+    /// or variables and positional parameters set on the line by assignments alone. A variable not
+    /// assigned here may come from the environment; one also set by `read`, `mapfile`, … is unknown.
+    fn program_known(&self, w: &Word) -> bool {
+        if let Some(p) = &w.printed
+            && p.raw == w.text
+            && !p.file
+        {
+            return !p.split || self.ifs_known();
+        }
+        let Some(r) = var_ref(w) else { return false };
+        let known = if matches!(r.name, "@" | "*") || r.name.bytes().all(|b| b.is_ascii_digit()) {
+            self.env.positional.is_some()
+        } else {
+            self.env.vars.get(r.name).is_some_and(|vs| !vs.is_empty() && !vs.contains(&Value::Unknown))
+        };
+        known && (!r.split || self.ifs_known())
+    }
+
+    /// Every `IFS` assigned on the line is literal.
+    fn ifs_known(&self) -> bool {
+        self.env
+            .vars
+            .get("IFS")
+            .is_none_or(|vs| vs.iter().all(|v| matches!(v, Value::Scalar(s) if !s.contains(['$', '`']))))
+    }
+
+    /// Field splitting of an unquoted expansion: by blanks, and by each `IFS` assigned on the line
+    /// (which one is in force is unknown, so each gives a variant).
+    fn split_fields(&self, s: &str) -> Vec<Vec<String>> {
+        let mut out = vec![s.split_whitespace().map(str::to_string).collect::<Vec<_>>()];
+        for v in self.env.vars.get("IFS").into_iter().flatten() {
+            let Value::Scalar(ifs) = v else { continue };
+            let fields: Vec<String> = if ifs.is_empty() {
+                vec![s.to_string()]
+            } else {
+                s.split(|c| ifs.contains(c)).filter(|f| !f.is_empty()).map(str::to_string).collect()
+            };
+            if !out.contains(&fields) {
+                out.push(fields);
+            }
+        }
+        out
+    }
+
+    /// Variables and positional parameters set by builtins rather than assignments: `printf -v`
+    /// with a literal format is computed, `set -- …` sets the positional parameters, and the targets
+    /// of `read`, `mapfile`/`readarray`, `getopts` and namerefs (`declare -n`) become unknown.
+    fn set_by_builtin(&mut self, argv: &[String]) {
+        let name = program_name(&argv[0]);
+        let args = &argv[1..];
+        let is_name = |a: &String| !a.is_empty() && is_assignment_str(&format!("{a}=")) && !a.contains('+');
+        let unknown: Vec<String> = match name {
+            "read" => {
+                // Options with a value: -a NAME (also a target), -d -i -n -N -p -t -u.
+                let mut targets = Vec::new();
+                let mut i = 0;
+                while let Some(a) = args.get(i) {
+                    if a == "--" {
+                        i += 1;
+                        break;
+                    }
+                    let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty()) else { break };
+                    i += 1;
+                    if let Some(k) = flags.find(|c| "adinNptu".contains(c)) {
+                        let value =
+                            if k + 1 < flags.len() { Some(flags[k + 1..].to_string()) } else { args.get(i).cloned() };
+                        if k + 1 >= flags.len() {
+                            i += 1;
+                        }
+                        if flags.as_bytes()[k] == b'a' {
+                            targets.extend(value);
+                        }
+                    }
+                }
+                targets.extend(args[i.min(args.len())..].iter().cloned());
+                if targets.is_empty() {
+                    targets.push("REPLY".into());
+                }
+                targets
+            }
+            "mapfile" | "readarray" => {
+                let mut v: Vec<String> = args.iter().filter(|a| is_name(a)).cloned().collect();
+                v.push("MAPFILE".into());
+                v
+            }
+            "getopts" => args.get(1).cloned().into_iter().collect(),
+            "declare" | "typeset" | "local" if args.iter().any(|a| a.starts_with('-') && a.contains('n')) => args
+                .iter()
+                .filter(|a| !a.starts_with('-'))
+                .map(|a| a.split('=').next().unwrap_or_default().to_string())
+                .collect(),
+            "printf" if args.first().is_some_and(|a| a == "-v") => {
+                let Some(target) = args.get(1) else { return };
+                let start = if args.get(2).is_some_and(|a| a == "--") { 3 } else { 2 };
+                match args.get(start).and_then(|f| printf_format(f, &args[start + 1..])) {
+                    Some(value) if value.len() <= MAX_VALUE_LEN => {
+                        self.set_var(target, Value::Scalar(value));
+                        return;
+                    }
+                    _ => vec![target.clone()],
+                }
+            }
+            "set" => {
+                // `set -- a b`, `set a b`: new positional parameters (options first; `-o NAME` takes one).
+                let mut i = 0;
+                while let Some(a) = args.get(i) {
+                    if a == "--" {
+                        i += 1;
+                        break;
+                    }
+                    if !(a.starts_with('-') || a.starts_with('+')) || a.len() < 2 {
+                        break;
+                    }
+                    i += if a.ends_with('o') { 2 } else { 1 };
+                }
+                if i < args.len() || args.get(i.wrapping_sub(1)).is_some_and(|a| a == "--") {
+                    let zero =
+                        self.env.positional.as_ref().and_then(|p| p.first().cloned()).unwrap_or_else(|| "$0".into());
+                    let params: Vec<String> =
+                        std::iter::once(zero).chain(args[i.min(args.len())..].iter().cloned()).collect();
+                    self.env.positional = Some(Rc::new(params));
+                }
+                return;
+            }
+            _ => return,
+        };
+        for n in unknown.iter().filter(|n| is_name(n)) {
+            self.set_var(n, Value::Unknown);
+        }
+    }
+
+    /// Adds a possible value of a variable (bounded like [`Self::record`]).
+    fn set_var(&mut self, name: &str, value: Value) {
+        if self.env.vars.len() >= MAX_NAMES && !self.env.vars.contains_key(name) {
+            return;
+        }
+        let values = Rc::make_mut(&mut self.env.vars).entry(name.to_string()).or_default();
+        values.retain(|v| *v != value);
+        values.push(value);
+        if values.len() > MAX_VARIANTS {
+            values.remove(0);
+        }
     }
 
     fn emit(&mut self, argv: &[String], wrappers: &[String]) {
@@ -1604,27 +1765,36 @@ impl<'o> Parser<'o> {
         Ok(Step::Done(Fin::default()))
     }
 
-    /// A shell reading its script from stdin: reported itself (its script may be unknown), and the
-    /// script it is given on this line (heredoc, here-string) parsed.
+    /// A shell reading its script from stdin: the script it is given on this line (heredoc,
+    /// here-string, `echo … |`) is parsed; when the line does not show it (a file, a pipe from another
+    /// program, the terminal), the shell itself is reported, as its script is unknown.
     fn stdin_shell(&mut self, argv: &[String], wrappers: &[String], stdin: &Stdin) -> Res<Step> {
-        self.emit(argv, wrappers);
         let inner = self.inner(wrappers, program_name(&argv[0]));
+        let mut at = None;
         match stdin {
             Stdin::Heredoc(id) => self.feed(Feed::Heredoc(*id), inner.clone())?,
             Stdin::Text(t) => self.feed(Feed::Text(t.clone()), inner.clone())?,
-            Stdin::Inherited | Stdin::File => {}
+            Stdin::Inherited | Stdin::File => {
+                at = Some(self.out.cmds.len());
+                self.emit(argv, wrappers);
+            }
         }
-        Ok(Step::Done(Fin { stdout: None, stdin_shell: Some(inner) }))
+        Ok(Step::Done(Fin { stdout: None, stdin_shell: Some(inner), stdin_shell_at: at }))
     }
 
     /// Runs one command: peels wrappers until the real program, recursing into command lines.
     fn run(&mut self, mut argv: Vec<String>, mut wrappers: Vec<String>, stdin: &Stdin) -> Res<Fin> {
         self.out.check()?;
+        // `program_seen` speaks of the first program only, not of those peeled out of its arguments.
+        let mut seen = mem::take(&mut self.program_seen);
         for _ in 0..MAX_PEELS {
             let Some(first) = argv.first() else { return Ok(Fin::default()) };
             let shown = program_name(first).to_string();
             let name = shown.to_ascii_lowercase();
-            match self.step(&name, &argv, &wrappers, stdin)? {
+            self.program_seen = mem::take(&mut seen);
+            let step = self.step(&name, &argv, &wrappers, stdin);
+            self.program_seen = false;
+            match step? {
                 Step::Peel(rest) => {
                     wrappers.push(shown);
                     argv = rest;
@@ -1849,14 +2019,17 @@ impl<'o> Parser<'o> {
             },
             _ => None,
         };
-        Ok(Step::Done(Fin { stdout, stdin_shell: None }))
+        Ok(Step::Done(Fin { stdout, ..Fin::default() }))
     }
 
-    /// A program named by an expansion (`$SUDO git push`, `"$SHELL" -c '…'`) cannot be known; so
-    /// it is reported as is, and its arguments are also taken as a command (it may be a wrapper)
-    /// or, with `-c`, as a script (it may be a shell).
+    /// A program named by an expansion (`$SUDO git push`, `"$SHELL" -c '…'`) whose values the line
+    /// does not show is reported as is (the mark of a program that cannot be known), and its arguments
+    /// are also taken as a command (it may be a wrapper) or, with `-c`, as a script (it may be a shell).
     fn dynamic(&mut self, argv: &[String], wrappers: &[String]) -> Res<Step> {
-        self.emit(argv, wrappers);
+        // Reported only when its value is not known: a known one is reported with its values.
+        if !mem::take(&mut self.program_seen) {
+            self.emit(argv, wrappers);
+        }
         if let ShellRun::Script(s, _) = shell_run(false, &argv[1..]) {
             self.script(&s, wrappers, program_name(&argv[0]))?;
         }
@@ -2109,6 +2282,40 @@ const WRAPPERS: &[Wrapper] = &[
     ),
     wrapper(&["nsenter"], "tSG", &["target", "setuid", "setgid"], 0),
     wrapper(&["prlimit"], "p", &["pid"], 0),
+    // Tracers and sandboxing launchers run the command after their options.
+    wrapper(
+        &["strace"],
+        "abeEIoOpPsSuUX",
+        &[
+            "trace",
+            "trace-fds",
+            "signal",
+            "status",
+            "output",
+            "attach",
+            "trace-path",
+            "string-limit",
+            "summary-sort",
+            "summary-columns",
+            "user",
+            "env",
+            "inject",
+            "fault",
+            "const-print-style",
+        ],
+        0,
+    ),
+    wrapper(&["ltrace"], "aADeFlnopsuwx", &["align", "config", "output", "library"], 0),
+    wrapper(&["valgrind", "catchsegv", "firejail", "torsocks"], "", &[], 0),
+    wrapper(&["proxychains", "proxychains4"], "f", &[], 0),
+    wrapper(
+        &["xvfb-run"],
+        "efnpsw",
+        &["error-file", "auth-file", "server-num", "xauth-protocol", "server-args", "wait"],
+        0,
+    ),
+    wrapper(&["fakeroot"], "lsib", &["lib", "faked"], 0),
+    wrapper(&["faketime"], "fm", &[], 1),
     wrapper(
         &["xargs"],
         "aEIdLnPs",
@@ -2282,6 +2489,80 @@ fn exec_segments(name: &str, argv: &[String]) -> Vec<Vec<String>> {
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A word that is exactly one variable or positional parameter reference.
+struct VarRef<'w> {
+    name: &'w str,
+    /// The WORD of `${x:-WORD}` and the like, which the expansion may also give.
+    default: Option<String>,
+    /// Unquoted: the value is split into fields.
+    split: bool,
+}
+
+/// `$c`, `${c}`, `"$c"`, `"${c[@]}"`, `${c:-WORD}`, `$1`, `"$@"`; `None` for anything else.
+fn var_ref(w: &Word) -> Option<VarRef<'_>> {
+    let t = w.text.as_str();
+    let (inner, braced) = match t.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+        Some(inner) => (inner, true),
+        None => (t.strip_prefix('$')?, false),
+    };
+    let name_len = match inner.chars().next() {
+        Some('@' | '*') => 1,
+        _ => inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(inner.len()),
+    };
+    let (name, rest) = inner.split_at(name_len);
+    let default = match rest {
+        "" | "[@]" | "[*]" => None,
+        _ if !braced => return None,
+        _ => {
+            let op = [":-", ":=", ":+", "-", "=", "+"].into_iter().find(|op| rest.starts_with(op))?;
+            Some(unquote(&rest[op.len()..]))
+        }
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let split = if braced { w.bare_expansion } else { w.quoted.first() == Some(&false) };
+    Some(VarRef { name, default, split })
+}
+
+/// What `printf FORMAT ARGS…` prints, for formats of `%s`, `%b`, `%%` and escapes only (the
+/// format is reused while arguments remain, as printf does); `None` for anything else.
+fn printf_format(format: &str, args: &[String]) -> Option<String> {
+    let format = decode_escapes(format);
+    let mut out = String::new();
+    let mut next = 0;
+    loop {
+        let mut used = false;
+        let mut chars = format.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                out.push(c);
+                continue;
+            }
+            match chars.next()? {
+                '%' => out.push('%'),
+                's' => {
+                    out.push_str(args.get(next).map_or("", String::as_str));
+                    next += 1;
+                    used = true;
+                }
+                'b' => {
+                    out.push_str(&decode_escapes(args.get(next).map_or("", String::as_str)));
+                    next += 1;
+                    used = true;
+                }
+                _ => return None,
+            }
+            if out.len() > MAX_VALUE_LEN {
+                return None;
+            }
+        }
+        if !used || next >= args.len() {
+            return Some(out);
+        }
+    }
 }
 
 /// `'text'` or `"text"` without its quotes (a `${x:-WORD}` default).
@@ -2797,7 +3078,8 @@ mod tests {
         assert_eq!(one("env"), v(&["env"]));
         assert_eq!(one("env A=1"), v(&["env", "A=1"]));
         assert_eq!(one("sudo A=1"), v(&["sudo", "A=1"]));
-        assert!(argvs("A=1").is_empty());
+        // Assignments alone are a command with no words.
+        assert_eq!(parse_commands("A=1").unwrap(), vec![SimpleCommand { argv: vec![], wrappers: v(&["A=1"]) }]);
     }
 
     #[test]
@@ -2888,14 +3170,71 @@ mod tests {
                 .any(|a| a.starts_with(&v(&["git", "push"])) && a.iter().any(|w| w == "-f" || w == "--force"));
             assert!(forced, "{line:?}: {:?}", argvs(line));
         }
-        // The literal command is reported too (its arguments as a command of their own, as `$c` may
-        // be a wrapper), and quoted values are not split.
-        assert_eq!(argvs("c=x; $c a"), vec![v(&["$c", "a"]), v(&["a"]), v(&["x", "a"])]);
-        assert_eq!(argvs("o='a b'; echo \"$o\""), vec![v(&["echo", "$o"]), v(&["echo", "a b"])]);
+        // A program whose values are all known is reported with them (its arguments also as a command
+        // of their own, as it may be unset); quoted values are not split.
+        assert_eq!(argvs("c=x; $c a"), vec![v(&[]), v(&["a"]), v(&["x", "a"])]);
+        assert_eq!(argvs("o='a b'; echo \"$o\""), vec![v(&[]), v(&["echo", "$o"]), v(&["echo", "a b"])]);
         assert_eq!(argvs("A=1 true; $A"), vec![v(&["true"]), v(&["$A"])]);
         // Recursive functions and aliases stop.
         assert!(parse_commands("f() { f; }; f").is_ok());
         assert!(parse_commands("alias ls='ls -a'; ls").is_ok());
+    }
+
+    #[test]
+    fn values_set_by_builtins_and_split_by_ifs() {
+        let forced =
+            |line: &str| argvs(line).iter().any(|a| a.starts_with(&v(&["git", "push"])) && a.iter().any(|w| w == "-f"));
+        for line in [
+            "printf -v c 'git push -f'; $c",
+            "printf -v c '%s %s -f' git push; $c",
+            "printf -v c '%b' 'git push\\x20-f'; $c",
+            "IFS=,; c='git,push,-f'; $c",
+            "IFS=:; c=git:push:-f; $c",
+            "set -- -f; git push \"$@\"",
+            "set -e -- push -f; git \"$@\"",
+            "strace -f -o /dev/null git push -f",
+            "ltrace -o x git push -f",
+            "valgrind --tool=none git push -f",
+        ] {
+            assert!(forced(line), "{line:?}: {:?}", argvs(line));
+        }
+        // A program whose every value is known is reported with them only; one that is also set by
+        // `read`, or never assigned on the line, is reported as written.
+        assert!(!has("c=git; $c status", &["$c", "status"]));
+        assert!(has("c=git; read c; $c status", &["$c", "status"]));
+        assert!(has("read c; $c status", &["$c", "status"]));
+        assert!(has("$(which git) push", &["$(which git)", "push"]));
+        assert!(has("printf -v c '%d' 1; $c", &["$c"]));
+        assert!(has("IFS=$x; c=a,b; $c", &["$c"]));
+        assert!(has("declare -n r=c; $r", &["$r"]));
+    }
+
+    #[test]
+    fn shells_are_reported_only_when_their_script_is_unseen() {
+        for line in
+            ["echo 'git status' | sh", "bash <<< 'git status'", "bash <<'E'\ngit status\nE", "bash <(echo git status)"]
+        {
+            assert_eq!(
+                argvs(line).iter().filter(|a| a.first().is_some_and(|p| p == "sh" || p == "bash")).count(),
+                0,
+                "{line:?}: {:?}",
+                argvs(line)
+            );
+            assert!(has(line, &["git", "status"]), "{line:?}");
+        }
+        for (line, shell) in [
+            ("curl -s x | sh", v(&["sh"])),
+            ("base64 -d f | bash -s", v(&["bash", "-s"])),
+            ("bash < x.sh", v(&["bash"])),
+            ("bash x.sh", v(&["bash", "x.sh"])),
+            ("sudo -s < x", v(&["sudo", "-s"])),
+        ] {
+            assert!(argvs(line).contains(&shell), "{line:?}: {:?}", argvs(line));
+        }
+        // Assignments alone are reported, with the wrappers they run under.
+        let cmds = parse_commands("PATH=/tmp/x:$PATH; bash -c 'IFS=,'").unwrap();
+        assert_eq!(cmds[0], SimpleCommand { argv: vec![], wrappers: v(&["PATH=/tmp/x:$PATH"]) });
+        assert_eq!(cmds[1], SimpleCommand { argv: vec![], wrappers: v(&["bash", "IFS=,"]) });
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `blast_radius`: deny irreversible shell commands (recursive deletes of critical paths, force pushes,
-//! wiping disks), ask before risky ones (pushes, publishes, infrastructure changes).
+//! wiping disks), ask before risky ones (pushes, publishes, infrastructure changes), and never allow a
+//! command line whose effect the parser cannot see (see [`crate::opaque`]): those get `opaque_action`.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -8,6 +9,7 @@ use super::github::shell_commands;
 use super::{Action, Builtin, BuiltinDef, Outcome, RuleCtx, TOOL_PHASES, build_with, schema_of};
 use crate::event::Event;
 use crate::git::{GitCommand, gh_command, git_command};
+use crate::opaque::why_opaque;
 use crate::shell::{SimpleCommand, program_name};
 use crate::state::SessionState;
 use crate::tools::ToolUse;
@@ -21,6 +23,11 @@ pub struct BlastParams {
     /// What risky commands get: `ask` (default) or `deny`.
     #[serde(default = "super::ask")]
     pub risky_action: Action,
+    /// What opaque commands get, those whose effect the parser cannot see (a program that is an
+    /// expansion, inline code of another interpreter, a script file fed to a shell, a copy of git,
+    /// exported git configuration…): `ask` (default) or `deny`. Never allowed.
+    #[serde(default = "super::ask")]
+    pub opaque_action: Action,
     /// Replaces the reason of every denial.
     #[serde(default)]
     pub deny_reason: Option<String>,
@@ -159,11 +166,17 @@ fn classify(c: &SimpleCommand, gate_pushes: bool) -> Option<BlastClass> {
 impl Builtin for Blast {
     fn evaluate(&self, _: &RuleCtx, _: &Event, tools: &[ToolUse], _: &SessionState) -> Result<Outcome, String> {
         let mut risky = None;
+        let mut opaque = None;
         for t in tools {
             let Some(parsed) = shell_commands(t, &[]) else { continue };
             let cmds = match parsed {
                 Ok(c) => c,
                 Err(e) => {
+                    // A line that cannot be parsed hides everything: the stricter of both answers.
+                    let strict = if self.p.risky_action == Action::Deny { Action::Deny } else { self.p.opaque_action };
+                    if strict == Action::Deny {
+                        return Ok(Outcome::deny(e.clone()));
+                    }
                     risky.get_or_insert(e.clone());
                     continue;
                 }
@@ -181,7 +194,21 @@ impl Builtin for Blast {
                     None => {}
                 }
             }
+            if opaque.is_none() {
+                opaque = why_opaque(cmds).map(|why| format!("cannot see what this runs: {why}"));
+            }
         }
-        Ok(risky.map_or_else(Outcome::allow, |why| Outcome::act(self.p.risky_action, why)))
+        let outcome = match (opaque, risky) {
+            (Some(o), _) if self.p.opaque_action == Action::Deny => {
+                Outcome::deny(self.p.deny_reason.clone().unwrap_or(o))
+            }
+            (_, Some(r)) if self.p.risky_action == Action::Deny => {
+                Outcome::deny(self.p.deny_reason.clone().unwrap_or(r))
+            }
+            (Some(o), _) => Outcome::ask(o),
+            (None, Some(r)) => Outcome::ask(r),
+            (None, None) => Outcome::allow(),
+        };
+        Ok(outcome)
     }
 }
