@@ -380,3 +380,96 @@ fn subcommand_opaque(inv: &Invocation) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shell::parse_commands;
+
+    fn first(line: &str) -> SimpleCommand {
+        parse_commands(line).unwrap().remove(0)
+    }
+
+    #[test]
+    fn config_reads_are_not_writes() {
+        let writes = |line: &str| config_writes(&first(line).argv[2..]).is_some();
+        for line in [
+            "git config --get remote.origin.url",
+            "git config remote.origin.url",
+            "git config --get-regexp '^remote\\..*\\.url$'",
+            "git config -l",
+            "git config --list --show-origin",
+            "git config get remote.origin.url",
+            "git config list",
+            "git config -f .gitmodules submodule.x.url",
+            "git config --type=bool core.bare",
+        ] {
+            assert!(!writes(line), "{line}");
+        }
+        for line in [
+            "git config remote.origin.url x",
+            "git config --add remote.origin.pushurl x",
+            "git config --unset remote.origin.pushurl",
+            "git config set remote.origin.url x",
+            "git config --file .git/config core.askpass x",
+            "git config --edit",
+            "git config edit",
+            "git config --rename-section remote.origin remote.old",
+        ] {
+            assert!(writes(line), "{line}");
+        }
+    }
+
+    #[test]
+    fn keys_with_dots_in_their_subsection() {
+        assert_eq!(key_parts("url.https://x.y/.insteadof"), ("url", Some("https://x.y/"), "insteadof"));
+        assert_eq!(key_parts("core.pager"), ("core", None, "pager"));
+        assert!(moves_pushes("url.https://github.com/evil/.pushInsteadOf"));
+        assert!(moves_pushes("remote.origin"));
+        assert!(moves_pushes("remote.pushDefault"));
+        assert!(!moves_pushes("user.name"));
+        assert!(!moves_pushes("remote.origin.fetch"));
+    }
+
+    #[test]
+    fn harmless_values_stay_harmless() {
+        for (k, v) in [
+            ("core.pager", "cat"),
+            ("core.pager", "less -R"),
+            ("pager.log", "false"),
+            ("core.editor", "true"),
+            ("credential.helper", "store"),
+            ("credential.helper", "cache --timeout=3600"),
+            ("credential.helper", ""),
+            ("core.hookspath", "/dev/null"),
+            ("core.fsmonitor", "false"),
+            ("protocol.file.allow", "always"),
+            ("protocol.ext.allow", "never"),
+            ("user.name", "sh -c id"),
+        ] {
+            assert_eq!(setting_opaque(k, v), None, "{k}={v}");
+        }
+        for (k, v) in [
+            ("core.pager", "less; sh"),
+            ("core.pager", "vim -c '!id'"),
+            ("credential.helper", "/bin/sh -c id"),
+            ("credential.https://github.com.helper", "!id"),
+            ("core.fsmonitor", "echo x"),
+            ("protocol.allow", "always"),
+            ("protocol.EXT.allow", "user"),
+            ("includeif.gitdir:/w/.path", "/tmp/x"),
+        ] {
+            assert!(setting_opaque(k, v).is_some(), "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn gh_groups_of_its_own_are_not_opaque() {
+        for line in ["gh pr view 1", "gh co 12", "gh api repos/o/r", "gh --version", "gh -R o/r issue list"] {
+            assert_eq!(gh_opaque(&first(line)), None, "{line}");
+        }
+        for line in ["gh x", "gh PR view", "gh alias set p 'pr merge'", "gh ext install o/gh-x"] {
+            assert!(gh_opaque(&first(line)).is_some(), "{line}");
+        }
+    }
+}
