@@ -267,7 +267,16 @@ impl Github {
     fn place(t: &ToolUse, cmds: &[SimpleCommand], i: usize) -> Place {
         let stays = |dir: &str| {
             let d = if dir.len() > 1 { dir.trim_end_matches('/') } else { dir };
-            matches!(d, "." | "./" | WORKSPACE_DIR | "$PWD" | "${PWD}")
+            // The top of the repository the shell is in is that repository.
+            matches!(
+                d,
+                "." | "./"
+                    | WORKSPACE_DIR
+                    | "$PWD"
+                    | "${PWD}"
+                    | "$(git rev-parse --show-toplevel)"
+                    | "`git rev-parse --show-toplevel`"
+            )
         };
         for k in WORKDIR_ARGS {
             if let Some(dir) = t.args.get(*k).and_then(|v| v.as_str())
