@@ -19,6 +19,7 @@ use crate::builtins::{self, Builtin, Mutation, RuleCtx};
 use crate::cost::{Metering, meter};
 use crate::event::Event;
 use crate::state::{SessionState, StateUpdate};
+use crate::tools::ToolUse;
 
 /// Where a policy comes from; reported with each decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -265,6 +266,9 @@ pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]
     };
     let mut current = Cow::Borrowed(event);
     let mut tools = current.tool_uses();
+    if let Some(why) = ambiguous(event.phase, &tools) {
+        return deny_ambiguous(d, why);
+    }
     let mut updates = Vec::new();
     for policy in policies {
         for rule in &policy.rules {
@@ -325,6 +329,11 @@ pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]
             }
         }
     }
+    if let Cow::Owned(_) = current
+        && let Some(why) = ambiguous(event.phase, &tools)
+    {
+        return deny_ambiguous(d, why);
+    }
     if event.phase == Phase::ToolCall {
         updates.push(StateUpdate::CountToolCall);
     }
@@ -384,6 +393,36 @@ pub fn required_runtime_class(
                 .join("; ")
         )),
     }
+}
+
+/// The policy named in decisions on tool calls whose arguments are ambiguous (see [`crate::tools::shapes`]).
+pub const TOOL_SHAPE_POLICY: &str = "paddock/tool-shape";
+
+/// Why one of the tool uses about to run (of a `tool_call` or an `llm_response`) does not say one thing the
+/// harness will execute. A `tool_result` comes after the call ran (its call was decided at `tool_call`), and
+/// may come without the arguments.
+fn ambiguous(phase: Phase, tools: &[ToolUse]) -> Option<String> {
+    if !matches!(phase, Phase::ToolCall | Phase::LlmResponse) {
+        return None;
+    }
+    tools.iter().find_map(|t| t.ambiguity().map(str::to_owned))
+}
+
+/// A deny that no Policy can lift: Paddock cannot tell what the call would run. Checked before every rule
+/// (and again on an event a rule rewrote), whatever Policies are configured.
+fn deny_ambiguous(d: Decision, reason: String) -> Decision {
+    let mut d = deny(
+        d,
+        Hit {
+            policy: TOOL_SHAPE_POLICY.to_owned(),
+            rule: String::new(),
+            level: Level::Session,
+            verdict: Verdict::Deny,
+            reason,
+        },
+    );
+    d.rule = None;
+    d
 }
 
 fn deny(mut d: Decision, hit: Hit) -> Decision {

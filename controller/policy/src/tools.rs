@@ -1,11 +1,16 @@
 //! Tool names normalised across harnesses, so one rule covers Claude Code's `Bash`, Codex's
 //! `exec_command` and our own `shell` alike. The original name is kept for messages and exact matches.
+//! What a call executes is read from its tool's known argument shape ([`shapes`]).
 
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
 use crate::shell::{SimpleCommand, parse_commands};
+
+pub mod shapes;
+
+use shapes::Reading;
 
 /// What a tool does, whatever a harness calls it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -54,8 +59,9 @@ impl ToolKind {
             return ToolKind::Mcp;
         }
         match name {
-            "Bash" | "bash" | "shell" | "exec_command" | "local_shell" | "container.exec" | "Shell" | "terminal"
-            | "write_stdin" | "unified_exec" | "sys_os_shell" | "execute_command" | "run_command" => ToolKind::Shell,
+            "Bash" | "bash" | "shell" | "exec_command" | "shell_command" | "local_shell" | "container.exec"
+            | "Shell" | "terminal" | "write_stdin" | "unified_exec" | "sys_os_shell" | "execute_command"
+            | "run_command" | "Monitor" => ToolKind::Shell,
             "Read" | "read_file" | "view" | "view_image" | "sys_os_read" | "NotebookRead" => ToolKind::ReadFile,
             "Write" | "write_file" | "create_file" | "sys_os_write" => ToolKind::WriteFile,
             "Edit" | "MultiEdit" | "NotebookEdit" | "edit_file" | "apply_patch" | "str_replace" | "sys_os_edit" => {
@@ -79,72 +85,70 @@ pub struct ToolUse {
     pub kind: ToolKind,
     pub args: Value,
     pub id: Option<String>,
+    /// What the harness will execute, read from its tool's known argument shape.
+    reading: Reading,
     /// The shell command line parsed once, shared by every rule that reads it.
     commands: OnceLock<Option<Result<Vec<SimpleCommand>, String>>>,
 }
 
 impl ToolUse {
     pub fn new(name: &str, args: Value, id: Option<String>) -> ToolUse {
-        ToolUse { name: name.to_owned(), kind: ToolKind::of(name), args, id, commands: OnceLock::new() }
+        let kind = ToolKind::of(name);
+        let reading = shapes::read(name, kind, &args);
+        ToolUse { name: name.to_owned(), kind, args, id, reading, commands: OnceLock::new() }
+    }
+
+    /// Why the arguments do not say one thing the harness will do (see [`shapes`]): fields the harness
+    /// ignores but a parser might read, a wrong type, a shell tool of unknown shape. The engine denies such
+    /// a call before any rule.
+    pub fn ambiguity(&self) -> Option<&str> {
+        match &self.reading {
+            Reading::Ambiguous(why) => Some(why),
+            _ => None,
+        }
     }
 
     /// Every simple command the command line in the arguments would run (see [`crate::shell`]), parsed
     /// on first use. `None` when the tool has no command line and is not a shell; `Err` when the line
-    /// cannot be tokenized, or when a shell tool's command cannot be found at all (so rules ask rather
-    /// than pass a command they cannot see). Callers decide which tools they treat as shells.
+    /// cannot be tokenized, when the arguments are ambiguous, or when a shell tool's command cannot be
+    /// found at all (so rules ask rather than pass a command they cannot see). Callers decide which tools
+    /// they treat as shells.
     pub fn shell_commands(&self) -> Option<&Result<Vec<SimpleCommand>, String>> {
         self.commands
             .get_or_init(|| match self.command_arg() {
-                Some(line) => Some(
+                Ok(Some(line)) => Some(
                     parse_commands(&line)
                         .map_err(|e| format!("the command could not be parsed ({e}), so it cannot be checked")),
                 ),
-                None if self.kind == ToolKind::Shell => Some(Err(format!(
+                Ok(None) if self.kind == ToolKind::Shell => Some(Err(format!(
                     "no command line found in the arguments of `{}`, so it cannot be checked",
                     self.name
                 ))),
-                None => None,
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
             })
             .as_ref()
     }
 
-    /// The shell command line of a shell tool, in any harness's argument shape: `{"command": "..."}`
-    /// (Claude Code, ours), `{"cmd": "..."}` (Codex `exec_command`), `{"command": ["bash", "-lc", "..."]}`
-    /// (Codex `shell`).
+    /// The shell command line a shell tool runs: exactly the field its harness executes (`command` of
+    /// Claude Code's `Bash` and of ours, `cmd` of Codex `exec_command`, the argv `command` of Codex
+    /// `shell` with `["bash", "-lc", script]` unwrapped to the script). `None` for other tools and for
+    /// ambiguous arguments.
     pub fn command(&self) -> Option<String> {
-        if self.kind != ToolKind::Shell {
-            return None;
+        match &self.reading {
+            Reading::Command(line) => Some(line.clone()),
+            _ => None,
         }
-        self.command_arg()
     }
 
-    /// The command line in the arguments, whatever the tool's kind (for tools a rule names as shells):
-    /// the first of `command`, `cmd`, `chars` (Codex `write_stdin`), `input`, `action.command`
-    /// (`local_shell`) that holds a string or an argv array.
-    fn command_arg(&self) -> Option<String> {
-        let a = &self.args;
-        let v = [
-            a.get("command"),
-            a.get("cmd"),
-            a.get("chars"),
-            a.get("input"),
-            a.get("action").and_then(|x| x.get("command")),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|v| v.is_string() || v.is_array())?;
-        match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Array(argv) => {
-                let words: Vec<&str> = argv.iter().filter_map(Value::as_str).collect();
-                match words.as_slice() {
-                    [sh, flag, script] if is_shell(sh) && flag.starts_with('-') && flag.contains('c') => {
-                        Some((*script).to_owned())
-                    }
-                    _ => Some(words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")),
-                }
-            }
-            _ => None,
+    /// The command line for a rule that treats this tool as a shell: a shell tool's executed field; for
+    /// another tool a rule names as a shell (an MCP tool), its one command-like field. `Err` when the
+    /// arguments are ambiguous.
+    fn command_arg(&self) -> Result<Option<String>, String> {
+        match &self.reading {
+            Reading::Command(line) => Ok(Some(line.clone())),
+            Reading::Ambiguous(why) => Err(why.clone()),
+            Reading::NoCommand => shapes::generic_command(&self.name, &self.args),
         }
     }
 
@@ -179,18 +183,6 @@ impl ToolUse {
             || (self.kind == ToolKind::Mcp
                 && ToolKind::of(pattern) == ToolKind::Other
                 && self.name.ends_with(&format!("__{pattern}")))
-    }
-}
-
-fn is_shell(s: &str) -> bool {
-    matches!(s.rsplit('/').next().unwrap_or(s), "bash" | "sh" | "zsh" | "dash")
-}
-
-fn shell_quote(w: &str) -> String {
-    if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
-        w.to_owned()
-    } else {
-        format!("'{}'", w.replace('\'', r"'\''"))
     }
 }
 

