@@ -28,6 +28,9 @@ pub struct Context {
     /// The gateway and the cluster settings of the Session and Approval reconcilers; `None` where they do
     /// not run.
     pub sessions: Option<Arc<crate::session::SessionRuntime>>,
+    /// Whether GitSources may name `file://` URLs and local paths. Off in a cluster: the controller's caches
+    /// of every namespace are on its disk. On only where the reconcilers run in a test process.
+    pub local_git_sources: bool,
 }
 
 impl Context {
@@ -42,7 +45,14 @@ impl Context {
             syncs: Arc::new(SyncGate::default()),
             policies,
             sessions: None,
+            local_git_sources: false,
         }
+    }
+
+    /// Accepting `file://` GitSources (tests that run the reconcilers against repositories they made).
+    pub fn with_local_git_sources(mut self) -> Self {
+        self.local_git_sources = true;
+        self
     }
 
     /// With the Session and Approval reconcilers' gateway and cluster settings.

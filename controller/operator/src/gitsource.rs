@@ -74,6 +74,11 @@ async fn sync(gs: &GitSource, ctx: &Context) -> Result<Action, Error> {
     if let Some(wait) = ctx.syncs.wait(&key, fingerprint, interval) {
         return Ok(Action::requeue(wait));
     }
+    if !ctx.local_git_sources && !network_url(&gs.spec.url) {
+        refuse_url(gs, ctx).await?;
+        // Only an edit of spec.url can fix it; that wakes the controller.
+        return Ok(Action::await_change());
+    }
     let credentials = match credentials(gs, ctx).await {
         Ok(c) => c,
         Err(e) => {
@@ -113,6 +118,56 @@ async fn sync(gs: &GitSource, ctx: &Context) -> Result<Action, Error> {
             Ok(Action::requeue(with_jitter(interval, 0.1)))
         }
     }
+}
+
+/// Whether the cluster controller may fetch `url`: a network URL (`https://`, `http://`, `ssh://`,
+/// `git://`, `git+ssh://`, scp-like `git@host:org/repo`). `file://` URLs and paths would read the controller's
+/// own disk, where the caches of every namespace's GitSources are (fetched with their credentials); local
+/// mode (`paddock up`) reads its repositories itself and keeps them.
+pub fn network_url(url: &str) -> bool {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let host = rest.split(['/', ':']).next().unwrap_or_default();
+        return matches!(scheme, "https" | "http" | "ssh" | "git" | "git+ssh" | "ssh+git") && !host.is_empty();
+    }
+    // scp-like: `user@host:path`, no slash before the colon (else it is a path).
+    match url.split_once(':') {
+        Some((user_host, path)) => match user_host.split_once('@') {
+            Some((user, host)) => !user.is_empty() && !host.is_empty() && !user_host.contains('/') && !path.is_empty(),
+            None => false,
+        },
+        None => false,
+    }
+}
+
+/// Refuses a GitSource whose URL is not a network URL: nothing is fetched, applied or pruned; what it applied
+/// before stays live. Ready=False and Stalled=True name the field; one Event.
+async fn refuse_url(gs: &GitSource, ctx: &Context) -> Result<(), Error> {
+    let old = gs.status.clone().unwrap_or_default();
+    let message = format!(
+        "spec.url: `{}` is not a network URL; the cluster controller fetches only https://, http://, ssh://, \
+         git:// and git@host:path repositories (file:// URLs and paths would read the controller's own disk; \
+         they work in local mode, `paddock up`). {}",
+        gs.spec.url,
+        match &old.last_applied_revision {
+            Some(r) => format!("Revision {r} stays applied."),
+            None => "Nothing was applied.".into(),
+        }
+    );
+    let status = GitSourceStatus {
+        conditions: merge(
+            &old.conditions,
+            vec![Want::not_ready("UnsupportedURL", message.clone()), Want::stalled("UnsupportedURL", message.clone())],
+            gs.metadata.generation,
+        ),
+        last_handled_requested_at: requested_at(gs).or(old.last_handled_requested_at.clone()),
+        observed_generation: gs.metadata.generation,
+        ..old.clone()
+    };
+    if write_status(gs, ctx, status).await? {
+        warn!(gitsource = %gs.name_any(), url = %gs.spec.url, "not a network URL; refused");
+        publish(gs, ctx, EventType::Warning, "UnsupportedURL", "Fetch", message).await;
+    }
+    Ok(())
 }
 
 /// Reads the GitSource's Secret: `token` (or `password`) and optional `username` for HTTPS; `identity`,

@@ -224,6 +224,10 @@ async fn start(
         );
         return blocked(s, ctx, rt, obs, "AgentNotFound", &msg, false).await;
     };
+    let parent = match parent_of(ctx, s, &agents).await? {
+        Ok(p) => p,
+        Err(r) => return blocked(s, ctx, rt, obs, r.reason, &r.message, r.stalled).await,
+    };
     // Governance first, exactly as the gateway will see it: a missing or invalid Policy keeps the session
     // from starting rather than letting it run with fewer rules than its authors wrote.
     let policies: Vec<Arc<Policy>> =
@@ -296,7 +300,7 @@ async fn start(
             owner: s.spec.owner.clone(),
             budget_usd: s.spec.budget_usd,
             model_override: s.spec.model_override.clone(),
-            parent: parent_id(ctx, s).await?,
+            parent,
             environment: Some(environment.clone()),
             workspace_repo: workspace.map(|w| w.git.clone()),
             runtime_class_name: sandbox.runtime_class_name.clone(),
@@ -495,11 +499,74 @@ async fn environment_of(ctx: &Context, ns: &str) -> String {
     }
 }
 
-/// The gateway id of the parent Session, for sub-agent sessions.
-async fn parent_id(ctx: &Context, s: &Session) -> Result<Option<String>, Error> {
-    let Some(p) = &s.spec.parent_ref else { return Ok(None) };
-    let api: Api<Session> = Api::namespaced(ctx.client.clone(), &s.namespace().unwrap_or_default());
-    Ok(api.get_opt(&p.name).await?.map(|parent| session_id(&parent)))
+/// Why a sub-agent session may not attach to the parent its `spec.parentRef` names.
+struct ParentRefused {
+    reason: &'static str,
+    message: String,
+    /// Nothing will change by waiting (the Session or an Agent must be edited).
+    stalled: bool,
+}
+
+/// The gateway id of the parent Session, for sub-agent sessions. `spec.parentRef` must name another Session
+/// of the same namespace and the same owner whose Agent lists this Session's Agent in `spec.subAgents`;
+/// otherwise anyone who may create Sessions could attach a child to another owner's session and roll its
+/// cost into it. A parent that does not exist (yet) keeps the session waiting; the rest stall it.
+async fn parent_of(
+    ctx: &Context,
+    s: &Session,
+    agents: &Api<Agent>,
+) -> Result<Result<Option<String>, ParentRefused>, Error> {
+    let Some(p) = &s.spec.parent_ref else { return Ok(Ok(None)) };
+    let ns = s.namespace().unwrap_or_default();
+    let refused = |reason, message: String, stalled| Ok(Err(ParentRefused { reason, message, stalled }));
+    if p.name == s.name_any() {
+        return refused("ParentRefInvalid", format!("spec.parentRef names this Session (`{}`) itself", p.name), true);
+    }
+    let api: Api<Session> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(parent) = api.get_opt(&p.name).await? else {
+        return refused(
+            "ParentNotFound",
+            format!(
+                "spec.parentRef: Session `{}` does not exist in namespace `{ns}` (the session starts when it appears)",
+                p.name
+            ),
+            false,
+        );
+    };
+    if parent.spec.owner != s.spec.owner {
+        return refused(
+            "ParentOwnerMismatch",
+            format!(
+                "spec.parentRef: Session `{}` belongs to `{}`, not to `{}`; a sub-agent session must have its \
+                 parent's owner",
+                p.name, parent.spec.owner, s.spec.owner
+            ),
+            true,
+        );
+    }
+    let parent_agent = &parent.spec.agent_ref.name;
+    let Some(pa) = agents.get_opt(parent_agent).await? else {
+        return refused(
+            "ParentAgentNotFound",
+            format!(
+                "spec.parentRef: the Agent `{parent_agent}` of Session `{}` does not exist in namespace `{ns}`, so \
+                 it cannot be checked that it lists `{}` in spec.subAgents",
+                p.name, s.spec.agent_ref.name
+            ),
+            false,
+        );
+    };
+    if !pa.spec.sub_agents.contains(&s.spec.agent_ref.name) {
+        return refused(
+            "NotASubAgent",
+            format!(
+                "spec.parentRef: the Agent `{parent_agent}` of Session `{}` does not list `{}` in spec.subAgents",
+                p.name, s.spec.agent_ref.name
+            ),
+            true,
+        );
+    }
+    Ok(Ok(Some(session_id(&parent))))
 }
 
 /// New transcript events since the last read; returns the latest agent message when there is a new one.

@@ -65,7 +65,10 @@ async fn context(client: &Client, ns: &str, cache: &std::path::Path) -> Arc<Cont
     for p in Api::<Policy>::namespaced(client.clone(), ns).list(&Default::default()).await.unwrap() {
         writer.apply_watcher_event(&watcher::Event::Apply(p));
     }
-    Arc::new(Context::new(client.clone(), Arc::new(Metrics::default()), cache.to_path_buf(), reader))
+    Arc::new(
+        Context::new(client.clone(), Arc::new(Metrics::default()), cache.to_path_buf(), reader)
+            .with_local_git_sources(),
+    )
 }
 
 /// One sync with fresh state (a new context, so the interval gate does not hold it back).

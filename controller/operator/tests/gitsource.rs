@@ -476,3 +476,96 @@ async fn https_credentials_come_from_the_secret() {
     let status = status_patch(&api).unwrap();
     assert_eq!(condition(&status, "Ready").unwrap()["reason"], "AuthenticationFailed");
 }
+
+/// Reconciles once as the cluster controller does: without `local_git_sources`.
+async fn run_in_cluster(
+    gs: GitSource,
+    cluster: Cluster,
+) -> (Result<Action, paddock_operator::Error>, FakeApi, tempfile::TempDir) {
+    let cache = tempfile::tempdir().unwrap();
+    let (client, api) = fake_api(route(cluster));
+    let (reader, _writer) = kube::runtime::reflector::store::<paddock_api::Policy>();
+    let ctx = Arc::new(paddock_operator::Context::new(
+        client,
+        Arc::new(paddock_operator::metrics::Metrics::default()),
+        cache.path().to_path_buf(),
+        reader,
+    ));
+    assert!(!ctx.local_git_sources, "the cluster controller's default");
+    let out =
+        tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(gs), ctx)).await.expect("reconcile hangs");
+    (out, api, cache)
+}
+
+#[tokio::test]
+async fn the_cluster_controller_refuses_file_urls_and_paths_and_keeps_what_it_applied() {
+    // A real repository on the controller's disk, such as another namespace's cache.
+    let (up, _) = repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY)]);
+    let path = up.path().display().to_string();
+    let inventory = json!([{"kind": "Agent", "name": "old", "namespace": NS}]);
+    for url in [
+        up.url(),
+        path.clone(),
+        format!("FILE://{path}"),
+        format!("file:{path}"),
+        format!(" file://{path}"),
+        "../other-namespace/agents".to_owned(),
+        "local:agents".to_owned(),
+    ] {
+        let gs = gitsource(&url, json!({"lastAppliedRevision": "main@sha1:good", "inventory": inventory}));
+        let (out, api, cache) = run_in_cluster(gs, Cluster { url: url.clone(), ..Cluster::default() }).await;
+        assert_eq!(out.unwrap(), Action::await_change(), "{url}: only an edit of spec.url can fix it");
+        assert_eq!(
+            api.lines(),
+            [format!("PATCH {STATUS}"), format!("POST {EVENTS}")],
+            "{url}: no fetch, apply or prune"
+        );
+        assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0, "{url}: nothing fetched");
+        let status = status_patch(&api).unwrap();
+        let ready = condition(&status, "Ready").unwrap();
+        assert_eq!(
+            (ready["status"].as_str(), ready["reason"].as_str()),
+            (Some("False"), Some("UnsupportedURL")),
+            "{url}"
+        );
+        assert!(ready["message"].as_str().unwrap().starts_with("spec.url: "), "{ready}");
+        assert!(ready["message"].as_str().unwrap().contains("stays applied"), "{ready}");
+        let stalled = condition(&status, "Stalled").unwrap();
+        assert_eq!((stalled["status"].as_str(), stalled["reason"].as_str()), (Some("True"), Some("UnsupportedURL")));
+        assert_eq!(status["lastAppliedRevision"], "main@sha1:good");
+        assert_eq!(status["inventory"], inventory, "{url}: what it applied stays live and listed");
+        let ev = events(&api);
+        assert_eq!((ev.len(), ev[0].0.as_str(), ev[0].1.as_str()), (1, "Warning", "UnsupportedURL"), "{url}");
+        assert!(ev[0].2.contains(&format!("`{url}` is not a network URL")), "{ev:?}");
+    }
+}
+
+#[test]
+fn network_urls_are_the_ones_the_cluster_controller_fetches() {
+    use paddock_operator::gitsource::network_url;
+    for ok in [
+        "https://github.com/acme/agents.git",
+        "http://gitea.internal:3000/acme/agents",
+        "ssh://git@github.com/acme/agents.git",
+        "ssh://git@github.com:22/acme/agents.git",
+        "git@github.com:acme/agents.git",
+        "git://git.example/agents.git",
+    ] {
+        assert!(network_url(ok), "{ok}");
+    }
+    for refused in [
+        "file:///var/cache/paddock/other/agents",
+        "FILE:///x",
+        "file:/x",
+        "/var/cache/paddock/other/agents",
+        "./agents",
+        "agents",
+        "https:///x",
+        "github.com:acme/agents.git",
+        "/tmp/a@b:c",
+        "@host:x",
+        "",
+    ] {
+        assert!(!network_url(refused), "{refused}");
+    }
+}

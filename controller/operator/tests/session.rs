@@ -556,3 +556,117 @@ async fn an_approval_for_another_sessions_ask_is_refused() {
     let (_, pending) = h.gw(reqwest::Method::GET, "/v1/approvals?status=pending", ADMIN, None).await;
     assert_eq!(pending.as_array().unwrap().len(), 1, "the other session's ask is still pending");
 }
+
+const PARENT_UID: &str = "5e1d2c3b-0a9f-4e8d-b7c6-1f2e3d4c5b6a";
+const PARENT: &str = "/apis/paddock.dev/v1alpha1/namespaces/team-a/sessions/lead";
+const LEAD_AGENT: &str = "/apis/paddock.dev/v1alpha1/namespaces/team-a/agents/lead";
+
+impl Harness {
+    /// Makes `fix-login` a sub-agent session of `lead` (owned by `parent_owner`, running Agent `lead`, which
+    /// lists `sub_agents`), with the parent already running at the gateway.
+    async fn with_parent(&self, parent_owner: &str, sub_agents: &[&str]) {
+        let mut child = self.objects.get(SESSION).unwrap();
+        child["spec"]["parentRef"] = json!({"name": "lead"});
+        self.objects.put(SESSION, child);
+        self.objects.put(
+            PARENT,
+            json!({
+                "apiVersion": "paddock.dev/v1alpha1", "kind": "Session",
+                "metadata": {"name": "lead", "namespace": NS, "uid": PARENT_UID, "generation": 1, "resourceVersion": "3"},
+                "spec": {"agentRef": {"name": "lead"}, "prompt": "Lead the fix", "owner": parent_owner, "budgetUsd": 20.0},
+                "status": {"phase": "Running", "podName": "lead-runner"}
+            }),
+        );
+        let mut lead = agent_json();
+        lead["metadata"]["name"] = json!("lead");
+        lead["spec"]["subAgents"] = json!(sub_agents);
+        self.objects.put(LEAD_AGENT, lead);
+        let body = json!({"id": PARENT_UID, "namespace": NS, "agent": "coder", "owner": parent_owner});
+        let (code, _) = self.gw(reqwest::Method::POST, "/v1/sessions", ADMIN, Some(body)).await;
+        assert_eq!(code, 201, "the parent runs at the gateway");
+    }
+
+    /// The child was refused as a user would see it: Ready=False with `reason`, Stalled as given, a message
+    /// naming spec.parentRef, one Warning Event; no token, no pod, no session at the gateway.
+    async fn assert_parent_refused(&self, reason: &str, stalled: bool) {
+        let st = self.status();
+        assert_eq!(st["phase"], "Pending");
+        let cond = |t: &str| st["conditions"].as_array().unwrap().iter().find(|c| c["type"] == t).cloned();
+        let ready = cond("Ready").expect("Ready");
+        assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some(reason)), "{st}");
+        assert!(ready["message"].as_str().unwrap().starts_with("spec.parentRef"), "{ready}");
+        match cond("Stalled") {
+            Some(c) if stalled => {
+                assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("True"), Some(reason)))
+            }
+            Some(c) => assert_ne!(c["status"], "True", "{c}"),
+            None => assert!(!stalled, "Stalled=True expected: {st}"),
+        }
+        let warnings: Vec<Json> = self.events().into_iter().filter(|e| e["reason"] == reason).collect();
+        assert_eq!(warnings.len(), 1, "{:?}", self.events());
+        assert_eq!(warnings[0]["type"], "Warning");
+        assert!(
+            self.objects.get(POD).is_none()
+                && self.objects.get(SECRET).is_none()
+                && self.objects.get(CONFIGMAP).is_none()
+        );
+        let (_, sessions) = self.gw(reqwest::Method::GET, "/v1/sessions", ADMIN, None).await;
+        let ids: Vec<&str> = sessions.as_array().unwrap().iter().filter_map(|s| s["id"].as_str()).collect();
+        assert_eq!(ids, [PARENT_UID], "no gateway session for the child");
+    }
+}
+
+#[tokio::test]
+async fn a_parent_ref_to_another_owners_session_is_refused() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.with_parent("bob", &["coder"]).await;
+    h.reconcile().await;
+    h.assert_parent_refused("ParentOwnerMismatch", true).await;
+    let msg = h.status()["conditions"][0]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("`lead` belongs to `bob`, not to `alice`"), "{msg}");
+    // Reconciled again: the same condition, no second Event, still nothing started.
+    h.reconcile().await;
+    h.assert_parent_refused("ParentOwnerMismatch", true).await;
+}
+
+#[tokio::test]
+async fn a_parent_ref_whose_agent_does_not_list_this_one_is_refused() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.with_parent("alice", &["reviewer"]).await;
+    h.reconcile().await;
+    h.assert_parent_refused("NotASubAgent", true).await;
+    let msg = h.status()["conditions"][0]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("Agent `lead`") && msg.contains("does not list `coder` in spec.subAgents"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_parent_ref_to_a_missing_session_waits_and_one_to_itself_is_refused() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    let mut child = h.objects.get(SESSION).unwrap();
+    child["spec"]["parentRef"] = json!({"name": "lead"});
+    h.objects.put(SESSION, child.clone());
+    h.reconcile().await;
+    let ready = h.status()["conditions"][0].clone();
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("ParentNotFound")));
+    assert!(ready["message"].as_str().unwrap().contains("Session `lead` does not exist in namespace `team-a`"));
+    assert!(h.objects.get(POD).is_none() && h.objects.get(SECRET).is_none());
+    let (_, sessions) = h.gw(reqwest::Method::GET, "/v1/sessions", ADMIN, None).await;
+    assert_eq!(sessions, json!([]));
+
+    child["spec"]["parentRef"] = json!({"name": "fix-login"});
+    h.objects.put(SESSION, child);
+    h.reconcile().await;
+    assert_eq!(h.status()["conditions"][0]["reason"], "ParentRefInvalid");
+    assert!(h.objects.get(POD).is_none());
+}
+
+#[tokio::test]
+async fn a_parent_ref_of_the_same_owner_listing_this_agent_starts_a_child_of_that_session() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.with_parent("alice", &["reviewer", "coder"]).await;
+    h.reconcile().await;
+    assert!(h.objects.get(POD).is_some(), "the child starts");
+    assert_eq!(h.status()["phase"], "Pending");
+    let (code, info) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &h.token(), None).await;
+    assert_eq!((code, info["parent"].as_str(), info["owner"].as_str()), (200, Some(PARENT_UID), Some("alice")));
+}

@@ -133,7 +133,7 @@ pub fn context_with_policies(client: Client, cache: PathBuf, policies: Vec<Polic
     for p in policies {
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(p));
     }
-    Arc::new(Context::new(client, Arc::new(Metrics::default()), cache, reader))
+    Arc::new(Context::new(client, Arc::new(Metrics::default()), cache, reader).with_local_git_sources())
 }
 
 pub const NS: &str = "team-a";
