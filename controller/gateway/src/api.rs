@@ -299,8 +299,12 @@ pub async fn audit(State(gw): State<Arc<Gateway>>, Query(q): Query<AuditQuery>, 
 /// Transcript events in one request.
 const MAX_EVENTS_PER_POST: usize = 500;
 
+/// The transcript event types a runner may post: what the agent said and did. Verdicts, asks, approvals
+/// and the session's end are written by the gateway alone, when it decides.
+pub const RUNNER_EVENT_TYPES: [&str; 5] = ["message", "tool_call", "tool_result", "usage", "error"];
+
 /// `POST /v1/sessions/{id}/events`: the runner reports transcript events (a JSON array of objects, each with
-/// a `type`).
+/// a `type` of [`RUNNER_EVENT_TYPES`]). Each is stored with `source: runner`, whatever the runner put there.
 pub async fn post_events(
     State(gw): State<Arc<Gateway>>,
     Path(id): Path<String>,
@@ -308,20 +312,31 @@ pub async fn post_events(
     body: Body,
 ) -> ApiResult {
     let s = own_session(&gw, &headers, &id, false)?;
-    let events: Vec<Value> = json_body(&gw, body).await?;
+    let mut events: Vec<Value> = json_body(&gw, body).await?;
     if events.len() > MAX_EVENTS_PER_POST {
         return Err(ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("at most {MAX_EVENTS_PER_POST} events per request, got {}", events.len()),
         ));
     }
-    for (i, e) in events.iter().enumerate() {
-        if !e.get("type").is_some_and(Value::is_string) {
+    for (i, e) in events.iter_mut().enumerate() {
+        let Some(kind) = e.get("type").and_then(Value::as_str) else {
             return Err(ApiError(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 format!("[{i}].type: each event needs a string `type`"),
             ));
+        };
+        if !RUNNER_EVENT_TYPES.contains(&kind) {
+            return Err(ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "[{i}].type: a runner may post {} events; `{}` events are written by the gateway alone",
+                    RUNNER_EVENT_TYPES.join(", "),
+                    kind.escape_debug()
+                ),
+            ));
         }
+        e["source"] = Value::String(crate::gateway::TRANSCRIPT_RUNNER.into());
     }
     let next = gw.append_events(&s, events).await?;
     Ok(Json(json!({"next": next})).into_response())

@@ -297,6 +297,18 @@ impl Gateway {
         *self.policies.write().expect("policies") = Arc::new(set);
     }
 
+    /// Whether an enforced rule of `builtin` governs the session's requests to models (`llm_request`).
+    pub fn governed_by(&self, s: &Session, builtin: &str) -> bool {
+        let set = self.policies();
+        set.agent(&s.namespace, &s.agent).is_some_and(|a| {
+            a.policies
+                .iter()
+                .filter(|p| p.mode == paddock_api::policy::PolicyMode::Enforce)
+                .flat_map(|p| &p.rules)
+                .any(|r| r.uses == builtin && r.phases.contains(&Phase::LlmRequest))
+        })
+    }
+
     pub fn is_admin(&self, token: &str) -> bool {
         same(&hash_token(token), &self.admin_hash)
     }
@@ -471,6 +483,20 @@ impl Gateway {
         .await
     }
 
+    /// Writes an event of the gateway's own to the session's transcript (a decision, an ask, its answer, the
+    /// end), marked `source: gateway`. The decision stands whether or not this write succeeds.
+    async fn record(&self, s: &Session, kind: &str, fields: serde_json::Value) {
+        let mut ev = serde_json::json!({"type": kind, "source": TRANSCRIPT_GATEWAY});
+        if let (Some(o), serde_json::Value::Object(f)) = (ev.as_object_mut(), fields) {
+            for (k, v) in f {
+                o.entry(k).or_insert(v);
+            }
+        }
+        if let Err(e) = self.append_events(s, vec![ev]).await {
+            tracing::error!(error = %e, session = %s.id, kind, "could not write the gateway's transcript event");
+        }
+    }
+
     /// Appends transcript events (each a JSON object with a `type`); durable before it returns.
     pub async fn append_events(&self, s: &Session, events: Vec<serde_json::Value>) -> Result<i64, GatewayError> {
         let mut next = s.next_event.lock().await;
@@ -547,6 +573,7 @@ impl Gateway {
                 .resolve(&a, Resolution { approved: false, by: "gateway".into(), reason: "the session ended".into() })
                 .await;
         }
+        self.record(&s, "done", serde_json::json!({"phase": phase, "message": reason})).await;
         Ok(())
     }
 
@@ -652,6 +679,7 @@ impl Gateway {
             audit.reason = ruling.reason.clone();
             let durable = self.store.enqueue(vec![Write::Audit(audit)]).await?;
             self.count(event.phase, &ruling, started);
+            self.record(s, "verdict", verdict_fields(&event, &ruling)).await;
             return Ok(Decided::now(ruling, durable));
         };
         // A model request's hold counts against the owner's day too: requests of the owner's other sessions
@@ -715,8 +743,10 @@ impl Gateway {
                 writes.push(Write::Audit(audit));
                 let durable = self.store.enqueue(writes).await?;
                 drop(st);
+                drop(owner_guard);
                 self.remember_tool(s, &event, &ruling);
                 self.count(event.phase, &ruling, started);
+                self.record(s, "verdict", verdict_fields(&event, &ruling)).await;
                 Ok(Decided::now(ruling, durable))
             }
             Verdict::Ask => {
@@ -756,6 +786,11 @@ impl Gateway {
                 self.expire_later(id.clone());
                 self.count(event.phase, &ruling, started);
                 drop(owner_guard);
+                let mut ask = verdict_fields(&event, &ruling);
+                ask["approval"] = id.clone().into();
+                ask["summary"] = summary(&event).into();
+                ask["status"] = "pending".into();
+                self.record(s, "ask", ask).await;
                 let final_ruling = self.wait_for(&id, wait).await?;
                 if final_ruling.status == "decided" {
                     self.remember_tool(s, &event, &final_ruling);
@@ -973,6 +1008,9 @@ impl Gateway {
         row.decided_by = Some(r.by.clone());
         row.decision_reason = Some(r.reason.clone());
         row.decided_at = Some(decided_at);
+        let answer = serde_json::json!({"approval": approval, "phase": row.phase, "status": status, "by": r.by,
+            "reason": r.reason, "policy": row.policy, "rule": row.rule});
+        self.record(&session, "approval", answer).await;
         let tx = entry.lock().expect("approval").tx.clone();
         tx.send_replace(Some(Resolution { approved, ..r }));
         Ok(row)
@@ -1131,6 +1169,24 @@ impl Drop for Reservation {
             *u = (*u - self.usd).max(0.0);
         }
     }
+}
+
+/// The `source` of transcript events the gateway writes; runners' events carry [`TRANSCRIPT_RUNNER`].
+pub const TRANSCRIPT_GATEWAY: &str = "gateway";
+/// The `source` of transcript events a runner posted (whatever the runner put there).
+pub const TRANSCRIPT_RUNNER: &str = "runner";
+
+/// A decision's transcript fields.
+fn verdict_fields(e: &Event, r: &Ruling) -> serde_json::Value {
+    let tool = e.tool.clone().or_else(|| e.tool_calls.first().map(|c| c.name.clone()));
+    serde_json::json!({
+        "phase": Phase::as_str(e.phase),
+        "verdict": Verdict::as_str(r.verdict),
+        "reason": r.reason,
+        "policy": r.policy,
+        "rule": r.rule,
+        "tool": tool,
+    })
 }
 
 fn final_ruling(pending: &Ruling, r: &Resolution) -> Ruling {

@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::gateway::{Gateway, GatewayError, Reservation, Ruling, Session};
 use crate::metrics::ProviderLabels;
 use crate::upstream::UpstreamResponse;
-use crate::wire::{PendingCall, Sse, SseParser, Step, Wire};
+use crate::wire::{PendingCall, Sse, SseParser, Step, Wire, provider_side};
 
 /// A complete upstream response larger than this is refused.
 const MAX_UPSTREAM_BODY: usize = 64 << 20;
@@ -121,16 +121,25 @@ async fn llm_session(
         Ok(i) => i,
         Err(e) => return wire_error(wire, StatusCode::BAD_REQUEST, &e),
     };
+    let provider_side = provider_side::uses(wire, &body);
+    if !provider_side.is_empty() && !gw.governed_by(&session, PROVIDER_FEATURES) {
+        return wire_error(wire, StatusCode::FORBIDDEN, &provider_side_refused(&provider_side));
+    }
     let wait = Duration::from_secs(gw.limits.ask_timeout_seconds + 5);
     let input_estimate = (bytes.len() as u64).div_ceil(3);
+    // The output cap the request leaves with; the hold reserves exactly it.
     let max_tokens = info.max_tokens.unwrap_or(gw.limits.default_max_tokens);
+    let worst = Usage { input_tokens: input_estimate, output_tokens: max_tokens, ..Usage::default() };
     // The worst case at the requested model; routing only ever moves to a cheaper one.
     let hold = worst_case_usd(ModelCatalog::builtin(), &info.model, input_estimate, max_tokens).unwrap_or(0.0);
+    let mut features: Vec<String> = provider_side.iter().map(|u| u.feature.as_str().to_owned()).collect();
+    features.dedup();
     let event = Event {
         phase: Phase::LlmRequest,
         model: Some(info.model.clone()),
         max_tokens: info.max_tokens,
         body: Some(body.clone()),
+        provider_features: features,
         ..Event::default()
     };
     // The decision's rows commit while the request is upstream; they are durable before any of the
@@ -175,6 +184,8 @@ async fn llm_session(
     if !removed.is_empty() {
         tracing::info!(removed = ?removed, "removed provider-hosted tools: they would run where no policy sees them");
     }
+    // So that concurrent requests pass a hard limit by at most one hold, none may produce more than its hold.
+    wire.cap_output(&mut body, max_tokens);
     let out = serde_json::to_vec(&body).expect("json");
     let started = Instant::now();
     let upstream = match gw.providers.send(provider, wire, uri.query(), &headers, out).await {
@@ -203,7 +214,8 @@ async fn llm_session(
         let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
         let gate = wire.gate(info.client_wants_usage);
         let ceiling = ceiling.map(|c| c.priced(&model));
-        tokio::spawn(drive_stream(gw.clone(), session, wire, model, upstream, gate, reservation, ceiling, tx));
+        let hold = Hold { _reservation: reservation, worst };
+        tokio::spawn(drive_stream(gw.clone(), session, wire, model, upstream, gate, hold, ceiling, tx));
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
         return Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
@@ -211,7 +223,27 @@ async fn llm_session(
             .body(Body::from_stream(body))
             .expect("response");
     }
-    complete(gw, session, wire, model, upstream, reservation, info.max_tokens).await
+    complete(gw, session, wire, model, upstream, Hold { _reservation: reservation, worst }).await
+}
+
+/// The builtin that allows provider-side fetches and state; without one, the gateway refuses them.
+const PROVIDER_FEATURES: &str = "provider_features";
+
+fn provider_side_refused(uses: &[provider_side::Use]) -> String {
+    let list: Vec<String> = uses.iter().map(|u| format!("{} ({})", u.at, u.feature.as_str())).collect();
+    format!(
+        "Paddock refused this request: it asks the provider to fetch a URL or use state the provider keeps, \
+         which no policy can see: {}. Send the content inline (base64 or text) instead, or allow it with a \
+         `{PROVIDER_FEATURES}` policy rule.",
+        list.join(", ")
+    )
+}
+
+/// A request's budget hold and the usage it reserved: what a response that reports no usage is charged.
+struct Hold {
+    /// Released when the hold is dropped, after the call is settled.
+    _reservation: Option<Reservation>,
+    worst: Usage,
 }
 
 fn decide_failed(wire: Wire, e: GatewayError) -> Response {
@@ -293,8 +325,7 @@ async fn complete(
     wire: Wire,
     model: String,
     mut up: UpstreamResponse,
-    reservation: Option<Reservation>,
-    max_tokens: Option<u64>,
+    hold: Hold,
 ) -> Response {
     let mut buf = Vec::new();
     while let Some(chunk) = up.body.next().await {
@@ -311,11 +342,7 @@ async fn complete(
     };
     let parsed = wire.parse_response(&body);
     // No usage block: charge the worst case rather than nothing.
-    let usage = parsed.usage.unwrap_or(Usage {
-        input_tokens: (buf.len() as u64).div_ceil(3),
-        output_tokens: max_tokens.unwrap_or(gw.limits.default_max_tokens),
-        ..Usage::default()
-    });
+    let usage = parsed.usage.unwrap_or(hold.worst);
     if let Err(e) = gw.settle(&s, &model, usage, true).await {
         tracing::error!(error = %e, "metering failed; withholding the response");
         return wire_error(
@@ -324,7 +351,7 @@ async fn complete(
             &format!("the gateway could not record the cost: {e}"),
         );
     }
-    drop(reservation);
+    drop(hold);
     let mut denied = Vec::new();
     let mut notes = Vec::new();
     for call in &parsed.calls {
@@ -427,13 +454,14 @@ async fn drive_stream(
     model: String,
     mut up: UpstreamResponse,
     mut gate: Box<dyn crate::wire::Gate>,
-    reservation: Option<Reservation>,
+    hold: Hold,
     mut ceiling: Option<Ceiling>,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
     let idle = Duration::from_secs(gw.limits.upstream_idle_timeout_seconds);
     let mut parser = SseParser::default();
     let mut client_gone = false;
+    let mut metered = false;
     let mut failed: Option<String> = None;
     let mut complete = false;
     let mut cut: Option<Ceiling> = None;
@@ -468,7 +496,7 @@ async fn drive_stream(
                 break 'read;
             }
             let steps = gate.push(ev);
-            if let Err(e) = run_steps(&gw, &s, &model, &mut *gate, steps, &tx, &mut client_gone).await {
+            if let Err(e) = run_steps(&gw, &s, &model, &mut *gate, steps, &tx, &mut client_gone, &mut metered).await {
                 failed = Some(e);
                 break 'read;
             }
@@ -484,31 +512,52 @@ async fn drive_stream(
             c.spent_usd()
         );
         tracing::warn!(headroom = c.headroom_usd, "cut a streamed answer at the budget's hard limit");
-        if let Err(e) = gw.settle(&s, &model, c.usage(), false).await {
+        if let Err(e) = gw.settle(&s, &model, worst_case(hold.worst, None, Some(c.usage())), false).await {
             tracing::error!(error = %e, "metering the cut answer failed");
         }
         let _ = tx.send(Ok(stream_error(wire, &message).encode())).await;
-        drop(reservation);
+        drop(hold);
         return;
     }
     if failed.is_none()
         && let Some(ev) = parser.finish()
     {
         let steps = gate.push(ev);
-        if let Err(e) = run_steps(&gw, &s, &model, &mut *gate, steps, &tx, &mut client_gone).await {
+        if let Err(e) = run_steps(&gw, &s, &model, &mut *gate, steps, &tx, &mut client_gone, &mut metered).await {
             failed = Some(e);
         }
     }
-    // Usage the stream announced but never finalised (a cut stream) is still charged.
-    let steps = gate.finish();
-    let _ = run_steps(&gw, &s, &model, &mut *gate, steps, &tx, &mut client_gone).await;
+    if !metered {
+        // No final usage (cut off, malformed, or a server that never sends it): the worst case the hold
+        // reserved is charged, never nothing. Usage the stream announced on the way (the input count of
+        // Anthropic's message_start, a running count) raises it; so does text beyond the cap.
+        let announced = gate.finish().into_iter().find_map(|st| if let Step::Usage(u) = st { Some(u) } else { None });
+        let usage = worst_case(hold.worst, announced, ceiling.as_ref().map(Ceiling::usage));
+        tracing::warn!(complete, ?usage, "the stream ended without final usage; charging the worst case");
+        if let Err(e) = gw.settle(&s, &model, usage, false).await {
+            tracing::error!(error = %e, "metering the stream's worst case failed");
+        }
+    }
     if let Some(e) = failed {
         tracing::warn!(error = %e, complete, "stream ended with an error");
         let _ = tx.send(Ok(stream_error(wire, &e).encode())).await;
     }
-    drop(reservation);
+    drop(hold);
 }
 
+/// What a response without final usage is charged: the hold's worst case, raised by any count seen.
+fn worst_case(hold: Usage, announced: Option<Usage>, observed: Option<Usage>) -> Usage {
+    let mut u = hold;
+    for seen in announced.into_iter().chain(observed) {
+        u.input_tokens = u.input_tokens.max(seen.input_tokens);
+        u.output_tokens = u.output_tokens.max(seen.output_tokens);
+        u.cache_read_input_tokens = u.cache_read_input_tokens.max(seen.cache_read_input_tokens);
+        u.cache_creation_input_tokens = u.cache_creation_input_tokens.max(seen.cache_creation_input_tokens);
+    }
+    u
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_steps(
     gw: &Arc<Gateway>,
     s: &Arc<Session>,
@@ -517,6 +566,7 @@ async fn run_steps(
     steps: Vec<Step>,
     tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
     client_gone: &mut bool,
+    metered: &mut bool,
 ) -> Result<(), String> {
     let mut queue: VecDeque<Step> = steps.into();
     while let Some(step) = queue.pop_front() {
@@ -536,6 +586,7 @@ async fn run_steps(
                 }
             }
             Step::Usage(u) => {
+                *metered = true;
                 gw.settle(s, model, u, true)
                     .await
                     .map_err(|e| format!("the gateway could not record the cost: {e}"))?;

@@ -12,7 +12,7 @@ use crate::tools::ToolUse;
 /// One event. Only the fields of its phase are meaningful:
 /// - `request`: `text` (the user's prompt)
 /// - `llm_request`: `model`, and the outgoing request as `body` (any wire format) and/or `system` +
-///   `messages`; `max_tokens`
+///   `messages`; `max_tokens`; `provider_features`
 /// - `llm_response`: `model`, `usage`, `tool_calls` the model asks for, `text`
 /// - `tool_call`: `tool`, `args`, `tool_id`, `git_remotes` (from a hook inside the workspace)
 /// - `tool_result`: `tool`, `args`, `output`, `is_error`
@@ -53,6 +53,10 @@ pub struct Event {
     /// these rather than by the session's `workspace_repo`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_remotes: Option<BTreeMap<String, Vec<String>>>,
+    /// `llm_request`: what the request asks the provider to fetch or keep (`url_inputs`, `stored_state`,
+    /// `background`), as the gateway found it; the `provider_features` rule allows or refuses them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub provider_features: Vec<String>,
 }
 
 /// A tool call the model asks for (`llm_response`).
@@ -101,6 +105,7 @@ impl Event {
             text: None,
             usage: self.usage,
             git_remotes: self.git_remotes.clone(),
+            provider_features: self.provider_features.clone(),
         }
     }
 

@@ -1,5 +1,10 @@
 //! The normalised transcript: what every harness reports, as JSON lines on stdout and to the gateway
 //! (`POST /v1/sessions/{id}/events`), which serves it live to `paddock session logs -f`.
+//!
+//! The gateway's transcript holds what the runner saw (messages, tool calls and results, usage, errors)
+//! marked as the runner's, and the decisions and the session's end that the gateway itself writes. A
+//! verdict or end the harness noticed is for stdout and the caller's summary only: the gateway refuses
+//! them from a runner, which holds a token the agent can read.
 
 use std::sync::Arc;
 
@@ -28,7 +33,7 @@ pub enum TranscriptEvent {
         output: String,
         is_error: bool,
     },
-    /// A policy decision the harness met (allow, deny or ask).
+    /// A policy decision the harness met (allow, deny or ask). Local only: the gateway writes its own.
     Verdict {
         phase: String,
         verdict: String,
@@ -45,11 +50,18 @@ pub enum TranscriptEvent {
     Error {
         message: String,
     },
-    /// The session's end: `Succeeded` or `Failed`.
+    /// The session's end: `Succeeded` or `Failed`. Local only: the gateway writes the end it records.
     Done {
         phase: String,
         message: String,
     },
+}
+
+impl TranscriptEvent {
+    /// Whether the gateway takes this event from a runner (see the module's comment).
+    pub fn posted(&self) -> bool {
+        !matches!(self, TranscriptEvent::Verdict { .. } | TranscriptEvent::Done { .. })
+    }
 }
 
 /// Where transcript events go. Cheap to clone.
@@ -79,6 +91,9 @@ impl Transcript {
             let _ = tokio::io::stdout().write_all(&line).await;
         }
         inner.all.push(ev.clone());
+        if !ev.posted() {
+            return;
+        }
         inner.pending.push(ev);
         // Send at once: `logs -f` is live, and events are few next to model calls.
         Self::send(&mut inner).await;
@@ -94,6 +109,12 @@ impl Transcript {
         }
         match gw.post_events(&inner.pending).await {
             Ok(()) => inner.pending.clear(),
+            // Refused (422: a type the gateway does not take from runners): sending it again cannot help,
+            // and keeping it would hold back every later event.
+            Err(e @ crate::client::ClientError::Status { status: 422, .. }) => {
+                tracing::warn!(error = %e, dropped = inner.pending.len(), "the gateway refused transcript events");
+                inner.pending.clear();
+            }
             Err(e) => {
                 tracing::warn!(error = %e, kept = inner.pending.len(), "could not send transcript events; retrying later")
             }

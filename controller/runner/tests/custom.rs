@@ -161,9 +161,45 @@ async fn a_custom_agent_is_governed_end_to_end() {
         .json()
         .await
         .unwrap();
-    assert_eq!(served.len(), events.len());
+    // The gateway holds what the runner reported, as the runner's; decisions and the end it writes itself
+    // (the runner's own verdicts and `done` stay local: the gateway refuses them from a runner).
+    let posted: Vec<Value> = events.iter().filter(|e| e.posted()).map(|e| serde_json::to_value(e).unwrap()).collect();
+    let from_runner: Vec<Value> = served
+        .iter()
+        .map(|r| r["event"].clone())
+        .filter(|e| e["source"] == "runner")
+        .map(|mut e| {
+            e.as_object_mut().unwrap().remove("source");
+            e
+        })
+        .collect();
+    assert_eq!(from_runner, posted);
     assert_eq!(served[0]["seq"], 0);
-    assert_eq!(served.last().unwrap()["event"]["type"], "done");
+    let denial = served
+        .iter()
+        .map(|r| &r["event"])
+        .find(|e| e["source"] == "gateway" && e["type"] == "verdict")
+        .expect("the gateway wrote the push's denial");
+    assert_eq!((&denial["policy"], &denial["verdict"]), (&json!("github-rules"), &json!("deny")));
+    let r = http
+        .post(format!("{url}/v1/sessions/{id}/end"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"phase": "Succeeded", "reason": "done"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let served: Vec<Value> = http
+        .get(format!("{url}/v1/sessions/{id}/events"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let last = &served.last().unwrap()["event"];
+    assert_eq!((&last["type"], &last["source"]), (&json!("done"), &json!("gateway")));
 
     // Cost: the sub-agent's spend rolls up into the parent's.
     let sessions: Vec<Value> =

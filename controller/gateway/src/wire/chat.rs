@@ -1,5 +1,7 @@
-//! OpenAI Chat Completions: `delta.tool_calls` are held until `finish_reason`; usage is the final chunk that
-//! `stream_options.include_usage` asks for.
+//! OpenAI Chat Completions: `delta.tool_calls` are held until `finish_reason`. Usage is the final chunk that
+//! `stream_options.include_usage` asks for, or (as several OpenAI-compatible servers send it) the chunk that
+//! carries `finish_reason`; it is metered once. Usage on other chunks (running counts) is only kept: a
+//! stream that ends without final usage is charged its worst case by the driver.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +85,10 @@ pub struct StreamGate {
     notes: Vec<String>,
     finish: Option<Value>,
     model_seen: bool,
+    /// Final usage was metered; later usage chunks repeat it.
+    metered: bool,
+    /// The latest running usage seen on a chunk that was not final.
+    running: Option<Usage>,
 }
 
 impl StreamGate {
@@ -95,6 +101,8 @@ impl StreamGate {
             notes: Vec::new(),
             finish: None,
             model_seen: false,
+            metered: false,
+            running: None,
         }
     }
 
@@ -139,7 +147,9 @@ impl Gate for StreamGate {
         let no_choices = chunk["choices"].as_array().is_none_or(|c| c.is_empty());
         if no_choices {
             if let Some(u) = usage {
-                steps.push(Step::Usage(u));
+                if !std::mem::replace(&mut self.metered, true) {
+                    steps.push(Step::Usage(u));
+                }
                 if self.include_usage {
                     steps.push(Step::Emit(vec![ev]));
                 }
@@ -167,6 +177,12 @@ impl Gate for StreamGate {
         let has_content =
             choice["delta"].as_object().is_some_and(|d| d.iter().any(|(k, v)| k != "role" && !v.is_null()))
                 || (choice["delta"].get("role").is_some() && self.calls.is_empty());
+        if finished && let Some(u) = usage {
+            // Usage on the finishing chunk is final: metered before the chunk is released.
+            if !std::mem::replace(&mut self.metered, true) {
+                steps.push(Step::Usage(u));
+            }
+        }
         if finished {
             if self.calls.is_empty() {
                 steps.push(Step::Emit(vec![Sse::json(None, &chunk)]));
@@ -191,8 +207,8 @@ impl Gate for StreamGate {
         if has_content {
             steps.push(Step::Emit(vec![Sse::json(None, &chunk)]));
         }
-        if let Some(u) = usage {
-            steps.push(Step::Usage(u));
+        if usage.is_some() {
+            self.running = usage;
         }
         steps
     }
@@ -211,6 +227,55 @@ impl Gate for StreamGate {
     }
 
     fn finish(&mut self) -> Vec<Step> {
-        vec![]
+        match (self.metered, self.running.take()) {
+            (false, Some(u)) => vec![Step::Usage(u)],
+            _ => vec![],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(v: Value) -> Sse {
+        Sse::json(None, &v)
+    }
+
+    fn usages(steps: &[Step]) -> Vec<Usage> {
+        steps.iter().filter_map(|s| if let Step::Usage(u) = s { Some(*u) } else { None }).collect()
+    }
+
+    #[test]
+    fn usage_on_the_finishing_chunk_is_metered_once() {
+        let usage = json!({"prompt_tokens": 100, "completion_tokens": 40});
+        for client_wants_usage in [false, true] {
+            let mut g = StreamGate::new(client_wants_usage);
+            let mut steps = g.push(chunk(json!({"model": "m", "choices": [{"index": 0, "delta": {"content": "hi"}}]})));
+            steps.extend(
+                g.push(chunk(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}))),
+            );
+            // Some servers repeat it in a usage-only chunk: not metered twice.
+            steps.extend(g.push(chunk(json!({"choices": [], "usage": usage}))));
+            steps.extend(g.finish());
+            assert_eq!(usages(&steps), [Usage { input_tokens: 100, output_tokens: 40, ..Usage::default() }]);
+        }
+        // With tool calls on the finishing chunk: metered before the calls are decided.
+        let mut g = StreamGate::new(false);
+        g.push(chunk(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c1",
+            "function": {"name": "shell", "arguments": "{}"}}]}}]})));
+        let steps = g.push(chunk(
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}], "usage": usage}),
+        ));
+        assert!(matches!(&steps[..], [Step::Usage(_), Step::Decide(_)]), "{steps:?}");
+    }
+
+    #[test]
+    fn running_usage_is_not_final_but_is_handed_back_at_the_end() {
+        let mut g = StreamGate::new(false);
+        let steps = g.push(chunk(json!({"choices": [{"index": 0, "delta": {"content": "hi"}}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 1}})));
+        assert_eq!(usages(&steps), []);
+        assert_eq!(usages(&g.finish()), [Usage { input_tokens: 100, output_tokens: 1, ..Usage::default() }]);
     }
 }

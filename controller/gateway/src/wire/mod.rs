@@ -13,6 +13,7 @@
 
 pub mod anthropic;
 pub mod chat;
+pub mod provider_side;
 pub mod responses;
 pub mod sse;
 
@@ -82,21 +83,15 @@ impl Wire {
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err("`stream` must be true or false".into()),
         };
-        let limit_field = match self {
-            Wire::Anthropic => &["max_tokens"][..],
-            Wire::Chat => &["max_completion_tokens", "max_tokens"][..],
-            Wire::Responses => &["max_output_tokens"][..],
-        };
-        let mut max_tokens = None;
-        for f in limit_field {
+        // Every output limit the request carries is checked; the smallest is the one the provider honours.
+        let mut max_tokens: Option<u64> = None;
+        for f in self.output_limit_fields() {
             match obj.get(*f) {
                 None | Some(Value::Null) => {}
                 Some(v) => match v.as_u64() {
-                    Some(n) => {
-                        max_tokens = Some(n);
-                        break;
-                    }
-                    None => return Err(format!("`{f}` must be a non-negative integer")),
+                    Some(0) => return Err(format!("`{f}` must be at least 1")),
+                    Some(n) => max_tokens = Some(max_tokens.map_or(n, |m| m.min(n))),
+                    None => return Err(format!("`{f}` must be a positive integer")),
                 },
             }
         }
@@ -106,12 +101,55 @@ impl Wire {
         if !matches!(obj.get("stream_options"), None | Some(Value::Null) | Some(Value::Object(_))) {
             return Err("`stream_options` must be an object".into());
         }
-        if self == Wire::Chat && obj.get("n").and_then(Value::as_u64).is_some_and(|n| n > 1) {
-            return Err("`n` above 1 is not supported: each choice's tool calls would need their own decisions".into());
+        if self == Wire::Chat
+            && !matches!(obj.get("n"), None | Some(Value::Null))
+            && obj.get("n").and_then(Value::as_u64) != Some(1)
+        {
+            return Err(
+                "`n` other than 1 is not supported: each choice's tool calls would need their own decisions, and \
+                 each choice's output its own budget hold"
+                    .into(),
+            );
         }
         let include_usage = self == Wire::Chat
             && obj.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool) == Some(true);
         Ok(RequestInfo { model, stream, max_tokens, client_wants_usage: include_usage })
+    }
+
+    /// The fields that limit a response's output tokens (reasoning and thinking included, as every provider
+    /// counts them as output).
+    fn output_limit_fields(self) -> &'static [&'static str] {
+        match self {
+            Wire::Anthropic => &["max_tokens"],
+            Wire::Chat => &["max_completion_tokens", "max_tokens"],
+            Wire::Responses => &["max_output_tokens"],
+        }
+    }
+
+    /// Makes the forwarded request's output limit no larger than `cap`, the output tokens its budget hold
+    /// reserved: each limit field present is lowered to it, and when none is present the format's own is
+    /// set (`max_completion_tokens` for Chat, which OpenAI's reasoning models require). An Anthropic
+    /// thinking budget must stay below `max_tokens`, so it is lowered with it.
+    pub fn cap_output(self, body: &mut Value, cap: u64) {
+        let Some(obj) = body.as_object_mut() else { return };
+        let mut present = false;
+        for f in self.output_limit_fields() {
+            if let Some(v) = obj.get_mut(*f).filter(|v| !v.is_null()) {
+                present = true;
+                if v.as_u64().is_none_or(|n| n > cap) {
+                    *v = json!(cap);
+                }
+            }
+        }
+        if !present {
+            obj.insert(self.output_limit_fields()[0].to_owned(), json!(cap));
+        }
+        if self == Wire::Anthropic
+            && let Some(budget) = obj.get_mut("thinking").and_then(|t| t.get_mut("budget_tokens"))
+            && budget.as_u64().is_none_or(|b| b >= cap)
+        {
+            *budget = json!(cap.saturating_sub(1));
+        }
     }
 
     /// Prepares the body to forward: the model (after routing), for streamed Chat the usage chunk that
@@ -125,13 +163,21 @@ impl Wire {
         let mut removed = Vec::new();
         if let Some(tools) = body.get_mut("tools").and_then(Value::as_array_mut) {
             tools.retain(|t| {
-                let kind = t["type"].as_str().unwrap_or("");
+                // A `type` that is not a string is not a client tool's.
+                let kind = match &t["type"] {
+                    Value::Null => "",
+                    Value::String(k) => k.as_str(),
+                    _ => "(not a string)",
+                };
                 let client_side = match self {
-                    // Client tools have an input schema; typed ones (`bash_…`, `text_editor_…`) run in the client.
+                    // A tool is known by its `type`, whatever else it carries: untyped and `custom` tools and the
+                    // typed ones the client runs (`bash_…`, `text_editor_…`, `computer_…`, `memory_…`) stay;
+                    // every other type (web search and fetch, code execution, MCP toolsets, tool search, and
+                    // types not known yet) runs at the provider.
                     Wire::Anthropic => {
-                        t.get("input_schema").is_some()
+                        kind.is_empty()
                             || kind == "custom"
-                            || !["web_search", "web_fetch", "code_execution", "mcp"].iter().any(|h| kind.starts_with(h))
+                            || ["bash_", "text_editor_", "computer_", "memory_"].iter().any(|c| kind.starts_with(c))
                     }
                     Wire::Chat => kind == "function" || kind.is_empty(),
                     Wire::Responses => matches!(kind, "function" | "custom" | "local_shell"),
@@ -285,7 +331,91 @@ mod tests {
         let mut b = json!({"model": "m", "stream": true, "web_search_options": {}, "tools": [{"type": "function"}],
                            "functions": [{"name": "f"}], "function_call": "auto"});
         assert_eq!(Wire::Chat.prepare(&mut b, "m", true), ["web_search_options", "functions", "function_call"]);
-        assert!(Wire::Chat.request_info(&json!({"model": "m", "n": 2})).unwrap_err().contains("`n` above 1"));
+        assert!(Wire::Chat.request_info(&json!({"model": "m", "n": 2})).unwrap_err().contains("`n` other than 1"));
         assert_eq!(b["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn server_tools_are_known_by_their_type_whatever_else_they_carry() {
+        let mut b = json!({"model": "m", "tools": [
+            {"type": "web_search_20250305", "name": "web_search", "input_schema": {"type": "object"}},
+            {"type": "web_fetch_20250910", "name": "web_fetch", "input_schema": {}},
+            {"type": "code_execution_20250825", "name": "code_execution", "input_schema": {}},
+            {"type": "mcp_toolset", "mcp_server_name": "x", "input_schema": {}},
+            {"type": "tool_search_tool_regex_20251119", "name": "ts"},
+            {"type": ["bash_20250124"], "name": "bash", "input_schema": {}},
+            {"name": "Bash", "input_schema": {}}, {"type": "custom", "name": "c", "input_schema": {}},
+            {"type": "bash_20250124", "name": "bash"}, {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}]});
+        let removed = Wire::Anthropic.prepare(&mut b, "m", false);
+        assert_eq!(removed.len(), 6, "{removed:?}");
+        let kept: Vec<&str> = b["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        assert_eq!(kept, ["Bash", "c", "bash", "str_replace_based_edit_tool"]);
+        let mut b = json!({"model": "m", "tools": [{"type": "mcp", "server_url": "https://x", "name": "f"},
+            {"type": "code_interpreter"}, {"type": "image_generation"}, {"type": "computer_use_preview"},
+            {"type": "web_search_preview", "parameters": {}}, {"type": "function", "name": "shell"}]});
+        assert_eq!(Wire::Responses.prepare(&mut b, "m", false).len(), 5);
+        assert_eq!(b["tools"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_forwarded_output_limit_is_never_above_the_cap() {
+        let cap = |wire: Wire, mut b: Value, cap: u64| {
+            wire.cap_output(&mut b, cap);
+            b
+        };
+        // Absent: the format's own field is set.
+        assert_eq!(cap(Wire::Responses, json!({}), 4096), json!({"max_output_tokens": 4096}));
+        assert_eq!(cap(Wire::Chat, json!({}), 4096), json!({"max_completion_tokens": 4096}));
+        assert_eq!(cap(Wire::Anthropic, json!({}), 4096), json!({"max_tokens": 4096}));
+        // Larger: lowered; smaller: kept; Chat's two fields both capped.
+        assert_eq!(
+            cap(Wire::Chat, json!({"max_tokens": 9000, "max_completion_tokens": 100}), 4096),
+            json!({"max_tokens": 4096, "max_completion_tokens": 100})
+        );
+        assert_eq!(
+            cap(Wire::Responses, json!({"max_output_tokens": 100_000}), 4096),
+            json!({"max_output_tokens": 4096})
+        );
+        assert_eq!(cap(Wire::Responses, json!({"max_output_tokens": 50}), 4096), json!({"max_output_tokens": 50}));
+        assert_eq!(
+            cap(Wire::Responses, json!({"max_output_tokens": "lots"}), 4096),
+            json!({"max_output_tokens": 4096})
+        );
+        // Anthropic thinking stays below max_tokens.
+        assert_eq!(
+            cap(
+                Wire::Anthropic,
+                json!({"max_tokens": 64000, "thinking": {"type": "enabled", "budget_tokens": 32000}}),
+                4096
+            ),
+            json!({"max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 4095}})
+        );
+        assert_eq!(
+            cap(
+                Wire::Anthropic,
+                json!({"max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 2000}}),
+                4096
+            ),
+            json!({"max_tokens": 4096, "thinking": {"type": "enabled", "budget_tokens": 2000}})
+        );
+    }
+
+    #[test]
+    fn output_limits_and_n_are_checked_in_every_spelling() {
+        let err = |wire: Wire, b: Value| wire.request_info(&b).unwrap_err();
+        assert!(err(Wire::Anthropic, json!({"model": "m", "max_tokens": 0})).contains("at least 1"));
+        assert!(err(Wire::Anthropic, json!({"model": "m", "max_tokens": -5})).contains("positive integer"));
+        assert!(err(Wire::Responses, json!({"model": "m", "max_output_tokens": "100"})).contains("positive integer"));
+        assert!(
+            err(Wire::Chat, json!({"model": "m", "max_completion_tokens": 10, "max_tokens": "x"}))
+                .contains("`max_tokens`")
+        );
+        for n in [json!(2), json!(2.0), json!("2"), json!(0), json!(-1)] {
+            assert!(err(Wire::Chat, json!({"model": "m", "n": n})).contains("`n`"), "{n}");
+        }
+        assert!(Wire::Chat.request_info(&json!({"model": "m", "n": 1})).is_ok());
+        let i =
+            Wire::Chat.request_info(&json!({"model": "m", "max_completion_tokens": 900, "max_tokens": 50})).unwrap();
+        assert_eq!(i.max_tokens, Some(50), "the smaller limit is the one the provider honours");
     }
 }

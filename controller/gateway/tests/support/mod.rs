@@ -54,6 +54,26 @@ spec:
 "#,
     ),
     (
+        "agents/dollar.yaml",
+        r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: dollar, labels: {budget: dollar}}
+spec:
+  harness: custom
+  model: gpt-5
+"#,
+    ),
+    (
+        "agents/fetcher.yaml",
+        r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: fetcher, labels: {fetch: urls}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+"#,
+    ),
+    (
         "policies/rules.yaml",
         r#"apiVersion: paddock.dev/v1alpha1
 kind: Policy
@@ -92,6 +112,26 @@ spec:
     - name: two-cents
       use: cost_budget
       with: {max_cost_usd: 0.02}
+---
+apiVersion: paddock.dev/v1alpha1
+kind: Policy
+metadata: {name: one-dollar}
+spec:
+  selector: {matchLabels: {budget: dollar}}
+  rules:
+    - name: hard-stop
+      use: cost_budget
+      with: {max_cost_usd: 1}
+---
+apiVersion: paddock.dev/v1alpha1
+kind: Policy
+metadata: {name: url-inputs}
+spec:
+  selector: {matchLabels: {fetch: urls}}
+  rules:
+    - name: images-by-url
+      use: provider_features
+      with: {allow: [url_inputs]}
 "#,
     ),
 ];
@@ -324,4 +364,93 @@ pub fn sse_events(body: &str) -> Vec<Value> {
             Some(serde_json::from_str(&d).unwrap_or(Value::String(d)))
         })
         .collect()
+}
+
+/// What a stand-in provider was sent: (path, body).
+pub type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
+/// A stand-in provider on loopback for all three wire formats: `answer(path, body)` makes each response,
+/// after `delay_ms`; every request is recorded. Returns its base URL.
+pub async fn upstream<F>(delay_ms: u64, answer: F) -> (String, Seen)
+where
+    F: Fn(&str, &Value) -> axum::response::Response + Clone + Send + Sync + 'static,
+{
+    let seen: Seen = Default::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+        let (log, answer) = (log.clone(), answer.clone());
+        async move {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            log.lock().unwrap().push((uri.path().to_owned(), v.clone()));
+            tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+            answer(uri.path(), &v)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+/// The gateway's config with the stand-in provider at `base` serving `claude-*` (Anthropic) and `gpt-*`
+/// and `my-*` (OpenAI) ahead of the scripted one.
+pub fn config_with_upstream(dir: &Path, base: &str) -> GatewayConfig {
+    std::fs::write(dir.join("provider-key"), "sk-provider-secret\n").unwrap();
+    let mut cfg = config(dir);
+    let key = Some(SecretSource { env: None, file: Some(dir.join("provider-key")) });
+    for (name, kind, models) in [
+        ("anthropic", ProviderKind::Anthropic, vec!["claude-*".to_owned()]),
+        ("openai", ProviderKind::Openai, vec!["gpt-*".to_owned(), "my-*".to_owned()]),
+    ] {
+        cfg.providers.insert(
+            0,
+            ProviderConfig {
+                name: name.into(),
+                kind,
+                base_url: Some(base.to_owned()),
+                api_key: key.clone(),
+                script: None,
+                models,
+            },
+        );
+    }
+    cfg
+}
+
+/// The output cap a forwarded request carries, in any wire format (the smallest when Chat has two).
+pub fn forwarded_cap(body: &Value) -> Option<u64> {
+    ["max_tokens", "max_completion_tokens", "max_output_tokens"].iter().filter_map(|k| body[*k].as_u64()).min()
+}
+
+/// A complete answer of `output_tokens` in the wire format of `path`, with its usage.
+pub fn answer_with_usage(path: &str, input_tokens: u64, output_tokens: u64) -> Value {
+    match path {
+        "/v1/messages" => json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": [{"type": "text", "text": "long answer"}], "stop_reason": "max_tokens",
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}}),
+        "/v1/chat/completions" => json!({"id": "c1", "object": "chat.completion", "model": "gpt-5",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "long answer"}, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}}),
+        _ => json!({"id": "resp_1", "object": "response", "model": "gpt-5", "status": "incomplete",
+            "output": [{"type": "message", "id": "m1", "role": "assistant", "status": "incomplete",
+                "content": [{"type": "output_text", "text": "long answer", "annotations": []}]}],
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}}),
+    }
+}
+
+/// A streamed answer: each value one `data:` event (strings as they are, for `[DONE]` or broken JSON).
+pub fn sse_response(events: &[Value]) -> axum::response::Response {
+    let mut body = String::new();
+    for e in events {
+        let data = match e {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        let name = e["type"].as_str().map(|t| format!("event: {t}\n")).unwrap_or_default();
+        body.push_str(&format!("{name}data: {data}\n\n"));
+    }
+    axum::response::Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(axum::body::Body::from(body))
+        .unwrap()
 }

@@ -154,11 +154,23 @@ impl Builtin for Budget {
                 return Ok(Outcome::deny(reason));
             }
         }
-        // Unpriced usage is asked about only below the hard limit: over it, the deny above stands.
-        if usage.unpriced_tokens > 0 {
+        // Unpriced usage is asked about only below the hard limit: over it, the deny above stands. A request
+        // to a model without a price is asked about before it leaves: the gateway cannot hold its worst case,
+        // so its first answer could pass any limit.
+        let unpriced_request = (event.phase == Phase::LlmRequest)
+            .then_some(event.model.as_deref())
+            .flatten()
+            .filter(|m| ctx.catalog.lookup(m).is_none());
+        if usage.unpriced_tokens > 0 || unpriced_request.is_some() {
             let key = ctx.key("unpriced_approved");
             if state.value(&key).and_then(|v| v.as_bool()) != Some(true) {
-                let models = usage.unpriced_models.join(", ");
+                let mut unpriced = usage.unpriced_models.clone();
+                if let Some(m) = unpriced_request
+                    && !unpriced.iter().any(|u| u == m)
+                {
+                    unpriced.push(m.to_owned());
+                }
+                let models = unpriced.join(", ");
                 let reason = match self.p.unpriced_action {
                     Action::Ask => format!(
                         "model {models} has no price in the model catalog, so the budget cannot be enforced for it; continue without budget enforcement?"

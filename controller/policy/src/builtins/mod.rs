@@ -17,6 +17,7 @@ mod cost;
 mod github;
 mod google;
 mod pii;
+mod provider_features;
 mod routing;
 mod sandbox;
 mod sequence;
@@ -155,6 +156,7 @@ pub static REGISTRY: &[BuiltinDef] = &[
     cost::USER_DAILY_COST_BUDGET,
     pii::DENY_PII_IN_LLM_REQUEST,
     routing::DENY_TRIVIAL_TO_EXPENSIVE_MODEL,
+    provider_features::PROVIDER_FEATURES,
     sandbox::ENFORCE_SANDBOX,
     toolrules::RISK_SCORE,
     github::GITHUB,
