@@ -236,8 +236,9 @@ fn setting_opaque(key: &str, value: &str) -> Option<&'static str> {
     }
 }
 
-/// A pager or editor setting that runs nothing of note: empty, a boolean, or `cat`/`less`/`more`/`true`/
-/// `false`/`:` with plain flags (`less -R`).
+/// A pager or editor setting that runs nothing of note: empty, a boolean, or `cat`, `less`, `more`, `head`,
+/// `true`, `false`, `:`, `vi`, `vim`, `nano`, `emacs` with plain flags (`less -R`); the same list as
+/// [`crate::opaque`] keeps for `GIT_EDITOR` and the like.
 fn harmless_program(v: &str) -> bool {
     let mut words = v.split_whitespace();
     let Some(first) = words.next() else { return true };
@@ -245,7 +246,23 @@ fn harmless_program(v: &str) -> bool {
         |w: &str| w.len() > 1 && w.starts_with('-') && w[1..].chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     matches!(
         first.to_ascii_lowercase().as_str(),
-        "cat" | "less" | "more" | "true" | "false" | ":" | "yes" | "no" | "on" | "off" | "0" | "1"
+        "cat"
+            | "less"
+            | "more"
+            | "head"
+            | "true"
+            | "false"
+            | ":"
+            | "vi"
+            | "vim"
+            | "nano"
+            | "emacs"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "0"
+            | "1"
     ) && words.all(flag)
 }
 
