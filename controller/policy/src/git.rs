@@ -359,8 +359,12 @@ fn global_options(args: &[String], configs: &mut Vec<(String, String)>, globals:
             }
             "-C" | "--git-dir" | "--work-tree" => {
                 let value = inline.clone().or_else(|| args.get(i + 1).cloned()).unwrap_or_default();
-                // `-C .` and `--git-dir=.git` stay where the shell is.
-                if !matches!(value.trim_end_matches('/'), "." | "" | ".git" | "./.git") {
+                // `-C .` and `--git-dir=.git` stay where the shell is; `/workspace` is where the sandbox mounts
+                // the workspace (`paddock_sandbox::spec::WORKSPACE_DIR`).
+                if !matches!(
+                    value.trim_end_matches('/'),
+                    "." | "" | ".git" | "./.git" | "/workspace" | "/workspace/.git"
+                ) {
                     globals.elsewhere.push(format!("{name} {value}"));
                 }
                 i += if inline.is_some() { 1 } else { 2 };
