@@ -1,5 +1,6 @@
 //! Shell command lines as the shell would run them, for policies that must see every program a shell
-//! tool call starts — `git push --force` stays a force push however it is spelled or hidden.
+//! tool call starts — `git push --force` stays a force push in every spelling the parser sees through,
+//! and what it cannot see through stays visible as such (see [`crate::opaque`]), so that rules ask.
 //!
 //! [`parse_commands`] tokenizes a POSIX/bash-style line (quotes, `$'…'`, escapes, continuations,
 //! comments, heredocs, brace expansion), walks its grammar (lists, pipelines, subshells, groups,
@@ -311,6 +312,9 @@ struct Parser<'o> {
 struct Out {
     cmds: Vec<SimpleCommand>,
     bytes: usize,
+    /// Programs reported with their values (the variable and the command as written), for loops
+    /// (see [`Parser::loop_end`]); shared, as a loop may run `eval` or a function.
+    resolved: Vec<(String, SimpleCommand)>,
 }
 
 impl Out {
@@ -371,6 +375,25 @@ impl<'o> Parser<'o> {
             deferred: Vec::new(),
             env,
             program_seen: false,
+        }
+    }
+
+    /// What a loop must compare at its end (see [`Self::loop_end`]).
+    fn loop_start(&self) -> (usize, Rc<HashMap<String, Vec<Value>>>) {
+        (self.out.resolved.len(), self.env.vars.clone())
+    }
+
+    /// A loop runs its body again with the values assigned later in it (`c=echo; while :; do $c x;
+    /// c=git; done`): a program reported with its values inside the loop, whose variable the loop
+    /// changes, is reported as written after all, since the values it was reported with are not all.
+    fn loop_end(&mut self, (mark, before): (usize, Rc<HashMap<String, Vec<Value>>>)) {
+        let changed: Vec<SimpleCommand> = self.out.resolved[mark.min(self.out.resolved.len())..]
+            .iter()
+            .filter(|(name, _)| before.get(name) != self.env.vars.get(name))
+            .map(|(_, cmd)| cmd.clone())
+            .collect();
+        for cmd in changed {
+            self.out.push(cmd);
         }
     }
 
@@ -595,13 +618,19 @@ impl<'o> Parser<'o> {
             }
             "if" => self.parse_if()?,
             "while" | "until" => {
+                let start = self.loop_start();
                 self.next()?;
                 self.parse_list()?;
                 self.expect_reserved("do", "`while` (missing `do`)")?;
                 self.parse_list()?;
                 self.expect_reserved("done", "`do` (missing `done`)")?;
+                self.loop_end(start);
             }
-            "for" | "select" => self.parse_for()?,
+            "for" | "select" => {
+                let start = self.loop_start();
+                self.parse_for()?;
+                self.loop_end(start);
+            }
             "case" => self.parse_case()?,
             "function" => {
                 self.next()?;
@@ -1086,10 +1115,9 @@ impl<'o> Parser<'o> {
         if let [c] = &self.out.cmds[before..]
             && w.text.is_empty()
             && c.wrappers == self.ctx
-            && matches!(program_name(&c.argv[0]), "echo" | "printf")
+            && let Some(text) = printed_text(&c.argv)
         {
             let raw = self.raw(start).iter().collect();
-            let text = decode_escapes(&echo_args(&c.argv[1..]).join(" "));
             w.printed = Some(Printed { raw, text, split, file });
         }
     }
@@ -1177,10 +1205,11 @@ impl<'o> Parser<'o> {
         }
         let inner: String = self.src[start + 2..self.pos - 2].iter().collect();
         if self.posix && self.depth < MAX_DEPTH {
-            let mut extra = Out { cmds: Vec::new(), bytes: self.out.bytes };
+            let mut extra = Out { bytes: self.out.bytes, ..Out::default() };
             if parse_into(&inner, self.depth + 1, &self.ctx, true, self.env.clone(), &mut extra).is_ok() {
                 self.out.bytes = extra.bytes;
                 self.out.cmds.extend(extra.cmds);
+                self.out.resolved.extend(extra.resolved);
             }
         }
         Ok(true)
@@ -1471,6 +1500,13 @@ impl<'o> Parser<'o> {
             None
         };
         self.program_seen = self.program_known(&words[0]);
+        if self.program_seen
+            && let Some(r) = var_ref(&words[0])
+        {
+            let mut wrappers = self.ctx.clone();
+            wrappers.extend_from_slice(pre);
+            self.out.resolved.push((r.name.to_string(), SimpleCommand { argv: argv.clone(), wrappers }));
+        }
         let fin = if sourced.is_some() { Fin::default() } else { self.run(argv.clone(), pre.to_vec(), stdin)? };
         self.program_seen = false;
         for (v, _) in variants.into_iter().flatten().filter(|(v, _)| !v.is_empty()) {
@@ -1485,6 +1521,9 @@ impl<'o> Parser<'o> {
                     (self.env.clone(), self.posix)
                 };
                 self.script_in(&text, pre, program_name(&argv[0]), env, posix)?;
+                if !SHELLS.contains(&prog.as_str()) {
+                    self.taint_assigned(&text);
+                }
             }
         }
         Ok(fin)
@@ -1502,10 +1541,12 @@ impl<'o> Parser<'o> {
             let mut env = env.clone();
             env.positional = Some(Rc::new(argv.to_vec()));
             self.script_in(&body, pre, name, env, self.posix)?;
+            self.taint_assigned(&body);
         }
         if let Some(value) = self.env.aliases.get(name).cloned() {
             let args: Vec<String> = argv[1..].iter().map(|a| shell_quote(a)).collect();
             self.script_in(&format!("{value} {}", args.join(" ")), pre, name, env, self.posix)?;
+            self.taint_assigned(&value);
         }
         Ok(())
     }
@@ -1521,13 +1562,36 @@ impl<'o> Parser<'o> {
                 Some(elements) => Value::Array(elements.clone()),
                 None => Value::Scalar(chars[n..].iter().map(|&(c, _)| c).collect()),
             };
-            let len = match &value {
-                Value::Scalar(s) => s.len(),
-                Value::Array(e) => e.iter().map(String::len).sum(),
-                Value::Unknown => 0,
+            let indexed = chars[..n].iter().any(|&(c, _)| c == '[');
+            let append = n >= 2 && chars[n - 2].0 == '+';
+            let values = if indexed {
+                // `c[1]=push`: one element of an array whose other elements are not tracked.
+                vec![Value::Unknown]
+            } else if append {
+                // `c+=" -f"`, `c+=(-f)`: each known value extended; unknown when it had none here
+                // (it may come from the environment).
+                let old = self.env.vars.get(&name).cloned().unwrap_or_default();
+                let extended: Vec<Value> = old
+                    .iter()
+                    .map(|o| match (o, &value) {
+                        (Value::Scalar(a), Value::Scalar(b)) => Value::Scalar(format!("{a}{b}")),
+                        (Value::Array(a), Value::Array(b)) => Value::Array(a.iter().chain(b).cloned().collect()),
+                        _ => Value::Unknown,
+                    })
+                    .collect();
+                if extended.is_empty() { vec![Value::Unknown] } else { extended }
+            } else {
+                vec![value]
             };
-            // A value too long to remember is still a value: the variable is then unknown.
-            self.set_var(&name, if len > MAX_VALUE_LEN { Value::Unknown } else { value });
+            for value in values {
+                let len = match &value {
+                    Value::Scalar(s) => s.len(),
+                    Value::Array(e) => e.iter().map(String::len).sum(),
+                    Value::Unknown => 0,
+                };
+                // A value too long to remember is still a value: the variable is then unknown.
+                self.set_var(&name, if len > MAX_VALUE_LEN { Value::Unknown } else { value });
+            }
         }
     }
 
@@ -1735,8 +1799,41 @@ impl<'o> Parser<'o> {
     /// Parses `script`, a command line that `name` runs: in this shell for `eval`, `trap` and aliases
     /// (which see its variables and functions), else in a new process.
     fn script(&mut self, script: &str, wrappers: &[String], name: &str) -> Res<()> {
-        let env = if matches!(name, "eval" | "trap" | "alias") { self.env.clone() } else { Env::default() };
-        self.script_in(script, wrappers, name, env, runs_posix(name, self.posix))
+        let same_shell = matches!(name, "eval" | "trap" | "alias");
+        let env = if same_shell { self.env.clone() } else { Env::default() };
+        self.script_in(script, wrappers, name, env, runs_posix(name, self.posix))?;
+        if same_shell {
+            self.taint_assigned(script);
+        }
+        Ok(())
+    }
+
+    /// A command line run in this shell (`eval`, a function, an alias, `source <(…)`) is parsed with a
+    /// copy of the state, so what it assigns is not seen afterwards: the variables it may assign no
+    /// longer have only known values (`c=echo; eval 'c=git'; $c push`).
+    fn taint_assigned(&mut self, text: &str) {
+        let b = text.as_bytes();
+        let reads =
+            ["read", "mapfile", "readarray", "getopts", "printf", "declare", "typeset", "local", "export", "let"]
+                .iter()
+                .any(|w| text.contains(w));
+        let mut i = 0;
+        while i < b.len() {
+            if !(b[i].is_ascii_alphabetic() || b[i] == b'_') {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            let name = &text[start..i];
+            let word_start = start == 0 || !(b[start - 1].is_ascii_alphanumeric() || b[start - 1] == b'_');
+            let assigns = text[i..].starts_with('=') || text[i..].starts_with("+=") || text[i..].starts_with('[');
+            if word_start && (assigns || (reads && self.env.vars.contains_key(name))) {
+                self.set_var(name, Value::Unknown);
+            }
+        }
     }
 
     /// Parses `script` run by `name` with the given starting state and dialect.
@@ -2011,7 +2108,7 @@ impl<'o> Parser<'o> {
         }
         self.emit(argv, wrappers);
         let stdout = match name {
-            "echo" | "printf" => Some(Feed::Text(decode_escapes(&echo_args(&argv[1..]).join(" ")))),
+            "echo" | "printf" => printed_text(argv).map(Feed::Text),
             "cat" if argv[1..].iter().all(|a| a == "-") => match stdin {
                 Stdin::Heredoc(id) => Some(Feed::Heredoc(*id)),
                 Stdin::Text(t) => Some(Feed::Text(t.clone())),
@@ -2573,6 +2670,23 @@ fn unquote(s: &str) -> String {
         }
     }
     s.to_string()
+}
+
+/// What `echo …` or `printf FORMAT …` prints, when the line shows it (`printf` formats of `%s`, `%b`
+/// and escapes only; `printf -v` prints nothing).
+fn printed_text(argv: &[String]) -> Option<String> {
+    match program_name(argv.first()?) {
+        "echo" => Some(decode_escapes(&echo_args(&argv[1..]).join(" "))),
+        "printf" => {
+            let start = if argv.get(1).is_some_and(|a| a == "--") { 2 } else { 1 };
+            let format = argv.get(start)?;
+            if format == "-v" {
+                return None;
+            }
+            printf_format(format, &argv[start + 1..])
+        }
+        _ => None,
+    }
 }
 
 /// `echo`'s arguments without its leading options.
@@ -3198,6 +3312,11 @@ mod tests {
         ] {
             assert!(forced(line), "{line:?}: {:?}", argvs(line));
         }
+        // printf's format is applied: what it prints is known only for `%s`, `%b` and escapes.
+        assert!(forced("eval $(printf 'g%st push -f' i)"));
+        assert!(forced("printf 'g%st push %s' i -f | sh"));
+        assert!(has("$(printf '%c' g) push", &["$(printf '%c' g)", "push"]));
+        assert!(has("printf '%x' 1 | sh", &["sh"]));
         // A program whose every value is known is reported with them only; one that is also set by
         // `read`, or never assigned on the line, is reported as written.
         assert!(!has("c=git; $c status", &["$c", "status"]));
@@ -3207,6 +3326,22 @@ mod tests {
         assert!(has("printf -v c '%d' 1; $c", &["$c"]));
         assert!(has("IFS=$x; c=a,b; $c", &["$c"]));
         assert!(has("declare -n r=c; $r", &["$r"]));
+        // Appends extend the known values; an element assignment makes the array unknown.
+        assert!(forced("c=git; c+=\" push -f\"; $c"));
+        assert!(forced("c=(git push); c+=(-f); \"${c[@]}\""));
+        assert!(has("c+=x; $c", &["$c"]));
+        // A loop runs its body again with values assigned later in it.
+        assert!(has("c=echo; while true; do $c hi; c='git push -f'; done", &["$c", "hi"]));
+        assert!(has("c=echo; for i in 1 2; do $c hi; c=git; done", &["$c", "hi"]));
+        assert!(!has("c=echo; for i in 1 2; do $c hi; done", &["$c", "hi"]));
+        assert!(has("c=echo; for i in 1 2; do eval \"$c hi\"; c=git; done", &["$c", "hi"]));
+        // What `eval`, a function, an alias or `source <(…)` assigns is not seen: the variable is unknown.
+        assert!(has("c=echo; eval 'c=git'; $c push", &["$c", "push"]));
+        assert!(has("c=echo; f() { c=git; }; f; $c push", &["$c", "push"]));
+        assert!(has("c=echo; f() { read c; }; f; $c push", &["$c", "push"]));
+        assert!(has("c=echo; source <(echo c=git); $c push", &["$c", "push"]));
+        assert!(!has("c=echo; eval 'ls'; $c push", &["$c", "push"]));
+        assert!(has("c=(git x); c[1]=push; \"${c[@]}\" -f", &["${c[@]}", "-f"]));
     }
 
     #[test]

@@ -95,6 +95,11 @@ const OPAQUE: &[&str] = &[
     "node -e 'require(\"child_\" + \"process\")'",
     "ruby -e 'require \"open3\"'",
     "sed -f /dev/stdin f",
+    "c=echo; eval 'c=git'; $c push -f",
+    "c=echo; f() { c=git; }; f; $c push -f",
+    "c=echo; while true; do $c push -f; c=git; done",
+    "c=(git x); c[1]=push; \"${c[@]}\" -f",
+    "$(printf '%c' g)it push -f",
     "/tmp/git push origin feature/x",
     "./git push origin feature/x",
     "~/bin/gh repo delete acme/app --yes",
@@ -343,6 +348,10 @@ fn what_the_parser_resolves_is_judged_not_asked() {
         "strace -f git push -f",
         "ltrace -o /dev/null git push -f",
         "valgrind git push -f",
+        "c=git; c+=' push -f'; $c",
+        "c=(git push); c+=(-f); \"${c[@]}\"",
+        "eval $(printf 'g%st push -f' i)",
+        "printf 'g%st push -f' i | sh",
     ] {
         let cmds = parse_commands(line).unwrap();
         assert_eq!(why_opaque(&cmds), None, "{line:?}");
