@@ -141,6 +141,28 @@ async fn a_push_is_judged_by_the_remote_the_repository_really_has() {
         assert!(stderr.contains(says), "{what}: {stderr}");
     }
 
+    // The response gate decides the same call first, without remotes, and allows it; the hook's call, with
+    // the remotes it read, is decided again and denied.
+    let gate = reqwest::Client::new()
+        .post(format!("{url}/v1/sessions/{}/decide", env[1].1))
+        .bearer_auth(&env[2].1)
+        .json(&json!({"phase": "tool_call", "tool": "Bash", "args": {"command": "git push origin feature/x"},
+                      "tool_id": "toolu_gate"}))
+        .send()
+        .await
+        .unwrap();
+    let gate: Value = gate.json().await.unwrap();
+    assert_eq!(gate["verdict"], "allow", "{gate}");
+    let input = json!({"session_id": "c1", "cwd": other, "hook_event_name": "PreToolUse", "tool_name": "Bash",
+                       "tool_input": {"command": "git push origin feature/x"}, "tool_use_id": "toolu_gate"})
+    .to_string()
+    .into_bytes();
+    let env2 = env.clone();
+    let out = tokio::task::spawn_blocking(move || hook(&input, &env2)).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "after the response gate: {stderr}");
+    assert!(stderr.contains("evil/other"), "{stderr}");
+
     // The remotes the hook read are in the audit log with the decision.
     let audit: Vec<Value> = reqwest::Client::new()
         .get(format!("{url}/v1/audit?session={}", env[1].1))

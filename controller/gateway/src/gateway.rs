@@ -81,6 +81,8 @@ struct DecidedCall {
     id: String,
     tool: String,
     args: serde_json::Value,
+    /// The remotes a hook read inside the workspace (see [`Event::git_remotes`]).
+    git_remotes: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl DecidedCall {
@@ -90,7 +92,18 @@ impl DecidedCall {
             id: id.to_owned(),
             tool: e.tool.clone().unwrap_or_default(),
             args: e.args.clone(),
+            git_remotes: e.git_remotes.clone(),
         })
+    }
+
+    /// Whether `ruling`, decided for this call, answers `again` too. The remotes a hook reads where the
+    /// call runs can change a push's verdict, so a call allowed without them (by the response gate) is
+    /// decided again with them; a denial, or an answer a human gave, stands.
+    fn answers(&self, ruling: &Ruling, again: &DecidedCall) -> bool {
+        self.id == again.id
+            && self.tool == again.tool
+            && self.args == again.args
+            && (self.git_remotes == again.git_remotes || ruling.decided_by.is_some() || !ruling.allowed())
     }
 }
 
@@ -654,7 +667,7 @@ impl Gateway {
         };
         if let Some(key) = DecidedCall::of(&event)
             && let Some(r) =
-                s.decided_tools.lock().expect("tools").iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone())
+                s.decided_tools.lock().expect("tools").iter().find(|(k, r)| k.answers(r, &key)).map(|(_, r)| r.clone())
         {
             return Ok(Decided::now(r, crate::store::Pending::done()));
         }
