@@ -3,7 +3,12 @@
 //!     numbers, timestamps, UUIDs, version strings and hex hashes),
 //! (b) the same kind of text with about one finding per 4 KiB,
 //! (c) a 2 KiB and a 200 KiB LLM request body (serialized JSON),
-//! plus `contains_any` on (a), the hot-path check. Corpora are generated deterministically: no files, no network.
+//! (d) the text of (a) with some non-ASCII prose (accents, dashes, CJK, emoji), so that every byte goes through
+//!     normalisation (NFKC, invisible characters, folds),
+//! (e) near-misses: Luhn-failing cards, private and loopback addresses, versions, ids with letters, `%XX`,
+//!     HTML entities and `\u` escapes that decode to nothing personal, lowercase non-IBANs,
+//! plus `contains_any` on (a) and (d), the hot-path check. Corpora are generated deterministically: no files,
+//! no network.
 //!
 //! cargo bench -p paddock-policy --bench pii -- --warm-up-time 1 --measurement-time 3
 
@@ -158,7 +163,7 @@ const SAMPLES: &[&str] = &[
     "Customer SSN on file: 123-45-6789.",
     "Card 4111 1111 1111 1111, exp 12/27.",
     "Wire to DE89 3704 0044 0532 0130 00 by Friday.",
-    "The bastion is at 203.0.113.42 now.",
+    "The bastion is at 81.2.69.160 now.",
     "export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE",
     "GITHUB_TOKEN=ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
     "Authorization: Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
@@ -166,6 +171,55 @@ const SAMPLES: &[&str] = &[
     "Reach the EU desk on +44 20 7946 0958.",
     "OPENAI_API_KEY=sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z_Q-7",
 ];
+
+const UNICODE_PROSE: &[&str] = &[
+    "Grüße aus München — the café’s naïve résumé parser handles “smart quotes” now.",
+    "日本語のドキュメントを更新しました。テストは全て通っています 🙂",
+    "Привет! Сборка прошла успешно, 3 предупреждения — см. лог.",
+    "Ελληνικά: η δοκιμή απέτυχε στο βήμα 4 από 7 … ξανά.",
+    "→ retry in 5 s ✓ • cache hit ratio ≈ 62 % ± 3 %",
+];
+
+/// Like [`clean`], with a line of non-ASCII prose in about one chunk in five.
+fn unicode(bytes: usize, seed: u64) -> String {
+    let mut r = Rng(seed);
+    let mut s = String::with_capacity(bytes + 4096);
+    while s.len() < bytes {
+        s.push_str(&chunk(&mut r));
+        if r.below(5) == 0 {
+            s.push_str(r.pick(UNICODE_PROSE));
+            s.push('\n');
+        }
+    }
+    s
+}
+
+const NEAR_MISSES: &[&str] = &[
+    "order 4111 1111 1111 1112 shipped",
+    "listening on 127.0.0.1:8080 and 0.0.0.0:9090",
+    "docker network 172.17.0.0/16, resolver 8.8.8.8, metadata 169.254.169.254",
+    "version 2.0.0.1 (build 4.3.2.1)",
+    "id: 123-45-6789-abc, ref 234-56-7890_x",
+    "GET /search?q=a%20b%2Fc&page=2 HTTP/1.1",
+    "x &amp;&amp; y &lt;= z; s = \"\\u00e9t\\u00e9\";",
+    "token gb82west12345698765433 is not an IBAN",
+    "ts 1714557600123, seq 4111-2222-3333, port 5432, pid 31337",
+];
+
+/// Like [`clean`], with a near-miss about every 512 bytes.
+fn near_misses(bytes: usize, seed: u64) -> String {
+    let mut r = Rng(seed);
+    let mut s = String::with_capacity(bytes + 4096);
+    while s.len() < bytes {
+        let c = chunk(&mut r);
+        for _ in 0..c.len() / 512 + 1 {
+            s.push_str(r.pick(NEAR_MISSES));
+            s.push('\n');
+        }
+        s.push_str(&c);
+    }
+    s
+}
 
 /// Like [`clean`], with one PII sample about every 4 KiB.
 fn with_pii(bytes: usize, seed: u64) -> (String, usize) {
@@ -217,6 +271,16 @@ fn main() {
     let (b, inserted) = with_pii(1 << 20, 0x9E37_79B9_7F4A_7C15);
     let small = request_body(2 * 1024, 7);
     let large = request_body(200 * 1024, 7);
+    let d = unicode(1 << 20, 0x9E37_79B9_7F4A_7C15);
+    let e = near_misses(1 << 20, 0x9E37_79B9_7F4A_7C15);
+    for (name, text) in [("(d)", &d), ("(e)", &e)] {
+        let f = scan(text, &PiiType::ALL);
+        assert!(
+            f.is_empty(),
+            "corpus {name} must be clean: {:?}",
+            f.iter().take(5).map(|f| (f.rule, &text[f.start..f.end])).collect::<Vec<_>>()
+        );
+    }
 
     let fa = scan(&a, &PiiType::ALL);
     assert!(
@@ -243,11 +307,13 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     let mut g = c.benchmark_group("pii");
-    let cases: [(&str, &str); 4] = [
+    let cases: [(&str, &str); 6] = [
         ("scan (a) 1 MiB no PII", &a),
         ("scan (b) 1 MiB 1 per 4 KiB", &b),
         ("scan (c) 2 KiB request", &small),
         ("scan (c) 200 KiB request", &large),
+        ("scan (d) 1 MiB with non-ASCII prose", &d),
+        ("scan (e) 1 MiB near-misses", &e),
     ];
     for (name, text) in cases {
         g.throughput(Throughput::Bytes(text.len() as u64));
@@ -256,6 +322,10 @@ fn main() {
     g.throughput(Throughput::Bytes(a.len() as u64));
     g.bench_function("contains_any (a) 1 MiB no PII", |bench| {
         bench.iter(|| contains_any(black_box(&a), &PiiType::ALL))
+    });
+    g.throughput(Throughput::Bytes(d.len() as u64));
+    g.bench_function("contains_any (d) 1 MiB with non-ASCII prose", |bench| {
+        bench.iter(|| contains_any(black_box(&d), &PiiType::ALL))
     });
     g.finish();
     c.final_summary();

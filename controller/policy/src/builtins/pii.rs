@@ -1,5 +1,6 @@
 //! `deny_pii_in_llm_request`: scans the **whole** outgoing request — system prompt, every message, tool
-//! results, the raw body — not a preview. Detectors validate checksums (Luhn, IBAN mod-97) before firing.
+//! results, the raw body — not a preview, and the text of inline base64 documents. Detectors validate
+//! checksums (Luhn, IBAN mod-97) before firing; the scanner normalises spellings first (see [`crate::pii`]).
 
 use std::collections::BTreeSet;
 
@@ -9,7 +10,9 @@ use serde::Deserialize;
 
 use super::{Builtin, BuiltinDef, Mutation, Outcome, RuleCtx, build_with, schema_of};
 use crate::event::{Event, map_strings};
-use crate::pii::{PiiType, contains_any, redact, scan};
+use crate::pii::{
+    DocumentText, MAX_DOCUMENT_BYTES, PiiType, contains_any, for_each_document, map_documents, redact, scan,
+};
 use crate::state::SessionState;
 use crate::tools::ToolUse;
 
@@ -65,27 +68,69 @@ struct Pii {
     p: PiiParams,
 }
 
+/// Every JSON value of the event that can carry an inline document.
+fn values(event: &Event) -> impl Iterator<Item = &serde_json::Value> {
+    event
+        .system
+        .iter()
+        .chain(&event.messages)
+        .chain(&event.body)
+        .chain(&event.output)
+        .chain(std::iter::once(&event.args))
+        .chain(event.tool_calls.iter().map(|c| &c.args))
+}
+
+/// The decoded text of every inline document (`document` blocks, `input_file`, `inline_data`), and how many
+/// were too large to read.
+fn documents(event: &Event) -> (Vec<String>, usize) {
+    let (mut texts, mut too_large) = (Vec::new(), 0);
+    for v in values(event) {
+        for_each_document(v, &mut |d| match d {
+            DocumentText::Text(t) => texts.push(t.clone()),
+            DocumentText::TooLarge => too_large += 1,
+        });
+    }
+    (texts, too_large)
+}
+
 impl Builtin for Pii {
     fn evaluate(&self, _: &RuleCtx, event: &Event, _: &[ToolUse], _: &SessionState) -> Result<Outcome, String> {
         let types = &self.p.pii_types;
-        let mut hit = false;
+        let (docs, too_large) = documents(event);
+        let mut hit = too_large > 0 || docs.iter().any(|d| contains_any(d, types));
         event.for_each_text(&mut |s| hit = hit || contains_any(s, types));
         if !hit {
             return Ok(Outcome::allow());
         }
         let mut found = BTreeSet::new();
         let mut count = 0;
-        event.for_each_text(&mut |s| {
+        let mut tally = |s: &str| {
             for f in scan(s, types) {
                 found.insert(f.kind.as_str());
                 count += 1;
             }
-        });
-        let kinds = found.into_iter().collect::<Vec<_>>().join(", ");
-        let reason = format!("the request contains {kinds} ({count} finding{})", if count == 1 { "" } else { "s" });
+        };
+        event.for_each_text(&mut tally);
+        docs.iter().for_each(|d| tally(d));
+        let mut parts = Vec::new();
+        if count > 0 {
+            let kinds = found.into_iter().collect::<Vec<_>>().join(", ");
+            parts.push(format!("the request contains {kinds} ({count} finding{})", if count == 1 { "" } else { "s" }));
+        }
+        if too_large > 0 {
+            // Fail closed: what was not read is not known to be clean.
+            parts.push(format!(
+                "{too_large} inline document{} larger than {} MiB could not be scanned",
+                if too_large == 1 { "" } else { "s" },
+                MAX_DOCUMENT_BYTES >> 20
+            ));
+        }
+        let reason = parts.join("; ");
         match self.p.action {
             PiiAction::Deny => Ok(Outcome::deny(reason)),
+            // Text that was not read cannot be redacted: a human decides.
             PiiAction::Ask => Ok(Outcome::ask(reason)),
+            PiiAction::Redact if too_large > 0 => Ok(Outcome::ask(reason)),
             PiiAction::Redact => {
                 let mut redacted = event.clone();
                 let mut rewrite = |s: &str| {
@@ -106,6 +151,9 @@ impl Builtin for Pii {
                     .chain(std::iter::once(&mut redacted.args))
                     .chain(redacted.tool_calls.iter_mut().map(|c| &mut c.args))
                 {
+                    // Documents first: their base64 is re-encoded from the redacted text, then scanned as a
+                    // string like any other.
+                    map_documents(v, &mut rewrite);
                     map_strings(v, &mut rewrite);
                 }
                 let mut o = Outcome::allow();
