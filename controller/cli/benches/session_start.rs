@@ -39,6 +39,7 @@ fn main() {
         .collect();
     let mounts = LocalMounts {
         workspace: d.join("ws"),
+        workspace_binds: vec![],
         gateway_socket: d.join("sock"),
         token_file: d.join("token"),
         agent_file: d.join("agent.yaml"),

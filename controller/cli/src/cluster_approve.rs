@@ -14,6 +14,8 @@ use paddock_api::approval::{ApprovalSpec, Decision};
 use paddock_api::status::{READY, STALLED};
 use paddock_api::{Approval, ConditionStatus};
 
+use crate::terminal;
+
 /// How long to wait for the controller to relay the decision.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -73,17 +75,20 @@ async fn decide(
         let conds = a.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
         let ready = conds.iter().find(|c| c.type_ == READY);
         if let Some(c) = ready.filter(|c| c.status == ConditionStatus::True) {
-            println!("{}", c.message);
+            // The controller's message quotes the gateway's answer, which may quote the ask: inert.
+            println!("{}", terminal::line(&c.message));
             return Ok(ExitCode::SUCCESS);
         }
         if conds.iter().any(|c| c.type_ == STALLED)
             && let Some(c) = ready
         {
-            eprintln!("paddock: not relayed: {}: {}", c.reason, c.message);
+            eprintln!("paddock: not relayed: {}: {}", terminal::line(&c.reason), terminal::line(&c.message));
             return Ok(ExitCode::from(1));
         }
         if tokio::time::Instant::now() >= deadline {
-            let why = ready.map(|c| format!(" (last: {}: {})", c.reason, c.message)).unwrap_or_default();
+            let why = ready
+                .map(|c| format!(" (last: {}: {})", terminal::line(&c.reason), terminal::line(&c.message)))
+                .unwrap_or_default();
             eprintln!(
                 "paddock: the controller has not relayed approval.paddock.dev/{name} within {}s{why}; check `kubectl describe approval {name} -n {ns}`",
                 WAIT.as_secs()

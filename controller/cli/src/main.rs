@@ -9,6 +9,7 @@ mod local;
 mod logging;
 mod probe;
 mod runner_cmd;
+mod terminal;
 mod test;
 mod validate;
 
@@ -128,7 +129,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("paddock: error: {e:#}");
+            // Errors quote outside text (a gateway's error body, a file's contents): inert before printing.
+            eprintln!("paddock: error: {}", terminal::block(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

@@ -36,6 +36,8 @@ pub enum HostEntry {
 pub struct LocalMounts {
     /// The session's workspace on the host.
     pub workspace: PathBuf,
+    /// Paths inside the workspace bound over themselves, in order (git's metadata: see [`WorkspaceBind`]).
+    pub workspace_binds: Vec<WorkspaceBind>,
     pub gateway_socket: PathBuf,
     pub token_file: PathBuf,
     pub agent_file: PathBuf,
@@ -47,6 +49,16 @@ pub struct LocalMounts {
     pub system: Vec<(String, HostEntry)>,
     /// More host paths to show read-only at the same place (e.g. where the harness CLIs are installed).
     pub extra_read_only: Vec<PathBuf>,
+}
+
+/// A path relative to the workspace bound over itself inside: read-only (git's config and hooks, so that what
+/// git reads and runs there is not the agent's to change), or writable but pinned (`.git` itself: a mount
+/// point cannot be renamed, removed or replaced by a symlink, so the read-only parts cannot be side-stepped
+/// by moving the directory away).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkspaceBind {
+    pub path: String,
+    pub read_only: bool,
 }
 
 /// System directories a runner may read.
@@ -120,6 +132,10 @@ pub fn render_bwrap(spec: &SandboxSpec, m: &LocalMounts, inner: &[String]) -> Lo
         arg(&["--ro-bind", &p, &p]);
     }
     arg(&["--bind", &s(&m.workspace), WORKSPACE_DIR]);
+    for b in &m.workspace_binds {
+        let how = if b.read_only { "--ro-bind" } else { "--bind" };
+        arg(&[how, &s(&m.workspace.join(&b.path)), &format!("{WORKSPACE_DIR}/{}", b.path)]);
+    }
     arg(&["--ro-bind", &s(&m.gateway_socket), GATEWAY_SOCKET]);
     arg(&["--ro-bind", &s(&m.token_file), TOKEN_FILE]);
     arg(&["--ro-bind", &s(&m.agent_file), AGENT_FILE]);
@@ -169,6 +185,11 @@ mod tests {
     fn mounts() -> LocalMounts {
         LocalMounts {
             workspace: "/home/u/ws".into(),
+            workspace_binds: vec![
+                WorkspaceBind { path: ".git".into(), read_only: false },
+                WorkspaceBind { path: ".git/config".into(), read_only: true },
+                WorkspaceBind { path: ".git/hooks".into(), read_only: true },
+            ],
             gateway_socket: "/d/gateway.sock".into(),
             token_file: "/d/s1/token".into(),
             agent_file: "/d/s1/agent.yaml".into(),
@@ -190,7 +211,12 @@ mod tests {
         assert!(!cmd.contains("--share-net"), "no network but loopback");
         assert!(cmd.contains("--ro-bind /usr /usr") && cmd.contains("--symlink usr/bin /bin"));
         assert!(cmd.contains("--bind /home/u/ws /workspace"), "the workspace is the one writable host path");
-        assert_eq!(sb.argv.iter().filter(|a| *a == "--bind").count(), 1);
+        assert!(
+            cmd.contains("--bind /home/u/ws /workspace --bind /home/u/ws/.git /workspace/.git \
+             --ro-bind /home/u/ws/.git/config /workspace/.git/config --ro-bind /home/u/ws/.git/hooks /workspace/.git/hooks"),
+            "git's config and hooks are read-only inside, bound after the workspace: {cmd}"
+        );
+        assert_eq!(sb.argv.iter().filter(|a| *a == "--bind").count(), 2, "the workspace and its pinned .git");
         assert!(cmd.contains("--ro-bind /d/gateway.sock /run/paddock/gateway.sock"));
         assert!(cmd.contains("--tmpfs /var/cache/app"));
         assert!(cmd.contains("--clearenv") && cmd.contains("--setenv CI true"));

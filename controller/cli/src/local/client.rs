@@ -9,6 +9,8 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use crate::terminal;
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct Conn {
     /// Where `paddock up` listens.
@@ -60,8 +62,9 @@ impl Client {
         let status = r.status();
         let v: Value = r.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
+            // The gateway's words, but they may quote a request's text: one inert line.
             let msg = v["error"]["message"].as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
-            anyhow::bail!("{msg} ({status})");
+            anyhow::bail!("{} ({status})", terminal::line(&msg));
         }
         Ok(v)
     }
@@ -104,25 +107,48 @@ impl Style {
     }
 }
 
+/// The first non-empty line of outside text, cut at `max` characters and made inert for a terminal.
 fn first_line(s: &str, max: usize) -> String {
     let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-    if line.chars().count() > max {
+    let cut = if line.chars().count() > max {
         format!("{}…", line.chars().take(max).collect::<String>())
     } else {
         line.to_owned()
-    }
+    };
+    terminal::line(&cut).into_owned()
 }
 
-/// One transcript event as a line for people.
+/// A one-line field of an event, made inert.
+fn field<'a>(ev: &'a Value, key: &str) -> std::borrow::Cow<'a, str> {
+    terminal::line(ev[key].as_str().unwrap_or(""))
+}
+
+/// Event kinds that only the gateway may write: a decision, an ask, its answer, the session's end. The same
+/// kinds from anyone else (a runner can post events with its session token) are claims, shown as such.
+const GATEWAY_KINDS: [&str; 5] = ["verdict", "ask", "approval", "done", "end"];
+
+/// Whether the gateway wrote this event (it marks what it writes with `source: gateway`).
+fn from_gateway(ev: &Value) -> bool {
+    ev["source"] == "gateway"
+}
+
+/// One transcript event as a line (or an indented block) for people. Every string in it came from a model,
+/// a tool or a sandbox, so each passes through [`terminal`] first.
 pub fn render(ev: &Value, st: &Style) -> Option<String> {
-    Some(match ev["type"].as_str()? {
+    let kind = ev["type"].as_str()?;
+    if GATEWAY_KINDS.contains(&kind) && !from_gateway(ev) {
+        return Some(runner_claim(kind, ev, st));
+    }
+    Some(match kind {
         "message" if ev["role"] == "user" => {
             format!("{} {}", st.paint("1", "»"), first_line(ev["text"].as_str()?, 200))
         }
-        "message" => format!("{} {}", st.paint("36", "assistant:"), ev["text"].as_str()?.trim()),
+        "message" => {
+            format!("{} {}", st.paint("36", "assistant:"), terminal::indented(ev["text"].as_str()?.trim(), "  │ "))
+        }
         "tool_call" => {
             let args = ev["args"].to_string();
-            format!("{} {} {}", st.paint("33", "▸"), st.paint("1", ev["name"].as_str()?), first_line(&args, 160))
+            format!("{} {} {}", st.paint("33", "▸"), st.paint("1", &field(ev, "name")), first_line(&args, 160))
         }
         "tool_result" if ev["is_error"] == true => {
             format!("  {} {}", st.paint("31", "✗"), first_line(ev["output"].as_str().unwrap_or(""), 160))
@@ -130,22 +156,63 @@ pub fn render(ev: &Value, st: &Style) -> Option<String> {
         "tool_result" => format!("  {} {}", st.paint("32", "✓"), first_line(ev["output"].as_str().unwrap_or(""), 160)),
         "verdict" => format!(
             "{} {} {} by {}: {}",
-            st.paint("31;1", "⛔"),
-            ev["phase"].as_str().unwrap_or(""),
-            ev["verdict"].as_str().unwrap_or(""),
-            ev["policy"].as_str().unwrap_or("policy"),
-            ev["reason"].as_str().unwrap_or("")
+            match ev["verdict"].as_str() {
+                Some("allow") => st.paint("32", "✓"),
+                Some("ask") => st.paint("35;1", "?"),
+                _ => st.paint("31;1", "⛔"),
+            },
+            field(ev, "phase"),
+            field(ev, "verdict"),
+            if ev["policy"].is_string() { field(ev, "policy") } else { "policy".into() },
+            field(ev, "reason")
         ),
-        "usage" => st.paint("2", &format!("  tokens: {} in, {} out", ev["input_tokens"], ev["output_tokens"])),
-        "error" => format!("{} {}", st.paint("31", "error:"), ev["message"].as_str()?),
-        "done" => format!(
+        "ask" => format!(
+            "{} {} asks ({}, {}): {}\n    {}",
+            st.paint("35;1", "?"),
+            if ev["policy"].is_string() { field(ev, "policy") } else { "a policy".into() },
+            field(ev, "phase"),
+            field(ev, "approval"),
+            field(ev, "reason"),
+            st.paint("2", &field(ev, "summary"))
+        ),
+        "approval" => format!(
+            "{} {} {} by {}{}",
+            if ev["status"] == "approved" { st.paint("32;1", "✓") } else { st.paint("31;1", "✗") },
+            field(ev, "approval"),
+            field(ev, "status"),
+            field(ev, "by"),
+            ev["reason"]
+                .as_str()
+                .filter(|r| !r.is_empty())
+                .map(|r| format!(": {}", terminal::line(r)))
+                .unwrap_or_default()
+        ),
+        "usage" => st.paint(
+            "2",
+            &format!("  tokens: {} in, {} out", ev["input_tokens"], ev["output_tokens"])
+                .replace(|c: char| c.is_control(), ""),
+        ),
+        "error" => format!("{} {}", st.paint("31", "error:"), terminal::indented(ev["message"].as_str()?, "  │ ")),
+        "done" | "end" => format!(
             "{} {} {}",
             st.paint(if ev["phase"] == "Succeeded" { "32;1" } else { "31;1" }, "●"),
-            ev["phase"].as_str()?,
-            first_line(ev["message"].as_str().unwrap_or(""), 200)
+            field(ev, "phase"),
+            first_line(ev["message"].as_str().or(ev["reason"].as_str()).unwrap_or(""), 200)
         ),
         _ => return None,
     })
+}
+
+/// A decision-like event that did not come from the gateway: what the runner claims, in its own words,
+/// never drawn like a verdict.
+fn runner_claim(kind: &str, ev: &Value, st: &Style) -> String {
+    let mut rest = ev.clone();
+    if let Some(o) = rest.as_object_mut() {
+        o.remove("type");
+        o.remove("source");
+    }
+    let body = serde_json::to_string(&rest).unwrap_or_default();
+    st.paint("2", &format!("  runner reports {}: {}", terminal::line(kind), first_line(&body, 200)))
 }
 
 /// Follows a session's transcript until it ends, printing each event (or its JSON with `json`), and
@@ -155,11 +222,14 @@ pub async fn follow(c: &Client, id: &str, json: bool, on_ask: OnAsk) -> anyhow::
     let url = format!("{}/v1/sessions/{id}/events?follow=true", c.base);
     let resp = c.http.get(&url).bearer_auth(&c.token).send().await.context("cannot follow the session")?;
     if !resp.status().is_success() {
-        anyhow::bail!("cannot follow session `{id}`: {}", resp.text().await.unwrap_or_default());
+        let body = resp.text().await.unwrap_or_default();
+        anyhow::bail!("cannot follow session `{}`: {}", terminal::line(id), terminal::line(&body));
     }
     let mut body = resp.bytes_stream();
     let mut buf = String::new();
     let mut asked = std::collections::HashSet::new();
+    // Asks the transcript has shown already (the prompt then does not repeat them).
+    let mut shown = std::collections::HashSet::new();
     loop {
         match tokio::time::timeout(Duration::from_millis(300), body.next()).await {
             Ok(Some(Ok(chunk))) => {
@@ -169,9 +239,12 @@ pub async fn follow(c: &Client, id: &str, json: bool, on_ask: OnAsk) -> anyhow::
                     let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else { continue };
                     let Ok(ev) = serde_json::from_str::<Value>(data) else { continue };
                     if json {
-                        println!("{ev}");
+                        println!("{}", terminal::json(&ev));
                     } else if let Some(line) = render(&ev, &st) {
                         println!("{line}");
+                        if ev["type"] == "ask" && from_gateway(&ev) {
+                            shown.insert(ev["approval"].as_str().unwrap_or_default().to_owned());
+                        }
                     }
                 }
             }
@@ -182,7 +255,7 @@ pub async fn follow(c: &Client, id: &str, json: bool, on_ask: OnAsk) -> anyhow::
                 for a in c.pending_for(id).await? {
                     let aid = a["id"].as_str().unwrap_or_default().to_owned();
                     if asked.insert(aid.clone()) {
-                        decide_ask(c, &a, on_ask, &st).await?;
+                        decide_ask(c, &a, on_ask, &st, shown.contains(&aid)).await?;
                     }
                 }
                 let s = c.get(&format!("/v1/sessions/{id}")).await?;
@@ -204,15 +277,20 @@ pub async fn follow(c: &Client, id: &str, json: bool, on_ask: OnAsk) -> anyhow::
     Ok("Running".to_owned())
 }
 
-async fn decide_ask(c: &Client, a: &Value, on_ask: OnAsk, st: &Style) -> anyhow::Result<()> {
-    let id = a["id"].as_str().unwrap_or_default();
-    println!(
-        "{} {} asks: {}\n  {}",
-        st.paint("35;1", "?"),
-        a["policy"].as_str().unwrap_or("a policy"),
-        a["reason"].as_str().unwrap_or(""),
-        st.paint("2", a["summary"].as_str().unwrap_or(""))
-    );
+/// Puts a pending ask to the user (or says how to decide it). `shown`: the transcript has just shown the
+/// ask, with its reason and summary, so only the question follows.
+async fn decide_ask(c: &Client, a: &Value, on_ask: OnAsk, st: &Style, shown: bool) -> anyhow::Result<()> {
+    let raw_id = a["id"].as_str().unwrap_or_default();
+    let id = &*field(a, "id");
+    if !shown {
+        println!(
+            "{} {} asks: {}\n  {}",
+            st.paint("35;1", "?"),
+            if a["policy"].is_string() { field(a, "policy") } else { "a policy".into() },
+            field(a, "reason"),
+            st.paint("2", &field(a, "summary"))
+        );
+    }
     let approve = match on_ask {
         OnAsk::Tell => {
             println!("  decide with `paddock approve {id}` or `paddock deny {id}`");
@@ -235,8 +313,8 @@ async fn decide_ask(c: &Client, a: &Value, on_ask: OnAsk, st: &Style) -> anyhow:
     };
     let by = if on_ask == OnAsk::AutoApprove { "demo (on your behalf)".to_owned() } else { whoami() };
     let verb = if approve { "approve" } else { "deny" };
-    c.post(&format!("/v1/approvals/{id}/{verb}"), json!({"by": by})).await?;
-    println!("  {}", st.paint(if approve { "32" } else { "31" }, &format!("{verb}d by {by}")));
+    c.post(&format!("/v1/approvals/{raw_id}/{verb}"), json!({"by": by})).await?;
+    println!("  {}", st.paint(if approve { "32" } else { "31" }, &format!("{verb}d by {}", terminal::line(&by))));
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 
 use super::client::{Client, Conn, OnAsk, Style, follow, whoami};
+use crate::terminal;
 
 #[derive(clap::Subcommand)]
 pub enum SessionCommand {
@@ -42,6 +43,23 @@ pub enum SessionCommand {
     },
     /// Stop a running session.
     Stop { id: String },
+    /// Show what the agent changed: its copy of the workspace against your directory, as a unified diff.
+    ///
+    /// The agent works on a copy; no git runs on it to compute this (its git configuration is the agent's).
+    Diff {
+        id: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Bring the agent's changes back into your directory (the one given to `session run --workspace`).
+    ///
+    /// Files only: nothing named `.git` at any depth, no symlinks, no special files; a file you changed since
+    /// the session started is a conflict, and any conflict refuses the whole apply before anything is written.
+    Apply {
+        id: String,
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 #[derive(clap::Args)]
@@ -96,8 +114,9 @@ pub fn session(cmd: SessionCommand, conn: Conn) -> anyhow::Result<ExitCode> {
                 let id = v["id"].as_str().unwrap_or_default().to_owned();
                 if !f {
                     if out.json() {
-                        println!("{v}");
+                        println!("{}", terminal::json(&v));
                     } else {
+                        let id = terminal::line(&id);
                         println!("session {id} started; follow it with `paddock session logs {id} -f`");
                     }
                     return Ok(ExitCode::SUCCESS);
@@ -109,19 +128,20 @@ pub fn session(cmd: SessionCommand, conn: Conn) -> anyhow::Result<ExitCode> {
             SessionCommand::List { out } => {
                 let v = c.get("/v1/sessions").await?;
                 if out.json() {
-                    println!("{}", serde_json::to_string_pretty(&v)?);
+                    println!("{}", terminal::json_pretty(&v));
                     return Ok(ExitCode::SUCCESS);
                 }
+                let field = |s: &Value, k: &str| terminal::line(s[k].as_str().unwrap_or("")).into_owned();
                 println!("{:<16} {:<18} {:<10} {:>10} {:>6}  REASON", "ID", "AGENT", "PHASE", "COST", "TOOLS");
                 for s in v.as_array().into_iter().flatten() {
                     println!(
                         "{:<16} {:<18} {:<10} {:>10} {:>6}  {}",
-                        s["id"].as_str().unwrap_or(""),
-                        s["agent"].as_str().unwrap_or(""),
-                        s["phase"].as_str().unwrap_or(""),
+                        field(s, "id"),
+                        field(s, "agent"),
+                        field(s, "phase"),
                         format!("${:.4}", s["usage"]["costUsd"].as_f64().unwrap_or(0.0)),
-                        s["toolCalls"],
-                        s["reason"].as_str().unwrap_or("")
+                        s["toolCalls"].as_u64().unwrap_or(0),
+                        field(s, "reason")
                     );
                 }
                 Ok(ExitCode::SUCCESS)
@@ -134,19 +154,78 @@ pub fn session(cmd: SessionCommand, conn: Conn) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::SUCCESS);
                 }
                 let v = c.get(&format!("/v1/sessions/{id}/events")).await?;
+                // Events are outside text: `render` makes each string inert.
                 let st = Style::stdout();
                 for e in v.as_array().into_iter().flatten() {
                     if out.json() {
-                        println!("{}", e["event"]);
+                        println!("{}", terminal::json(&e["event"]));
                     } else if let Some(line) = super::client::render(&e["event"], &st) {
                         println!("{line}");
                     }
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            SessionCommand::Diff { id, out } => {
+                let v = c.get(&format!("/v1/local/sessions/{id}/diff")).await?;
+                if out.json() {
+                    println!("{}", terminal::json_pretty(&v));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                // The diff is the agent's text: inert, with its lines kept.
+                let diff = v["diff"].as_str().unwrap_or("");
+                if diff.is_empty() {
+                    println!("no changes");
+                } else {
+                    print!("{}", terminal::block(diff));
+                }
+                for c in v["conflicts"].as_array().into_iter().flatten() {
+                    eprintln!("conflict: {}", terminal::line(c.as_str().unwrap_or("")));
+                }
+                print_ignored(&v);
+                Ok(ExitCode::SUCCESS)
+            }
+            SessionCommand::Apply { id, out } => {
+                let v = c.post(&format!("/v1/local/sessions/{id}/apply"), json!({})).await?;
+                if out.json() {
+                    println!("{}", terminal::json_pretty(&v));
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let written: Vec<&str> =
+                    v["written"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                println!(
+                    "applied {} change{} to {}",
+                    written.len(),
+                    if written.len() == 1 { "" } else { "s" },
+                    terminal::line(v["source"].as_str().unwrap_or(""))
+                );
+                let mut left: Vec<(String, usize)> = Vec::new();
+                for ch in v["changes"].as_array().into_iter().flatten() {
+                    let mark = match ch["change"].as_str() {
+                        Some("added") => "A",
+                        Some("deleted") => "D",
+                        _ => "M",
+                    };
+                    let path = terminal::line(ch["path"].as_str().unwrap_or(""));
+                    match ch["note"].as_str() {
+                        Some(note) => match left.iter_mut().find(|(n, _)| n == note) {
+                            Some((_, count)) => *count += 1,
+                            None => left.push((note.to_owned(), 1)),
+                        },
+                        None if ch["review"] == true => {
+                            println!("  {mark} {path}   (review: other tools on your machine read this file)")
+                        }
+                        None => println!("  {mark} {path}"),
+                    }
+                }
+                for (note, count) in left {
+                    println!("  - {count} path{}: {}", if count == 1 { "" } else { "s" }, terminal::line(&note));
+                }
+                print_ignored(&v);
+                Ok(ExitCode::SUCCESS)
+            }
             SessionCommand::Stop { id } => {
                 c.post(&format!("/v1/local/sessions/{id}/stop"), json!({})).await?;
-                println!("session {id} stopped");
+                println!("session {} stopped", terminal::line(&id));
                 Ok(ExitCode::SUCCESS)
             }
         }
@@ -158,21 +237,24 @@ pub fn approvals(conn: Conn, out: Output) -> anyhow::Result<ExitCode> {
     rt()?.block_on(async {
         let v = c.get("/v1/approvals").await?;
         if out.json() {
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            println!("{}", terminal::json_pretty(&v));
             return Ok(ExitCode::SUCCESS);
         }
         let list = v.as_array().cloned().unwrap_or_default();
         if list.is_empty() {
             println!("no pending approvals");
         }
+        // Reasons and summaries quote what the agent asked to run: each is one inert line, so that no text
+        // of theirs can erase, hide or fake a line of this list.
+        let field = |a: &Value, k: &str| terminal::line(a[k].as_str().unwrap_or("")).into_owned();
         for a in list {
             println!(
                 "{}  session {}  {}  {}\n    {}",
-                a["id"].as_str().unwrap_or(""),
-                a["session"].as_str().unwrap_or(""),
-                a["phase"].as_str().unwrap_or(""),
-                a["reason"].as_str().unwrap_or(""),
-                a["summary"].as_str().unwrap_or("")
+                field(&a, "id"),
+                field(&a, "session"),
+                field(&a, "phase"),
+                field(&a, "reason"),
+                field(&a, "summary")
             );
         }
         Ok(ExitCode::SUCCESS)
@@ -186,7 +268,26 @@ pub fn decide(conn: Conn, id: String, reason: Option<String>, approve: bool) -> 
         let v: Value = c
             .post(&format!("/v1/approvals/{id}/{verb}"), json!({"by": whoami(), "reason": reason.unwrap_or_default()}))
             .await?;
-        println!("{id}: {} by {}", v["status"].as_str().unwrap_or(verb), v["decided_by"].as_str().unwrap_or(""));
+        println!(
+            "{}: {} by {}",
+            terminal::line(&id),
+            terminal::line(v["status"].as_str().unwrap_or(verb)),
+            terminal::line(v["decided_by"].as_str().unwrap_or(""))
+        );
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Git metadata in the agent's copy is never compared or brought back; say which.
+fn print_ignored(v: &Value) {
+    let ignored: Vec<String> = v["ignored"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|p| terminal::line(p).into_owned())
+        .collect();
+    if !ignored.is_empty() {
+        println!("not compared, never brought back (git metadata or names that are not UTF-8): {}", ignored.join(", "));
+    }
 }

@@ -9,6 +9,12 @@ use serde_json::{Value, json};
 
 use super::client::{Client, OnAsk, Style, follow};
 use super::up::{Args, start};
+use crate::terminal;
+
+/// A one-line field of a gateway answer (which may quote the agent), made inert.
+fn field(v: &Value, key: &str) -> String {
+    terminal::line(v[key].as_str().unwrap_or("")).into_owned()
+}
 
 const FILES: &[(&str, &str)] = &[
     ("agents/demo-coder.yaml", include_str!("../../demo/agents/demo-coder.yaml")),
@@ -23,7 +29,8 @@ const STORY: &[(&str, &str, &str, &str)] = &[
         "1. An agent writes code and tests it",
         "demo-coder",
         "Write a shell function that adds two numbers, with a test, and run the test.",
-        "every tool call was admitted by the gateway before it ran; the files are in the workspace",
+        "every tool call was admitted by the gateway before it ran; the agent worked on a copy, and its files \
+         came back to the workspace as files (never git's configuration or hooks)",
     ),
     (
         "2. A request with personal data never reaches the model",
@@ -85,7 +92,19 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let phase = follow(&c, &id, false, on_ask).await?;
         let s = c.get(&format!("/v1/sessions/{id}")).await?;
         if phase != "Succeeded" {
-            println!("  session {id} {phase}: {}", s["reason"].as_str().unwrap_or(""));
+            println!("  session {} {}: {}", terminal::line(&id), terminal::line(&phase), field(&s, "reason"));
+        }
+        // The agent worked on a copy; its files come back the way `paddock session apply` brings them.
+        let applied = c.post(&format!("/v1/local/sessions/{id}/apply"), json!({})).await?;
+        let written: Vec<String> = applied["written"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|p| terminal::line(p).into_owned())
+            .collect();
+        if !written.is_empty() {
+            println!("  {} brought back from the agent's copy: {}", st.paint("2", "↳"), written.join(", "));
         }
         println!("  {} {notice}\n", st.paint("2", "→"));
         sessions.push(s);
@@ -106,12 +125,12 @@ async fn summary(c: &Client, sessions: &[Value], st: &Style) -> anyhow::Result<(
         total += cost;
         println!(
             "  {:<14} {:<13} {:<10} ${:.4}  ({} in / {} out tokens)",
-            s["id"].as_str().unwrap_or(""),
-            s["agent"].as_str().unwrap_or(""),
-            s["phase"].as_str().unwrap_or(""),
+            field(s, "id"),
+            field(s, "agent"),
+            field(s, "phase"),
             cost,
-            s["usage"]["inputTokens"],
-            s["usage"]["outputTokens"]
+            s["usage"]["inputTokens"].as_u64().unwrap_or(0),
+            s["usage"]["outputTokens"].as_u64().unwrap_or(0)
         );
     }
     println!("  total ${total:.4}\n");
@@ -127,13 +146,14 @@ async fn summary(c: &Client, sessions: &[Value], st: &Style) -> anyhow::Result<(
         count("ask")
     );
     for r in rows.iter().filter(|r| r["verdict"] == "deny" || r["verdict"] == "ask" || r["decided_by"].is_string()) {
-        let who = r["decided_by"].as_str().map(|b| format!(" (decided by {b})")).unwrap_or_default();
+        let who = r["decided_by"].as_str().map(|b| format!(" (decided by {})", terminal::line(b))).unwrap_or_default();
+        let reason: String = r["reason"].as_str().unwrap_or("").chars().take(110).collect();
         println!(
             "  {:<5} {:<12} {:<13} {}{}",
-            r["verdict"].as_str().unwrap_or(""),
-            r["phase"].as_str().unwrap_or(""),
-            r["policy"].as_str().unwrap_or(""),
-            r["reason"].as_str().unwrap_or("").chars().take(110).collect::<String>(),
+            field(r, "verdict"),
+            field(r, "phase"),
+            field(r, "policy"),
+            terminal::line(&reason),
             who
         );
     }

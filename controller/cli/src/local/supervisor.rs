@@ -147,7 +147,8 @@ impl Supervisor {
             }
         }
         check_sandbox().map_err(StartError::Sandbox)?;
-        let workspace = match &req.workspace {
+        // The user's directory (if any) is only ever read, to make the agent's copy (see `workspace`).
+        let source = match &req.workspace {
             Some(w) => {
                 let w = std::fs::canonicalize(w)
                     .ok()
@@ -163,13 +164,9 @@ impl Supervisor {
                         w.display()
                     )));
                 }
-                w
+                Some(w)
             }
-            None => {
-                let w = self.data_dir.join("workspaces").join(format!("w-{}", paddock_gateway::gateway::random_hex(6)));
-                std::fs::create_dir_all(&w).context("cannot create the workspace")?;
-                w
-            }
+            None => None,
         };
         let (session, token) = self
             .gw
@@ -188,6 +185,14 @@ impl Supervisor {
         std::fs::create_dir_all(&dir).context("cannot create the session directory")?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).context("session directory")?;
         write_private(&dir.join("token"), &token).context("token file")?;
+        let workspace = match super::workspace::prepare(&dir, source.as_deref()) {
+            Ok(w) => w,
+            Err(e) => {
+                let reason = format!("{e:#}");
+                let _ = self.gw.end_session(&id, "Failed", &reason).await;
+                return Err(StartError::Other(e));
+            }
+        };
         write_private(&dir.join("prompt"), &req.prompt).context("prompt file")?;
         let manifest = serde_json::json!({
             "apiVersion": "paddock.dev/v1alpha1", "kind": "Agent",
@@ -201,6 +206,7 @@ impl Supervisor {
         let mut spec = spec;
         spec.env.extend(self.harness_env.iter().cloned());
         let mounts = LocalMounts {
+            workspace_binds: super::workspace::binds_inside(&workspace),
             workspace: workspace.clone(),
             gateway_socket: self.socket.clone(),
             token_file: dir.join("token"),
@@ -293,6 +299,11 @@ impl Supervisor {
             }
         });
         Ok(id)
+    }
+
+    /// Whether the session's sandbox is still running.
+    pub fn is_running(&self, id: &str) -> bool {
+        self.running.lock().expect("running").contains_key(id)
     }
 
     /// Whether a host path would expose something private (read-only is still a leak).

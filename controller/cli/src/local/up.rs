@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use paddock_gateway::config::{GatewayConfig, ProviderConfig, ProviderKind, SecretSource};
 use paddock_gateway::server;
 use serde_json::json;
@@ -178,6 +178,8 @@ fn routes(sup: Arc<Supervisor>) -> axum::Router {
     axum::Router::new()
         .route("/v1/local/sessions", post(start_session))
         .route("/v1/local/sessions/{id}/stop", post(stop_session))
+        .route("/v1/local/sessions/{id}/diff", get(session_diff))
+        .route("/v1/local/sessions/{id}/apply", post(session_apply))
         .with_state(sup)
 }
 
@@ -221,6 +223,74 @@ async fn stop_session(State(sup): State<Arc<Supervisor>>, Path(id): Path<String>
         Err(e) => {
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": {"message": format!("{e:#}")}}))).into_response()
         }
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({"error": {"message": message}}))).into_response()
+}
+
+/// The session's directory, once its sandbox has stopped (its copy is stable then); else the refusal.
+fn ended_session_dir(sup: &Supervisor, id: &str) -> Result<PathBuf, Box<Response>> {
+    if sup.gw.session(id).is_none() {
+        return Err(Box::new(error(StatusCode::NOT_FOUND, format!("no session `{id}`"))));
+    }
+    if sup.is_running(id) {
+        return Err(Box::new(error(
+            StatusCode::CONFLICT,
+            format!("session `{id}` is still running; wait for it to end or stop it (`paddock session stop {id}`)"),
+        )));
+    }
+    Ok(sup.data_dir.join("sessions").join(id))
+}
+
+/// `GET /v1/local/sessions/{id}/diff`: what the agent changed in its copy of the workspace, as a unified diff
+/// against the user's directory, without running git on the copy.
+async fn session_diff(State(sup): State<Arc<Supervisor>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(refused) = admin_only(&sup, &headers) {
+        return refused;
+    }
+    let dir = match ended_session_dir(&sup, &id) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let plan = super::apply::plan(&dir)?;
+        let diff = super::apply::unified_diff(&plan);
+        anyhow::Ok(super::apply::to_json(&id, &plan, Some(diff)))
+    })
+    .await;
+    match answer {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `POST /v1/local/sessions/{id}/apply`: brings the agent's changes back to the user's directory (files only;
+/// never git metadata, symlinks or special files); refused whole on any conflict.
+async fn session_apply(State(sup): State<Arc<Supervisor>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Some(refused) = admin_only(&sup, &headers) {
+        return refused;
+    }
+    let dir = match ended_session_dir(&sup, &id) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let plan = super::apply::plan(&dir)?;
+        let done = super::apply::apply(&dir, &plan)?;
+        let mut v = super::apply::to_json(&id, &plan, None);
+        v["written"] = json!(done);
+        Ok::<_, super::apply::ApplyError>(v)
+    })
+    .await;
+    match answer {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e @ super::apply::ApplyError::Conflict(_))) => error(StatusCode::CONFLICT, e.to_string()),
+        Ok(Err(e @ super::apply::ApplyError::Refused(_))) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
