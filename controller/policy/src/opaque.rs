@@ -103,6 +103,9 @@ impl Line {
             if matches!(name, "BASH_ENV" | "ENV") {
                 return Some(format!("{what}: `{name}` makes shells run a script file first"));
             }
+            if name == "PROMPT_COMMAND" || (matches!(name, "PS0" | "PS1" | "PS2" | "PS4") && is_expansion(value)) {
+                return Some(format!("{what}: `{name}` makes shells run commands it holds"));
+            }
         }
         let Some(argv0) = c.argv.first() else {
             return self.check_statement(c, &what);
@@ -237,7 +240,8 @@ impl Line {
         if let Some(why) = scheduled(prog, args) {
             return Some(why);
         }
-        if c.wrappers.iter().any(|w| w == "xargs") && !ARGS_CANNOT_MATTER.contains(&prog) {
+        let reads_only = prog == "git" && args.first().is_some_and(|s| GIT_READS.contains(&s.as_str()));
+        if c.wrappers.iter().any(|w| w == "xargs") && !ARGS_CANNOT_MATTER.contains(&prog) && !reads_only {
             return Some(format!("`xargs` adds arguments read from standard input to `{prog}`"));
         }
         if matches!(prog, "parallel" | "sem") {
@@ -517,6 +521,9 @@ const GIT_WORDS: &[&str] = &[
 fn looks_like_git(args: &[String]) -> bool {
     args.iter().any(|a| GIT_WORDS.contains(&a.as_str()))
 }
+
+/// git subcommands to which arguments read from standard input cannot add anything the rules judge.
+const GIT_READS: &[&str] = &["add", "diff", "log", "show", "blame", "status", "ls-files", "grep"];
 
 /// Programs to which arguments read from standard input (`xargs`) cannot add anything the rules judge.
 const ARGS_CANNOT_MATTER: &[&str] = &[

@@ -76,8 +76,9 @@ pub(super) fn inline_code(prog: &str, args: &[String]) -> Option<String> {
                 Some(k) => ("js", args.get(k + 1).cloned()),
                 None => return None,
             },
+            // PHP calls any function named by a string (`array_map('sys'.'tem', …)`): no hint would do.
             "php" => match flag_code(args, &["-r", "-R", "-B", "-E"], &["-c", "-d", "-f", "-t", "-z"]) {
-                Source::Code(c) => ("php", Some(c)),
+                Source::Code(_) => return Some(format!("`{prog}` runs inline PHP, which is not parsed")),
                 Source::Stdin => return Some(stdin_program(prog)),
                 Source::File => return None,
             },
@@ -320,6 +321,11 @@ fn suspicious_code(lang: &str, code: &str) -> Option<&'static str> {
         "function(",
         "new function",
         "vm.",
+        "constructor",
+        "_load",
+        "mainmodule",
+        "deno.",
+        "method(",
         "worker",
         "assert(",
         "create_function",
@@ -510,15 +516,49 @@ fn awk_code(prog: &str, args: &[String]) -> Option<String> {
         }
     }
     let code = programs.join("\n");
-    let squeezed: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     let runs = code.contains("system")
-        || squeezed.contains("|getline")
-        || squeezed.contains("|&")
-        || squeezed.contains("|\"")
-        || squeezed.contains("|$")
+        || awk_pipes(&code)
         || code.contains("@load")
+        || code.contains("extension(")
         || mentions_word(&code.to_ascii_lowercase(), "git");
     runs.then(|| format!("`{prog}` runs a program that can run commands (`system`, pipes), which is not parsed"))
+}
+
+/// An awk pipe to or from a command (`print … | cmd`, `cmd | getline`, `|&`): a `|` outside string
+/// and regex literals that is not `||`.
+fn awk_pipes(code: &str) -> bool {
+    let chars: Vec<char> = code.chars().collect();
+    let mut i = 0;
+    // After an operand a `/` divides; elsewhere it opens a regex.
+    let mut after_operand = false;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '"' => {
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+                after_operand = true;
+            }
+            '/' if !after_operand => {
+                i += 1;
+                while i < chars.len() && chars[i] != '/' {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+                after_operand = true;
+            }
+            '|' if chars.get(i + 1) == Some(&'|') => {
+                i += 1;
+                after_operand = false;
+            }
+            '|' => return true,
+            c if c.is_whitespace() => {}
+            c => after_operand = c.is_alphanumeric() || matches!(c, '_' | ')' | ']' | '$'),
+        }
+        i += 1;
+    }
+    false
 }
 
 /// GNU sed's `e` command or `s///e` flag, which run the pattern space as a command.

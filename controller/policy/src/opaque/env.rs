@@ -119,6 +119,11 @@ pub(super) fn exported_setting(name: &str, value: Option<&str>) -> Option<String
     if matches!(name, "BASH_ENV" | "ENV") {
         return Some(format!("`{name}` makes shells run a script file first"));
     }
+    if name == "PROMPT_COMMAND"
+        || (matches!(name, "PS0" | "PS1" | "PS2" | "PS4") && value.is_none_or(|v| v.contains(['$', '`'])))
+    {
+        return Some(format!("`{name}` makes shells run commands it holds"));
+    }
     git_setting(name, value, "git").or_else(|| git_setting(name, value, "gh"))
 }
 
