@@ -8,7 +8,7 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// tcp HOST:PORT | udp HOST:PORT | dns NAME | read PATH | write PATH | env NAME | signal PID | ptrace PID |
-    /// userns new | clone-newnet new
+    /// userns new | clone-newnet new | io_uring setup | memfd-exec PATH | fork MAX | fill PATH:MiB
     kind: String,
     target: String,
 }
@@ -78,6 +78,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 _ => Err(std::io::Error::last_os_error().to_string()),
             }
         }
+        "io_uring" => io_uring(),
+        "memfd-exec" => memfd_exec(t),
+        "fork" => fork_until_refused(t.parse()?),
+        "fill" => {
+            let (path, mib) = t.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("fill PATH:MiB"))?;
+            fill(path, mib.parse()?)
+        }
         other => anyhow::bail!("unknown probe `{other}`"),
     };
     Ok(match result {
@@ -90,4 +97,88 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::from(1)
         }
     })
+}
+
+/// An io_uring instance (the door to system calls that seccomp does not see).
+fn io_uring() -> Result<String, String> {
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup(2) with one entry and a zeroed `struct io_uring_params` (120 bytes).
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, params.as_mut_ptr()) };
+    if fd >= 0 {
+        unsafe { libc::close(fd as i32) };
+        Ok("created an io_uring".into())
+    } else {
+        Err(std::io::Error::last_os_error().to_string())
+    }
+}
+
+/// Runs the executable at `path` from an anonymous memory file (fileless execution).
+fn memfd_exec(path: &str) -> Result<String, String> {
+    let code = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    // SAFETY: memfd_create(2) with a static name; the fd is ours.
+    let fd = unsafe { libc::memfd_create(c"probe".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: we own fd.
+    let mut file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    std::io::Write::write_all(&mut file, &code).map_err(|e| e.to_string())?;
+    let status = std::process::Command::new(format!("/proc/self/fd/{fd}"))
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("exec from the memfd: {e}"))?;
+    if status.success() { Ok(format!("ran {path} from a memfd")) } else { Err(format!("it ran but failed: {status}")) }
+}
+
+/// Starts processes until the kernel refuses one or `max` run; says how many ran and why it stopped.
+fn fork_until_refused(max: u32) -> Result<String, String> {
+    let mut hold = [0; 2];
+    // SAFETY: a pipe whose read end the children wait on; closing the write end releases them.
+    if unsafe { libc::pipe(hold.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    let mut children = Vec::new();
+    let mut refused = None;
+    while children.len() < max as usize {
+        // SAFETY: the child only reads from the pipe and exits.
+        let pid = unsafe { libc::fork() };
+        match pid {
+            0 => unsafe {
+                libc::close(hold[1]);
+                let mut b = 0u8;
+                libc::read(hold[0], (&mut b as *mut u8).cast(), 1);
+                libc::_exit(0);
+            },
+            p if p > 0 => children.push(p),
+            _ => {
+                refused = Some(std::io::Error::last_os_error());
+                break;
+            }
+        }
+    }
+    unsafe { libc::close(hold[1]) };
+    for p in &children {
+        unsafe { libc::waitpid(*p, std::ptr::null_mut(), 0) };
+    }
+    match refused {
+        None => Ok(format!("started all {max} processes")),
+        Some(e) => Err(format!("started {} processes, then: {e}", children.len())),
+    }
+}
+
+/// Writes `mib` MiB of zeros to `path`; says how much fitted.
+fn fill(path: &str, mib: u64) -> Result<String, String> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    let chunk = vec![0u8; 1 << 20];
+    for written in 0..mib {
+        if let Err(e) = f.write_all(&chunk).and_then(|_| f.flush()) {
+            let _ = std::fs::remove_file(path);
+            return Err(format!("wrote {written} MiB, then: {e}"));
+        }
+    }
+    let _ = std::fs::remove_file(path);
+    Ok(format!("wrote all {mib} MiB"))
 }

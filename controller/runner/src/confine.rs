@@ -1,7 +1,12 @@
 //! The second layer inside a local sandbox: the runner confines itself, before it starts any thread or the
 //! harness, with Landlock (writes only to the workspace and scratch directories) and a seccomp filter (no
-//! ptrace, no mounts, no namespaces, no kernel modules or BPF). Every process it starts inherits both. If the
-//! kernel cannot enforce them, the session fails: the sandbox never degrades silently.
+//! ptrace, no mounts, no namespaces, no kernel modules or BPF, no io_uring). Every process it starts inherits
+//! both. If the kernel cannot enforce them, the session fails: the sandbox never degrades silently.
+//!
+//! `memfd_create` stays allowed: Landlock here limits where the agent writes, not which files it may
+//! execute (an agent runs what it builds, from the workspace or `/tmp`), so code run from a memfd can do
+//! nothing that the same code written to `/tmp` could not; blocking it would only break the tools that use
+//! it.
 
 use std::path::PathBuf;
 
@@ -53,6 +58,11 @@ const DENIED: &[i64] = &[
     libc::SYS_settimeofday,
     libc::SYS_clock_settime,
     libc::SYS_adjtimex,
+    // io_uring runs system calls from kernel workers, out of a seccomp filter's sight, and has been a
+    // steady source of kernel exploits; no harness needs it.
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
 ];
 
 /// Confines the calling process: `writable` directories may be written, everything else is read-only.

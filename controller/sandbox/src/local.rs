@@ -119,10 +119,18 @@ pub fn render_bwrap(spec: &SandboxSpec, m: &LocalMounts, inner: &[String]) -> Lo
         arg(&["--ro-bind-try", f, f]);
     }
     arg(&["--ro-bind", &s(&m.passwd), "/etc/passwd", "--ro-bind", &s(&m.group), "/etc/group"]);
-    arg(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/home"]);
-    arg(&["--dir", HOME]);
-    for p in &spec.writable_paths {
-        arg(&["--tmpfs", p]);
+    // Every tmpfs is sized (memory written there counts), and `/dev` itself is read-only: only the
+    // sized `/dev/shm` and the device nodes can be written.
+    let scratch = spec.scratch();
+    arg(&["--proc", "/proc", "--dev", "/dev"]);
+    for t in &scratch {
+        let size = t.bytes.to_string();
+        arg(&["--size", &size, "--tmpfs", &t.path]);
+        if t.path == "/dev/shm" {
+            arg(&["--remount-ro", "/dev"]);
+        } else if t.path == "/home" {
+            arg(&["--dir", HOME]);
+        }
     }
     for p in &spec.read_only_paths {
         arg(&["--ro-bind-try", p, p]);
@@ -157,6 +165,21 @@ pub fn render_bwrap(spec: &SandboxSpec, m: &LocalMounts, inner: &[String]) -> Lo
             file_bytes: 1 << 30,
             open_files: 4096,
         },
+    }
+}
+
+impl LocalSandbox {
+    /// The bubblewrap options (NUL-separated, for `bwrap --args FD`) and the rest of the command line
+    /// (`--` and the command inside). Options given through a file descriptor are not on bwrap's command
+    /// line, which is what the sandbox sees as `/proc/1/cmdline`: the host paths stay out of its view.
+    pub fn options_and_command(&self) -> (Vec<u8>, Vec<String>) {
+        let dashes = self.argv.iter().position(|a| a == "--").unwrap_or(self.argv.len());
+        let mut options = Vec::new();
+        for a in &self.argv[1..dashes] {
+            options.extend_from_slice(a.as_bytes());
+            options.push(0);
+        }
+        (options, self.argv[dashes..].to_vec())
     }
 }
 
@@ -218,7 +241,19 @@ mod tests {
         );
         assert_eq!(sb.argv.iter().filter(|a| *a == "--bind").count(), 2, "the workspace and its pinned .git");
         assert!(cmd.contains("--ro-bind /d/gateway.sock /run/paddock/gateway.sock"));
-        assert!(cmd.contains("--tmpfs /var/cache/app"));
+        for dir in ["/tmp", "/run", "/home", "/dev/shm", "/var/cache/app"] {
+            let i = sb.argv.iter().position(|a| a == dir).unwrap();
+            assert_eq!(sb.argv[i - 1], "--tmpfs", "{dir}");
+            assert_eq!(sb.argv[i - 3], "--size", "{dir} is sized");
+        }
+        let sizes: u64 = sb.argv.windows(2).filter(|w| w[0] == "--size").map(|w| w[1].parse::<u64>().unwrap()).sum();
+        assert!(sizes <= 1 << 30, "the tmpfs together fit in the Agent's 1Gi: {sizes}");
+        assert!(cmd.contains("--size 4096") || cmd.contains("--tmpfs /dev/shm --remount-ro /dev"));
+        let (options, command) = sb.options_and_command();
+        assert_eq!(command, ["--", "/opt/paddock/paddock", "runner"]);
+        let options = String::from_utf8(options).unwrap();
+        assert!(options.starts_with("--unshare-all\0") && options.ends_with("--setenv\0CI\0true\0"), "{options}");
+        assert!(options.contains("\0/home/u/ws\0/workspace\0"));
         assert!(cmd.contains("--clearenv") && cmd.contains("--setenv CI true"));
         assert!(!cmd.contains("/etc/passwd /etc/passwd"), "the host's identities are not shown");
         assert!(cmd.ends_with("-- /opt/paddock/paddock runner"));

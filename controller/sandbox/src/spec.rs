@@ -12,6 +12,8 @@ pub const WORKSPACE_DIR: &str = "/workspace";
 pub const RUNNER_UID: u32 = 65532;
 /// Processes and threads a runner may have at once.
 pub const DEFAULT_PIDS: u32 = 1024;
+/// `/run` holds only Paddock's mount points; it needs little room.
+const RUN_TMPFS_BYTES: u64 = 4 << 20;
 
 /// Environment names that hold model-provider credentials. They never enter a sandbox: the gateway holds
 /// the keys.
@@ -63,6 +65,13 @@ pub struct SandboxSpec {
     /// The Agent's plain environment variables.
     pub env: Vec<(String, String)>,
     pub run_as_uid: u32,
+}
+
+/// A memory-backed scratch directory of a local sandbox and the most it may hold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scratch {
+    pub path: String,
+    pub bytes: u64,
 }
 
 /// The same rule `paddock validate` applies: absolute, no `.` or `..`, not the root.
@@ -119,6 +128,26 @@ impl SandboxSpec {
     }
 }
 
+impl SandboxSpec {
+    /// The memory-backed (tmpfs) directories of a local sandbox and their sizes. What is written there is
+    /// memory, so together they never exceed the Agent's memory: `/run` gets a few MiB, and of the rest
+    /// `/tmp` gets four shares, `/home` two, `/dev/shm` and each writable path one. (In Kubernetes these
+    /// are disk-backed `emptyDir`s, bounded by the node's ephemeral storage, and the memory limit is the
+    /// cgroup's.)
+    pub fn scratch(&self) -> Vec<Scratch> {
+        let run = RUN_TMPFS_BYTES.min(self.memory_bytes / 16);
+        let rest = self.memory_bytes - run;
+        let mut shares: Vec<(String, u64)> = vec![("/tmp".into(), 4), ("/home".into(), 2), ("/dev/shm".into(), 1)];
+        shares.extend(self.writable_paths.iter().map(|p| (p.clone(), 1)));
+        let total: u64 = shares.iter().map(|(_, n)| n).sum();
+        // Page granularity: tmpfs rounds sizes up to whole pages, so round down here to stay within.
+        let page = |b: u64| (b / 4096 * 4096).max(4096);
+        let mut out = vec![Scratch { path: "/run".into(), bytes: page(run) }];
+        out.extend(shares.into_iter().map(|(path, n)| Scratch { path, bytes: page(rest / total * n) }));
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +179,37 @@ mod tests {
         assert!(e.starts_with("spec.sandbox.writablePaths[0]:"), "{e}");
         let cpu = agent(r#"{"harness": "custom", "model": "m", "sandbox": {"resources": {"cpu": "lots"}}}"#);
         assert!(SandboxSpec::for_agent(&cpu, None).unwrap_err().to_string().starts_with("spec.sandbox.resources.cpu:"));
+    }
+
+    #[test]
+    fn scratch_directories_together_fit_in_the_agents_memory() {
+        for (memory, writable) in [
+            ("128Mi", vec![]),
+            ("128Mi", vec!["/var/cache/a", "/var/cache/b", "/srv/x"]),
+            ("2Gi", vec!["/var/cache/app"]),
+            ("64Ki", vec!["/a", "/b", "/c", "/d", "/e", "/f", "/g", "/h"]),
+            ("1M", vec![]),
+        ] {
+            let json = serde_json::json!({"harness": "custom", "model": "m",
+                "sandbox": {"resources": {"memory": memory}, "writablePaths": writable}});
+            let s = SandboxSpec::for_agent(&serde_json::from_value(json).unwrap(), None).unwrap();
+            let scratch = s.scratch();
+            let paths: Vec<&str> = scratch.iter().map(|t| t.path.as_str()).collect();
+            for p in ["/tmp", "/run", "/home", "/dev/shm"].iter().chain(&writable) {
+                assert!(paths.contains(p), "{memory}: {p} is sized: {paths:?}");
+            }
+            let sum: u64 = scratch.iter().map(|t| t.bytes).sum();
+            if s.memory_bytes >= 1 << 20 {
+                assert!(sum <= s.memory_bytes, "{memory} {writable:?}: {sum} > {}", s.memory_bytes);
+            }
+            assert!(scratch.iter().all(|t| t.bytes >= 4096 && t.bytes % 4096 == 0), "{scratch:?}");
+        }
+        let s = SandboxSpec::for_agent(
+            &agent(r#"{"harness": "custom", "model": "m", "sandbox": {"resources": {"memory": "128Mi"}}}"#),
+            None,
+        )
+        .unwrap();
+        let tmp = s.scratch().into_iter().find(|t| t.path == "/tmp").unwrap().bytes;
+        assert!(tmp < 128 << 20 && tmp > 60 << 20, "/tmp gets the largest share: {tmp}");
     }
 }

@@ -56,9 +56,12 @@ pub struct Supervisor {
 
 /// Checks once that bubblewrap is installed and can create the namespaces; the message says what is missing.
 pub fn check_sandbox() -> Result<(), String> {
-    let out = std::process::Command::new("bwrap")
-        .args(["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "--", "/bin/true"])
-        .output();
+    let mut check = std::process::Command::new("bwrap");
+    check.args(["--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc"]);
+    check.args(["--size", "1048576", "--tmpfs", "/tmp", "--", "/bin/true"]);
+    // As root, sessions start bubblewrap as an unprivileged uid of their own: check it as one.
+    let _uid = super::run_as::as_session_user(&mut check);
+    let out = check.output();
     match out {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Err("bubblewrap (`bwrap`) is not installed; install it (Debian/Ubuntu: `sudo apt install bubblewrap`). \
@@ -66,6 +69,11 @@ pub fn check_sandbox() -> Result<(), String> {
                 .into())
         }
         Err(e) => Err(format!("cannot run bwrap: {e}")),
+        Ok(o) if String::from_utf8_lossy(&o.stderr).contains("--size") => Err(format!(
+            "bubblewrap is too old: Paddock sizes the sandbox's tmpfs with `--size` (bubblewrap 0.7.0 or later; \
+             Debian 12+, Ubuntu 24.04+): {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
         Ok(o) if !o.status.success() => Err(format!(
             "bwrap cannot create the sandbox's namespaces here: {} (unprivileged user namespaces may be disabled: \
              check `sysctl kernel.unprivileged_userns_clone` and AppArmor's `kernel.apparmor_restrict_unprivileged_userns`)",
@@ -246,33 +254,31 @@ impl Supervisor {
             pos..pos,
             ["--ro-bind".to_owned(), dir.join("prompt").to_string_lossy().into_owned(), prompt_inside.to_owned()],
         );
-        let log = std::fs::File::create(dir.join("runner.log")).context("runner log")?;
-        let mut cmd = tokio::process::Command::new(&sandbox.argv[0]);
-        cmd.args(&sandbox.argv[1..])
-            .env_clear()
+        let mut log = std::fs::File::create(dir.join("runner.log")).context("runner log")?;
+        // Limits, the session's own uid when root, and bubblewrap's options off its command line.
+        let launched = super::launch::command(
+            &id,
+            &mut sandbox,
+            spec.pids,
+            spec.memory_bytes,
+            &[&dir, &self.socket],
+            &self.paddock_bin,
+            &mut log,
+        );
+        let (mut cmd, hold) = match launched {
+            Ok(c) => c,
+            Err(reason) => {
+                let reason = format!("the sandbox did not start: {reason}");
+                let _ = self.gw.end_session(&id, "Failed", &reason).await;
+                return Err(StartError::Sandbox(reason));
+            }
+        };
+        cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .kill_on_drop(false);
-        let limits = sandbox.rlimits.clone();
-        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                for (res, v) in [
-                    (libc::RLIMIT_DATA, limits.data_bytes),
-                    (libc::RLIMIT_NPROC, limits.processes),
-                    (libc::RLIMIT_FSIZE, limits.file_bytes),
-                    (libc::RLIMIT_NOFILE, limits.open_files),
-                ] {
-                    let l = libc::rlimit { rlim_cur: v, rlim_max: v };
-                    if libc::setrlimit(res, &l) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -288,6 +294,7 @@ impl Supervisor {
         let sid = id.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
+            drop(hold);
             me.running.lock().expect("running").remove(&sid);
             let (phase, reason) = match status {
                 Ok(s) if s.success() => ("Succeeded", String::new()),
