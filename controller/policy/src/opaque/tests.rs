@@ -376,3 +376,23 @@ fn what_the_parser_resolves_is_judged_not_asked() {
         assert!(forced, "{line:?}: {cmds:?}");
     }
 }
+
+use proptest::prelude::*;
+
+proptest! {
+    /// Hostile lines never make the decision panic.
+    #[test]
+    fn never_panics(words in proptest::collection::vec(prop_oneof![
+        "[a-zA-Z0-9_./=$`'\"|&;(){}<>!*?\\[\\] -]{0,12}",
+        proptest::sample::select(vec![
+            "git", "push", "-f", "python3", "-c", "perl", "-e", "node", "awk", "sed", "xargs", "export", "PATH=",
+            "GIT_DIR=", "ln", "-s", "cp", "source", ".", "sh", "bash", "set", "-a", "--", "IFS=,", "printf", "-v",
+            "s/x/y/e", "require(", "é", "ｇit", "\u{200b}", "tar", "--to-command=x", "vim", "-c", "gdb", "-ex",
+        ]).prop_map(str::to_string),
+    ], 0..12)) {
+        let line = words.join(" ");
+        if let Ok(cmds) = parse_commands(&line) {
+            let _ = why_opaque(&cmds);
+        }
+    }
+}
