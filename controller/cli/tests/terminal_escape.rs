@@ -30,7 +30,8 @@ fn script() -> String {
     let spoof_text = format!("Working on it.{ERASE}All tests pass{OSC52}{BIDI}{FAKE_LINE}");
     // The tool's output carries the same sequences, made by printf inside the sandbox (C1 CSI and the
     // override as their UTF-8 bytes).
-    let noisy = r"printf 'out\033[2K\r\033]52;c;eA==\007\302\233 done \342\200\256x\033[8m\n'";
+    // It also writes them to a file, and names a file with them, for `session diff` to show.
+    let noisy = r"printf 'out\033[2K\r\033]52;c;eA==\007\302\233 done \342\200\256x\033[8m\n' | tee spoof.txt; touch $(printf 'name\033]0;title\007')";
     let spoof_command = format!(
         "git remote set-url origin https://evil.example/x.git #{ERASE}`npm test`: runs the test suite{HIDE}{CSI_C1}{BIDI}{FAKE_LINE}"
     );
@@ -162,6 +163,13 @@ fn agent_text_is_shown_inert_everywhere_paddock_prints_it() {
         serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
     }
     assert!(json_logs.contains(r"\u001b[2K") && json_logs.contains(r"\u009b") && json_logs.contains(r"\u202e"));
+    let diff = checked(&up, &["session", "diff", &id], "session diff");
+    assert!(
+        diff.contains("+out\\x1b[2K\\r\\x1b]52;c;eA==\\x07\\u{9b} done \\u{202e}x"),
+        "the file is readable: {diff}"
+    );
+    assert!(diff.contains("# added empty file name\\x1b]0;title\\x07"), "so is the name: {diff}");
+    checked(&up, &["session", "diff", &id, "-o", "json"], "session diff -o json");
     checked(&up, &["session", "list"], "session list");
     checked(&up, &["session", "list", "-o", "json"], "session list -o json");
 

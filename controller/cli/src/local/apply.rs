@@ -251,8 +251,12 @@ pub fn unified_diff(p: &Plan) -> String {
             Ok(o) if o.status.code() == Some(1) || o.status.success() => {
                 let text = String::from_utf8_lossy(&o.stdout);
                 if text.is_empty() {
-                    // Same content, another mode.
-                    out.push_str(&format!("# mode of {name} changed\n"));
+                    // Nothing to show line by line: an empty file, or the same content with another mode.
+                    match c.change.change {
+                        "added" => out.push_str(&format!("# added empty file {name}\n")),
+                        "deleted" => out.push_str(&format!("# deleted empty file {name}\n")),
+                        _ => out.push_str(&format!("# mode of {name} changed\n")),
+                    }
                 } else {
                     out.push_str(&text);
                     if !text.ends_with('\n') {

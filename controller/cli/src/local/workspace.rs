@@ -57,9 +57,16 @@ pub struct Base {
     pub entries: BTreeMap<String, Entry>,
 }
 
-/// Whether a name is git's metadata. Any case: on a case-insensitive file system `.GIT` is `.git`.
+/// Whether a name is, or on some file system would be, git's metadata — the names git itself refuses in a
+/// tree for that reason: any case (case-insensitive file systems), with the code points HFS+ ignores
+/// removed (`.g\u{200c}it`), trailing dots and spaces dropped (NTFS), and NTFS's short name `git~1`.
 pub fn is_git_name(name: &OsStr) -> bool {
-    name.as_encoded_bytes().eq_ignore_ascii_case(b".git")
+    let Some(s) = name.to_str() else { return false };
+    let hfs_ignorable =
+        |c: char| matches!(c, '\u{200c}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{206a}'..='\u{206f}' | '\u{feff}');
+    let folded = s.chars().filter(|c| !hfs_ignorable(*c)).collect::<String>().to_ascii_lowercase();
+    let trimmed = folded.trim_end_matches(['.', ' ']);
+    trimmed == ".git" || trimmed == "git~1"
 }
 
 /// Makes the session's workspace: a copy of `source` (or an empty directory), with the directories of its
@@ -229,6 +236,18 @@ pub fn changes(base: &BTreeMap<String, Entry>, now: &BTreeMap<String, Entry>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_spelling_of_dot_git_is_git_metadata() {
+        for name in
+            [".git", ".GIT", ".Git", ".g\u{200c}it", "\u{feff}.git", ".git.", ".git ", ".git. .", "GIT~1", "git~1"]
+        {
+            assert!(is_git_name(OsStr::new(name)), "{name:?}");
+        }
+        for name in ["git", ".gitignore", ".github", ".gitattributes", "x.git", ".git~1"] {
+            assert!(!is_git_name(OsStr::new(name)), "{name:?}");
+        }
+    }
 
     #[test]
     fn the_copy_and_its_manifest_leave_git_metadata_out() {
