@@ -40,14 +40,16 @@ fn names_git_dir(c: &SimpleCommand) -> bool {
     c.argv.iter().enumerate().skip(1).any(|(i, w)| {
         // `find`'s starting points come before its expression; what `-exec` runs is a command of its own.
         expression |= find && w.starts_with(['-', '(', '!']);
-        let pattern = expression || PATTERN_OPTS.contains(&c.argv[i - 1].as_str());
+        let option = w.split_once('=').map_or("", |(o, _)| o);
+        let pattern = expression || PATTERN_OPTS.contains(&c.argv[i - 1].as_str()) || PATTERN_OPTS.contains(&option);
         !pattern && in_git_dir(w)
     })
 }
 
-/// Whether a path has a `.git` component (any case; a glob that may expand to it counts).
+/// Whether a path has a `.git` component (any case; a glob that may expand to it counts), also as the value
+/// of an operand or option (`of=.git/config`, `--output=.git/hooks/x`).
 fn in_git_dir(path: &str) -> bool {
-    path.split(['/', '\\']).any(|c| {
+    path.split(['/', '\\', '=']).any(|c| {
         c.eq_ignore_ascii_case(".git")
             || (c.contains(['*', '?']) && glob_match(&c.to_ascii_lowercase(), ".git"))
             || (c.contains('[') && c.len() <= 12 && c.to_ascii_lowercase().starts_with(".g"))
