@@ -150,3 +150,38 @@ fn options_fd(options: &[u8]) -> std::io::Result<OwnedFd> {
     std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
     Ok(OwnedFd::from(file))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_bind_sources_are_mapped() {
+        // The paddock executable installed at the very place it appears inside: the destination stays.
+        let mut argv: Vec<String> =
+            ["bwrap", "--ro-bind", "/opt/paddock/paddock", "/opt/paddock/paddock", "--bind", "/d/s/ws", "/workspace"]
+                .iter()
+                .chain(&["--setenv", "X", "/d/s/ws", "--", "/opt/paddock/paddock", "runner"])
+                .map(|s| s.to_string())
+                .collect();
+        map_sources(&mut argv, |p| Path::new("/run/m").join(p.strip_prefix("/").unwrap()));
+        assert_eq!(
+            argv,
+            [
+                "bwrap",
+                "--ro-bind",
+                "/run/m/opt/paddock/paddock",
+                "/opt/paddock/paddock",
+                "--bind",
+                "/run/m/d/s/ws",
+                "/workspace",
+                "--setenv",
+                "X",
+                "/d/s/ws",
+                "--",
+                "/opt/paddock/paddock",
+                "runner"
+            ]
+        );
+    }
+}

@@ -313,3 +313,20 @@ pub fn drop_to(id: u32) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_running_session_has_a_uid_of_its_own() {
+        let a = SessionUid::take().unwrap();
+        let b = SessionUid::take().unwrap();
+        assert_ne!(a.uid(), b.uid());
+        assert!(a.uid() >= UID_BASE && b.uid() < UID_BASE + UID_SLOTS);
+        let freed = a.uid();
+        drop(a);
+        let c = SessionUid::take().unwrap();
+        assert_eq!(c.uid(), freed, "a finished session's uid is reused");
+    }
+}
