@@ -65,7 +65,8 @@ pub fn uses(wire: Wire, body: &Value) -> Vec<Use> {
                     found(Feature::StoredState, key.to_owned());
                 }
             }
-            if body["background"] == true {
+            // Anything but false or absent: a value the gateway cannot read is not taken for "no".
+            if !matches!(body["background"], Value::Null | Value::Bool(false)) {
                 found(Feature::Background, "background".to_owned());
             }
             if let Some(items) = body["input"].as_array() {
@@ -209,5 +210,6 @@ mod tests {
             ]
         );
         assert_eq!(found(Wire::Responses, json!({"input": "hi", "store": false, "background": false})), []);
+        assert_eq!(found(Wire::Responses, json!({"background": "true"})), [("background", "background".into())]);
     }
 }
