@@ -27,7 +27,8 @@
 //!
 //! A shell whose script the line does not show (`bash x.sh`, `curl … | sh`, `bash < file`) is
 //! reported itself, as `bash`; one whose script it shows (`-c`, a heredoc, `echo … | sh`,
-//! `<(echo …)`) is reported as the commands it runs. Assignments alone (`PATH=/x:$PATH`) are reported
+//! `<(echo …)`) is reported as the commands it runs. An interpreter reading its program from a heredoc
+//! or here-string (`python3 <<'EOF'`) is reported with it as `-c`/`-e` code (`python3 -c CODE`). Assignments alone (`PATH=/x:$PATH`) are reported
 //! as a command with an empty `argv` and the assignments as its `wrappers`. [`crate::opaque`] reads
 //! these to tell which lines hide what runs: scripts in files or from programs, other interpreters
 //! (`python -c`), commands inside containers are out of reach of this parser by nature.
@@ -305,6 +306,9 @@ struct Parser<'o> {
     /// The program of the command being run is an expansion whose every value is known, and the
     /// command is reported with those values: the expansion itself need not be (see [`Self::dynamic`]).
     program_seen: bool,
+    /// Interpreters whose program is a heredoc not read yet: the heredoc, where the command is in
+    /// the output, and the option that gives code on the command line.
+    deferred_code: Vec<(usize, usize, &'static str)>,
 }
 
 /// The commands found so far, shared by every nested parse, and the bytes they hold.
@@ -375,6 +379,7 @@ impl<'o> Parser<'o> {
             deferred: Vec::new(),
             env,
             program_seen: false,
+            deferred_code: Vec::new(),
         }
     }
 
@@ -961,6 +966,21 @@ impl<'o> Parser<'o> {
     }
 
     fn run_deferred(&mut self) -> Res<()> {
+        // Interpreters reading their program from a heredoc get it as `-c`/`-e` once it is read.
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            mem::take(&mut self.deferred_code).into_iter().partition(|(id, ..)| self.heredocs[*id].body.is_some());
+        self.deferred_code = waiting;
+        for (id, at, flag) in ready {
+            let code = self.heredocs[id].body.clone().unwrap_or_default();
+            if let Some(cmd) = self.out.cmds.get_mut(at)
+                && stdin_code_flag(
+                    &program_name(cmd.argv.first().map_or("", String::as_str)).to_ascii_lowercase(),
+                    &cmd.argv,
+                ) == Some(flag)
+            {
+                cmd.argv = with_code(&cmd.argv, flag, &code);
+            }
+        }
         let (ready, waiting): (Vec<_>, Vec<_>) =
             mem::take(&mut self.deferred).into_iter().partition(|(id, ..)| self.heredocs[*id].body.is_some());
         self.deferred = waiting;
@@ -2106,7 +2126,17 @@ impl<'o> Parser<'o> {
         if argv[0].starts_with('$') || argv[0].starts_with('`') {
             return self.dynamic(argv, wrappers);
         }
-        self.emit(argv, wrappers);
+        match (stdin_code_flag(name, argv), stdin) {
+            (Some(flag), Stdin::Text(code)) => self.emit(&with_code(argv, flag, code), wrappers),
+            (Some(flag), Stdin::Heredoc(id)) => match self.heredocs[*id].body.clone() {
+                Some(code) => self.emit(&with_code(argv, flag, &code), wrappers),
+                None => {
+                    self.deferred_code.push((*id, self.out.cmds.len(), flag));
+                    self.emit(argv, wrappers);
+                }
+            },
+            _ => self.emit(argv, wrappers),
+        }
         let stdout = match name {
             "echo" | "printf" => printed_text(argv).map(Feed::Text),
             "cat" if argv[1..].iter().all(|a| a == "-") => match stdin {
@@ -2670,6 +2700,31 @@ fn unquote(s: &str) -> String {
         }
     }
     s.to_string()
+}
+
+/// The option that gives an interpreter its program on the command line (`python3 -c`), when it
+/// reads its program from stdin here: no script operand but `-`, no code already given.
+fn stdin_code_flag(name: &str, argv: &[String]) -> Option<&'static str> {
+    let python = name.strip_prefix("python").is_some_and(|r| r.chars().all(|c| c.is_ascii_digit() || c == '.'));
+    let flag = match name {
+        _ if python => "-c",
+        "perl" | "ruby" | "node" | "nodejs" => "-e",
+        _ => return None,
+    };
+    let mut operands = argv[1..].iter().filter(|a| *a == "-" || !a.starts_with('-'));
+    let given = argv[1..]
+        .iter()
+        .any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains(if python { 'c' } else { 'e' }));
+    let module = python && argv[1..].iter().any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('m'));
+    (operands.all(|a| a == "-") && !given && !module).then_some(flag)
+}
+
+/// The command with its program given on the command line instead of on stdin: the same program,
+/// shown so that rules can read it (`python3 <<EOF` → `python3 -c CODE`).
+fn with_code(argv: &[String], flag: &str, code: &str) -> Vec<String> {
+    let mut out = vec![argv[0].clone(), flag.to_string(), code.to_string()];
+    out.extend(argv[1..].iter().filter(|a| *a != "-").cloned());
+    out
 }
 
 /// What `echo …` or `printf FORMAT …` prints, when the line shows it (`printf` formats of `%s`, `%b`
@@ -3342,6 +3397,20 @@ mod tests {
         assert!(has("c=echo; source <(echo c=git); $c push", &["$c", "push"]));
         assert!(!has("c=echo; eval 'ls'; $c push", &["$c", "push"]));
         assert!(has("c=(git x); c[1]=push; \"${c[@]}\" -f", &["${c[@]}", "-f"]));
+    }
+
+    #[test]
+    fn interpreters_reading_a_heredoc_are_shown_with_their_program() {
+        assert_eq!(one("python3 <<'EOF'\nimport json\nEOF"), v(&["python3", "-c", "import json\n"]));
+        assert_eq!(one("python3 - <<< 'print(1)'"), v(&["python3", "-c", "print(1)"]));
+        assert_eq!(one("perl <<EOF\nprint 1\nEOF"), v(&["perl", "-e", "print 1\n"]));
+        assert_eq!(argvs("cat <<A | python3 <<B\na\nA\nb\nB")[1], v(&["python3", "-c", "b\n"]));
+        // A script operand or code given already: stdin is data.
+        assert_eq!(one("python3 x.py <<< 'data'"), v(&["python3", "x.py"]));
+        assert_eq!(one("python3 -c 'import sys' <<< 'data'"), v(&["python3", "-c", "import sys"]));
+        assert_eq!(one("python3 -m json.tool <<< '{}'"), v(&["python3", "-m", "json.tool"]));
+        // Unknown stdin stays as it is.
+        assert_eq!(one("python3 < x.py"), v(&["python3"]));
     }
 
     #[test]
