@@ -31,9 +31,10 @@
 //! What a line does not show is reported by [`git_opaque`], [`git_elsewhere`], [`push_target_change`]
 //! and [`gh_opaque`] (module `opacity`), so that rules ask rather than guess.
 //!
-//! Known gaps: aliases and remotes from config files, or variables exported by earlier commands (their
-//! values are not on the command: rules judge `origin` by the remotes a hook read, else by the
-//! workspace); tags pushed by a bare name (`git push origin v1`) look like branches.
+//! Known gaps: remotes from config files, or variables exported by earlier commands (their values are not
+//! on the command: rules judge `origin` by the remotes a hook read, else by the workspace; an alias from a
+//! config file is not a git command, which [`git_opaque`] reports); tags pushed by a bare name
+//! (`git push origin v1`) look like branches.
 
 use crate::shell::{SimpleCommand, program_name};
 
