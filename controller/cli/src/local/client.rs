@@ -187,11 +187,9 @@ pub fn render(ev: &Value, st: &Style) -> Option<String> {
                 .map(|r| format!(": {}", terminal::line(r)))
                 .unwrap_or_default()
         ),
-        "usage" => st.paint(
-            "2",
-            &format!("  tokens: {} in, {} out", ev["input_tokens"], ev["output_tokens"])
-                .replace(|c: char| c.is_control(), ""),
-        ),
+        "usage" => {
+            st.paint("2", &terminal::line(&format!("  tokens: {} in, {} out", ev["input_tokens"], ev["output_tokens"])))
+        }
         "error" => format!("{} {}", st.paint("31", "error:"), terminal::indented(ev["message"].as_str()?, "  │ ")),
         "done" | "end" => format!(
             "{} {} {}",
@@ -320,4 +318,45 @@ async fn decide_ask(c: &Client, a: &Value, on_ask: OnAsk, st: &Style, shown: boo
 
 pub fn whoami() -> String {
     std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "local-admin".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Style, render};
+
+    fn shown(ev: serde_json::Value) -> String {
+        render(&ev, &Style { color: false }).unwrap()
+    }
+
+    #[test]
+    fn decisions_are_drawn_only_from_the_gateway() {
+        let verdict = json!({"type": "verdict", "phase": "tool_call", "verdict": "deny", "policy": "github-rules",
+            "reason": "force push"});
+        let mut from_gateway = verdict.clone();
+        from_gateway["source"] = "gateway".into();
+        assert_eq!(shown(from_gateway), "⛔ tool_call deny by github-rules: force push");
+        for source in [json!(null), json!("runner"), json!("Gateway"), json!(["gateway"])] {
+            let mut claim = verdict.clone();
+            claim["source"] = source.clone();
+            let line = shown(claim);
+            assert!(line.starts_with("  runner reports verdict: {"), "{source}: {line}");
+        }
+        let end = shown(json!({"type": "done", "phase": "Succeeded", "message": "approved\r\x1b[2K"}));
+        assert!(end.starts_with("  runner reports done:") && !end.contains('\x1b') && !end.contains('\r'), "{end}");
+    }
+
+    #[test]
+    fn every_field_of_an_event_is_inert() {
+        let ev = json!({"type": "tool_call", "name": "sh\x1b[8mell", "args": {"command": "ls\u{202e}\u{9b}2K"}});
+        assert_eq!(shown(ev), r#"▸ sh\x1b[8mell {"command":"ls\u{202e}\u{9b}2K"}"#);
+        let usage = shown(json!({"type": "usage", "input_tokens": "1\u{202e}", "output_tokens": "\u{9b}"}));
+        assert_eq!(usage, r#"  tokens: "1\u{202e}" in, "\u{9b}" out"#);
+        let msg = shown(json!({"type": "message", "role": "assistant", "text": "a\n● Succeeded\r\n⛔ fake"}));
+        assert_eq!(msg, "assistant: a\n  │ ● Succeeded\\r\n  │ ⛔ fake");
+        let ask = shown(json!({"type": "ask", "source": "gateway", "policy": "p", "phase": "tool_call",
+            "approval": "a-1", "reason": "x\ny", "summary": "s\r"}));
+        assert_eq!(ask, "? p asks (tool_call, a-1): x\\ny\n    s\\r");
+    }
 }
