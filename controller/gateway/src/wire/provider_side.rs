@@ -75,8 +75,11 @@ pub fn uses(wire: Wire, body: &Value) -> Vec<Use> {
                     if item["type"] == "item_reference" {
                         found(Feature::StoredState, at.clone());
                     }
+                    // A part given as an item, a tool output of parts, or one object (a computer screenshot).
+                    block(item, &at, &mut found);
                     blocks(&item["content"], &format!("{at}.content"), &mut found);
                     blocks(&item["output"], &format!("{at}.output"), &mut found);
+                    block(&item["output"], &format!("{at}.output"), &mut found);
                 }
             }
         }
@@ -194,7 +197,11 @@ mod tests {
                 {"type": "input_image", "file_id": "file_2"}]},
             {"type": "item_reference", "id": "msg_1"},
             {"type": "function_call_output", "call_id": "c", "output": [
-                {"type": "input_image", "image_url": "http://x/y"}]}]});
+                {"type": "input_image", "image_url": "http://x/y"}]},
+            {"type": "computer_call_output", "call_id": "d", "output": {"type": "computer_screenshot",
+                "image_url": "https://x/shot.png"}},
+            {"type": "input_image", "image_url": "https://x/bare.png"},
+            {"type": "function_call", "call_id": "e", "name": "f", "arguments": "{\"url\": \"https://not-fetched\"}"}]});
         assert_eq!(
             found(Wire::Responses, body),
             [
@@ -207,6 +214,8 @@ mod tests {
                 ("stored_state", "input[0].content[3].file_id".into()),
                 ("stored_state", "input[1]".into()),
                 ("url_inputs", "input[2].output[0].image_url".into()),
+                ("url_inputs", "input[3].output.image_url".into()),
+                ("url_inputs", "input[4].image_url".into()),
             ]
         );
         assert_eq!(found(Wire::Responses, json!({"input": "hi", "store": false, "background": false})), []);
