@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use paddock_sandbox::SandboxSpec;
 use paddock_sandbox::local::LocalSandbox;
 
 use super::cgroup::SessionCgroup;
@@ -45,16 +46,18 @@ pub const NO_CGROUP_VAR: &str = "PADDOCK_SESSION_CGROUP";
 
 static SAID_NO_CGROUP: AtomicBool = AtomicBool::new(false);
 
-/// Prepares the command that starts `sandbox` for session `id`. `session_dir` and `socket` are what the
-/// sandbox reads and writes of Paddock's (id-mapped to the session's uid when root), `paddock_bin` is shown
-/// read-only. Writes to `log` what bounds the session.
+/// Prepares the command that starts `sandbox` for session `id` with `spec`'s limits. `private` are what the sandbox reads and
+/// writes of Paddock's (the session's directory and the gateway's socket: id-mapped to the session's uid
+/// when root), `paddock_bin` and `shown` what it sees read-only (the `paddock` executable, the harness CLIs'
+/// directories), staged when root so that the session's uid reaches them wherever they are. Writes to `log` what bounds
+/// the session.
 pub fn command(
     id: &str,
     sandbox: &mut LocalSandbox,
-    pids: u32,
-    memory: u64,
+    spec: &SandboxSpec,
     private: &[&Path],
     paddock_bin: &Path,
+    shown: &[std::path::PathBuf],
     log: &mut std::fs::File,
 ) -> Result<(tokio::process::Command, SessionHold), String> {
     let (uid, staging) = if super::run_as::is_root() {
@@ -63,7 +66,9 @@ pub fn command(
         for p in private {
             staging.add(p, true).map_err(|e| e.to_string())?;
         }
-        staging.add(paddock_bin, false).map_err(|e| e.to_string())?;
+        for p in std::iter::once(paddock_bin).chain(shown.iter().map(|p| p.as_path())) {
+            staging.add(p, false).map_err(|e| e.to_string())?;
+        }
         map_sources(&mut sandbox.argv, |p| staging.path(p));
         (Some(uid), Some(staging))
     } else {
@@ -72,7 +77,7 @@ pub fn command(
     let cgroup = if std::env::var_os(NO_CGROUP_VAR).is_some_and(|v| v == "off") {
         Err(format!("{NO_CGROUP_VAR}=off"))
     } else {
-        SessionCgroup::create(id, pids, memory)
+        SessionCgroup::create(id, spec.pids, spec.memory_bytes)
     };
     let cgroup = match cgroup {
         Ok(cg) => {

@@ -259,10 +259,10 @@ impl Supervisor {
         let launched = super::launch::command(
             &id,
             &mut sandbox,
-            spec.pids,
-            spec.memory_bytes,
+            &spec,
             &[&dir, &self.socket],
             &self.paddock_bin,
+            &self.extra_read_only,
             &mut log,
         );
         let (mut cmd, hold) = match launched {
