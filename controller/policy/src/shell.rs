@@ -17,10 +17,10 @@
 //! command) rather than too little.
 //!
 //! Variables are not expanded in general (`git $SUB` reports the subcommand `$SUB`), but a word that
-//! is exactly a variable assigned earlier on the line (`c="git push -f"; $c`, also `printf -v c '…'`),
-//! a positional parameter of a `bash -c` script, a function or `set -- …`, a `${x:-default}` or an
-//! `$(echo …)` also yields the command with those values, as extra commands; unquoted values are split
-//! by blanks and by every `IFS` assigned on the line. A program that is itself an expansion is
+//! is exactly a variable assigned earlier on the line (`c="git push -f"; $c`, also `printf -v c '…'`,
+//! `c+=…`, a `for` over literal words), a positional parameter of a `bash -c` script, a function or
+//! `set -- …`, a `${x:-default}` or an `$(echo …)` also yields the command with those values, as extra
+//! commands; unquoted values are split by blanks and by every `IFS` assigned on the line. A program that is itself an expansion is
 //! reported with its values when the line shows all of them; otherwise (`$(which git) push`,
 //! `$SUDO git push`, a variable also set by `read`) it is reported as is, the expansion as `argv[0]`,
 //! and its arguments as a command of their own.
@@ -631,11 +631,7 @@ impl<'o> Parser<'o> {
                 self.expect_reserved("done", "`do` (missing `done`)")?;
                 self.loop_end(start);
             }
-            "for" | "select" => {
-                let start = self.loop_start();
-                self.parse_for()?;
-                self.loop_end(start);
-            }
+            "for" | "select" => self.parse_for()?,
             "case" => self.parse_case()?,
             "function" => {
                 self.next()?;
@@ -721,17 +717,40 @@ impl<'o> Parser<'o> {
 
     fn parse_for(&mut self) -> Res<()> {
         self.next()?;
-        match self.next()? {
-            Tok::Word(_) | Tok::Arith => {}
+        let name = match self.next()? {
+            Tok::Word(w) => Some(w.text),
+            Tok::Arith => None,
             t => return Err(t.unexpected()),
-        }
+        };
         self.skip_newlines()?;
+        // The loop variable takes each word in turn (`for c in git ls`); without `in`, the
+        // positional parameters, which are not tracked here.
+        let mut values = None;
         if self.peek_reserved()? == Some("in") {
             self.next()?;
+            let mut words = Vec::new();
             while matches!(self.peek()?, Tok::Word(_)) {
-                self.next()?; // the words' substitutions were parsed when they were lexed
+                // The words' substitutions were parsed when they were lexed.
+                if let Tok::Word(w) = self.next()? {
+                    words.extend(brace_expand(&w)?);
+                }
+            }
+            values = Some(words);
+        }
+        if let Some(name) = name.filter(|n| is_assignment_str(&format!("{n}="))) {
+            match values {
+                // A word that expands (`$(cat f)`, `*.sh`) gives values the line does not show.
+                Some(words)
+                    if words.len() <= MAX_VARIANTS && !words.iter().any(|w| w.contains(['$', '`', '*', '?', '['])) =>
+                {
+                    for word in words {
+                        self.set_var(&name, Value::Scalar(word));
+                    }
+                }
+                _ => self.set_var(&name, Value::Unknown),
             }
         }
+        let start = self.loop_start();
         if self.peek_op(&[";"])? {
             self.next()?;
         }
@@ -739,11 +758,15 @@ impl<'o> Parser<'o> {
         if self.peek_reserved()? == Some("{") {
             self.next()?;
             self.parse_list()?;
-            return self.expect_reserved("}", "`{` (missing `}`)");
+            self.expect_reserved("}", "`{` (missing `}`)")?;
+            self.loop_end(start);
+            return Ok(());
         }
         self.expect_reserved("do", "`for` (missing `do`)")?;
         self.parse_list()?;
-        self.expect_reserved("done", "`do` (missing `done`)")
+        self.expect_reserved("done", "`do` (missing `done`)")?;
+        self.loop_end(start);
+        Ok(())
     }
 
     fn parse_case(&mut self) -> Res<()> {
@@ -3389,6 +3412,17 @@ mod tests {
         assert!(has("c=echo; while true; do $c hi; c='git push -f'; done", &["$c", "hi"]));
         assert!(has("c=echo; for i in 1 2; do $c hi; c=git; done", &["$c", "hi"]));
         assert!(!has("c=echo; for i in 1 2; do $c hi; done", &["$c", "hi"]));
+        // A `for` variable takes each of its words.
+        assert!(forced("for c in git; do $c push -f; done"));
+        assert!(forced("for c in ls git; do $c push -f; done"));
+        for line in [
+            "for c in \"$@\"; do $c push -f; done",
+            "for c; do $c push; done",
+            "for c in $(cat f); do $c push; done",
+            "for c in ./*; do $c push; done",
+        ] {
+            assert!(argvs(line).iter().any(|a| a.first().is_some_and(|p| p == "$c")), "{line:?}: {:?}", argvs(line));
+        }
         assert!(has("c=echo; for i in 1 2; do eval \"$c hi\"; c=git; done", &["$c", "hi"]));
         // What `eval`, a function, an alias or `source <(…)` assigns is not seen: the variable is unknown.
         assert!(has("c=echo; eval 'c=git'; $c push", &["$c", "push"]));

@@ -80,7 +80,7 @@ const OPAQUE: &[&str] = &[
     "sh -c \"$(echo Z2l0IHB1c2g= | base64 -d)\"",
     "bash -c \"$x\"",
     "g=$(which git); $g push -f",
-    "for g in git; do $g push -f; done",
+    "for g in $(ls /usr/bin); do $g push -f; done",
     "v=git; ${v,,} push -f",
     "exec 3< <(echo git push -f); bash <&3",
     ". /dev/stdin <<< 'git push -f'",
@@ -369,6 +369,7 @@ fn what_the_parser_resolves_is_judged_not_asked() {
         "c=(git push); c+=(-f); \"${c[@]}\"",
         "eval $(printf 'g%st push -f' i)",
         "printf 'g%st push -f' i | sh",
+        "for g in git; do $g push -f; done",
     ] {
         let cmds = parse_commands(line).unwrap();
         assert_eq!(why_opaque(&cmds), None, "{line:?}");
