@@ -630,6 +630,31 @@ impl Gateway {
         }
     }
 
+    /// Records a refusal the gateway made itself, before any policy ran (`policy` names the gateway's check,
+    /// e.g. `paddock/provider-features`): a deny row in the audit log and a verdict in the transcript.
+    pub async fn refuse(&self, s: &Session, phase: Phase, policy: &str, reason: &str) -> Result<(), GatewayError> {
+        let set = self.policies();
+        let mut audit = self.audit_row(s, &set.revision, phase, None);
+        audit.policy = Some(policy.to_owned());
+        audit.verdict = "deny".into();
+        audit.reason = reason.to_owned();
+        self.store.commit(vec![Write::Audit(audit)]).await?;
+        let ruling = Ruling {
+            verdict: Verdict::Deny,
+            reason: reason.to_owned(),
+            policy: Some(policy.to_owned()),
+            rule: None,
+            approval_id: None,
+            status: "decided".into(),
+            decided_by: None,
+            event: None,
+        };
+        let event = Event { phase, ..Event::default() };
+        self.count(phase, &ruling, Instant::now());
+        self.record(s, "verdict", verdict_fields(&event, &ruling)).await;
+        Ok(())
+    }
+
     /// Decides one event for a session. An ask opens an approval and waits up to `wait` for it; after that
     /// the ruling is `pending` (the approval stays open until a human decides or it expires).
     pub async fn decide(

@@ -123,7 +123,11 @@ async fn llm_session(
     };
     let provider_side = provider_side::uses(wire, &body);
     if !provider_side.is_empty() && !gw.governed_by(&session, PROVIDER_FEATURES) {
-        return wire_error(wire, StatusCode::FORBIDDEN, &provider_side_refused(&provider_side));
+        let message = provider_side_refused(&provider_side);
+        if let Err(e) = gw.refuse(&session, Phase::LlmRequest, PROVIDER_SIDE_CHECK, &message).await {
+            return decide_failed(wire, e);
+        }
+        return wire_error(wire, StatusCode::FORBIDDEN, &message);
     }
     let wait = Duration::from_secs(gw.limits.ask_timeout_seconds + 5);
     let input_estimate = (bytes.len() as u64).div_ceil(3);
@@ -228,6 +232,8 @@ async fn llm_session(
 
 /// The builtin that allows provider-side fetches and state; without one, the gateway refuses them.
 const PROVIDER_FEATURES: &str = "provider_features";
+/// The gateway's own check, as the audit log and transcript name it.
+const PROVIDER_SIDE_CHECK: &str = "paddock/provider-features";
 
 fn provider_side_refused(uses: &[provider_side::Use]) -> String {
     let list: Vec<String> = uses.iter().map(|u| format!("{} ({})", u.at, u.feature.as_str())).collect();

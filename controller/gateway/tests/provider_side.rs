@@ -90,7 +90,7 @@ async fn provider_side_fetches_and_state_are_refused_before_anything_leaves() {
     write_repo(dir.path());
     let (base, seen) = upstream(0, ok).await;
     let t = TestGateway::with_config(dir.path(), config_with_upstream(dir.path(), &base)).await;
-    let (_, token) = t.session("coder").await;
+    let (id, token) = t.session("coder").await;
     for (wire, parts, top, feature) in refusals() {
         let (path, body) = with_parts(wire, parts.clone(), top.clone());
         let r = post(&t, &token, path, &body).await;
@@ -106,6 +106,15 @@ async fn provider_side_fetches_and_state_are_refused_before_anything_leaves() {
         }
     }
     assert!(seen.lock().unwrap().is_empty(), "the upstream saw none of them");
+    // Each refusal is in the audit log and the transcript, as the gateway's.
+    let refused = refusals().len();
+    let audit = t.audit(&id).await;
+    let denies = audit.iter().filter(|a| a["verdict"] == "deny" && a["policy"] == "paddock/provider-features");
+    assert_eq!(denies.count(), refused, "{audit:#?}");
+    let r = t.client.get(format!("{}/v1/sessions/{id}/events", t.url)).bearer_auth(ADMIN).send().await.unwrap();
+    let events: Vec<Value> = r.json().await.unwrap();
+    let verdicts = events.iter().filter(|e| e["event"]["type"] == "verdict" && e["event"]["source"] == "gateway");
+    assert_eq!(verdicts.count(), refused);
     // Inline content and `data:` URLs go through.
     for (wire, parts) in [
         (
