@@ -291,14 +291,17 @@ fn main() {
     let fb = scan(&b, &PiiType::ALL);
     assert_eq!(fb.len(), inserted, "corpus (b): one finding per inserted sample");
     println!(
-        "corpora: (a) {} B, 0 findings; (b) {} B, {} findings; (c) {} B and {} B request bodies, {} and {} findings",
+        "corpora: (a) {} B, 0 findings; (b) {} B, {} findings; (c) {} B and {} B request bodies, {} and {} findings; \
+         (d) {} B and (e) {} B, 0 findings",
         a.len(),
         b.len(),
         fb.len(),
         small.len(),
         large.len(),
         scan(&small, &PiiType::ALL).len(),
-        scan(&large, &PiiType::ALL).len()
+        scan(&large, &PiiType::ALL).len(),
+        d.len(),
+        e.len()
     );
 
     // Defaults first, so that command-line flags win.

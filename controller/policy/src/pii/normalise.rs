@@ -21,6 +21,7 @@
 //! maps to all three bytes of its escape. Text that is ASCII and holds no escape is not copied at all: the
 //! fast path costs one pass of `is_ascii` and a `memchr3` for `%`, `&` and `\`.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use unicode_normalization::char::is_combining_mark;
@@ -94,10 +95,10 @@ pub(super) fn normalise(text: &str) -> Option<Normalised> {
         let input = cur.as_deref().unwrap_or(text);
         let Some(r) = round(input) else { break };
         rounds.push(r.edits);
-        // What a round wrote is normal, except where it decoded an escape (`&#xFF20;` → `＠`) or took out
-        // what stood between the parts of one (`%4<ZWSP>0`): only then can another round change anything.
-        let b = r.text.as_bytes();
-        let again = if r.decoded { !b.is_ascii() || has_escape(b) } else { has_escape(b) };
+        // What a round wrote is normal (decoded characters are normalised on the spot), unless a decoded
+        // character starts another escape (`%2540` → `%40`) or a removed one stood between the parts of one
+        // (`%4<ZWSP>0`): only then can another round change anything.
+        let again = r.maybe_escape && has_escape(r.text.as_bytes());
         cur = Some(r.text);
         if !again {
             break;
@@ -129,8 +130,8 @@ fn next_non_ascii(b: &[u8], mut i: usize) -> usize {
 struct Round {
     text: String,
     edits: Vec<Edit>,
-    /// An escape was decoded.
-    decoded: bool,
+    /// A decoded `%`, `&` or `\` or a removed character may have made a new escape.
+    maybe_escape: bool,
 }
 
 /// One round over `s`, or `None` if nothing changed. Runs of plain ASCII are skipped eight bytes at a time
@@ -139,7 +140,8 @@ fn round(s: &str) -> Option<Round> {
     let b = s.as_bytes();
     let mut out = String::new();
     let mut edits: Vec<Edit> = Vec::new();
-    let mut decoded = false;
+    let mut maybe_escape = false;
+    let mut decoded = String::new();
     let mut copied = 0; // `s[copied..i]` is unchanged and not yet copied to `out`
     let mut repl = String::new();
     let find_esc = |i: usize| memchr::memchr3(b'%', b'&', b'\\', &b[i..]).map_or(b.len(), |k| i + k);
@@ -159,16 +161,26 @@ fn round(s: &str) -> Option<Round> {
         }
         repl.clear();
         let (len, changed) = if b[i] < 0x80 {
-            match escape_at(b, i, &mut repl) {
+            decoded.clear();
+            match escape_at(b, i, &mut decoded) {
                 Some(len) => {
-                    decoded = true;
+                    for ch in decoded.chars() {
+                        let before = repl.len();
+                        if ch.is_ascii() || !normalise_char(ch, &mut repl) {
+                            repl.push(ch);
+                        }
+                        // A new `%`, `&`, `\`, or a character gone from between the parts of an escape.
+                        maybe_escape |= matches!(ch, '%' | '&' | '\\') || repl.len() == before;
+                    }
                     (len, true)
                 }
                 None => (1, false),
             }
         } else {
             let ch = s[i..].chars().next().expect("on a char boundary");
-            (ch.len_utf8(), normalise_char(ch, &mut repl))
+            let changed = normalise_char(ch, &mut repl);
+            maybe_escape |= changed && repl.is_empty();
+            (ch.len_utf8(), changed)
         };
         if changed {
             if edits.is_empty() {
@@ -185,14 +197,21 @@ fn round(s: &str) -> Option<Round> {
         return None;
     }
     out.push_str(&s[copied..]);
-    Some(Round { text: out, edits, decoded })
+    Some(Round { text: out, edits, maybe_escape })
 }
 
 /// What [`normalise_slow`] does to each character of the Basic Multilingual Plane, worked out once: one
-/// lookup per character instead of NFKC's tables.
-static BMP: LazyLock<Box<[u8]>> = LazyLock::new(|| {
+/// lookup per character instead of NFKC's tables. `class[c]` is [`STABLE`], [`REMOVED`], `FOLDED | byte` or
+/// [`EXPANDED`], whose text is in `expansions` (about 5,000 characters: ligatures, compatibility forms).
+struct Bmp {
+    class: Box<[u8]>,
+    expansions: HashMap<u16, Box<str>>,
+}
+
+static BMP: LazyLock<Bmp> = LazyLock::new(|| {
     let mut s = String::new();
-    (0..0x1_0000u32)
+    let mut expansions = HashMap::new();
+    let class = (0..0x1_0000u32)
         .map(|u| {
             let Some(c) = char::from_u32(u) else { return STABLE };
             s.clear();
@@ -200,23 +219,31 @@ static BMP: LazyLock<Box<[u8]>> = LazyLock::new(|| {
                 (false, _) => STABLE,
                 (true, []) => REMOVED,
                 (true, &[a]) if a.is_ascii() => FOLDED | a,
-                (true, _) => COMPLEX,
+                (true, _) => {
+                    expansions.insert(u as u16, s.as_str().into());
+                    EXPANDED
+                }
             }
         })
-        .collect()
+        .collect();
+    Bmp { class, expansions }
 });
 const STABLE: u8 = 0;
 const REMOVED: u8 = 1;
-const COMPLEX: u8 = 2;
+const EXPANDED: u8 = 2;
 const FOLDED: u8 = 0x80; // | the ASCII byte
 
 /// Appends what `c` normalises to; false (and nothing appended) if it stays as it is.
 fn normalise_char(c: char, out: &mut String) -> bool {
-    let Some(&class) = BMP.get(c as usize) else { return normalise_slow(c, out) };
+    let bmp = &*BMP;
+    let Some(&class) = bmp.class.get(c as usize) else { return normalise_slow(c, out) };
     match class {
         STABLE => false,
         REMOVED => true,
-        COMPLEX => normalise_slow(c, out),
+        EXPANDED => {
+            out.push_str(&bmp.expansions[&(c as u16)]);
+            true
+        }
         folded => {
             out.push((folded & !FOLDED) as char);
             true
@@ -538,6 +565,10 @@ mod tests {
             ("٤١١١", "4111"),
             ("\\ud83d\\ude00", "😀"),
             ("e\u{301}", "e"),
+            ("alice&#xFF20;example.com", "alice@example.com"),
+            ("%4\u{200B}0", "@"),
+            ("%4&#8203;0", "@"),
+            ("%26%2364;", "@"),
         ] {
             assert_eq!(norm(input), want, "{input:?}");
         }
