@@ -139,12 +139,17 @@ impl Line {
     /// A statement of assignments alone (`PATH=…`, `GIT_DIR=…`): opaque when what it sets reaches a
     /// later git at once (exported with `set -a`) or is exported with a temporary directory on `PATH`.
     fn check_statement(&self, c: &SimpleCommand, what: &str) -> Option<String> {
-        if !self.allexport {
-            return None;
-        }
         for (name, value) in assignments(c) {
+            // `PATH` and `HOME` are exported in every shell: assigning them is exporting them.
+            let exported = if self.allexport {
+                " (exported by `set -a`)"
+            } else if matches!(name, "PATH" | "HOME") {
+                ""
+            } else {
+                continue;
+            };
             if let Some(why) = exported_setting(name, Some(value)) {
-                return Some(format!("{what}: {why} (exported by `set -a`)"));
+                return Some(format!("{what}: {why}{exported}"));
             }
         }
         None

@@ -222,8 +222,7 @@ fn flag_code(args: &[String], flags: &[&str], valued: &[&str]) -> Source {
     let mut i = 0;
     while let Some(a) = args.get(i) {
         i += 1;
-        if let Some(f) = flags.iter().find(|f| a == *f) {
-            let _ = f;
+        if flags.contains(&a.as_str()) {
             code.extend(args.get(i).cloned());
             i += 1;
             continue;
@@ -340,8 +339,7 @@ fn suspicious_code(lang: &str, code: &str) -> Option<&'static str> {
     ];
     const DECODES: &[&str] =
         &["base64", "b64", "decode", "fromhex", "unhexlify", "fromcharcode", "atob", "chr(", "\\x", "\\u", "pack("];
-    if let Some(w) = RUNS.iter().find(|w| has(w)) {
-        let _ = w;
+    if RUNS.iter().any(|w| has(w)) {
         return Some("can run programs");
     }
     if lang == "perl" && (has("open") || perl_eval_substitution(code)) {
