@@ -1,4 +1,5 @@
-//! Prometheus metrics: decisions, their latency, upstream latency, tokens and cost.
+//! Prometheus metrics: decisions, their latency, upstream latency, tokens and cost, and responses charged
+//! their worst case because their usage never came.
 
 use std::sync::atomic::AtomicU64;
 
@@ -32,6 +33,11 @@ pub struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WireLabels {
+    pub wire: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
     pub model: String,
 }
@@ -45,6 +51,7 @@ pub struct Metrics {
     pub upstream_seconds: Histograms<ProviderLabels>,
     pub tokens: Family<TokenLabels, Counter>,
     pub cost_usd: Family<ModelLabels, Counter<f64, AtomicU64>>,
+    pub usage_missing: Family<WireLabels, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -69,7 +76,13 @@ impl Metrics {
         );
         registry.register("tokens", "Tokens metered, by model and kind", tokens.clone());
         registry.register("cost_usd", "Cost metered in US dollars, by model", cost_usd.clone());
-        Metrics { registry, decisions, decision_seconds, upstream_seconds, tokens, cost_usd }
+        let usage_missing = Family::<WireLabels, Counter>::default();
+        registry.register(
+            "usage_missing",
+            "Responses without final usage (cut off, malformed, or never sent), charged their worst case",
+            usage_missing.clone(),
+        );
+        Metrics { registry, decisions, decision_seconds, upstream_seconds, tokens, cost_usd, usage_missing }
     }
 
     pub fn encode(&self) -> String {

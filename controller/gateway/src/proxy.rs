@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::gateway::{Gateway, GatewayError, Reservation, Ruling, Session};
-use crate::metrics::ProviderLabels;
+use crate::metrics::{ProviderLabels, WireLabels};
 use crate::upstream::UpstreamResponse;
 use crate::wire::{PendingCall, Sse, SseParser, Step, Wire, provider_side};
 
@@ -348,7 +348,11 @@ async fn complete(
     };
     let parsed = wire.parse_response(&body);
     // No usage block: charge the worst case rather than nothing.
-    let usage = parsed.usage.unwrap_or(hold.worst);
+    let usage = parsed.usage.unwrap_or_else(|| {
+        tracing::warn!(usage = ?hold.worst, "the response has no usage; charging the worst case");
+        usage_missing(&gw, wire);
+        hold.worst
+    });
     if let Err(e) = gw.settle(&s, &model, usage, true).await {
         tracing::error!(error = %e, "metering failed; withholding the response");
         return wire_error(
@@ -540,6 +544,7 @@ async fn drive_stream(
         let announced = gate.finish().into_iter().find_map(|st| if let Step::Usage(u) = st { Some(u) } else { None });
         let usage = worst_case(hold.worst, announced, ceiling.as_ref().map(Ceiling::usage));
         tracing::warn!(complete, ?usage, "the stream ended without final usage; charging the worst case");
+        usage_missing(&gw, wire);
         if let Err(e) = gw.settle(&s, &model, usage, false).await {
             tracing::error!(error = %e, "metering the stream's worst case failed");
         }
@@ -549,6 +554,10 @@ async fn drive_stream(
         let _ = tx.send(Ok(stream_error(wire, &e).encode())).await;
     }
     drop(hold);
+}
+
+fn usage_missing(gw: &Gateway, wire: Wire) {
+    gw.metrics.usage_missing.get_or_create(&WireLabels { wire: wire.as_str().into() }).inc();
 }
 
 /// What a response without final usage is charged: the hold's worst case, raised by any count seen.

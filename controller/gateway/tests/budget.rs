@@ -214,6 +214,11 @@ async fn a_stream_that_ends_without_usage_is_charged_its_worst_case() {
     write_repo(dir.path());
     let (base, _) = upstream(0, |path, b| {
         let how = b["messages"][0]["content"].as_str().or(b["input"][0]["content"][0]["text"].as_str()).unwrap_or("");
+        if b["stream"] != true {
+            let mut answer = answer_with_usage(path, 0, 0);
+            answer.as_object_mut().unwrap().remove("usage");
+            return axum::Json(answer).into_response();
+        }
         match (path, how) {
             ("/v1/chat/completions", "no usage") => sse_response(&chat_chunks(None, None)),
             ("/v1/chat/completions", _) => sse_response(&[
@@ -234,12 +239,17 @@ async fn a_stream_that_ends_without_usage_is_charged_its_worst_case() {
     })
     .await;
     let t = TestGateway::with_config(dir.path(), config_with_upstream(dir.path(), &base)).await;
-    for (wire, how) in
-        [("chat", "no usage"), ("chat", "cut off, malformed"), ("anthropic", "cut off"), ("responses", "cut off")]
-    {
+    for (wire, how) in [
+        ("chat", "no usage"),
+        ("chat", "cut off, malformed"),
+        ("anthropic", "cut off"),
+        ("responses", "cut off"),
+        ("responses", "complete, no usage"),
+    ] {
         let (id, token) = t.session("coder").await;
         let model = if wire == "anthropic" { "claude-sonnet-4-5" } else { "gpt-5" };
-        let (path, body) = request(wire, model, &[("user", how)], true);
+        let streamed = !how.starts_with("complete");
+        let (path, body) = request(wire, model, &[("user", how)], streamed);
         let r = post(&t, &token, path, &body).await;
         assert_eq!(r.status(), 200);
         let _ = r.text().await.unwrap();
@@ -251,7 +261,12 @@ async fn a_stream_that_ends_without_usage_is_charged_its_worst_case() {
         if wire == "anthropic" {
             assert_eq!(c[0]["input_tokens"], 5000, "the input count the stream announced is kept");
         }
-        assert_eq!(c[0]["stream_complete"], false);
+        assert_eq!(c[0]["stream_complete"], !streamed, "{wire} {how}");
         assert!(info["usage"]["costUsd"].as_f64().unwrap() > 0.0, "{wire} {how}: never free");
+    }
+    let metrics = t.client.get(format!("{}/metrics", t.url)).send().await.unwrap().text().await.unwrap();
+    for (wire, n) in [("openai-chat", 2), ("anthropic", 1), ("openai-responses", 2)] {
+        let line = format!("paddock_gateway_usage_missing_total{{wire=\"{wire}\"}} {n}");
+        assert!(metrics.contains(&line), "`{line}` in:\n{metrics}");
     }
 }
