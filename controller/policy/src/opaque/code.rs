@@ -709,6 +709,20 @@ pub(super) fn command_option(prog: &str, args: &[String]) -> Option<String> {
                 .filter(|f| is_stream(f))
                 .map(|f| format!("`{prog}` reads its makefile from `{f}`, which the line does not show"))
         }
+        // Database shells escape to the system shell: `\!`, `.shell`, `.system`, output to a pipe.
+        "psql" | "mysql" | "mariadb" | "sqlite3" | "duckdb" => {
+            let escapes = args.iter().any(|a| {
+                let l = a.to_ascii_lowercase();
+                l.contains("\\!")
+                    || l.contains(".shell")
+                    || l.contains(".system")
+                    || l.contains("system ")
+                    || l.contains("program")
+                    || l.contains("|")
+                    || l.contains("edit(")
+            });
+            escapes.then(|| format!("`{prog}` is given commands that escape to the system shell"))
+        }
         "npx" | "npm" | "pnpm" | "yarn" | "bunx" => {
             let exec = prog == "npx"
                 || prog == "bunx"
