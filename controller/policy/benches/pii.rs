@@ -7,8 +7,8 @@
 //!     normalisation (NFKC, invisible characters, folds),
 //! (e) near-misses: Luhn-failing cards, private and loopback addresses, versions, ids with letters, `%XX`,
 //!     HTML entities and `\u` escapes that decode to nothing personal, lowercase non-IBANs,
-//! plus `contains_any` on (a) and (d), the hot-path check. Corpora are generated deterministically: no files,
-//! no network.
+//! plus `contains_any` on (a) and (d), the hot-path check, and normalisation alone on (a), (d) and (e).
+//! Corpora are generated deterministically: no files, no network.
 //!
 //! cargo bench -p paddock-policy --bench pii -- --warm-up-time 1 --measurement-time 3
 
@@ -330,6 +330,12 @@ fn main() {
     g.bench_function("contains_any (d) 1 MiB with non-ASCII prose", |bench| {
         bench.iter(|| contains_any(black_box(&d), &PiiType::ALL))
     });
+    // `scan` with no types still normalises and then has nothing to look for: the cost of normalisation
+    // alone, the fast path's check on (a) and the full work on (d) and (e).
+    for (name, text) in [("(a)", &a), ("(d)", &d), ("(e)", &e)] {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(format!("normalisation alone {name}"), |bench| bench.iter(|| scan(black_box(text), &[])));
+    }
     g.finish();
     c.final_summary();
 }

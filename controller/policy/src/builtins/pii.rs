@@ -86,7 +86,7 @@ fn documents(event: &Event) -> (Vec<String>, usize) {
     let (mut texts, mut too_large) = (Vec::new(), 0);
     for v in values(event) {
         for_each_document(v, &mut |d| match d {
-            DocumentText::Text(t) => texts.push(t.clone()),
+            DocumentText::Text(t) => texts.push(t),
             DocumentText::TooLarge => too_large += 1,
         });
     }
@@ -128,8 +128,8 @@ impl Builtin for Pii {
         let reason = parts.join("; ");
         match self.p.action {
             PiiAction::Deny => Ok(Outcome::deny(reason)),
-            // Text that was not read cannot be redacted: a human decides.
             PiiAction::Ask => Ok(Outcome::ask(reason)),
+            // Text that was not read cannot be redacted: a human decides.
             PiiAction::Redact if too_large > 0 => Ok(Outcome::ask(reason)),
             PiiAction::Redact => {
                 let mut redacted = event.clone();
