@@ -7,12 +7,13 @@ fn ssn_sep(c: u8) -> bool {
     matches!(c, b'-' | b'.' | b' ' | b'\t')
 }
 
-/// `ddd-dd-dddd` at `s` (any mix of the separators above) with SSA validity rules. Not an SSN: one glued to
+/// `ddd-dd-dddd` at `s` (one of the separators above, the same twice) with SSA validity rules. Not an SSN: one glued to
 /// more of a word or number on the right (`123-45-6789-abc`, `123-45-6789.5`), one inside a longer
 /// blank-separated number, one after a version word (`version 123.45.6789`).
 pub(super) fn ssn(b: &[u8], s: usize) -> Option<usize> {
     let (s1, s2) = (at(b, s + 3), at(b, s + 6));
-    if !ssn_sep(s1) || !ssn_sep(s2) || !digits(b, s, 3) || !digits(b, s + 4, 2) || !digits(b, s + 7, 4) {
+    // One separator throughout: `802.11-2016` (an IEEE standard) mixes them, a written SSN does not.
+    if !ssn_sep(s1) || s2 != s1 || !digits(b, s, 3) || !digits(b, s + 4, 2) || !digits(b, s + 7, 4) {
         return None;
     }
     let e = s + 11;
