@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use paddock_api::catalog::ModelCatalog;
 use paddock_api::policy::{FailurePolicy, LabelSelector, PolicyMode, SelectorOperator};
@@ -20,6 +20,7 @@ use crate::cost::{Metering, meter};
 use crate::event::Event;
 use crate::state::{SessionState, StateUpdate};
 use crate::tools::ToolUse;
+use crate::written::{FileWrite, MAX_CONTENT, Written};
 
 /// Where a policy comes from; reported with each decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -265,7 +266,7 @@ pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]
         None => state,
     };
     let mut current = Cow::Borrowed(event);
-    let mut tools = current.tool_uses();
+    let mut tools = with_written(current.tool_uses(), state);
     if let Some(why) = ambiguous(event.phase, &tools) {
         return deny_ambiguous(d, why);
     }
@@ -325,7 +326,7 @@ pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]
             if let Some((rewritten, mutation)) = outcome.rewrite {
                 d.mutations.push(mutation);
                 current = Cow::Owned(rewritten);
-                tools = current.tool_uses();
+                tools = with_written(current.tool_uses(), state);
             }
         }
     }
@@ -333,6 +334,9 @@ pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]
         && let Some(why) = ambiguous(event.phase, &tools)
     {
         return deny_ambiguous(d, why);
+    }
+    if matches!(event.phase, Phase::ToolCall | Phase::LlmResponse) {
+        updates.extend(written_updates(&tools, event.phase == Phase::LlmResponse));
     }
     if event.phase == Phase::ToolCall {
         updates.push(StateUpdate::CountToolCall);
@@ -348,6 +352,41 @@ pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]
         d.event = Some(e);
     }
     d
+}
+
+/// The tool uses, each attached to the files the session wrote before it: its state's, then those of the
+/// calls before it in the same event (a model's response that writes a script and runs it).
+fn with_written(tools: Vec<ToolUse>, state: &crate::state::SessionState) -> Vec<ToolUse> {
+    let mut written = Arc::new(state.written.clone());
+    tools
+        .into_iter()
+        .map(|t| {
+            let t = t.with_written(written.clone());
+            let writes = t.writes();
+            if !writes.is_empty() {
+                Arc::make_mut(&mut written).apply(&writes, false);
+            }
+            t
+        })
+        .collect()
+}
+
+/// The state updates that remember what the tool uses write. Content past what the state keeps is not
+/// carried (the file is remembered as unseen).
+fn written_updates(tools: &[ToolUse], tentative: bool) -> Vec<StateUpdate> {
+    tools
+        .iter()
+        .flat_map(|t| t.writes())
+        .map(|w| match w {
+            FileWrite::File { path, file: Written::Seen(c) } if c.len() > MAX_CONTENT => StateUpdate::RecordWrite {
+                path,
+                file: Written::Unseen("written with more content than the gate remembers".into()),
+                tentative,
+            },
+            FileWrite::File { path, file } => StateUpdate::RecordWrite { path, file, tentative },
+            FileWrite::Unknown(how) => StateUpdate::UnknownWrites { how },
+        })
+        .collect()
 }
 
 /// The least any enforced budget rule still lets `model` spend (see [`Builtin::headroom_usd`]); `None` when

@@ -20,6 +20,7 @@ pub mod shell;
 pub mod state;
 pub mod testing;
 pub mod tools;
+pub mod written;
 
 pub use builtins::{Mutation, REGISTRY};
 pub use engine::{

@@ -11,10 +11,11 @@
 //! functions, `printf -v c 'literal'`, `set -- …; "$@"`, `IFS=,` with literal values) is not opaque:
 //! the commands it runs are reported and judged instead.
 //!
-//! Out of reach by nature, and not opaque here: a program or script FILE run by its own name or by a
-//! language interpreter (`./build.sh`, `python3 script.py`, `node build.js`, `make`, `npm test`) —
-//! what such a file does is mediated on the wire (the egress gateway), not by parsing. A shell reading
-//! a script file (`bash x.sh`, `source x`) is opaque, as shell code is what this layer reads.
+//! A script FILE — run by a shell (`bash x.sh`, `source x`), by its own path (`./build.sh`) or by a
+//! language interpreter (`python3 script.py`) — is not opaque here: it is judged by what the session
+//! wrote into it ([`crate::written::scripts`], exposed by [`crate::tools::ToolUse::script_opacity`]).
+//! One the session never wrote is the repository's own; what it does, like what `make` or `npm test`
+//! run, is out of reach of parsing and mediated on the wire (the egress gateway).
 //!
 //! Pure: it reads only the parsed commands of one line.
 
@@ -25,7 +26,7 @@ mod env;
 #[cfg(test)]
 mod tests;
 
-use code::{command_option, debugger_runs_commands, inline_code, is_interpreter};
+use code::{command_option, debugger_runs_commands, inline_code, is_interpreter, is_stream};
 use env::{applies_to, exported_setting, exports, git_setting, is_config_env, only_system_dirs};
 
 /// Why the effect of this command line cannot be seen, if it cannot: the first reason found, naming the
@@ -115,7 +116,8 @@ impl Line {
         if is_expansion(prog) || argv0.starts_with("<(") {
             return Some(format!("{what}: the program is `{argv0}`, whose value the line does not show"));
         }
-        if prog.contains(['*', '?', '[']) {
+        // `[` alone is the `test` builtin, not a glob (an unclosed bracket matches itself).
+        if prog != "[" && prog.contains(['*', '?', '[']) {
             return Some(format!("{what}: the program is a glob (`{argv0}`), matched at run time"));
         }
         if prog.contains("{}") && c.wrappers.iter().any(|w| matches!(w.as_str(), "xargs" | "find" | "fd" | "fdfind")) {
@@ -584,7 +586,7 @@ const ARGS_CANNOT_MATTER: &[&str] = &[
     "dos2unix",
 ];
 
-fn is_shell(prog: &str) -> bool {
+pub(crate) fn is_shell(prog: &str) -> bool {
     matches!(
         prog,
         "sh" | "bash"
@@ -618,18 +620,20 @@ fn shell_input(prog: &str, args: &[String], decoded: Option<&str>) -> Option<Str
         if args.iter().any(|a| a.starts_with('-') && !a.starts_with("--") && a[1..].contains('n')) {
             return None;
         }
-        return Some(match args.iter().find(|a| !a.starts_with('-') && !a.starts_with('+')) {
+        return match args.iter().find(|a| !a.starts_with('-') && !a.starts_with('+')) {
             Some(file) if file.starts_with("<(") => {
-                format!("`{prog}` runs the output of `{file}`, which the line does not show")
+                Some(format!("`{prog}` runs the output of `{file}`, which the line does not show"))
             }
-            Some(file) => format!("`{prog} {file}` runs a script file the parser cannot read"),
-            None => from_stdin(prog),
-        });
+            Some(file) if is_stream(file) => Some(from_stdin(prog)),
+            // A script file is judged by what the session wrote into it (`crate::written::scripts`).
+            Some(_) => None,
+            None => Some(from_stdin(prog)),
+        };
     }
     match prog {
         "source" | "." => {
             let file = args.first()?;
-            (!is_environment_script(file)).then(|| format!("`{prog} {file}` runs a script file the parser cannot read"))
+            is_stream(file).then(|| format!("`{prog} {file}` runs commands the line does not show"))
         }
         "su" | "runuser" | "sg" => Some(from_stdin(prog)),
         "sudo" if args.iter().any(|a| matches!(a.as_str(), "-s" | "-i" | "--shell" | "--login")) => {
@@ -640,13 +644,19 @@ fn shell_input(prog: &str, args: &[String], decoded: Option<&str>) -> Option<Str
     }
 }
 
-/// Scripts sourced to set up a toolchain's environment, not to run commands: a virtualenv's
-/// `activate`, `~/.cargo/env`, nvm. They may still change `PATH` or define functions, so a git
-/// command after them on the same line is opaque.
-fn is_environment_script(file: &str) -> bool {
-    let name = program_name(file);
-    matches!(name, "activate" | "nvm.sh" | ".bashrc" | ".profile" | ".bash_profile" | ".zshrc" | ".env" | ".envrc")
-        || file.ends_with(".cargo/env")
+/// Why a script file of another language, whose content the session wrote and the gate saw, is opaque:
+/// the hints [`code`] applies to inline code (it runs programs, evaluates built strings, decodes data,
+/// names git). A language without hints (Tcl, PowerShell…) is opaque.
+pub(crate) fn why_code_opaque(prog: &str, code: &str) -> Option<String> {
+    let code = code.to_owned();
+    let args: Vec<String> = match prog {
+        p if code::python_like(p) => vec!["-c".into(), code],
+        "deno" => vec!["eval".into(), code],
+        "php" => vec!["-r".into(), code],
+        "perl" | "ruby" | "node" | "nodejs" | "bun" | "lua" | "luajit" | "rscript" | "julia" => vec!["-e".into(), code],
+        _ => return Some(format!("it runs with `{prog}`, which the gate does not read")),
+    };
+    inline_code(prog, &args)
 }
 
 fn is_decoder(prog: &str, args: &[String]) -> bool {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cost::Metering;
+use crate::written::{Written, WrittenFiles};
 
 /// The state of one session as the engine sees it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -37,6 +38,9 @@ pub struct SessionState {
     pub risk_score: i64,
     /// Private state of rules, keyed `policy/rule/name`.
     pub values: BTreeMap<String, Value>,
+    /// The files this session wrote, so that running one is judged by what was written into it
+    /// (see [`crate::written`]).
+    pub written: WrittenFiles,
 }
 
 /// Facts about the sandbox a session runs in.
@@ -100,6 +104,18 @@ pub enum StateUpdate {
     ApproveUserDaily {
         usd: f64,
     },
+    /// The session wrote a file (see [`crate::written`]); `tentative` when a model's response announced the
+    /// write and it may still be refused.
+    RecordWrite {
+        path: String,
+        file: Written,
+        #[serde(default)]
+        tentative: bool,
+    },
+    /// The session wrote files whose names the gate could not tell; says how.
+    UnknownWrites {
+        how: String,
+    },
 }
 
 impl SessionState {
@@ -132,6 +148,10 @@ impl SessionState {
                 StateUpdate::ApproveUserDaily { usd } => {
                     self.user_daily.approved_usd = self.user_daily.approved_usd.max(*usd)
                 }
+                StateUpdate::RecordWrite { path, file, tentative } => {
+                    self.written.record(path, file.clone(), *tentative)
+                }
+                StateUpdate::UnknownWrites { how } => self.written.note_unknown(how),
             }
         }
     }

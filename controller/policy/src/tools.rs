@@ -2,11 +2,12 @@
 //! `exec_command` and our own `shell` alike. The original name is kept for messages and exact matches.
 //! What a call executes is read from its tool's known argument shape ([`shapes`]).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
 use crate::shell::{SimpleCommand, parse_commands};
+use crate::written::{FileWrite, WrittenFiles, record, scripts};
 
 pub mod shapes;
 
@@ -87,15 +88,33 @@ pub struct ToolUse {
     pub id: Option<String>,
     /// What the harness will execute, read from its tool's known argument shape.
     reading: Reading,
-    /// The shell command line parsed once, shared by every rule that reads it.
-    commands: OnceLock<Option<Result<Vec<SimpleCommand>, String>>>,
+    /// The files the session wrote before this call (see [`crate::written`]), attached by the engine.
+    written: Option<Arc<WrittenFiles>>,
+    /// The shell command line parsed once, with the scripts it runs, shared by every rule that reads it.
+    reach: OnceLock<Reach>,
+}
+
+/// What a command line runs: its commands and those of the written scripts it runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Reach {
+    commands: Option<Result<Vec<SimpleCommand>, String>>,
+    /// Why a script file it runs cannot be judged.
+    script_opacity: Option<String>,
+    /// The files the line (and the scripts it runs) write.
+    writes: Vec<FileWrite>,
 }
 
 impl ToolUse {
     pub fn new(name: &str, args: Value, id: Option<String>) -> ToolUse {
         let kind = ToolKind::of(name);
         let reading = shapes::read(name, kind, &args);
-        ToolUse { name: name.to_owned(), kind, args, id, reading, commands: OnceLock::new() }
+        ToolUse { name: name.to_owned(), kind, args, id, reading, written: None, reach: OnceLock::new() }
+    }
+
+    /// This call as made after the session wrote `written`: a script file it runs is judged by what was
+    /// written into it (see [`crate::written::scripts`]).
+    pub fn with_written(self, written: Arc<WrittenFiles>) -> ToolUse {
+        ToolUse { written: Some(written), reach: OnceLock::new(), ..self }
     }
 
     /// Why the arguments do not say one thing the harness will do (see [`shapes`]): fields the harness
@@ -112,22 +131,52 @@ impl ToolUse {
     /// on first use. `None` when the tool has no command line and is not a shell; `Err` when the line
     /// cannot be tokenized, when the arguments are ambiguous, or when a shell tool's command cannot be
     /// found at all (so rules ask rather than pass a command they cannot see). Callers decide which tools
-    /// they treat as shells.
+    /// they treat as shells. The commands of shell scripts the session wrote (content seen) and the line
+    /// runs follow the line's own, their `wrappers` naming the script (`sh p.sh`).
     pub fn shell_commands(&self) -> Option<&Result<Vec<SimpleCommand>, String>> {
-        self.commands
-            .get_or_init(|| match self.command_arg() {
-                Ok(Some(line)) => Some(
-                    parse_commands(&line)
-                        .map_err(|e| format!("the command could not be parsed ({e}), so it cannot be checked")),
-                ),
-                Ok(None) if self.kind == ToolKind::Shell => Some(Err(format!(
-                    "no command line found in the arguments of `{}`, so it cannot be checked",
-                    self.name
-                ))),
-                Ok(None) => None,
-                Err(e) => Some(Err(e)),
-            })
-            .as_ref()
+        self.reach().commands.as_ref()
+    }
+
+    /// Why a script file this command line runs cannot be judged: the session changed it in a way the
+    /// gate did not see, or a script of another language it wrote holds hints of running programs (see
+    /// [`crate::written::scripts`]). Rules that judge what commands do answer it like [`crate::opaque`].
+    pub fn script_opacity(&self) -> Option<&str> {
+        self.reach().script_opacity.as_deref()
+    }
+
+    /// The files this call writes: a file tool's (seen when it writes a whole file), a shell line's
+    /// redirections and writing commands, and those of the written scripts it runs.
+    pub fn writes(&self) -> Vec<FileWrite> {
+        match self.kind {
+            ToolKind::Shell => self.reach().writes.clone(),
+            _ => record::file_tool_writes(self),
+        }
+    }
+
+    fn reach(&self) -> &Reach {
+        self.reach.get_or_init(|| {
+            let line = match self.command_arg() {
+                Ok(Some(line)) => line,
+                Ok(None) if self.kind == ToolKind::Shell => {
+                    let why =
+                        format!("no command line found in the arguments of `{}`, so it cannot be checked", self.name);
+                    return Reach { commands: Some(Err(why)), ..Reach::default() };
+                }
+                Ok(None) => return Reach::default(),
+                Err(e) => return Reach { commands: Some(Err(e)), ..Reach::default() },
+            };
+            let mut cmds = match parse_commands(&line) {
+                Ok(c) => c,
+                Err(e) => {
+                    let why = format!("the command could not be parsed ({e}), so it cannot be checked");
+                    return Reach { commands: Some(Err(why)), ..Reach::default() };
+                }
+            };
+            let none = WrittenFiles::default();
+            let expansion = scripts::expand(&line, &cmds, self.written.as_deref().unwrap_or(&none));
+            cmds.extend(expansion.commands);
+            Reach { commands: Some(Ok(cmds)), script_opacity: expansion.opacity, writes: expansion.writes }
+        })
     }
 
     /// The shell command line a shell tool runs: exactly the field its harness executes (`command` of

@@ -34,7 +34,7 @@ fn blast_radius_asks_about_what_it_cannot_see() {
         ("$(echo Z2l0IHB1c2ggLWYgb3JpZ2luIG1haW4= | base64 -d)", "ask", "whose value the line does not show"),
         ("echo Z2l0IHB1c2ggLWYgb3JpZ2luIG1haW4= | base64 -d | sh", "ask", "decoded by `base64`"),
         ("bash < <(echo 'git push -f origin main')", "ask", "standard input"),
-        ("source /tmp/x", "ask", "script file"),
+        ("echo 'git push -f origin main' > /tmp/x; source /tmp/x", "ask", "script file"),
         ("echo 'git push -f origin main' > p.sh && sh p.sh", "ask", "`sh p.sh` runs a script file"),
         ("git ls-files | xargs git push origin", "ask", "`xargs` adds arguments"),
         ("parallel git push origin ::: -f", "ask", "`parallel`"),
@@ -97,7 +97,7 @@ fn opaque_action_deny_denies_and_risky_and_opaque_keep_their_own_answers() {
     let deny = policies(&[("blast", "rules: [{name: b, use: blast_radius, with: {opaque_action: deny}}]")]);
     let steps: &[(&str, &str, &str)] = &[
         ("$(which git) push origin main", "deny", "cannot see what this runs"),
-        ("sh p.sh", "deny", "script file"),
+        ("echo 'git status' > p.sh; sh p.sh", "deny", "script file"),
         // A risky command keeps risky_action (ask); harmless work is allowed.
         ("git push origin feature/x", "ask", "risky command"),
         ("cargo test", "allow", ""),

@@ -195,7 +195,9 @@ impl Builtin for Blast {
                 }
             }
             if opaque.is_none() {
-                opaque = why_opaque(cmds).map(|why| format!("cannot see what this runs: {why}"));
+                opaque = why_opaque(cmds)
+                    .or_else(|| t.script_opacity().map(str::to_owned))
+                    .map(|why| format!("cannot see what this runs: {why}"));
             }
         }
         let outcome = match (opaque, risky) {

@@ -26,7 +26,7 @@ use crate::shell::{SimpleCommand, program_name};
 use crate::state::SessionState;
 use crate::tools::{ToolKind, ToolUse, glob_match};
 
-mod git_dir;
+pub(crate) mod git_dir;
 mod mcp;
 
 fn default_mcp_prefixes() -> Vec<String> {
@@ -502,7 +502,7 @@ impl Github {
 
     fn shell(&self, t: &ToolUse, cmds: &[SimpleCommand], remotes: Remotes, state: &SessionState) -> Vec<Outcome> {
         let mut out = Vec::new();
-        if let Some(why) = why_opaque(cmds) {
+        if let Some(why) = why_opaque(cmds).or_else(|| t.script_opacity().map(str::to_owned)) {
             out.push(self.opaque(why));
         }
         if let Some(why) = git_dir::shell_touches(t.command().as_deref(), cmds) {

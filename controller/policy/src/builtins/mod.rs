@@ -14,7 +14,7 @@ use crate::tools::ToolUse;
 mod blast_radius;
 mod cel;
 mod cost;
-mod github;
+pub(crate) mod github;
 mod google;
 mod pii;
 mod provider_features;

@@ -33,7 +33,7 @@ pub(super) fn is_interpreter(prog: &str) -> bool {
         )
 }
 
-fn python_like(prog: &str) -> bool {
+pub(super) fn python_like(prog: &str) -> bool {
     let rest = prog.strip_prefix("python").or_else(|| prog.strip_prefix("pypy"));
     rest.is_some_and(|r| r.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
@@ -116,7 +116,7 @@ fn streamed(args: &[String]) -> Option<&String> {
     args.iter().find(|a| is_stream(a))
 }
 
-fn is_stream(a: &str) -> bool {
+pub(super) fn is_stream(a: &str) -> bool {
     a.starts_with("<(")
         || a == "/dev/stdin"
         || a.starts_with("/dev/fd/")

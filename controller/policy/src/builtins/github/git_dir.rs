@@ -72,7 +72,7 @@ fn reads_only(c: &SimpleCommand) -> bool {
 
 /// The words after output redirections of a raw command line (`> f`, `>>f`, `2> f`, `>| f`, `&> f`), quotes
 /// removed; not `>&2` or `>(…)`. The shell parser does not report them, so the raw text is read.
-fn redirect_targets(line: &str) -> Vec<String> {
+pub(crate) fn redirect_targets(line: &str) -> Vec<String> {
     let b = line.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
