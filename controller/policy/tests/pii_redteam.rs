@@ -406,3 +406,15 @@ cases:
         &ps,
     );
 }
+
+#[test]
+fn secret_names_and_prefixes_in_look_alike_letters_are_caught() {
+    caught(PiiType::Secret, "ＡＫＩＡIOSFODNN7EXAMPLE"); // full-width prefix
+    caught(PiiType::Secret, "AKIA\u{200B}IOSFODNN7EXAMPLE");
+    for name in ["pаssword", "PASSW\u{AD}ORD", "ѕecret", "tοken"] {
+        let text = format!("{name} = \"9fK2mQ7xLp4vR8sT\"");
+        let f = scan(&text, ALL);
+        assert_eq!(f.len(), 1, "{text}: {f:?}");
+        assert_eq!((f[0].kind, &text[f[0].start..f[0].end]), (PiiType::Secret, "9fK2mQ7xLp4vR8sT"), "{text}");
+    }
+}
