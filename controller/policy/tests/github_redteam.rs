@@ -39,4 +39,3 @@ fn what_git_and_gh_run_unseen_is_asked_about_and_pushes_go_where_the_gate_can_te
 fn opaque_action_deny_refuses_what_the_gate_cannot_see() {
     run_suite("strict.test.yaml");
 }
-
