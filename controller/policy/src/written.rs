@@ -146,10 +146,11 @@ fn short(s: &str) -> String {
 const WORKSPACE: &str = "/workspace";
 
 /// A path as remembered: relative to the workspace (`/workspace/x`, `./x` and `x` are `x`), or absolute
-/// outside it; `.` and `..` resolved. `None` when it cannot be told: empty, an expansion, a glob, `~`, or
+/// outside it; `.` and `..` resolved. `None` when it cannot be told: empty, an expansion, a glob or a
+/// placeholder (`find -exec sh {}`), `~`, or
 /// `..` above the start of a relative path.
 pub fn normalize(path: &str) -> Option<String> {
-    if path.is_empty() || path.contains(['$', '`', '*', '?', '[', '~']) {
+    if path.is_empty() || path.contains(['$', '`', '*', '?', '[', '{', '}', '~']) {
         return None;
     }
     let (absolute, rest) = match path.strip_prefix(WORKSPACE) {
@@ -186,7 +187,7 @@ mod tests {
         }
         assert_eq!(normalize("/tmp/x/../p.sh").as_deref(), Some("/tmp/p.sh"));
         assert_eq!(normalize("/workspacex/p.sh").as_deref(), Some("/workspacex/p.sh"));
-        for p in ["../p.sh", "$d/p.sh", "*.sh", "~/p.sh", ""] {
+        for p in ["../p.sh", "$d/p.sh", "*.sh", "~/p.sh", "{}", ""] {
             assert_eq!(normalize(p), None, "{p}");
         }
     }

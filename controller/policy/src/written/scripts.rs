@@ -148,7 +148,7 @@ fn find(w: &WrittenFiles, path: &str) -> Result<Option<String>, String> {
     let key = normalize(path);
     let name = match &key {
         Some(k) => file_name(k).to_owned(),
-        None if path.contains(['$', '`', '*', '?', '[']) => {
+        None if path.contains(['$', '`', '*', '?', '[', '{', '}']) => {
             return Err("whose name the line does not show, and this session wrote files".into());
         }
         None => file_name(path).to_owned(),
