@@ -204,8 +204,60 @@ fn command_writes(c: &SimpleCommand, out: &mut Vec<FileWrite>) {
             out.push(FileWrite::Unknown(how))
         }
         "git" if args.iter().any(|a| a == "apply" || a == "am") => out.push(FileWrite::Unknown(how)),
+        _ if is_code_runner(&prog) && inline_code(args).any(code_writes_files) => out.push(FileWrite::Unknown(how)),
         _ => {}
     }
+}
+
+/// Interpreters whose inline code (`-c`, `-e`) may write files under names the gate does not read.
+fn is_code_runner(prog: &str) -> bool {
+    prog.starts_with("python")
+        || prog.starts_with("pypy")
+        || matches!(
+            prog,
+            "node" | "nodejs" | "bun" | "deno" | "perl" | "ruby" | "php" | "lua" | "luajit" | "rscript" | "julia"
+        )
+}
+
+/// The inline code among an interpreter's arguments: each argument after an option that ends in `c`, `e`,
+/// `E` or `r` (`-c`, `-e`, `-pe`, `--eval`, `php -r`), and what follows `deno eval`.
+fn inline_code(args: &[String]) -> impl Iterator<Item = &str> {
+    args.windows(2)
+        .filter(|w| {
+            let o = w[0].as_str();
+            o == "eval"
+                || o == "--eval"
+                || (o.starts_with('-') && !o.starts_with("--") && o.ends_with(['c', 'e', 'E', 'r']))
+        })
+        .map(|w| w[1].as_str())
+}
+
+/// A cheap hint that code writes files (`open(`, `writeFileSync`, `write_text`, `File.write`,
+/// `file_put_contents`, `shutil`…): a hint, not a parser, like [`crate::opaque`]'s hints for inline code.
+pub(super) fn code_writes_files(code: &str) -> bool {
+    const HINTS: &[&str] = &[
+        "open(",
+        "open ",
+        "writefile",
+        "write_text",
+        "write_bytes",
+        "fs.write",
+        "createwritestream",
+        "shutil",
+        "os.rename",
+        "os.replace",
+        "symlink",
+        "file_put_contents",
+        "fopen",
+        "copyfile",
+        "file.write",
+        "file.open",
+        "deno.write",
+        "bun.write",
+        "tofile",
+    ];
+    let lower = code.to_ascii_lowercase();
+    HINTS.iter().any(|h| lower.contains(h))
 }
 
 #[cfg(test)]
@@ -242,6 +294,9 @@ mod tests {
             assert_eq!(paths(line), ["?"], "{line}");
         }
         assert!(paths("cargo test && ls -la 2>&1").is_empty());
+        assert_eq!(paths("python3 -c \"open('p.sh', 'w').write('x')\""), ["?"]);
+        assert_eq!(paths("node -e \"require('fs').writeFileSync('p.sh', 'x')\""), ["?"]);
+        assert!(paths("python3 -c 'print(1)' && python3 gen.py openapi.json").is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use crate::opaque::{is_shell, why_code_opaque};
 use crate::shell::{MAX_DEPTH, SimpleCommand, parse_commands, program_name};
 
-use super::record::shell_writes;
+use super::record::{code_writes_files, shell_writes};
 use super::{FileWrite, Written, WrittenFiles, file_name, how, normalize};
 
 /// Most script files followed for one command line.
@@ -105,6 +105,12 @@ impl Walk {
             if let Some(prog) = language {
                 if let Some(why) = why_code_opaque(&prog, &content) {
                     self.opaque(format!("{shown} runs `{path}`, which this session wrote: {why}"));
+                }
+                if code_writes_files(&content) {
+                    // Which files, and what it puts in them, is not seen: any of them may be run next.
+                    let w = FileWrite::Unknown(format!("{shown}, a program this session wrote that writes files"));
+                    self.written.apply(std::slice::from_ref(&w), false);
+                    self.out.writes.push(w);
                 }
                 continue;
             }
