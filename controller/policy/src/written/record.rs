@@ -29,8 +29,24 @@ pub fn file_tool_writes(t: &ToolUse) -> Vec<FileWrite> {
         ToolKind::EditFile => {
             t.paths().iter().map(|p| unseen(p, format!("`{}` edited it; the result was not seen", t.name))).collect()
         }
+        // Another harness's or an MCP server's file tool (`mcp__fs__write_file`): what it writes is not seen.
+        ToolKind::Mcp | ToolKind::Other if names_a_write(&t.name) => {
+            let mut paths = t.paths();
+            for k in ["destination", "dest", "target", "to", "output", "filename"] {
+                paths.extend(t.args.get(k).and_then(Value::as_str).map(str::to_owned));
+            }
+            paths.iter().map(|p| unseen(p, format!("`{}` may have written it", t.name))).collect()
+        }
         _ => Vec::new(),
     }
+}
+
+/// A tool name that says it writes files.
+fn names_a_write(name: &str) -> bool {
+    const WORDS: &[&str] =
+        &["write", "edit", "create", "move", "copy", "rename", "patch", "save", "put", "upload", "replace", "append"];
+    let lower = name.to_ascii_lowercase();
+    WORDS.iter().any(|w| lower.contains(w))
 }
 
 /// Codex's patch format: `*** Add File: p` followed by its `+` lines is a whole file the gate sees;
@@ -297,6 +313,18 @@ mod tests {
         assert_eq!(paths("python3 -c \"open('p.sh', 'w').write('x')\""), ["?"]);
         assert_eq!(paths("node -e \"require('fs').writeFileSync('p.sh', 'x')\""), ["?"]);
         assert!(paths("python3 -c 'print(1)' && python3 gen.py openapi.json").is_empty());
+    }
+
+    #[test]
+    fn other_file_tools_write_unseen() {
+        let t = ToolUse::new("mcp__fs__write_file", serde_json::json!({"path": "p.sh", "content": "x"}), None);
+        assert!(
+            matches!(&file_tool_writes(&t)[..], [FileWrite::File { path, file: Written::Unseen(_) }] if path == "p.sh")
+        );
+        let t = ToolUse::new("mcp__fs__move_file", serde_json::json!({"source": "a", "destination": "b.sh"}), None);
+        assert_eq!(file_tool_writes(&t).len(), 1);
+        let t = ToolUse::new("mcp__fs__read_file", serde_json::json!({"path": "p.sh"}), None);
+        assert!(file_tool_writes(&t).is_empty());
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl Walk {
                 }
                 continue;
             }
-            let inner = match parse_commands(&content) {
+            let inner = match parse_commands(&with_definitions_called(&content)) {
                 Ok(inner) => inner,
                 Err(e) => {
                     self.opaque(format!("{shown} runs a script file `{path}` that could not be parsed ({e})"));
@@ -138,6 +138,34 @@ impl Walk {
             self.stack.pop();
         }
     }
+}
+
+/// The script with a call of every function and alias it defines appended, so that their bodies are
+/// judged too: a sourced script's functions are called by later commands of the line, which the parser
+/// of the line does not know (`source lib.sh; deploy`). A body never called is judged all the same.
+fn with_definitions_called(content: &str) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for line in content.lines() {
+        let line = line.trim_start();
+        let (keyword, rest) = match line.strip_prefix("function ") {
+            Some(r) => (true, r.trim_start()),
+            None => (false, line.strip_prefix("alias ").map(str::trim_start).unwrap_or(line)),
+        };
+        let alias = line.starts_with("alias ");
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.')))
+            .unwrap_or(rest.len());
+        let (name, after) = rest.split_at(end);
+        let defines =
+            !name.is_empty() && (keyword || (alias && after.starts_with('=')) || after.trim_start().starts_with("()"));
+        if defines && names.len() < 256 && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        return content.to_owned();
+    }
+    format!("{content}\n{}\n", names.join("\n"))
 }
 
 fn shown(c: &SimpleCommand) -> String {
@@ -351,6 +379,13 @@ mod tests {
         {
             assert_eq!(run(line), None, "{line}");
         }
+    }
+
+    #[test]
+    fn functions_and_aliases_a_script_defines_are_called() {
+        let s = with_definitions_called("add() { echo 1; }\nfunction deploy {\n git push -f\n}\nalias p='git push'\n");
+        assert!(s.ends_with("\nadd\ndeploy\np\n"), "{s}");
+        assert_eq!(with_definitions_called("cargo test\n"), "cargo test\n");
     }
 
     #[test]
