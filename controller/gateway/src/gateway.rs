@@ -96,13 +96,16 @@ impl DecidedCall {
         })
     }
 
+    /// Whether `again` is this very call (its id, tool and arguments), whatever else it brings.
+    fn same_call(&self, again: &DecidedCall) -> bool {
+        self.id == again.id && self.tool == again.tool && self.args == again.args
+    }
+
     /// Whether `ruling`, decided for this call, answers `again` too. The remotes a hook reads where the
     /// call runs can change a push's verdict, so a call allowed without them (by the response gate) is
     /// decided again with them; a denial, or an answer a human gave, stands.
     fn answers(&self, ruling: &Ruling, again: &DecidedCall) -> bool {
-        self.id == again.id
-            && self.tool == again.tool
-            && self.args == again.args
+        self.same_call(again)
             && (self.git_remotes == again.git_remotes || ruling.decided_by.is_some() || !ruling.allowed())
     }
 }
@@ -690,11 +693,16 @@ impl Gateway {
             Some(t) => Some((t.clone(), event.tool_id.clone())),
             None => event.tool_calls.first().map(|c| (c.name.clone(), c.id.clone())),
         };
-        if let Some(key) = DecidedCall::of(&event)
-            && let Some(r) =
-                s.decided_tools.lock().expect("tools").iter().find(|(k, r)| k.answers(r, &key)).map(|(_, r)| r.clone())
-        {
-            return Ok(Decided::now(r, crate::store::Pending::done()));
+        // A call decided before (the same id, tool and arguments) whose answer does not stand for this one is
+        // decided again; its state updates were applied the first time (a tool-call count, a loop history
+        // entry), so the second decision must not apply them again.
+        let mut decided_before = false;
+        if let Some(key) = DecidedCall::of(&event) {
+            let decided = s.decided_tools.lock().expect("tools");
+            if let Some((_, r)) = decided.iter().find(|(k, r)| k.answers(r, &key)) {
+                return Ok(Decided::now(r.clone(), crate::store::Pending::done()));
+            }
+            decided_before = decided.iter().any(|(k, _)| k.same_call(&key));
         }
         let set = self.policies();
         let mut audit = self.audit_row(s, &set.revision, event.phase, tool.clone());
@@ -736,7 +744,10 @@ impl Gateway {
         } else {
             std::borrow::Cow::Borrowed(&*st)
         };
-        let decision = evaluate(&event, &view, &agent.policies);
+        let mut decision = evaluate(&event, &view, &agent.policies);
+        if decided_before {
+            decision.state_updates.clear();
+        }
         let model = decision.event.as_ref().and_then(|e| e.model.clone()).or_else(|| event.model.clone());
         let headroom = match (&model, event.phase) {
             (Some(m), Phase::LlmRequest) => paddock_policy::headroom_usd(&agent.policies, m, &view),

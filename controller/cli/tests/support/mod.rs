@@ -174,9 +174,17 @@ impl TestGateway {
     }
 
     /// The transcript the gateway stored for the session (what `paddock session logs` shows).
-    pub async fn transcript(&self, session: &str) -> Vec<TranscriptEvent> {
+    /// The stored transcript, each event with the `source` the gateway stamped on it (`runner` or `gateway`).
+    pub async fn transcript(&self, session: &str) -> Vec<(String, TranscriptEvent)> {
         let rows: Vec<Value> = self.admin_get(&format!("/v1/sessions/{session}/events")).await;
-        rows.into_iter().map(|r| serde_json::from_value(r["event"].clone()).unwrap()).collect()
+        rows.into_iter()
+            .map(|r| {
+                let mut event = r["event"].clone();
+                let source = event.as_object_mut().and_then(|o| o.remove("source"));
+                let source = source.and_then(|s| s.as_str().map(str::to_owned)).unwrap_or_default();
+                (source, serde_json::from_value(event).unwrap())
+            })
+            .collect()
     }
 
     async fn admin_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {

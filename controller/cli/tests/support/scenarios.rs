@@ -159,8 +159,21 @@ impl Scenario {
             matches!(ev.last(), Some(TranscriptEvent::Done { phase, message }) if phase == "Succeeded" && message.contains("Done"))
         );
 
-        // The gateway holds the same transcript, for `paddock session logs`.
-        assert_eq!(&self.gw.transcript(&self.session).await, ev);
+        // The gateway holds what the runner posted (messages, calls, results, usage), stamped as the runner's,
+        // and the decisions, written by the gateway itself; for `paddock session logs`.
+        let stored = self.gw.transcript(&self.session).await;
+        let runner_side =
+            |e: &TranscriptEvent| !matches!(e, TranscriptEvent::Verdict { .. } | TranscriptEvent::Done { .. });
+        let posted: Vec<&TranscriptEvent> =
+            stored.iter().filter(|(source, _)| source == "runner").map(|(_, e)| e).collect();
+        assert_eq!(posted, ev.iter().filter(|e| runner_side(e)).collect::<Vec<_>>(), "{stored:#?}");
+        assert!(stored.iter().all(|(source, e)| (source == "runner") == runner_side(e)), "{stored:#?}");
+        assert!(
+            stored.iter().any(|(source, e)| source == "gateway"
+                && matches!(e, TranscriptEvent::Verdict { verdict, policy: Some(p), tool: Some(t), .. }
+                    if verdict == "deny" && p == "github-rules" && t == denied_tool)),
+            "the gateway wrote no deny verdict: {stored:#?}"
+        );
 
         // Cost is on the session's ledger.
         let info = self.gw.session_info(&self.session).await;
