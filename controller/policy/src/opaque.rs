@@ -19,7 +19,7 @@
 //!
 //! Pure: it reads only the parsed commands of one line.
 
-use crate::shell::{SimpleCommand, program_name};
+use crate::shell::{SimpleCommand, is_system_path, program_name, sees_through};
 
 mod code;
 mod env;
@@ -182,6 +182,12 @@ impl Line {
             if gitlike {
                 return Some(format!(
                     "`{argv0}` is a program in the workspace or a temporary directory, given arguments like git's"
+                ));
+            }
+            // The parser reads what a shell or wrapper runs; one given by such a path may run anything else.
+            if sees_through(&prog.to_ascii_lowercase()) {
+                return Some(format!(
+                    "`{argv0}` is not an installed {prog}: a file of that name elsewhere, which may run anything"
                 ));
             }
         }
@@ -452,25 +458,6 @@ const JUDGED: &[&str] = &[
 
 fn is_git_program(prog: &str) -> bool {
     prog == "git" || prog.starts_with("git-") || prog == "gh" || prog == "hub"
-}
-
-/// Directories of installed programs: a program there is what its name says.
-fn is_system_path(argv0: &str) -> bool {
-    !argv0.contains('/')
-        || [
-            "/usr/bin/",
-            "/bin/",
-            "/usr/local/bin/",
-            "/usr/sbin/",
-            "/sbin/",
-            "/opt/homebrew/bin/",
-            "/home/linuxbrew/.linuxbrew/bin/",
-            "/snap/bin/",
-            "/usr/libexec/git-core/",
-            "/usr/lib/git-core/",
-        ]
-        .iter()
-        .any(|d| argv0.starts_with(d) && !argv0[d.len()..].contains('/'))
 }
 
 /// Git's (and gh's) subcommands that write, move refs or run commands; words that ordinary build

@@ -1931,6 +1931,11 @@ impl<'o> Parser<'o> {
             let Some(first) = argv.first() else { return Ok(Fin::default()) };
             let shown = program_name(first).to_string();
             let name = shown.to_ascii_lowercase();
+            // `./sudo git …`, `/tmp/x/bash -c '…'`: a program given by a path may not be the one its name
+            // says, so the command is also reported as written, for the opaque check to judge its path.
+            if !is_system_path(first) && sees_through(&name) {
+                self.emit(&argv, &wrappers);
+            }
             self.program_seen = mem::take(&mut seen);
             let step = self.step(&name, &argv, &wrappers, stdin);
             self.program_seen = false;
@@ -2483,6 +2488,54 @@ fn runs_posix(name: &str, current: bool) -> bool {
         "eval" | "trap" | "alias" => current,
         _ => true,
     }
+}
+
+/// Directories of installed programs: a program there is what its name says.
+pub(crate) fn is_system_path(argv0: &str) -> bool {
+    !argv0.contains('/')
+        || [
+            "/usr/bin/",
+            "/bin/",
+            "/usr/local/bin/",
+            "/usr/sbin/",
+            "/sbin/",
+            "/opt/homebrew/bin/",
+            "/home/linuxbrew/.linuxbrew/bin/",
+            "/snap/bin/",
+            "/usr/libexec/git-core/",
+            "/usr/lib/git-core/",
+        ]
+        .iter()
+        .any(|d| argv0.starts_with(d) && !argv0[d.len()..].contains('/'))
+}
+
+/// Whether the parser reads what `name` runs instead of reporting `name` itself (a shell given its script,
+/// a wrapper such as `sudo` or `timeout`, `xargs`, `find -exec`, `watch`, `su`, `ssh`).
+pub(crate) fn sees_through(name: &str) -> bool {
+    SHELLS.contains(&name)
+        || WRAPPERS.iter().any(|w| w.names.contains(&name))
+        || matches!(
+            name,
+            "env"
+                | "command"
+                | "xargs"
+                | "parallel"
+                | "find"
+                | "fd"
+                | "fdfind"
+                | "watch"
+                | "su"
+                | "runuser"
+                | "sg"
+                | "script"
+                | "flock"
+                | "nix-shell"
+                | "nix"
+                | "mise"
+                | "rtx"
+                | "ssh"
+                | "busybox"
+        )
 }
 
 const SHELLS: &[&str] = &[

@@ -38,6 +38,14 @@ const OPAQUE: &[&str] = &[
     "cp /usr/bin/git /tmp/; /tmp/git push -f origin main",
     "cp $(which git) ./x; ./x log",
     "mv /tmp/git ~/bin/ls; ~/bin/ls push",
+    // A shell or wrapper given by a path outside the installed-program directories: the parser would read
+    // what it runs, but the file may run anything else.
+    "/tmp/x/bash -lc 'git status'",
+    "./bash -c 'git status'",
+    "./sudo git status",
+    "/workspace/bin/timeout 5 git log",
+    "/usr/bin/../../tmp/x/sh -c 'ls'",
+    "~/bin/env ls",
     "install -m 755 /usr/bin/git -t /tmp/b; /tmp/b/git push",
     "dd if=/usr/bin/git of=./g; ./g push",
     "/tmp/hub push -f origin main",
@@ -201,6 +209,9 @@ const OPAQUE: &[&str] = &[
 
 /// Ordinary coding work: never opaque.
 const SEEN: &[&str] = &[
+    "/bin/bash -lc 'git status'",
+    "/usr/bin/env python3 -V",
+    "/usr/bin/timeout 60 cargo test",
     "cargo test",
     "cargo build --release && cargo clippy -- -D warnings",
     "npm run build && npm test",
