@@ -59,8 +59,8 @@ pub struct GithubParams {
     /// Deny pushing tags.
     #[serde(default = "super::yes")]
     pub deny_tag_push: bool,
-    /// Deny force pushes in every spelling (`--force`, `-f`, `--force-with-lease`, `+ref`, `--mirror`,
-    /// an MCP `update_ref` with `force`).
+    /// Deny force pushes in every spelling the parser sees (`--force`, `-f`, `--force-with-lease`, `+ref`,
+    /// `--mirror`, an MCP `update_ref` with `force`); a line it cannot see through gets `opaque_action`.
     #[serde(default = "super::yes")]
     pub deny_force_push: bool,
     /// Prefixes of GitHub MCP tools (matched case-insensitively). Tools of any other server are judged too
