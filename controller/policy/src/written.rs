@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod command_files;
 pub mod record;
 pub mod scripts;
 

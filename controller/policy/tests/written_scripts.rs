@@ -118,3 +118,9 @@ fn a_denied_write_is_not_remembered() {
     assert_eq!(d.verdict, Verdict::Deny);
     assert!(d.state_updates.is_empty());
 }
+
+#[test]
+fn command_files_are_judged_by_what_the_session_wrote_into_them() {
+    let text = std::fs::read_to_string(suites().join("command-files.test.yaml")).unwrap();
+    check(&text, &suite_policies(&["github.yaml", "blast-radius.yaml"]));
+}

@@ -18,6 +18,7 @@
 use crate::opaque::{is_shell, why_code_opaque};
 use crate::shell::{MAX_DEPTH, SimpleCommand, parse_commands, program_name};
 
+use super::command_files::{self, CommandFiles, Reading};
 use super::record::{code_writes_files, shell_writes};
 use super::{FileWrite, Written, WrittenFiles, file_name, how, normalize};
 
@@ -74,6 +75,9 @@ impl Walk {
         self.written.apply(&writes, false);
         self.out.writes.extend(writes);
         for c in cmds {
+            if let Some(files) = command_files::read_by(c) {
+                self.command_files(c, &files, outer, depth);
+            }
             let Some((runner, path)) = script_run(c) else { continue };
             let shown = shown(c);
             let content = match find(&self.written, &path) {
@@ -102,40 +106,101 @@ impl Walk {
                     Shebang::Program(p) => Some(p),
                 },
             };
-            if let Some(prog) = language {
-                if let Some(why) = why_code_opaque(&prog, &content) {
-                    self.opaque(format!("{shown} runs `{path}`, which this session wrote: {why}"));
-                }
-                if code_writes_files(&content) {
-                    // Which files, and what it puts in them, is not seen: any of them may be run next.
-                    let w = FileWrite::Unknown(format!("{shown}, a program this session wrote that writes files"));
-                    self.written.apply(std::slice::from_ref(&w), false);
-                    self.out.writes.push(w);
-                }
-                continue;
+            match language {
+                Some(prog) => self.code(&shown, &prog, &path, &content),
+                None => self.shell(c, &shown, &format!("a script file `{path}`"), key, &[content], outer, depth),
             }
-            let inner = match parse_commands(&with_definitions_called(&content)) {
-                Ok(inner) => inner,
+        }
+    }
+
+    /// Judges code of another language this session wrote, run by `shown`.
+    fn code(&mut self, shown: &str, prog: &str, path: &str, content: &str) {
+        if let Some(why) = why_code_opaque(prog, content) {
+            self.opaque(format!("{shown} runs `{path}`, which this session wrote: {why}"));
+        }
+        if code_writes_files(content) {
+            // Which files, and what it puts in them, is not seen: any of them may be run next.
+            let w = FileWrite::Unknown(format!("{shown}, a program this session wrote that writes files"));
+            self.written.apply(std::slice::from_ref(&w), false);
+            self.out.writes.push(w);
+        }
+    }
+
+    /// Reports the commands of shell `texts` (each given to a shell on its own) from `what` (a file this
+    /// session wrote, under `key`), run by `c`, as if they were on the line, and follows what they run.
+    #[allow(clippy::too_many_arguments)]
+    fn shell(
+        &mut self,
+        c: &SimpleCommand,
+        shown: &str,
+        what: &str,
+        key: String,
+        texts: &[String],
+        outer: &[String],
+        depth: usize,
+    ) {
+        let mut parsed = Vec::new();
+        for text in texts {
+            match parse_commands(&with_definitions_called(text)) {
+                Ok(inner) => parsed.push((text, inner)),
                 Err(e) => {
-                    self.opaque(format!("{shown} runs a script file `{path}` that could not be parsed ({e})"));
-                    continue;
+                    self.opaque(format!("{shown} runs {what} that could not be parsed ({e})"));
+                    return;
                 }
-            };
-            if self.out.commands.len() + inner.len() > MAX_SCRIPT_COMMANDS {
-                self.opaque(format!("{shown} runs a script file `{path}` with more commands than the gate reads"));
-                continue;
             }
-            let mut wrappers: Vec<String> = outer.to_vec();
-            wrappers.extend(c.wrappers.iter().cloned());
-            wrappers.push(shown.trim_matches('`').to_owned());
+        }
+        let count: usize = parsed.iter().map(|(_, inner)| inner.len()).sum();
+        if self.out.commands.len() + count > MAX_SCRIPT_COMMANDS {
+            self.opaque(format!("{shown} runs {what} with more commands than the gate reads"));
+            return;
+        }
+        let mut wrappers: Vec<String> = outer.to_vec();
+        wrappers.extend(c.wrappers.iter().cloned());
+        wrappers.push(shown.trim_matches('`').to_owned());
+        self.stack.push(key);
+        for (text, inner) in parsed {
             self.out.commands.extend(inner.iter().map(|i| {
                 let mut w = wrappers.clone();
                 w.extend(i.wrappers.iter().cloned());
                 SimpleCommand { argv: i.argv.clone(), wrappers: w }
             }));
-            self.stack.push(key);
-            self.walk(&content, &inner, &wrappers, depth + 1);
-            self.stack.pop();
+            self.walk(text, &inner, &wrappers, depth + 1);
+        }
+        self.stack.pop();
+    }
+
+    /// Judges the command files `c` reads by what this session wrote into them (see [`command_files`]).
+    fn command_files(&mut self, c: &SimpleCommand, files: &CommandFiles, outer: &[String], depth: usize) {
+        let shown = shown(c);
+        for path in &files.paths {
+            let content = match find(&self.written, path) {
+                Ok(None) => continue,
+                Ok(Some(content)) => content,
+                Err(why) => {
+                    self.opaque(format!("{shown} reads commands from a file `{path}` {why}"));
+                    continue;
+                }
+            };
+            let key = normalize(path).unwrap_or_else(|| path.clone());
+            // Already being judged whole, every command of it (`npm run build` in a script of the same file).
+            if self.stack.contains(&key) {
+                continue;
+            }
+            if depth >= MAX_DEPTH / 2 || self.runs >= MAX_RUNS {
+                self.opaque(format!("{shown} reads commands from a file `{path}` past the files the gate follows"));
+                continue;
+            }
+            self.runs += 1;
+            match command_files::read(files.format, &content) {
+                Reading::Opaque(why) => {
+                    self.opaque(format!("{shown} reads commands from `{path}`, which this session wrote: {why}"));
+                }
+                Reading::Code(prog) => self.code(&shown, prog, path, &content),
+                Reading::Shell(lines) => {
+                    let what = format!("commands of `{path}`, which this session wrote,");
+                    self.shell(c, &shown, &what, key, &lines, outer, depth);
+                }
+            }
         }
     }
 }
