@@ -93,6 +93,12 @@ pub fn line(s: &str) -> Cow<'_, str> {
     escape(s, false)
 }
 
+/// The strings of a JSON array from outside (file names, paths), each made inert as a [`line`]; other
+/// elements and a value that is not an array give nothing.
+pub fn lines(v: &serde_json::Value) -> Vec<String> {
+    v.as_array().into_iter().flatten().filter_map(serde_json::Value::as_str).map(|s| line(s).into_owned()).collect()
+}
+
 /// A block of text from outside, made inert: newlines and tabs stay; every other control and format
 /// character is shown as an escape.
 pub fn block(s: &str) -> Cow<'_, str> {

@@ -3,52 +3,12 @@
 //! (also when `paddock up` runs as root, as it does in these tests and in CI), io_uring is blocked, and the
 //! sandbox's view of bubblewrap's command line names no host path.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod local;
 
+use std::path::Path;
+
+use local::{paddock, repo, start, up_with, wait_end};
 use serde_json::Value;
-
-const PADDOCK: &str = env!("CARGO_BIN_EXE_paddock");
-
-struct Up {
-    child: Child,
-    url: String,
-    data: PathBuf,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn paddock(up: &Up, args: &[&str]) -> (bool, String) {
-    let out = Command::new(PADDOCK)
-        .args(args)
-        .args(["--gateway", &up.url, "--data-dir"])
-        .arg(&up.data)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
-/// Waits until the session has ended.
-fn wait_end(up: &Up, id: &str) {
-    let started = std::time::Instant::now();
-    loop {
-        let (_, list) = paddock(up, &["session", "list", "-o", "json"]);
-        let v: Value = serde_json::from_str(&list).unwrap_or(Value::Null);
-        if v.as_array().into_iter().flatten().any(|s| s["id"] == id && s["phase"] != "Running") {
-            return;
-        }
-        assert!(started.elapsed().as_secs() < 120, "session {id} did not end: {list}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
 
 fn agent(memory: &str, writable: &str) -> String {
     format!(
@@ -70,37 +30,6 @@ fn script(commands: &[&str]) -> String {
     )
 }
 
-/// `paddock up` for `dir` (a repo of Agents and a scripted model) with `envs`; reads the address it announces.
-fn up_with(dir: &Path, envs: &[(&str, &str)]) -> Up {
-    let data = dir.join("data");
-    let mut cmd = Command::new(PADDOCK);
-    cmd.args(["up", "--repo"])
-        .arg(dir.join("repo"))
-        .arg("--script")
-        .arg(dir.join("script.yaml"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "paddock up ended");
-        if let Some(rest) = line.strip_prefix("paddock: gateway on ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    Up { child, url, data }
-}
-
 /// Runs one session of `commands` under an Agent with `memory`, calling `during` while it runs; the tool
 /// outputs in order, and the session's runner log.
 fn probe_during(
@@ -112,18 +41,11 @@ fn probe_during(
 ) -> (Vec<String>, String) {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    std::fs::create_dir_all(dir.join("repo")).unwrap();
-    std::fs::write(dir.join("repo/agent.yaml"), agent(memory, writable)).unwrap();
-    std::fs::write(dir.join("script.yaml"), script(commands)).unwrap();
+    repo(dir, &[("agent.yaml", &agent(memory, writable))], &script(commands));
     let up = up_with(dir, envs);
     let ws = dir.join("ws");
     std::fs::create_dir_all(&ws).unwrap();
-    let (ok, out) = paddock(
-        &up,
-        &["session", "run", "prober", "probe the limits", "-o", "json", "--workspace", ws.to_str().unwrap()],
-    );
-    assert!(ok, "{out}");
-    let id = serde_json::from_str::<Value>(out.trim()).unwrap()["id"].as_str().unwrap().to_owned();
+    let id = start(&up, "prober", "probe the limits", &ws);
     during();
     wait_end(&up, &id);
     let (_, logs) = paddock(&up, &["session", "logs", &id, "-o", "json"]);

@@ -280,13 +280,7 @@ pub fn decide(conn: Conn, id: String, reason: Option<String>, approve: bool) -> 
 
 /// Git metadata in the agent's copy is never compared or brought back; say which.
 fn print_ignored(v: &Value) {
-    let ignored: Vec<String> = v["ignored"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(|p| terminal::line(p).into_owned())
-        .collect();
+    let ignored = terminal::lines(&v["ignored"]);
     if !ignored.is_empty() {
         println!("not compared, never brought back (git metadata or names that are not UTF-8): {}", ignored.join(", "));
     }

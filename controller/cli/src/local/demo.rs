@@ -96,13 +96,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         // The agent worked on a copy; its files come back the way `paddock session apply` brings them.
         let applied = c.post(&format!("/v1/local/sessions/{id}/apply"), json!({})).await?;
-        let written: Vec<String> = applied["written"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(|p| terminal::line(p).into_owned())
-            .collect();
+        let written = terminal::lines(&applied["written"]);
         if !written.is_empty() {
             println!("  {} brought back from the agent's copy: {}", st.paint("2", "↳"), written.join(", "));
         }

@@ -230,8 +230,11 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({"error": {"message": message}}))).into_response()
 }
 
-/// The session's directory, once its sandbox has stopped (its copy is stable then); else the refusal.
-fn ended_session_dir(sup: &Supervisor, id: &str) -> Result<PathBuf, Box<Response>> {
+/// The session's directory for the admin, once its sandbox has stopped (its copy is stable then); else the refusal.
+fn ended_session_dir(sup: &Supervisor, headers: &HeaderMap, id: &str) -> Result<PathBuf, Box<Response>> {
+    if let Some(refused) = admin_only(sup, headers) {
+        return Err(Box::new(refused));
+    }
     if sup.gw.session(id).is_none() {
         return Err(Box::new(error(StatusCode::NOT_FOUND, format!("no session `{id}`"))));
     }
@@ -247,10 +250,7 @@ fn ended_session_dir(sup: &Supervisor, id: &str) -> Result<PathBuf, Box<Response
 /// `GET /v1/local/sessions/{id}/diff`: what the agent changed in its copy of the workspace, as a unified diff
 /// against the user's directory, without running git on the copy.
 async fn session_diff(State(sup): State<Arc<Supervisor>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Some(refused) = admin_only(&sup, &headers) {
-        return refused;
-    }
-    let dir = match ended_session_dir(&sup, &id) {
+    let dir = match ended_session_dir(&sup, &headers, &id) {
         Ok(d) => d,
         Err(r) => return *r,
     };
@@ -270,10 +270,7 @@ async fn session_diff(State(sup): State<Arc<Supervisor>>, Path(id): Path<String>
 /// `POST /v1/local/sessions/{id}/apply`: brings the agent's changes back to the user's directory (files only;
 /// never git metadata, symlinks or special files); refused whole on any conflict.
 async fn session_apply(State(sup): State<Arc<Supervisor>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Some(refused) = admin_only(&sup, &headers) {
-        return refused;
-    }
-    let dir = match ended_session_dir(&sup, &id) {
+    let dir = match ended_session_dir(&sup, &headers, &id) {
         Ok(d) => d,
         Err(r) => return *r,
     };

@@ -35,6 +35,11 @@ pub fn repo(dir: &Path, files: &[(&str, &str)], script: &str) {
 
 /// Starts `paddock up` for `dir` (see [`repo`]) and reads the address it announces.
 pub fn up(dir: &Path) -> Up {
+    up_with(dir, &[])
+}
+
+/// [`up`] with `envs` set for `paddock up`.
+pub fn up_with(dir: &Path, envs: &[(&str, &str)]) -> Up {
     let data = dir.join("data");
     let mut child = Command::new(PADDOCK)
         .args(["up", "--repo"])
@@ -44,6 +49,7 @@ pub fn up(dir: &Path) -> Up {
         .arg("--data-dir")
         .arg(&data)
         .args(["--listen", "127.0.0.1:0"])
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
