@@ -101,12 +101,11 @@ impl DecidedCall {
         self.id == again.id && self.tool == again.tool && self.args == again.args
     }
 
-    /// Whether `ruling`, decided for this call, answers `again` too. The remotes a hook reads where the
-    /// call runs can change a push's verdict, so a call allowed without them (by the response gate) is
-    /// decided again with them; a denial, or an answer a human gave, stands.
-    fn answers(&self, ruling: &Ruling, again: &DecidedCall) -> bool {
-        self.same_call(again)
-            && (self.git_remotes == again.git_remotes || ruling.decided_by.is_some() || !ruling.allowed())
+    /// Whether `ruling`, decided for this call, answers `again` (the same call) too. The remotes a hook reads
+    /// where the call runs can change a push's verdict, so a call allowed without them (by the response gate)
+    /// is decided again with them; a denial, or an answer a human gave, stands.
+    fn answer_stands(&self, ruling: &Ruling, again: &DecidedCall) -> bool {
+        self.git_remotes == again.git_remotes || ruling.decided_by.is_some() || !ruling.allowed()
     }
 }
 
@@ -698,11 +697,12 @@ impl Gateway {
         // entry), so the second decision must not apply them again.
         let mut decided_before = false;
         if let Some(key) = DecidedCall::of(&event) {
-            let decided = s.decided_tools.lock().expect("tools");
-            if let Some((_, r)) = decided.iter().find(|(k, r)| k.answers(r, &key)) {
-                return Ok(Decided::now(r.clone(), crate::store::Pending::done()));
+            for (k, r) in s.decided_tools.lock().expect("tools").iter().filter(|(k, _)| k.same_call(&key)) {
+                if k.answer_stands(r, &key) {
+                    return Ok(Decided::now(r.clone(), crate::store::Pending::done()));
+                }
+                decided_before = true;
             }
-            decided_before = decided.iter().any(|(k, _)| k.same_call(&key));
         }
         let set = self.policies();
         let mut audit = self.audit_row(s, &set.revision, event.phase, tool.clone());

@@ -137,6 +137,8 @@ async fn llm_session(
     // The worst case at the requested model; routing only ever moves to a cheaper one.
     let hold = worst_case_usd(ModelCatalog::builtin(), &info.model, input_estimate, max_tokens).unwrap_or(0.0);
     let mut features: Vec<String> = provider_side.iter().map(|u| u.feature.as_str().to_owned()).collect();
+    // `uses` reports in body order: the same feature may come back between others.
+    features.sort();
     features.dedup();
     let event = Event {
         phase: Phase::LlmRequest,
