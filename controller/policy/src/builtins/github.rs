@@ -127,6 +127,21 @@ const MOVING_WRAPPERS: &[&str] = &[
     "kubectl",
 ];
 
+/// Whether changing to `dir` stays in the workspace repository: the workspace itself, or the top of the
+/// repository the shell is in.
+fn stays(dir: &str) -> bool {
+    let d = if dir.len() > 1 { dir.trim_end_matches('/') } else { dir };
+    matches!(
+        d,
+        "." | "./"
+            | WORKSPACE_DIR
+            | "$PWD"
+            | "${PWD}"
+            | "$(git rev-parse --show-toplevel)"
+            | "`git rev-parse --show-toplevel`"
+    )
+}
+
 fn any_glob(globs: &[String], s: &str) -> bool {
     globs.iter().any(|g| glob_match(&g.to_ascii_lowercase(), &s.to_ascii_lowercase()))
 }
@@ -263,38 +278,13 @@ impl Github {
             .or_else(|| (!self.p.write_branches.is_empty()).then(|| Outcome::ask(format!("{what}: {why}"))))
     }
 
-    /// Whether command `i` of a line provably runs in the workspace repository.
-    fn place(t: &ToolUse, cmds: &[SimpleCommand], i: usize) -> Place {
-        let stays = |dir: &str| {
-            let d = if dir.len() > 1 { dir.trim_end_matches('/') } else { dir };
-            // The top of the repository the shell is in is that repository.
-            matches!(
-                d,
-                "." | "./"
-                    | WORKSPACE_DIR
-                    | "$PWD"
-                    | "${PWD}"
-                    | "$(git rev-parse --show-toplevel)"
-                    | "`git rev-parse --show-toplevel`"
-            )
-        };
-        for k in WORKDIR_ARGS {
-            if let Some(dir) = t.args.get(*k).and_then(|v| v.as_str())
-                && !stays(dir)
-            {
-                return Err(format!("the tool runs it in `{dir}`"));
-            }
+    /// Whether a command provably runs in the workspace repository, given where the tool runs the line
+    /// (`workdir`) and the first change of directory before it on the line (`moved`, see [`Self::moves`]).
+    fn place(workdir: &Place, moved: Option<&str>, c: &SimpleCommand) -> Place {
+        workdir.clone()?;
+        if let Some(why) = moved {
+            return Err(why.to_owned());
         }
-        for c in &cmds[..i] {
-            let prog = program_name(c.argv.first().map_or("", String::as_str)).to_ascii_lowercase();
-            if matches!(prog.as_str(), "cd" | "pushd" | "popd" | "chdir") {
-                let target = c.argv[1..].iter().find(|a| !matches!(a.as_str(), "-L" | "-P" | "-e" | "-@" | "--"));
-                if prog == "popd" || !target.is_some_and(|d| stays(d)) {
-                    return Err(format!("`{}` changes the directory before it", c.argv.join(" ")));
-                }
-            }
-        }
-        let c = &cmds[i];
         if let Some(w) = c.wrappers.iter().find(|w| MOVING_WRAPPERS.contains(&program_name(w))) {
             return Err(format!("it runs under `{w}`, which may run it elsewhere"));
         }
@@ -302,6 +292,29 @@ impl Github {
             Some(why) => Err(why),
             None => Ok(()),
         }
+    }
+
+    /// Whether the tool's arguments run the line in another directory (Codex `workdir`).
+    fn workdir(t: &ToolUse) -> Place {
+        for k in WORKDIR_ARGS {
+            if let Some(dir) = t.args.get(*k).and_then(|v| v.as_str())
+                && !stays(dir)
+            {
+                return Err(format!("the tool runs it in `{dir}`"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the commands after `c` on its line may run in another directory, if `c` changes it.
+    fn moves(c: &SimpleCommand) -> Option<String> {
+        let prog = program_name(c.argv.first().map_or("", String::as_str)).to_ascii_lowercase();
+        if !matches!(prog.as_str(), "cd" | "pushd" | "popd" | "chdir") {
+            return None;
+        }
+        let target = c.argv[1..].iter().find(|a| !matches!(a.as_str(), "-L" | "-P" | "-e" | "-@" | "--"));
+        (prog == "popd" || !target.is_some_and(|d| stays(d)))
+            .then(|| format!("`{}` changes the directory before it", c.argv.join(" ")))
     }
 
     /// Repositories a push goes to, or why they cannot be told.
@@ -488,13 +501,20 @@ impl Github {
     }
 
     /// One command of a shell line: what git or gh does, then whether git or gh runs what it does not show.
-    fn command(&self, c: &SimpleCommand, place: &Place, remotes: Remotes, state: &SessionState) -> Vec<Outcome> {
+    /// `place` is worked out only for git and gh, the commands whose repository matters.
+    fn command(
+        &self,
+        c: &SimpleCommand,
+        place: impl FnOnce() -> Place,
+        remotes: Remotes,
+        state: &SessionState,
+    ) -> Vec<Outcome> {
         let mut out = Vec::new();
         if let Some(git) = git_command(c) {
-            out.extend(self.git(git, c, place, remotes, state));
+            out.extend(self.git(git, c, &place(), remotes, state));
             out.extend(git_opaque(c).map(|why| self.opaque(format!("`{}`: {why}", c.argv.join(" ")))));
         } else if gh_command(c).is_some() {
-            out.extend(self.gh(c, place, remotes, state));
+            out.extend(self.gh(c, &place(), remotes, state));
             out.extend(gh_opaque(c).map(|why| self.opaque(format!("`{}`: {why}", c.argv.join(" ")))));
         }
         out
@@ -508,8 +528,14 @@ impl Github {
         if let Some(why) = git_dir::shell_touches(t.command().as_deref(), cmds) {
             out.push(self.opaque(why));
         }
-        for (i, c) in cmds.iter().enumerate() {
-            out.extend(self.command(c, &Self::place(t, cmds, i), remotes, state));
+        // One pass: each command's place depends on the first change of directory before it.
+        let workdir = Self::workdir(t);
+        let mut moved: Option<String> = None;
+        for c in cmds {
+            out.extend(self.command(c, || Self::place(&workdir, moved.as_deref(), c), remotes, state));
+            if moved.is_none() {
+                moved = Self::moves(c);
+            }
         }
         out
     }
