@@ -68,10 +68,16 @@ pub struct AgentSpec {
     /// Plain environment variables for the harness. Never put credentials here: use `secretRefs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
-    /// Credentials for tools, taken from Kubernetes Secrets. The gateway or a credential proxy injects them;
-    /// they are not exposed as plain environment where avoidable.
+    /// Refused: a credential in the sandbox's environment reaches whatever the agent runs. Broker it with
+    /// `credentials` instead (the gateway injects it on the way out; the sandbox never holds it). Kept in
+    /// the schema so that old manifests get that message rather than an unknown-field error.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_refs: Vec<SecretRef>,
+    /// Credentials the gateway's egress proxy injects into requests to one host (the credential broker).
+    /// The sandbox never holds them: not in its environment, files or git config. A brokered host is
+    /// allowed as egress by this entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<BrokeredCredential>,
     /// Limits on a single session of this agent.
     #[serde(default)]
     pub limits: AgentLimits,
@@ -192,6 +198,39 @@ pub struct SecretRef {
     pub secret_name: String,
     /// The key inside the Secret.
     pub key: String,
+}
+
+/// A credential the gateway injects into every request to `host` (e.g. a GitHub token for `github.com` and
+/// `api.github.com`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokeredCredential {
+    /// `host` or `host:port` (port 443 when omitted); an exact name, no wildcards.
+    pub host: String,
+    /// The Secret (same namespace; locally, `paddock up`'s secrets) that holds it.
+    pub secret_name: String,
+    /// The key inside the Secret.
+    pub key: String,
+    /// How it is sent: `bearer` (`Authorization: Bearer …`), `basic` (`Authorization: Basic` of
+    /// `username:secret`, what git over HTTPS uses) or `header` (the secret as the value of `header`).
+    #[serde(default)]
+    pub scheme: CredentialScheme,
+    /// For `basic`: the user name (GitHub: `x-access-token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// For `header`: the header's name, e.g. `X-Api-Key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
+/// How a brokered credential is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CredentialScheme {
+    #[default]
+    Bearer,
+    Basic,
+    Header,
 }
 
 /// Per-session limits.

@@ -86,7 +86,8 @@ pub struct PolicyRule {
 
 /// An enforcement point: `request` (the user's prompt), `llm_request` (before each model call),
 /// `llm_response` (the model's answer and the tool calls it asks for), `tool_call` (before a tool runs),
-/// `tool_result` (after) and `response` (the final answer).
+/// `tool_result` (after), `response` (the final answer), `egress` (a connection or request out of the sandbox,
+/// through the gateway's egress proxy) and `git_push` (the ref updates of a git push, read from the wire).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
@@ -97,11 +98,21 @@ pub enum Phase {
     ToolCall,
     ToolResult,
     Response,
+    Egress,
+    GitPush,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] =
-        [Phase::Request, Phase::LlmRequest, Phase::LlmResponse, Phase::ToolCall, Phase::ToolResult, Phase::Response];
+    pub const ALL: [Phase; 8] = [
+        Phase::Request,
+        Phase::LlmRequest,
+        Phase::LlmResponse,
+        Phase::ToolCall,
+        Phase::ToolResult,
+        Phase::Response,
+        Phase::Egress,
+        Phase::GitPush,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -111,6 +122,8 @@ impl Phase {
             Phase::ToolCall => "tool_call",
             Phase::ToolResult => "tool_result",
             Phase::Response => "response",
+            Phase::Egress => "egress",
+            Phase::GitPush => "git_push",
         }
     }
 }

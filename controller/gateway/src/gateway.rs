@@ -1272,6 +1272,29 @@ fn summary(e: &Event) -> String {
         }
         Phase::LlmRequest => format!("model request to {}", e.model.as_deref().unwrap_or("?")),
         Phase::Request | Phase::Response => e.text.clone().unwrap_or_default(),
+        Phase::Egress => {
+            let host = e.host.as_deref().unwrap_or("?");
+            let port = e.port.map(|p| format!(":{p}")).unwrap_or_default();
+            match (&e.method, &e.path) {
+                (Some(m), Some(p)) => format!("{m} {}://{host}{port}{p}", e.scheme.as_deref().unwrap_or("https")),
+                _ => format!("connection to {host}{port}"),
+            }
+        }
+        Phase::GitPush => {
+            let updates = e.updates.iter().map(|u| {
+                let how = if u.is_delete() {
+                    "delete"
+                } else if u.is_create() {
+                    "create"
+                } else if u.fast_forward {
+                    "fast-forward"
+                } else {
+                    "force"
+                };
+                format!("{} ({how})", u.git_ref)
+            });
+            format!("git push to {}: {}", e.repo.as_deref().unwrap_or("?"), updates.collect::<Vec<_>>().join(", "))
+        }
     };
     if s.len() > 300 {
         let mut cut = 300;

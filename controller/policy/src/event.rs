@@ -17,6 +17,11 @@ use crate::tools::ToolUse;
 /// - `tool_call`: `tool`, `args`, `tool_id`, `git_remotes` (from a hook inside the workspace)
 /// - `tool_result`: `tool`, `args`, `output`, `is_error`
 /// - `response`: `text` (the final answer)
+/// - `egress`: `host`, `port`, `scheme` (`https` for a CONNECT tunnel or a brokered request, `http` for a
+///   plain-HTTP request); and where the gateway sees the request (brokered or plain HTTP): `method`, `path`
+///   (with its query), `body` (a JSON body, when it is JSON) and `operation` (a GraphQL request's operation)
+/// - `git_push`: `host`, `repo` (`owner/name`, from the URL path), `updates` (every ref update of the push,
+///   with `fast_forward` worked out from the git objects, not from the command line)
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Event {
@@ -57,6 +62,84 @@ pub struct Event {
     /// `background`), as the gateway found it; the `provider_features` rule allows or refuses them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub provider_features: Vec<String>,
+    /// `egress`, `git_push`: the destination's host name as the client named it (lowercase, no port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `egress`: the destination's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `egress`: `https` or `http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    /// `egress`: the request's method, when the gateway sees the request (absent for a tunnel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `egress`: the request's path and query, when the gateway sees the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `egress`: a GraphQL request's operation (`POST /graphql` and GitHub Enterprise's `/api/graphql`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<GraphqlOperation>,
+    /// `git_push`: the repository, `owner/name` (`.git` removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    /// `git_push`: every ref update the push asks for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updates: Vec<RefUpdate>,
+}
+
+/// The all-zero object id git uses for "no object": `old` of a creation, `new` of a deletion.
+pub const ZERO_OID: &str = "0000000000000000000000000000000000000000";
+
+/// One ref update of a git push (`git_push`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefUpdate {
+    /// The full ref name, e.g. `refs/heads/main` or `refs/tags/v1`.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// 40 hex digits; all zeros for a creation.
+    pub old: String,
+    /// 40 hex digits; all zeros for a deletion.
+    pub new: String,
+    /// Whether `old` is an ancestor of `new` in the remote's history plus the pushed objects (true for a
+    /// creation; false for a deletion and whenever it cannot be shown).
+    #[serde(default)]
+    pub fast_forward: bool,
+}
+
+impl RefUpdate {
+    pub fn is_create(&self) -> bool {
+        self.old == ZERO_OID
+    }
+    pub fn is_delete(&self) -> bool {
+        self.new == ZERO_OID
+    }
+}
+
+/// A GraphQL request's operation: its type and the names of its top-level fields (the mutations it runs),
+/// with each field's arguments where they are literals or variables given in the request.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphqlOperation {
+    /// `query`, `mutation` or `subscription`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The operation's name, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its top-level fields, e.g. `[{name: deleteRef, args: {input: {refId: …}}}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<GraphqlField>,
+}
+
+/// A top-level field of a GraphQL operation, with its arguments resolved to JSON (variables substituted).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphqlField {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub args: Value,
 }
 
 /// A tool call the model asks for (`llm_response`).
@@ -106,6 +189,14 @@ impl Event {
             usage: self.usage,
             git_remotes: self.git_remotes.clone(),
             provider_features: self.provider_features.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            scheme: self.scheme.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            operation: self.operation.clone(),
+            repo: self.repo.clone(),
+            updates: self.updates.clone(),
         }
     }
 

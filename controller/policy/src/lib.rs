@@ -27,7 +27,7 @@ pub use engine::{
     CompiledPolicy, Decision, Hit, Level, RuleError, compile_agent_rules, compile_policy, evaluate, headroom_usd,
     required_runtime_class, selects,
 };
-pub use event::{Event, ToolCall, Usage};
+pub use event::{Event, GraphqlField, GraphqlOperation, RefUpdate, ToolCall, Usage, ZERO_OID};
 pub use set::{GovernedAgent, PolicySet, SetError};
 pub use state::{SessionState, StateUpdate};
 pub use tools::{ToolKind, ToolUse};
