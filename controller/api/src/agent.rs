@@ -223,6 +223,38 @@ pub struct BrokeredCredential {
     pub header: Option<String>,
 }
 
+impl BrokeredCredential {
+    /// `host` and port (443 when not given). `None` when `host` is no `host` or `host:port`.
+    pub fn host_port(&self) -> Option<(String, u16)> {
+        let (host, port) = match self.host.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, p.parse::<u16>().ok().filter(|p| *p != 0)?),
+            _ => (self.host.as_str(), 443),
+        };
+        let ok = !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        ok.then(|| (host.to_ascii_lowercase(), port))
+    }
+
+    /// The header that carries `secret`: its name and value.
+    pub fn header(&self, secret: &str) -> (String, String) {
+        use base64::Engine as _;
+        match self.scheme {
+            CredentialScheme::Bearer => ("authorization".into(), format!("Bearer {secret}")),
+            CredentialScheme::Basic => {
+                let user = self.username.as_deref().unwrap_or("x-access-token");
+                let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+                ("authorization".into(), format!("Basic {b64}"))
+            }
+            CredentialScheme::Header => {
+                (self.header.as_deref().unwrap_or("authorization").to_ascii_lowercase(), secret.to_owned())
+            }
+        }
+    }
+}
+
 /// How a brokered credential is sent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

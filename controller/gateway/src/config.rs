@@ -31,6 +31,54 @@ pub struct GatewayConfig {
     pub limits: Limits,
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
+    /// The egress proxy and credential broker.
+    #[serde(default)]
+    pub egress: EgressConfig,
+}
+
+/// The egress proxy (every connection out of a sandbox) and the credential broker.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// For tests only: host names the gateway connects to at a given address instead of resolving them
+    /// (`{github.com: 127.0.0.1}`).
+    pub resolve: std::collections::BTreeMap<String, std::net::IpAddr>,
+    /// Extra root certificates (PEM files) the gateway trusts when it connects to a brokered host (a GitHub
+    /// Enterprise behind a private CA), besides the system's.
+    pub trust: Vec<PathBuf>,
+    /// The CA whose certificates the gateway shows for brokered hosts. Generated once into the data
+    /// directory (`egress-ca.pem`, key `egress-ca.key` mode 0600) when absent.
+    pub ca: Option<CaFiles>,
+    /// Local mode: where brokered credentials come from, laid out as mounted Secrets:
+    /// `DIR/<secretName>/<key>`. In Kubernetes the controller reads the Secrets and hands the gateway the
+    /// values with the session.
+    pub secrets_dir: Option<PathBuf>,
+    /// The largest request body of a brokered request the gateway reads to decide on it (a JSON or GraphQL
+    /// body); a larger one is refused.
+    pub max_inspect_bytes: usize,
+    /// The largest git push (its pack) the gateway accepts for a brokered host.
+    pub max_push_bytes: u64,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        EgressConfig {
+            resolve: Default::default(),
+            trust: Vec::new(),
+            ca: None,
+            secrets_dir: None,
+            max_inspect_bytes: 1 << 20,
+            max_push_bytes: 1 << 30,
+        }
+    }
+}
+
+/// A CA certificate and its private key, as PEM files (a mounted Secret).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CaFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 fn default_listen() -> String {
@@ -48,6 +96,7 @@ impl Default for GatewayConfig {
             admin_token: None,
             limits: Limits::default(),
             providers: Vec::new(),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -160,6 +209,12 @@ impl GatewayConfig {
         }
         if let Some(f) = cfg.admin_token.as_mut().and_then(|k| k.file.as_mut()) {
             fix(f);
+        }
+        cfg.egress.trust.iter_mut().for_each(fix);
+        cfg.egress.secrets_dir.as_mut().map(fix);
+        if let Some(ca) = cfg.egress.ca.as_mut() {
+            fix(&mut ca.cert);
+            fix(&mut ca.key);
         }
         Ok(cfg)
     }

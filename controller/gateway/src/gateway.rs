@@ -173,6 +173,28 @@ pub struct NewSession {
     /// (an `enforce_sandbox` rule required it); `enforce_sandbox` then judges the sandbox that exists.
     #[serde(default)]
     pub runtime_class_name: Option<String>,
+    /// The Agent's brokered credentials with their secrets, as the controller read them from the
+    /// Session's namespace. In local mode the gateway reads them itself (`egress.secretsDir`).
+    #[serde(default)]
+    pub credentials: Vec<SessionCredential>,
+}
+
+/// A credential the broker injects into every request of a session to one host: the header that carries it.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct SessionCredential {
+    /// Lowercase host name.
+    pub host: String,
+    pub port: u16,
+    /// Lowercase header name, e.g. `authorization`.
+    pub header: String,
+    pub value: String,
+}
+
+/// Never shows the value.
+impl std::fmt::Debug for SessionCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionCredential({}:{}, {}: ***)", self.host, self.port, self.header)
+    }
 }
 
 pub struct Gateway {
