@@ -58,6 +58,23 @@ pub struct Session {
     next_event: tokio::sync::Mutex<Option<i64>>,
     /// Live transcript events for followers.
     live: tokio::sync::broadcast::Sender<(i64, Arc<serde_json::Value>)>,
+    /// What the credential broker injects for this session, per host (see [`crate::broker::Broker::credential`]).
+    pub(crate) credentials: Vec<SessionCredential>,
+}
+
+/// Shows who the session is and which hosts it has credentials for, never their values or its token.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("namespace", &self.namespace)
+            .field("agent", &self.agent)
+            .field("owner", &self.owner)
+            .field("parent", &self.parent)
+            .field("ended", &self.ended())
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -199,6 +216,8 @@ impl std::fmt::Debug for SessionCredential {
 
 pub struct Gateway {
     pub limits: Limits,
+    /// The credential broker: the egress configuration, the CA, the upstream TLS client.
+    pub broker: crate::broker::Broker,
     pub store: Store,
     pub providers: Providers,
     pub metrics: crate::metrics::Metrics,
@@ -248,8 +267,8 @@ fn same(a: &str, b: &str) -> bool {
 const DECIDED_TOOLS_KEPT: usize = 1024;
 
 impl Gateway {
-    /// Builds the gateway from its store, reloading sessions, today's user spend and the audit position.
-    /// Asks that were open when the gateway stopped are expired: their waiters are gone, so they fail closed.
+    /// [`Gateway::with_broker`] with a broker of the default egress configuration whose CA lives in memory
+    /// (tests and benchmarks; `server::build` gives the installation's).
     pub async fn new(
         limits: Limits,
         store: Store,
@@ -257,8 +276,26 @@ impl Gateway {
         policies: PolicySet,
         admin_token: &str,
     ) -> Result<Arc<Gateway>, GatewayError> {
+        let broker = crate::broker::Broker::ephemeral(crate::config::EgressConfig::default())
+            .map_err(|e| GatewayError::Invalid(e.to_string()))?;
+        Self::with_broker(limits, store, providers, policies, admin_token, broker).await
+    }
+
+    /// Builds the gateway from its store, reloading sessions (with their credentials), today's user spend and
+    /// the audit position. Asks that were open when the gateway stopped are expired: their waiters are gone,
+    /// so they fail closed.
+    pub async fn with_broker(
+        limits: Limits,
+        store: Store,
+        providers: Providers,
+        policies: PolicySet,
+        admin_token: &str,
+        broker: crate::broker::Broker,
+    ) -> Result<Arc<Gateway>, GatewayError> {
+        let sealing_key = broker.ca.sealing_key();
         let gw = Gateway {
             limits,
+            broker,
             providers,
             metrics: crate::metrics::Metrics::new(),
             policies: RwLock::new(Arc::new(policies)),
@@ -279,6 +316,15 @@ impl Gateway {
             if ended.is_none() {
                 gw.tokens.write().expect("tokens").insert(row.token_hash.clone(), row.id.clone());
             }
+            let credentials = match crate::broker::credentials::open(&sealing_key, &row.credentials) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Another CA than the one that sealed them: the session goes on without them (its brokered
+                    // hosts are not reached with a credential) rather than stopping the gateway.
+                    tracing::warn!(session = %row.id, error = %e, "cannot open the session's credentials");
+                    Vec::new()
+                }
+            };
             let s = Session {
                 id: row.id.clone(),
                 namespace: row.namespace,
@@ -293,6 +339,7 @@ impl Gateway {
                 decided_tools: Mutex::new(VecDeque::new()),
                 next_event: tokio::sync::Mutex::new(None),
                 live: tokio::sync::broadcast::channel(1024).0,
+                credentials,
             };
             gw.sessions.write().expect("sessions").insert(row.id, Arc::new(s));
         }
@@ -417,6 +464,9 @@ impl Gateway {
             return Err(GatewayError::Conflict(format!("session `{id}` already exists")));
         }
         let spec = &agent.spec;
+        let credentials =
+            crate::broker::credentials::resolve(spec, req.credentials, self.broker.config().secrets_dir.as_deref())
+                .map_err(|e| GatewayError::Invalid(format!("agent `{}`: {e}", agent.name)))?;
         let state = SessionState {
             session: id.clone(),
             agent: agent.name.clone(),
@@ -431,6 +481,7 @@ impl Gateway {
                 runtime_class_name: req.runtime_class_name.clone().or_else(|| spec.sandbox.runtime_class_name.clone()),
                 egress: spec.sandbox.egress.clone(),
                 writable_paths: spec.sandbox.writable_paths.clone(),
+                brokered: credentials.iter().map(|c| format!("{}:{}", c.host, c.port)).collect(),
             },
             environment: Some(req.environment.clone().unwrap_or_else(|| "local".into())),
             ..SessionState::default()
@@ -448,6 +499,7 @@ impl Gateway {
             created_at: now(),
             ended_at: None,
             state: serde_json::to_string(&state).expect("state json"),
+            credentials: crate::broker::credentials::seal(&self.broker.ca.sealing_key(), &credentials),
         };
         self.store.commit(vec![Write::SessionNew(row.clone())]).await.map_err(|e| match e {
             StoreError::Db(sqlx::Error::Database(d)) if d.is_unique_violation() => {
@@ -469,6 +521,7 @@ impl Gateway {
             decided_tools: Mutex::new(VecDeque::new()),
             next_event: tokio::sync::Mutex::new(None),
             live: tokio::sync::broadcast::channel(1024).0,
+            credentials,
         });
         self.sessions.write().expect("sessions").insert(id.clone(), s.clone());
         self.tokens.write().expect("tokens").insert(row.token_hash, id);

@@ -4,6 +4,7 @@
 //! Prometheus metrics. Provider keys live here only.
 
 pub mod api;
+pub mod broker;
 pub mod config;
 pub mod gateway;
 mod journal;

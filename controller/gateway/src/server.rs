@@ -196,7 +196,8 @@ pub async fn build(cfg: &GatewayConfig) -> anyhow::Result<Arc<Gateway>> {
     };
     let providers = Providers::from_config(cfg)?;
     let admin = admin_token(cfg, &data_dir)?;
-    Ok(Gateway::new(cfg.limits.clone(), store, providers, policies, &admin).await?)
+    let broker = crate::broker::Broker::new(cfg.egress.clone(), &data_dir)?;
+    Ok(Gateway::with_broker(cfg.limits.clone(), store, providers, policies, &admin, broker).await?)
 }
 
 /// A database URL without its password, for messages.

@@ -68,6 +68,10 @@ pub struct SessionRow {
     pub ended_at: Option<String>,
     #[serde(skip)]
     pub state: String,
+    /// The session's brokered credentials, sealed (see `broker::credentials::seal`); empty when it has none
+    /// or has ended.
+    #[serde(skip)]
+    pub credentials: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -406,8 +410,8 @@ impl Store {
     pub async fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
         self.caught_up().await?;
         let rows = sqlx::query(
-            "SELECT id, namespace, agent, owner, parent, token_hash, phase, reason, created_at, ended_at, state \
-             FROM sessions ORDER BY created_at, id",
+            "SELECT id, namespace, agent, owner, parent, token_hash, phase, reason, created_at, ended_at, state, \
+             credentials FROM sessions ORDER BY created_at, id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -425,6 +429,7 @@ impl Store {
                     created_at: r.try_get("created_at")?,
                     ended_at: r.try_get("ended_at")?,
                     state: r.try_get("state")?,
+                    credentials: r.try_get("credentials")?,
                 })
             })
             .collect()
@@ -861,7 +866,7 @@ fn statement(w: &Write) -> Stmt {
     match w {
         Write::SessionNew(s) => Stmt::new(
             "INSERT INTO sessions (id, namespace, agent, owner, parent, token_hash, phase, reason, created_at, \
-             ended_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             ended_at, state, credentials) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
                 text(&s.id),
                 text(&s.namespace),
@@ -874,11 +879,13 @@ fn statement(w: &Write) -> Stmt {
                 text(&s.created_at),
                 opt_text(&s.ended_at),
                 text(&s.state),
+                text(&s.credentials),
             ],
         ),
         Write::SessionState { id, state } => Stmt::new(STATE_UPDATE, vec![text(state), text(id)]),
         Write::SessionEnd { id, phase, reason, ended_at } => Stmt::new(
-            "UPDATE sessions SET phase = ?, reason = ?, ended_at = ? WHERE id = ?",
+            // An ended session's credentials are of no more use: they leave the database with it.
+            "UPDATE sessions SET phase = ?, reason = ?, ended_at = ?, credentials = '' WHERE id = ?",
             vec![text(phase), text(reason), text(ended_at), text(id)],
         ),
         Write::Charge(r) => Stmt::new(

@@ -50,6 +50,8 @@ pub struct SandboxFacts {
     pub runtime_class_name: Option<String>,
     pub egress: Vec<String>,
     pub writable_paths: Vec<String>,
+    /// The hosts (`host:port`) whose requests the gateway's credential broker sees and signs.
+    pub brokered: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,91 @@
+//! The credential broker: for hosts an Agent names in `spec.credentials`, the gateway terminates the
+//! sandbox's TLS with a certificate of its own CA, decides every request it then sees (an `egress` event with
+//! method, path, JSON body and GraphQL operation), and sends the allowed ones to the real host with the
+//! session's credential, which never enters the sandbox. Other allowed hosts stay end-to-end tunnels (the
+//! egress proxy's business).
+
+pub mod ca;
+pub mod credentials;
+pub mod tunnel;
+pub mod upstream;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+
+use crate::config::EgressConfig;
+use crate::gateway::{Gateway, Session, SessionCredential};
+pub use tunnel::serve_tunnel;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("egress CA: {0}")]
+    Ca(String),
+    #[error("egress.trust: {0}")]
+    Trust(String),
+}
+
+/// The broker's configuration and keys: the egress configuration, the CA (with its leaf cache) and the TLS
+/// client configuration for upstreams.
+pub struct Broker {
+    config: EgressConfig,
+    pub ca: ca::CertificateAuthority,
+    upstream_tls: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("config", &self.config).field("ca", &self.ca).finish()
+    }
+}
+
+impl Broker {
+    /// The broker of an installation: the CA from `egress.ca`, else kept in (and generated once into) `data_dir`.
+    pub fn new(config: EgressConfig, data_dir: &Path) -> Result<Broker, BrokerError> {
+        let ca = match &config.ca {
+            Some(files) => ca::CertificateAuthority::load(&files.cert, &files.key)?,
+            None => ca::CertificateAuthority::in_dir(data_dir)?,
+        };
+        Self::with_ca(config, ca)
+    }
+
+    /// A broker whose CA lives in memory only, unless `egress.ca` names one (gateways built without a data
+    /// directory: tests, benchmarks).
+    pub fn ephemeral(config: EgressConfig) -> Result<Broker, BrokerError> {
+        let ca = match &config.ca {
+            Some(files) => ca::CertificateAuthority::load(&files.cert, &files.key)?,
+            None => ca::CertificateAuthority::ephemeral()?,
+        };
+        Self::with_ca(config, ca)
+    }
+
+    fn with_ca(config: EgressConfig, ca: ca::CertificateAuthority) -> Result<Broker, BrokerError> {
+        let upstream_tls = upstream::client_tls(&config.trust)?;
+        Ok(Broker { config, ca, upstream_tls })
+    }
+
+    pub fn config(&self) -> &EgressConfig {
+        &self.config
+    }
+
+    /// The CA certificate (PEM) sandboxes trust for brokered hosts.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// The credential a live session sends to `host:port`: `Some` means the host is brokered for it (its
+    /// TLS is terminated and its requests are decided one by one).
+    pub fn credential(&self, s: &Session, host: &str, port: u16) -> Option<SessionCredential> {
+        if s.ended().is_some() {
+            return None;
+        }
+        s.credentials.iter().find(|c| c.port == port && c.host.eq_ignore_ascii_case(host)).cloned()
+    }
+}
+
+/// `GET /v1/egress/ca.pem`: the CA certificate sandboxes trust. Public: it is a certificate, not a secret.
+pub async fn ca_pem(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], gw.broker.ca_pem().to_owned())
+}

@@ -1,0 +1,311 @@
+//! A brokered tunnel: the sandbox's TLS ends here (with a leaf of the installation's CA for the CONNECT host),
+//! each HTTP/1.1 request inside is decided as an `egress` event, and the allowed ones go to the real host with
+//! the session's credential. What the broker cannot see exactly (a compressed or oversized body, JSON that does
+//! not parse, a GraphQL document that does not) is refused, never passed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use paddock_api::Phase;
+use paddock_policy::Event;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::upstream::{BoxError, ProxyBody, Upstream, relay_response};
+use crate::gateway::{Gateway, Session};
+
+/// How long the sandbox may take for its TLS handshake, a request's head, and an inspected body.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serves one brokered tunnel (`CONNECT host:port`, already allowed) until either side closes it. A ClientHello
+/// whose SNI is not `host` is cut: the leaf shown and the upstream dialled are always the CONNECT host's.
+pub async fn serve_tunnel<IO>(gw: Arc<Gateway>, s: Arc<Session>, host: String, port: u16, io: IO)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let host = host.to_ascii_lowercase();
+    let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => {
+            tracing::info!(session = %s.id, %host, error = %e, "brokered tunnel: no TLS ClientHello");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(session = %s.id, %host, "brokered tunnel: no TLS ClientHello in time");
+            return;
+        }
+    };
+    let sni = start.client_hello().server_name().map(str::to_owned);
+    if !sni.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(&host)) {
+        tracing::warn!(session = %s.id, %host, sni = ?sni, "brokered tunnel cut: its SNI is not the CONNECT host");
+        return;
+    }
+    let leaf = match gw.broker.ca.leaf(&host) {
+        Ok(leaf) => leaf,
+        Err(e) => {
+            tracing::error!(session = %s.id, %host, error = %e, "brokered tunnel: no certificate");
+            return;
+        }
+    };
+    let mut cfg = match rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => b.with_no_client_auth().with_cert_resolver(Arc::new(OneCert(leaf))),
+        Err(e) => {
+            tracing::error!(error = %e, "brokered tunnel: TLS configuration");
+            return;
+        }
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(Arc::new(cfg))).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(session = %s.id, %host, error = %e, "brokered tunnel: TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let credential = gw.broker.credential(&s, &host, port);
+    let upstream = Arc::new(Upstream::new(&gw.broker, &host, port, credential));
+    let service = hyper::service::service_fn(move |req| {
+        let (gw, s, upstream) = (gw.clone(), s.clone(), upstream.clone());
+        async move { Ok::<_, Infallible>(request(&gw, &s, &upstream, req).await) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .serve_connection(TokioIo::new(tls), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(%host, error = %e, "brokered tunnel ended");
+    }
+}
+
+#[derive(Debug)]
+struct OneCert(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for OneCert {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// One request inside the tunnel: decided, then forwarded or refused.
+async fn request(gw: &Arc<Gateway>, s: &Arc<Session>, up: &Upstream, req: Request<Incoming>) -> Response<ProxyBody> {
+    let (parts, body) = req.into_parts();
+    // The upstream is always the CONNECT host: a request naming another (absolute form) is refused, and the
+    // `Host` header is replaced on the way out.
+    if let Some(authority) = parts.uri.authority() {
+        let same = authority.host().eq_ignore_ascii_case(&up.host) && authority.port_u16().unwrap_or(443) == up.port;
+        if !same {
+            return plain(StatusCode::BAD_REQUEST, "this tunnel reaches only its CONNECT host");
+        }
+    }
+    if parts.method == Method::CONNECT {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT inside a brokered tunnel is not supported");
+    }
+    // The path exactly as it goes upstream, query included, never normalised: rules see what the host sees.
+    let path = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let route = route_of(&path);
+    let mut event = Event {
+        phase: Phase::Egress,
+        host: Some(up.host.clone()),
+        port: Some(up.port),
+        scheme: Some("https".into()),
+        method: Some(parts.method.as_str().to_owned()),
+        path: Some(path.clone()),
+        ..Event::default()
+    };
+    if parts.method == Method::POST && route.ends_with("/git-receive-pack") {
+        return plain(StatusCode::FORBIDDEN, "git pushes through the broker are not available yet");
+    }
+    // A fetch's negotiation streams through unread (it reads, it cannot change anything); every other body is
+    // read, bounded, so that the decision sees it.
+    let streamed = parts.method == Method::POST && route.ends_with("/git-upload-pack");
+    let body: ProxyBody = if streamed {
+        body.map_err(|e| Box::new(e) as BoxError).boxed()
+    } else {
+        let bytes = match read_inspected(gw, &parts.headers, body).await {
+            Ok(b) => b,
+            Err(refusal) => return refusal,
+        };
+        match inspected_json(&parts.headers, &bytes) {
+            Ok(json) => event.body = json,
+            Err(why) => return plain(StatusCode::BAD_REQUEST, &why),
+        }
+        if parts.method == Method::POST && is_graphql(&route) {
+            match crate::gitwire::graphql::operation(event.body.as_ref().unwrap_or(&serde_json::Value::Null)) {
+                Ok(op) => event.operation = op,
+                Err(why) => return plain(StatusCode::BAD_REQUEST, &format!("refused: {why}")),
+            }
+        }
+        Full::new(bytes).map_err(|never| match never {}).boxed()
+    };
+    let ruling = match decide(gw, s, event).await {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    if !ruling.allowed() {
+        return refused(&ruling);
+    }
+    let mut out = Request::from_parts(parts, body);
+    *out.uri_mut() = match path.parse() {
+        Ok(u) => u,
+        Err(_) => return plain(StatusCode::BAD_REQUEST, "the request target is not a path"),
+    };
+    match up.forward(out).await {
+        Ok(resp) => relay_response(resp),
+        Err(e) => {
+            tracing::warn!(session = %s.id, host = %up.host, error = %e, "brokered request failed upstream");
+            plain(StatusCode::BAD_GATEWAY, &e.to_string())
+        }
+    }
+}
+
+/// The path without its query, percent-decoded and lowercased: only to recognise git and GraphQL endpoints,
+/// so that `Git-Receive-Pack` or `%2F` spellings do not slip past the checks that look for them.
+fn route_of(path: &str) -> String {
+    let raw = path.split('?').next().unwrap_or("");
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) =
+                (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_ascii_lowercase().trim_end_matches('/').to_owned()
+}
+
+fn is_graphql(route: &str) -> bool {
+    route.ends_with("/graphql")
+}
+
+/// Reads a body the decision must see, up to `egress.maxInspectBytes`, in `BODY_TIMEOUT`. A compressed body
+/// is refused: the decision would see bytes, not the JSON the host decodes.
+async fn read_inspected(
+    gw: &Gateway,
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, Response<ProxyBody>> {
+    let encoded = headers
+        .get_all(hyper::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity")));
+    let max = gw.broker.config().max_inspect_bytes;
+    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max).collect()).await;
+    let bytes = match read {
+        Err(_) => return Err(plain(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time")),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the request body is larger than egress.maxInspectBytes ({max} bytes) the gateway reads to decide"),
+            ));
+        }
+        Ok(Err(e)) => return Err(plain(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}"))),
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    if encoded && !bytes.is_empty() {
+        return Err(plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the broker does not decode compressed request bodies; send it uncompressed",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The JSON of a body, for the decision: `None` for an empty body or a binary upload; an error for a body that
+/// claims to be JSON, or may be read as JSON by the host, and does not parse.
+fn inspected_json(headers: &hyper::HeaderMap, bytes: &Bytes) -> Result<Option<serde_json::Value>, String> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let text = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
+    match serde_json::from_slice(text) {
+        Ok(v) => Ok(Some(v)),
+        Err(_) if is_binary(headers) => Ok(None),
+        Err(e) => Err(format!("refused: the request body is not JSON the gateway can read ({e})")),
+    }
+}
+
+/// Content types whose bodies are uploads, not API arguments (a release asset).
+fn is_binary(headers: &hyper::HeaderMap) -> bool {
+    let Some(ct) = headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    ct == "application/octet-stream"
+        || ct == "application/zip"
+        || ct == "application/gzip"
+        || ["image/", "audio/", "video/"].iter().any(|p| ct.starts_with(p))
+}
+
+/// Decides a brokered request. An error deciding is a refusal.
+async fn decide(gw: &Arc<Gateway>, s: &Arc<Session>, event: Event) -> Result<crate::Ruling, Response<ProxyBody>> {
+    let wait = Duration::from_secs(gw.limits.decide_wait_seconds);
+    gw.decide(s, event, wait).await.map_err(|e| plain(StatusCode::FORBIDDEN, &format!("refused: {e}")))
+}
+
+/// The answer to a refused request: 403 with the policy and its reason.
+fn refused(ruling: &crate::Ruling) -> Response<ProxyBody> {
+    let who = match (&ruling.policy, &ruling.rule) {
+        (Some(p), Some(r)) => format!(" by policy {p} (rule {r})"),
+        (Some(p), None) => format!(" by policy {p}"),
+        _ => String::new(),
+    };
+    let what = if ruling.status == "pending" { "awaiting approval" } else { "refused" };
+    plain(StatusCode::FORBIDDEN, &format!("{what}{who}: {}", ruling.reason))
+}
+
+/// A short text answer of the gateway's own, closing nothing (the client may send its next request).
+fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Full::new(Bytes::from(format!("paddock: {text}\n"))).map_err(|n| match n {}).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_recognised_in_any_spelling() {
+        assert!(route_of("/acme/app.git/git-receive-pack").ends_with("/git-receive-pack"));
+        assert!(route_of("/acme/app.git/GIT-Receive-Pack/?x=1").ends_with("/git-receive-pack"));
+        assert!(route_of("/acme/app.git%2Fgit-receive%2Dpack").ends_with("/git-receive-pack"));
+        assert!(is_graphql(&route_of("/graphql")));
+        assert!(is_graphql(&route_of("/api/GraphQL/")));
+        assert!(!is_graphql(&route_of("/repos/acme/app")));
+    }
+
+    #[test]
+    fn bodies_that_claim_or_look_like_json_must_parse() {
+        let mut h = hyper::HeaderMap::new();
+        assert_eq!(inspected_json(&h, &Bytes::from_static(b"{\"force\":true}")).unwrap().unwrap()["force"], true);
+        // A BOM does not hide the JSON from the decision.
+        assert!(inspected_json(&h, &Bytes::from_static(b"\xEF\xBB\xBF{\"a\":1}")).unwrap().is_some());
+        assert!(inspected_json(&h, &Bytes::from_static(b"{\"force\":tru")).is_err());
+        h.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        assert!(inspected_json(&h, &Bytes::from_static(b"\x00\x01")).unwrap().is_none());
+        // Labelled binary, but JSON all the same: the decision sees it.
+        assert!(inspected_json(&h, &Bytes::from_static(b"{\"force\":true}")).unwrap().is_some());
+    }
+}
