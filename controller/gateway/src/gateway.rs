@@ -403,6 +403,12 @@ impl Gateway {
         self.session(&id).filter(|s| s.ended().is_none())
     }
 
+    /// `(phase, reason)` of the ended session a token belonged to, so that its holder can be told it ended.
+    pub fn ended_session_for_token(&self, token: &str) -> Option<(String, String)> {
+        let id = self.tokens.read().expect("tokens").get(&hash_token(token)).cloned()?;
+        self.session(&id)?.ended()
+    }
+
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {
         self.sessions.read().expect("sessions").get(id).cloned()
     }

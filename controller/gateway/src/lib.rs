@@ -1,12 +1,15 @@
 //! Paddock's gateway: the one choke point between runners and model providers. An axum server with an
 //! Anthropic- and OpenAI-compatible LLM proxy (streaming and not), the admission API for harness hooks and
 //! runners, approvals, session tokens, a durable cost ledger and audit log (SQLite or PostgreSQL), and
-//! Prometheus metrics. Provider keys live here only.
+//! Prometheus metrics. It is also the sandboxes' egress proxy (CONNECT and plain HTTP, decided per
+//! connection) and credential broker. Provider and brokered keys live here only.
 
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod egress;
 pub mod gateway;
+pub mod gitwire;
 mod journal;
 pub mod metrics;
 pub mod proxy;

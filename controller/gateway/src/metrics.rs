@@ -1,5 +1,5 @@
-//! Prometheus metrics: decisions, their latency, upstream latency, tokens and cost, and responses charged
-//! their worst case because their usage never came.
+//! Prometheus metrics: decisions, their latency, upstream latency, tokens and cost, responses charged
+//! their worst case because their usage never came, and the egress proxy's outcomes and tunnel bytes.
 
 use std::sync::atomic::AtomicU64;
 
@@ -42,6 +42,22 @@ pub struct ModelLabels {
     pub model: String,
 }
 
+/// An egress outcome: `phase` (`egress`, `git_push`), `scheme` (`https`, `http`, empty for a push) and
+/// `verdict` (`allow`, `deny`, `ask` (then refused), `error`, or `refused` when the gateway refused on its own
+/// account: a tunnel cut for its SNI, a name resolving to a private address, a body it cannot read).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EgressLabels {
+    pub phase: String,
+    pub scheme: String,
+    pub verdict: String,
+}
+
+/// `up` (from the sandbox) or `down` (to it).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    pub direction: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -52,6 +68,8 @@ pub struct Metrics {
     pub tokens: Family<TokenLabels, Counter>,
     pub cost_usd: Family<ModelLabels, Counter<f64, AtomicU64>>,
     pub usage_missing: Family<WireLabels, Counter>,
+    pub egress: Family<EgressLabels, Counter>,
+    pub egress_bytes: Family<DirectionLabels, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -82,7 +100,21 @@ impl Metrics {
             "Responses without final usage (cut off, malformed, or never sent), charged their worst case",
             usage_missing.clone(),
         );
-        Metrics { registry, decisions, decision_seconds, upstream_seconds, tokens, cost_usd, usage_missing }
+        let egress = Family::<EgressLabels, Counter>::default();
+        registry.register("egress", "Egress proxy outcomes by phase, scheme and verdict", egress.clone());
+        let egress_bytes = Family::<DirectionLabels, Counter>::default();
+        registry.register("egress_bytes", "Bytes relayed through egress tunnels, by direction", egress_bytes.clone());
+        Metrics {
+            registry,
+            decisions,
+            decision_seconds,
+            upstream_seconds,
+            tokens,
+            cost_usd,
+            usage_missing,
+            egress,
+            egress_bytes,
+        }
     }
 
     pub fn encode(&self) -> String {

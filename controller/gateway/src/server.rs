@@ -1,5 +1,5 @@
 //! Assembling and serving the gateway: configuration, the policy set from a directory, the admin
-//! credential, the routes.
+//! credential, the routes, and the egress proxy on the same listener.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,10 +19,28 @@ use crate::config::GatewayConfig;
 use crate::gateway::{Gateway, random_hex};
 use crate::store::{Store, StoreOptions};
 use crate::upstream::Providers;
-use crate::{api, proxy};
+use crate::{api, egress, proxy};
+
+/// The gateway's service: proxy requests (`CONNECT`, absolute-form URIs) go to the egress proxy before any
+/// routing, so that they can never reach a route (`GET http://x/v1/audit` is a request to `x`); everything
+/// else goes to [`routes`].
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let routes = routes(gw.clone());
+    let dispatch = tower::service_fn(move |req: axum::extract::Request| {
+        let (gw, routes) = (gw.clone(), routes.clone());
+        async move {
+            if egress::is_proxy_request(&req) {
+                Ok::<_, std::convert::Infallible>(egress::handle(gw, req).await)
+            } else {
+                tower::ServiceExt::oneshot(routes, req).await
+            }
+        }
+    });
+    Router::new().fallback_service(dispatch)
+}
 
 /// The routes. `/llm/*` take a session token; `/v1/*` a session token or the admin credential.
-pub fn router(gw: Arc<Gateway>) -> Router {
+pub fn routes(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/llm/anthropic/v1/messages", post(proxy::anthropic))
         .route("/llm/anthropic/v1/messages/count_tokens", post(proxy::count_tokens))
@@ -40,6 +58,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/v1/approvals/{id}/deny", post(api::deny))
         .route("/v1/audit", get(api::audit))
         .route("/v1/policies", axum::routing::put(api::put_policies).get(api::get_policies))
+        .route("/v1/egress/ca.pem", get(crate::broker::ca_pem))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
