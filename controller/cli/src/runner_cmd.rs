@@ -82,6 +82,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         workspace,
         gateway: GatewayClient::new(&args.gateway, &args.session, &token),
         paddock_bin: std::env::current_exe().context("cannot find the paddock executable")?,
+        // Fetched from the gateway when the run starts (after the relay is up).
+        ca_bundle: None,
     };
     if args.confine {
         // Before the runtime starts its threads: Landlock binds the calling thread and what it creates.

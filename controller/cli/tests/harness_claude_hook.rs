@@ -52,6 +52,7 @@ async fn hook_failure_blocks_every_tool(hook_script: &str) -> Vec<TranscriptEven
         max_turns: 10,
         paddock_bin: hook,
         agent: agent.spec,
+        ca_bundle: None,
     };
     let transcript = paddock_runner::Transcript::new(None, false);
     let outcome = paddock_runner::run(&ctx, &transcript).await;

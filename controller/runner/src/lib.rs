@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod confine;
+pub mod egress;
 pub mod forward;
 pub mod harness;
 pub mod transcript;
@@ -34,6 +35,17 @@ pub struct RunContext {
     pub max_turns: u32,
     /// The `paddock` executable, for harness hooks (`paddock hook claude`).
     pub paddock_bin: PathBuf,
+    /// The CA bundle the processes it starts trust (the system's roots and the gateway's egress CA).
+    /// `None`: [`run`] fetches the gateway's CA and writes it when the run starts.
+    pub ca_bundle: Option<egress::CaBundle>,
+}
+
+impl RunContext {
+    /// What every process the harness starts gets to reach the network: the gateway's egress proxy with
+    /// this session's token, and the CA bundle (see [`egress::proxy_env`]).
+    pub fn egress_env(&self) -> std::collections::BTreeMap<String, String> {
+        egress::proxy_env(&self.gateway, self.ca_bundle.as_ref())
+    }
 }
 
 /// How a session ended.
@@ -54,10 +66,19 @@ impl RunOutcome {
     }
 }
 
+/// Writes the run's CA bundle (unless the caller gave one), then runs the harness.
+async fn prepare_and_run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<RunOutcome> {
+    if ctx.ca_bundle.is_some() {
+        return harness::run(ctx, transcript).await;
+    }
+    let ctx = RunContext { ca_bundle: Some(egress::CaBundle::fetch(&ctx.gateway).await?), ..ctx.clone() };
+    harness::run(&ctx, transcript).await
+}
+
 /// Runs the Agent's harness to the end, reporting to `transcript`.
 pub async fn run(ctx: &RunContext, transcript: &Transcript) -> RunOutcome {
     transcript.emit(TranscriptEvent::Message { role: "user".into(), text: ctx.prompt.clone() }).await;
-    let outcome = match tokio::time::timeout(ctx.timeout, harness::run(ctx, transcript)).await {
+    let outcome = match tokio::time::timeout(ctx.timeout, prepare_and_run(ctx, transcript)).await {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => RunOutcome::failed(format!("{e:#}")),
         Err(_) => RunOutcome::failed(format!("the session ran past its limit of {}s", ctx.timeout.as_secs())),

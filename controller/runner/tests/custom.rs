@@ -117,6 +117,7 @@ async fn a_custom_agent_is_governed_end_to_end() {
         gateway: GatewayClient::new(&url, id, token),
         timeout: Duration::from_secs(60),
         paddock_bin: "paddock".into(),
+        ca_bundle: None,
     };
     let transcript = Transcript::new(Some(ctx.gateway.clone()), false);
     let outcome = paddock_runner::run(&ctx, &transcript).await;
@@ -270,6 +271,7 @@ async fn an_agent_that_never_finishes_stops_at_its_turn_limit() {
         gateway: GatewayClient::new(&url, created["id"].as_str().unwrap(), created["token"].as_str().unwrap()),
         timeout: Duration::from_secs(60),
         paddock_bin: "paddock".into(),
+        ca_bundle: None,
     };
     let transcript = Transcript::new(None, false);
     let outcome = paddock_runner::run(&ctx, &transcript).await;

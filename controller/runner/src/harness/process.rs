@@ -82,8 +82,9 @@ impl CliSpec {
 }
 
 /// The environment every CLI starts from: nothing of the runner's own environment but PATH (to find
-/// `bash`, `git`, `node` …), a private HOME so no user configuration or credential is read, and the
-/// Agent's plain `env`. Wiring variables the harness sets afterwards win over the Agent's.
+/// `bash`, `git`, `node` …), a private HOME so no user configuration or credential is read, the Agent's
+/// plain `env`, and the gateway's egress proxy and CA bundle ([`RunContext::egress_env`], which wins over
+/// the Agent's `env`). Wiring variables the harness sets afterwards win over both.
 pub fn base_env(ctx: &RunContext, home: &Path) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     for v in &ctx.agent.env {
@@ -96,6 +97,7 @@ pub fn base_env(ctx: &RunContext, home: &Path) -> BTreeMap<String, String> {
     env.insert("LANG".into(), "C.UTF-8".into());
     env.insert("TERM".into(), "dumb".into());
     env.insert("NO_COLOR".into(), "1".into());
+    env.extend(ctx.egress_env());
     env
 }
 

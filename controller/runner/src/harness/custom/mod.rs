@@ -254,7 +254,7 @@ async fn tool_turn(ctx: &RunContext, transcript: &Transcript, call: &Call, depth
     }
     let out = match call.name.strip_prefix(AGENT_TOOL) {
         Some(sub) => sub_agent(ctx, sub, &call.args, depth).await,
-        None => tools::run(&ctx.workspace, &call.name, &call.args).await,
+        None => tools::run(&ctx.workspace, &ctx.egress_env(), &call.name, &call.args).await,
     };
     let check = Event {
         phase: Phase::ToolResult,
@@ -310,6 +310,8 @@ async fn sub_agent(ctx: &RunContext, agent: &str, args: &Value, depth: usize) ->
         gateway: gateway.clone(),
         timeout: ctx.timeout,
         paddock_bin: ctx.paddock_bin.clone(),
+        // Its commands go out with its own token (its own session's policies), trusting the same CA.
+        ca_bundle: ctx.ca_bundle.clone(),
     };
     let child_transcript = Transcript::new(Some(gateway), false);
     child_transcript.emit(TranscriptEvent::Message { role: "user".into(), text: prompt.into() }).await;

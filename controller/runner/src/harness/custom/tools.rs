@@ -2,6 +2,7 @@
 //! and refused when they lead outside (`..`, absolute paths elsewhere, symlinks out). The sandbox around
 //! the runner is the real boundary; this keeps honest mistakes and prompt-injected paths from reaching it.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -121,10 +122,11 @@ fn arg<'a>(args: &'a Value, key: &str) -> Result<&'a str, String> {
     args.get(key).and_then(Value::as_str).ok_or_else(|| format!("argument `{key}` (a string) is required"))
 }
 
-/// Runs a builtin tool. `root` is the canonical workspace.
-pub async fn run(root: &Path, name: &str, args: &Value) -> ToolOutput {
+/// Runs a builtin tool. `root` is the canonical workspace; `env` is set for the shell's commands on top of
+/// the runner's own environment (the egress proxy and CA bundle).
+pub async fn run(root: &Path, env: &BTreeMap<String, String>, name: &str, args: &Value) -> ToolOutput {
     let result = match name {
-        "shell" => return shell(root, args).await,
+        "shell" => return shell(root, env, args).await,
         "read_file" => read_file(root, args),
         "write_file" => write_file(root, args),
         "edit_file" => edit_file(root, args),
@@ -139,7 +141,7 @@ pub async fn run(root: &Path, name: &str, args: &Value) -> ToolOutput {
     }
 }
 
-async fn shell(root: &Path, args: &Value) -> ToolOutput {
+async fn shell(root: &Path, env: &BTreeMap<String, String>, args: &Value) -> ToolOutput {
     let command = match arg(args, "command") {
         Ok(c) => c,
         Err(e) => return ToolOutput::err(e),
@@ -147,6 +149,7 @@ async fn shell(root: &Path, args: &Value) -> ToolOutput {
     let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(command)
+        .envs(env)
         .current_dir(root)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -290,31 +293,50 @@ mod tests {
     async fn tools_work_inside_the_workspace_and_refuse_to_leave_it() {
         let dir = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(dir.path()).unwrap();
-        let w = run(&root, "write_file", &json!({"path": "src/a.txt", "content": "one\ntwo\n"})).await;
+        let w =
+            run(&root, &BTreeMap::new(), "write_file", &json!({"path": "src/a.txt", "content": "one\ntwo\n"})).await;
         assert!(!w.is_error, "{w:?}");
-        assert_eq!(run(&root, "read_file", &json!({"path": "src/a.txt"})).await.text, "one\ntwo\n");
-        let e = run(&root, "edit_file", &json!({"path": "src/a.txt", "old_string": "two", "new_string": "2"})).await;
+        assert_eq!(run(&root, &BTreeMap::new(), "read_file", &json!({"path": "src/a.txt"})).await.text, "one\ntwo\n");
+        let e = run(
+            &root,
+            &BTreeMap::new(),
+            "edit_file",
+            &json!({"path": "src/a.txt", "old_string": "two", "new_string": "2"}),
+        )
+        .await;
         assert!(!e.is_error, "{e:?}");
         assert_eq!(std::fs::read_to_string(root.join("src/a.txt")).unwrap(), "one\n2\n");
-        assert_eq!(run(&root, "glob", &json!({"pattern": "**/*.txt"})).await.text, "src/a.txt");
-        assert_eq!(run(&root, "grep", &json!({"pattern": "^2$"})).await.text, "src/a.txt:2: 2");
-        assert_eq!(run(&root, "list_dir", &json!({})).await.text, "src/");
-        let sh = run(&root, "shell", &json!({"command": "echo hi && exit 3"})).await;
+        assert_eq!(run(&root, &BTreeMap::new(), "glob", &json!({"pattern": "**/*.txt"})).await.text, "src/a.txt");
+        assert_eq!(run(&root, &BTreeMap::new(), "grep", &json!({"pattern": "^2$"})).await.text, "src/a.txt:2: 2");
+        assert_eq!(run(&root, &BTreeMap::new(), "list_dir", &json!({})).await.text, "src/");
+        let sh = run(&root, &BTreeMap::new(), "shell", &json!({"command": "echo hi && exit 3"})).await;
+        let env = BTreeMap::from([("HTTPS_PROXY".to_owned(), "http://paddock:t@127.0.0.1:1".to_owned())]);
+        let proxied = run(&root, &env, "shell", &json!({"command": "echo \"$HTTPS_PROXY\""})).await;
+        assert!(
+            proxied.text.starts_with("http://paddock:t@127.0.0.1:1\n"),
+            "the shell's commands get the proxy: {proxied:?}"
+        );
         assert!(sh.is_error && sh.text.contains("hi") && sh.text.contains("exit code 3"), "{sh:?}");
         for bad in ["../x", "/etc/passwd", "src/../../x"] {
-            let r = run(&root, "read_file", &json!({"path": bad})).await;
+            let r = run(&root, &BTreeMap::new(), "read_file", &json!({"path": bad})).await;
             assert!(r.is_error && r.text.contains("outside the workspace"), "{bad}: {r:?}");
         }
         std::os::unix::fs::symlink("/etc", root.join("out")).unwrap();
         std::os::unix::fs::symlink(root.join("../escaped-by-dangling-link"), root.join("dangling")).unwrap();
-        let w = run(&root, "write_file", &json!({"path": "dangling", "content": "x"})).await;
+        let w = run(&root, &BTreeMap::new(), "write_file", &json!({"path": "dangling", "content": "x"})).await;
         assert!(w.is_error && w.text.contains("symlink"), "{w:?}");
         assert!(!root.parent().unwrap().join("escaped-by-dangling-link").exists());
-        let r = run(&root, "read_file", &json!({"path": "out/passwd"})).await;
+        let r = run(&root, &BTreeMap::new(), "read_file", &json!({"path": "out/passwd"})).await;
         assert!(r.is_error && r.text.contains("symlink"), "{r:?}");
-        let r = run(&root, "edit_file", &json!({"path": "src/a.txt", "old_string": "nope", "new_string": "x"})).await;
+        let r = run(
+            &root,
+            &BTreeMap::new(),
+            "edit_file",
+            &json!({"path": "src/a.txt", "old_string": "nope", "new_string": "x"}),
+        )
+        .await;
         assert!(r.is_error && r.text.contains("does not occur"));
-        let r = run(&root, "write_file", &json!({"path": "x"})).await;
+        let r = run(&root, &BTreeMap::new(), "write_file", &json!({"path": "x"})).await;
         assert!(r.is_error && r.text.contains("`content`"));
     }
 }
