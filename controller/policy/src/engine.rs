@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::builtins::{self, Builtin, Mutation, RuleCtx};
 use crate::cost::{Metering, meter};
+use crate::egress;
 use crate::event::Event;
 use crate::state::{SessionState, StateUpdate};
 use crate::tools::ToolUse;
@@ -265,10 +266,13 @@ pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]
         }
         None => state,
     };
+    if let Some(why) = egress_refused(event, state) {
+        return deny_precheck(d, EGRESS_POLICY, why);
+    }
     let mut current = Cow::Borrowed(event);
     let mut tools = with_written(current.tool_uses(), state);
     if let Some(why) = ambiguous(event.phase, &tools) {
-        return deny_ambiguous(d, why);
+        return deny_precheck(d, TOOL_SHAPE_POLICY, why);
     }
     let mut updates = Vec::new();
     for policy in policies {
@@ -333,7 +337,7 @@ pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]
     if let Cow::Owned(_) = current
         && let Some(why) = ambiguous(event.phase, &tools)
     {
-        return deny_ambiguous(d, why);
+        return deny_precheck(d, TOOL_SHAPE_POLICY, why);
     }
     if matches!(event.phase, Phase::ToolCall | Phase::LlmResponse) {
         updates.extend(written_updates(&tools, event.phase == Phase::LlmResponse));
@@ -447,18 +451,43 @@ fn ambiguous(phase: Phase, tools: &[ToolUse]) -> Option<String> {
     tools.iter().find_map(|t| t.ambiguity().map(str::to_owned))
 }
 
-/// A deny that no Policy can lift: Paddock cannot tell what the call would run. Checked before every rule
-/// (and again on an event a rule rewrote), whatever Policies are configured.
-fn deny_ambiguous(d: Decision, reason: String) -> Decision {
+/// The policy named in decisions on egress to a destination the session may not reach.
+pub const EGRESS_POLICY: &str = "paddock/egress";
+
+/// Why an `egress` event goes where the session may not: a `host:port` outside the Agent's
+/// `spec.sandbox.egress` and its brokered hosts (see [`crate::egress`]), or no destination at all.
+fn egress_refused(event: &Event, state: &SessionState) -> Option<String> {
+    if event.phase != Phase::Egress {
+        return None;
+    }
+    let (Some(host), Some(port)) = (event.host.as_deref(), event.port) else {
+        return Some("the egress event names no destination (`host` and `port`); nothing is reached unnamed".into());
+    };
+    let sb = &state.sandbox;
+    if egress::allows(sb.egress.iter().chain(&sb.brokered).map(String::as_str), host, port) {
+        return None;
+    }
+    let dest = egress::host_port(host, port);
+    Some(match egress::destination(host) {
+        egress::Destination::NumericName => format!(
+            "egress to `{dest}` is not allowed: `{host}` is an IP address written as a name, which no entry matches; \
+             write the address as an entry of the Agent's `spec.sandbox.egress` and connect to it in dotted form"
+        ),
+        egress::Destination::Invalid => format!("egress to `{dest}` is not allowed: `{host}` is not a host name"),
+        _ => format!(
+            "egress to `{dest}` is not allowed: it is not in the Agent's `spec.sandbox.egress`; add `{dest}` there \
+             to allow it"
+        ),
+    })
+}
+
+/// A deny that no Policy can lift, from a check made before every rule (and again on an event a rule
+/// rewrote), whatever Policies are configured: Paddock cannot tell what a call would run
+/// ([`TOOL_SHAPE_POLICY`]), or the session may not reach a destination ([`EGRESS_POLICY`]).
+fn deny_precheck(d: Decision, policy: &str, reason: String) -> Decision {
     let mut d = deny(
         d,
-        Hit {
-            policy: TOOL_SHAPE_POLICY.to_owned(),
-            rule: String::new(),
-            level: Level::Session,
-            verdict: Verdict::Deny,
-            reason,
-        },
+        Hit { policy: policy.to_owned(), rule: String::new(), level: Level::Session, verdict: Verdict::Deny, reason },
     );
     d.rule = None;
     d

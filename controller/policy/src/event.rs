@@ -109,12 +109,19 @@ pub struct RefUpdate {
 }
 
 impl RefUpdate {
+    /// `old` is all zeros (40 for SHA-1, 64 for SHA-256 repositories).
     pub fn is_create(&self) -> bool {
-        self.old == ZERO_OID
+        is_zero_oid(&self.old)
     }
+    /// `new` is all zeros.
     pub fn is_delete(&self) -> bool {
-        self.new == ZERO_OID
+        is_zero_oid(&self.new)
     }
+}
+
+/// Whether an object id is git's "no object" (all zeros, of either hash's length).
+pub fn is_zero_oid(oid: &str) -> bool {
+    matches!(oid.len(), 40 | 64) && oid.bytes().all(|b| b == b'0')
 }
 
 /// A GraphQL request's operation: its type and the names of its top-level fields (the mutations it runs),

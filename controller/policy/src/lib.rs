@@ -10,9 +10,11 @@
 
 pub mod builtins;
 pub mod cost;
+pub mod egress;
 pub mod engine;
 pub mod event;
 pub mod git;
+pub mod http_path;
 pub mod opaque;
 pub mod pii;
 pub mod set;

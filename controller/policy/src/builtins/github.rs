@@ -15,7 +15,7 @@ use paddock_api::{Phase, Verdict};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Action, Builtin, BuiltinDef, Outcome, RuleCtx, TOOL_PHASES, build_with, schema_of};
+use super::{Action, Builtin, BuiltinDef, Outcome, RuleCtx, build_with, schema_of};
 use crate::event::Event;
 use crate::git::{
     GitCommand, Push, gh_command, gh_opaque, git_command, git_elsewhere, git_opaque, github_repo_from_url,
@@ -26,8 +26,10 @@ use crate::shell::{SimpleCommand, program_name};
 use crate::state::SessionState;
 use crate::tools::{ToolKind, ToolUse, glob_match};
 
+mod api;
 pub(crate) mod git_dir;
 mod mcp;
+pub(super) mod wire;
 
 fn default_mcp_prefixes() -> Vec<String> {
     vec!["mcp__github__".into(), "github__".into()]
@@ -87,7 +89,7 @@ pub struct GithubParams {
 pub const GITHUB: BuiltinDef = BuiltinDef {
     name: "github",
     summary: "repository and branch rules over GitHub MCP tools and parsed git/gh shell commands",
-    phases: TOOL_PHASES,
+    phases: wire::PHASES,
     schema: schema_of::<GithubParams>,
     build: |v| build_with(v, |p: GithubParams| Ok(Github { p })),
 };
@@ -543,6 +545,11 @@ impl Github {
 
 impl Builtin for Github {
     fn evaluate(&self, _: &RuleCtx, event: &Event, tools: &[ToolUse], state: &SessionState) -> Result<Outcome, String> {
+        match event.phase {
+            Phase::GitPush => return Ok(self.git_push(event)),
+            Phase::Egress => return Ok(self.egress(event, state)),
+            _ => {}
+        }
         // Remotes a hook read belong to the tool call it reported, not to calls inside a model's response.
         let remotes = (event.phase == Phase::ToolCall).then_some(event.git_remotes.as_ref()).flatten();
         let mut asks = Vec::new();

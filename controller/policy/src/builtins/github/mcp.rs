@@ -461,7 +461,7 @@ impl Github {
 
     /// A repository the call creates: a write to it; in the token owner's account (no organization) it is
     /// not known which account that is.
-    fn created(&self, dest: Option<String>, what: &str) -> Option<Outcome> {
+    pub(super) fn created(&self, dest: Option<String>, what: &str) -> Option<Outcome> {
         match dest {
             Some(d) => self.check_repo(Access::Write, Some(&d), None, what),
             None if self.p.write_repos.is_empty() => {

@@ -1,0 +1,352 @@
+//! Decisions on what leaves the sandbox: the `paddock/egress` pre-check, and the `github` rule on `git_push`
+//! events and on `egress` events to the GitHub API, in every spelling of a path.
+
+mod support;
+
+use paddock_api::{Phase, Verdict};
+use paddock_policy::engine::evaluate;
+use paddock_policy::{Event, GraphqlField, GraphqlOperation, RefUpdate, SessionState};
+use serde_json::{Value, json};
+use support::{check, policies};
+
+const A: &str = "1111111111111111111111111111111111111111";
+const B: &str = "2222222222222222222222222222222222222222";
+const Z: &str = "0000000000000000000000000000000000000000";
+
+fn state() -> SessionState {
+    let mut s = SessionState::default();
+    s.sandbox.egress = vec!["registry.npmjs.org:443".into(), "*.pythonhosted.org:443".into(), "10.0.0.0/8:5432".into()];
+    s.sandbox.brokered = vec!["github.com:443".into(), "api.github.com:443".into()];
+    s
+}
+
+fn egress(host: &str, port: u16) -> Event {
+    Event {
+        phase: Phase::Egress,
+        host: Some(host.into()),
+        port: Some(port),
+        scheme: Some("https".into()),
+        ..Default::default()
+    }
+}
+
+fn request(method: &str, path: &str, body: Option<Value>) -> Event {
+    Event { method: Some(method.into()), path: Some(path.into()), body, ..egress("api.github.com", 443) }
+}
+
+fn push(repo: &str, updates: &[(&str, &str, &str, bool)]) -> Event {
+    Event {
+        phase: Phase::GitPush,
+        host: Some("github.com".into()),
+        repo: Some(repo.into()),
+        updates: updates
+            .iter()
+            .map(|(r, old, new, ff)| RefUpdate {
+                git_ref: r.to_string(),
+                old: old.to_string(),
+                new: new.to_string(),
+                fast_forward: *ff,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn graphql(fields: &[(&str, Value)]) -> Event {
+    let operation = GraphqlOperation {
+        kind: "mutation".into(),
+        name: None,
+        fields: fields.iter().map(|(n, a)| GraphqlField { name: n.to_string(), args: a.clone() }).collect(),
+    };
+    Event { operation: Some(operation), ..request("POST", "/graphql", None) }
+}
+
+const GITHUB: &str = "rules: [{name: gh, use: github, with: {write_repos: [acme/app], write_branches: ['agent/*']}}]";
+
+fn verdict(policy_yaml: &str, e: &Event) -> (Verdict, String) {
+    let d = evaluate(e, &state(), &policies(&[("p", policy_yaml)]));
+    (d.verdict, d.reason)
+}
+
+fn github(e: &Event) -> (Verdict, String) {
+    verdict(GITHUB, e)
+}
+
+#[test]
+fn egress_outside_the_allowlist_is_denied_whatever_the_policies() {
+    for ps in [vec![], policies(&[("audit", "mode: Audit\nrules: [{name: c, use: cel, with: {expression: 'false'}}]")])]
+    {
+        let d = evaluate(&egress("evil.example", 443), &state(), &ps);
+        assert_eq!((d.verdict, d.policy.as_deref(), d.rule.as_deref()), (Verdict::Deny, Some("paddock/egress"), None));
+        assert!(d.reason.contains("`evil.example:443`") && d.reason.contains("spec.sandbox.egress"), "{}", d.reason);
+    }
+    let allowed = |host: &str, port: u16| evaluate(&egress(host, port), &state(), &[]).verdict == Verdict::Allow;
+    assert!(allowed("registry.npmjs.org", 443));
+    assert!(allowed("REGISTRY.npmjs.org.", 443));
+    assert!(allowed("files.pythonhosted.org", 443));
+    assert!(allowed("10.3.2.1", 5432));
+    assert!(allowed("api.github.com", 443), "a brokered host is reachable");
+    assert!(!allowed("pythonhosted.org", 443), "a wildcard is not its domain");
+    assert!(!allowed("registry.npmjs.org", 80));
+    assert!(!allowed("registry.npmjs.org.evil.io", 443));
+    assert!(!allowed("167772161", 5432), "10.0.0.1 written as a number");
+    assert!(!allowed("10.1", 5432));
+    let d = evaluate(&egress("0x7f.1", 80), &state(), &[]);
+    assert!(d.reason.contains("IP address written as a name"), "{}", d.reason);
+}
+
+#[test]
+fn egress_without_a_destination_is_denied() {
+    for e in [
+        Event { phase: Phase::Egress, host: Some("registry.npmjs.org".into()), ..Default::default() },
+        Event { phase: Phase::Egress, port: Some(443), ..Default::default() },
+    ] {
+        let d = evaluate(&e, &state(), &[]);
+        assert_eq!((d.verdict, d.policy.as_deref()), (Verdict::Deny, Some("paddock/egress")), "{e:?}");
+    }
+}
+
+#[test]
+fn pushes_are_judged_by_each_update() {
+    let allow = |e: &Event| github(e).0 == Verdict::Allow;
+    assert!(allow(&push("acme/app", &[("refs/heads/agent/x", A, B, true)])), "a fast-forward of an allowed branch");
+    assert!(allow(&push("acme/app", &[("refs/heads/agent/new", Z, B, false)])), "a creation is no force");
+    assert!(
+        allow(&push("ACME/App.git", &[("refs/heads/agent/x", A, B, true)])),
+        "repository names ignore case and .git"
+    );
+    let (v, why) = github(&push("acme/app", &[("refs/heads/agent/x", A, B, false)]));
+    assert_eq!(v, Verdict::Deny);
+    assert!(why.contains("force update") && why.contains("refs/heads/agent/x"), "{why}");
+    let (v, why) = github(&push("acme/app", &[("refs/heads/agent/x", A, Z, false)]));
+    assert!(v == Verdict::Deny && why.contains("deleting a branch"), "{why}");
+    let (v, why) = github(&push("acme/app", &[("refs/tags/v1", Z, B, true)]));
+    assert!(v == Verdict::Deny && why.contains("pushing tags"), "{why}");
+    let (v, why) = github(&push("acme/app", &[("refs/heads/main", A, B, true)]));
+    assert!(v == Verdict::Deny && why.contains("branch `main`"), "{why}");
+    let (v, why) = github(&push("acme/other", &[("refs/heads/agent/x", A, B, true)]));
+    assert!(v == Verdict::Deny && why.contains("writing to `acme/other`"), "{why}");
+    let (v, why) = github(&push("acme/app", &[("refs/notes/commits", A, B, true)]));
+    assert!(v == Verdict::Deny && why.contains("neither a branch nor a tag"), "{why}");
+    // One bad update among good ones refuses the push.
+    let (v, _) = github(&push("acme/app", &[("refs/heads/agent/x", A, B, true), ("refs/heads/agent/y", A, B, false)]));
+    assert_eq!(v, Verdict::Deny);
+    let mut unknown = push("", &[("refs/heads/agent/x", A, B, true)]);
+    unknown.repo = None;
+    assert_eq!(github(&unknown).0, Verdict::Deny, "no repository, no write");
+    let mut elsewhere = push("acme/app", &[("refs/heads/agent/x", A, B, true)]);
+    elsewhere.host = Some("gitlab.com".into());
+    assert_eq!(github(&elsewhere).0, Verdict::Ask, "a host the rule does not know is asked about");
+    // The parameters keep their meaning: allowed when switched off.
+    let lenient = "rules: [{name: gh, use: github, with: {write_repos: [acme/app], allow_destructive: true, deny_tag_push: false, deny_force_push: false}}]";
+    for e in [
+        push("acme/app", &[("refs/heads/main", A, B, false)]),
+        push("acme/app", &[("refs/heads/main", A, Z, false)]),
+        push("acme/app", &[("refs/tags/v1", Z, B, true)]),
+    ] {
+        assert_eq!(verdict(lenient, &e).0, Verdict::Allow, "{e:?}");
+    }
+}
+
+#[test]
+fn sha256_zero_ids_are_creations_and_deletions() {
+    let z64 = "0".repeat(64);
+    let b64 = "b".repeat(64);
+    assert_eq!(github(&push("acme/app", &[("refs/heads/agent/x", &z64, &b64, false)])).0, Verdict::Allow);
+    let (v, why) = github(&push("acme/app", &[("refs/heads/agent/x", &b64, &z64, false)]));
+    assert!(v == Verdict::Deny && why.contains("deleting"), "{why}");
+}
+
+#[test]
+fn ref_api_calls_are_judged_in_every_spelling() {
+    let deletes = [
+        "/repos/acme/app/git/refs/heads/agent/x",
+        "/repos/acme/app/git/refs/heads%2Fagent%2Fx",
+        "/Repos/ACME/app/Git/Refs/heads/agent/x",
+        "//repos/acme//app/git/refs/heads/agent/x/",
+        "/repos/acme/app/git/refs/heads/agent/x?ref=1",
+        "/repos/acme/app/pulls/../git/refs/heads/agent/x",
+        "/repos/acme/app/git/refs/heads%252Fagent%252Fx",
+        "https://api.github.com/repos/acme/app/git/refs/heads/agent/x",
+    ];
+    for path in deletes {
+        for method in ["DELETE", "delete"] {
+            let (v, why) = github(&request(method, path, None));
+            assert!(v == Verdict::Deny && why.contains("deleting a branch"), "{method} {path}: {v:?} {why}");
+        }
+        let (v, why) = github(&request("PATCH", path, Some(json!({"sha": B, "force": true}))));
+        assert!(v == Verdict::Deny && why.contains("force"), "{path}: {why}");
+        let (v, _) = github(&request("PATCH", path, Some(json!({"sha": B, "force": "true"}))));
+        assert_eq!(v, Verdict::Deny, "{path}");
+        assert_eq!(github(&request("PATCH", path, Some(json!({"sha": B})))).0, Verdict::Allow, "{path}");
+        assert_eq!(github(&request("PATCH", path, Some(json!({"sha": B, "force": false})))).0, Verdict::Allow);
+        assert_eq!(github(&request("PATCH", path, None)).0, Verdict::Ask, "force cannot be seen: {path}");
+    }
+    let (v, why) = github(&request("PATCH", "/repos/acme/app/git/refs/heads/main", Some(json!({"sha": B}))));
+    assert!(v == Verdict::Deny && why.contains("branch `main`"), "{why}");
+    let (v, why) = github(&request("POST", "/repos/acme/app/git/refs", Some(json!({"ref": "refs/tags/v1", "sha": B}))));
+    assert!(v == Verdict::Deny && why.contains("pushing tags"), "{why}");
+    let (v, _) =
+        github(&request("POST", "/repos/acme/app/git/refs/", Some(json!({"ref": "refs/heads/agent/y", "sha": B}))));
+    assert_eq!(v, Verdict::Allow);
+    let (v, _) = github(&request("DELETE", "/repos/acme/app/git/refs/tags/v1", None));
+    assert_eq!(v, Verdict::Deny);
+    assert_eq!(github(&request("GET", "/repos/acme/app/git/refs/heads/main", None)).0, Verdict::Allow);
+}
+
+#[test]
+fn repository_calls() {
+    let (v, why) = github(&request("DELETE", "/repos/acme/app", None));
+    assert!(v == Verdict::Deny && why.contains("deletes the repository"), "{why}");
+    let (v, _) = github(&request("DELETE", "/repos/acme/app/", None));
+    assert_eq!(v, Verdict::Deny);
+    for body in [json!({"private": false}), json!({"visibility": "public"})] {
+        let (v, why) = github(&request("PATCH", "/repos/acme/app", Some(body)));
+        assert!(v == Verdict::Deny && why.contains("destructive"), "{why}");
+    }
+    assert_eq!(github(&request("PATCH", "/repos/acme/app", Some(json!({"description": "x"})))).0, Verdict::Allow);
+    assert_eq!(github(&request("PATCH", "/repos/acme/app", None)).0, Verdict::Ask, "the body is not seen");
+    let (v, why) = github(&request("POST", "/repos/acme/other/issues", Some(json!({"title": "x"}))));
+    assert!(v == Verdict::Deny && why.contains("writing to `acme/other`"), "{why}");
+    assert_eq!(github(&request("POST", "/repos/acme/app/issues", Some(json!({"title": "x"})))).0, Verdict::Allow);
+    assert_eq!(github(&request("GET", "/repos/anyone/anything/contents/README.md", None)).0, Verdict::Allow);
+    let only = "rules: [{name: gh, use: github, with: {read_all: false, read_repos: [acme/*]}}]";
+    assert_eq!(verdict(only, &request("GET", "/repos/other/x/contents/a", None)).0, Verdict::Deny);
+    assert_eq!(verdict(only, &request("GET", "/repos/acme/x/contents/a", None)).0, Verdict::Allow);
+    let (v, why) = github(&request("POST", "/gists", Some(json!({"files": {}}))));
+    assert!(v == Verdict::Deny && why.contains("repository is unknown"), "{why}");
+}
+
+#[test]
+fn merges_into_protected_branches_are_asked_or_judged() {
+    let (v, why) = github(&request("PUT", "/repos/acme/app/pulls/7/merge", Some(json!({"merge_method": "squash"}))));
+    assert!(v == Verdict::Ask && why.contains("base branch"), "{why}");
+    let (v, why) = github(&request("POST", "/repos/acme/app/merges", Some(json!({"base": "main", "head": "agent/x"}))));
+    assert!(v == Verdict::Deny && why.contains("branch `main`"), "{why}");
+    assert_eq!(
+        github(&request("POST", "/repos/acme/app/merges", Some(json!({"base": "agent/x", "head": "dev"})))).0,
+        Verdict::Allow
+    );
+    let any_branch = "rules: [{name: gh, use: github, with: {write_repos: [acme/app]}}]";
+    assert_eq!(verdict(any_branch, &request("PUT", "/repos/acme/app/pulls/7/merge", None)).0, Verdict::Allow);
+    let (v, why) =
+        github(&request("PUT", "/repos/acme/app/contents/src/a.rs", Some(json!({"content": "", "message": "m"}))));
+    assert!(v == Verdict::Ask && why.contains("default branch"), "{why}");
+    let (v, _) = github(&request("PUT", "/repos/acme/app/contents/src/a.rs", Some(json!({"branch": "main"}))));
+    assert_eq!(v, Verdict::Deny);
+}
+
+#[test]
+fn graphql_mutations_are_judged_by_their_fields() {
+    let (v, why) = github(&graphql(&[("deleteRef", json!({"input": {"refId": "R"}}))]));
+    assert!(v == Verdict::Deny && why.contains("deleteRef"), "{why}");
+    let (v, why) = github(&graphql(&[("updateRef", json!({"input": {"refId": "R", "oid": B, "force": true}}))]));
+    assert!(v == Verdict::Deny && why.contains("force"), "{why}");
+    let (v, _) = github(&graphql(&[(
+        "updateRefs",
+        json!({"input": {"repositoryId": "X", "refUpdates": [{"name": "refs/heads/agent/x", "afterOid": B, "force": true}]}}),
+    )]));
+    assert_eq!(v, Verdict::Deny);
+    let (v, _) = github(&graphql(&[(
+        "updateRefs",
+        json!({"input": {"refUpdates": [{"name": "refs/heads/agent/x", "afterOid": Z}]}}),
+    )]));
+    assert_eq!(v, Verdict::Deny, "an update to zeros deletes");
+    let (v, _) = github(&graphql(&[("deleteRepository", json!({"input": {"repositoryId": "X"}}))]));
+    assert_eq!(v, Verdict::Deny);
+    let (v, _) =
+        github(&graphql(&[("updateRepository", json!({"input": {"repositoryId": "X", "visibility": "PUBLIC"}}))]));
+    assert_eq!(v, Verdict::Deny);
+    let (v, why) =
+        github(&graphql(&[("createRef", json!({"input": {"repositoryId": "X", "name": "refs/tags/v1", "oid": B}}))]));
+    assert!(v == Verdict::Deny && why.contains("tags"), "{why}");
+    let (v, _) = github(&graphql(&[(
+        "mergeBranch",
+        json!({"input": {"repositoryId": "X", "base": "main", "head": "agent/x"}}),
+    )]));
+    assert_eq!(v, Verdict::Deny);
+    let (v, why) = github(&graphql(&[("mergePullRequest", json!({"input": {"pullRequestId": "P"}}))]));
+    assert!(v == Verdict::Ask && why.contains("base branch"), "{why}");
+    let (v, why) = github(&graphql(&[("addComment", json!({"input": {"subjectId": "I", "body": "hi"}}))]));
+    assert!(v == Verdict::Ask && why.contains("node ID"), "{why}");
+    let (v, why) = github(&graphql(&[("frobnicate", json!({}))]));
+    assert!(v == Verdict::Ask && why.contains("frobnicate"), "an unknown mutation is opaque: {why}");
+    // A deny anywhere in the operation refuses it.
+    let (v, _) = github(&graphql(&[("addComment", json!({})), ("deleteRef", json!({"input": {"refId": "R"}}))]));
+    assert_eq!(v, Verdict::Deny);
+    let mut query = graphql(&[("repository", json!({"owner": "a", "name": "b"}))]);
+    query.operation.as_mut().unwrap().kind = "query".into();
+    assert_eq!(github(&query).0, Verdict::Allow);
+    let mut unseen = graphql(&[]);
+    unseen.operation = None;
+    assert_eq!(github(&unseen).0, Verdict::Ask, "an operation the gateway could not read");
+    let none_writable = "rules: [{name: gh, use: github, with: {}}]";
+    assert_eq!(verdict(none_writable, &graphql(&[("addComment", json!({}))])).0, Verdict::Deny);
+}
+
+#[test]
+fn github_enterprise_hosts() {
+    let ghe = "rules: [{name: gh, use: github, with: {write_repos: [acme/app], github_hosts: [github.acme.corp, acme.ghe.com]}}]";
+    let on = |host: &str, method: &str, path: &str| {
+        let e = Event { host: Some(host.into()), ..request(method, path, None) };
+        let mut s = state();
+        s.sandbox.egress.push(format!("{host}:443"));
+        evaluate(&e, &s, &policies(&[("p", ghe)])).verdict
+    };
+    assert_eq!(on("github.acme.corp", "DELETE", "/api/v3/repos/acme/app/git/refs/heads/x"), Verdict::Deny);
+    assert_eq!(on("github.acme.corp", "DELETE", "/API/v3//repos/acme/app/git/refs/heads/x"), Verdict::Deny);
+    assert_eq!(on("api.acme.ghe.com", "DELETE", "/repos/acme/app/git/refs/heads/x"), Verdict::Deny);
+    assert_eq!(
+        on("api.github.com", "DELETE", "/repos/acme/app/git/refs/heads/x"),
+        Verdict::Allow,
+        "not a host this rule knows"
+    );
+    let mut e = graphql(&[("deleteRef", json!({"input": {"refId": "R"}}))]);
+    e.host = Some("github.acme.corp".into());
+    e.path = Some("/api/graphql".into());
+    let mut s = state();
+    s.sandbox.egress.push("github.acme.corp:443".into());
+    assert_eq!(evaluate(&e, &s, &policies(&[("p", ghe)])).verdict, Verdict::Deny);
+}
+
+#[test]
+fn git_smart_http_checks_the_repository() {
+    let git = |method: &str, path: &str| Event { host: Some("github.com".into()), ..request(method, path, None) };
+    assert_eq!(github(&git("GET", "/acme/app.git/info/refs?service=git-receive-pack")).0, Verdict::Allow);
+    let (v, why) = github(&git("GET", "/acme/other.git/info/refs?service=git-receive-pack"));
+    assert!(v == Verdict::Deny && why.contains("acme/other"), "{why}");
+    assert_eq!(github(&git("POST", "/acme/other/git-receive-pack")).0, Verdict::Deny);
+    assert_eq!(github(&git("POST", "/acme/other.git/git-upload-pack")).0, Verdict::Allow, "reads are open");
+}
+
+#[test]
+fn a_tunnel_to_an_unbrokered_github_host_is_opaque() {
+    let mut s = state();
+    s.sandbox.egress.push("github.com:443".into());
+    s.sandbox.brokered.clear();
+    s.sandbox.egress.push("api.github.com:443".into());
+    let ps = policies(&[("p", GITHUB)]);
+    let d = evaluate(&egress("github.com", 443), &s, &ps);
+    assert!(d.verdict == Verdict::Ask && d.reason.contains("broker"), "{}", d.reason);
+    assert_eq!(evaluate(&egress("github.com", 443), &state(), &ps).verdict, Verdict::Allow, "brokered");
+    assert_eq!(evaluate(&egress("registry.npmjs.org", 443), &s, &ps).verdict, Verdict::Allow, "not GitHub");
+}
+
+#[test]
+fn test_files_express_wire_events() {
+    let suite = r#"
+state: {sandbox: {egress: ["registry.npmjs.org:443"], brokered: ["github.com:443"]}}
+cases:
+  - name: wire
+    steps:
+      - event: {phase: egress, host: registry.npmjs.org, port: 443, scheme: https}
+        expect: allow
+      - event: {phase: egress, host: evil.example, port: 443}
+        expect: deny
+        policy: paddock/egress
+      - event: {phase: git_push, repo: acme/app, updates: [{ref: refs/heads/agent/x, old: 1111111111111111111111111111111111111111, new: 2222222222222222222222222222222222222222, fast_forward: false}]}
+        expect: deny
+        rule: gh
+"#;
+    check(suite, &policies(&[("p", GITHUB)]));
+}
