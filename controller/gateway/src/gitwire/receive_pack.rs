@@ -1,0 +1,426 @@
+//! A push through the broker (`POST …/git-receive-pack`): the body is spooled (bounded by
+//! `egress.maxPushBytes`), its command list read, each ref update's fast-forward worked out from the objects,
+//! and the push decided as one `git_push` event. Allowed: the original request (the same bytes) goes upstream
+//! and the upstream's answer comes back. Refused, or anything that cannot be read: nothing goes upstream and
+//! git gets its answer in its own protocol (`ng <ref> <reason>`), so the agent sees why.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use paddock_api::{Phase, Verdict};
+use paddock_policy::{Event, RefUpdate};
+use tokio::io::AsyncReadExt;
+
+use super::ancestry::{self, Pack};
+use super::commands::{self, Commands};
+use super::mirror::{Mirrors, Remote};
+use super::report::{self, Answer, RefStatus};
+use crate::broker::upstream::{BoxError, ProxyBody};
+use crate::gateway::{Gateway, Ruling, Session};
+
+/// The most of a body's head read to find its commands (a push of thousands of refs fits).
+const HEAD_MAX: usize = 8 << 20;
+/// How long the client may pause while sending its body.
+const IDLE: Duration = Duration::from_secs(120);
+/// How long a refused body is drained, so that the client reads the answer instead of a broken pipe.
+const DRAIN: Duration = Duration::from_secs(60);
+
+/// Where the push goes: the brokered host as the tunnel reaches it.
+#[derive(Clone)]
+pub struct Destination {
+    /// `https` (`http` in tests).
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    /// The session's credential for the host (header name, value): the mirror fetches with it.
+    pub credential: Option<(String, String)>,
+}
+
+/// Whether a request is a push: `POST` to a path ending in `/git-receive-pack` (any spelling: the caller
+/// routes it here, and a spelling the host would not serve is refused here).
+pub fn is_push(method: &hyper::Method, route: &str) -> bool {
+    method == hyper::Method::POST && route.to_ascii_lowercase().trim_end_matches('/').ends_with("/git-receive-pack")
+}
+
+/// Judges and answers one push. `forward` sends a request to the host and gives its answer (the caller's
+/// upstream; it adds the credential); it is called at most once, with the original request, only when every
+/// update is allowed.
+pub async fn handle<B, F, Fut>(
+    gw: &Arc<Gateway>,
+    s: &Arc<Session>,
+    mirrors: &Mirrors,
+    to: &Destination,
+    req: Request<B>,
+    forward: F,
+) -> Response<ProxyBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    F: FnOnce(Request<ProxyBody>) -> Fut,
+    Fut: std::future::Future<Output = Response<ProxyBody>>,
+{
+    let (mut parts, body) = req.into_parts();
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.trim().eq_ignore_ascii_case("application/x-git-receive-pack-request") {
+        return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "a push is `application/x-git-receive-pack-request`");
+    }
+    let max = gw.broker.config().max_push_bytes;
+    let spooled = match spool(body, &mirrors.scratch(), max).await {
+        Ok(s) => s,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("cannot read the push: {e}")),
+    };
+    let gzip = match encoding(&parts.headers) {
+        Ok(g) => g,
+        Err(why) => return refusal(&spooled.head, None, &why),
+    };
+    if spooled.too_large {
+        let why = format!("the push is larger than egress.maxPushBytes ({max} bytes)");
+        return refusal(&spooled.head, None, &why);
+    }
+    let decoded = match gzip {
+        false => Decoded { file: spooled.file.reopen(), len: spooled.len, head: spooled.head.clone() },
+        true => match gunzip(&spooled.file, &mirrors.scratch(), max).await {
+            Ok(d) => d,
+            Err(why) => return refusal(&[], None, &why),
+        },
+    };
+    let (file, len, head) = match decoded {
+        Decoded { file: Ok(f), len, head } => (f, len, head),
+        Decoded { file: Err(e), .. } => return text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let commands = match commands::parse(&head, len) {
+        Ok(c) => c,
+        Err(e) => return refusal(&head, None, &e.to_string()),
+    };
+    if !commands.wants_report() {
+        return text(StatusCode::FORBIDDEN, "a push through the gateway must ask for report-status");
+    }
+    let (path, repo) = match repository(parts.uri.path(), parts.uri.query()) {
+        Ok(r) => r,
+        Err(why) => return refusal(&head, Some(&commands), &why),
+    };
+    let remote = Remote {
+        scheme: to.scheme.clone(),
+        host: to.host.to_ascii_lowercase(),
+        port: to.port,
+        path,
+        repo: repo.clone(),
+        credential: to.credential.clone(),
+    };
+    let mut updates = commands.updates.clone();
+    let pack = commands.pack_offset.map(|offset| Pack { file, offset: offset as u64 });
+    judge(mirrors, &remote, pack, &mut updates).await;
+    let event = Event {
+        phase: Phase::GitPush,
+        host: Some(remote.host.clone()),
+        repo: Some(repo),
+        updates: updates.clone(),
+        ..Event::default()
+    };
+    let ruling = match crate::egress::decide(gw, s, event.clone()).await {
+        Ok(r) => r,
+        Err(e) => return refusal(&head, Some(&commands), &format!("refused: {e}")),
+    };
+    if ruling.allowed() {
+        tracing::info!(session = %s.id, remote = ?remote, updates = updates.len(), "push allowed; forwarding");
+        let body = match stream_file(&spooled.file) {
+            Ok(b) => b,
+            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        };
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(spooled.len));
+        drop(spooled);
+        return forward(Request::from_parts(parts, body)).await;
+    }
+    let refused = culprits(gw, s, &event, &ruling).await;
+    let statuses = updates
+        .iter()
+        .map(|u| RefStatus {
+            git_ref: u.git_ref.clone(),
+            refused: Some(match refused.iter().find(|(r, _)| r == &u.git_ref) {
+                Some((_, reason)) => reason.clone(),
+                None => format!("not pushed: {} was refused", refused.first().map(|(r, _)| r.as_str()).unwrap_or("")),
+            }),
+        })
+        .collect::<Vec<_>>();
+    let message = format!("paddock: push refused{}: {}", by(&ruling), ruling.reason.trim_end());
+    answer(report::report(commands.answer(), "ok", &statuses, Some(&message)))
+}
+
+/// Fast-forward of each update, from the mirror (refreshed now) and the pushed pack; what cannot be worked
+/// out stays `false` (a creation is `true`).
+async fn judge(mirrors: &Mirrors, remote: &Remote, pack: Option<Pack>, updates: &mut [RefUpdate]) {
+    for u in updates.iter_mut() {
+        u.fast_forward = u.is_create();
+    }
+    let mirror = match mirrors.refresh(remote).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(remote = ?remote, error = %e, "no mirror; no update of this push is fast-forward");
+            return;
+        }
+    };
+    if let Err(e) = ancestry::judge(mirrors.git(), &mirror, pack, &mirrors.scratch(), updates).await {
+        tracing::warn!(remote = ?remote, error = %e, "cannot check ancestry; no update of this push is fast-forward");
+        for u in updates.iter_mut() {
+            u.fast_forward = u.is_create();
+        }
+    }
+}
+
+/// The refs the refusal is about, with their reasons: when the push updates several refs, each is decided
+/// alone (a dry run, recorded nowhere) to tell which ones the policy refuses; when none is refused alone (the
+/// policy refuses the combination), all are, with the push's reason.
+async fn culprits(gw: &Gateway, s: &Session, event: &Event, ruling: &Ruling) -> Vec<(String, String)> {
+    let whole = || event.updates.iter().map(|u| (u.git_ref.clone(), reason(ruling))).collect();
+    if event.updates.len() < 2 {
+        return whole();
+    }
+    let set = gw.policies();
+    let Some(agent) = set.agent(&s.namespace, &s.agent) else { return whole() };
+    let state = s.state().await;
+    let alone: Vec<(String, String)> = event
+        .updates
+        .iter()
+        .filter_map(|u| {
+            let one = Event { updates: vec![u.clone()], ..event.clone() };
+            let d = paddock_policy::evaluate(&one, &state, &agent.policies);
+            (d.verdict != Verdict::Allow).then(|| {
+                let who = d.policy.map(|p| format!("{p}: ")).unwrap_or_default();
+                (u.git_ref.clone(), format!("{who}{}", d.reason.trim_end()))
+            })
+        })
+        .collect();
+    if alone.is_empty() { whole() } else { alone }
+}
+
+fn reason(ruling: &Ruling) -> String {
+    let who = ruling.policy.as_deref().map(|p| format!("{p}: ")).unwrap_or_default();
+    format!("{who}{}", ruling.reason.trim_end())
+}
+
+fn by(ruling: &Ruling) -> String {
+    match (&ruling.policy, &ruling.rule) {
+        (Some(p), Some(r)) => format!(" by policy {p} (rule {r})"),
+        (Some(p), None) => format!(" by policy {p}"),
+        _ => String::new(),
+    }
+}
+
+/// The repository of a push path: what precedes `/git-receive-pack` (the path the mirror fetches from) and
+/// its last two components as `owner/name` (`.git` removed). Only the characters GitHub allows in names, so
+/// that what the decision sees is what the host serves.
+pub fn repository(path: &str, query: Option<&str>) -> Result<(String, String), String> {
+    let bad = || format!("`{path}` is not a repository's git-receive-pack path");
+    if query.is_some() {
+        return Err(bad());
+    }
+    let prefix = path.strip_suffix("/git-receive-pack").ok_or_else(bad)?;
+    let parts: Vec<&str> = prefix.split('/').skip(1).collect();
+    let safe = |c: &str| {
+        !c.is_empty() && c != "." && c != ".." && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if !prefix.starts_with('/') || parts.len() < 2 || !parts.iter().all(|c| safe(c)) {
+        return Err(bad());
+    }
+    let owner = parts[parts.len() - 2];
+    let name = parts[parts.len() - 1];
+    let name = name.strip_suffix(".git").unwrap_or(name);
+    if !safe(name) {
+        return Err(bad());
+    }
+    Ok((prefix.to_owned(), format!("{owner}/{name}")))
+}
+
+/// Whether the body is gzip (git compresses large requests); another encoding is refused.
+fn encoding(headers: &hyper::HeaderMap) -> Result<bool, String> {
+    let mut gzip = false;
+    for v in headers.get_all(header::CONTENT_ENCODING) {
+        for e in v.to_str().map_err(|_| "unreadable Content-Encoding".to_owned())?.split(',') {
+            match e.trim().to_ascii_lowercase().as_str() {
+                "" | "identity" => {}
+                "gzip" | "x-gzip" if !gzip => gzip = true,
+                other => return Err(format!("the push's Content-Encoding `{other}` is not supported")),
+            }
+        }
+    }
+    Ok(gzip)
+}
+
+/// A body on disk.
+struct Spooled {
+    file: tempfile::NamedTempFile,
+    len: u64,
+    /// Its first bytes (up to `HEAD_MAX`).
+    head: Vec<u8>,
+    /// It went past the limit; the rest was drained, not kept.
+    too_large: bool,
+}
+
+/// Writes the body to a file under `dir`, up to `max` bytes; past that it is drained for a while and dropped.
+async fn spool<B>(mut body: B, dir: &std::path::Path, max: u64) -> Result<Spooled, String>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let mut file = tempfile::Builder::new().prefix("push-body-").tempfile_in(dir).map_err(|e| e.to_string())?;
+    let (mut len, mut head, mut too_large) = (0u64, Vec::new(), false);
+    let started = tokio::time::Instant::now();
+    loop {
+        let frame = match tokio::time::timeout(IDLE, body.frame()).await {
+            Err(_) => return Err("the client stopped sending".into()),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(e.into().to_string()),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if too_large {
+            if started.elapsed() > DRAIN {
+                break;
+            }
+            continue;
+        }
+        len += data.len() as u64;
+        if len > max {
+            too_large = true;
+            continue;
+        }
+        if head.len() < HEAD_MAX {
+            head.extend_from_slice(&data[..data.len().min(HEAD_MAX - head.len())]);
+        }
+        file.write_all(&data).map_err(|e| e.to_string())?;
+    }
+    file.flush().map_err(|e| e.to_string())?;
+    Ok(Spooled { file, len, head, too_large })
+}
+
+struct Decoded {
+    file: std::io::Result<std::fs::File>,
+    len: u64,
+    head: Vec<u8>,
+}
+
+/// The gzip body decoded into a file of its own, up to `max` bytes.
+async fn gunzip(raw: &tempfile::NamedTempFile, dir: &std::path::Path, max: u64) -> Result<Decoded, String> {
+    let input = raw.reopen().map_err(|e| e.to_string())?;
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut out = tempfile::Builder::new().prefix("push-plain-").tempfile_in(&dir).map_err(|e| e.to_string())?;
+        let mut decoder = flate2::read::GzDecoder::new(input).take(max + 1);
+        let len = std::io::copy(&mut decoder, &mut out).map_err(|e| format!("the push's gzip does not decode: {e}"))?;
+        if len > max {
+            return Err(format!("the push is larger than egress.maxPushBytes ({max} bytes) once decompressed"));
+        }
+        let mut head = Vec::new();
+        out.reopen()
+            .map_err(|e| e.to_string())?
+            .take(HEAD_MAX as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| e.to_string())?;
+        // The open handle outlives the file's name.
+        Ok(Decoded { file: out.reopen(), len, head })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// The spooled body as a stream (the file's name may go; the open handle reads on).
+fn stream_file(spooled: &tempfile::NamedTempFile) -> std::io::Result<ProxyBody> {
+    let file = tokio::fs::File::from_std(spooled.reopen()?);
+    let chunks = futures_util::stream::unfold(file, |mut f| async move {
+        let mut buf = vec![0u8; 64 << 10];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, BoxError>(Frame::data(Bytes::from(buf))), f))
+            }
+            Err(e) => Some((Err(Box::new(e) as BoxError), f)),
+        }
+    });
+    Ok(StreamBody::new(chunks).boxed_unsync())
+}
+
+/// A refusal of the whole push before it could be judged: every ref of the command list (when it reads)
+/// refused with `why`, or `unpack <why>` when even the refs are unknown.
+fn refusal(head: &[u8], parsed: Option<&Commands>, why: &str) -> Response<ProxyBody> {
+    let answer_kind = match parsed {
+        Some(c) => c.answer(),
+        None => match commands::first_capabilities(head) {
+            Some(caps) => Answer {
+                side_band_64k: caps.iter().any(|c| c == "side-band-64k"),
+                side_band: caps.iter().any(|c| c == "side-band"),
+            },
+            None => return text(StatusCode::FORBIDDEN, &format!("push refused: {why}")),
+        },
+    };
+    let refs = parsed.cloned().or_else(|| commands::parse(head, u64::MAX).ok()).map(|c| c.updates).unwrap_or_default();
+    let message = format!("paddock: push refused: {why}");
+    let statuses: Vec<RefStatus> =
+        refs.iter().map(|u| RefStatus { git_ref: u.git_ref.clone(), refused: Some(why.to_owned()) }).collect();
+    let unpack = if statuses.is_empty() { why } else { "ok" };
+    answer(report::report(answer_kind, unpack, &statuses, Some(&message)))
+}
+
+fn answer(body: Vec<u8>) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(body));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-git-receive-pack-result"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn text(status: StatusCode, text: &str) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(format!("paddock: {text}\n").into_bytes()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+fn full(bytes: Vec<u8>) -> ProxyBody {
+    http_body_util::Full::new(Bytes::from(bytes)).map_err(|never| match never {}).boxed_unsync()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_from_the_path() {
+        let ok = |p: &str| repository(p, None).unwrap();
+        assert_eq!(ok("/acme/app.git/git-receive-pack"), ("/acme/app.git".into(), "acme/app".into()));
+        assert_eq!(ok("/acme/app/git-receive-pack"), ("/acme/app".into(), "acme/app".into()));
+        assert_eq!(ok("/acme/.github.git/git-receive-pack").1, "acme/.github");
+        assert_eq!(ok("/prefix/acme/app.git/git-receive-pack").1, "acme/app");
+        for bad in [
+            "/app.git/git-receive-pack",
+            "/acme/app.git/Git-Receive-Pack",
+            "/acme/../app.git/git-receive-pack",
+            "/acme/a%2Fb.git/git-receive-pack",
+            "/acme//app.git/git-receive-pack",
+            "/acme/.git/git-receive-pack",
+            "/acme/app.git/git-receive-pack/",
+        ] {
+            assert!(repository(bad, None).is_err(), "{bad}");
+        }
+        assert!(repository("/acme/app.git/git-receive-pack", Some("x=1")).is_err());
+    }
+
+    #[test]
+    fn encodings() {
+        let mut h = hyper::HeaderMap::new();
+        assert_eq!(encoding(&h), Ok(false));
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        assert_eq!(encoding(&h), Ok(true));
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip, gzip"));
+        assert!(encoding(&h).is_err());
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+        assert!(encoding(&h).is_err());
+    }
+}
