@@ -38,6 +38,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "paddock.controller" -}}{{ include "paddock.fullname" . }}-controller{{- end -}}
 {{- define "paddock.gateway" -}}{{ include "paddock.fullname" . }}-gateway{{- end -}}
 {{- define "paddock.adminSecret" -}}{{ .Values.gateway.adminToken.existingSecret | default (printf "%s-admin-token" (include "paddock.gateway" .)) }}{{- end -}}
+{{- define "paddock.egressCaSecret" -}}{{ .Values.gateway.egress.ca.existingSecret | default (printf "%s-egress-ca" (include "paddock.gateway" .)) }}{{- end -}}
 {{- define "paddock.gatewayURL" -}}http://{{ include "paddock.gateway" . }}.{{ .Release.Namespace }}.svc:{{ .Values.gateway.port }}{{- end -}}
 
 {{/* The hardened security contexts every Paddock container uses (the "restricted" Pod Security Standard). */}}

@@ -41,7 +41,8 @@ pub struct Args {
     /// The file holding the gateway's admin token (a mounted Secret).
     #[arg(long, default_value = "/var/run/paddock/gateway/admin-token")]
     gateway_token_file: PathBuf,
-    /// The gateway as runner pods reach it (default: `--gateway-url`).
+    /// The gateway as runner pods reach it (default: `--gateway-url`). Runner pods have no DNS: the controller
+    /// resolves this URL's host name when it starts a session and writes the address into the pod's `/etc/hosts`.
     #[arg(long)]
     runner_gateway_url: Option<String>,
     /// Namespace of the gateway pods (for the runners' NetworkPolicy; default: the controller's namespace).
@@ -62,11 +63,6 @@ pub struct Args {
     /// The image that clones workspaces (needs `git`; default: the runner image).
     #[arg(long)]
     clone_image: Option<String>,
-    /// Namespace and labels of the cluster DNS pods (for the runners' NetworkPolicy).
-    #[arg(long, default_value = "kube-system")]
-    dns_namespace: String,
-    #[arg(long, default_value = "k8s-app=kube-dns")]
-    dns_pod_labels: String,
     /// Seconds between reads of an active session's figures from the gateway.
     #[arg(long, default_value_t = 5)]
     session_poll_seconds: u64,
@@ -110,8 +106,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .unwrap_or_else(|| "paddock-system".into()),
                 gateway_pod_labels: labels(&args.gateway_pod_labels).context("--gateway-pod-labels")?,
                 gateway_port: args.gateway_port,
-                dns_namespace: args.dns_namespace.clone(),
-                dns_pod_labels: labels(&args.dns_pod_labels).context("--dns-pod-labels")?,
             },
             poll_interval: std::time::Duration::from_secs(args.session_poll_seconds.max(1)),
             status_min_interval: std::time::Duration::from_secs(args.session_poll_seconds.max(1)),

@@ -59,6 +59,29 @@ pub struct NewSession {
     /// The RuntimeClass the runner pod gets (the Agent's, or one an `enforce_sandbox` rule requires).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime_class_name: Option<String>,
+    /// The session's brokered credentials with their values, read from the Session's namespace: the gateway
+    /// injects them; the sandbox never sees them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<SessionCredential>,
+}
+
+/// A credential the gateway's broker injects into every request of the session to one host: the header
+/// that carries it (`paddock_gateway::SessionCredential` on the wire).
+#[derive(Clone, PartialEq, Serialize)]
+pub struct SessionCredential {
+    /// Lowercase host name.
+    pub host: String,
+    pub port: u16,
+    /// Lowercase header name, e.g. `authorization`.
+    pub header: String,
+    pub value: String,
+}
+
+/// Never shows the value.
+impl std::fmt::Debug for SessionCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionCredential({}:{}, {}: ***)", self.host, self.port, self.header)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -164,6 +187,25 @@ impl Gateway {
         v["token"].as_str().map(str::to_owned).ok_or_else(|| GatewayError::Decode("no `token` in the answer".into()))
     }
 
+    /// Paddock's egress CA certificate (PEM), which the gateway shows for brokered hosts: public, for a clone
+    /// through the broker to trust. Refused when the answer holds anything but certificates.
+    pub async fn egress_ca(&self) -> Result<String, GatewayError> {
+        let url = format!("{}/v1/egress/ca.pem", self.cfg.url.trim_end_matches('/'));
+        let unreachable =
+            |e: reqwest::Error| GatewayError::Unreachable { url: self.cfg.url.clone(), message: e.to_string() };
+        let resp = self.http.get(&url).bearer_auth(self.token()?).send().await.map_err(unreachable)?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(unreachable)?;
+        if !(200..300).contains(&status) {
+            let message = text.chars().take(300).collect();
+            return Err(GatewayError::Status { status, message });
+        }
+        if !text.trim_start().starts_with("-----BEGIN CERTIFICATE-----") || text.contains("PRIVATE KEY") {
+            return Err(GatewayError::Decode("the egress CA is not a PEM certificate".into()));
+        }
+        Ok(text)
+    }
+
     /// Replaces the Agents and Policies the gateway decides with (`PUT /v1/policies`); returns its answer
     /// (`agents` governed, `leftOut` with why).
     pub async fn put_policies(&self, body: &Value) -> Result<Value, GatewayError> {
@@ -246,5 +288,18 @@ mod tests {
         assert_eq!(last_message(&ev).as_deref(), Some("second"));
         assert_eq!(last_message(&ev[..1]), None);
         assert_eq!(seg("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn a_credential_never_shows_its_value() {
+        let c = SessionCredential {
+            host: "api.github.com".into(),
+            port: 443,
+            header: "authorization".into(),
+            value: "Bearer ghp_s3cret".into(),
+        };
+        let s = NewSession { credentials: vec![c], ..Default::default() };
+        let shown = format!("{s:?}");
+        assert!(shown.contains("api.github.com:443") && !shown.contains("s3cret"), "{shown}");
     }
 }

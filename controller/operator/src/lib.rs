@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod approval;
+pub mod broker;
 pub mod conditions;
 pub mod context;
 pub mod gateway;

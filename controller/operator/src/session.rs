@@ -3,7 +3,9 @@
 //! ```text
 //! Session ──► Agent (same namespace) + the Policies that govern it (fail closed when any is missing/invalid)
 //!         ──► RuntimeClass (Agent's, or the one enforce_sandbox requires) ──► SandboxSpec
-//!         ──► gateway: POST /v1/sessions (id = the Session's UID) ──► token
+//!         ──► workspace clone checked; gateway address resolved (the pod has no DNS); egress CA if brokered
+//!         ──► brokered credentials read from Secrets ──► gateway: POST /v1/sessions (id = the Session's UID,
+//!             credentials with it) ──► token
 //!         ──► server-side apply, owned by the Session: ConfigMap (Agent), Secret (token), NetworkPolicy, Pod
 //! Pod phase + gateway (usage, risk, pending asks, transcript) ──► status, written at most every few seconds
 //! Pod finished ──► gateway: end (revokes the token) ──► ttlSecondsAfterFinished ──► delete
@@ -25,11 +27,12 @@ use paddock_api::session::{PendingApproval, SessionPhase, Usage};
 use paddock_api::{API_VERSION, Agent, Condition, Policy, Session, SessionStatus};
 use paddock_gitops::plan::REVISION_ANNOTATION;
 use paddock_policy::PolicySet;
-use paddock_sandbox::pod::workspace_egress;
+use paddock_sandbox::workspace::clone_is_brokered;
 use paddock_sandbox::{ClusterConfig, ObjectNames, SandboxSpec, SessionInfo};
 use serde_json::json;
 use tracing::{debug, warn};
 
+use crate::broker::{self, WorkspaceOwner};
 use crate::conditions::{Want, merge, now};
 use crate::context::reconcile_finalized;
 use crate::gateway::{Gateway, GatewayError, NewSession, last_message};
@@ -279,7 +282,31 @@ async fn start(
     }
     let id = session_id(s);
     let uid = s.uid().unwrap_or_default();
-    let workspace = s.spec.workspace.as_ref().or(agent.spec.workspace.as_ref());
+    let (workspace, owner) = match (&s.spec.workspace, &agent.spec.workspace) {
+        (Some(w), _) => (Some(w), WorkspaceOwner::Session),
+        (None, w) => (w.as_ref(), WorkspaceOwner::Agent(agent_name)),
+    };
+    if let Some(ws) = workspace
+        && let Err(r) = broker::check_clone(ws, owner, &agent.spec, &sandbox)
+    {
+        return blocked(s, ctx, rt, obs, r.reason, &r.message, r.stalled).await;
+    }
+    // The pod has no DNS: it gets the gateway's address from here.
+    let gateway_address = match broker::gateway_address(&rt.cluster.gateway_url).await {
+        Ok(a) => a,
+        Err(r) => return blocked(s, ctx, rt, obs, r.reason, &r.message, r.stalled).await,
+    };
+    // A clone through the broker trusts Paddock's egress CA (public; the gateway holds the key).
+    let egress_ca = match workspace.filter(|ws| clone_is_brokered(ws, &agent.spec.credentials)) {
+        None => None,
+        Some(_) => match rt.gateway.egress_ca().await {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                let msg = format!("the workspace is cloned through the broker, which needs Paddock's egress CA: {e}");
+                return blocked(s, ctx, rt, obs, "EgressCaUnavailable", &msg, false).await;
+            }
+        },
+    };
     let info = SessionInfo {
         name: &name,
         namespace: &ns,
@@ -289,10 +316,18 @@ async fn start(
         prompt: &s.spec.prompt,
         model_override: s.spec.model_override.as_deref(),
         workspace,
+        gateway_address,
+        egress_ca: egress_ca.as_deref(),
     };
     // The token: issued once by the gateway and kept only in the Secret.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     if secrets.get_opt(&names.secret).await?.is_none() {
+        // Brokered credentials go to the gateway with the session, never into the pod.
+        let credentials =
+            match broker::session_credentials(&secrets, &agent.spec, workspace.map(|w| (w, owner))).await? {
+                Ok(c) => c,
+                Err(r) => return blocked(s, ctx, rt, obs, r.reason, &r.message, r.stalled).await,
+            };
         let req = NewSession {
             id: id.clone(),
             namespace: ns.clone(),
@@ -304,6 +339,7 @@ async fn start(
             environment: Some(environment.clone()),
             workspace_repo: workspace.map(|w| w.git.clone()),
             runtime_class_name: sandbox.runtime_class_name.clone(),
+            credentials,
         };
         let token = match rt.gateway.create_session(&req).await {
             Ok(t) => t,
@@ -329,25 +365,16 @@ async fn start(
     let pod = paddock_sandbox::render_runner_pod(&info, &agent.spec, &sandbox, &rt.cluster);
     apply(ctx, &ns, &names.pod, &pod).await?;
     ctx.metrics.sessions_started.inc();
-    let by_name: Vec<String> = sandbox
-        .egress
-        .iter()
-        .cloned()
-        .chain(workspace.and_then(workspace_egress))
-        .filter(|e| e.cidr().is_none())
-        .map(|e| format!("{}:{}", e.host, e.port))
-        .collect();
     let mut note = format!(
-        "created runner Pod `{}` for Agent `{agent_name}`{} (runtimeClass {}, environment `{environment}`)",
+        "created runner Pod `{}` for Agent `{agent_name}`{} (runtimeClass {}, environment `{environment}`); egress \
+         only through the gateway",
         names.pod,
         revision.as_deref().map(|r| format!(" at {r}")).unwrap_or_default(),
         sandbox.runtime_class_name.as_deref().unwrap_or("cluster default"),
     );
-    if !by_name.is_empty() {
-        note.push_str(&format!(
-            "; egress by name ({}) is opened to public addresses on those ports: a NetworkPolicy cannot name hosts",
-            by_name.join(", ")
-        ));
+    let direct = broker::direct_egress(&sandbox);
+    if !direct.is_empty() {
+        note.push_str(&format!(", and directly to {}", direct.join(", ")));
     }
     publish(ctx, s, EventType::Normal, "Started", "Start", note).await;
     obs.phase = SessionPhase::Pending;

@@ -2,10 +2,13 @@
 //! apply, then rendered for where it runs: a hardened Pod plus NetworkPolicy in Kubernetes, a bubblewrap
 //! command line locally. Pure functions only; spawning and applying are the callers' business.
 
+mod clone;
+pub mod credentials;
 pub mod local;
 pub mod pod;
 pub mod quantity;
 pub mod spec;
+pub mod workspace;
 
 pub use pod::{
     ClusterConfig, ObjectNames, SessionInfo, agent_manifest, render_agent_configmap, render_network_policy,

@@ -2,6 +2,11 @@
 //! ConfigMap and the session token as a Secret. Pure functions from inputs to k8s-openapi objects; the
 //! controller applies them (server-side apply, owned by the Session).
 //!
+//! Mediation: the pod reaches the gateway and nothing else (plus the Agent's explicit CIDR entries). It has no
+//! DNS: the gateway's address is in `/etc/hosts` (`hostAliases`). Every other connection, the workspace clone
+//! included, goes through the gateway's egress proxy, which decides it by name and injects brokered
+//! credentials; no credential but the session token is in the pod.
+//!
 //! Hardening (DESIGN §6, and the "restricted" Pod Security Standard): non-root with a fixed UID, read-only
 //! root filesystem, every capability dropped, no privilege escalation, `RuntimeDefault` seccomp, no
 //! service-account token, no service links, resources always set (requests = limits), a wall-clock
@@ -9,15 +14,16 @@
 //! Agent's `writablePaths`).
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use paddock_api::AgentSpec;
-use paddock_api::agent::{SecretRef, WorkspaceSource};
+use paddock_api::agent::WorkspaceSource;
 use serde_json::{Value, json};
 
-use crate::quantity::Egress;
 use crate::spec::{SandboxSpec, WORKSPACE_DIR};
+use crate::workspace::remote;
 
 /// Where the Agent manifest is mounted in the runner.
 pub const AGENT_DIR: &str = "/etc/paddock/agent";
@@ -30,14 +36,9 @@ pub const DEADLINE_SLACK_SECONDS: i64 = 300;
 /// Label on every object of a session: the Session's name (hashed when longer than a label value may be).
 pub const SESSION_LABEL: &str = "paddock.dev/session";
 pub const AGENT_LABEL: &str = "paddock.dev/agent";
-/// Annotation on the NetworkPolicy listing the egress entries given by name, which a NetworkPolicy cannot
-/// express exactly (see [`render_network_policy`]).
-pub const EGRESS_HOSTS_ANNOTATION: &str = "paddock.dev/egress-hosts";
-/// Ranges a by-name egress entry never opens: private, shared, loopback and link-local (the cloud metadata
-/// endpoint) addresses.
-pub const NON_PUBLIC_V4: &[&str] =
-    &["10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"];
-pub const NON_PUBLIC_V6: &[&str] = &["fc00::/7", "fe80::/10", "::1/128"];
+/// Key of Paddock's egress CA certificate in the agent ConfigMap (mounted at [`AGENT_DIR`]): what a clone
+/// through the broker trusts.
+pub const EGRESS_CA_KEY: &str = "egress-ca.pem";
 
 /// One Session, as the renderers need it.
 #[derive(Clone, Debug)]
@@ -54,6 +55,12 @@ pub struct SessionInfo<'a> {
     pub model_override: Option<&'a str>,
     /// The Session's workspace, else the Agent's.
     pub workspace: Option<&'a WorkspaceSource>,
+    /// The gateway's address (its Service's ClusterIP, resolved by the controller), written to the pod's
+    /// `/etc/hosts` for the gateway's host name: the pod has no DNS. `None` when the gateway URL is an address.
+    pub gateway_address: Option<IpAddr>,
+    /// Paddock's egress CA certificate (PEM, public), put into the agent ConfigMap as [`EGRESS_CA_KEY`] for a
+    /// clone through the broker.
+    pub egress_ca: Option<&'a str>,
 }
 
 /// What the cluster installation decides (the Helm values the controller runs with).
@@ -67,13 +74,11 @@ pub struct ClusterConfig {
     pub clone_image: Option<String>,
     /// The gateway as runners reach it, e.g. `http://paddock-gateway.paddock-system.svc:6767`.
     pub gateway_url: String,
-    /// Where the gateway pods are and how to select them, for the NetworkPolicy.
+    /// Where the gateway pods are and how to select them, for the NetworkPolicy (the pods' port, which the
+    /// Service forwards to).
     pub gateway_namespace: String,
     pub gateway_pod_labels: BTreeMap<String, String>,
     pub gateway_port: u16,
-    /// The cluster DNS pods, for the NetworkPolicy.
-    pub dns_namespace: String,
-    pub dns_pod_labels: BTreeMap<String, String>,
 }
 
 impl Default for ClusterConfig {
@@ -86,8 +91,6 @@ impl Default for ClusterConfig {
             gateway_namespace: "paddock-system".into(),
             gateway_pod_labels: BTreeMap::from([("app.kubernetes.io/component".into(), "gateway".into())]),
             gateway_port: 6767,
-            dns_namespace: "kube-system".into(),
-            dns_pod_labels: BTreeMap::from([("k8s-app".into(), "kube-dns".into())]),
         }
     }
 }
@@ -166,7 +169,7 @@ fn typed<T: serde::de::DeserializeOwned>(v: Value) -> T {
 }
 
 /// The container security context every container of the runner pod gets.
-fn container_security(uid: u32) -> Value {
+pub(crate) fn container_security(uid: u32) -> Value {
     json!({
         "allowPrivilegeEscalation": false,
         "readOnlyRootFilesystem": true,
@@ -211,7 +214,6 @@ fn runner_json(s: &SessionInfo, agent: &AgentSpec, spec: &SandboxSpec, c: &Clust
         json!({"name": "TMPDIR", "value": "/tmp"}),
     ];
     env.extend(spec.env.iter().map(|(k, v)| json!({"name": k, "value": escape(v)})));
-    env.extend(agent.secret_refs.iter().map(secret_env));
     let mut mounts = vec![
         json!({"name": "workspace", "mountPath": WORKSPACE_DIR}),
         json!({"name": "tmp", "mountPath": "/tmp"}),
@@ -241,9 +243,7 @@ fn runner_json(s: &SessionInfo, agent: &AgentSpec, spec: &SandboxSpec, c: &Clust
     volumes.extend(writable_volumes(spec).into_iter().map(|(n, _)| json!({"name": n, "emptyDir": {}})));
     let mut init = Vec::new();
     if let Some(ws) = s.workspace {
-        let (containers, extra_volumes) = clone_steps(ws, spec, c, &resources);
-        init = containers;
-        volumes.extend(extra_volumes);
+        init = crate::clone::clone_steps(s.name, ws, agent, spec, c, &resources);
     }
     let mut pod_spec = json!({
         "restartPolicy": "Never",
@@ -267,85 +267,12 @@ fn runner_json(s: &SessionInfo, agent: &AgentSpec, spec: &SandboxSpec, c: &Clust
     if let Some(rc) = &spec.runtime_class_name {
         pod_spec["runtimeClassName"] = json!(rc);
     }
+    if let Some(aliases) = gateway_host_aliases(s, c) {
+        pod_spec["hostAliases"] = aliases;
+    }
     let mut meta = metadata(s, &names.pod);
     meta["annotations"] = json!({"paddock.dev/session-id": s.session_id});
     strip_nulls(json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}))
-}
-
-fn secret_env(r: &SecretRef) -> Value {
-    json!({"name": r.name, "valueFrom": {"secretKeyRef": {"name": r.secret_name, "key": r.key}}})
-}
-
-/// The init steps that clone the workspace: `git clone` (and `git checkout REF` when a ref is given), with the
-/// credentials of `secretRef` mounted into these steps only.
-fn clone_steps(
-    ws: &WorkspaceSource,
-    spec: &SandboxSpec,
-    c: &ClusterConfig,
-    resources: &Value,
-) -> (Vec<Value>, Vec<Value>) {
-    let mut env =
-        vec![json!({"name": "HOME", "value": HOME_DIR}), json!({"name": "GIT_TERMINAL_PROMPT", "value": "0"})];
-    let mut mounts = vec![
-        json!({"name": "workspace", "mountPath": WORKSPACE_DIR}),
-        json!({"name": "tmp", "mountPath": "/tmp"}),
-        json!({"name": "home", "mountPath": HOME_DIR}),
-    ];
-    let mut volumes = Vec::new();
-    if let Some(secret) = &ws.secret_ref {
-        if is_ssh(&ws.git) {
-            mounts.push(json!({"name": "git-credentials", "mountPath": "/etc/paddock/git", "readOnly": true}));
-            volumes
-                .push(json!({"name": "git-credentials", "secret": {"secretName": secret.name, "defaultMode": 0o400}}));
-            env.push(json!({"name": "GIT_SSH_COMMAND", "value": "ssh -i /etc/paddock/git/identity -o IdentitiesOnly=yes -o UserKnownHostsFile=/etc/paddock/git/known_hosts -o StrictHostKeyChecking=yes"}));
-        } else {
-            env.extend([
-                json!({"name": "GIT_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret.name, "key": "token"}}}),
-                json!({"name": "GIT_CONFIG_COUNT", "value": "1"}),
-                json!({"name": "GIT_CONFIG_KEY_0", "value": "http.extraHeader"}),
-                json!({"name": "GIT_CONFIG_VALUE_0", "value": "Authorization: Bearer $(GIT_TOKEN)"}),
-            ]);
-        }
-    }
-    let image = c.clone_image.clone().unwrap_or_else(|| c.image.clone());
-    let step = |name: &str, args: Vec<String>| {
-        json!({
-            "name": name,
-            "image": image,
-            "imagePullPolicy": c.image_pull_policy,
-            "command": ["git"],
-            "args": args,
-            "env": env,
-            "resources": resources,
-            "securityContext": container_security(spec.run_as_uid),
-            "volumeMounts": mounts,
-            "terminationMessagePolicy": "FallbackToLogsOnError"
-        })
-    };
-    let clone = |extra: &[&str]| {
-        let mut a = vec!["clone".to_owned()];
-        a.extend(extra.iter().map(|s| (*s).to_owned()));
-        a.extend(["--".to_owned(), escape(&ws.git), WORKSPACE_DIR.to_owned()]);
-        a
-    };
-    let steps = match ws.git_ref.as_deref() {
-        None => vec![step("clone-workspace", clone(&[]))],
-        // A commit: fetch everything, then check the commit out.
-        Some(r) if is_commit(r) => vec![
-            step("clone-workspace", clone(&["--no-checkout"])),
-            step(
-                "checkout-workspace",
-                ["-C", WORKSPACE_DIR, "checkout", "--detach", r, "--"].map(str::to_owned).to_vec(),
-            ),
-        ],
-        // A branch or tag.
-        Some(r) => vec![step("clone-workspace", clone(&["--branch", &escape(r)]))],
-    };
-    (steps, volumes)
-}
-
-fn is_commit(r: &str) -> bool {
-    (7..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Kubernetes expands `$(VAR)` in `command`, `args` and `env` values; `$$` is a literal `$`. User text must
@@ -354,37 +281,15 @@ pub fn escape(s: &str) -> String {
     s.replace('$', "$$")
 }
 
-fn is_ssh(url: &str) -> bool {
-    url.starts_with("ssh://") || (!url.contains("://") && url.contains('@') && url.contains(':'))
-}
-
-/// The git host a workspace is cloned from, as an egress entry (the clone runs inside the sandbox, behind
-/// the same NetworkPolicy); `None` for `file://`.
-pub fn workspace_egress(ws: &WorkspaceSource) -> Option<Egress> {
-    let url = ws.git.as_str();
-    let (rest, default_port) = if let Some(r) = url.strip_prefix("https://") {
-        (r, 443)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (r, 80)
-    } else if let Some(r) = url.strip_prefix("ssh://") {
-        (r, 22)
-    } else if let Some(r) = url.strip_prefix("git://") {
-        (r, 9418)
-    } else if !url.contains("://") && url.contains('@') {
-        // scp-like `git@host:owner/repo.git`
-        let host = url.split_once('@')?.1.split_once(':')?.0;
-        return Some(Egress { host: host.to_owned(), port: 22 });
-    } else {
+/// The gateway's host name mapped to its address in the pod's `/etc/hosts`: runner pods have no DNS (a DNS
+/// server reachable from the sandbox is a way out). `None` when the URL names an address already.
+fn gateway_host_aliases(s: &SessionInfo, c: &ClusterConfig) -> Option<Value> {
+    let host = remote(&c.gateway_url)?.host;
+    if host.parse::<IpAddr>().is_ok() {
         return None;
-    };
-    let authority = rest.split('/').next()?;
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, p.parse().ok()?),
-        _ => (hostport, default_port),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    (!host.is_empty()).then(|| Egress { host: host.to_owned(), port })
+    }
+    let ip = s.gateway_address?;
+    Some(json!([{"ip": ip.to_string(), "hostnames": [host]}]))
 }
 
 /// The runner Pod of a session.
@@ -395,52 +300,19 @@ pub fn render_runner_pod(s: &SessionInfo, agent: &AgentSpec, spec: &SandboxSpec,
 fn network_policy_json(s: &SessionInfo, spec: &SandboxSpec, c: &ClusterConfig) -> Value {
     let names = ObjectNames::of(s.name);
     let ns_selector = |ns: &str| json!({"matchLabels": {"kubernetes.io/metadata.name": ns}});
-    let mut egress = vec![
-        json!({
-            "to": [{"namespaceSelector": ns_selector(&c.gateway_namespace), "podSelector": {"matchLabels": c.gateway_pod_labels}}],
-            "ports": [{"protocol": "TCP", "port": c.gateway_port}]
-        }),
-        json!({
-            "to": [{"namespaceSelector": ns_selector(&c.dns_namespace), "podSelector": {"matchLabels": c.dns_pod_labels}}],
-            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
-        }),
-    ];
-    let mut entries: Vec<Egress> = spec.egress.clone();
-    if let Some(e) = s.workspace.and_then(workspace_egress)
-        && !entries.contains(&e)
-    {
-        entries.push(e);
-    }
-    let mut by_name: Vec<&Egress> = Vec::new();
-    for e in &entries {
-        match e.cidr() {
-            Some(cidr) => egress
-                .push(json!({"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": "TCP", "port": e.port}]})),
-            None => by_name.push(e),
-        }
-    }
-    let mut meta = metadata(s, &names.network_policy);
-    if !by_name.is_empty() {
-        // A NetworkPolicy selects addresses, not names: a name opens its port to public addresses (never the
-        // cluster's private ranges or the metadata endpoint). The names are kept in an annotation for an
-        // FQDN-aware policy (Cilium, Calico Enterprise) or an egress proxy to narrow it.
-        let mut ports: Vec<u16> = by_name.iter().map(|e| e.port).collect();
-        ports.sort_unstable();
-        ports.dedup();
-        egress.push(json!({
-            "to": [
-                {"ipBlock": {"cidr": "0.0.0.0/0", "except": NON_PUBLIC_V4}},
-                {"ipBlock": {"cidr": "::/0", "except": NON_PUBLIC_V6}}
-            ],
-            "ports": ports.iter().map(|p| json!({"protocol": "TCP", "port": p})).collect::<Vec<_>>()
-        }));
-        let hosts: Vec<String> = by_name.iter().map(|e| format!("{}:{}", e.host, e.port)).collect();
-        meta["annotations"] = json!({EGRESS_HOSTS_ANNOTATION: hosts.join(",")});
-    }
+    let mut egress = vec![json!({
+        "to": [{"namespaceSelector": ns_selector(&c.gateway_namespace), "podSelector": {"matchLabels": c.gateway_pod_labels}}],
+        "ports": [{"protocol": "TCP", "port": c.gateway_port}]
+    })];
+    // Only what an address names exactly; a name is reached through the gateway, which decides it.
+    egress.extend(spec.egress.iter().filter_map(|e| {
+        let cidr = e.cidr()?;
+        Some(json!({"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": "TCP", "port": e.port}]}))
+    }));
     json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": meta,
+        "metadata": metadata(s, &names.network_policy),
         "spec": {
             "podSelector": {"matchLabels": {SESSION_LABEL: names.label}},
             "policyTypes": ["Ingress", "Egress"],
@@ -450,20 +322,25 @@ fn network_policy_json(s: &SessionInfo, spec: &SandboxSpec, c: &ClusterConfig) -
     })
 }
 
-/// The NetworkPolicy of a session's runner: no ingress; egress only to the gateway, the cluster DNS, the
-/// Agent's allowlist and the workspace's git host. Entries given as addresses or CIDRs are exact; entries given
-/// by name open their port to public addresses only, and are listed in the [`EGRESS_HOSTS_ANNOTATION`].
+/// The NetworkPolicy of a session's runner: no ingress; egress to the gateway's pods on the gateway's port,
+/// and to the Agent's address and CIDR entries (`10.0.0.0/8:5432`) exactly. Nothing else: no DNS, no entry
+/// by name (the gateway's egress proxy enforces those), nothing from the workspace (its clone goes through
+/// the proxy too).
 pub fn render_network_policy(s: &SessionInfo, spec: &SandboxSpec, c: &ClusterConfig) -> NetworkPolicy {
     typed(network_policy_json(s, spec, c))
 }
 
 fn config_map_json(s: &SessionInfo, agent_yaml: &str) -> Value {
     let names = ObjectNames::of(s.name);
+    let mut data = json!({"agent.yaml": agent_yaml});
+    if let Some(ca) = s.egress_ca {
+        data[EGRESS_CA_KEY] = json!(ca);
+    }
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": metadata(s, &names.config_map),
         "immutable": true,
-        "data": {"agent.yaml": agent_yaml}
+        "data": data
     })
 }
 
@@ -493,8 +370,8 @@ pub fn agent_manifest(namespace: &str, name: &str, agent: &AgentSpec, sub_agents
     out
 }
 
-/// The Agent as a ConfigMap, mounted read-only into the runner at [`AGENT_DIR`]. `agent_yaml` comes from
-/// [`agent_manifest`].
+/// The Agent as a ConfigMap, mounted read-only into the runner at [`AGENT_DIR`] (with Paddock's egress CA
+/// certificate when the session has one). `agent_yaml` comes from [`agent_manifest`].
 pub fn render_agent_configmap(s: &SessionInfo, agent_yaml: &str) -> ConfigMap {
     typed(config_map_json(s, agent_yaml))
 }
@@ -562,6 +439,8 @@ mod tests {
             prompt: "fix it",
             model_override: None,
             workspace: ws,
+            gateway_address: Some(IpAddr::from([10, 96, 0, 17])),
+            egress_ca: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
         }
     }
 
@@ -569,13 +448,13 @@ mod tests {
     fn nothing_is_lost_in_the_typed_round_trip() {
         // k8s-openapi types ignore unknown fields: a misspelt field would vanish silently. It must not.
         let ws = WorkspaceSource {
-            git: "git@github.com:acme/shop.git".into(),
+            git: "https://github.com/acme/shop.git".into(),
             git_ref: Some("main".into()),
             secret_ref: Some(paddock_api::agent::LocalObjectReference { name: "git".into() }),
         };
         let a = agent(
             r#"{"harness": "custom", "model": "m", "sandbox": {"runtimeClassName": "gvisor", "egress": ["api.github.com:443", "10.0.0.0/8:5432"], "writablePaths": ["/var/cache"]},
-               "env": [{"name": "CI", "value": "1"}], "secretRefs": [{"name": "GH_TOKEN", "secretName": "gh", "key": "token"}]}"#,
+               "env": [{"name": "CI", "value": "1"}], "credentials": [{"host": "api.github.com", "secretName": "gh", "key": "token"}]}"#,
         );
         let spec = SandboxSpec::for_agent(&a, None).unwrap();
         let s = session(Some(&ws));
@@ -599,17 +478,6 @@ mod tests {
         assert_ne!(n, short_name(&format!("{long}b"), "runner"));
         assert!(label_value(&long).len() <= 63);
         assert_eq!(label_value("short"), "short");
-    }
-
-    #[test]
-    fn workspace_hosts() {
-        let ws = |u: &str| WorkspaceSource { git: u.into(), git_ref: None, secret_ref: None };
-        let e = |h: &str, p| Some(Egress { host: h.into(), port: p });
-        assert_eq!(workspace_egress(&ws("https://github.com/acme/shop.git")), e("github.com", 443));
-        assert_eq!(workspace_egress(&ws("https://user@git.acme.dev:8443/x.git")), e("git.acme.dev", 8443));
-        assert_eq!(workspace_egress(&ws("git@github.com:acme/shop.git")), e("github.com", 22));
-        assert_eq!(workspace_egress(&ws("ssh://git@10.1.2.3:2222/x.git")), e("10.1.2.3", 2222));
-        assert_eq!(workspace_egress(&ws("file:///srv/x.git")), None);
     }
 
     #[test]

@@ -89,7 +89,50 @@ pub fn parse_egress(entry: &str) -> Result<Egress, String> {
     if !entry.starts_with('[') && !valid_host(host) {
         return bad("invalid host");
     }
+    if let Err(why) = check_address(host) {
+        return Err(format!("`{entry}`: {why}"));
+    }
     Ok(Egress { host: host.to_owned(), port })
+}
+
+/// The narrowest prefix an IPv4 CIDR entry may have. A CIDR entry opens a subnet directly (a database
+/// network), past the gateway; the internet is reached by name, through the gateway.
+pub const WIDEST_CIDR_PREFIX: u8 = 8;
+
+/// Address and CIDR entries become `ipBlock`s of the NetworkPolicy, past the gateway: they may not be
+/// wider than a /8, may not have host bits set (the policy says exactly what was written), and may not
+/// reach link-local addresses (the cloud metadata endpoint, `169.254.169.254`). Names pass.
+fn check_address(host: &str) -> Result<(), String> {
+    use std::net::{IpAddr, Ipv4Addr};
+    let link_local = |ip: IpAddr| match ip {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => (a.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    if let Some((ip, bits)) = host.split_once('/') {
+        let (Ok(ip), Ok(bits)) = (ip.parse::<Ipv4Addr>(), bits.parse::<u8>()) else { return Ok(()) };
+        if bits < WIDEST_CIDR_PREFIX {
+            return Err(format!(
+                "a CIDR entry opens a subnet past the gateway and may be at most a /{WIDEST_CIDR_PREFIX}; \
+                 reach the internet by name (`host:port`), through the gateway"
+            ));
+        }
+        let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+        let net = Ipv4Addr::from(u32::from(ip) & mask);
+        if net != ip {
+            return Err(format!("host bits are set; write `{net}/{bits}`"));
+        }
+        // Overlap with 169.254.0.0/16: the wider of the two contains the other's network.
+        let link = u32::from(Ipv4Addr::new(169, 254, 0, 0));
+        let wider = mask.min(0xffff_0000);
+        if u32::from(ip) & wider == link & wider {
+            return Err("link-local addresses (the cloud metadata endpoint) are never opened".into());
+        }
+        return Ok(());
+    }
+    match host.parse::<IpAddr>() {
+        Ok(ip) if link_local(ip) => Err("link-local addresses (the cloud metadata endpoint) are never opened".into()),
+        _ => Ok(()),
+    }
 }
 
 fn valid_host(host: &str) -> bool {
@@ -136,6 +179,27 @@ mod tests {
         assert_eq!(parse_egress("*.npmjs.org:443").unwrap().cidr(), None);
         for bad in ["github.com", "github.com:0", "-x.com:443", "[::1:80", "1.2.3.4/40:1"] {
             assert!(parse_egress(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn address_entries_never_open_the_internet_or_the_metadata_endpoint() {
+        for (entry, why) in [
+            ("0.0.0.0/0:443", "at most a /8"),
+            ("128.0.0.0/1:443", "at most a /8"),
+            ("8.0.0.0/7:53", "at most a /8"),
+            ("10.1.2.3/8:5432", "write `10.0.0.0/8`"),
+            ("169.254.169.254:80", "link-local"),
+            ("169.254.0.0/16:80", "link-local"),
+            ("169.254.169.0/24:80", "link-local"),
+            ("169.0.0.0/8:80", "link-local"),
+            ("[fe80::1]:80", "link-local"),
+        ] {
+            let e = parse_egress(entry).unwrap_err();
+            assert!(e.contains(why), "{entry}: {e}");
+        }
+        for ok in ["10.0.0.0/8:5432", "10.20.0.0/16:5432", "192.168.1.10:6379", "[2001:db8::1]:443", "170.0.0.0/8:1"] {
+            assert!(parse_egress(ok).is_ok(), "{ok}");
         }
     }
 }

@@ -4,7 +4,9 @@
 use paddock_api::AgentSpec;
 use serde::Serialize;
 
+use crate::credentials::credential_problems;
 use crate::quantity::{Egress, cpu_millis, memory_bytes, parse_egress};
+use crate::workspace::{WorkspaceProblem, check_workspace};
 
 /// Where the workspace is, inside every sandbox.
 pub const WORKSPACE_DIR: &str = "/workspace";
@@ -43,6 +45,20 @@ pub enum SandboxError {
     ProviderKey { field: &'static str, index: usize, name: String },
     #[error("spec.{field}[{index}]: `{name}` is reserved for Paddock")]
     Reserved { field: &'static str, index: usize, name: String },
+    #[error("spec.secretRefs[{index}]: {}", secret_ref_refusal(name))]
+    SecretRef { index: usize, name: String },
+    #[error("spec.credentials[{index}].{field}: {message}")]
+    Credential { index: usize, field: &'static str, message: String },
+    #[error("spec.workspace.{0}")]
+    Workspace(#[from] WorkspaceProblem),
+}
+
+/// Why a `secretRefs` entry is refused, and what to write instead.
+pub fn secret_ref_refusal(name: &str) -> String {
+    format!(
+        "credentials never enter the sandbox; broker `{name}` with spec.credentials (host, secretName, key): the \
+         gateway injects it into requests to that host"
+    )
 }
 
 /// Everything a sandbox allows.
@@ -98,19 +114,23 @@ impl SandboxSpec {
                 return Err(SandboxError::Path { field, index, path: path.clone() });
             }
         }
-        let names =
-            agent.env.iter().map(|e| ("env", &e.name)).chain(agent.secret_refs.iter().map(|r| ("secretRefs", &r.name)));
-        let mut counts = std::collections::HashMap::new();
-        for (field, name) in names {
-            let index = counts.entry(field).or_insert(0usize);
+        for (index, name) in agent.env.iter().map(|e| &e.name).enumerate() {
             let upper = name.to_ascii_uppercase();
             if PROVIDER_KEY_VARS.contains(&upper.as_str()) {
-                return Err(SandboxError::ProviderKey { field, index: *index, name: name.clone() });
+                return Err(SandboxError::ProviderKey { field: "env", index, name: name.clone() });
             }
             if upper.starts_with("PADDOCK_") {
-                return Err(SandboxError::Reserved { field, index: *index, name: name.clone() });
+                return Err(SandboxError::Reserved { field: "env", index, name: name.clone() });
             }
-            *index += 1;
+        }
+        if let Some((index, r)) = agent.secret_refs.iter().enumerate().next() {
+            return Err(SandboxError::SecretRef { index, name: r.name.clone() });
+        }
+        if let Some(p) = credential_problems(&agent.credentials).into_iter().next() {
+            return Err(SandboxError::Credential { index: p.index, field: p.field, message: p.message });
+        }
+        if let Some(ws) = &agent.workspace {
+            check_workspace(ws)?;
         }
         Ok(SandboxSpec {
             runtime_class_name: required_runtime_class.map(str::to_owned).or_else(|| s.runtime_class_name.clone()),
@@ -170,10 +190,27 @@ mod tests {
         let key = agent(r#"{"harness": "custom", "model": "m", "env": [{"name": "OPENAI_API_KEY", "value": "sk"}]}"#);
         assert!(matches!(SandboxSpec::for_agent(&key, None), Err(SandboxError::ProviderKey { index: 0, .. })));
         let sref = agent(
-            r#"{"harness": "custom", "model": "m", "secretRefs": [{"name": "PADDOCK_TOKEN", "secretName": "s", "key": "k"}]}"#,
+            r#"{"harness": "custom", "model": "m", "secretRefs": [{"name": "GITHUB_TOKEN", "secretName": "s", "key": "k"}]}"#,
         );
         let e = SandboxSpec::for_agent(&sref, None).unwrap_err().to_string();
-        assert!(e.starts_with("spec.secretRefs[0]: `PADDOCK_TOKEN` is reserved"), "{e}");
+        assert!(
+            e.starts_with(
+                "spec.secretRefs[0]: credentials never enter the sandbox; broker `GITHUB_TOKEN` with spec.credentials"
+            ),
+            "{e}"
+        );
+        let reserved =
+            agent(r#"{"harness": "custom", "model": "m", "env": [{"name": "PADDOCK_TOKEN", "value": "x"}]}"#);
+        let e = SandboxSpec::for_agent(&reserved, None).unwrap_err().to_string();
+        assert!(e.starts_with("spec.env[0]: `PADDOCK_TOKEN` is reserved"), "{e}");
+        let cred = agent(
+            r#"{"harness": "custom", "model": "m", "credentials": [{"host": "*.github.com", "secretName": "s", "key": "k"}]}"#,
+        );
+        let e = SandboxSpec::for_agent(&cred, None).unwrap_err().to_string();
+        assert!(e.starts_with("spec.credentials[0].host: `*.github.com` is not"), "{e}");
+        let ssh = agent(r#"{"harness": "custom", "model": "m", "workspace": {"git": "git@github.com:acme/x.git"}}"#);
+        let e = SandboxSpec::for_agent(&ssh, None).unwrap_err().to_string();
+        assert!(e.starts_with("spec.workspace.git: `git@github.com:acme/x.git` is an SSH remote"), "{e}");
         let up = agent(r#"{"harness": "custom", "model": "m", "sandbox": {"writablePaths": ["/etc/../root"]}}"#);
         let e = SandboxSpec::for_agent(&up, None).unwrap_err().to_string();
         assert!(e.starts_with("spec.sandbox.writablePaths[0]:"), "{e}");

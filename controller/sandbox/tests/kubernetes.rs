@@ -5,6 +5,7 @@
 //! `.ci/run` also validates the snapshot files against the Kubernetes schemas (`kubernetes-validate`) and
 //! runs `.ci/pss-restricted.py` on them.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -14,6 +15,9 @@ use paddock_sandbox::{
     ClusterConfig, SandboxSpec, SessionInfo, agent_manifest, render_agent_configmap, render_network_policy,
     render_runner_pod, render_token_secret,
 };
+
+/// A certificate as the gateway serves it (public; what the clone trusts for a brokered remote).
+const EGRESS_CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBdTCCARugAwIBAgIUPaddockEgressCA\n-----END CERTIFICATE-----\n";
 
 struct Case {
     name: &'static str,
@@ -34,10 +38,10 @@ fn cases() -> Vec<Case> {
         git_ref: Some("release-1.4".into()),
         secret_ref: Some(LocalObjectReference { name: "webshop-git".into() }),
     });
-    let ssh = leak(WorkspaceSource {
-        git: "git@github.com:acme/infra.git".into(),
+    let public = leak(WorkspaceSource {
+        git: "https://github.com/acme/infra.git".into(),
         git_ref: Some("2f5e3a1c0d9b8e7f6a5b4c3d2e1f0a9b8c7d6e5f".into()),
-        secret_ref: Some(LocalObjectReference { name: "infra-deploy-key".into() }),
+        secret_ref: None,
     });
     let base = SessionInfo {
         name: "fix-login",
@@ -48,6 +52,8 @@ fn cases() -> Vec<Case> {
         prompt: "Fix the login bug described in issue 42.",
         model_override: None,
         workspace: None,
+        gateway_address: Some(IpAddr::from([10, 96, 12, 34])),
+        egress_ca: None,
     };
     vec![
         Case {
@@ -69,8 +75,8 @@ sandbox:
 env:
   - {name: NODE_ENV, value: test}
   - {name: PRICE, value: "$(not-expanded) $5"}
-secretRefs:
-  - {name: GH_TOKEN, secretName: github, key: token}
+credentials:
+  - {host: api.github.com, secretName: github, key: token}
 limits: {maxTurns: 20, timeoutSeconds: 900}
 "#,
             sub_agents: &[],
@@ -80,6 +86,7 @@ limits: {maxTurns: 20, timeoutSeconds: 900}
                 agent_name: "web-dev",
                 prompt: "Upgrade $(HOME) dependencies; keep $PATH",
                 workspace: Some(https),
+                egress_ca: Some(EGRESS_CA),
                 ..base.clone()
             },
         },
@@ -93,7 +100,7 @@ limits: {maxTurns: 20, timeoutSeconds: 900}
                 agent_name: "infra",
                 model_override: Some("gpt-5-mini"),
                 prompt: "Plan the payments cluster.",
-                workspace: Some(ssh),
+                workspace: Some(public),
                 ..base
             },
         },
@@ -266,4 +273,147 @@ fn the_runner_reads_an_agent_that_validates() {
             paddock_gitops::validate_files(&[paddock_gitops::SourceFile::new("agent.yaml", yaml.into_bytes())]);
         assert!(report.is_ok(), "{}: {}", case.name, report.render());
     }
+}
+
+fn cluster() -> ClusterConfig {
+    ClusterConfig { image: "ghcr.io/paddock-dev/runner:0.1.0".into(), ..ClusterConfig::default() }
+}
+
+fn base_session(workspace: Option<&'static WorkspaceSource>) -> SessionInfo<'static> {
+    SessionInfo { workspace, ..cases().remove(0).session }
+}
+
+fn workspace(git: &str, secret: Option<&str>) -> &'static WorkspaceSource {
+    leak(WorkspaceSource {
+        git: git.into(),
+        git_ref: None,
+        secret_ref: secret.map(|n| LocalObjectReference { name: n.into() }),
+    })
+}
+
+#[test]
+fn no_rendered_network_policy_opens_the_internet() {
+    let agents = [
+        "harness: custom\nmodel: m\n",
+        "harness: custom\nmodel: m\nsandbox: {egress: [\"registry.npmjs.org:443\", \"*.npmjs.org:443\", \"api.github.com:443\"]}\n",
+        "harness: custom\nmodel: m\nsandbox: {egress: [\"pypi.org:443\", \"files.pythonhosted.org:443\", \"*.internal:8080\"]}\n",
+        "harness: custom\nmodel: m\nsandbox: {egress: [\"[2001:db8::1]:443\", \"[::1]:8080\", \"10.0.0.0/8:5432\", \"192.168.4.2:6379\"]}\n",
+        "harness: custom\nmodel: m\ncredentials: [{host: api.github.com, secretName: gh, key: token}, {host: github.com, secretName: gh, key: token, scheme: basic}]\n",
+        "harness: claude-code\nmodel: claude-sonnet-4-5\nsandbox: {egress: [\"*.example.com:80\", \"example.com:1\", \"a.b.c.d.example:65535\"]}\n",
+    ];
+    let workspaces = [
+        None,
+        Some(workspace("https://github.com/acme/x.git", Some("git"))),
+        Some(workspace("https://git.acme.dev:8443/x.git", None)),
+        Some(workspace("http://[2001:db8::2]:8080/x.git", None)),
+        Some(workspace("ssh://169.254.169.254:80/x", None)),
+        Some(workspace("git@github.com:acme/x.git", None)),
+        Some(workspace("file:///srv/x.git", None)),
+    ];
+    let mut rendered = 0;
+    for yaml in agents {
+        let agent = spec(yaml);
+        let sandbox = SandboxSpec::for_agent(&agent, None).unwrap();
+        for ws in workspaces {
+            let policy =
+                serde_json::to_string(&render_network_policy(&base_session(ws), &sandbox, &cluster())).unwrap();
+            for wide in ["0.0.0.0/0", "::/0", "\"0.0.0.0", "169.254.", "\"port\":53"] {
+                assert!(!policy.contains(wide), "{yaml} {ws:?}: {wide} in {policy}");
+            }
+            // The gateway, and one ipBlock per address entry: nothing by name.
+            let np: serde_json::Value = serde_json::from_str(&policy).unwrap();
+            let blocks: Vec<&str> = np["spec"]["egress"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|r| r["to"].as_array().unwrap())
+                .filter_map(|to| to["ipBlock"]["cidr"].as_str())
+                .collect();
+            let want: Vec<String> = sandbox.egress.iter().filter_map(|e| e.cidr()).collect();
+            assert_eq!(blocks, want, "{yaml}");
+            rendered += 1;
+        }
+    }
+    assert_eq!(rendered, 42);
+    // An entry that would open the internet or the metadata endpoint does not validate at all.
+    for entry in ["0.0.0.0/0:443", "0.0.0.0/1:443", "169.254.169.254:80"] {
+        let agent = spec(&format!("harness: custom\nmodel: m\nsandbox: {{egress: [\"{entry}\"]}}\n"));
+        let e = SandboxSpec::for_agent(&agent, None).unwrap_err().to_string();
+        assert!(e.starts_with("spec.sandbox.egress[0]:"), "{entry}: {e}");
+    }
+}
+
+#[test]
+fn a_sessions_workspace_does_not_change_its_network_policy() {
+    let agent = spec("harness: custom\nmodel: m\nsandbox: {egress: [\"api.github.com:443\", \"10.20.0.0/16:5432\"]}\n");
+    let sandbox = SandboxSpec::for_agent(&agent, None).unwrap();
+    let without = serde_json::to_value(render_network_policy(&base_session(None), &sandbox, &cluster())).unwrap();
+    for url in [
+        "ssh://169.254.169.254:80/x",
+        "https://host.example:31337/x.git",
+        "https://github.com/acme/x.git",
+        "http://10.1.2.3:8080/x.git",
+    ] {
+        for secret in [None, Some("git")] {
+            let ws = workspace(url, secret);
+            let with =
+                serde_json::to_value(render_network_policy(&base_session(Some(ws)), &sandbox, &cluster())).unwrap();
+            assert_eq!(with, without, "{url}");
+        }
+    }
+}
+
+#[test]
+fn the_pod_holds_no_credential_but_its_session_token() {
+    let agent = spec(
+        "harness: custom\nmodel: m\ncredentials: [{host: api.github.com, secretName: github-bot, key: token}]\n\
+         workspace: {git: \"https://github.com/acme/x.git\", secretRef: {name: webshop-git}}\n",
+    );
+    let sandbox = SandboxSpec::for_agent(&agent, None).unwrap();
+    for ws in [agent.workspace.as_ref().unwrap(), workspace("https://gitlab.com/acme/y.git", Some("gl"))] {
+        let session = SessionInfo { egress_ca: Some(EGRESS_CA), ..base_session(Some(leak(ws.clone()))) };
+        let pod = serde_json::to_value(render_runner_pod(&session, &agent, &sandbox, &cluster())).unwrap();
+        let spec = &pod["spec"];
+        let containers =
+            spec["containers"].as_array().unwrap().iter().chain(spec["initContainers"].as_array().unwrap());
+        for c in containers {
+            for e in c["env"].as_array().unwrap() {
+                if let Some(r) = e.get("valueFrom") {
+                    assert_eq!(e["name"], "PADDOCK_TOKEN", "{e}");
+                    assert_eq!(r["secretKeyRef"], serde_json::json!({"name": "fix-login-token", "key": "token"}));
+                }
+                let text = e.to_string();
+                assert!(
+                    !text.contains("github-bot") && !text.contains("webshop-git") && !text.contains("\"gl\""),
+                    "{e}"
+                );
+            }
+        }
+        for v in spec["volumes"].as_array().unwrap() {
+            assert!(v.get("secret").is_none() && v.get("projected").is_none(), "no Secret is mounted: {v}");
+        }
+        // The clone goes through the proxy with the session token and trusts Paddock's CA for the brokered host.
+        let clone = &spec["initContainers"][0];
+        let env: Vec<(String, String)> = clone["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().into(), e["value"].as_str().unwrap_or("").into()))
+            .collect();
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("https_proxy"), Some("http://paddock:$(PADDOCK_TOKEN)@paddock-gateway.paddock-system.svc:6767"));
+        assert!(env.iter().position(|(n, _)| n == "PADDOCK_TOKEN") < env.iter().position(|(n, _)| n == "https_proxy"));
+        assert_eq!(get("GIT_SSL_CAINFO"), Some("/etc/paddock/agent/egress-ca.pem"));
+        assert_eq!(
+            spec["hostAliases"],
+            serde_json::json!([{"ip": "10.96.12.34", "hostnames": ["paddock-gateway.paddock-system.svc"]}])
+        );
+        let cm = serde_json::to_value(render_agent_configmap(&session, "kind: Agent\n")).unwrap();
+        assert_eq!(cm["data"]["egress-ca.pem"], EGRESS_CA);
+        assert!(!cm.to_string().contains("PRIVATE KEY"));
+    }
+    // An unbrokered remote is a tunnel: the clone keeps the image's roots.
+    let public = SessionInfo { ..base_session(Some(workspace("https://gitlab.com/acme/y.git", None))) };
+    let pod = serde_json::to_value(render_runner_pod(&public, &agent, &sandbox, &cluster())).unwrap();
+    assert!(!pod["spec"]["initContainers"][0].to_string().contains("GIT_SSL_CAINFO"));
 }
