@@ -80,12 +80,7 @@ impl CertificateAuthority {
             .map_err(|e| BrokerError::Ca(format!("the certificate does not parse: {e}")))?;
         let issuer = Issuer::from_ca_cert_der(&cert_der, key)
             .map_err(|e| BrokerError::Ca(format!("the certificate does not parse: {e}")))?;
-        Ok(CertificateAuthority {
-            cert_pem: cert_pem.to_owned(),
-            cert_der,
-            issuer,
-            leaves: Mutex::new(HashMap::new()),
-        })
+        Ok(CertificateAuthority { cert_pem: cert_pem.to_owned(), cert_der, issuer, leaves: Mutex::new(HashMap::new()) })
     }
 
     pub fn cert_pem(&self) -> &str {

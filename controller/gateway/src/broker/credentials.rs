@@ -32,9 +32,8 @@ pub fn resolve(
             .enumerate()
             .map(|(i, c)| {
                 let at = format!("spec.credentials[{i}]");
-                let (host, port) = c
-                    .host_port()
-                    .ok_or_else(|| format!("{at}.host: `{}` is not a host name or host:port", c.host))?;
+                let (host, port) =
+                    c.host_port().ok_or_else(|| format!("{at}.host: `{}` is not a host name or host:port", c.host))?;
                 let secret = read_secret(secrets_dir, &c.secret_name, &c.key).map_err(|e| format!("{at}: {e}"))?;
                 let (header, value) = c.header(&secret);
                 let cred = SessionCredential { host, port, header, value };
@@ -63,8 +62,7 @@ pub fn seal(key: &[u8; 32], creds: &[SessionCredential]) -> String {
     let mut nonce = [0u8; NONCE_LEN];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
     let mut data = serde_json::to_vec(creds).expect("credentials json");
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(SEAL_AAD), &mut data)
-        .expect("seal");
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(SEAL_AAD), &mut data).expect("seal");
     let mut out = nonce.to_vec();
     out.extend_from_slice(&data);
     format!("{SEAL_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(out))

@@ -33,6 +33,9 @@ pub struct Broker {
     config: EgressConfig,
     pub ca: ca::CertificateAuthority,
     upstream_tls: Arc<rustls::ClientConfig>,
+    /// Mirrors of pushed-to repositories, to tell a fast-forward from the objects; none without a data
+    /// directory (pushes are then refused).
+    mirrors: Option<crate::gitwire::mirror::Mirrors>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -48,7 +51,16 @@ impl Broker {
             Some(files) => ca::CertificateAuthority::load(&files.cert, &files.key)?,
             None => ca::CertificateAuthority::in_dir(data_dir)?,
         };
-        Self::with_ca(config, ca)
+        let mirrors = match crate::gitwire::mirror::Mirrors::new(data_dir.join("egress-mirrors"), &config) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "no git mirrors: pushes through the broker will be refused");
+                None
+            }
+        };
+        let mut broker = Self::with_ca(config, ca)?;
+        broker.mirrors = mirrors;
+        Ok(broker)
     }
 
     /// A broker whose CA lives in memory only, unless `egress.ca` names one (gateways built without a data
@@ -63,11 +75,15 @@ impl Broker {
 
     fn with_ca(config: EgressConfig, ca: ca::CertificateAuthority) -> Result<Broker, BrokerError> {
         let upstream_tls = upstream::client_tls(&config.trust)?;
-        Ok(Broker { config, ca, upstream_tls })
+        Ok(Broker { config, ca, upstream_tls, mirrors: None })
     }
 
     pub fn config(&self) -> &EgressConfig {
         &self.config
+    }
+
+    pub fn mirrors(&self) -> Option<&crate::gitwire::mirror::Mirrors> {
+        self.mirrors.as_ref()
     }
 
     /// The CA certificate (PEM) sandboxes trust for brokered hosts.

@@ -45,7 +45,7 @@ where
         }
     };
     let sni = start.client_hello().server_name().map(str::to_owned);
-    if !sni.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(&host)) {
+    if !sni.as_deref().is_some_and(|n| crate::egress::connect::same_name(n, &host)) {
         tracing::warn!(session = %s.id, %host, sni = ?sni, "brokered tunnel cut: its SNI is not the CONNECT host");
         return;
     }
@@ -75,7 +75,8 @@ where
         Err(_) => return,
     };
     let credential = gw.broker.credential(&s, &host, port);
-    let upstream = Arc::new(Upstream::new(&gw.broker, &host, port, credential));
+    let connect_timeout = Duration::from_secs(gw.limits.upstream_connect_timeout_seconds);
+    let upstream = Arc::new(Upstream::new(&gw.broker, &host, port, credential, connect_timeout));
     let service = hyper::service::service_fn(move |req| {
         let (gw, s, upstream) = (gw.clone(), s.clone(), upstream.clone());
         async move { Ok::<_, Infallible>(request(&gw, &s, &upstream, req).await) }
@@ -125,14 +126,25 @@ async fn request(gw: &Arc<Gateway>, s: &Arc<Session>, up: &Upstream, req: Reques
         path: Some(path.clone()),
         ..Event::default()
     };
-    if parts.method == Method::POST && route.ends_with("/git-receive-pack") {
-        return plain(StatusCode::FORBIDDEN, "git pushes through the broker are not available yet");
+    if crate::gitwire::receive_pack::is_push(&parts.method, &route) {
+        // A push is decided by its ref updates (a `git_push` event), not as an `egress` request.
+        let Some(mirrors) = gw.broker.mirrors() else {
+            return plain(StatusCode::FORBIDDEN, "pushes need the gateway's git mirrors, which it could not set up");
+        };
+        let to = crate::gitwire::receive_pack::Destination {
+            scheme: "https".into(),
+            host: up.host.clone(),
+            port: up.port,
+            credential: up.credential().map(|c| (c.header.clone(), c.value.clone())),
+        };
+        let req = Request::from_parts(parts, body);
+        return crate::gitwire::receive_pack::handle(gw, s, mirrors, &to, req, |r| send(s, up, &path, r)).await;
     }
     // A fetch's negotiation streams through unread (it reads, it cannot change anything); every other body is
     // read, bounded, so that the decision sees it.
     let streamed = parts.method == Method::POST && route.ends_with("/git-upload-pack");
     let body: ProxyBody = if streamed {
-        body.map_err(|e| Box::new(e) as BoxError).boxed()
+        body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
     } else {
         let bytes = match read_inspected(gw, &parts.headers, body).await {
             Ok(b) => b,
@@ -148,7 +160,7 @@ async fn request(gw: &Arc<Gateway>, s: &Arc<Session>, up: &Upstream, req: Reques
                 Err(why) => return plain(StatusCode::BAD_REQUEST, &format!("refused: {why}")),
             }
         }
-        Full::new(bytes).map_err(|never| match never {}).boxed()
+        Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
     };
     let ruling = match decide(gw, s, event).await {
         Ok(r) => r,
@@ -157,12 +169,16 @@ async fn request(gw: &Arc<Gateway>, s: &Arc<Session>, up: &Upstream, req: Reques
     if !ruling.allowed() {
         return refused(&ruling);
     }
-    let mut out = Request::from_parts(parts, body);
-    *out.uri_mut() = match path.parse() {
+    send(s, up, &path, Request::from_parts(parts, body)).await
+}
+
+/// Sends a decided request upstream with `path` (origin form) as its target; the upstream's answer, or 502.
+async fn send(s: &Session, up: &Upstream, path: &str, mut req: Request<ProxyBody>) -> Response<ProxyBody> {
+    *req.uri_mut() = match path.parse() {
         Ok(u) => u,
         Err(_) => return plain(StatusCode::BAD_REQUEST, "the request target is not a path"),
     };
-    match up.forward(out).await {
+    match up.forward(req).await {
         Ok(resp) => relay_response(resp),
         Err(e) => {
             tracing::warn!(session = %s.id, host = %up.host, error = %e, "brokered request failed upstream");
@@ -216,7 +232,9 @@ async fn read_inspected(
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the request body is larger than egress.maxInspectBytes ({max} bytes) the gateway reads to decide"),
+                &format!(
+                    "the request body is larger than egress.maxInspectBytes ({max} bytes) the gateway reads to decide"
+                ),
             ));
         }
         Ok(Err(e)) => return Err(plain(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}"))),
@@ -257,26 +275,27 @@ fn is_binary(headers: &hyper::HeaderMap) -> bool {
         || ["image/", "audio/", "video/"].iter().any(|p| ct.starts_with(p))
 }
 
-/// Decides a brokered request. An error deciding is a refusal.
+/// Decides a brokered request as the egress proxy decides (audit, metrics, an ask waits). A decision that
+/// cannot be made refuses the request.
 async fn decide(gw: &Arc<Gateway>, s: &Arc<Session>, event: Event) -> Result<crate::Ruling, Response<ProxyBody>> {
-    let wait = Duration::from_secs(gw.limits.decide_wait_seconds);
-    gw.decide(s, event, wait).await.map_err(|e| plain(StatusCode::FORBIDDEN, &format!("refused: {e}")))
+    crate::egress::decide(gw, s, event).await.map_err(|e| {
+        let status = match e {
+            crate::gateway::GatewayError::SessionEnded(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        plain(status, &format!("the gateway could not decide on this request: {e}"))
+    })
 }
 
-/// The answer to a refused request: 403 with the policy and its reason.
+/// The answer to a refused request: the egress proxy's 403, naming the policy and its reason.
 fn refused(ruling: &crate::Ruling) -> Response<ProxyBody> {
-    let who = match (&ruling.policy, &ruling.rule) {
-        (Some(p), Some(r)) => format!(" by policy {p} (rule {r})"),
-        (Some(p), None) => format!(" by policy {p}"),
-        _ => String::new(),
-    };
-    let what = if ruling.status == "pending" { "awaiting approval" } else { "refused" };
-    plain(StatusCode::FORBIDDEN, &format!("{what}{who}: {}", ruling.reason))
+    crate::egress::refused(ruling).map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
 }
 
 /// A short text answer of the gateway's own, closing nothing (the client may send its next request).
 fn plain(status: StatusCode, text: &str) -> Response<ProxyBody> {
-    let mut resp = Response::new(Full::new(Bytes::from(format!("paddock: {text}\n"))).map_err(|n| match n {}).boxed());
+    let mut resp =
+        Response::new(Full::new(Bytes::from(format!("paddock: {text}\n"))).map_err(|n| match n {}).boxed_unsync());
     *resp.status_mut() = status;
     resp.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp

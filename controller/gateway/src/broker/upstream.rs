@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response};
@@ -19,7 +19,7 @@ use crate::gateway::SessionCredential;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A request or response body the broker passes on.
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -68,7 +68,8 @@ pub struct Upstream {
     pub port: u16,
     credential: Option<SessionCredential>,
     tls: Arc<rustls::ClientConfig>,
-    resolve: Option<std::net::IpAddr>,
+    egress: crate::config::EgressConfig,
+    connect_timeout: std::time::Duration,
     sender: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<ProxyBody>>>,
 }
 
@@ -78,15 +79,22 @@ impl Upstream {
         host: &str,
         port: u16,
         credential: Option<SessionCredential>,
+        connect_timeout: std::time::Duration,
     ) -> Upstream {
         Upstream {
             host: host.to_owned(),
             port,
             credential,
             tls: broker.upstream_tls.clone(),
-            resolve: broker.config().resolve.get(host).copied(),
+            egress: broker.config().clone(),
+            connect_timeout,
             sender: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The session's credential for this host.
+    pub fn credential(&self) -> Option<&SessionCredential> {
+        self.credential.as_ref()
     }
 
     /// Sends `req` (origin-form path, decided already) to the host: its credential headers and hop-by-hop
@@ -132,13 +140,12 @@ impl Upstream {
 
     async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<ProxyBody>, UpstreamError> {
         let at = format!("{}:{}", self.host, self.port);
-        let tcp = match self.resolve {
-            Some(ip) => tokio::net::TcpStream::connect((ip, self.port)).await,
-            None => tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await,
-        }
-        .map_err(|e| UpstreamError::Connect(at.clone(), e.to_string()))?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(self.host.clone()).map_err(|e| UpstreamError::Tls(at.clone(), e.to_string()))?;
+        // The egress proxy's dialer: the resolver override, and a host name only to public addresses.
+        let tcp = crate::egress::dial::dial(&self.egress, self.connect_timeout, &self.host, self.port)
+            .await
+            .map_err(|e| UpstreamError::Connect(at.clone(), e.to_string()))?;
+        let name =
+            ServerName::try_from(self.host.clone()).map_err(|e| UpstreamError::Tls(at.clone(), e.to_string()))?;
         let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
             .connect(name, tcp)
             .await
@@ -184,5 +191,5 @@ pub fn strip_connection_headers(headers: &mut HeaderMap) {
 pub fn relay_response(resp: Response<Incoming>) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     strip_connection_headers(&mut parts.headers);
-    Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+    Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
 }
