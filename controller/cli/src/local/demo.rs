@@ -72,6 +72,7 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         listen,
         data_dir: Some(data.clone()),
         script: Some(data.join("script.yaml")),
+        ..args.clone()
     };
     super::supervisor::check_sandbox().map_err(|e| anyhow::anyhow!("the demo runs agents in a sandbox, and {e}"))?;
     let local = start(&up, true).await?;

@@ -36,6 +36,28 @@ pub struct Args {
     /// A scripted-model file: serves the model ids `scripted*` (for demos and offline work).
     #[arg(long)]
     pub script: Option<PathBuf>,
+    /// Where the credentials Agents name (`spec.credentials`) are read from, one file per key:
+    /// `DIR/<secretName>/<key>` (default: `secrets` in the data directory). The gateway injects them;
+    /// sandboxes never see them.
+    #[arg(long)]
+    pub secrets_dir: Option<PathBuf>,
+    /// For tests only: the egress proxy connects to NAME at IP instead of resolving it (repeatable).
+    #[arg(long = "egress-resolve", value_name = "NAME=IP", value_parser = parse_resolve)]
+    pub egress_resolve: Vec<(String, std::net::IpAddr)>,
+    /// A PEM file of root certificates the gateway also trusts when it connects to a brokered host (a
+    /// server behind a private CA; repeatable).
+    #[arg(long = "egress-trust", value_name = "PEM")]
+    pub egress_trust: Vec<PathBuf>,
+}
+
+/// `NAME=IP` of `--egress-resolve`.
+fn parse_resolve(s: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (name, ip) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=IP"))?;
+    let ip = ip.parse().map_err(|e| format!("`{ip}` is not an IP address: {e}"))?;
+    if name.is_empty() {
+        return Err(format!("`{s}` names no host"));
+    }
+    Ok((name.to_ascii_lowercase(), ip))
 }
 
 /// A running local Paddock.
@@ -94,12 +116,15 @@ pub async fn start(args: &Args, quiet: bool) -> anyhow::Result<Local> {
     std::fs::create_dir_all(data_dir.join("run")).with_context(|| format!("cannot create `{}`", data_dir.display()))?;
     let source = RepoSource::new(&args.repo, &data_dir)?;
     let first = source.load()?;
-    let cfg = GatewayConfig {
+    let mut cfg = GatewayConfig {
         listen: args.listen.clone(),
         data_dir: Some(data_dir.clone()),
         providers: providers(args.script.clone()),
         ..GatewayConfig::default()
     };
+    cfg.egress.secrets_dir = Some(args.secrets_dir.clone().unwrap_or_else(|| data_dir.join("secrets")));
+    cfg.egress.resolve = args.egress_resolve.iter().cloned().collect();
+    cfg.egress.trust = args.egress_trust.clone();
     cfg.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let gw = server::build(&cfg).await?;
     gw.set_policies(first.set);
@@ -124,7 +149,7 @@ pub async fn start(args: &Args, quiet: bool) -> anyhow::Result<Local> {
         .await
         .with_context(|| format!("cannot listen on {} (is another paddock up running?)", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
-    let app = server::router(gw.clone()).merge(routes(sup.clone()));
+    let app = with_egress_proxy(gw.clone(), server::routes(gw.clone()).merge(routes(sup.clone())));
     tokio::spawn(server::serve_on(listener, app.clone(), server::shutdown()));
     let unix_app = app;
     let sock = socket.clone();
@@ -144,6 +169,23 @@ pub async fn start(args: &Args, quiet: bool) -> anyhow::Result<Local> {
     let revision = first.id.clone();
     tokio::spawn(watch(source, gw, first.id, quiet));
     Ok(Local { url, admin_token, revision, agents: first.agents })
+}
+
+/// The gateway's routes and the supervisor's behind the egress proxy's dispatch, as [`server::router`] does
+/// for the gateway's own: a proxy request (`CONNECT`, an absolute-form URI) goes to the proxy before any
+/// routing, so `GET http://x/v1/local/sessions` is a request to `x`, never to a route here.
+fn with_egress_proxy(gw: Arc<paddock_gateway::Gateway>, routes: axum::Router) -> axum::Router {
+    let dispatch = tower::service_fn(move |req: axum::extract::Request| {
+        let (gw, routes) = (gw.clone(), routes.clone());
+        async move {
+            if paddock_gateway::egress::is_proxy_request(&req) {
+                Ok::<_, std::convert::Infallible>(paddock_gateway::egress::handle(gw, req).await)
+            } else {
+                tower::ServiceExt::oneshot(routes, req).await
+            }
+        }
+    });
+    axum::Router::new().fallback_service(dispatch)
 }
 
 fn which(bin: &str) -> Option<PathBuf> {

@@ -40,6 +40,11 @@ pub fn up(dir: &Path) -> Up {
 
 /// [`up`] with `envs` set for `paddock up`.
 pub fn up_with(dir: &Path, envs: &[(&str, &str)]) -> Up {
+    up_args(dir, &[], envs)
+}
+
+/// [`up`] with more arguments for `paddock up` and `envs` set for it.
+pub fn up_args(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Up {
     let data = dir.join("data");
     let mut child = Command::new(PADDOCK)
         .args(["up", "--repo"])
@@ -49,6 +54,7 @@ pub fn up_with(dir: &Path, envs: &[(&str, &str)]) -> Up {
         .arg("--data-dir")
         .arg(&data)
         .args(["--listen", "127.0.0.1:0"])
+        .args(args)
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
