@@ -159,7 +159,7 @@ fn policy_tests_of_the_template_pass() {
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(out.contains("policies: baseline, github-rules"), "{out}");
-    assert!(out.trim_end().ends_with("8 passed, 0 failed"), "{out}");
+    assert!(out.trim_end().ends_with("16 passed, 0 failed"), "{out}");
 }
 
 #[test]

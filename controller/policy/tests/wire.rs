@@ -350,3 +350,115 @@ cases:
 "#;
     check(suite, &policies(&[("p", GITHUB)]));
 }
+
+fn one(rule: &str) -> Vec<paddock_policy::CompiledPolicy> {
+    policies(&[("p", &format!("rules: [{rule}]"))])
+}
+
+#[test]
+fn blast_radius_counts_wire_effects_like_their_shell_spellings() {
+    let ps = one("{name: b, use: blast_radius}");
+    let d = |e: &Event| evaluate(e, &state(), &ps);
+    let forced = d(&push("acme/app", &[("refs/heads/agent/x", A, B, false)]));
+    assert!(forced.verdict == Verdict::Deny && forced.reason.contains("force push"), "{}", forced.reason);
+    assert_eq!(d(&push("acme/app", &[("refs/heads/agent/x", A, Z, false)])).verdict, Verdict::Deny);
+    assert_eq!(
+        d(&push("acme/app", &[("refs/heads/agent/x", A, B, true)])).verdict,
+        Verdict::Allow,
+        "asked at the tool call"
+    );
+    assert_eq!(d(&push("acme/app", &[("refs/heads/agent/x", Z, B, false)])).verdict, Verdict::Allow, "a creation");
+    assert_eq!(d(&request("DELETE", "/repos/acme/app/git/refs/heads%2Fmain", None)).verdict, Verdict::Deny);
+    assert_eq!(d(&request("DELETE", "/Repos/acme/app/", None)).verdict, Verdict::Deny);
+    assert_eq!(
+        d(&request("PATCH", "/repos/acme/app/git/refs/heads/main", Some(json!({"force": true})))).verdict,
+        Verdict::Deny
+    );
+    assert_eq!(
+        d(&request("PATCH", "/repos/acme/app/git/refs/heads/main", Some(json!({"force": false})))).verdict,
+        Verdict::Allow
+    );
+    assert_eq!(d(&request("PUT", "/repos/acme/app/pulls/3/merge", None)).verdict, Verdict::Ask);
+    assert_eq!(d(&graphql(&[("deleteRef", json!({"input": {"refId": "R"}}))])).verdict, Verdict::Deny);
+    assert_eq!(d(&request("DELETE", "/repos/acme/app/issues/comments/1", None)).verdict, Verdict::Allow);
+    let mut npm = egress("registry.npmjs.org", 443);
+    npm.method = Some("DELETE".into());
+    npm.path = Some("/repos/a/b".into());
+    assert_eq!(d(&npm).verdict, Verdict::Allow, "not a GitHub API");
+}
+
+#[test]
+fn enforce_sandbox_judges_the_real_connection() {
+    let ps = one(
+        "{name: s, use: enforce_sandbox, with: {allowed_egress: ['*.npmjs.org:443', 'api.github.com:443', '*.pythonhosted.org:443', '10.*:5432', 'github.com:443']}}",
+    );
+    let d = |e: &Event, s: &SessionState| evaluate(e, s, &ps);
+    assert_eq!(d(&egress("registry.npmjs.org", 443), &state()).verdict, Verdict::Allow);
+    let mut s = state();
+    s.sandbox.egress.push("git.example.com:443".into());
+    s.sandbox.egress.clear();
+    s.sandbox.brokered.push("git.example.com:443".into());
+    let out = d(&egress("git.example.com", 443), &s);
+    assert!(
+        out.verdict == Verdict::Deny && out.reason.contains("egress to `git.example.com:443` is not allowed"),
+        "{}",
+        out.reason
+    );
+    let none = one("{name: s, use: enforce_sandbox, with: {allow_egress: false}}");
+    let out = evaluate(
+        &egress("api.github.com", 443),
+        &SessionState { sandbox: s.sandbox.clone(), ..Default::default() },
+        &none,
+    );
+    assert!(out.verdict == Verdict::Deny && out.reason.contains("no egress besides the gateway"), "{}", out.reason);
+}
+
+#[test]
+fn risk_score_guards_egress_once_the_threshold_is_reached() {
+    let ps = one("{name: r, use: risk_score, with: {threshold: 10, guarded_egress: ['*:443']}}");
+    let mut s = state();
+    assert_eq!(evaluate(&egress("registry.npmjs.org", 443), &s, &ps).verdict, Verdict::Allow);
+    s.risk_score = 10;
+    let d = evaluate(&egress("registry.npmjs.org", 443), &s, &ps);
+    assert!(d.verdict == Verdict::Ask && d.reason.contains("registry.npmjs.org:443"), "{}", d.reason);
+    assert_eq!(evaluate(&egress("10.0.0.1", 5432), &s, &ps).verdict, Verdict::Allow, "not guarded");
+}
+
+#[test]
+fn sequence_steps_on_egress_and_pushes() {
+    let ps = one(
+        r#"{name: seq, use: sequence, with: {after: {egress_matches: '^CONNECT registry\.npmjs\.org:443'}, before: {push_matches: ' refs/heads/'}}}"#,
+    );
+    let suite = r#"
+state: {sandbox: {egress: ["registry.npmjs.org:443"], brokered: ["github.com:443"]}}
+cases:
+  - name: a push after a new package is asked about
+    steps:
+      - event: {phase: git_push, repo: acme/app, updates: [{ref: refs/heads/x, old: 1111111111111111111111111111111111111111, new: 2222222222222222222222222222222222222222, fast_forward: true}]}
+        expect: allow
+      - event: {phase: egress, host: registry.npmjs.org, port: 443}
+        expect: allow
+      - event: {phase: git_push, repo: acme/app, updates: [{ref: refs/tags/v1, old: 0000000000000000000000000000000000000000, new: 2222222222222222222222222222222222222222, fast_forward: true}]}
+        expect: allow
+      - event: {phase: git_push, repo: acme/app, updates: [{ref: refs/heads/x, old: 1111111111111111111111111111111111111111, new: 2222222222222222222222222222222222222222, fast_forward: true}]}
+        expect: ask
+        reason_contains: "`acme/app refs/heads/x` follows `CONNECT registry.npmjs.org:443`"
+"#;
+    check(suite, &ps);
+    let mixed = support::compile_errors(
+        "rules: [{name: s, use: sequence, with: {after: {tool: Bash, egress_matches: x}, before: {tool: Bash}}}]",
+    );
+    assert!(mixed.contains("matches one kind of event"), "{mixed}");
+}
+
+#[test]
+fn cel_sees_wire_fields() {
+    let ps = one(
+        r#"{name: c, use: cel, with: {expression: 'event.phase == "egress" && event.method == "POST" && event.body.size() > 0 && session.sandbox.brokered.exists(b, b == "api.github.com:443")'}}"#,
+    );
+    assert_eq!(evaluate(&request("POST", "/x", Some(json!({"a": 1}))), &state(), &ps).verdict, Verdict::Deny);
+    assert_eq!(evaluate(&request("GET", "/x", None), &state(), &ps).verdict, Verdict::Allow);
+    let ps = one(r#"{name: c, use: cel, with: {expression: 'event.updates.exists(u, !u.fast_forward)'}}"#);
+    assert_eq!(evaluate(&push("acme/app", &[("refs/heads/x", A, B, false)]), &state(), &ps).verdict, Verdict::Deny);
+    assert_eq!(evaluate(&push("acme/app", &[("refs/heads/x", A, B, true)]), &state(), &ps).verdict, Verdict::Allow);
+}

@@ -1,13 +1,22 @@
 //! `blast_radius`: deny irreversible shell commands (recursive deletes of critical paths, force pushes,
 //! wiping disks), ask before risky ones (pushes, publishes, infrastructure changes), and never allow a
 //! command line whose effect the parser cannot see (see [`crate::opaque`]): those get `opaque_action`.
+//!
+//! On the wire the same effects count: a `git_push` that deletes a ref or is not a fast-forward, and a
+//! request to a GitHub API that deletes a ref or a repository, forces a ref, or merges a pull request (an
+//! `egress` event with `method`). A plain push on the wire is not asked about again: the tool call that ran
+//! it was (as a push, or as a command line the parser cannot see through).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::github::shell_commands;
-use super::{Action, Builtin, BuiltinDef, Outcome, RuleCtx, TOOL_PHASES, build_with, schema_of};
-use crate::event::Event;
+use paddock_api::Phase;
+use serde_json::Value;
+
+use super::github::wire::api_segments;
+use super::{Action, Builtin, BuiltinDef, Outcome, RuleCtx, build_with, schema_of};
+use crate::event::{Event, is_zero_oid};
 use crate::git::{GitCommand, gh_command, git_command};
 use crate::opaque::why_opaque;
 use crate::shell::{SimpleCommand, program_name};
@@ -36,7 +45,7 @@ pub struct BlastParams {
 pub const BLAST_RADIUS: BuiltinDef = BuiltinDef {
     name: "blast_radius",
     summary: "deny irreversible shell commands, ask before risky ones",
-    phases: TOOL_PHASES,
+    phases: &[Phase::ToolCall, Phase::LlmResponse, Phase::Egress, Phase::GitPush],
     schema: schema_of::<BlastParams>,
     build: |v| build_with(v, |p: BlastParams| Ok(Blast { p })),
 };
@@ -163,8 +172,82 @@ fn classify(c: &SimpleCommand, gate_pushes: bool) -> Option<BlastClass> {
     }
 }
 
+/// What a `git_push`, or a request to a GitHub API, does that counts.
+fn wire_class(event: &Event) -> Option<BlastClass> {
+    if event.phase == Phase::GitPush {
+        return event.updates.iter().find_map(|u| {
+            if u.is_delete() {
+                Some(BlastClass::Irreversible(format!("push that deletes `{}`", u.git_ref)))
+            } else if !u.is_create() && !u.fast_forward {
+                Some(BlastClass::Irreversible(format!("force push of `{}` rewrites remote history", u.git_ref)))
+            } else {
+                None
+            }
+        });
+    }
+    let segs = api_segments(event.host.as_deref()?, event.path.as_deref()?)?;
+    let method = event.method.as_deref()?.to_ascii_uppercase();
+    let is = |i: usize, w: &str| segs.get(i).is_some_and(|s| s.eq_ignore_ascii_case(w));
+    let truthy = |v: Option<&Value>| v.is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
+    if segs.len() == 1 && is(0, "graphql") {
+        let op = event.operation.as_ref()?;
+        return op.fields.iter().find_map(|f| {
+            let input = f.args.get("input");
+            let name = f.name.to_ascii_lowercase();
+            let forced = |u: &Value| {
+                truthy(u.get("force")) || u.get("afterOid").and_then(Value::as_str).is_some_and(is_zero_oid)
+            };
+            match name.as_str() {
+                "deleteref" | "deleterepository" => {
+                    Some(BlastClass::Irreversible(format!("GraphQL `{}` deletes", f.name)))
+                }
+                "updateref" if truthy(input.and_then(|i| i.get("force"))) => {
+                    Some(BlastClass::Irreversible("GraphQL `updateRef` with force rewrites remote history".into()))
+                }
+                "updaterefs"
+                    if input
+                        .and_then(|i| i.get("refUpdates"))
+                        .and_then(Value::as_array)
+                        .is_some_and(|l| l.iter().any(forced)) =>
+                {
+                    Some(BlastClass::Irreversible("GraphQL `updateRefs` forces or deletes a ref".into()))
+                }
+                "mergepullrequest" | "mergebranch" => Some(BlastClass::Risky(format!("GraphQL `{}` merges", f.name))),
+                _ => None,
+            }
+        });
+    }
+    if !is(0, "repos") || segs.len() < 3 {
+        return None;
+    }
+    let refs = is(3, "git") && is(4, "refs") && segs.len() > 5;
+    match method.as_str() {
+        "DELETE" if segs.len() == 3 => Some(BlastClass::Irreversible("API call that deletes a repository".into())),
+        "DELETE" if refs => Some(BlastClass::Irreversible("API call that deletes a remote ref".into())),
+        "PATCH" if refs && truthy(event.body.as_ref().and_then(|b| b.get("force"))) => {
+            Some(BlastClass::Irreversible("API call that force-updates a ref rewrites remote history".into()))
+        }
+        "PUT" if segs.len() == 6 && is(3, "pulls") && is(5, "merge") => {
+            Some(BlastClass::Risky("API call that merges a pull request".into()))
+        }
+        _ => None,
+    }
+}
+
 impl Builtin for Blast {
-    fn evaluate(&self, _: &RuleCtx, _: &Event, tools: &[ToolUse], _: &SessionState) -> Result<Outcome, String> {
+    fn evaluate(&self, _: &RuleCtx, event: &Event, tools: &[ToolUse], _: &SessionState) -> Result<Outcome, String> {
+        if matches!(event.phase, Phase::Egress | Phase::GitPush) {
+            return Ok(match wire_class(event) {
+                Some(BlastClass::Irreversible(why)) => Outcome::deny(
+                    self.p.deny_reason.clone().unwrap_or_else(|| format!("irreversible command denied: {why}")),
+                ),
+                Some(BlastClass::Risky(why)) if self.p.risky_action == Action::Deny => {
+                    Outcome::deny(self.p.deny_reason.clone().unwrap_or_else(|| format!("risky command: {why}")))
+                }
+                Some(BlastClass::Risky(why)) => Outcome::ask(format!("risky command: {why}")),
+                None => Outcome::allow(),
+            });
+        }
         let mut risky = None;
         let mut opaque = None;
         for t in tools {

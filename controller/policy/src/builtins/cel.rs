@@ -1,7 +1,9 @@
 //! `cel`: a CEL expression over the event decides. It sees `event` (the event as JSON — its `body`,
 //! `messages`, `system`, `output` and `text` only when the expression names them — plus `tools`:
-//! the normalised tool uses with `name`, `kind`, `args`, `command`, `paths`) and `session` (agent, owner,
-//! labels, model, cost_usd, tool_calls, risk_score). It returns `true` (the rule fires: deny, or the
+//! the normalised tool uses with `name`, `kind`, `args`, `command`, `paths`; on `egress` also `host`, `port`,
+//! `scheme`, `method`, `path`, `operation`, and `body` when named; on `git_push` `host`, `repo`, `updates`)
+//! and `session` (agent, owner, labels, model, cost_usd, tool_calls, risk_score, environment, and `sandbox`:
+//! `egress`, `brokered`). It returns `true` (the rule fires: deny, or the
 //! rule's `action`), `false` (allow), or Omnigent's map `{"result": "DENY"|"ASK"|"ALLOW", "reason": ...}`.
 
 use schemars::JsonSchema;
@@ -80,6 +82,7 @@ impl Builtin for CelRule {
             "agent": state.agent, "owner": state.owner, "labels": state.labels, "model": state.model,
             "cost_usd": state.usage.cost_usd, "tool_calls": state.tool_calls, "risk_score": state.risk_score,
             "environment": state.environment,
+            "sandbox": {"egress": state.sandbox.egress, "brokered": state.sandbox.brokered},
         });
         let result = ROOT.with(|root| {
             let mut ctx = root.new_inner_scope();

@@ -9,9 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    Action, Builtin, BuiltinDef, CALL_AND_RESULT_PHASES, Outcome, RuleCtx, TOOL_PHASES, build_with, schema_of,
-};
+use super::{Action, Builtin, BuiltinDef, Outcome, RuleCtx, TOOL_PHASES, build_with, schema_of};
 use crate::event::Event;
 use crate::state::{SessionState, StateUpdate};
 use crate::tools::ToolUse;
@@ -231,6 +229,11 @@ pub struct RiskParams {
     /// Reason shown when escalating.
     #[serde(default)]
     pub reason: Option<String>,
+    /// Connections that need approval (or are denied) once the score reaches `threshold`: `host:port` globs
+    /// matched against every `egress` event (`*:*` for all; hosts lowercase, IPv6 in brackets). This is
+    /// where data leaves, whatever tool or script sends it.
+    #[serde(default)]
+    pub guarded_egress: Vec<String>,
 }
 
 fn default_threshold_points() -> i64 {
@@ -245,7 +248,7 @@ fn default_label_keys() -> Vec<String> {
 pub const RISK_SCORE: BuiltinDef = BuiltinDef {
     name: "risk_score",
     summary: "add points per tool and sensitivity label; ask or deny above a threshold",
-    phases: CALL_AND_RESULT_PHASES,
+    phases: &[Phase::ToolCall, Phase::ToolResult, Phase::Egress],
     schema: schema_of::<RiskParams>,
     build: |v| build_with(v, |p: RiskParams| Ok(RiskScore { p })),
 };
@@ -280,6 +283,23 @@ impl RiskScore {
         }
     }
 
+    /// An `egress` event once the score is at the threshold: guarded destinations escalate.
+    fn egress(&self, event: &Event, state: &SessionState) -> Outcome {
+        let (Some(host), Some(port)) = (event.host.as_deref(), event.port) else { return Outcome::allow() };
+        let dest = crate::egress::host_port(host, port);
+        let guarded = self.p.guarded_egress.iter().any(|g| crate::tools::glob_match(&g.to_ascii_lowercase(), &dest));
+        if state.risk_score < self.p.threshold || !guarded {
+            return Outcome::allow();
+        }
+        let reason = self.p.reason.clone().unwrap_or_else(|| {
+            format!(
+                "the session's risk score is {} (threshold {}) and egress to `{dest}` is guarded",
+                state.risk_score, self.p.threshold
+            )
+        });
+        Outcome::act(self.p.escalate_action, reason)
+    }
+
     fn label(&self, l: &str) -> Option<i64> {
         self.p.sensitive_labels.iter().find(|(k, _)| k.eq_ignore_ascii_case(l)).map(|(_, p)| *p)
     }
@@ -287,6 +307,9 @@ impl RiskScore {
 
 impl Builtin for RiskScore {
     fn evaluate(&self, _: &RuleCtx, event: &Event, tools: &[ToolUse], state: &SessionState) -> Result<Outcome, String> {
+        if event.phase == Phase::Egress {
+            return Ok(self.egress(event, state));
+        }
         let Some(t) = tools.first() else { return Ok(Outcome::allow()) };
         if event.phase == Phase::ToolResult {
             let points = event.output.as_ref().map_or(0, |o| self.label_points(o, 0));
