@@ -263,7 +263,7 @@ mod tests {
                 request(&[format!("{A} {B} refs/heads/a\0x\n"), format!("{A} {B} refs/heads/b\0y\n")], b"PACK"),
                 CommandError::BadCommand("capabilities after the first command".into()),
             ),
-            (format!("0032{A} {B}").into_bytes(), CommandError::Incomplete),
+            (format!("0060{A} {B}").into_bytes(), CommandError::Incomplete),
         ];
         for (body, want) in cases {
             assert_eq!(parse(&body, body.len() as u64), Err(want));

@@ -65,7 +65,7 @@ where
     F: FnOnce(Request<ProxyBody>) -> Fut,
     Fut: std::future::Future<Output = Response<ProxyBody>>,
 {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.trim().eq_ignore_ascii_case("application/x-git-receive-pack-request") {
         return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "a push is `application/x-git-receive-pack-request`");
@@ -94,6 +94,11 @@ where
         Decoded { file: Ok(f), len, head } => (f, len, head),
         Decoded { file: Err(e), .. } => return text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
+    // Before a large (chunked) push, git probes with an empty command list: it updates nothing, and the
+    // host's answer tells git it may send the rest.
+    if len == 4 && head == crate::gitwire::pkt::FLUSH {
+        return forward_spooled(parts, spooled, forward).await;
+    }
     let commands = match commands::parse(&head, len) {
         Ok(c) => c,
         Err(e) => return refusal(&head, None, &e.to_string()),
@@ -119,6 +124,7 @@ where
     let event = Event {
         phase: Phase::GitPush,
         host: Some(remote.host.clone()),
+        port: Some(remote.port),
         repo: Some(repo),
         updates: updates.clone(),
         ..Event::default()
@@ -129,14 +135,7 @@ where
     };
     if ruling.allowed() {
         tracing::info!(session = %s.id, remote = ?remote, updates = updates.len(), "push allowed; forwarding");
-        let body = match stream_file(&spooled.file) {
-            Ok(b) => b,
-            Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        };
-        parts.headers.remove(header::TRANSFER_ENCODING);
-        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(spooled.len));
-        drop(spooled);
-        return forward(Request::from_parts(parts, body)).await;
+        return forward_spooled(parts, spooled, forward).await;
     }
     let refused = culprits(gw, s, &event, &ruling).await;
     let statuses = updates
@@ -151,6 +150,26 @@ where
         .collect::<Vec<_>>();
     let message = format!("paddock: push refused{}: {}", by(&ruling), ruling.reason.trim_end());
     answer(report::report(commands.answer(), "ok", &statuses, Some(&message)))
+}
+
+/// Sends the original request, its body the spooled bytes as they came (still compressed if they were).
+async fn forward_spooled<F, Fut>(
+    mut parts: hyper::http::request::Parts,
+    spooled: Spooled,
+    forward: F,
+) -> Response<ProxyBody>
+where
+    F: FnOnce(Request<ProxyBody>) -> Fut,
+    Fut: std::future::Future<Output = Response<ProxyBody>>,
+{
+    let body = match stream_file(&spooled.file) {
+        Ok(b) => b,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(spooled.len));
+    drop(spooled);
+    forward(Request::from_parts(parts, body)).await
 }
 
 /// Fast-forward of each update, from the mirror (refreshed now) and the pushed pack; what cannot be worked
@@ -287,13 +306,14 @@ where
             }
             continue;
         }
+        // The head is kept even past the limit: its first command says how to answer.
+        if head.len() < HEAD_MAX {
+            head.extend_from_slice(&data[..data.len().min(HEAD_MAX - head.len())]);
+        }
         len += data.len() as u64;
         if len > max {
             too_large = true;
             continue;
-        }
-        if head.len() < HEAD_MAX {
-            head.extend_from_slice(&data[..data.len().min(HEAD_MAX - head.len())]);
         }
         file.write_all(&data).map_err(|e| e.to_string())?;
     }

@@ -1,0 +1,521 @@
+//! Git pushes judged on the wire, with real git: a bare repository served by `git http-backend` over
+//! loopback HTTP stands in for GitHub; real `git push` runs are the clients. The mirror and the ancestry
+//! check are tested against it directly; the push handler sits behind a small loopback front (the broker's
+//! place) that sends pushes to it and everything else to the stand-in.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use paddock_gateway::config::EgressConfig;
+use paddock_gateway::gitwire::ancestry::{self, Pack};
+use paddock_gateway::gitwire::mirror::{Mirrors, Remote};
+use paddock_gateway::gitwire::receive_pack::{self, Destination};
+use paddock_policy::{RefUpdate, ZERO_OID};
+use support::*;
+
+const HOST: &str = "git.test";
+const TOKEN: &str = "Bearer mirror-secret-123";
+
+/// Runs git (no user or system configuration) in `dir`; its stdout and stderr, panicking on failure.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_run(dir, args);
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn git_run(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("HOME", dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("HTTP_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("http_proxy")
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .expect("git runs")
+}
+
+/// Async wrapper: git pushes talk to servers on this runtime.
+async fn git_async(dir: &Path, args: &[&str]) -> std::process::Output {
+    let (dir, args): (PathBuf, Vec<String>) = (dir.to_owned(), args.iter().map(|a| a.to_string()).collect());
+    tokio::task::spawn_blocking(move || git_run(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
+/// The stand-in: `git http-backend` over `root`, counting pushes it received and keeping the credential
+/// headers it saw.
+struct Backend {
+    port: u16,
+    pushes: Arc<AtomicUsize>,
+    authorizations: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Clone)]
+struct BackendState {
+    root: PathBuf,
+    pushes: Arc<AtomicUsize>,
+    authorizations: Arc<Mutex<Vec<String>>>,
+}
+
+async fn backend(root: &Path) -> Backend {
+    let state = BackendState {
+        root: root.to_owned(),
+        pushes: Arc::new(AtomicUsize::new(0)),
+        authorizations: Arc::new(Mutex::new(Vec::new())),
+    };
+    let (pushes, authorizations) = (state.pushes.clone(), state.authorizations.clone());
+    let app = axum::Router::new().fallback(cgi).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Backend { port, pushes, authorizations, task }
+}
+
+async fn cgi(
+    axum::extract::State(st): axum::extract::State<BackendState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    if parts.uri.path().ends_with("/git-receive-pack") {
+        st.pushes.fetch_add(1, Ordering::SeqCst);
+    }
+    if let Some(a) = parts.headers.get("authorization") {
+        st.authorizations.lock().unwrap().push(a.to_str().unwrap().to_owned());
+    }
+    let header = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("HOME", &st.root)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_PROJECT_ROOT", &st.root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REMOTE_USER", "tester")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .env("PATH_INFO", parts.uri.path())
+        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("HTTP_GIT_PROTOCOL", header("git-protocol"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(&body).await;
+    });
+    let out = child.wait_with_output().await.unwrap();
+    writer.await.unwrap();
+    let split = out.stdout.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
+    let split = split.or_else(|| out.stdout.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2)));
+    let (at, sep) = split.expect("CGI headers");
+    let mut resp = axum::response::Response::new(Body::from(out.stdout[at + sep..].to_vec()));
+    for line in String::from_utf8_lossy(&out.stdout[..at]).lines() {
+        let Some((k, v)) = line.split_once(':') else { continue };
+        if k.eq_ignore_ascii_case("status") {
+            *resp.status_mut() = v.trim()[..3].parse::<u16>().unwrap().try_into().unwrap();
+        } else {
+            resp.headers_mut()
+                .append(axum::http::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(), v.trim().parse().unwrap());
+        }
+    }
+    resp
+}
+
+/// A remote `acme/app` with `main` at one commit, and a work clone of it with an `origin` pointing at `url`.
+struct Repos {
+    dir: tempfile::TempDir,
+}
+
+impl Repos {
+    fn new() -> Repos {
+        let dir = tempfile::tempdir().unwrap();
+        let bare = dir.path().join("remote/acme/app.git");
+        std::fs::create_dir_all(&bare).unwrap();
+        git(&bare, &["init", "--bare", "-q", "-b", "main"]);
+        git(&bare, &["config", "http.receivepack", "true"]);
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        git(&work, &["init", "-q", "-b", "main"]);
+        commit(&work, "one");
+        git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+        Repos { dir }
+    }
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("remote")
+    }
+    fn bare(&self) -> PathBuf {
+        self.root().join("acme/app.git")
+    }
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+    fn remote_main(&self) -> String {
+        git(&self.bare(), &["rev-parse", "refs/heads/main"])
+    }
+}
+
+fn commit(work: &Path, text: &str) -> String {
+    std::fs::write(work.join("file.txt"), text).unwrap();
+    git(work, &["add", "file.txt"]);
+    git(work, &["commit", "-q", "-m", text]);
+    git(work, &["rev-parse", "HEAD"])
+}
+
+/// A thin pack of `new` minus `old` (what a push sends), in a file.
+fn pack_file(work: &Path, new: &str, old: Option<&str>) -> std::fs::File {
+    let revs = match old {
+        Some(o) => format!("{new}\n^{o}\n"),
+        None => format!("{new}\n"),
+    };
+    let mut child = std::process::Command::new("git")
+        .args(["pack-objects", "--revs", "--thin", "--stdout", "-q"])
+        .current_dir(work)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(revs.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let mut f = tempfile::tempfile().unwrap();
+    f.write_all(&out.stdout).unwrap();
+    f
+}
+
+fn egress(port_ok: bool) -> EgressConfig {
+    let mut e = EgressConfig::default();
+    if port_ok {
+        e.resolve.insert(HOST.into(), "127.0.0.1".parse().unwrap());
+    }
+    e
+}
+
+fn remote(port: u16) -> Remote {
+    Remote {
+        scheme: "http".into(),
+        host: HOST.into(),
+        port,
+        path: "/acme/app.git".into(),
+        repo: "acme/app".into(),
+        credential: Some(("authorization".into(), TOKEN.into())),
+    }
+}
+
+fn update(git_ref: &str, old: &str, new: &str) -> RefUpdate {
+    RefUpdate { git_ref: git_ref.into(), old: old.into(), new: new.into(), fast_forward: false }
+}
+
+#[tokio::test]
+async fn mirror_fetches_with_the_credential_and_ancestry_tells_fast_forward_from_force() {
+    let repos = Repos::new();
+    let up = backend(&repos.root()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let mirrors = Mirrors::new(scratch.path().join("egress-mirrors"), &egress(true)).unwrap();
+    let base = repos.remote_main();
+    let work = repos.work();
+    let ahead = commit(&work, "two");
+    git(&work, &["checkout", "-q", "-b", "rewritten", &base]);
+    git(&work, &["commit", "-q", "--amend", "-m", "one, rewritten"]);
+    let rewritten = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["tag", "-a", "-m", "v1", "v1", &ahead]);
+    let tag = git(&work, &["rev-parse", "v1"]);
+
+    let mirror = mirrors.refresh(&remote(up.port)).await.unwrap();
+    assert_eq!(mirror.refs.as_ref().unwrap().get("refs/heads/main"), Some(&base));
+    assert!(mirror.path.ends_with("egress-mirrors/git.test_".to_owned() + &up.port.to_string() + "/acme/app.git"));
+    // The credential went as a header, from the environment of git, not its command line.
+    assert!(up.authorizations.lock().unwrap().iter().any(|a| a == TOKEN));
+
+    let mut updates = vec![
+        update("refs/heads/main", &base, &ahead),
+        update("refs/heads/rewrite", &base, &rewritten),
+        update("refs/heads/new", ZERO_OID, &ahead),
+        update("refs/heads/gone", &base, ZERO_OID),
+        update("refs/tags/v1", ZERO_OID, &tag),
+        // `old` is not what the remote has: nothing can be shown.
+        update("refs/heads/other", &ahead, &ahead),
+    ];
+    let mut pack = pack_file(&work, &format!("{ahead} {rewritten} {tag}").replace(' ', "\n"), Some(&base));
+    use std::io::{Seek, Write};
+    pack.seek(std::io::SeekFrom::Start(0)).unwrap();
+    let _ = pack.flush();
+    ancestry::judge(mirrors.git(), &mirror, Some(Pack { file: pack, offset: 0 }), &mirrors.scratch(), &mut updates)
+        .await
+        .unwrap();
+    let ff: Vec<bool> = updates.iter().map(|u| u.fast_forward).collect();
+    assert_eq!(ff, [true, false, true, false, true, false]);
+    // The quarantine is gone.
+    assert_eq!(std::fs::read_dir(mirrors.scratch()).unwrap().count(), 0);
+
+    // Objects the mirror and the pack do not have prove nothing.
+    let mut unknown = vec![update("refs/heads/main", &base, &"ab".repeat(20))];
+    ancestry::judge(mirrors.git(), &mirror, None, &mirrors.scratch(), &mut unknown).await.unwrap();
+    assert!(!unknown[0].fast_forward);
+}
+
+#[tokio::test]
+async fn a_failed_fetch_makes_no_update_fast_forward() {
+    let repos = Repos::new();
+    let up = backend(&repos.root()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    // No resolver entry: `git.test` does not resolve, the fetch fails.
+    let mirrors = Mirrors::new(scratch.path().join("egress-mirrors"), &egress(false)).unwrap();
+    let mirror = mirrors.refresh(&remote(up.port)).await.unwrap();
+    assert!(mirror.refs.is_err());
+    let base = repos.remote_main();
+    let ahead = commit(&repos.work(), "two");
+    let pack = pack_file(&repos.work(), &ahead, Some(&base));
+    let mut updates = vec![update("refs/heads/main", &base, &ahead), update("refs/heads/new", ZERO_OID, &ahead)];
+    ancestry::judge(mirrors.git(), &mirror, Some(Pack { file: pack, offset: 0 }), &mirrors.scratch(), &mut updates)
+        .await
+        .unwrap();
+    assert_eq!(updates.iter().map(|u| u.fast_forward).collect::<Vec<_>>(), [false, true]);
+}
+
+/// The policy repo: an Agent and GitHub rules for the stand-in host.
+fn write_policy_repo(dir: &Path) {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(
+        repo.join("agent.yaml"),
+        "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: pusher}\nspec:\n  harness: custom\n  model: claude-sonnet-4-5\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("policy.yaml"),
+        format!(
+            r#"apiVersion: paddock.dev/v1alpha1
+kind: Policy
+metadata: {{name: github-wire}}
+spec:
+  rules:
+    - name: pushes
+      use: github
+      with:
+        github_hosts: ["{HOST}"]
+        read_all: true
+        write_repos: [acme/app]
+        deny_force_push: true
+        deny_tag_push: true
+        allow_destructive: false
+"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("admin-token"), ADMIN).unwrap();
+    std::fs::write(dir.join("script.yaml"), SCRIPT).unwrap();
+}
+
+/// The front: pushes go through `receive_pack::handle`, everything else straight to the stand-in.
+struct Front {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+    _t: TestGateway,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Clone)]
+struct FrontState {
+    gw: Arc<paddock_gateway::Gateway>,
+    session: Arc<paddock_gateway::gateway::Session>,
+    mirrors: Arc<Mirrors>,
+    backend: u16,
+}
+
+async fn front(backend_port: u16, max_push_bytes: u64) -> Front {
+    let dir = tempfile::tempdir().unwrap();
+    write_policy_repo(dir.path());
+    let mut cfg = config(dir.path());
+    cfg.egress = egress(true);
+    cfg.egress.max_push_bytes = max_push_bytes;
+    let t = TestGateway::with_config(dir.path(), cfg.clone()).await;
+    let (id, _token) = t.session("pusher").await;
+    let state = FrontState {
+        gw: t.gw.clone(),
+        session: t.gw.session(&id).unwrap(),
+        mirrors: Arc::new(Mirrors::new(dir.path().join("data/egress-mirrors"), &cfg.egress).unwrap()),
+        backend: backend_port,
+    };
+    let app = axum::Router::new().fallback(front_request).with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    Front { url, task, _t: t, _dir: dir }
+}
+
+async fn front_request(
+    axum::extract::State(st): axum::extract::State<FrontState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let backend = st.backend;
+    let route = req.uri().path().to_owned();
+    if receive_pack::is_push(req.method(), &route) {
+        let to = Destination {
+            scheme: "http".into(),
+            host: HOST.into(),
+            port: backend,
+            credential: Some(("authorization".into(), TOKEN.into())),
+        };
+        let resp = receive_pack::handle(&st.gw, &st.session, &st.mirrors, &to, req, |r| async move {
+            let (parts, body) = r.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            relay(backend, parts, body).await
+        })
+        .await;
+        let (parts, body) = resp.into_parts();
+        return axum::response::Response::from_parts(parts, Body::new(body));
+    }
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let resp = relay(backend, parts, body).await;
+    let (parts, body) = resp.into_parts();
+    axum::response::Response::from_parts(parts, Body::new(body))
+}
+
+/// Sends a request to the stand-in and gives its whole answer.
+async fn relay(
+    backend: u16,
+    parts: axum::http::request::Parts,
+    body: Bytes,
+) -> axum::http::Response<paddock_gateway::broker::upstream::ProxyBody> {
+    let url = format!("http://127.0.0.1:{backend}{}", parts.uri.path_and_query().unwrap());
+    let mut r = reqwest::Client::new().request(parts.method.clone(), url).body(body);
+    for (k, v) in &parts.headers {
+        if !matches!(k.as_str(), "host" | "content-length" | "transfer-encoding") {
+            r = r.header(k, v);
+        }
+    }
+    r = r.header("authorization", TOKEN);
+    let got = r.send().await.unwrap();
+    let mut resp = axum::http::Response::builder().status(got.status().as_u16());
+    for (k, v) in got.headers() {
+        resp = resp.header(k, v);
+    }
+    let bytes = got.bytes().await.unwrap();
+    resp.body(http_body_util::Full::new(bytes).map_err(|n| match n {}).boxed_unsync()).unwrap()
+}
+
+/// What a push printed, and whether it succeeded.
+fn shown(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[tokio::test]
+async fn pushes_through_the_handler_with_real_git() {
+    let repos = Repos::new();
+    let up = backend(&repos.root()).await;
+    let f = front(up.port, 1 << 30).await;
+    let work = repos.work();
+    let url = format!("{}/acme/app.git", f.url);
+    git(&work, &["remote", "add", "origin", &url]);
+    let base = repos.remote_main();
+
+    // A fast-forward lands.
+    let ahead = commit(&work, "two");
+    let out = git_async(&work, &["push", "origin", "main"]).await;
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(repos.remote_main(), ahead);
+    assert_eq!(up.pushes.load(Ordering::SeqCst), 1);
+    assert_ne!(base, ahead);
+
+    // A force push is refused at the wire, with the reason shown to the agent; nothing reaches the remote.
+    git(&work, &["reset", "-q", "--hard", &base]);
+    commit(&work, "diverged");
+    let out = git_async(&work, &["push", "-f", "origin", "main"]).await;
+    let text = shown(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("! [remote rejected] main -> main (") && text.contains("force"), "{text}");
+    assert!(text.contains("remote: paddock: push refused by policy github-wire"), "{text}");
+    assert_eq!(repos.remote_main(), ahead);
+    assert_eq!(up.pushes.load(Ordering::SeqCst), 1);
+
+    // A tag push is refused; with it in one push, an allowed branch is not pushed either, and says why.
+    git(&work, &["reset", "-q", "--hard", &ahead]);
+    let next = commit(&work, "three");
+    git(&work, &["tag", "v1"]);
+    let out = git_async(&work, &["push", "origin", "main", "v1"]).await;
+    let text = shown(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("! [remote rejected] v1 -> v1 ("), "{text}");
+    assert!(text.contains("! [remote rejected] main -> main (not pushed: refs/tags/v1 was refused)"), "{text}");
+    assert_eq!(repos.remote_main(), ahead);
+
+    // A branch delete is refused.
+    git(&repos.bare(), &["branch", "keep", &ahead]);
+    let out = git_async(&work, &["push", "origin", "--delete", "keep"]).await;
+    let text = shown(&out);
+    assert!(!out.status.success() && text.contains("! [remote rejected] keep ("), "{text}");
+    assert_eq!(git(&repos.bare(), &["rev-parse", "refs/heads/keep"]), ahead);
+    assert_eq!(up.pushes.load(Ordering::SeqCst), 1);
+
+    // A large push (chunked: bigger than http.postBuffer) lands the same way.
+    let blob: String = (0..200_000).map(|i| char::from(b'a' + (i * 7 % 26) as u8)).collect();
+    std::fs::write(work.join("big.txt"), blob).unwrap();
+    git(&work, &["add", "big.txt"]);
+    git(&work, &["commit", "-q", "-m", "big"]);
+    let big = git(&work, &["rev-parse", "HEAD"]);
+    let out = git_async(&work, &["-c", "http.postBuffer=65536", "push", "origin", "main"]).await;
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(repos.remote_main(), big);
+    assert_ne!(next, big);
+}
+
+#[tokio::test]
+async fn a_push_larger_than_the_limit_is_refused_in_gits_protocol() {
+    let repos = Repos::new();
+    let up = backend(&repos.root()).await;
+    let f = front(up.port, 2048).await;
+    let work = repos.work();
+    git(&work, &["remote", "add", "origin", &format!("{}/acme/app.git", f.url)]);
+    let before = repos.remote_main();
+    let noise: String = (0..50_000u32).map(|i| format!("{:x}", i.wrapping_mul(2654435761))).collect();
+    std::fs::write(work.join("noise.txt"), noise).unwrap();
+    git(&work, &["add", "noise.txt"]);
+    git(&work, &["commit", "-q", "-m", "noise"]);
+    let out = git_async(&work, &["push", "origin", "main"]).await;
+    let text = shown(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("maxPushBytes"), "{text}");
+    assert_eq!(repos.remote_main(), before);
+    assert_eq!(up.pushes.load(Ordering::SeqCst), 0);
+}
