@@ -403,10 +403,12 @@ impl Gateway {
         self.session(&id).filter(|s| s.ended().is_none())
     }
 
-    /// `(phase, reason)` of the ended session a token belonged to, so that its holder can be told it ended.
+    /// `(phase, reason)` of the ended session a token belonged to, so that its holder can be told it ended
+    /// (an ended session's token is no longer in `tokens`; this looks through the sessions, on refusals only).
     pub fn ended_session_for_token(&self, token: &str) -> Option<(String, String)> {
-        let id = self.tokens.read().expect("tokens").get(&hash_token(token)).cloned()?;
-        self.session(&id)?.ended()
+        let hash = hash_token(token);
+        let sessions = self.sessions.read().expect("sessions");
+        sessions.values().find(|s| same(&s.token_hash, &hash)).and_then(|s| s.ended())
     }
 
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {
@@ -771,6 +773,8 @@ impl Gateway {
         }
         let tool = match &event.tool {
             Some(t) => Some((t.clone(), event.tool_id.clone())),
+            // An egress or push decision names where it goes in the audit row's `tool` column (there is no tool).
+            None if matches!(event.phase, Phase::Egress | Phase::GitPush) => Some((summary(&event), None)),
             None => event.tool_calls.first().map(|c| (c.name.clone(), c.id.clone())),
         };
         // A call decided before (the same id, tool and arguments) whose answer does not stand for this one is

@@ -36,7 +36,7 @@ pub fn is_proxy_request<B>(req: &Request<B>) -> bool {
 pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response {
     let session = match authenticate(&gw, req.headers()) {
         Ok(s) => s,
-        Err(answer) => return answer,
+        Err(no) => return no.into_response(),
     };
     let span = tracing::info_span!("egress", session = %session.id, method = %req.method(), target = %req.uri());
     if req.method() == Method::CONNECT {
@@ -64,24 +64,45 @@ pub fn proxy_token(headers: &HeaderMap) -> Option<String> {
     Some(password.to_owned())
 }
 
-/// The live session of the request's proxy credential, or the answer to give: 407 without a valid token,
-/// 403 when its session has ended. The admin token is no proxy credential.
-fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
-    let token = proxy_token(headers).filter(|t| !t.is_empty());
-    if let Some(s) = token.as_deref().and_then(|t| gw.session_for_token(t)) {
+/// The live session of the request's proxy credential. The admin token is no proxy credential.
+fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<Session>, NoSession> {
+    let token = proxy_token(headers).filter(|t| !t.is_empty()).ok_or(NoSession::Unknown)?;
+    if let Some(s) = gw.session_for_token(&token) {
         return Ok(s);
     }
-    if let Some((phase, reason)) = token.as_deref().and_then(|t| gw.ended_session_for_token(t)) {
-        let message = format!("the session has ended ({phase}: {reason}); its token no longer opens connections\n");
-        return Err(text(StatusCode::FORBIDDEN, message));
+    match gw.ended_session_for_token(&token) {
+        Some((phase, reason)) => Err(NoSession::Ended { phase, reason }),
+        None => Err(NoSession::Unknown),
     }
-    let mut answer = text(
-        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
-        "the egress proxy needs the session token: `Proxy-Authorization: Basic base64(paddock:TOKEN)`, \
-         e.g. the proxy URL http://paddock:TOKEN@GATEWAY\n",
-    );
-    answer.headers_mut().insert(header::PROXY_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"paddock\""));
-    Err(answer)
+}
+
+/// Why a proxy request has no session.
+enum NoSession {
+    /// No token, or one no session has: 407.
+    Unknown,
+    /// The token's session has ended: 403, saying so.
+    Ended { phase: String, reason: String },
+}
+
+impl IntoResponse for NoSession {
+    fn into_response(self) -> Response {
+        match self {
+            NoSession::Ended { phase, reason } => text(
+                StatusCode::FORBIDDEN,
+                format!("the session has ended ({phase}: {reason}); its token no longer opens connections\n"),
+            ),
+            NoSession::Unknown => {
+                let mut answer = text(
+                    StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+                    "the egress proxy needs the session token: `Proxy-Authorization: Basic base64(paddock:TOKEN)`, \
+                     e.g. the proxy URL http://paddock:TOKEN@GATEWAY\n",
+                );
+                let realm = HeaderValue::from_static("Basic realm=\"paddock\"");
+                answer.headers_mut().insert(header::PROXY_AUTHENTICATE, realm);
+                answer
+            }
+        }
+    }
 }
 
 /// Decides an `egress` (or `git_push`) event for a session: the egress proxy's tunnels and forwarded
