@@ -117,10 +117,8 @@ pub(crate) fn check(report: &mut Report, default_ns: &str) {
                 {
                     ctx.error(obj, &p(&["spec", "budgetUsd"]), format!("budget must be more than 0 USD, got {b}"));
                 }
-                if let Some(w) = &s.workspace
-                    && let Err(e) = check_git_url(&w.git)
-                {
-                    ctx.error(obj, &p(&["spec", "workspace", "git"]), e);
+                if let Some(w) = &s.workspace {
+                    check_workspace(&mut ctx, obj, w, None);
                 }
             }
             Object::Approval(a) => {
@@ -226,10 +224,11 @@ fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
     if let Err(e) = paddock_sandbox::memory_bytes(&sb.resources.memory) {
         ctx.error(obj, &p(&["spec", "sandbox", "resources", "memory"]), e);
     }
-    if let Some(w) = &spec.workspace
-        && let Err(e) = check_git_url(&w.git)
-    {
-        ctx.error(obj, &p(&["spec", "workspace", "git"]), e);
+    for problem in paddock_sandbox::credentials::credential_problems(&spec.credentials) {
+        ctx.error(obj, &p(&["spec", "credentials"]).idx(problem.index).key(problem.field), problem.message);
+    }
+    if let Some(w) = &spec.workspace {
+        check_workspace(ctx, obj, w, Some(spec));
     }
     for (i, env) in spec.env.iter().enumerate() {
         let at = p(&["spec", "env"]).idx(i).key("name");
@@ -238,22 +237,51 @@ fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
         } else if let Some(why) = forbidden_env(&env.name) {
             ctx.error(obj, &at, format!("`{}` {why}", env.name));
         } else if looks_like_credential(&env.name) && !env.value.is_empty() {
-            ctx.warning(obj, &at, format!("`{}` looks like a credential in plain text; use secretRefs", env.name));
+            ctx.warning(
+                obj,
+                &at,
+                format!(
+                    "`{}` looks like a credential in plain text; broker it with spec.credentials (the gateway injects \
+                     it, the sandbox never holds it)",
+                    env.name
+                ),
+            );
         }
     }
     for (i, s) in spec.secret_refs.iter().enumerate() {
-        let at = p(&["spec", "secretRefs"]).idx(i).key("name");
-        if !is_env_name(&s.name) {
-            ctx.error(obj, &at, format!("`{}` is not a valid credential name (letters, digits, `_`)", s.name));
-        } else if let Some(why) = forbidden_env(&s.name) {
-            ctx.error(obj, &at, format!("`{}` {why}", s.name));
-        }
+        ctx.error(obj, &p(&["spec", "secretRefs"]).idx(i), paddock_sandbox::spec::secret_ref_refusal(&s.name));
     }
     if spec.limits.max_turns == 0 {
         ctx.error(obj, &p(&["spec", "limits", "maxTurns"]), "must be at least 1");
     }
     if spec.limits.timeout_seconds == 0 {
         ctx.error(obj, &p(&["spec", "limits", "timeoutSeconds"]), "must be at least 1");
+    }
+}
+
+/// A workspace (an Agent's, with the Agent to check the clone's host against; or a Session's): a git URL, a
+/// remote the clone can reach through the gateway (no SSH), and a host the gateway will let it reach.
+fn check_workspace(
+    ctx: &mut Ctx,
+    obj: &LoadedObject,
+    w: &paddock_api::agent::WorkspaceSource,
+    agent: Option<&AgentSpec>,
+) {
+    let at = |field: &str| p(&["spec", "workspace"]).key(field);
+    if let Err(e) = check_git_url(&w.git) {
+        ctx.error(obj, &at("git"), e);
+        return;
+    }
+    if let Err(problem) = paddock_sandbox::workspace::check_workspace(w) {
+        ctx.error(obj, &at(problem.field), problem.message);
+        return;
+    }
+    if let Some(agent) = agent {
+        let egress: Vec<_> =
+            agent.sandbox.egress.iter().filter_map(|e| paddock_sandbox::parse_egress(e).ok()).collect();
+        if let Err(problem) = paddock_sandbox::workspace::check_clone_allowed(w, &agent.credentials, &egress) {
+            ctx.error(obj, &at(problem.field), problem.message);
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use paddock_api::AgentSpec;
 use paddock_api::agent::{BrokeredCredential, WorkspaceSource};
 use paddock_sandbox::credentials::is_header_value;
 use paddock_sandbox::workspace::{
-    WORKSPACE_TOKEN_KEY, WORKSPACE_USERNAME_KEY, allowed_by, check_workspace, remote, workspace_credential,
+    WORKSPACE_TOKEN_KEY, WORKSPACE_USERNAME_KEY, check_clone_allowed, check_workspace, remote, workspace_credential,
 };
 use paddock_sandbox::{Egress, SandboxSpec};
 
@@ -47,9 +47,8 @@ impl WorkspaceOwner<'_> {
 }
 
 /// The workspace can be cloned through the gateway: an https (or http, file) remote, and a host the gateway
-/// will let the clone reach — brokered (the workspace's `secretRef`, or one of the Agent's `credentials`) or
-/// listed in the Agent's `spec.sandbox.egress`. A Session's workspace never widens the Agent's egress by
-/// itself: an unbrokered host the Agent does not list is refused here, and in any case by the gateway.
+/// will let the clone reach (see [`check_clone_allowed`]). A Session's workspace never widens the Agent's
+/// egress by itself: an unbrokered host the Agent does not list is refused here, and in any case by the gateway.
 pub fn check_clone(
     ws: &WorkspaceSource,
     owner: WorkspaceOwner,
@@ -60,34 +59,11 @@ pub fn check_clone(
         let message = format!("{}: {}", owner.field(p.field), p.message);
         return Err(Refused { reason: "InvalidWorkspace", message, stalled: true });
     }
-    let Some(r) = remote(&ws.git) else { return Ok(()) };
-    let brokered_by = agent.credentials.iter().position(|c| c.host_port() == Some((r.host.clone(), r.port)));
-    match (brokered_by, &ws.secret_ref) {
-        (Some(i), Some(_)) if r.scheme == "https" => Err(Refused {
-            reason: "InvalidWorkspace",
-            message: format!(
-                "{}: the Agent already brokers `{}` with spec.credentials[{i}]; the clone uses that credential, drop \
-                 the secretRef",
-                owner.field("secretRef"),
-                r.authority()
-            ),
-            stalled: true,
-        }),
-        (Some(_), _) | (None, Some(_)) => Ok(()),
-        (None, None) if allowed_by(&sandbox.egress, &r) => Ok(()),
-        (None, None) => Err(Refused {
-            reason: "WorkspaceNotAllowed",
-            message: format!(
-                "{}: the clone goes through the gateway, which lets it reach `{}` only when the Agent allows it: add \
-                 `{}` to the Agent's spec.sandbox.egress, broker it with spec.credentials, or give the workspace a \
-                 secretRef",
-                owner.field("git"),
-                r.authority(),
-                r.authority()
-            ),
-            stalled: true,
-        }),
-    }
+    check_clone_allowed(ws, &agent.credentials, &sandbox.egress).map_err(|p| Refused {
+        reason: if p.field == "git" { "WorkspaceNotAllowed" } else { "InvalidWorkspace" },
+        message: format!("{}: {}", owner.field(p.field), p.message),
+        stalled: true,
+    })
 }
 
 /// The values of the Agent's brokered credentials and of the workspace's `secretRef`, as the gateway's broker

@@ -154,6 +154,39 @@ pub fn clone_is_brokered(ws: &WorkspaceSource, credentials: &[BrokeredCredential
     ws.secret_ref.is_some() || credentials.iter().any(|c| c.host_port() == Some((r.host.clone(), r.port)))
 }
 
+/// Whether the gateway will let the clone reach its remote: brokered (the workspace's `secretRef`, or one of
+/// the Agent's `credentials`) or listed in the Agent's egress. So a workspace never widens the Agent's egress
+/// by itself. A `secretRef` for a host the Agent brokers already is refused: one credential per host.
+pub fn check_clone_allowed(
+    ws: &WorkspaceSource,
+    credentials: &[BrokeredCredential],
+    egress: &[Egress],
+) -> Result<(), WorkspaceProblem> {
+    let Some(r) = remote(&ws.git) else { return Ok(()) };
+    let brokered_by = credentials.iter().position(|c| c.host_port() == Some((r.host.clone(), r.port)));
+    match (brokered_by, &ws.secret_ref) {
+        (Some(i), Some(_)) if r.scheme == "https" => Err(WorkspaceProblem {
+            field: "secretRef",
+            message: format!(
+                "the Agent already brokers `{}` with spec.credentials[{i}]; the clone uses that credential, drop the \
+                 secretRef",
+                r.authority()
+            ),
+        }),
+        (Some(_), _) | (None, Some(_)) => Ok(()),
+        (None, None) if allowed_by(egress, &r) => Ok(()),
+        (None, None) => Err(WorkspaceProblem {
+            field: "git",
+            message: format!(
+                "the clone goes through the gateway, which lets it reach `{0}` only when the Agent allows it: add \
+                 `{0}` to the Agent's spec.sandbox.egress, broker it with spec.credentials, or give the workspace a \
+                 secretRef",
+                r.authority()
+            ),
+        }),
+    }
+}
+
 /// Whether the Agent's egress entries allow the remote (a permissive reading, for an early message: an exact
 /// `host:port`, a `*.` wildcard over any subdomain, or an address entry containing it). The gateway's egress
 /// proxy decides for real when the clone connects.
