@@ -240,9 +240,13 @@ impl Decision {
 }
 
 /// Phases that fail closed when a rule cannot be evaluated (unless its Policy says `failurePolicy: Ignore`).
-/// `llm_response` is among them: for a harness without hooks (Codex) it is the only gate on tool calls.
+/// `llm_response` is among them: for a harness without hooks (Codex) it is the only gate on tool calls; so are
+/// `egress` and `git_push`, where the effect happens.
 pub fn fails_closed(phase: Phase) -> bool {
-    matches!(phase, Phase::Request | Phase::LlmRequest | Phase::LlmResponse | Phase::ToolCall)
+    matches!(
+        phase,
+        Phase::Request | Phase::LlmRequest | Phase::LlmResponse | Phase::ToolCall | Phase::Egress | Phase::GitPush
+    )
 }
 
 /// Evaluates one event against policies given in evaluation order.

@@ -461,4 +461,17 @@ fn cel_sees_wire_fields() {
     let ps = one(r#"{name: c, use: cel, with: {expression: 'event.updates.exists(u, !u.fast_forward)'}}"#);
     assert_eq!(evaluate(&push("acme/app", &[("refs/heads/x", A, B, false)]), &state(), &ps).verdict, Verdict::Deny);
     assert_eq!(evaluate(&push("acme/app", &[("refs/heads/x", A, B, true)]), &state(), &ps).verdict, Verdict::Allow);
+    // The example of docs/policies.md.
+    let ps = one(
+        r#"{name: c, use: cel, on: [git_push], with: {expression: 'event.updates.exists(u, u.ref.startsWith("refs/heads/release/"))'}}"#,
+    );
+    assert_eq!(
+        evaluate(&push("acme/app", &[("refs/heads/release/1", A, B, true)]), &state(), &ps).verdict,
+        Verdict::Deny
+    );
+    assert_eq!(evaluate(&push("acme/app", &[("refs/heads/x", A, B, true)]), &state(), &ps).verdict, Verdict::Allow);
+    // A rule that cannot be evaluated fails closed where the effect happens.
+    let broken = one(r#"{name: c, use: cel, with: {expression: '"not a bool"'}}"#);
+    assert_eq!(evaluate(&push("acme/app", &[("refs/heads/x", A, B, true)]), &state(), &broken).verdict, Verdict::Deny);
+    assert_eq!(evaluate(&egress("registry.npmjs.org", 443), &state(), &broken).verdict, Verdict::Deny);
 }
