@@ -172,3 +172,67 @@ fn write_new(path: &PathBuf, text: &str, mode: u32) -> Result<(), BrokerError> {
         .map_err(|e| BrokerError::Ca(format!("cannot create `{}`: {e}", path.display())))?;
     f.write_all(text.as_bytes()).map_err(|e| BrokerError::Ca(format!("cannot write `{}`: {e}", path.display())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::client::danger::ServerCertVerifier as _;
+
+    /// Whether `leaf` verifies for `host` against `ca` alone, as a sandbox's TLS client checks it.
+    fn verifies(ca: &CertificateAuthority, host: &str) -> Result<(), rustls::Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.cert_der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+        let leaf = ca.leaf(host).unwrap();
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
+        let now = rustls::pki_types::UnixTime::now();
+        verifier.verify_server_cert(&leaf.cert[0], &leaf.cert[1..], &name, &[], now).map(|_| ())
+    }
+
+    #[test]
+    fn leaves_verify_for_their_host_only_and_the_ca_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertificateAuthority::in_dir(dir.path()).unwrap();
+        verifies(&ca, "api.github.com").unwrap();
+        let leaf = ca.leaf("api.github.com").unwrap();
+        assert!(Arc::ptr_eq(&leaf, &ca.leaf("api.github.com").unwrap()), "cached");
+        // A leaf for one host is no good for another.
+        let other = ca.leaf("github.com").unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.cert_der().clone()).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("api.github.com").unwrap();
+        assert!(
+            verifier
+                .verify_server_cert(&other.cert[0], &other.cert[1..], &name, &[], rustls::pki_types::UnixTime::now())
+                .is_err()
+        );
+        let again = CertificateAuthority::in_dir(dir.path()).unwrap();
+        assert_eq!(again.cert_pem(), ca.cert_pem());
+        assert_eq!(again.sealing_key(), ca.sealing_key());
+    }
+
+    #[test]
+    fn a_configured_ed25519_ca_signs_leaves() {
+        // The Helm chart generates an Ed25519 CA.
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let cert = params.self_signed(&key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tls.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("tls.key"), key.serialize_pem()).unwrap();
+        let ca = CertificateAuthority::load(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).unwrap();
+        verifies(&ca, "github.com").unwrap();
+        let e = CertificateAuthority::load(&dir.path().join("tls.crt"), &dir.path().join("absent")).unwrap_err();
+        assert!(e.to_string().contains("absent"), "{e}");
+    }
+}
