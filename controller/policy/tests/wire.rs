@@ -475,3 +475,30 @@ fn cel_sees_wire_fields() {
     assert_eq!(evaluate(&push("acme/app", &[("refs/heads/x", A, B, true)]), &state(), &broken).verdict, Verdict::Deny);
     assert_eq!(evaluate(&egress("registry.npmjs.org", 443), &state(), &broken).verdict, Verdict::Deny);
 }
+
+#[test]
+fn lenient_spellings_of_true_and_other_branch_writers() {
+    for force in [json!(1), json!("1"), json!("TRUE"), json!(" true ")] {
+        let e = request("PATCH", "/repos/acme/app/git/refs/heads/agent/x", Some(json!({"sha": B, "force": force})));
+        assert_eq!(github(&e).0, Verdict::Deny, "{e:?}");
+    }
+    let (v, why) = github(&request("POST", "/repos/acme/app/merge-upstream", Some(json!({"branch": "main"}))));
+    assert!(v == Verdict::Deny && why.contains("branch `main`"), "{why}");
+    assert_eq!(github(&request("POST", "/repos/acme/app/merge-upstream", None)).0, Verdict::Ask);
+    let commit = |repo: &str, branch: &str| {
+        graphql(&[(
+            "createCommitOnBranch",
+            json!({"input": {"branch": {"repositoryNameWithOwner": repo, "branchName": branch}, "message": {"headline": "m"}}}),
+        )])
+    };
+    assert_eq!(github(&commit("acme/app", "agent/x")).0, Verdict::Allow, "the repository is named: judged in full");
+    assert_eq!(github(&commit("acme/app", "main")).0, Verdict::Deny);
+    assert_eq!(github(&commit("acme/other", "agent/x")).0, Verdict::Deny);
+    let by_id = graphql(&[("createCommitOnBranch", json!({"input": {"branch": {"id": "B"}}}))]);
+    assert_eq!(github(&by_id).0, Verdict::Ask);
+    let mut upload = request("DELETE", "/repos/acme/app/releases/assets/1", None);
+    upload.host = Some("uploads.github.com".into());
+    let mut s = state();
+    s.sandbox.egress.push("uploads.github.com:443".into());
+    assert_eq!(evaluate(&upload, &s, &policies(&[("p", GITHUB)])).verdict, Verdict::Deny);
+}

@@ -14,6 +14,7 @@ use super::github::shell_commands;
 use paddock_api::Phase;
 use serde_json::Value;
 
+use super::github::api::truthy;
 use super::github::wire::api_segments;
 use super::{Action, Builtin, BuiltinDef, Outcome, RuleCtx, build_with, schema_of};
 use crate::event::{Event, is_zero_oid};
@@ -188,7 +189,6 @@ fn wire_class(event: &Event) -> Option<BlastClass> {
     let segs = api_segments(event.host.as_deref()?, event.path.as_deref()?)?;
     let method = event.method.as_deref()?.to_ascii_uppercase();
     let is = |i: usize, w: &str| segs.get(i).is_some_and(|s| s.eq_ignore_ascii_case(w));
-    let truthy = |v: Option<&Value>| v.is_some_and(|v| v.as_bool() == Some(true) || v.as_str() == Some("true"));
     if segs.len() == 1 && is(0, "graphql") {
         let op = event.operation.as_ref()?;
         return op.fields.iter().find_map(|f| {

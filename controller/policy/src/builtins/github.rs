@@ -26,7 +26,7 @@ use crate::shell::{SimpleCommand, program_name};
 use crate::state::SessionState;
 use crate::tools::{ToolKind, ToolUse, glob_match};
 
-mod api;
+pub(super) mod api;
 pub(crate) mod git_dir;
 mod mcp;
 pub(super) mod wire;

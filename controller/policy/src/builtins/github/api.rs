@@ -15,8 +15,13 @@ fn is(seg: Option<&String>, word: &str) -> bool {
     seg.is_some_and(|s| s.eq_ignore_ascii_case(word))
 }
 
-fn truthy(v: Option<&Value>) -> bool {
-    v.is_some_and(|v| v.as_bool() == Some(true) || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true")))
+/// `true`, `"true"`, `1`, `"1"`: what a lenient server may take for true.
+pub(crate) fn truthy(v: Option<&Value>) -> bool {
+    v.is_some_and(|v| {
+        v.as_bool() == Some(true)
+            || v.as_u64() == Some(1)
+            || v.as_str().is_some_and(|s| s.trim().eq_ignore_ascii_case("true") || s.trim() == "1")
+    })
 }
 
 fn text<'a>(body: Option<&'a Value>, key: &str) -> Option<&'a str> {
@@ -127,6 +132,12 @@ impl Github {
                 None => self.check_unnamed_branch(Access::Write, repo, what, "cannot see the branch's new name"),
             });
         }
+        if is(r(0), "merge-upstream") && rest.len() == 1 && !reads {
+            return match text(body, "branch") {
+                Some(b) => self.check_repo(Access::Write, repo, Some(b.trim_start_matches("refs/heads/")), what),
+                None => self.check_unnamed_branch(Access::Write, repo, what, "cannot see which branch it updates"),
+            };
+        }
         if is(r(0), "forks") && rest.len() == 1 && m == "POST" {
             if let Some(o) = self.check_repo(Access::Read, repo, None, what) {
                 return Some(o);
@@ -155,12 +166,17 @@ impl Github {
         }
         let mut writes = Vec::new();
         let mut unknown = Vec::new();
+        // Whether some field names its repository only by node ID (nearly all do).
+        let mut by_node_id = false;
         for f in &op.fields {
             let name = f.name.to_ascii_lowercase();
             let input = f.args.get("input");
             let arg = |k: &str| input.and_then(|i| i.get(k));
             let what = format!("{what} (GraphQL `{}`)", f.name);
             let destructive = name.starts_with("delete") || name.starts_with("remove");
+            let named_branch = (name == "createcommitonbranch").then(|| arg("branch")).flatten();
+            let named_repo = named_branch.and_then(|b| b.get("repositoryNameWithOwner")).and_then(Value::as_str);
+            by_node_id |= named_repo.is_none();
             let outcome = match name.as_str() {
                 // The ref is a node ID: only what the call itself shows can be judged.
                 "deleteref" => self.destructive(&format!("{what}: it deletes a ref")),
@@ -197,17 +213,22 @@ impl Github {
                 | "closepullrequest"
                 | "addlabelstolabelable"
                 | "addpullrequestreview"
-                | "submitpullrequestreview"
-                | "createcommitonbranch" => {
-                    if name == "createcommitonbranch" {
-                        let branch = arg("branch").and_then(|b| b.get("branchName")).and_then(Value::as_str);
-                        if let Some(o) =
-                            branch.and_then(|b| self.branch_allowed(b.trim_start_matches("refs/heads/"), &what))
-                        {
-                            return Some(o);
-                        }
+                | "submitpullrequestreview" => None,
+                "createcommitonbranch" => {
+                    let branch = named_branch
+                        .and_then(|b| b.get("branchName"))
+                        .and_then(Value::as_str)
+                        .map(|b| b.trim_start_matches("refs/heads/"));
+                    match (named_repo, branch) {
+                        (Some(repo), Some(b)) => self.check_repo(Access::Write, Some(repo), Some(b), &what),
+                        (Some(repo), None) => self.check_unnamed_branch(
+                            Access::Write,
+                            Some(repo),
+                            &what,
+                            "cannot see which branch it commits to",
+                        ),
+                        (None, b) => b.and_then(|b| self.branch_allowed(b, &what)),
                     }
-                    None
                 }
                 _ => {
                     unknown.push(f.name.clone());
@@ -219,6 +240,9 @@ impl Github {
                 Some(o) => writes.push(o),
                 None => {}
             }
+        }
+        if !by_node_id && unknown.is_empty() {
+            return writes.into_iter().next();
         }
         if self.p.write_repos.is_empty() {
             return Some(self.deny(format!("{what}: a GraphQL mutation may write, and no repository is writable")));

@@ -57,8 +57,11 @@ impl Github {
             if host.eq_ignore_ascii_case(name) {
                 return Some(Site::Git { enterprise_api: !dotcom });
             }
-            let api =
-                host.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("api.")) && host[4..].eq_ignore_ascii_case(name);
+            // `uploads.` takes release assets under the same `/repos/…` paths.
+            let api = ["api.", "uploads."].iter().any(|sub| {
+                host.get(..sub.len()).is_some_and(|p| p.eq_ignore_ascii_case(sub))
+                    && host[sub.len()..].eq_ignore_ascii_case(name)
+            });
             (dotcom && api).then_some(Site::Api)
         })
     }
