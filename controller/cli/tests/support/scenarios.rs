@@ -187,7 +187,14 @@ impl Scenario {
         println!("{}", cov.report(harness));
         assert!(cov.is_full(), "{} — audit: {audit:#?}", cov.report(harness));
         assert_eq!(upstream.len(), 3, "{upstream:?}");
-        let denied: Vec<&Value> = audit.iter().filter(|r| r["verdict"] == "deny").collect();
+        // The CLI's own background connections (Codex: update checks, telemetry, experiments) go to the egress
+        // proxy like every other connection and are refused there: nothing in this Agent's egress allows them.
+        let (egress, decided): (Vec<&Value>, Vec<&Value>) = audit.iter().partition(|r| r["phase"] == "egress");
+        assert!(
+            egress.iter().all(|r| r["verdict"] == "deny" && r["policy"] == "paddock/egress"),
+            "a connection out was allowed: {egress:#?}"
+        );
+        let denied: Vec<&Value> = decided.into_iter().filter(|r| r["verdict"] == "deny").collect();
         assert_eq!(denied.len(), 1, "{denied:?}");
         assert_eq!(denied[0]["policy"], "github-rules");
         (calls, audit, upstream)
