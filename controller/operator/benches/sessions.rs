@@ -113,7 +113,8 @@ async fn start_latency() {
     let (reader, _w) = reflector::store::<Policy>();
     let rt = SessionRuntime::new(
         Gateway::new(GatewayConfig { url, admin_token_file: dir.path().join("admin") }),
-        paddock_sandbox::ClusterConfig::default(),
+        // A host name the controller resolves for each pod's /etc/hosts, as it does the gateway Service's.
+        paddock_sandbox::ClusterConfig { gateway_url: "http://localhost:6767".into(), ..Default::default() },
     );
     let ctx = Arc::new(Context::new(client, Arc::new(Metrics::default()), dir.path().into(), reader).with_sessions(rt));
     let n = 500;

@@ -104,6 +104,15 @@ async fn apply_a_session_and_watch_it_finish() {
     assert_eq!(spec.automount_service_account_token, Some(false));
     let sc = spec.containers[0].security_context.clone().unwrap();
     assert_eq!((sc.read_only_root_filesystem, sc.allow_privilege_escalation), (Some(true), Some(false)));
+    // No DNS in the sandbox: the gateway's address is in /etc/hosts.
+    let aliases = spec.host_aliases.clone().unwrap_or_default();
+    assert!(aliases.iter().any(|a| a.hostnames.iter().flatten().any(|h| h.contains("gateway"))), "{aliases:?}");
+    let np = Api::<NetworkPolicy>::namespaced(client.clone(), NS)
+        .get(&paddock_sandbox::ObjectNames::of(&session.name_any()).network_policy)
+        .await
+        .unwrap();
+    let np = serde_json::to_string(&np).unwrap();
+    assert!(!np.contains("0.0.0.0/0") && !np.contains("kube-dns"), "the runner reaches the gateway only: {np}");
 
     // Deleting it revokes the token (finalizer) and removes what it owned.
     sessions.delete(&name, &DeleteParams::foreground()).await.unwrap();

@@ -82,6 +82,8 @@ impl Objects {
                     map.insert(s.path.clone(), obj.clone());
                     (200, obj)
                 }
+                // The Event recorder counts a repeated Event by patching the one it created (not kept here).
+                "PATCH" if s.path.contains("/events/") => echo(s),
                 // The finalizer's JSON patch: apply the one operation it uses on `finalizers`.
                 "PATCH" => {
                     let obj = map.get_mut(&s.path).expect("patching an existing object");
@@ -121,8 +123,42 @@ struct Harness {
     api: FakeApi,
     ctx: Arc<Context>,
     gw: TestGateway,
+    /// What the controller sent the gateway: (method, path, body).
+    sent: Sent,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
+}
+
+type Sent = Arc<Mutex<Vec<(String, String, Json)>>>;
+
+/// A hop in front of the real gateway that records each request of the controller verbatim and forwards it.
+async fn recording_hop(upstream: String) -> (String, Sent) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, StatusCode, Uri};
+    let sent: Sent = Arc::default();
+    let log = sent.clone();
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let (log, http, upstream) = (log.clone(), http.clone(), upstream.clone());
+        async move {
+            let path = uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+            let json = serde_json::from_slice(&body).unwrap_or(Json::Null);
+            log.lock().unwrap().push((method.to_string(), uri.path().to_owned(), json));
+            let mut req = http.request(method, format!("{upstream}{path}")).body(body.to_vec());
+            for name in ["authorization", "content-type"] {
+                if let Some(v) = headers.get(name) {
+                    req = req.header(name, v.as_bytes());
+                }
+            }
+            let r = req.send().await.unwrap();
+            let status = StatusCode::from_u16(r.status().as_u16()).unwrap();
+            (status, r.bytes().await.unwrap().to_vec())
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, sent)
 }
 
 fn agent_json() -> Json {
@@ -171,15 +207,21 @@ async fn harness(with_agent: bool, extra_policies: Vec<Json>, status_min_interva
     for p in policies(extra_policies) {
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(p));
     }
+    let (hop, sent) = recording_hop(gw.url.clone()).await;
     let mut rt = SessionRuntime::new(
-        Gateway::new(GatewayConfig { url: gw.url.clone(), admin_token_file: dir.path().join("controller-token") }),
-        paddock_sandbox::ClusterConfig { image: "runner:test".into(), ..Default::default() },
+        Gateway::new(GatewayConfig { url: hop, admin_token_file: dir.path().join("controller-token") }),
+        // Runners reach the gateway by a name the controller resolves for their /etc/hosts.
+        paddock_sandbox::ClusterConfig {
+            image: "runner:test".into(),
+            gateway_url: "http://localhost:6767".into(),
+            ..Default::default()
+        },
     );
     rt.status_min_interval = status_min_interval;
     let ctx = Arc::new(
         Context::new(client, Arc::new(Metrics::default()), dir.path().to_path_buf(), reader).with_sessions(rt),
     );
-    Harness { objects, api, ctx, gw, http: reqwest::Client::new(), _dir: dir }
+    Harness { objects, api, ctx, gw, sent, http: reqwest::Client::new(), _dir: dir }
 }
 
 impl Harness {
@@ -277,11 +319,15 @@ async fn a_session_becomes_a_token_secret_configmap_networkpolicy_and_a_hardened
     assert_eq!(c["resources"]["limits"], json!({"cpu": "1", "memory": "2Gi"}));
     let args: Vec<&str> = c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(args.windows(2).any(|w| w == ["--session", UID]), "{args:?}");
-    assert!(args.windows(2).any(|w| w == ["--gateway", "http://paddock-gateway.paddock-system.svc:6767"]));
-    // The NetworkPolicy: gateway, DNS and the Agent's allowlist.
+    assert!(args.windows(2).any(|w| w == ["--gateway", "http://localhost:6767"]));
+    // No DNS in the pod: the gateway's address, resolved by the controller, is in its /etc/hosts.
+    assert_eq!(pod["spec"]["hostAliases"], json!([{"ip": "127.0.0.1", "hostnames": ["localhost"]}]));
+    // The NetworkPolicy: the gateway only (the Agent's `api.github.com:443` is enforced by the gateway's proxy).
     let np = h.objects.get(NETPOL).unwrap();
-    assert_eq!(np["spec"]["egress"].as_array().unwrap().len(), 3);
-    assert_eq!(np["metadata"]["annotations"]["paddock.dev/egress-hosts"], "api.github.com:443");
+    let egress = np["spec"]["egress"].as_array().unwrap();
+    assert_eq!(egress.len(), 1, "{np}");
+    assert_eq!(egress[0]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"], "gateway");
+    assert!(np["metadata"]["annotations"].is_null(), "{np}");
     // The ConfigMap: the Agent the runner reads, without governance.
     let cm = h.objects.get(CONFIGMAP).unwrap();
     let manifest = cm["data"]["agent.yaml"].as_str().unwrap();
@@ -297,7 +343,7 @@ async fn a_session_becomes_a_token_secret_configmap_networkpolicy_and_a_hardened
     assert_eq!(events[0]["reason"], "Started");
     let note = events[0]["note"].as_str().unwrap();
     assert!(note.contains("runtimeClass gvisor") && note.contains("environment `prod`"), "{note}");
-    assert!(note.contains("a NetworkPolicy cannot name hosts"), "{note}");
+    assert!(note.contains("egress only through the gateway") && !note.contains("directly"), "{note}");
 }
 
 #[tokio::test]
@@ -669,4 +715,160 @@ async fn a_parent_ref_of_the_same_owner_listing_this_agent_starts_a_child_of_tha
     assert_eq!(h.status()["phase"], "Pending");
     let (code, info) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &h.token(), None).await;
     assert_eq!((code, info["parent"].as_str(), info["owner"].as_str()), (200, Some(PARENT_UID), Some("alice")));
+}
+
+const AGENT_SECRET: &str = "ghp_AGENT0SECRET0VALUE0000000000000001";
+const WORKSPACE_SECRET: &str = "glpat-WORKSPACE-SECRET-0000000002";
+
+fn secret_path(name: &str) -> String {
+    format!("/api/v1/namespaces/team-a/secrets/{name}")
+}
+
+fn secret(name: &str, data: &[(&str, &str)]) -> Json {
+    use base64::Engine as _;
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    let data: serde_json::Map<String, Json> = data.iter().map(|(k, v)| ((*k).to_owned(), json!(b64(v)))).collect();
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS}, "data": data})
+}
+
+impl Harness {
+    fn set_workspace(&self, ws: Json) {
+        let mut s = self.objects.get(SESSION).unwrap();
+        s["spec"]["workspace"] = ws;
+        self.objects.put(SESSION, s);
+    }
+    fn ready(&self) -> (String, String, bool) {
+        let st = self.status();
+        let cond = |t: &str| st["conditions"].as_array().unwrap().iter().find(|c| c["type"] == t).cloned();
+        let ready = cond("Ready").expect("Ready");
+        let stalled = cond("Stalled").is_some_and(|c| c["status"] == "True");
+        (ready["reason"].as_str().unwrap().into(), ready["message"].as_str().unwrap().into(), stalled)
+    }
+    fn nothing_started(&self) -> bool {
+        [POD, SECRET, CONFIGMAP, NETPOL].iter().all(|p| self.objects.get(p).is_none())
+            && !self.sent.lock().unwrap().iter().any(|(m, p, _)| m == "POST" && p == "/v1/sessions")
+    }
+}
+
+#[tokio::test]
+async fn brokered_credentials_go_to_the_gateway_and_never_into_the_pod() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    let mut agent = agent_json();
+    agent["spec"]["credentials"] = json!([{"host": "api.github.com", "secretName": "github-bot", "key": "token"}]);
+    h.objects.put(AGENT_PATH, agent);
+    h.set_workspace(
+        json!({"git": "https://GitHub.com/acme/shop.git", "ref": "main", "secretRef": {"name": "shop-git"}}),
+    );
+
+    // A Secret that does not exist yet: a clear condition, nothing started, not stalled (it may appear).
+    h.reconcile().await;
+    let (reason, message, stalled) = h.ready();
+    assert_eq!((reason.as_str(), stalled), ("CredentialSecretMissing", false));
+    assert_eq!(
+        message,
+        "spec.credentials[0]: Secret `github-bot` does not exist in the Session's namespace (the session starts when it appears)"
+    );
+    assert!(h.nothing_started());
+    // The Agent's Secret appears (with the newline `kubectl create secret --from-file` leaves); the workspace's lacks its key.
+    h.objects.put(&secret_path("github-bot"), secret("github-bot", &[("token", &format!("{AGENT_SECRET}\n"))]));
+    h.objects.put(&secret_path("shop-git"), secret("shop-git", &[("username", "ci-bot")]));
+    h.reconcile().await;
+    let (reason, message, _) = h.ready();
+    assert_eq!(reason, "CredentialSecretMissing");
+    assert_eq!(
+        message,
+        "spec.workspace.secretRef: Secret `shop-git` has no key `token` (the session starts when it does)"
+    );
+    assert!(h.nothing_started());
+    // A value that would end the header line stalls the session.
+    h.objects.put(&secret_path("shop-git"), secret("shop-git", &[("token", "a\r\nX-Evil: 1")]));
+    h.reconcile().await;
+    assert_eq!((h.ready().0.as_str(), h.ready().2), ("InvalidCredential", true));
+    assert!(h.nothing_started());
+
+    h.objects.put(&secret_path("shop-git"), secret("shop-git", &[("token", WORKSPACE_SECRET), ("username", "ci-bot")]));
+    h.reconcile().await;
+    assert_eq!(h.status()["phase"], "Pending", "{}", h.status());
+    assert!(h.objects.get(POD).is_some());
+
+    // The gateway got both credentials, as headers, with the session.
+    let sent = h.sent.lock().unwrap().clone();
+    let (_, _, body) = sent.iter().find(|(m, p, _)| m == "POST" && p == "/v1/sessions").unwrap();
+    use base64::Engine as _;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("ci-bot:{WORKSPACE_SECRET}"));
+    assert_eq!(
+        body["credentials"],
+        json!([
+            {"host": "api.github.com", "port": 443, "header": "authorization", "value": format!("Bearer {AGENT_SECRET}")},
+            {"host": "github.com", "port": 443, "header": "authorization", "value": format!("Basic {basic}")}
+        ])
+    );
+    // … and accepted them: the token it issued works.
+    let (code, _) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &h.token(), None).await;
+    assert_eq!(code, 200);
+
+    // Nothing the controller wrote to the cluster holds a credential: not the value, not its base64, not the
+    // Basic encoding; the only secretKeyRef is the session token's.
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    for r in h.api.requests().iter().filter(|r| r.method == "PATCH") {
+        let text = r.body.to_string();
+        for needle in
+            [AGENT_SECRET, WORKSPACE_SECRET, &b64(AGENT_SECRET), &b64(WORKSPACE_SECRET), &basic, "ghp_", "glpat"]
+        {
+            assert!(!text.contains(needle), "{} holds `{needle}`: {text}", r.path);
+        }
+    }
+    let pod = h.objects.get(POD).unwrap();
+    let text = pod.to_string();
+    assert_eq!(text.matches("secretKeyRef").count(), 2, "runner and clone step: the token only: {text}");
+    assert_eq!(text.matches(r#""secretKeyRef":{"key":"token","name":"fix-login-token"}"#).count(), 2, "{text}");
+    assert!(!text.contains("github-bot") && !text.contains("shop-git"), "{text}");
+    // The clone goes through the proxy and trusts the gateway's egress CA, which the ConfigMap carries.
+    let clone = &pod["spec"]["initContainers"][0];
+    let env = clone["env"].to_string();
+    assert!(env.contains("http://paddock:$(PADDOCK_TOKEN)@localhost:6767"), "{env}");
+    assert!(env.contains("/etc/paddock/agent/egress-ca.pem"), "{env}");
+    let ca = h.http.get(format!("{}/v1/egress/ca.pem", h.gw.url)).send().await.unwrap().text().await.unwrap();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    assert_eq!(h.objects.get(CONFIGMAP).unwrap()["data"]["egress-ca.pem"], ca.as_str());
+}
+
+#[tokio::test]
+async fn a_sessions_workspace_cannot_widen_egress() {
+    for (ws, reason, message) in [
+        (
+            json!({"git": "ssh://169.254.169.254:80/x"}),
+            "InvalidWorkspace",
+            "spec.workspace.git: `ssh://169.254.169.254:80/x` is an SSH remote; the clone goes through the gateway's egress proxy, which cannot broker an SSH key",
+        ),
+        (
+            json!({"git": "https://evil.example:31337/x.git"}),
+            "WorkspaceNotAllowed",
+            "spec.workspace.git: the clone goes through the gateway, which lets it reach `evil.example:31337` only when the Agent allows it",
+        ),
+        (
+            json!({"git": "http://api.github.com/x.git", "secretRef": {"name": "creds"}}),
+            "InvalidWorkspace",
+            "spec.workspace.secretRef: a credential is sent only over https",
+        ),
+    ] {
+        let h = harness(true, vec![], Duration::ZERO).await;
+        h.set_workspace(ws.clone());
+        h.reconcile().await;
+        let (r, m, stalled) = h.ready();
+        assert_eq!((r.as_str(), stalled), (reason, true), "{ws}: {m}");
+        assert!(m.starts_with(message), "{ws}: {m}");
+        assert!(h.nothing_started(), "{ws}");
+    }
+    // A host the Agent allows: the session starts, and its NetworkPolicy is the gateway alone, as without one.
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.set_workspace(json!({"git": "https://api.github.com/acme/x.git"}));
+    h.reconcile().await;
+    let np = h.objects.get(NETPOL).expect("started");
+    let plain = harness(true, vec![], Duration::ZERO).await;
+    plain.reconcile().await;
+    assert_eq!(np["spec"], plain.objects.get(NETPOL).unwrap()["spec"]);
+    // An unbrokered clone is a tunnel: no egress CA needed or fetched.
+    assert!(!h.sent.lock().unwrap().iter().any(|(_, p, _)| p == "/v1/egress/ca.pem"));
+    assert!(h.objects.get(CONFIGMAP).unwrap()["data"]["egress-ca.pem"].is_null());
 }
