@@ -535,3 +535,66 @@ async fn an_unreachable_host_gets_502() {
     assert_eq!(a.status, 502, "{} {}", a.head, a.body);
     assert!(a.body.contains("cannot connect to registry.test"), "{}", a.body);
 }
+
+#[tokio::test]
+async fn an_open_tunnel_closes_when_its_session_ends() {
+    let env = start().await;
+    let (a, mut tcp) = connect(&env, &format!("127.0.0.1:{}", env.up.echo_port), Some(&basic(&env.token))).await;
+    assert_eq!(a.status, 200);
+    tcp.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    tcp.read_exact(&mut back).await.unwrap();
+    let s = env.gw.session_for_token(&env.token).unwrap();
+    env.gw.end_session(&s.id, "Succeeded", "finished").await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+    assert!(read.is_ok_and(|r| r.is_ok()), "the tunnel outlived its session");
+    assert!(rest.is_empty());
+}
+
+#[tokio::test]
+async fn the_unix_socket_serves_the_proxy_too() {
+    let env = start().await;
+    let path = env._dir.path().join("gateway.sock");
+    let app = server::router(env.gw.clone());
+    let serving = tokio::spawn({
+        let path = path.clone();
+        async move { server::serve_unix(&path, app, std::future::pending()).await }
+    });
+    for _ in 0..100 {
+        if path.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut unix = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let target = format!("registry.test:{}", env.up.tls_port);
+    let req =
+        format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {}\r\n\r\n", basic(&env.token));
+    unix.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(unix.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    let name = ServerName::try_from("registry.test").unwrap();
+    let mut tls = tls_client(&env.up.cert).connect(name, unix).await.unwrap();
+    tls.write_all(b"GET /unix HTTP/1.1\r\nHost: registry.test\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    tls.read_to_string(&mut out).await.unwrap();
+    assert!(out.ends_with("hello from registry.test at /unix"), "{out}");
+    serving.abort();
+}
+
+#[tokio::test]
+async fn https_urls_in_absolute_form_are_refused_with_400() {
+    let env = start().await;
+    let request = format!(
+        "GET https://registry.test:{}/ HTTP/1.1\r\nProxy-Authorization: {}\r\n\r\n",
+        env.up.tls_port,
+        basic(&env.token)
+    );
+    let a = raw(&env, &request).await;
+    assert_eq!(a.status, 400, "{}", a.head);
+    assert!(a.body.contains("CONNECT"), "{}", a.body);
+}

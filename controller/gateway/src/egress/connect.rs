@@ -29,6 +29,8 @@ use crate::metrics::DirectionLabels;
 /// a few kilobytes and arrives at once.
 const MAX_CLIENT_HELLO: usize = 64 << 10;
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an open tunnel checks that its session is still live.
+const SESSION_CHECK: Duration = Duration::from_secs(1);
 /// Relay buffers, each way.
 const RELAY_BUFFER: usize = 64 << 10;
 
@@ -115,9 +117,21 @@ where
             return;
         }
     }
-    match tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, RELAY_BUFFER, RELAY_BUFFER).await {
-        Ok((up, down)) => tracing::debug!(up, down, target = %target.authority(), "tunnel closed"),
-        Err(e) => tracing::debug!(error = %e, target = %target.authority(), "tunnel ended"),
+    let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, RELAY_BUFFER, RELAY_BUFFER);
+    tokio::select! {
+        r = copy => match r {
+            Ok((up, down)) => tracing::debug!(up, down, target = %target.authority(), "tunnel closed"),
+            Err(e) => tracing::debug!(error = %e, target = %target.authority(), "tunnel ended"),
+        },
+        () = ended(s) => tracing::info!(target = %target.authority(), "tunnel cut: its session ended"),
+    }
+}
+
+/// Completes once the session has ended: its open tunnels close with it (checked every second).
+pub async fn ended(s: &Session) {
+    let mut tick = tokio::time::interval(SESSION_CHECK);
+    while s.ended().is_none() {
+        tick.tick().await;
     }
 }
 
