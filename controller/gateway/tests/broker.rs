@@ -145,7 +145,7 @@ spec:
     - name: no-force
       use: cel
       on: [egress]
-      with: {expression: 'has(event.body) && has(event.body.force) && event.body.force == true', reason: no force updates}
+      with: {expression: 'has(event.method) && event.body != null && has(event.body.force) && event.body.force == true', reason: no force updates}
     - name: no-mutations
       use: cel
       on: [egress]
