@@ -37,6 +37,9 @@ fn git_run(dir: &Path, args: &[&str]) -> std::process::Output {
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("HOME", dir)
         .env("GIT_TERMINAL_PROMPT", "0")
+        // The machine's CA settings would override the `http.sslCAInfo` a push names.
+        .env_remove("GIT_SSL_CAINFO")
+        .env_remove("GIT_SSL_CAPATH")
         .env_remove("HTTPS_PROXY")
         .env_remove("HTTP_PROXY")
         .env_remove("https_proxy")
@@ -101,6 +104,12 @@ async fn cgi(
 ) -> axum::response::Response {
     let (parts, body) = req.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
+    let (parts, body) = run_cgi(&st, parts, body).await.into_parts();
+    axum::response::Response::from_parts(parts, Body::from(body))
+}
+
+/// One request answered by `git http-backend` (CGI).
+async fn run_cgi(st: &BackendState, parts: axum::http::request::Parts, body: Bytes) -> axum::http::Response<Vec<u8>> {
     if parts.uri.path().ends_with("/git-receive-pack") {
         st.pushes.fetch_add(1, Ordering::SeqCst);
     }
@@ -138,7 +147,7 @@ async fn cgi(
     let split = out.stdout.windows(4).position(|w| w == b"\r\n\r\n").map(|p| (p, 4));
     let split = split.or_else(|| out.stdout.windows(2).position(|w| w == b"\n\n").map(|p| (p, 2)));
     let (at, sep) = split.expect("CGI headers");
-    let mut resp = axum::response::Response::new(Body::from(out.stdout[at + sep..].to_vec()));
+    let mut resp = axum::http::Response::new(out.stdout[at + sep..].to_vec());
     for line in String::from_utf8_lossy(&out.stdout[..at]).lines() {
         let Some((k, v)) = line.split_once(':') else { continue };
         if k.eq_ignore_ascii_case("status") {
@@ -518,4 +527,132 @@ async fn a_push_larger_than_the_limit_is_refused_in_gits_protocol() {
     assert!(text.contains("maxPushBytes"), "{text}");
     assert_eq!(repos.remote_main(), before);
     assert_eq!(up.pushes.load(Ordering::SeqCst), 0);
+}
+
+/// The stand-in over HTTPS for `HOST`, with a certificate of a fresh test CA written to `ca_file`.
+async fn tls_backend(root: &Path, ca_file: &Path) -> Backend {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "git stand-in test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    std::fs::write(ca_file, ca_cert.pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![HOST.to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let state = BackendState {
+        root: root.to_owned(),
+        pushes: Arc::new(AtomicUsize::new(0)),
+        authorizations: Arc::new(Mutex::new(Vec::new())),
+    };
+    let (pushes, authorizations) = (state.pushes.clone(), state.authorizations.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, state) = (acceptor.clone(), state.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let state = state.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let resp =
+                            run_cgi(&state, parts, body).await.map(|b| http_body_util::Full::new(Bytes::from(b)));
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Backend { port, pushes, authorizations, task }
+}
+
+#[tokio::test]
+async fn pushes_through_the_gateways_proxy_are_judged_on_the_wire() {
+    let repos = Repos::new();
+    let dir = tempfile::tempdir().unwrap();
+    let up = tls_backend(&repos.root(), &dir.path().join("stand-in-ca.pem")).await;
+    write_policy_repo(dir.path());
+    std::fs::write(
+        dir.path().join("repo/agent.yaml"),
+        format!(
+            r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {{name: pusher}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+  sandbox: {{egress: ["{HOST}:{port}"]}}
+  credentials:
+    - {{host: "{HOST}:{port}", secretName: github, key: token}}
+"#,
+            port = up.port
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("secrets/github")).unwrap();
+    std::fs::write(dir.path().join("secrets/github/token"), "ghp_wire0123456789\n").unwrap();
+    let mut cfg = config(dir.path());
+    cfg.egress.resolve.insert(HOST.into(), "127.0.0.1".parse().unwrap());
+    cfg.egress.trust = vec![dir.path().join("stand-in-ca.pem")];
+    cfg.egress.secrets_dir = Some(dir.path().join("secrets"));
+    let t = TestGateway::with_config(dir.path(), cfg).await;
+    let (_id, token) = t.session("pusher").await;
+    let ca = t.client.get(format!("{}/v1/egress/ca.pem", t.url)).send().await.unwrap().text().await.unwrap();
+    let ca_file = dir.path().join("paddock-ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+
+    let work = repos.work();
+    let proxy = format!("http.proxy=http://paddock:{token}@{}", t.url.trim_start_matches("http://"));
+    let trust = format!("http.sslCAInfo={}", ca_file.display());
+    let url = format!("https://{HOST}:{}/acme/app.git", up.port);
+    git(&work, &["remote", "add", "origin", &url]);
+    let push = |extra: &'static [&'static str]| {
+        let mut args: Vec<String> =
+            ["-c", &proxy, "-c", &trust, "push", "origin"].iter().map(|s| s.to_string()).collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let work = work.clone();
+        async move { git_async(&work, &args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+    let base = repos.remote_main();
+
+    let ahead = commit(&work, "two");
+    let out = push(&["main"]).await;
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(repos.remote_main(), ahead);
+    // The mirror's fetch and the push both reached the host with the brokered credential.
+    assert!(up.authorizations.lock().unwrap().iter().filter(|a| a.contains("ghp_wire0123456789")).count() >= 2);
+
+    git(&work, &["reset", "-q", "--hard", &base]);
+    commit(&work, "diverged");
+    let out = push(&["-f", "main"]).await;
+    let text = shown(&out);
+    assert!(!out.status.success() && text.contains("! [remote rejected] main -> main ("), "{text}");
+    assert!(text.contains("force update (not a fast-forward)"), "{text}");
+    assert_eq!(repos.remote_main(), ahead);
+
+    git(&work, &["reset", "-q", "--hard", &ahead]);
+    git(&work, &["tag", "v1"]);
+    let out = push(&["v1"]).await;
+    assert!(!out.status.success() && shown(&out).contains("! [remote rejected] v1 -> v1 ("), "{}", shown(&out));
+    git(&repos.bare(), &["branch", "keep", &ahead]);
+    let out = push(&["--delete", "keep"]).await;
+    assert!(!out.status.success() && shown(&out).contains("! [remote rejected] keep ("), "{}", shown(&out));
+    assert_eq!(git(&repos.bare(), &["rev-parse", "refs/heads/keep"]), ahead);
+    assert_eq!(up.pushes.load(Ordering::SeqCst), 1);
+    assert!(git_run(&repos.bare(), &["rev-parse", "--verify", "-q", "refs/tags/v1"]).stdout.is_empty());
 }

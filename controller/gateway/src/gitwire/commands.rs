@@ -239,7 +239,7 @@ mod tests {
     #[test]
     fn what_git_would_not_send_is_refused() {
         let cases: Vec<(Vec<u8>, CommandError)> = vec![
-            (request(&[format!("push-cert\0report-status\n")], b""), CommandError::PushCert),
+            (request(&["push-cert\0report-status\n".to_string()], b""), CommandError::PushCert),
             (
                 request(&[format!("{A} {B} refs/heads/main\0report-status push-cert=abc\n")], b"PACK"),
                 CommandError::PushCert,
