@@ -257,11 +257,8 @@ async fn the_upstream_sees_the_session_credential_never_the_clients() {
     let port = s.up.port;
     let answer = raw(
         &s,
-        format!(
-            "GET /repos/acme/app?per_page=1 HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer agent-own\r\n\
-             Cookie: user_session=stolen\r\nProxy-Authorization: Basic eDp5\r\nConnection: close\r\n\r\n"
-        )
-        .as_bytes(),
+        b"GET /repos/acme/app?per_page=1 HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer agent-own\r\n\
+          Cookie: user_session=stolen\r\nProxy-Authorization: Basic eDp5\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(statuses(&answer), ["200"], "{answer}");
