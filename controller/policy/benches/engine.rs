@@ -1,4 +1,5 @@
-//! Decision latency: one rule and a 20-rule mix, on a 2 KB and a 200 KB request, plus a tool call.
+//! Decision latency: one rule and a 20-rule mix, on a 2 KB and a 200 KB request, plus a tool call; and on the
+//! wire: the `paddock/egress` pre-check alone, a tunnel, a GitHub API request and a push under the mix.
 //! Criterion reports means; a second pass records every decision to report p50 and p99.
 //!
 //! cargo bench -p paddock-policy --bench engine
@@ -79,6 +80,59 @@ fn state() -> SessionState {
         owner: "alice".into(),
         model: Some("claude-sonnet-4-5".into()),
         workspace_repo: Some("acme/app".into()),
+        sandbox: paddock_policy::state::SandboxFacts {
+            // A realistic allowlist; the destination matches the last entry, so every entry is tried.
+            egress: [
+                "registry.yarnpkg.com:443",
+                "*.pythonhosted.org:443",
+                "pypi.org:443",
+                "static.crates.io:443",
+                "index.crates.io:443",
+                "proxy.golang.org:443",
+                "10.0.0.0/8:5432",
+                "[2001:db8::/32]:443",
+                "*.npmjs.org:443",
+            ]
+            .map(String::from)
+            .to_vec(),
+            brokered: vec!["github.com:443".into(), "api.github.com:443".into()],
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn tunnel() -> Event {
+    Event {
+        phase: paddock_api::Phase::Egress,
+        host: Some("registry.npmjs.org".into()),
+        port: Some(443),
+        scheme: Some("https".into()),
+        ..Default::default()
+    }
+}
+
+fn api_request() -> Event {
+    Event {
+        method: Some("PATCH".into()),
+        path: Some("/repos/acme/app/git/refs/heads/feature%2Fcart-fix".into()),
+        body: Some(json!({"sha": "2222222222222222222222222222222222222222", "force": false})),
+        host: Some("api.github.com".into()),
+        ..tunnel()
+    }
+}
+
+fn git_push() -> Event {
+    Event {
+        phase: paddock_api::Phase::GitPush,
+        host: Some("github.com".into()),
+        repo: Some("acme/app".into()),
+        updates: vec![paddock_policy::RefUpdate {
+            git_ref: "refs/heads/feature/cart-fix".into(),
+            old: "1111111111111111111111111111111111111111".into(),
+            new: "2222222222222222222222222222222222222222".into(),
+            fast_forward: true,
+        }],
         ..Default::default()
     }
 }
@@ -113,13 +167,18 @@ fn main() {
     let mix = policy(MIX);
     assert_eq!(mix[0].rules.len(), 20);
     let (small, large, call) = (request(2 * 1024), request(200 * 1024), tool_call());
-    let cases: [(&str, &Event, &[CompiledPolicy], usize); 6] = [
+    let (connect, api, push) = (tunnel(), api_request(), git_push());
+    let cases: [(&str, &Event, &[CompiledPolicy], usize); 10] = [
         ("1 rule, 2 KB request", &small, &one_request, 20_000),
         ("1 rule, tool call", &call, &one_tool, 20_000),
         ("20 rules, 2 KB request", &small, &mix, 20_000),
         ("20 rules, tool call", &call, &mix, 20_000),
         ("1 rule, 200 KB request", &large, &one_request, 2_000),
         ("20 rules, 200 KB request", &large, &mix, 2_000),
+        ("egress pre-check alone", &connect, &[], 50_000),
+        ("20 rules, egress tunnel", &connect, &mix, 20_000),
+        ("20 rules, GitHub API request", &api, &mix, 20_000),
+        ("20 rules, git push", &push, &mix, 20_000),
     ];
     println!("decision latency (one core, after warm-up):");
     for (name, ev, ps, n) in cases {
