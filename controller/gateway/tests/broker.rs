@@ -22,6 +22,8 @@ use tokio::net::TcpStream;
 
 const HOST: &str = "api.github.test";
 const TOKEN: &str = "ghp_brokered0123456789";
+/// Resolves to the stand-in too, whose certificate is not for this name.
+const IMPOSTOR: &str = "impostor.github.test";
 
 /// The HTTPS stand-in: what it received, one JSON object per request.
 struct StandIn {
@@ -115,9 +117,10 @@ metadata: {{name: brokered}}
 spec:
   harness: custom
   model: claude-sonnet-4-5
-  sandbox: {{egress: ["{HOST}:{port}"]}}
+  sandbox: {{egress: ["{HOST}:{port}", "{IMPOSTOR}:{port}"]}}
   credentials:
     - {{host: "{HOST}:{port}", secretName: github, key: token}}
+    - {{host: "{IMPOSTOR}:{port}", secretName: github, key: token}}
 ---
 apiVersion: paddock.dev/v1alpha1
 kind: Agent
@@ -162,6 +165,7 @@ spec:
 fn broker_config(dir: &Path) -> GatewayConfig {
     let mut cfg = config(dir);
     cfg.egress.resolve.insert(HOST.into(), "127.0.0.1".parse().unwrap());
+    cfg.egress.resolve.insert(IMPOSTOR.into(), "127.0.0.1".parse().unwrap());
     cfg.egress.trust = vec![dir.join("stand-in-ca.pem")];
     cfg.egress.secrets_dir = Some(dir.join("secrets"));
     cfg.egress.max_inspect_bytes = 4096;
@@ -411,6 +415,19 @@ async fn paths_go_upstream_unnormalised_and_http_1_0_works() {
 }
 
 #[tokio::test]
+async fn an_upstream_whose_certificate_is_not_for_the_host_gets_nothing() {
+    let s = setup().await;
+    let tcp = tunnel(&s.t, &s.token, &format!("{IMPOSTOR}:{}", s.up.port)).await.unwrap();
+    let mut tls = tls(tcp, &s.ca, IMPOSTOR).await.unwrap();
+    tls.write_all(b"GET /user HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(20), tls.read_to_string(&mut out)).await.unwrap().unwrap();
+    assert_eq!(statuses(&out), ["502"], "{out}");
+    assert!(out.contains("certificate"), "{out}");
+    assert!(s.up.seen().is_empty(), "the credential never went to a host that could not prove its name");
+}
+
+#[tokio::test]
 async fn credentials_survive_a_restart_sealed_and_never_shown() {
     let dir = tempfile::tempdir().unwrap();
     let up = stand_in(HOST, &dir.path().join("stand-in-ca.pem")).await;
@@ -441,7 +458,7 @@ async fn credentials_survive_a_restart_sealed_and_never_shown() {
     let c = t.gw.broker.credential(&s, HOST, up.port).expect("the credential survived the restart");
     assert_eq!(c.value, format!("Bearer {TOKEN}"));
     assert!(!format!("{c:?}").contains(TOKEN));
-    assert_eq!(s.state().await.sandbox.brokered, [format!("{HOST}:{}", up.port)]);
+    assert_eq!(s.state().await.sandbox.brokered, [format!("{HOST}:{}", up.port), format!("{IMPOSTOR}:{}", up.port)]);
 
     // An ended session's credential is gone from the broker and the database.
     t.gw.end_session(&id, "Succeeded", "done").await.unwrap();

@@ -75,8 +75,7 @@ where
         Err(_) => return,
     };
     let credential = gw.broker.credential(&s, &host, port);
-    let connect_timeout = Duration::from_secs(gw.limits.upstream_connect_timeout_seconds);
-    let upstream = Arc::new(Upstream::new(&gw.broker, &host, port, credential, connect_timeout));
+    let upstream = Arc::new(Upstream::new(&gw.broker, &host, port, credential, &gw.limits));
     let service = hyper::service::service_fn(move |req| {
         let (gw, s, upstream) = (gw.clone(), s.clone(), upstream.clone());
         async move { Ok::<_, Infallible>(request(&gw, &s, &upstream, req).await) }
@@ -182,7 +181,11 @@ async fn send(s: &Session, up: &Upstream, path: &str, mut req: Request<ProxyBody
         Ok(resp) => relay_response(resp),
         Err(e) => {
             tracing::warn!(session = %s.id, host = %up.host, error = %e, "brokered request failed upstream");
-            plain(StatusCode::BAD_GATEWAY, &e.to_string())
+            let status = match e {
+                super::upstream::UpstreamError::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            plain(status, &e.to_string())
         }
     }
 }

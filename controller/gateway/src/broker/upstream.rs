@@ -29,6 +29,8 @@ pub enum UpstreamError {
     Tls(String, String),
     #[error("{0} failed: {1}")]
     Http(String, String),
+    #[error("{0} had no answer within {1} s")]
+    Timeout(String, u64),
 }
 
 /// The TLS client configuration for upstreams: the system's roots and the configured extra ones.
@@ -70,6 +72,8 @@ pub struct Upstream {
     tls: Arc<rustls::ClientConfig>,
     egress: crate::config::EgressConfig,
     connect_timeout: std::time::Duration,
+    /// Until the upstream's response head arrives.
+    response_timeout: std::time::Duration,
     sender: tokio::sync::Mutex<Option<hyper::client::conn::http1::SendRequest<ProxyBody>>>,
 }
 
@@ -79,7 +83,7 @@ impl Upstream {
         host: &str,
         port: u16,
         credential: Option<SessionCredential>,
-        connect_timeout: std::time::Duration,
+        limits: &crate::config::Limits,
     ) -> Upstream {
         Upstream {
             host: host.to_owned(),
@@ -87,7 +91,8 @@ impl Upstream {
             credential,
             tls: broker.upstream_tls.clone(),
             egress: broker.config().clone(),
-            connect_timeout,
+            connect_timeout: std::time::Duration::from_secs(limits.upstream_connect_timeout_seconds),
+            response_timeout: std::time::Duration::from_secs(limits.upstream_response_timeout_seconds),
             sender: tokio::sync::Mutex::new(None),
         }
     }
@@ -111,7 +116,14 @@ impl Upstream {
         }
         let sender = slot.as_mut().expect("connected");
         let what = format!("the request to {}:{}", self.host, self.port);
-        sender.send_request(req).await.map_err(|e| UpstreamError::Http(what, e.to_string()))
+        match tokio::time::timeout(self.response_timeout, sender.send_request(req)).await {
+            Ok(r) => r.map_err(|e| UpstreamError::Http(what, e.to_string())),
+            Err(_) => {
+                // The connection is in an unknown state: the next request dials afresh.
+                *slot = None;
+                Err(UpstreamError::Timeout(what, self.response_timeout.as_secs()))
+            }
+        }
     }
 
     fn prepare(&self, req: Request<ProxyBody>) -> Request<ProxyBody> {
@@ -190,6 +202,62 @@ pub fn strip_connection_headers(headers: &mut HeaderMap) {
 /// The upstream's response as the client gets it: hop-by-hop headers removed, the body streamed.
 pub fn relay_response(resp: Response<Incoming>) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
+    // The length stays: the body was read by it, and a `HEAD` answer's length is the resource's.
+    let length = parts.headers.get(hyper::header::CONTENT_LENGTH).cloned();
     strip_connection_headers(&mut parts.headers);
+    if let Some(length) = length {
+        parts.headers.insert(hyper::header::CONTENT_LENGTH, length);
+    }
     Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_cannot_bring_its_own_identity_or_framing() {
+        let broker = crate::broker::Broker::ephemeral(Default::default()).unwrap();
+        let credential = SessionCredential {
+            host: "api.example.com".into(),
+            port: 8443,
+            header: "x-api-key".into(),
+            value: "brokered".into(),
+        };
+        let up = Upstream::new(&broker, "api.example.com", 8443, Some(credential), &Default::default());
+        let req = Request::builder()
+            .uri("/x")
+            .header("host", "evil.example")
+            .header("authorization", "Bearer mine")
+            .header("x-api-key", "mine")
+            .header("X-Api-Key", "mine-too")
+            .header("cookie", "a=b")
+            .header("proxy-authorization", "Basic eDp5")
+            .header("connection", "keep-alive, x-secret-hop")
+            .header("x-secret-hop", "1")
+            .header("transfer-encoding", "chunked")
+            .header("content-length", "3")
+            .header("upgrade", "h2c")
+            .header("accept", "application/json")
+            .body(http_body_util::Empty::new().map_err(|n| match n {}).boxed_unsync())
+            .unwrap();
+        let out = up.prepare(req);
+        let h = out.headers();
+        assert_eq!(h.get_all("x-api-key").iter().collect::<Vec<_>>(), ["brokered"]);
+        assert!(h.get_all("x-api-key").iter().all(|v| v.is_sensitive()));
+        assert_eq!(h.get("host").unwrap(), "api.example.com:8443");
+        for gone in [
+            "authorization",
+            "cookie",
+            "proxy-authorization",
+            "connection",
+            "x-secret-hop",
+            "transfer-encoding",
+            "content-length",
+            "upgrade",
+        ] {
+            assert!(h.get(gone).is_none(), "{gone}");
+        }
+        assert_eq!(h.get("accept").unwrap(), "application/json");
+    }
 }
