@@ -656,3 +656,102 @@ spec:
     assert_eq!(up.pushes.load(Ordering::SeqCst), 1);
     assert!(git_run(&repos.bare(), &["rev-parse", "--verify", "-q", "refs/tags/v1"]).stdout.is_empty());
 }
+
+/// A push request written by hand: `old new ref` lines, a flush, and the pack.
+fn push_body(lines: &[String], pack: Option<std::fs::File>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(format!("{:04x}", l.len() + 4).as_bytes());
+        out.extend_from_slice(l.as_bytes());
+    }
+    out.extend_from_slice(b"0000");
+    if let Some(mut f) = pack {
+        use std::io::{Read, Seek};
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut out).unwrap();
+    }
+    out
+}
+
+async fn send_push(front: &str, body: Vec<u8>, gzip: bool) -> (u16, String) {
+    let mut r = reqwest::Client::new()
+        .post(format!("{front}/acme/app.git/git-receive-pack"))
+        .header("content-type", "application/x-git-receive-pack-request");
+    let body = if gzip {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&body).unwrap();
+        r = r.header("content-encoding", "gzip");
+        enc.finish().unwrap()
+    } else {
+        body
+    };
+    let resp = r.body(body).send().await.unwrap();
+    (resp.status().as_u16(), String::from_utf8_lossy(&resp.bytes().await.unwrap()).into_owned())
+}
+
+#[tokio::test]
+async fn crafted_pushes_are_judged_by_what_they_carry() {
+    let repos = Repos::new();
+    let up = backend(&repos.root()).await;
+    let f = front(up.port, 1 << 30).await;
+    let work = repos.work();
+    let base = repos.remote_main();
+    let caps = "\0report-status side-band-64k agent=crafted";
+
+    // A gzip body is judged by what it decodes to: a force update inside is refused, nothing goes upstream.
+    git(&work, &["checkout", "-q", "-b", "rewritten", &base]);
+    git(&work, &["commit", "-q", "--amend", "-m", "rewritten"]);
+    let rewritten = git(&work, &["rev-parse", "HEAD"]);
+    let force = push_body(
+        &[format!("{base} {rewritten} refs/heads/main{caps}\n")],
+        Some(pack_file(&work, &rewritten, Some(&base))),
+    );
+    let (status, answer) = send_push(&f.url, force, true).await;
+    assert_eq!(status, 200);
+    assert!(answer.contains("ng refs/heads/main") && answer.contains("force update"), "{answer}");
+    assert_eq!(up.pushes.load(Ordering::SeqCst), 0);
+    assert_eq!(repos.remote_main(), base);
+
+    // A fast-forward in gzip goes upstream as it came (the host decodes it) and lands.
+    git(&work, &["checkout", "-q", "main"]);
+    let ahead = commit(&work, "two");
+    let ff =
+        push_body(&[format!("{base} {ahead} refs/heads/main{caps}\n")], Some(pack_file(&work, &ahead, Some(&base))));
+    let (status, answer) = send_push(&f.url, ff, true).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("ok refs/heads/main"), "{answer}");
+    assert_eq!(repos.remote_main(), ahead);
+    assert_eq!(up.pushes.load(Ordering::SeqCst), 1);
+
+    // Claiming to create a branch that exists (old all zeros) passes as a creation, but cannot overwrite it:
+    // the host's receive-pack updates a ref only from the value the push names.
+    let forged = push_body(
+        &[format!("{ZERO_OID} {rewritten} refs/heads/main{caps}\n")],
+        Some(pack_file(&work, &rewritten, Some(&ahead))),
+    );
+    let (_, answer) = send_push(&f.url, forged, false).await;
+    assert!(answer.contains("ng refs/heads/main"), "{answer}");
+    assert_eq!(repos.remote_main(), ahead);
+
+    // A signed push is refused before anything goes upstream.
+    let pushes = up.pushes.load(Ordering::SeqCst);
+    let signed = push_body(&[format!("push-cert{caps}\n"), "certificate version 0.1\n".into()], None);
+    let (status, answer) = send_push(&f.url, signed, false).await;
+    assert_eq!(status, 200);
+    assert!(answer.contains("unpack signed pushes"), "{answer}");
+    assert_eq!(up.pushes.load(Ordering::SeqCst), pushes);
+
+    // A ref name git would not store, and a second ref line with capabilities, are refused.
+    for lines in [
+        vec![format!("{ahead} {rewritten} refs/heads/../main{caps}\n")],
+        vec![format!("{ahead} {ahead} refs/heads/x{caps}\n"), format!("{ahead} {rewritten} refs/heads/main{caps}\n")],
+    ] {
+        let (status, answer) =
+            send_push(&f.url, push_body(&lines, Some(pack_file(&work, &rewritten, None))), false).await;
+        assert_eq!(status, 200);
+        assert!(answer.contains("paddock: push refused") && !answer.contains("ok refs/"), "{answer}");
+    }
+    assert_eq!(up.pushes.load(Ordering::SeqCst), pushes);
+    assert_eq!(repos.remote_main(), ahead);
+}
