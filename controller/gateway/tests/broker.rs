@@ -398,6 +398,14 @@ async fn bodies_the_gateway_cannot_read_are_refused() {
     );
     let answer = raw(&s, post.as_bytes()).await;
     assert_eq!(statuses(&answer), ["400"], "{answer}");
+
+    // Other spellings of the same GraphQL call: a lowercase method, a query string.
+    let gql = json!({"query": "mutation { deleteRef(input: {refId: \"x\"}) { clientMutationId } }"}).to_string();
+    let post =
+        format!("post /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{gql}", gql.len());
+    assert_eq!(statuses(&raw(&s, post.as_bytes()).await), ["400"]);
+    let get = "GET /graphql?query=mutation%7BdeleteRef%7D HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(statuses(&raw(&s, get.as_bytes()).await), ["405"]);
     assert!(s.up.seen().is_empty(), "{:?}", s.up.seen());
 }
 

@@ -110,6 +110,11 @@ async fn request(gw: &Arc<Gateway>, s: &Arc<Session>, up: &Upstream, req: Reques
             return plain(StatusCode::BAD_REQUEST, "this tunnel reaches only its CONNECT host");
         }
     }
+    // Methods are case-sensitive, but a host may not treat them so: `post /graphql` must not pass as something
+    // other than the POST it may become.
+    if parts.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return plain(StatusCode::BAD_REQUEST, "a request method is upper case");
+    }
     if parts.method == Method::CONNECT {
         return plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT inside a brokered tunnel is not supported");
     }
@@ -153,7 +158,11 @@ async fn request(gw: &Arc<Gateway>, s: &Arc<Session>, up: &Upstream, req: Reques
             Ok(json) => event.body = json,
             Err(why) => return plain(StatusCode::BAD_REQUEST, &why),
         }
-        if parts.method == Method::POST && is_graphql(&route) {
+        if is_graphql(&route) && parts.method != Method::POST {
+            // A GraphQL operation in a query string would go undecided.
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "GraphQL requests go by POST through the gateway");
+        }
+        if is_graphql(&route) {
             match crate::gitwire::graphql::operation(event.body.as_ref().unwrap_or(&serde_json::Value::Null)) {
                 Ok(op) => event.operation = op,
                 Err(why) => return plain(StatusCode::BAD_REQUEST, &format!("refused: {why}")),
