@@ -477,7 +477,7 @@ fn egress_refused(event: &Event, state: &SessionState) -> Option<String> {
             "egress to `{dest}` is not allowed: `{host}` is an IP address written as a name, which no entry matches; \
              write the address as an entry of the Agent's `spec.sandbox.egress` and connect to it in dotted form"
         ),
-        egress::Destination::Invalid => format!("egress to `{dest}` is not allowed: `{host}` is not a host name"),
+        egress::Destination::Invalid => format!("egress to {host:?} is not allowed: it is not a host name"),
         _ => format!(
             "egress to `{dest}` is not allowed: it is not in the Agent's `spec.sandbox.egress`; add `{dest}` there \
              to allow it"

@@ -93,6 +93,8 @@ fn egress_outside_the_allowlist_is_denied_whatever_the_policies() {
     assert!(!allowed("10.1", 5432));
     let d = evaluate(&egress("0x7f.1", 80), &state(), &[]);
     assert!(d.reason.contains("IP address written as a name"), "{}", d.reason);
+    let d = evaluate(&egress("a\nb", 80), &state(), &[]);
+    assert!(d.verdict == Verdict::Deny && d.reason.contains(r#""a\nb""#) && !d.reason.contains('\n'), "{}", d.reason);
 }
 
 #[test]
@@ -280,6 +282,9 @@ fn graphql_mutations_are_judged_by_their_fields() {
     let mut unseen = graphql(&[]);
     unseen.operation = None;
     assert_eq!(github(&unseen).0, Verdict::Ask, "an operation the gateway could not read");
+    let mut in_url = request("GET", "/graphql?query=mutation%7BdeleteRef(input:%7BrefId:%22R%22%7D)%7D", None);
+    in_url.operation = None;
+    assert_eq!(github(&in_url).0, Verdict::Ask, "a document in the URL is not read");
     let none_writable = "rules: [{name: gh, use: github, with: {}}]";
     assert_eq!(verdict(none_writable, &graphql(&[("addComment", json!({}))])).0, Verdict::Deny);
 }

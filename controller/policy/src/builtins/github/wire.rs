@@ -180,7 +180,12 @@ impl Github {
         };
         let outcome = match api {
             Some(segs) if segs.len() == 1 && segs[0].eq_ignore_ascii_case("graphql") => {
-                self.graphql(method, event.operation.as_ref(), &what)
+                if event.operation.is_none() && http_path::query_param(raw, "query").is_some() {
+                    // A document in the URL: GitHub takes GraphQL by POST, but the gateway reads only bodies.
+                    Some(self.opaque(format!("{what}: a GraphQL document in the URL is not read")))
+                } else {
+                    self.graphql(method, event.operation.as_ref(), &what)
+                }
             }
             Some(segs) => self.rest(method, segs, event.body.as_ref(), &what),
             None => self.smart_http(raw, &segs, &what),
