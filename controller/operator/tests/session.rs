@@ -755,6 +755,7 @@ async fn brokered_credentials_go_to_the_gateway_and_never_into_the_pod() {
     let h = harness(true, vec![], Duration::ZERO).await;
     let mut agent = agent_json();
     agent["spec"]["credentials"] = json!([{"host": "api.github.com", "secretName": "github-bot", "key": "token"}]);
+    agent["spec"]["sandbox"]["egress"] = json!(["github.com:443"]);
     h.objects.put(AGENT_PATH, agent);
     h.set_workspace(
         json!({"git": "https://GitHub.com/acme/shop.git", "ref": "main", "secretRef": {"name": "shop-git"}}),
@@ -845,6 +846,12 @@ async fn a_sessions_workspace_cannot_widen_egress() {
             json!({"git": "https://evil.example:31337/x.git"}),
             "WorkspaceNotAllowed",
             "spec.workspace.git: the clone goes through the gateway, which lets it reach `evil.example:31337` only when the Agent allows it",
+        ),
+        (
+            // The Session's author may name any Secret of the namespace: it is never sent to a host of theirs.
+            json!({"git": "https://attacker.example/x.git", "secretRef": {"name": "github-bot"}}),
+            "WorkspaceNotAllowed",
+            "spec.workspace.git: the clone goes through the gateway, which lets it reach `attacker.example:443` only when the Agent allows it",
         ),
         (
             json!({"git": "http://api.github.com/x.git", "secretRef": {"name": "creds"}}),

@@ -130,6 +130,9 @@ fn check_address(host: &str) -> Result<(), String> {
         return Ok(());
     }
     match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(a)) if a.to_ipv4_mapped().is_some() => {
+            Err(format!("an IPv4-mapped address; write the IPv4 address `{}`", a.to_ipv4_mapped().expect("mapped")))
+        }
         Ok(ip) if link_local(ip) => Err("link-local addresses (the cloud metadata endpoint) are never opened".into()),
         _ => Ok(()),
     }
@@ -194,6 +197,7 @@ mod tests {
             ("169.254.169.0/24:80", "link-local"),
             ("169.0.0.0/8:80", "link-local"),
             ("[fe80::1]:80", "link-local"),
+            ("[::ffff:169.254.169.254]:80", "write the IPv4 address `169.254.169.254`"),
         ] {
             let e = parse_egress(entry).unwrap_err();
             assert!(e.contains(why), "{entry}: {e}");

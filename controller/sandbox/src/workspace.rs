@@ -154,9 +154,10 @@ pub fn clone_is_brokered(ws: &WorkspaceSource, credentials: &[BrokeredCredential
     ws.secret_ref.is_some() || credentials.iter().any(|c| c.host_port() == Some((r.host.clone(), r.port)))
 }
 
-/// Whether the gateway will let the clone reach its remote: brokered (the workspace's `secretRef`, or one of
-/// the Agent's `credentials`) or listed in the Agent's egress. So a workspace never widens the Agent's egress
-/// by itself. A `secretRef` for a host the Agent brokers already is refused: one credential per host.
+/// Whether the gateway will let the clone reach its remote: a host the Agent brokers (`credentials`) or
+/// lists in its egress. A workspace never widens the Agent's egress by itself, not even with a `secretRef`:
+/// the Session's author could otherwise have the gateway send any Secret of the namespace to a host of their
+/// choosing. A `secretRef` for a host the Agent brokers already is refused: one credential per host.
 pub fn check_clone_allowed(
     ws: &WorkspaceSource,
     credentials: &[BrokeredCredential],
@@ -164,8 +165,8 @@ pub fn check_clone_allowed(
 ) -> Result<(), WorkspaceProblem> {
     let Some(r) = remote(&ws.git) else { return Ok(()) };
     let brokered_by = credentials.iter().position(|c| c.host_port() == Some((r.host.clone(), r.port)));
-    match (brokered_by, &ws.secret_ref) {
-        (Some(i), Some(_)) if r.scheme == "https" => Err(WorkspaceProblem {
+    match brokered_by {
+        Some(i) if ws.secret_ref.is_some() => Err(WorkspaceProblem {
             field: "secretRef",
             message: format!(
                 "the Agent already brokers `{}` with spec.credentials[{i}]; the clone uses that credential, drop the \
@@ -173,14 +174,13 @@ pub fn check_clone_allowed(
                 r.authority()
             ),
         }),
-        (Some(_), _) | (None, Some(_)) => Ok(()),
-        (None, None) if allowed_by(egress, &r) => Ok(()),
-        (None, None) => Err(WorkspaceProblem {
+        Some(_) => Ok(()),
+        None if allowed_by(egress, &r) => Ok(()),
+        None => Err(WorkspaceProblem {
             field: "git",
             message: format!(
                 "the clone goes through the gateway, which lets it reach `{0}` only when the Agent allows it: add \
-                 `{0}` to the Agent's spec.sandbox.egress, broker it with spec.credentials, or give the workspace a \
-                 secretRef",
+                 `{0}` to the Agent's spec.sandbox.egress or broker it with spec.credentials",
                 r.authority()
             ),
         }),
@@ -313,6 +313,26 @@ mod tests {
         ] {
             assert!(!allowed(no), "{no}");
         }
+    }
+
+    #[test]
+    fn a_workspace_never_widens_the_agents_egress() {
+        let creds: Vec<BrokeredCredential> =
+            serde_json::from_str(r#"[{"host": "github.com", "secretName": "gh", "key": "token", "scheme": "basic"}]"#)
+                .unwrap();
+        let egress = vec![parse_egress("git.acme.dev:443").unwrap()];
+        let check = |url: &str, secret: bool| check_clone_allowed(&ws(url, secret), &creds, &egress);
+        assert_eq!(check("https://github.com/acme/x.git", false), Ok(()), "brokered by the Agent");
+        assert_eq!(check("https://git.acme.dev/x.git", false), Ok(()), "listed");
+        assert_eq!(check("https://git.acme.dev/x.git", true), Ok(()), "listed, with the Session's credential");
+        assert_eq!(check("file:///srv/x.git", false), Ok(()));
+        let e = check("https://attacker.example/x.git", true).unwrap_err();
+        assert_eq!(e.field, "git", "a secretRef does not open a host: {e}");
+        assert!(e.message.contains("`attacker.example:443` only when the Agent allows it"), "{e}");
+        assert_eq!(check("https://github.com:8443/x.git", false).unwrap_err().field, "git");
+        let e = check("https://github.com/acme/x.git", true).unwrap_err();
+        assert_eq!(e.field, "secretRef");
+        assert!(e.message.contains("already brokers `github.com:443` with spec.credentials[0]"), "{e}");
     }
 
     #[test]
