@@ -163,7 +163,11 @@ fn github_rules_hold_on_the_wire_and_the_token_stays_in_the_gateway() {
             "git tag v1 && git push origin v1 2>&1; echo exit $?".into(),
             "git push origin --delete feature/old 2>&1; echo exit $?".into(),
             format!("curl -sS -X DELETE {api}/feature/old -w '\\nHTTP %{{http_code}}\\n'"),
-            // 8-9: the brokered token is nowhere the sandbox can read (git's config files included: the
+            // 8: a force update through GraphQL, its force given as a variable.
+            format!(
+                r#"curl -sS -X POST https://{API_HOST}:{gh}/graphql -H 'content-type: application/json' -d '{{"query":"mutation Move($force: Boolean!) {{ updateRef(input: {{refId: \"REF_main\", oid: \"'"$(git rev-parse HEAD~1)"'\", force: $force}}) {{ ref {{ name }} }} }}","variables":{{"force":true}}}}' -w '\nHTTP %{{http_code}}\n'"#
+            ),
+            // 9-10: the brokered token is nowhere the sandbox can read (git's config files included: the
             // repository's, the home's, /etc/gitconfig); the same search finds the proxy URL.
             format!(
                 "python3 no_secret.py {} /workspace /tmp /home /run /etc /opt /usr/local/etc",
@@ -175,7 +179,7 @@ fn github_rules_hold_on_the_wire_and_the_token_stays_in_the_gateway() {
     let main_before = w.github.rev("refs/heads/main").unwrap();
     let old_before = w.github.rev("refs/heads/feature/old").unwrap();
     let (out, context) = run(&w);
-    assert_eq!(out.len(), 10, "{context}");
+    assert_eq!(out.len(), 11, "{context}");
 
     // Refused at the wire, and the remote's main is where it was.
     assert_eq!(w.github.rev("refs/heads/main").as_deref(), Some(main_before.as_str()), "main moved:\n{context}");
@@ -201,6 +205,12 @@ fn github_rules_hold_on_the_wire_and_the_token_stays_in_the_gateway() {
     assert!(out[6].contains("rejected") && !out[6].contains("exit 0"), "{}", out[6]);
     assert!(out[7].contains("HTTP 403"), "{}", out[7]);
 
+    assert!(
+        out[8].contains("HTTP 403") && out[8].contains("force"),
+        "the GraphQL force update is refused:\n{}",
+        out[8]
+    );
+
     // No refused request reached the stand-in; every one that did carried the broker's token.
     for r in w.github.server.requests() {
         assert!(r.header("authorization").is_some(), "{} {} {} without a credential", r.method, r.host, r.path);
@@ -208,9 +218,13 @@ fn github_rules_hold_on_the_wire_and_the_token_stays_in_the_gateway() {
     }
 
     // Nothing the sandbox can read holds the token, and the search does find what is there.
-    assert!(!out[8].contains("found in"), "the brokered token is inside the sandbox:\n{}", out[8]);
-    assert!(out[8].contains("searched"), "{}", out[8]);
-    assert!(out[9].contains("found in /proc/"), "the search finds the proxy URL in the environment:\n{}", out[9]);
+    assert!(!out[9].contains("found in"), "the brokered token is inside the sandbox:\n{}", out[9]);
+    let searched: usize = out[9]
+        .lines()
+        .find_map(|l| l.strip_prefix("searched ")?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("the search did not run:\n{}", out[9]));
+    assert!(searched > 20, "the search read only {searched} files:\n{}", out[9]);
+    assert!(out[10].contains("found in /proc/"), "the search finds the proxy URL in the environment:\n{}", out[10]);
 }
 
 #[test]

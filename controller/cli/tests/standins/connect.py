@@ -17,9 +17,15 @@ while b"\r\n\r\n" not in head:
     head += chunk
 status = head.split(b"\r\n", 1)[0].decode()
 if " 200" not in status:
-    body = head.split(b"\r\n\r\n", 1)[-1]
+    headers, body = head.split(b"\r\n\r\n", 1) if b"\r\n\r\n" in head else (head, b"")
+    length = 0
+    for line in headers.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    # The proxy may keep the connection open after its answer: read the body it announced, no more.
     try:
-        while True:
+        while len(body) < length:
             chunk = s.recv(4096)
             if not chunk:
                 break
