@@ -501,3 +501,28 @@ async fn a_missing_secret_fails_the_session_naming_the_field_and_path() {
     let text = r.text().await.unwrap();
     assert!(text.contains("spec.credentials[0]") && text.contains("secrets/github/absent"), "{text}");
 }
+
+#[tokio::test]
+async fn an_open_tunnel_sends_nothing_once_its_session_ends() {
+    let s = setup().await;
+    let tcp = tunnel(&s.t, &s.token, &format!("{HOST}:{}", s.up.port)).await.unwrap();
+    let tls = tls(tcp, &s.ca, HOST).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let get = |path: &str| {
+        hyper::Request::get(path).header("host", HOST).body(http_body_util::Empty::<Bytes>::new()).unwrap()
+    };
+    let r = sender.send_request(get("/first")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.into_body().collect().await.unwrap();
+
+    s.t.gw.end_session(&s.id, "Succeeded", "done").await.unwrap();
+    // The same connection, still open from the client's side: refused, or closed by the gateway.
+    if sender.ready().await.is_ok()
+        && let Ok(r) = sender.send_request(get("/second")).await
+    {
+        assert_eq!(r.status(), 403);
+    }
+    let paths: Vec<Value> = s.up.seen().iter().map(|r| r["path"].clone()).collect();
+    assert_eq!(paths, [json!("/first")]);
+}
