@@ -217,6 +217,8 @@ fn github_rules_hold_on_the_wire_and_the_token_stays_in_the_gateway() {
         assert!(!(r.host == API_HOST && r.method != "GET"), "the API saw {} {}", r.method, r.path);
     }
 
+    assert!(!context.contains(TOKEN), "the token is in the transcript or the runner's log:\n{context}");
+
     // Nothing the sandbox can read holds the token, and the search does find what is there.
     assert!(!out[9].contains("found in"), "the brokered token is inside the sandbox:\n{}", out[9]);
     let searched: usize = out[9]
@@ -244,10 +246,15 @@ fn allowed_hosts_work_others_are_refused_and_tunnels_must_name_their_host() {
             // 3-4: a tunnel to an allowed host works end to end; one whose SNI names another host is cut.
             format!("python3 connect.py {MIRROR_HOST} {gh} {MIRROR_HOST}"),
             format!("python3 connect.py {MIRROR_HOST} {gh} other.test"),
+            // 5: what the shell's processes are given: the proxy, what bypasses it, and one CA bundle.
+            format!(
+                "python3 -c 'import os, json; print(json.dumps({{k: os.environ.get(k) for k in {vars:?}}})); b = open(os.environ[\"SSL_CERT_FILE\"]).read(); print(b.count(\"BEGIN CERTIFICATE\")); print(b[-4000:])'",
+                vars = PROBED_VARS
+            ),
         ]
     });
     let (out, context) = run(&w);
-    assert_eq!(out.len(), 5, "{context}");
+    assert_eq!(out.len(), 6, "{context}");
     assert!(out[0].contains("probe ok"), "npm install did not work:\n{}", out[0]);
     assert!(w.registry.server.requests().iter().any(|r| r.path.ends_with(".tgz")), "{context}");
     for (i, how) in [(1, "plain HTTP"), (2, "CONNECT")] {
@@ -258,4 +265,49 @@ fn allowed_hosts_work_others_are_refused_and_tunnels_must_name_their_host() {
     assert!(out[4].starts_with("cut:"), "a tunnel whose SNI is another host is cut: {}", out[4]);
     let mirror_hits = w.github.server.requests().iter().filter(|r| r.host == MIRROR_HOST).count();
     assert_eq!(mirror_hits, 1, "only the honest tunnel reached the server");
+
+    let mut lines = out[5].lines();
+    let env: Value =
+        serde_json::from_str(lines.next().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {}", out[5]));
+    let proxy = env["HTTPS_PROXY"].as_str().unwrap_or_default();
+    assert!(proxy.starts_with("http://paddock:pdk_") && proxy.contains("@127.0.0.1:"), "{env}");
+    for var in ["HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "npm_config_https_proxy"] {
+        assert_eq!(env[var], proxy, "{var}: {env}");
+    }
+    assert_eq!(env["NO_PROXY"], "127.0.0.1,localhost,::1", "{env}");
+    let bundle = env["SSL_CERT_FILE"].as_str().unwrap_or_default();
+    for var in [
+        "NODE_EXTRA_CA_CERTS",
+        "GIT_SSL_CAINFO",
+        "REQUESTS_CA_BUNDLE",
+        "CARGO_HTTP_CAINFO",
+        "PIP_CERT",
+        "CURL_CA_BUNDLE",
+    ] {
+        assert_eq!(env[var], bundle, "{var}: {env}");
+    }
+    assert!(!bundle.starts_with("/workspace"), "the bundle is the runner's, not in the workspace: {bundle}");
+    let egress_ca = std::fs::read_to_string(w.up.data.join("egress-ca.pem")).unwrap();
+    assert!(out[5].contains(egress_ca.trim()), "the bundle ends with the gateway's egress CA:\n{}", out[5]);
+    let roots: usize = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    let system = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+    assert_eq!(roots, system.matches("BEGIN CERTIFICATE").count() + 1, "the system's roots and the egress CA");
 }
+
+/// The variables the probe reads inside the session.
+const PROBED_VARS: [&str; 14] = [
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "ALL_PROXY",
+    "npm_config_https_proxy",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+    "REQUESTS_CA_BUNDLE",
+    "CARGO_HTTP_CAINFO",
+    "PIP_CERT",
+    "CURL_CA_BUNDLE",
+];
