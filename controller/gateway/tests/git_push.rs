@@ -755,3 +755,57 @@ async fn crafted_pushes_are_judged_by_what_they_carry() {
     assert_eq!(up.pushes.load(Ordering::SeqCst), pushes);
     assert_eq!(repos.remote_main(), ahead);
 }
+
+#[tokio::test]
+async fn data_after_a_gzip_body_is_refused() {
+    let repos = Repos::new();
+    let up = backend(&repos.root()).await;
+    let f = front(up.port, 1 << 30).await;
+    let work = repos.work();
+    let base = repos.remote_main();
+    let ahead = commit(&work, "two");
+    let body = push_body(
+        &[format!("{base} {ahead} refs/heads/main\0report-status\n")],
+        Some(pack_file(&work, &ahead, Some(&base))),
+    );
+    use std::io::Write;
+    let member = |data: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap()
+    };
+    let mut gz = member(&body);
+    gz.extend(member(b"more"));
+    let resp = reqwest::Client::new()
+        .post(format!("{}/acme/app.git/git-receive-pack", f.url))
+        .header("content-type", "application/x-git-receive-pack-request")
+        .header("content-encoding", "gzip")
+        .body(gz)
+        .send()
+        .await
+        .unwrap();
+    let answer = resp.text().await.unwrap();
+    assert!(answer.contains("data after its end"), "{answer}");
+    assert_eq!(up.pushes.load(Ordering::SeqCst), 0);
+    assert_eq!(repos.remote_main(), base);
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_of_one_mirror_take_turns() {
+    let repos = Repos::new();
+    let up = backend(&repos.root()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let mirrors = Arc::new(Mirrors::new(scratch.path().join("egress-mirrors"), &egress(true)).unwrap());
+    let base = repos.remote_main();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (mirrors, remote) = (mirrors.clone(), remote(up.port));
+        tasks.push(tokio::spawn(async move {
+            let m = mirrors.refresh(&remote).await.unwrap();
+            m.refs.map(|r| r.get("refs/heads/main").cloned())
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Ok(Some(base.clone())));
+    }
+}

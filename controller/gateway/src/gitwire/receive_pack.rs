@@ -333,10 +333,15 @@ async fn gunzip(raw: &tempfile::NamedTempFile, dir: &std::path::Path, max: u64) 
     let dir = dir.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut out = tempfile::Builder::new().prefix("push-plain-").tempfile_in(&dir).map_err(|e| e.to_string())?;
-        let mut decoder = flate2::read::GzDecoder::new(input).take(max + 1);
+        let mut decoder = flate2::bufread::GzDecoder::new(std::io::BufReader::new(input)).take(max + 1);
         let len = std::io::copy(&mut decoder, &mut out).map_err(|e| format!("the push's gzip does not decode: {e}"))?;
         if len > max {
             return Err(format!("the push is larger than egress.maxPushBytes ({max} bytes) once decompressed"));
+        }
+        // Decoders differ on what follows the first gzip member (some read on, some stop): nothing may.
+        let mut rest = decoder.into_inner().into_inner();
+        if !std::io::BufRead::fill_buf(&mut rest).map_err(|e| e.to_string())?.is_empty() {
+            return Err("the push's gzip body has data after its end".into());
         }
         let mut head = Vec::new();
         out.reopen()
