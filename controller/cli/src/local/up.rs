@@ -162,6 +162,10 @@ pub async fn start(args: &Args, quiet: bool) -> anyhow::Result<Local> {
         println!("paddock: gateway on {url} (sandboxes reach it through {})", socket.display());
         println!("paddock: {} at revision {}: agents {}", source.path.display(), first.id, first.agents.join(", "));
         println!("paddock: data in {} (admin token in admin-token)", data_dir.display());
+        if let Some(dir) = &cfg.egress.secrets_dir {
+            // Where credentials come from, never what they are.
+            println!("paddock: brokered credentials (spec.credentials) from {}", dir.display());
+        }
         for id in &interrupted {
             println!("paddock: session {id} was running when paddock up stopped; marked Failed");
         }
