@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use paddock_policy::RefUpdate;
 
+use super::commands::is_oid;
 use super::git::{Git, GitError};
 use super::mirror::Mirror;
 
@@ -37,7 +38,9 @@ pub async fn judge(
     let candidates: Vec<usize> = (0..updates.len())
         .filter(|&i| {
             let u = &updates[i];
-            !u.is_create() && !u.is_delete() && refs.get(&u.git_ref) == Some(&u.old)
+            // Object ids only (never an option git would read): the command parser checks them too.
+            let ids = is_oid(&u.old) && is_oid(&u.new);
+            ids && !u.is_create() && !u.is_delete() && refs.get(&u.git_ref) == Some(&u.old)
         })
         .collect();
     if candidates.is_empty() {

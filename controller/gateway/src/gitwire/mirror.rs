@@ -219,3 +219,31 @@ fn write_ca_bundle(root: &Path, trust: &[PathBuf]) -> Result<PathBuf, MirrorErro
     std::fs::write(&path, pem)?;
     Ok(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_paths_stay_under_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let mirrors = Mirrors::new(root.path().to_owned(), &EgressConfig::default()).unwrap();
+        let remote = |host: &str, port: u16, repo: &str| Remote {
+            scheme: "https".into(),
+            host: host.into(),
+            port,
+            path: format!("/{repo}.git"),
+            repo: repo.into(),
+            credential: None,
+        };
+        let path = mirrors.path_of(&remote("github.com", 443, "Acme/App")).unwrap();
+        assert_eq!(path, root.path().join("github.com/acme/app.git"));
+        let path = mirrors.path_of(&remote("ghe.local", 8443, "acme/.github")).unwrap();
+        assert_eq!(path, root.path().join("ghe.local_8443/acme/.github.git"));
+        for (host, repo) in
+            [("github.com", "../x"), ("github.com", "acme/a/b"), (".home", "acme/app"), ("github.com", "acme")]
+        {
+            assert!(mirrors.path_of(&remote(host, 443, repo)).is_err(), "{host} {repo}");
+        }
+    }
+}
