@@ -151,6 +151,33 @@ fn pushes_are_judged_by_each_update() {
 }
 
 #[test]
+fn refs_and_paths_in_any_characters_never_break_the_rule() {
+    // Multi-byte characters where the rule looks for `refs/tags/`, `refs/heads/` or `refs/`.
+    for r in [
+        "refs/tagsé/x",
+        "refs/headsé/x",
+        "refsé/heads/x",
+        "refs/tagé/x",
+        "réfs/heads/x",
+        "é",
+        "refs/heads/é",
+        "",
+        "refs/heads/",
+    ] {
+        let (v, _) = github(&push("acme/app", &[(r, A, B, true)]));
+        assert_ne!(v, Verdict::Allow, "{r:?} is no agent/* branch");
+        let (v, _) = github(&request("DELETE", &format!("/repos/acme/app/git/refs/{r}"), None));
+        assert_eq!(v, Verdict::Deny, "{r:?}");
+        let (v, _) = github(&request("POST", "/repos/acme/app/git/refs", Some(json!({"ref": r, "sha": B}))));
+        assert_ne!(v, Verdict::Allow, "{r:?}");
+    }
+    for path in ["/é", "/repos/é/é/é", "https://é/x", "http://é", "%", "%e9%", "/repos/a/b/git/refs/%ff%fe"] {
+        let _ = github(&request("DELETE", path, None));
+        let _ = github(&request("GET", path, None));
+    }
+}
+
+#[test]
 fn sha256_zero_ids_are_creations_and_deletions() {
     let z64 = "0".repeat(64);
     let b64 = "b".repeat(64);

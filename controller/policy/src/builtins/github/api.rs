@@ -30,7 +30,7 @@ fn text<'a>(body: Option<&'a Value>, key: &str) -> Option<&'a str> {
 
 /// `refs/…` of a ref an API call names without the prefix (`heads/main`); full names pass unchanged.
 fn full_ref(r: &str) -> String {
-    if r.len() >= 5 && r[..5].eq_ignore_ascii_case("refs/") { r.to_owned() } else { format!("refs/{r}") }
+    if super::wire::starts_with_ignore_case(r, "refs/") { r.to_owned() } else { format!("refs/{r}") }
 }
 
 impl Github {

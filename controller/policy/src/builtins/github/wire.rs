@@ -106,7 +106,7 @@ impl Github {
     /// What a ref change is refused for, whatever the repository: a delete, a force update, a tag, a branch
     /// outside `write_branches`, a ref that is no branch while only some branches are writable.
     pub(super) fn ref_rules(&self, git_ref: &str, change: RefChange, what: &str) -> Option<Outcome> {
-        let tag = git_ref.len() >= 10 && git_ref[..10].eq_ignore_ascii_case("refs/tags/");
+        let tag = starts_with_ignore_case(git_ref, "refs/tags/");
         let branch = branch_of(git_ref);
         if change == RefChange::Delete && !self.p.allow_destructive {
             let kind = if tag {
@@ -228,7 +228,13 @@ impl Github {
 
 /// `main` of `refs/heads/main` (the prefix in any case).
 fn branch_of(git_ref: &str) -> Option<&str> {
-    (git_ref.len() > 11 && git_ref[..11].eq_ignore_ascii_case("refs/heads/")).then(|| &git_ref[11..])
+    const HEADS: &str = "refs/heads/";
+    (git_ref.len() > HEADS.len() && starts_with_ignore_case(git_ref, HEADS)).then(|| &git_ref[HEADS.len()..])
+}
+
+/// `prefix` (ASCII) begins `s`, in any case; never slices inside a character.
+pub(super) fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix))
 }
 
 fn change_of(u: &RefUpdate) -> RefChange {
