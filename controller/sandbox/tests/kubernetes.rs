@@ -71,7 +71,7 @@ tools: [shell, read_file, write_file]
 sandbox:
   resources: {cpu: 500m, memory: 1Gi}
   writablePaths: [/var/cache/npm]
-  egress: ["registry.npmjs.org:443", "*.npmjs.org:443", "10.20.0.0/16:5432", "api.github.com:443"]
+  egress: ["registry.npmjs.org:443", "*.npmjs.org:443", "10.20.0.0/16:5432", "api.github.com:443", "github.com:443"]
 env:
   - {name: NODE_ENV, value: test}
   - {name: PRICE, value: "$(not-expanded) $5"}
@@ -92,7 +92,7 @@ limits: {maxTurns: 20, timeoutSeconds: 900}
         },
         Case {
             name: "codex-gvisor-commit",
-            agent: "harness: codex\nmodel: gpt-5\nsandbox: {runtimeClassName: runc-hardened}\nsubAgents: [reviewer]\n",
+            agent: "harness: codex\nmodel: gpt-5\nsandbox: {runtimeClassName: runc-hardened, egress: [\"github.com:443\"]}\nsubAgents: [reviewer]\n",
             sub_agents: &[("reviewer", "harness: custom\nmodel: claude-haiku-4-5\ntools: [read_file, grep]\n")],
             required_runtime_class: Some("gvisor"),
             session: SessionInfo {
@@ -259,6 +259,20 @@ fn every_rendered_runner_pod_meets_the_restricted_pod_security_standard() {
             "container runner: seccompProfile must be RuntimeDefault or Localhost"
         ]
     );
+}
+
+#[test]
+fn every_case_is_a_session_the_controller_would_start() {
+    // The snapshots show what runs: each case's workspace can be cloned through the gateway for its Agent.
+    for case in cases() {
+        let agent = spec(case.agent);
+        let sandbox = SandboxSpec::for_agent(&agent, case.required_runtime_class).unwrap();
+        if let Some(ws) = case.session.workspace {
+            paddock_sandbox::workspace::check_workspace(ws).unwrap();
+            paddock_sandbox::workspace::check_clone_allowed(ws, &agent.credentials, &sandbox.egress)
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        }
+    }
 }
 
 #[test]
