@@ -309,6 +309,22 @@ mod tests {
     }
 
     #[test]
+    fn no_input_panics() {
+        let alphabet = ['a', '1', '.', '*', '[', ']', ':', '/', 'x', 'é', '-', '%'];
+        let n = alphabet.len();
+        for i in 0..n.pow(4) {
+            let s: String = (0..4).map(|k| alphabet[(i / n.pow(k)) % n]).collect();
+            let half: String = s.chars().take(2).collect();
+            for t in [&s[..], &half[..]] {
+                let _ = parse_entry(t);
+                let _ = destination(t);
+                let _ = allows([t, "*.a:1", "[::1]:1", "1.1.1.1/1:1"], t, 1);
+                let _ = host_port(t, 1);
+            }
+        }
+    }
+
+    #[test]
     fn host_port_spells_destinations_like_entries() {
         assert_eq!(host_port("Registry.NPMJS.org.", 443), "registry.npmjs.org:443");
         assert_eq!(host_port("2001:db8::1", 443), "[2001:db8::1]:443");

@@ -103,6 +103,19 @@ mod tests {
     }
 
     #[test]
+    fn no_input_panics() {
+        let alphabet = ['/', '%', '2', 'f', '.', '?', '=', 'é', 'h', ':', '\\', 's'];
+        let n = alphabet.len();
+        for i in 0..n.pow(4) {
+            let s: String = (0..4).map(|k| alphabet[(i / n.pow(k)) % n]).collect();
+            for t in [s.clone(), format!("https:{s}"), format!("http://{s}")] {
+                let _ = segments(&t);
+                let _ = query_param(&t, "s");
+            }
+        }
+    }
+
+    #[test]
     fn query_parameters() {
         assert_eq!(
             query_param("/o/r.git/info/refs?service=git-receive-pack", "service").as_deref(),
