@@ -22,7 +22,7 @@ use standins::tls::TestCa;
 /// The brokered GitHub token: the stand-in accepts only it, the sandbox must never see it.
 const TOKEN: &str = "ghp_brokeredTokenThatMustStayInTheGateway0123";
 
-fn agent(gh: u16, reg: u16) -> String {
+fn agent(gh: u16, reg: u16, pypi: u16) -> String {
     format!(
         r#"apiVersion: paddock.dev/v1alpha1
 kind: Agent
@@ -32,13 +32,14 @@ spec:
   model: scripted
   tools: [shell]
   sandbox:
-    egress: ["{GIT_HOST}:{gh}", "{API_HOST}:{gh}", "{MIRROR_HOST}:{gh}", "{reg_host}:{reg}"]
+    egress: ["{GIT_HOST}:{gh}", "{API_HOST}:{gh}", "{MIRROR_HOST}:{gh}", "{reg_host}:{reg}", "{pypi_host}:{pypi}"]
   credentials:
     - {{host: "{GIT_HOST}:{gh}", secretName: github, key: token, scheme: basic, username: x-access-token}}
     - {{host: "{API_HOST}:{gh}", secretName: github, key: token, scheme: bearer}}
   limits: {{timeoutSeconds: 240}}
 "#,
-        reg_host = registry::HOST
+        reg_host = registry::HOST,
+        pypi_host = registry::PYPI_HOST,
     )
 }
 
@@ -81,13 +82,13 @@ struct World {
 }
 
 /// The stand-ins, `paddock up` with the secrets, trust and name mappings, and a workspace that is a clone
-/// of `acme/app` whose `origin` is the HTTPS stand-in. `commands(gh_port, registry_port)` are the session's.
-fn world(commands: impl Fn(u16, u16) -> Vec<String>) -> World {
+/// of `acme/app` whose `origin` is the HTTPS stand-in. `commands(gh_port, npm_port, pypi_port)` are the session's.
+fn world(commands: impl Fn(u16, u16, u16) -> Vec<String>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let ca = TestCa::new();
     let github = GitHub::start(root, &ca, TOKEN);
-    let registry = Registry::start(root);
+    let registry = Registry::start(root, &ca);
     let (gh, reg) = (github.port(), registry.port());
     // `main` has two commits; `feature/ok` and `feature/old` point at the first and second.
     let seed = root.join("seed");
@@ -105,11 +106,18 @@ fn world(commands: impl Fn(u16, u16) -> Vec<String>) -> World {
     github::git(&ws, &["config", "user.name", "Agent"]);
     github::git(&ws, &["config", "user.email", "agent@example.com"]);
     let standins = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standins");
+    // The agent may trust a CA of its own choosing for a tunnel it opens (for pip, `REQUESTS_CA_BUNDLE`: it
+    // wins over `--cert`); that changes nothing about what the proxy allows.
+    std::fs::write(ws.join("test-ca.pem"), &ca.cert_pem).unwrap();
     for probe in ["connect.py", "no_secret.py"] {
         std::fs::copy(standins.join(probe), ws.join(probe)).unwrap();
     }
 
-    repo(root, &[("agent.yaml", &agent(gh, reg)), ("policy.yaml", POLICY)], &script(&commands(gh, reg)));
+    repo(
+        root,
+        &[("agent.yaml", &agent(gh, reg, registry.pypi_port())), ("policy.yaml", POLICY)],
+        &script(&commands(gh, reg, registry.pypi_port())),
+    );
     let secrets = root.join("secrets");
     std::fs::create_dir_all(secrets.join("github")).unwrap();
     std::fs::write(secrets.join("github/token"), TOKEN).unwrap();
@@ -117,7 +125,7 @@ fn world(commands: impl Fn(u16, u16) -> Vec<String>) -> World {
     std::fs::write(&trust, &ca.cert_pem).unwrap();
     let mut args: Vec<String> = vec!["--secrets-dir".into(), secrets.display().to_string()];
     args.extend(["--egress-trust".into(), trust.display().to_string()]);
-    for host in [GIT_HOST, API_HOST, MIRROR_HOST, registry::HOST, "evil.test"] {
+    for host in [GIT_HOST, API_HOST, MIRROR_HOST, registry::HOST, registry::PYPI_HOST, "evil.test"] {
         args.extend(["--egress-resolve".into(), format!("{host}=127.0.0.1")]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -145,7 +153,7 @@ fn run(w: &World) -> (Vec<String>, String) {
 
 #[test]
 fn github_rules_hold_on_the_wire_and_the_token_stays_in_the_gateway() {
-    let w = world(|gh, _| {
+    let w = world(|gh, _, _| {
         let api = format!("https://{API_HOST}:{gh}/repos/acme/app/git/refs/heads");
         vec![
             // 0: main rewritten locally (the remote's main is not an ancestor any more).
@@ -231,7 +239,7 @@ fn github_rules_hold_on_the_wire_and_the_token_stays_in_the_gateway() {
 
 #[test]
 fn allowed_hosts_work_others_are_refused_and_tunnels_must_name_their_host() {
-    let w = world(|gh, reg| {
+    let w = world(|gh, reg, pypi| {
         vec![
             // 0: npm install from the registry stand-in (plain HTTP through the proxy).
             format!(
@@ -251,16 +259,35 @@ fn allowed_hosts_work_others_are_refused_and_tunnels_must_name_their_host() {
                 "python3 -c 'import os, json; print(json.dumps({{k: os.environ.get(k) for k in {vars:?}}})); b = open(os.environ[\"SSL_CERT_FILE\"]).read(); print(b.count(\"BEGIN CERTIFICATE\")); print(b[-4000:])'",
                 vars = PROBED_VARS
             ),
+            // 6-7: pip through an end-to-end tunnel: it works when pip trusts the registry's own CA,
+            // and fails with the bundle the runner gives (the gateway does not terminate TLS it brokers
+            // nothing for).
+            format!(
+                "REQUESTS_CA_BUNDLE=/workspace/test-ca.pem python3 -m pip install --disable-pip-version-check --no-cache-dir --retries 0 --index-url https://{}:{pypi}/simple/ --target /tmp/pylib {} 2>&1 && PYTHONPATH=/tmp/pylib python3 -c 'import paddock_probe; print(paddock_probe.VALUE)'",
+                registry::PYPI_HOST,
+                registry::PACKAGE
+            ),
+            format!(
+                "python3 -m pip download --disable-pip-version-check --no-cache-dir --retries 0 --timeout 10 --index-url https://{}:{pypi}/simple/ --no-deps -d /tmp/dl {} 2>&1; echo exit $?",
+                registry::PYPI_HOST,
+                registry::PACKAGE
+            ),
         ]
     });
     let (out, context) = run(&w);
-    assert_eq!(out.len(), 6, "{context}");
+    assert_eq!(out.len(), 8, "{context}");
     assert!(out[0].contains("probe ok"), "npm install did not work:\n{}", out[0]);
     assert!(w.registry.server.requests().iter().any(|r| r.path.ends_with(".tgz")), "{context}");
     for (i, how) in [(1, "plain HTTP"), (2, "CONNECT")] {
         assert!(out[i].contains(" 403"), "{how} to a host not allowed: {}", out[i]);
         assert!(out[i].contains("paddock/egress"), "{how}: the refusal names the policy: {}", out[i]);
     }
+    assert!(out[6].contains("probe ok"), "pip install through a tunnel did not work:\n{}", out[6]);
+    assert!(
+        out[7].contains("CERTIFICATE_VERIFY_FAILED") && !out[7].contains("exit 0"),
+        "the tunnel is end to end: the registry's certificate is not the gateway's:\n{}",
+        out[7]
+    );
     assert!(out[3].contains("answer: mirror"), "the tunnel to an allowed host works: {}", out[3]);
     assert!(out[4].starts_with("cut:"), "a tunnel whose SNI is another host is cut: {}", out[4]);
     let mirror_hits = w.github.server.requests().iter().filter(|r| r.host == MIRROR_HOST).count();
