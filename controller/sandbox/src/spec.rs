@@ -76,7 +76,8 @@ pub struct SandboxSpec {
     pub writable_paths: Vec<String>,
     /// Host paths made visible read-only (local mode) or read-only mounts (Kubernetes).
     pub read_only_paths: Vec<String>,
-    /// Destinations besides the gateway (Kubernetes NetworkPolicy; local mode has none).
+    /// The Agent's egress entries. The gateway's egress proxy allows them by name; in Kubernetes the address
+    /// and CIDR entries are also reachable directly (NetworkPolicy `ipBlock`s), for what cannot use a proxy.
     pub egress: Vec<Egress>,
     /// The Agent's plain environment variables.
     pub env: Vec<(String, String)>,
