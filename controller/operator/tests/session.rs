@@ -322,6 +322,7 @@ async fn a_session_becomes_a_token_secret_configmap_networkpolicy_and_a_hardened
     assert!(args.windows(2).any(|w| w == ["--gateway", "http://localhost:6767"]));
     // No DNS in the pod: the gateway's address, resolved by the controller, is in its /etc/hosts.
     assert_eq!(pod["spec"]["hostAliases"], json!([{"ip": "127.0.0.1", "hostnames": ["localhost"]}]));
+    assert_eq!(pod["spec"]["dnsPolicy"], "None");
     // The NetworkPolicy: the gateway only (the Agent's `api.github.com:443` is enforced by the gateway's proxy).
     let np = h.objects.get(NETPOL).unwrap();
     let egress = np["spec"]["egress"].as_array().unwrap();

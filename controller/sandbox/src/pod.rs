@@ -249,6 +249,15 @@ fn runner_json(s: &SessionInfo, agent: &AgentSpec, spec: &SandboxSpec, c: &Clust
         "restartPolicy": "Never",
         "automountServiceAccountToken": false,
         "enableServiceLinks": false,
+        // No cluster resolver in the pod's resolv.conf: names are the gateway's business (its proxy resolves
+        // them), and a resolver the sandbox can query is a way out even where no CNI enforces the
+        // NetworkPolicy. Lookups fail at once against a loopback address nothing listens on; the gateway's own
+        // name is in /etc/hosts (`hostAliases`).
+        "dnsPolicy": "None",
+        "dnsConfig": {
+            "nameservers": ["127.0.0.1"],
+            "options": [{"name": "attempts", "value": "1"}, {"name": "timeout", "value": "1"}]
+        },
         "activeDeadlineSeconds": i64::from(agent.limits.timeout_seconds) + DEADLINE_SLACK_SECONDS,
         "terminationGracePeriodSeconds": 30,
         "securityContext": {

@@ -418,6 +418,8 @@ fn the_pod_holds_no_credential_but_its_session_token() {
         assert_eq!(get("https_proxy"), Some("http://paddock:$(PADDOCK_TOKEN)@paddock-gateway.paddock-system.svc:6767"));
         assert!(env.iter().position(|(n, _)| n == "PADDOCK_TOKEN") < env.iter().position(|(n, _)| n == "https_proxy"));
         assert_eq!(get("GIT_SSL_CAINFO"), Some("/etc/paddock/agent/egress-ca.pem"));
+        assert_eq!(spec["dnsPolicy"], "None", "no cluster resolver in the sandbox");
+        assert_eq!(spec["dnsConfig"]["nameservers"], serde_json::json!(["127.0.0.1"]));
         assert_eq!(
             spec["hostAliases"],
             serde_json::json!([{"ip": "10.96.12.34", "hostnames": ["paddock-gateway.paddock-system.svc"]}])
