@@ -129,7 +129,8 @@ fn world(commands: impl Fn(u16, u16, u16) -> Vec<String>) -> World {
         args.extend(["--egress-resolve".into(), format!("{host}=127.0.0.1")]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let up = up_args(root, &args, &[]);
+    // Debug logs: whatever the gateway logs, a credential must not be in it.
+    let up = up_args(root, &args, &[("RUST_LOG", "debug")]);
     World { _dir: dir, github, registry, up, workspace: ws }
 }
 
@@ -226,6 +227,10 @@ fn github_rules_hold_on_the_wire_and_the_token_stays_in_the_gateway() {
     }
 
     assert!(!context.contains(TOKEN), "the token is in the transcript or the runner's log:\n{context}");
+    let printed = w.up.output.lock().unwrap().clone();
+    assert!(printed.contains("brokered credentials (spec.credentials) from"), "{printed}");
+    assert!(printed.contains("push allowed"), "the gateway's debug logs were read: {printed}");
+    assert!(!printed.contains(TOKEN), "paddock up printed the token:\n{printed}");
 
     // Nothing the sandbox can read holds the token, and the search does find what is there.
     assert!(!out[9].contains("found in"), "the brokered token is inside the sandbox:\n{}", out[9]);

@@ -14,6 +14,8 @@ pub struct Up {
     pub child: Child,
     pub url: String,
     pub data: PathBuf,
+    /// Everything `paddock up` printed so far, stdout and stderr (its logs), interleaved by line.
+    pub output: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Drop for Up {
@@ -58,21 +60,36 @@ pub fn up_args(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Up {
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    // Its logs still reach the test's stderr, and are kept.
+    let (kept, stderr) = (output.clone(), child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            eprintln!("{line}");
+            kept.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     let url = loop {
         line.clear();
         let n = std::io::BufRead::read_line(&mut out, &mut line).unwrap();
         assert!(n > 0, "paddock up ended before it listened");
+        output.lock().unwrap().push_str(&line);
         if let Some(rest) = line.strip_prefix("paddock: gateway on ") {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    Up { child, url, data }
+    let kept = output.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(out).map_while(Result::ok) {
+            kept.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    Up { child, url, data, output }
 }
 
 /// Runs `paddock ARGS` against `up`; the raw output, as a terminal or a pipe would receive it.
