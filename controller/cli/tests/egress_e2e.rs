@@ -209,9 +209,11 @@ fn github_rules_hold_on_the_wire_and_the_token_stays_in_the_gateway() {
 
     // Tags and deletes are refused; git says why.
     assert_eq!(w.github.rev("refs/tags/v1"), None, "{}", out[5]);
-    assert!(out[5].contains("rejected") && !out[5].contains("exit 0"), "{}", out[5]);
+    assert!(out[5].contains("[remote rejected] v1") && out[5].contains("tags"), "git shows why:\n{}", out[5]);
+    assert!(!out[5].contains("exit 0"), "{}", out[5]);
     assert_eq!(w.github.rev("refs/heads/feature/old").as_deref(), Some(old_before.as_str()), "{}\n{}", out[6], out[7]);
-    assert!(out[6].contains("rejected") && !out[6].contains("exit 0"), "{}", out[6]);
+    assert!(out[6].contains("[remote rejected] feature/old") && out[6].contains("delet"), "git shows why:\n{}", out[6]);
+    assert!(!out[6].contains("exit 0"), "{}", out[6]);
     assert!(out[7].contains("HTTP 403"), "{}", out[7]);
 
     assert!(
