@@ -24,6 +24,7 @@ struct Upstreams {
     http_port: u16,
     echo_port: u16,
     cert: CertificateDer<'static>,
+    cert_pem: String,
     /// TLS handshakes the TLS server completed.
     handshakes: Arc<AtomicUsize>,
     /// Requests the plain-HTTP server got.
@@ -47,9 +48,10 @@ impl Drop for Env {
     }
 }
 
-async fn tls_server() -> (u16, CertificateDer<'static>, Arc<AtomicUsize>) {
+async fn tls_server() -> (u16, CertificateDer<'static>, String, Arc<AtomicUsize>) {
     let key = rcgen::generate_simple_self_signed(vec!["registry.test".into(), "other.test".into()]).unwrap();
     let cert = key.cert.der().clone();
+    let cert_pem = key.cert.pem();
     let private = PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -80,7 +82,7 @@ async fn tls_server() -> (u16, CertificateDer<'static>, Arc<AtomicUsize>) {
             });
         }
     });
-    (port, cert, handshakes)
+    (port, cert, cert_pem, handshakes)
 }
 
 /// Answers every request with what it received: method, URI and headers, as JSON.
@@ -131,7 +133,7 @@ async fn echo_server() -> u16 {
 /// server as `plain.test` and as `localhost` (which the SSRF guard must still refuse), and the echo server
 /// at the IP address 127.0.0.1. `evil.test` resolves to loopback too but is in no entry.
 async fn start() -> Env {
-    let (tls_port, cert, handshakes) = tls_server().await;
+    let (tls_port, cert, cert_pem, handshakes) = tls_server().await;
     let (http_port, http_requests) = http_server().await;
     let echo_port = echo_server().await;
     let dir = tempfile::tempdir().unwrap();
@@ -181,7 +183,7 @@ spec:
         .await
         .unwrap();
     let addr = url.trim_start_matches("http://").to_owned();
-    let up = Upstreams { tls_port, http_port, echo_port, cert, handshakes, http_requests };
+    let up = Upstreams { tls_port, http_port, echo_port, cert, cert_pem, handshakes, http_requests };
     Env { gw, addr, url, token, up, _dir: dir, server }
 }
 
@@ -597,4 +599,31 @@ async fn https_urls_in_absolute_form_are_refused_with_400() {
     let a = raw(&env, &request).await;
     assert_eq!(a.status, 400, "{}", a.head);
     assert!(a.body.contains("CONNECT"), "{}", a.body);
+}
+
+#[tokio::test]
+async fn curl_goes_through_and_sees_why_it_is_refused() {
+    let env = start().await;
+    let ca = env._dir.path().join("upstream.pem");
+    std::fs::write(&ca, &env.up.cert_pem).unwrap();
+    let proxy = format!("http://paddock:{}@{}", env.token, env.addr);
+    let curl = |url: String| {
+        let (ca, proxy) = (ca.clone(), proxy.clone());
+        tokio::process::Command::new("curl")
+            .args(["-sv", "--max-time", "20", "--noproxy", "", "--cacert"])
+            .arg(ca)
+            .args(["-x", &proxy, &url])
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .output()
+    };
+    let ok = curl(format!("https://registry.test:{}/curl", env.up.tls_port)).await.expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "hello from registry.test at /curl");
+    let refused = curl(format!("https://evil.test:{}/", env.up.tls_port)).await.unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("< HTTP/1.1 403"), "{err}");
+    assert!(err.contains("< x-paddock-policy: paddock/egress"), "{err}");
+    assert!(err.contains("< x-paddock-reason: egress to `evil.test:"), "{err}");
+    assert_eq!(env.up.handshakes.load(Ordering::SeqCst), 1);
 }

@@ -140,20 +140,33 @@ pub fn count(gw: &Gateway, phase: Phase, scheme: &str, verdict: &str) {
     gw.metrics.egress.get_or_create(&labels).inc();
 }
 
-/// The answer to a refused egress event: 403, plain text naming the policy and its reason, and the policy in
-/// `x-paddock-policy` (and an open approval in `x-paddock-approval`).
+/// The answer to a refused egress event: 403, plain text naming the policy and its reason, the policy in
+/// `x-paddock-policy` and the reason in `x-paddock-reason` (clients show a refused CONNECT's headers but not its
+/// body), and an open approval in `x-paddock-approval`.
 pub fn refused(ruling: &Ruling) -> Response {
     let policy = ruling.policy.as_deref().unwrap_or("paddock");
-    let rule = ruling.rule.as_deref().map(|r| format!(" (rule {r})")).unwrap_or_default();
-    let mut answer =
-        text(StatusCode::FORBIDDEN, format!("refused by policy {policy}{rule}: {}\n", ruling.reason.trim_end()));
+    let rule = ruling.rule.as_deref().filter(|r| !r.is_empty()).map(|r| format!(" (rule {r})")).unwrap_or_default();
+    let reason = ruling.reason.trim_end();
+    let mut answer = text(StatusCode::FORBIDDEN, format!("refused by policy {policy}{rule}: {reason}\n"));
+    let headers = answer.headers_mut();
     if let Ok(v) = HeaderValue::from_str(policy) {
-        answer.headers_mut().insert("x-paddock-policy", v);
+        headers.insert("x-paddock-policy", v);
     }
+    headers.insert("x-paddock-reason", header_text(reason));
     if let Some(v) = ruling.approval_id.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
-        answer.headers_mut().insert("x-paddock-approval", v);
+        headers.insert("x-paddock-approval", v);
     }
     answer
+}
+
+/// `text` as a header value: printable ASCII only (anything else becomes `?`), at most 512 characters.
+fn header_text(text: &str) -> HeaderValue {
+    let mut v: String = text.chars().map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' }).collect();
+    if v.len() > 512 {
+        v.truncate(509);
+        v.push_str("...");
+    }
+    HeaderValue::from_str(&v).expect("printable ASCII")
 }
 
 /// Refuses on the gateway's own account (`policy` names the check, e.g. `paddock/egress-ssrf`): an audit row,
@@ -235,6 +248,25 @@ mod tests {
         assert!(is_proxy_request(&r(Method::POST, "https://x/v1/sessions")));
         assert!(!is_proxy_request(&r(Method::GET, "/v1/audit")));
         assert!(!is_proxy_request(&r(Method::GET, "//x/v1/audit")));
+    }
+
+    #[test]
+    fn a_refusal_names_the_policy_and_reason_in_body_and_headers() {
+        let ruling = Ruling {
+            verdict: Verdict::Deny,
+            reason: "egress to `x:443` is not allowed\nsecond line \u{e9}".into(),
+            policy: Some("paddock/egress".into()),
+            rule: Some(String::new()),
+            approval_id: None,
+            status: "decided".into(),
+            decided_by: None,
+            event: None,
+        };
+        let r = refused(&ruling);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(r.headers()["x-paddock-policy"], "paddock/egress");
+        assert_eq!(r.headers()["x-paddock-reason"], "egress to `x:443` is not allowed?second line ?");
+        assert_eq!(header_text(&"a".repeat(600)).len(), 512);
     }
 
     #[test]
