@@ -627,3 +627,31 @@ async fn curl_goes_through_and_sees_why_it_is_refused() {
     assert!(err.contains("< x-paddock-reason: egress to `evil.test:"), "{err}");
     assert_eq!(env.up.handshakes.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn bytes_sent_with_the_connect_request_are_checked_like_the_rest() {
+    let env = start().await;
+    // A client that does not wait for the 200: its first bytes arrive with the CONNECT, in one write.
+    let pipelined = |target: String, first: &'static [u8]| {
+        let mut req = format!("CONNECT {target} HTTP/1.1\r\nProxy-Authorization: {}\r\n\r\n", basic(&env.token));
+        req.push_str(std::str::from_utf8(first).unwrap());
+        req
+    };
+    let mut tcp = TcpStream::connect(&env.addr).await.unwrap();
+    let req = pipelined(format!("registry.test:{}", env.up.tls_port), b"GET / HTTP/1.1\r\nHost: registry.test\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    assert_eq!(read_answer(&mut tcp).await.status, 200);
+    let mut out = Vec::new();
+    let _ = tcp.read_to_end(&mut out).await;
+    assert!(out.is_empty(), "the tunnel answered: {:?}", String::from_utf8_lossy(&out));
+    let rows = audit(&env).await;
+    assert!(rows.iter().any(|r| r["policy"] == "paddock/egress-sni"), "{rows:#?}");
+    // To an address allowed for any protocol, the same bytes go through, none lost.
+    let mut tcp = TcpStream::connect(&env.addr).await.unwrap();
+    let req = pipelined(format!("127.0.0.1:{}", env.up.echo_port), b"early bytes");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    assert_eq!(read_answer(&mut tcp).await.status, 200);
+    let mut back = [0u8; 11];
+    tcp.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"early bytes");
+}
