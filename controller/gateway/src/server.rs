@@ -21,11 +21,15 @@ use crate::store::{Store, StoreOptions};
 use crate::upstream::Providers;
 use crate::{api, egress, proxy};
 
-/// The gateway's service: proxy requests (`CONNECT`, absolute-form URIs) go to the egress proxy before any
-/// routing, so that they can never reach a route (`GET http://x/v1/audit` is a request to `x`); everything
-/// else goes to [`routes`].
+/// The gateway's service: the egress proxy in front of [`routes`] (see [`with_egress_proxy`]).
 pub fn router(gw: Arc<Gateway>) -> Router {
-    let routes = routes(gw.clone());
+    with_egress_proxy(gw.clone(), routes(gw))
+}
+
+/// `routes` behind the egress proxy: proxy requests (`CONNECT`, absolute-form URIs) go to the proxy before any
+/// routing, so that they can never reach a route (`GET http://x/v1/audit` is a request to `x`); everything else
+/// goes to `routes`. For a listener that serves more routes than the gateway's (local mode's supervisor).
+pub fn with_egress_proxy(gw: Arc<Gateway>, routes: Router) -> Router {
     let dispatch = tower::service_fn(move |req: axum::extract::Request| {
         let (gw, routes) = (gw.clone(), routes.clone());
         async move {
