@@ -3,6 +3,8 @@
 //! server that echoes what it got, and a TCP echo server. Clients are raw sockets (to say exactly what goes
 //! on the wire), rustls, and reqwest through the proxy.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -173,6 +175,8 @@ spec:
     let cfg = GatewayConfig {
         repo: Some(repo),
         data_dir: Some(dir.path().to_owned()),
+        // `PADDOCK_TEST_POSTGRES`: on PostgreSQL, as the CI runs the gateway's tests.
+        database: support::database(dir.path()),
         admin_token: Some(SecretSource { env: None, file: Some(dir.path().join("admin-token")) }),
         egress: EgressConfig { resolve: resolve.into_iter().collect(), ..EgressConfig::default() },
         ..GatewayConfig::default()
