@@ -38,7 +38,9 @@ pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response {
         Ok(s) => s,
         Err(no) => return no.into_response(),
     };
-    let span = tracing::info_span!("egress", session = %session.id, method = %req.method(), target = %req.uri());
+    // The destination only: a URL's user information, path or query may hold a secret of the agent's.
+    let target = req.uri().authority().map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""));
+    let span = tracing::info_span!("egress", session = %session.id, method = %req.method(), %target);
     if req.method() == Method::CONNECT {
         connect::handle(gw, session, req).instrument(span).await
     } else {
