@@ -232,9 +232,9 @@ impl BrokeredCredential {
         };
         let ok = !host.is_empty()
             && host.len() <= 253
-            && host.split('.').all(|l| {
-                !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
+            && host
+                .split('.')
+                .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
         ok.then(|| (host.to_ascii_lowercase(), port))
     }
 
