@@ -570,12 +570,33 @@ impl Gateway {
                 parent.id
             )));
         }
+        // Where the gateway cannot read Secrets itself (Kubernetes: the controller hands them over, and it
+        // never sees a sub-agent start), a child gets its parent's credential for each host its own Agent
+        // brokers: never more hosts than the child's Agent names, never a credential the parent did not hold.
+        let mut credentials = Vec::new();
+        if self.broker.config().secrets_dir.is_none()
+            && let Some(child) = set.agent(&parent.namespace, agent)
+        {
+            for (i, c) in child.spec.credentials.iter().enumerate() {
+                let held = c.host_port().and_then(|(host, port)| {
+                    parent.credentials.iter().find(|p| p.host == host && p.port == port).cloned()
+                });
+                let Some(held) = held else {
+                    return Err(GatewayError::Invalid(format!(
+                        "agent: `{agent}` cannot start: its spec.credentials[{i}] (`{}`) is not brokered for session                          `{}`; a sub-agent borrows its credentials from its parent",
+                        c.host, parent.id
+                    )));
+                };
+                credentials.push(held);
+            }
+        }
         self.create_session(NewSession {
             namespace: Some(parent.namespace.clone()),
             agent: agent.to_owned(),
             owner: parent.owner.clone(),
             parent: Some(parent.id.clone()),
             budget_usd: budget,
+            credentials,
             ..NewSession::default()
         })
         .await

@@ -526,3 +526,97 @@ async fn an_open_tunnel_sends_nothing_once_its_session_ends() {
     let paths: Vec<Value> = s.up.seen().iter().map(|r| r["path"].clone()).collect();
     assert_eq!(paths, [json!("/first")]);
 }
+
+/// In Kubernetes the gateway reads no Secrets (no `secretsDir`): the controller hands a session its
+/// credentials, and a sub-agent started by its parent borrows the parent's credential for each host its own
+/// Agent brokers — nothing for a host the parent does not hold.
+#[tokio::test]
+async fn a_sub_agent_borrows_its_parents_credential_for_the_hosts_its_agent_brokers() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = stand_in(HOST, &dir.path().join("stand-in-ca.pem")).await;
+    write_broker_repo(dir.path(), up.port);
+    let port = up.port;
+    std::fs::write(
+        dir.path().join("repo/children.yaml"),
+        format!(
+            r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {{name: lead}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+  subAgents: [helper, greedy, plain]
+  credentials:
+    - {{host: "{HOST}:{port}", secretName: github, key: token}}
+---
+apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {{name: helper}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+  credentials:
+    - {{host: "{HOST}:{port}", secretName: other, key: token}}
+---
+apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {{name: greedy}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+  credentials:
+    - {{host: "{IMPOSTOR}:{port}", secretName: github, key: token}}
+---
+apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {{name: plain}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+"#
+        ),
+    )
+    .unwrap();
+    let mut cfg = broker_config(dir.path());
+    cfg.egress.secrets_dir = None;
+    let t = TestGateway::with_config(dir.path(), cfg).await;
+    let value = format!("Bearer {TOKEN}");
+    let r = t
+        .client
+        .post(format!("{}/v1/sessions", t.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({"agent": "lead", "owner": "alice",
+            "credentials": [{"host": HOST, "port": port, "header": "authorization", "value": value}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let parent: Value = r.json().await.unwrap();
+    let (parent_id, parent_token) = (parent["id"].as_str().unwrap(), parent["token"].as_str().unwrap());
+    let child = |agent: &'static str| {
+        t.client
+            .post(format!("{}/v1/sessions/{parent_id}/children", t.url))
+            .bearer_auth(parent_token)
+            .json(&json!({"agent": agent}))
+            .send()
+    };
+
+    let r = child("helper").await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let helper: Value = r.json().await.unwrap();
+    let helper = t.gw.session(helper["id"].as_str().unwrap()).unwrap();
+    let held = t.gw.broker.credential(&helper, HOST, port).expect("the helper borrows the parent's credential");
+    assert_eq!(held.value, value);
+    assert!(t.gw.broker.credential(&helper, IMPOSTOR, port).is_none());
+
+    let r = child("greedy").await.unwrap();
+    assert_eq!(r.status(), 422);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("spec.credentials[0]") && text.contains("is not brokered for session"), "{text}");
+
+    let r = child("plain").await.unwrap();
+    assert_eq!(r.status(), 201);
+    let plain: Value = r.json().await.unwrap();
+    let plain = t.gw.session(plain["id"].as_str().unwrap()).unwrap();
+    assert!(t.gw.broker.credential(&plain, HOST, port).is_none(), "an Agent that brokers nothing gets nothing");
+}

@@ -67,32 +67,39 @@ impl Egress {
 }
 
 /// `host:port` where host is a DNS name (optionally `*.`-prefixed), an IPv4 address or CIDR, or a
-/// bracketed IPv6 address; port 1–65535.
+/// bracketed IPv6 address; port 1–65535. The syntax is the policy engine's (the gateway judges connections
+/// with the same parser, [`paddock_policy::egress`]); on top of it, what a NetworkPolicy `ipBlock` may open.
 pub fn parse_egress(entry: &str) -> Result<Egress, String> {
-    let bad = |why: &str| {
-        Err(format!("`{entry}` is not a valid egress entry ({why}); write `host:port`, e.g. `api.github.com:443`"))
-    };
-    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
-        let Some((h, p)) = rest.split_once("]:") else { return bad("IPv6 needs `[addr]:port`") };
-        if h.parse::<std::net::Ipv6Addr>().is_err() {
-            return bad("not an IPv6 address");
+    use paddock_policy::egress::{EntryHost, parse_entry};
+    use std::net::IpAddr;
+    let parsed = parse_entry(entry).map_err(|e| e.to_string())?;
+    let host = match parsed.host {
+        EntryHost::Name(n) => n.to_ascii_lowercase(),
+        EntryHost::Wildcard(suffix) => format!("*.{}", suffix.to_ascii_lowercase()),
+        // The parser reads an IPv4-mapped IPv6 address as the IPv4 one; the entry must say which it opens.
+        EntryHost::Net { addr: IpAddr::V4(a), .. } if entry.starts_with('[') => {
+            return Err(format!("`{entry}`: an IPv4-mapped address; write the IPv4 address `{a}`"));
         }
-        (h, p)
-    } else {
-        let Some((h, p)) = entry.rsplit_once(':') else { return bad("missing port") };
-        (h, p)
+        EntryHost::Net { addr: IpAddr::V4(a), prefix } if entry.contains('/') => format!("{a}/{prefix}"),
+        EntryHost::Net { addr, prefix: 32 | 128 } => addr.to_string(),
+        EntryHost::Net { .. } => {
+            return Err(format!("`{entry}`: IPv6 blocks are not supported; list each address as `[address]:port`"));
+        }
     };
-    let port: u16 = match port.parse() {
-        Ok(p) if p > 0 => p,
-        _ => return bad("port must be 1-65535"),
-    };
-    if !entry.starts_with('[') && !valid_host(host) {
-        return bad("invalid host");
-    }
-    if let Err(why) = check_address(host) {
+    if let Err(why) = check_address(&host) {
         return Err(format!("`{entry}`: {why}"));
     }
-    Ok(Egress { host: host.to_owned(), port })
+    Ok(Egress { host, port: parsed.port })
+}
+
+/// This entry as the policy engine reads it (IPv6 in brackets).
+impl Egress {
+    pub fn entry(&self) -> String {
+        match self.host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("[{}]:{}", self.host, self.port),
+            Err(_) => format!("{}:{}", self.host, self.port),
+        }
+    }
 }
 
 /// The narrowest prefix an IPv4 CIDR entry may have. A CIDR entry opens a subnet directly (a database
@@ -136,26 +143,6 @@ fn check_address(host: &str) -> Result<(), String> {
         Ok(ip) if link_local(ip) => Err("link-local addresses (the cloud metadata endpoint) are never opened".into()),
         _ => Ok(()),
     }
-}
-
-fn valid_host(host: &str) -> bool {
-    if let Some((ip, bits)) = host.split_once('/') {
-        return ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32);
-    }
-    if host.parse::<std::net::Ipv4Addr>().is_ok() {
-        return true;
-    }
-    let name = host.strip_prefix("*.").unwrap_or(host);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-        && !name.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 #[cfg(test)]

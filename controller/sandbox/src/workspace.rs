@@ -3,8 +3,6 @@
 //! `http://`, `file://`) remotes; the clone's credential (`secretRef`) is brokered by the gateway for the
 //! clone host, never handed to the clone step.
 
-use std::net::IpAddr;
-
 use paddock_api::agent::{BrokeredCredential, CredentialScheme, WorkspaceSource};
 
 use crate::quantity::Egress;
@@ -187,28 +185,11 @@ pub fn check_clone_allowed(
     }
 }
 
-/// Whether the Agent's egress entries allow the remote (a permissive reading, for an early message: an exact
-/// `host:port`, a `*.` wildcard over any subdomain, or an address entry containing it). The gateway's egress
-/// proxy decides for real when the clone connects.
+/// Whether the Agent's egress entries allow the remote, as the gateway's egress proxy will judge the clone's
+/// connection (the same matcher), for an early message.
 pub fn allowed_by(egress: &[Egress], r: &Remote) -> bool {
-    let ip = r.host.parse::<IpAddr>().ok();
-    egress.iter().filter(|e| e.port == r.port).any(|e| {
-        if let Some(suffix) = e.host.strip_prefix("*.") {
-            return r.host.ends_with(&format!(".{}", suffix.to_ascii_lowercase()));
-        }
-        match (e.host.split_once('/'), ip) {
-            (Some((net, bits)), Some(IpAddr::V4(a))) => {
-                let (Ok(net), Ok(bits)) = (net.parse::<std::net::Ipv4Addr>(), bits.parse::<u32>()) else {
-                    return false;
-                };
-                let mask = u32::MAX.checked_shl(32 - bits.min(32)).unwrap_or(0);
-                u32::from(a) & mask == u32::from(net) & mask
-            }
-            (None, Some(a)) => e.host.parse::<IpAddr>().ok() == Some(a),
-            (None, None) => e.host.eq_ignore_ascii_case(&r.host),
-            _ => false,
-        }
-    })
+    let entries: Vec<String> = egress.iter().map(Egress::entry).collect();
+    paddock_policy::egress::allows(entries.iter().map(String::as_str), &r.host, r.port)
 }
 
 /// The URL with any userinfo replaced, for messages.

@@ -149,7 +149,7 @@ pub async fn start(args: &Args, quiet: bool) -> anyhow::Result<Local> {
         .await
         .with_context(|| format!("cannot listen on {} (is another paddock up running?)", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
-    let app = with_egress_proxy(gw.clone(), server::routes(gw.clone()).merge(routes(sup.clone())));
+    let app = server::with_egress_proxy(gw.clone(), server::routes(gw.clone()).merge(routes(sup.clone())));
     tokio::spawn(server::serve_on(listener, app.clone(), server::shutdown()));
     let unix_app = app;
     let sock = socket.clone();
@@ -173,23 +173,6 @@ pub async fn start(args: &Args, quiet: bool) -> anyhow::Result<Local> {
     let revision = first.id.clone();
     tokio::spawn(watch(source, gw, first.id, quiet));
     Ok(Local { url, admin_token, revision, agents: first.agents })
-}
-
-/// The gateway's routes and the supervisor's behind the egress proxy's dispatch, as [`server::router`] does
-/// for the gateway's own: a proxy request (`CONNECT`, an absolute-form URI) goes to the proxy before any
-/// routing, so `GET http://x/v1/local/sessions` is a request to `x`, never to a route here.
-fn with_egress_proxy(gw: Arc<paddock_gateway::Gateway>, routes: axum::Router) -> axum::Router {
-    let dispatch = tower::service_fn(move |req: axum::extract::Request| {
-        let (gw, routes) = (gw.clone(), routes.clone());
-        async move {
-            if paddock_gateway::egress::is_proxy_request(&req) {
-                Ok::<_, std::convert::Infallible>(paddock_gateway::egress::handle(gw, req).await)
-            } else {
-                tower::ServiceExt::oneshot(routes, req).await
-            }
-        }
-    });
-    axum::Router::new().fallback_service(dispatch)
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
