@@ -152,6 +152,9 @@ pub fn proxy_env(gateway: &GatewayClient, ca: Option<&CaBundle>) -> BTreeMap<Str
     for var in NO_PROXY_VARS {
         env.insert(var.to_owned(), direct.clone());
     }
+    // Node's own `http`/`https` and `fetch` read the proxy variables only when asked to (Node 24+); older
+    // Node ignores this and, with no route out but the gateway, fails closed.
+    env.insert("NODE_USE_ENV_PROXY".to_owned(), "1".to_owned());
     if let Some(ca) = ca {
         for var in CA_VARS {
             env.insert(var.to_owned(), ca.path().display().to_string());
@@ -195,6 +198,7 @@ mod tests {
             assert_eq!(env[var], "127.0.0.1,localhost,::1", "{var}");
         }
         assert!(CA_VARS.iter().all(|v| !env.contains_key(*v)), "no bundle, no CA variables");
+        assert_eq!(env["NODE_USE_ENV_PROXY"], "1", "Node's own http and fetch read the proxy variables");
     }
 
     #[test]
