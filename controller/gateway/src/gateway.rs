@@ -788,6 +788,43 @@ impl Gateway {
         wait: Duration,
         hold_usd: f64,
     ) -> Result<Decided, GatewayError> {
+        match self.decide_or_pass(s, event, wait, hold_usd, None).await? {
+            Some(d) => Ok(d),
+            None => unreachable!("only an early decision passes"),
+        }
+    }
+
+    /// Decides `event` only to refuse it early. `event` is a lenient reading of what is asked (a push with
+    /// every update taken as fast-forward, before its ancestry is known), and `reading` says how, for the
+    /// record. A deny is recorded, counted and answered as [`Gateway::decide`] does, its reason followed by
+    /// ` (reading)`. Any other verdict passes: nothing is recorded, no state changes, `None`; the caller
+    /// then decides the real event, which is the one recorded. One critical section, so the verdict cannot
+    /// change between the check and the record.
+    pub async fn deny_early(
+        self: &Arc<Self>,
+        s: &Arc<Session>,
+        event: Event,
+        reading: &str,
+    ) -> Result<Option<Ruling>, GatewayError> {
+        let decided = self.decide_or_pass(s, event, Duration::ZERO, 0.0, Some(reading)).await?;
+        match decided {
+            Some(d) => {
+                d.durable.wait().await?;
+                Ok(Some(d.ruling))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// [`Gateway::decide_deferred`]; with `early` ([`Gateway::deny_early`]), only a deny is decided.
+    async fn decide_or_pass(
+        self: &Arc<Self>,
+        s: &Arc<Session>,
+        event: Event,
+        wait: Duration,
+        hold_usd: f64,
+        early: Option<&str>,
+    ) -> Result<Option<Decided>, GatewayError> {
         let started = Instant::now();
         if s.ended().is_some() {
             return Err(GatewayError::SessionEnded(s.id.clone()));
@@ -802,10 +839,10 @@ impl Gateway {
         // decided again; its state updates were applied the first time (a tool-call count, a loop history
         // entry), so the second decision must not apply them again.
         let mut decided_before = false;
-        if let Some(key) = DecidedCall::of(&event) {
+        if let Some(key) = DecidedCall::of(&event).filter(|_| early.is_none()) {
             for (k, r) in s.decided_tools.lock().expect("tools").iter().filter(|(k, _)| k.same_call(&key)) {
                 if k.answer_stands(r, &key) {
-                    return Ok(Decided::now(r.clone(), crate::store::Pending::done()));
+                    return Ok(Some(Decided::now(r.clone(), crate::store::Pending::done())));
                 }
                 decided_before = true;
             }
@@ -832,7 +869,7 @@ impl Gateway {
             let durable = self.store.enqueue(vec![Write::Audit(audit)]).await?;
             self.count(event.phase, &ruling, started);
             self.record(s, "verdict", verdict_fields(&event, &ruling)).await;
-            return Ok(Decided::now(ruling, durable));
+            return Ok(Some(Decided::now(ruling, durable)));
         };
         // A model request's hold counts against the owner's day too: requests of the owner's other sessions
         // must see it, so the check and the hold happen under the owner's lock.
@@ -851,6 +888,12 @@ impl Gateway {
             std::borrow::Cow::Borrowed(&*st)
         };
         let mut decision = evaluate(&event, &view, &agent.policies);
+        if let Some(reading) = early {
+            if decision.verdict != Verdict::Deny {
+                return Ok(None);
+            }
+            decision.reason = format!("{} ({reading})", decision.reason.trim_end());
+        }
         if decided_before {
             decision.state_updates.clear();
         }
@@ -892,7 +935,7 @@ impl Gateway {
                 drop(st);
                 self.remember_tool(s, &event, &ruling);
                 self.count(event.phase, &ruling, started);
-                Ok(Decided { ruling, durable, reservation, headroom_usd: headroom })
+                Ok(Some(Decided { ruling, durable, reservation, headroom_usd: headroom }))
             }
             Verdict::Deny => {
                 writes.push(Write::Audit(audit));
@@ -902,7 +945,7 @@ impl Gateway {
                 self.remember_tool(s, &event, &ruling);
                 self.count(event.phase, &ruling, started);
                 self.record(s, "verdict", verdict_fields(&event, &ruling)).await;
-                Ok(Decided::now(ruling, durable))
+                Ok(Some(Decided::now(ruling, durable)))
             }
             Verdict::Ask => {
                 let id = format!("a-{}", random_hex(6));
@@ -951,12 +994,12 @@ impl Gateway {
                     self.remember_tool(s, &event, &final_ruling);
                 }
                 let reservation = (final_ruling.allowed() && hold_usd > 0.0).then(|| self.reserve(s, hold_usd));
-                Ok(Decided {
+                Ok(Some(Decided {
                     ruling: final_ruling,
                     durable: crate::store::Pending::done(),
                     reservation,
                     headroom_usd: headroom,
-                })
+                }))
             }
         }
     }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use paddock_gateway::config::EgressConfig;
 use paddock_gateway::gitwire::ancestry::{self, Pack};
+use paddock_gateway::gitwire::limits::PushLimits;
 use paddock_gateway::gitwire::mirror::{Mirrors, Remote};
 use paddock_gateway::gitwire::receive_pack::{self, Destination};
 use paddock_policy::{RefUpdate, ZERO_OID};
@@ -61,11 +62,12 @@ async fn git_async(dir: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// The stand-in: `git http-backend` over `root`, counting pushes it received and keeping the credential
-/// headers it saw.
+/// headers and the requests (`METHOD path?query`) it saw.
 struct Backend {
     port: u16,
     pushes: Arc<AtomicUsize>,
     authorizations: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -80,6 +82,7 @@ struct BackendState {
     root: PathBuf,
     pushes: Arc<AtomicUsize>,
     authorizations: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<String>>>,
 }
 
 async fn backend(root: &Path) -> Backend {
@@ -87,15 +90,17 @@ async fn backend(root: &Path) -> Backend {
         root: root.to_owned(),
         pushes: Arc::new(AtomicUsize::new(0)),
         authorizations: Arc::new(Mutex::new(Vec::new())),
+        requests: Arc::new(Mutex::new(Vec::new())),
     };
-    let (pushes, authorizations) = (state.pushes.clone(), state.authorizations.clone());
+    let (pushes, authorizations, requests) =
+        (state.pushes.clone(), state.authorizations.clone(), state.requests.clone());
     let app = axum::Router::new().fallback(cgi).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
-    Backend { port, pushes, authorizations, task }
+    Backend { port, pushes, authorizations, requests, task }
 }
 
 async fn cgi(
@@ -113,6 +118,7 @@ async fn run_cgi(st: &BackendState, parts: axum::http::request::Parts, body: Byt
     if parts.uri.path().ends_with("/git-receive-pack") {
         st.pushes.fetch_add(1, Ordering::SeqCst);
     }
+    st.requests.lock().unwrap().push(format!("{} {}", parts.method, parts.uri.path_and_query().unwrap()));
     if let Some(a) = parts.headers.get("authorization") {
         st.authorizations.lock().unwrap().push(a.to_str().unwrap().to_owned());
     }
@@ -351,8 +357,11 @@ spec:
 struct Front {
     url: String,
     task: tokio::task::JoinHandle<()>,
-    _t: TestGateway,
-    _dir: tempfile::TempDir,
+    t: TestGateway,
+    /// The session the front pushes for.
+    session: String,
+    mirrors: Arc<Mirrors>,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Front {
@@ -370,6 +379,10 @@ struct FrontState {
 }
 
 async fn front(backend_port: u16, max_push_bytes: u64) -> Front {
+    front_with(backend_port, max_push_bytes, PushLimits::default()).await
+}
+
+async fn front_with(backend_port: u16, max_push_bytes: u64, limits: PushLimits) -> Front {
     let dir = tempfile::tempdir().unwrap();
     write_policy_repo(dir.path());
     let mut cfg = config(dir.path());
@@ -380,16 +393,19 @@ async fn front(backend_port: u16, max_push_bytes: u64) -> Front {
     let state = FrontState {
         gw: t.gw.clone(),
         session: t.gw.session(&id).unwrap(),
-        mirrors: Arc::new(Mirrors::new(dir.path().join("data/egress-mirrors"), &cfg.egress).unwrap()),
+        mirrors: Arc::new(
+            Mirrors::new(dir.path().join("data/egress-mirrors"), &cfg.egress).unwrap().with_push_limits(limits),
+        ),
         backend: backend_port,
     };
+    let mirrors = state.mirrors.clone();
     let app = axum::Router::new().fallback(front_request).with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
-    Front { url, task, _t: t, _dir: dir }
+    Front { url, task, t, session: id, mirrors, dir }
 }
 
 async fn front_request(
@@ -552,8 +568,10 @@ async fn tls_backend(root: &Path, ca_file: &Path) -> Backend {
         root: root.to_owned(),
         pushes: Arc::new(AtomicUsize::new(0)),
         authorizations: Arc::new(Mutex::new(Vec::new())),
+        requests: Arc::new(Mutex::new(Vec::new())),
     };
-    let (pushes, authorizations) = (state.pushes.clone(), state.authorizations.clone());
+    let (pushes, authorizations, requests) =
+        (state.pushes.clone(), state.authorizations.clone(), state.requests.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
@@ -578,7 +596,7 @@ async fn tls_backend(root: &Path, ca_file: &Path) -> Backend {
             });
         }
     });
-    Backend { port, pushes, authorizations, task }
+    Backend { port, pushes, authorizations, requests, task }
 }
 
 #[tokio::test]
@@ -808,4 +826,204 @@ async fn concurrent_refreshes_of_one_mirror_take_turns() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), Ok(Some(base.clone())));
     }
+}
+
+/// What reached the stand-in beyond git's ref advertisements (which a push reads first, straight from the
+/// host): fetches (`git-upload-pack`) and pushes.
+fn fetches_and_pushes(up: &Backend) -> Vec<String> {
+    let requests = up.requests.lock().unwrap();
+    requests.iter().filter(|r| !r.starts_with("GET ") || r.contains("upload-pack")).cloned().collect()
+}
+
+/// The words the record of a push refused on its lenient reading carries.
+const LENIENT: &str = "every update that is neither a creation nor a deletion taken as a fast-forward";
+
+#[tokio::test]
+async fn a_push_refused_on_its_most_lenient_reading_touches_no_mirror_and_is_recorded_once() {
+    let repos = Repos::new();
+    let work = repos.work();
+    let base = repos.remote_main();
+    // A second repository the stand-in serves, with history, outside the policy's `write_repos`.
+    let other = repos.root().join("acme/other.git");
+    std::fs::create_dir_all(&other).unwrap();
+    git(&other, &["init", "--bare", "-q", "-b", "main"]);
+    git(&other, &["config", "http.receivepack", "true"]);
+    git(&work, &["push", "-q", other.to_str().unwrap(), "main"]);
+    let up = backend(&repos.root()).await;
+    let f = front(up.port, 1 << 30).await;
+    git(&work, &["remote", "add", "origin", &format!("{}/acme/app.git", f.url)]);
+    git(&work, &["remote", "add", "other", &format!("{}/acme/other.git", f.url)]);
+    let mirror_of = |repo: &str| f.dir.path().join(format!("data/egress-mirrors/{HOST}_{}/{repo}.git", up.port));
+
+    // An update of a repository the agent may not write: refused whatever its ancestry, so the host is not
+    // asked for it.
+    let ahead = commit(&work, "two");
+    let out = git_async(&work, &["push", "other", "main"]).await;
+    let text = shown(&out);
+    assert!(!out.status.success() && text.contains("! [remote rejected] main -> main ("), "{text}");
+    assert!(text.contains("acme/other") && text.contains(LENIENT), "{text}");
+    // A tag under `deny_tag_push`, to the writable repository: the same.
+    git(&work, &["tag", "v1"]);
+    let out = git_async(&work, &["push", "origin", "v1"]).await;
+    let text = shown(&out);
+    assert!(!out.status.success() && text.contains("! [remote rejected] v1 -> v1 ("), "{text}");
+    assert_eq!(fetches_and_pushes(&up), Vec::<String>::new());
+    assert!(!mirror_of("acme/other").exists() && !mirror_of("acme/app").exists());
+    assert_eq!(git(&other, &["rev-parse", "refs/heads/main"]), base);
+
+    // A fast-forward passes the lenient reading: the mirror is fetched, the push decided and recorded once.
+    let out = git_async(&work, &["push", "origin", "main"]).await;
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(repos.remote_main(), ahead);
+    assert!(mirror_of("acme/app").join("HEAD").exists());
+    assert!(up.requests.lock().unwrap().iter().any(|r| r.contains("git-upload-pack")));
+    // A force update passes it too, and is refused on what the objects show.
+    git(&work, &["reset", "-q", "--hard", &base]);
+    commit(&work, "diverged");
+    let out = git_async(&work, &["push", "-f", "origin", "main"]).await;
+    let text = shown(&out);
+    assert!(!out.status.success() && text.contains("force update (not a fast-forward)"), "{text}");
+    assert!(!text.contains(LENIENT), "{text}");
+    assert_eq!(repos.remote_main(), ahead);
+
+    // One audit row per push. Those refused early say that their updates' fast-forward was assumed.
+    let rows = f.t.audit(&f.session).await;
+    let pushes: Vec<&serde_json::Value> = rows.iter().filter(|r| r["phase"] == "git_push").collect();
+    assert_eq!(pushes.len(), 4, "{pushes:#?}");
+    let (early, decided): (Vec<&serde_json::Value>, Vec<&serde_json::Value>) =
+        pushes.iter().partition(|r| r["reason"].as_str().unwrap().contains(LENIENT));
+    assert!(early.iter().all(|r| r["verdict"] == "deny"), "{early:#?}");
+    let mut tools: Vec<&str> = early.iter().map(|r| r["tool"].as_str().unwrap()).collect();
+    tools.sort();
+    assert_eq!(
+        tools,
+        ["git push to acme/app: refs/tags/v1 (create)", "git push to acme/other: refs/heads/main (fast-forward)"]
+    );
+    let mut verdicts: Vec<&str> = decided.iter().map(|r| r["verdict"].as_str().unwrap()).collect();
+    verdicts.sort();
+    assert_eq!(verdicts, ["allow", "deny"], "{decided:#?}");
+}
+
+/// A push written by hand in chunks: the request's head and a first chunk go now; the connection stays open
+/// for the caller to go on.
+async fn start_chunked_push(front: &str, first: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr = front.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /acme/app.git/git-receive-pack HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/x-git-receive-pack-request\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&chunk(first)).await.unwrap();
+    tcp
+}
+
+fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// What the connection answers, read until it holds `needle` or ends (at most a minute).
+async fn read_until(r: &mut (impl tokio::io::AsyncRead + Unpin), needle: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains(needle) {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Waits (at most a minute) until `done` holds.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..1200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen");
+}
+
+#[tokio::test]
+async fn a_session_has_a_limited_number_of_pushes_in_progress() {
+    let repos = Repos::new();
+    let up = backend(&repos.root()).await;
+    let f = front_with(up.port, 1 << 30, PushLimits { per_session: 1, ..PushLimits::default() }).await;
+    let work = repos.work();
+    git(&work, &["remote", "add", "origin", &format!("{}/acme/app.git", f.url)]);
+    let base = repos.remote_main();
+    let ahead = commit(&work, "two");
+
+    // A push that starts and stalls holds the session's only slot.
+    let first = push_body(&[format!("{base} {ahead} refs/heads/main\0report-status\n")], None);
+    let mut stalled = start_chunked_push(&f.url, &first).await;
+    wait_until("the stalled push starting", || f.mirrors.pushes_in_progress(&f.session) == 1).await;
+    let out = git_async(&work, &["push", "origin", "main"]).await;
+    let text = shown(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("! [remote rejected] main -> main (this session's pushes in progress are at"), "{text}");
+    assert!(text.contains("limit (1 at once)"), "{text}");
+    assert_eq!(fetches_and_pushes(&up), Vec::<String>::new());
+    assert_eq!(repos.remote_main(), base);
+    let rows = f.t.audit(&f.session).await;
+    assert!(
+        rows.iter()
+            .any(|r| r["phase"] == "git_push" && r["verdict"] == "deny" && r["policy"] == "paddock/git-push-limit"),
+        "{rows:#?}"
+    );
+
+    // Once the stalled push ends (refused: it carries no pack), the session may push again.
+    use tokio::io::AsyncWriteExt;
+    stalled.write_all(b"0\r\n\r\n").await.unwrap();
+    let answer = read_until(&mut stalled, "where one is due").await;
+    assert!(answer.contains("unpack the push request carries no pack where one is due"), "{answer}");
+    wait_until("the stalled push ending", || f.mirrors.pushes_in_progress(&f.session) == 0).await;
+    let out = git_async(&work, &["push", "origin", "main"]).await;
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(repos.remote_main(), ahead);
+}
+
+#[tokio::test]
+async fn a_push_that_trickles_in_is_cut_at_its_deadline() {
+    let repos = Repos::new();
+    let up = backend(&repos.root()).await;
+    let limits = PushLimits { per_session: 1, arrival: std::time::Duration::from_secs(2) };
+    let f = front_with(up.port, 1 << 30, limits).await;
+    let work = repos.work();
+    let base = repos.remote_main();
+    let ahead = commit(&work, "two");
+
+    // A byte every 100 ms: never idle long, never done.
+    let mut first = push_body(&[format!("{base} {ahead} refs/heads/main\0report-status\n")], None);
+    first.extend_from_slice(b"PACK");
+    let (mut read, mut write) = start_chunked_push(&f.url, &first).await.into_split();
+    let trickle = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        for _ in 0..600 {
+            if write.write_all(&chunk(b"\0")).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let answer = read_until(&mut read, "within 2 s").await;
+    trickle.abort();
+    assert!(answer.contains("ng refs/heads/main cannot read the push: the push did not arrive within 2 s"), "{answer}");
+    assert_eq!(fetches_and_pushes(&up), Vec::<String>::new());
+    // Its slot is free again.
+    wait_until("the cut push ending", || f.mirrors.pushes_in_progress(&f.session) == 0).await;
+    git(&work, &["remote", "add", "origin", &format!("{}/acme/app.git", f.url)]);
+    let out = git_async(&work, &["push", "origin", "main"]).await;
+    assert!(out.status.success(), "{}", shown(&out));
+    assert_eq!(repos.remote_main(), ahead);
 }

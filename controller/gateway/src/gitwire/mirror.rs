@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::git::{Git, GitError};
+use super::limits::{InFlight, PushLimits, Slot};
 use crate::config::EgressConfig;
 
 /// How long a fetch may take (a first fetch copies the whole repository).
@@ -59,13 +60,15 @@ impl Remote {
     }
 }
 
-/// The mirrors of one gateway.
+/// The mirrors of one gateway, and its pushes in progress.
 pub struct Mirrors {
     root: PathBuf,
     git: Git,
     resolve: BTreeMap<String, IpAddr>,
     ca_bundle: Option<PathBuf>,
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    limits: PushLimits,
+    in_flight: InFlight,
 }
 
 impl std::fmt::Debug for Mirrors {
@@ -92,7 +95,35 @@ impl Mirrors {
             true => None,
             false => Some(write_ca_bundle(&root, &egress.trust)?),
         };
-        Ok(Mirrors { root, git, resolve: egress.resolve.clone(), ca_bundle, locks: Mutex::new(HashMap::new()) })
+        Ok(Mirrors {
+            root,
+            git,
+            resolve: egress.resolve.clone(),
+            ca_bundle,
+            locks: Mutex::new(HashMap::new()),
+            limits: PushLimits::default(),
+            in_flight: InFlight::default(),
+        })
+    }
+
+    /// The same mirrors with other push limits (the defaults are [`PushLimits::default`]).
+    pub fn with_push_limits(mut self, limits: PushLimits) -> Mirrors {
+        self.limits = limits;
+        self
+    }
+
+    pub fn push_limits(&self) -> &PushLimits {
+        &self.limits
+    }
+
+    /// Pushes of `session` in progress.
+    pub fn pushes_in_progress(&self, session: &str) -> usize {
+        self.in_flight.count(session)
+    }
+
+    /// A slot for one more push of `session`, or `None` when `push_limits().per_session` are in progress.
+    pub fn begin_push(&self, session: &str) -> Option<Slot> {
+        self.in_flight.begin(session, self.limits.per_session)
     }
 
     pub fn git(&self) -> &Git {

@@ -6,6 +6,7 @@ pub mod ancestry;
 pub mod commands;
 pub mod git;
 pub mod graphql;
+pub mod limits;
 pub mod mirror;
 pub mod pkt;
 pub mod receive_pack;

@@ -1,8 +1,12 @@
 //! A push through the broker (`POST …/git-receive-pack`): the body is spooled (bounded by
-//! `egress.maxPushBytes`), its command list read, each ref update's fast-forward worked out from the objects,
-//! and the push decided as one `git_push` event. Allowed: the original request (the same bytes) goes upstream
-//! and the upstream's answer comes back. Refused, or anything that cannot be read: nothing goes upstream and
-//! git gets its answer in its own protocol (`ng <ref> <reason>`), so the agent sees why.
+//! `egress.maxPushBytes` and a deadline), its command list read, and the push decided as one `git_push`
+//! event in two steps. First on its most lenient reading (every update taken as a fast-forward): a push
+//! refused even so is answered without touching a mirror, so refused pushes cannot make the gateway fetch
+//! repositories. Then, with each update's fast-forward worked out from the objects (a mirror of the remote
+//! plus the pushed pack), for real. Allowed: the original request (the same bytes) goes upstream and the
+//! upstream's answer comes back. Refused, or anything that cannot be read: nothing goes upstream and git
+//! gets its answer in its own protocol (`ng <ref> <reason>`), so the agent sees why. A session has at most
+//! `PushLimits::per_session` pushes in progress.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -30,6 +34,13 @@ const HEAD_MAX: usize = 8 << 20;
 const IDLE: Duration = Duration::from_secs(120);
 /// How long a refused body is drained, so that the client reads the answer instead of a broken pipe.
 const DRAIN: Duration = Duration::from_secs(60);
+/// The most of the head of a push refused before it is read kept: its first command line (one pkt-line,
+/// at most 65520 bytes) says how to answer, and a small push's whole command list fits.
+const REFUSED_HEAD_MAX: usize = 64 << 10;
+/// How the record of a push refused on its lenient reading says so: its event lists every update that is
+/// neither a creation nor a deletion as a fast-forward, which was assumed, not shown.
+const LENIENT_READING: &str = "decided before the remote's history was read, every update that is neither a creation \
+                               nor a deletion taken as a fast-forward";
 
 /// Where the push goes: the brokered host as the tunnel reaches it.
 #[derive(Clone)]
@@ -70,10 +81,15 @@ where
     if !content_type.trim().eq_ignore_ascii_case("application/x-git-receive-pack-request") {
         return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, "a push is `application/x-git-receive-pack-request`");
     }
+    let limits = mirrors.push_limits().clone();
+    // Held until the answer is made: the spooled body, the mirror's refresh and the decision.
+    let Some(_slot) = mirrors.begin_push(&s.id) else {
+        return over_limit(gw, s, parts, body, limits.per_session, forward).await;
+    };
     let max = gw.broker.config().max_push_bytes;
-    let spooled = match spool(body, &mirrors.scratch(), max).await {
+    let spooled = match spool(body, &mirrors.scratch(), max, limits.arrival).await {
         Ok(s) => s,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("cannot read the push: {e}")),
+        Err(Unread { why, head }) => return refusal(&head, None, &format!("cannot read the push: {why}")),
     };
     let gzip = match encoding(&parts.headers) {
         Ok(g) => g,
@@ -118,17 +134,33 @@ where
         repo: repo.clone(),
         credential: to.credential.clone(),
     };
-    let mut updates = commands.updates.clone();
-    let pack = commands.pack_offset.map(|offset| Pack { file, offset: offset as u64 });
-    judge(mirrors, &remote, pack, &mut updates).await;
-    let event = Event {
+    // The most lenient reading first: a push refused even with every update a fast-forward is refused
+    // whatever its ancestry, so no mirror is fetched for it. Only a deny of this reading is recorded;
+    // anything else passes without a record and is decided below, once, on the real reading.
+    let lenient = Event {
         phase: Phase::GitPush,
         host: Some(remote.host.clone()),
         port: Some(remote.port),
         repo: Some(repo),
-        updates: updates.clone(),
+        updates: commands.updates.iter().map(|u| RefUpdate { fast_forward: !u.is_delete(), ..u.clone() }).collect(),
         ..Event::default()
     };
+    match gw.deny_early(s, lenient.clone(), LENIENT_READING).await {
+        Ok(None) => {}
+        Ok(Some(ruling)) => {
+            crate::egress::count(gw, Phase::GitPush, "", "deny");
+            tracing::info!(session = %s.id, remote = ?remote, "push refused before its mirror was read");
+            return refused(gw, s, &commands, &lenient, &ruling).await;
+        }
+        Err(e) => {
+            crate::egress::count(gw, Phase::GitPush, "", "error");
+            return refusal(&head, Some(&commands), &format!("refused: {e}"));
+        }
+    }
+    let mut updates = commands.updates.clone();
+    let pack = commands.pack_offset.map(|offset| Pack { file, offset: offset as u64 });
+    judge(mirrors, &remote, pack, &mut updates).await;
+    let event = Event { updates: updates.clone(), ..lenient };
     let ruling = match crate::egress::decide(gw, s, event.clone()).await {
         Ok(r) => r,
         Err(e) => return refusal(&head, Some(&commands), &format!("refused: {e}")),
@@ -137,8 +169,20 @@ where
         tracing::info!(session = %s.id, remote = ?remote, updates = updates.len(), "push allowed; forwarding");
         return forward_spooled(parts, spooled, forward).await;
     }
-    let refused = culprits(gw, s, &event, &ruling).await;
-    let statuses = updates
+    refused(gw, s, &commands, &event, &ruling).await
+}
+
+/// The answer to a push the policy refused: `ng` for each of its refs, with the reasons of those refused.
+async fn refused(
+    gw: &Gateway,
+    s: &Session,
+    commands: &Commands,
+    event: &Event,
+    ruling: &Ruling,
+) -> Response<ProxyBody> {
+    let refused = culprits(gw, s, event, ruling).await;
+    let statuses = event
+        .updates
         .iter()
         .map(|u| RefStatus {
             git_ref: u.git_ref.clone(),
@@ -148,8 +192,52 @@ where
             }),
         })
         .collect::<Vec<_>>();
-    let message = format!("paddock: push refused{}: {}", by(&ruling), ruling.reason.trim_end());
+    let message = format!("paddock: push refused{}: {}", by(ruling), ruling.reason.trim_end());
     answer(report::report(commands.answer(), "ok", &statuses, Some(&message)))
+}
+
+/// A push beyond the session's limit of pushes in progress: refused in git's protocol, from the head of its
+/// body (the rest is read and dropped for a while, so that git reads the answer). Nothing is kept on disk
+/// and no mirror is touched. The probe git sends before a large push (an empty command list) updates
+/// nothing and goes through, so that git goes on to send the push itself and shows its refusal.
+async fn over_limit<B, F, Fut>(
+    gw: &Arc<Gateway>,
+    s: &Arc<Session>,
+    parts: hyper::http::request::Parts,
+    body: B,
+    limit: usize,
+    forward: F,
+) -> Response<ProxyBody>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+    F: FnOnce(Request<ProxyBody>) -> Fut,
+    Fut: std::future::Future<Output = Response<ProxyBody>>,
+{
+    let (head, len) = head_and_drain(body, REFUSED_HEAD_MAX).await;
+    if len == Some(4) && head == crate::gitwire::pkt::FLUSH {
+        return forward_bytes(parts, head, forward).await;
+    }
+    let why = format!(
+        "this session's pushes in progress are at the gateway's limit ({limit} at once); push again when one \
+         has finished"
+    );
+    crate::egress::count(gw, Phase::GitPush, "", "refused");
+    if let Err(e) = gw.refuse(s, Phase::GitPush, "paddock/git-push-limit", &why).await {
+        tracing::warn!(session = %s.id, error = %e, "cannot record a push refused for the session's limit");
+    }
+    refusal(&head, None, &why)
+}
+
+/// Sends the original request with `body` as its body.
+async fn forward_bytes<F, Fut>(mut parts: hyper::http::request::Parts, body: Vec<u8>, forward: F) -> Response<ProxyBody>
+where
+    F: FnOnce(Request<ProxyBody>) -> Fut,
+    Fut: std::future::Future<Output = Response<ProxyBody>>,
+{
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    forward(Request::from_parts(parts, full(body))).await
 }
 
 /// Sends the original request, its body the spooled bytes as they came (still compressed if they were).
@@ -282,28 +370,76 @@ struct Spooled {
     too_large: bool,
 }
 
-/// Writes the body to a file under `dir`, up to `max` bytes; past that it is drained for a while and dropped.
-async fn spool<B>(mut body: B, dir: &std::path::Path, max: u64) -> Result<Spooled, String>
+/// A body that could not be read whole: why, and as much of its head as arrived (to answer in git's
+/// protocol when its first command line is there).
+struct Unread {
+    why: String,
+    head: Vec<u8>,
+}
+
+/// Why the next piece of a body did not come.
+enum Stalled {
+    /// The client paused longer than `IDLE`.
+    Idle,
+    /// The deadline passed.
+    Deadline,
+    /// The connection failed.
+    Broken(String),
+}
+
+/// The next data of a body (`None` at its end), waiting no longer than `IDLE` and not past `deadline`.
+async fn next_data<B>(body: &mut B, deadline: tokio::time::Instant) -> Result<Option<Bytes>, Stalled>
 where
     B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let mut file = tempfile::Builder::new().prefix("push-body-").tempfile_in(dir).map_err(|e| e.to_string())?;
-    let (mut len, mut head, mut too_large) = (0u64, Vec::new(), false);
-    let started = tokio::time::Instant::now();
     loop {
-        let frame = match tokio::time::timeout(IDLE, body.frame()).await {
-            Err(_) => return Err("the client stopped sending".into()),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(e.into().to_string()),
+        let idle_until = tokio::time::Instant::now() + IDLE;
+        let frame = match tokio::time::timeout_at(idle_until.min(deadline), body.frame()).await {
+            Err(_) if idle_until < deadline => return Err(Stalled::Idle),
+            Err(_) => return Err(Stalled::Deadline),
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(e))) => return Err(Stalled::Broken(e.into().to_string())),
             Ok(Some(Ok(f))) => f,
         };
-        let Ok(data) = frame.into_data() else { continue };
-        if too_large {
-            if started.elapsed() > DRAIN {
-                break;
+        if let Ok(data) = frame.into_data() {
+            return Ok(Some(data));
+        }
+    }
+}
+
+/// Writes the body to a file under `dir`, up to `max` bytes; past that it is drained for a while and dropped.
+/// The whole body must arrive within `arrival`, however steadily it comes: a client trickling bytes would
+/// otherwise hold its push (and the session's share of pushes in progress) forever.
+async fn spool<B>(mut body: B, dir: &std::path::Path, max: u64, arrival: Duration) -> Result<Spooled, Unread>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let failed = |why: String| Unread { why, head: Vec::new() };
+    std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+    let mut file = tempfile::Builder::new().prefix("push-body-").tempfile_in(dir).map_err(|e| failed(e.to_string()))?;
+    let (mut len, mut head, mut too_large) = (0u64, Vec::new(), false);
+    let started = tokio::time::Instant::now();
+    let deadline = started + arrival;
+    loop {
+        // Past the limit the body is only drained, and for no longer than `DRAIN`; however it ends, the
+        // answer is the refusal for its size.
+        let until = if too_large { deadline.min(started + DRAIN) } else { deadline };
+        let data = match next_data(&mut body, until).await {
+            Ok(Some(data)) => data,
+            Ok(None) => break,
+            Err(_) if too_large => break,
+            Err(Stalled::Idle) => {
+                return Err(Unread { why: format!("the client sent nothing for {} s", IDLE.as_secs()), head });
             }
+            Err(Stalled::Deadline) => {
+                let why = format!("the push did not arrive within {} s", arrival.as_secs());
+                return Err(Unread { why, head });
+            }
+            Err(Stalled::Broken(e)) => return Err(Unread { why: e, head }),
+        };
+        if too_large {
             continue;
         }
         // The head is kept even past the limit: its first command says how to answer.
@@ -315,10 +451,31 @@ where
             too_large = true;
             continue;
         }
-        file.write_all(&data).map_err(|e| e.to_string())?;
+        file.write_all(&data).map_err(|e| failed(e.to_string()))?;
     }
-    file.flush().map_err(|e| e.to_string())?;
+    file.flush().map_err(|e| failed(e.to_string()))?;
     Ok(Spooled { file, len, head, too_large })
+}
+
+/// The first `keep` bytes of a body the gateway does not take, the rest read and dropped for up to `DRAIN`;
+/// and the body's length when it ended within that time.
+async fn head_and_drain<B>(mut body: B, keep: usize) -> (Vec<u8>, Option<u64>)
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let deadline = tokio::time::Instant::now() + DRAIN;
+    let (mut head, mut len) = (Vec::new(), 0u64);
+    loop {
+        match next_data(&mut body, deadline).await {
+            Ok(Some(data)) => {
+                head.extend_from_slice(&data[..data.len().min(keep - head.len())]);
+                len += data.len() as u64;
+            }
+            Ok(None) => return (head, Some(len)),
+            Err(_) => return (head, None),
+        }
+    }
 }
 
 struct Decoded {
