@@ -58,6 +58,13 @@ pub struct EgressConfig {
     pub max_inspect_bytes: usize,
     /// The largest git push (its pack) the gateway accepts for a brokered host.
     pub max_push_bytes: u64,
+    /// How many connections out one session may hold open at once: tunnels (end-to-end or brokered) and
+    /// plain-HTTP requests in flight. One more is refused with `429`, so that one sandbox cannot take the
+    /// gateway's file descriptors from every other session.
+    pub max_connections_per_session: usize,
+    /// An end-to-end tunnel that carries no byte either way for this long is closed; a brokered connection
+    /// waiting for its next request closes after this long or 30 s, whichever is less.
+    pub tunnel_idle_timeout_seconds: u64,
 }
 
 impl Default for EgressConfig {
@@ -69,6 +76,8 @@ impl Default for EgressConfig {
             secrets_dir: None,
             max_inspect_bytes: 1 << 20,
             max_push_bytes: 1 << 30,
+            max_connections_per_session: 256,
+            tunnel_idle_timeout_seconds: 300,
         }
     }
 }
@@ -248,6 +257,16 @@ impl GatewayConfig {
                 return Err(format!("limits.{name}: must be more than 0"));
             }
         }
+        let e = &self.egress;
+        if e.max_connections_per_session == 0 {
+            return Err("egress.maxConnectionsPerSession: must be at least 1".into());
+        }
+        if e.tunnel_idle_timeout_seconds == 0 {
+            return Err("egress.tunnelIdleTimeoutSeconds: must be more than 0".into());
+        }
+        if e.max_inspect_bytes == 0 {
+            return Err("egress.maxInspectBytes: must be more than 0".into());
+        }
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {
             let at = format!("providers[{i}]");
@@ -307,5 +326,15 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("providers[0].apiKey"), "{e}");
+        for (yaml, field) in [
+            ("egress: {maxConnectionsPerSession: 0}\n", "egress.maxConnectionsPerSession"),
+            ("egress: {tunnelIdleTimeoutSeconds: 0}\n", "egress.tunnelIdleTimeoutSeconds"),
+        ] {
+            let e = GatewayConfig::parse(yaml, "g.yaml").unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+        let cfg =
+            GatewayConfig::parse("egress: {maxConnectionsPerSession: 8, tunnelIdleTimeoutSeconds: 5}\n", "g").unwrap();
+        assert_eq!((cfg.egress.max_connections_per_session, cfg.egress.tunnel_idle_timeout_seconds), (8, 5));
     }
 }

@@ -620,3 +620,89 @@ spec:
     let plain = t.gw.session(plain["id"].as_str().unwrap()).unwrap();
     assert!(t.gw.broker.credential(&plain, HOST, port).is_none(), "an Agent that brokers nothing gets nothing");
 }
+
+#[tokio::test]
+async fn method_overrides_are_refused_before_the_decision() {
+    let s = setup().await;
+    // Each would let a POST the rules allow become a DELETE or PATCH at a host that honours overrides.
+    for (query, header) in [
+        ("", "X-HTTP-Method-Override: DELETE\r\n"),
+        ("", "X-HTTP-Method: DELETE\r\n"),
+        ("", "x-method-override: PATCH\r\n"),
+        ("?_method=DELETE", ""),
+        ("?per_page=1&%5fmethod=DELETE", ""),
+        ("?_Method=DELETE", ""),
+    ] {
+        let req = format!(
+            "POST /repos/acme/app/issues{query} HTTP/1.1\r\nHost: x\r\n{header}Content-Type: application/json\r\n\
+             Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let answer = raw(&s, req.as_bytes()).await;
+        assert_eq!(statuses(&answer), ["400"], "{query} {header}: {answer}");
+        assert!(answer.contains("method"), "{answer}");
+    }
+    assert!(s.up.seen().is_empty(), "{:?}", s.up.seen());
+    let audit = s.t.audit(&s.id).await;
+    assert!(audit.iter().any(|a| a["policy"] == "paddock/egress-method-override"), "{audit:?}");
+}
+
+#[tokio::test]
+async fn a_graphql_request_with_a_query_string_is_refused() {
+    let s = setup().await;
+    // The body holds a query the rules allow; the query string may hold the operation the host runs.
+    let q = json!({"query": "{ viewer { login } }"}).to_string();
+    for path in ["/graphql?query=mutation%7BdeleteRef%7D", "/graphql?", "/api/graphql?x=1"] {
+        let post = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{q}",
+            q.len()
+        );
+        let answer = raw(&s, post.as_bytes()).await;
+        assert_eq!(statuses(&answer), ["400"], "{path}: {answer}");
+        assert!(answer.contains("query string"), "{answer}");
+    }
+    assert!(s.up.seen().is_empty(), "{:?}", s.up.seen());
+}
+
+#[tokio::test]
+async fn brokered_tunnels_count_against_the_sessions_connection_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = stand_in(HOST, &dir.path().join("stand-in-ca.pem")).await;
+    write_broker_repo(dir.path(), up.port);
+    let mut cfg = broker_config(dir.path());
+    cfg.egress.max_connections_per_session = 1;
+    let t = TestGateway::with_config(dir.path(), cfg).await;
+    let (id, token) = t.session("brokered").await;
+    let ca = paddock_ca(&t).await;
+    let tcp = tunnel(&t, &token, &format!("{HOST}:{}", up.port)).await.unwrap();
+    let open = tls(tcp, &ca, HOST).await.unwrap();
+    let refused = tunnel(&t, &token, &format!("{HOST}:{}", up.port)).await.expect_err("a second connection");
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.to_ascii_lowercase().contains("x-paddock-policy: paddock/egress-limit"), "{refused}");
+    let audit = t.audit(&id).await;
+    let row = audit.iter().find(|a| a["policy"] == "paddock/egress-limit").unwrap_or_else(|| panic!("{audit:?}"));
+    assert!(row["reason"].as_str().unwrap().contains("maxConnectionsPerSession"), "{row}");
+    drop(open);
+}
+
+#[tokio::test]
+async fn an_idle_brokered_connection_closes_after_tunnel_idle_timeout_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = stand_in(HOST, &dir.path().join("stand-in-ca.pem")).await;
+    write_broker_repo(dir.path(), up.port);
+    let mut cfg = broker_config(dir.path());
+    cfg.egress.tunnel_idle_timeout_seconds = 1;
+    let t = TestGateway::with_config(dir.path(), cfg).await;
+    let (_, token) = t.session("brokered").await;
+    let ca = paddock_ca(&t).await;
+    let tcp = tunnel(&t, &token, &format!("{HOST}:{}", up.port)).await.unwrap();
+    let mut tls = tls(tcp, &ca, HOST).await.unwrap();
+    tls.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // Keep-alive: the gateway answers and then, with nothing more asked, closes the connection (well before
+    // the 30 s it would otherwise wait for a next request).
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the idle brokered connection stayed open");
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(statuses(&out), ["200"], "{out}");
+}

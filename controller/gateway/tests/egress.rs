@@ -135,6 +135,11 @@ async fn echo_server() -> u16 {
 /// server as `plain.test` and as `localhost` (which the SSRF guard must still refuse), and the echo server
 /// at the IP address 127.0.0.1. `evil.test` resolves to loopback too but is in no entry.
 async fn start() -> Env {
+    start_with(|_| {}).await
+}
+
+/// [`start`], with the egress configuration adjusted.
+async fn start_with(adjust: impl FnOnce(&mut EgressConfig)) -> Env {
     let (tls_port, cert, cert_pem, handshakes) = tls_server().await;
     let (http_port, http_requests) = http_server().await;
     let echo_port = echo_server().await;
@@ -166,19 +171,26 @@ spec:
       with:
         expression: 'event.phase == "egress" && "path" in event && event.path.startsWith("/forbidden")'
         reason: "nothing under /forbidden"
+    - name: no-leaks
+      use: cel
+      with:
+        expression: 'event.phase == "egress" && has(event.body) && event.body != null && has(event.body.leak)'
+        reason: "no leaks in request bodies"
 "#
     );
     std::fs::write(repo.join("agent.yaml"), agent).unwrap();
     std::fs::write(dir.path().join("admin-token"), ADMIN).unwrap();
     let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     let resolve = ["registry.test", "other.test", "plain.test", "evil.test"].map(|n| (n.to_owned(), loopback));
+    let mut egress = EgressConfig { resolve: resolve.into_iter().collect(), ..EgressConfig::default() };
+    adjust(&mut egress);
     let cfg = GatewayConfig {
         repo: Some(repo),
         data_dir: Some(dir.path().to_owned()),
         // `PADDOCK_TEST_POSTGRES`: on PostgreSQL, as the CI runs the gateway's tests.
         database: support::database(dir.path()),
         admin_token: Some(SecretSource { env: None, file: Some(dir.path().join("admin-token")) }),
-        egress: EgressConfig { resolve: resolve.into_iter().collect(), ..EgressConfig::default() },
+        egress,
         ..GatewayConfig::default()
     };
     let (gw, url, server) = server::serve_loopback(&cfg).await.unwrap();
@@ -472,7 +484,7 @@ async fn plain_http_is_forwarded_without_proxy_or_hop_by_hop_headers_and_decided
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(r.status(), 400);
     assert_eq!(r.headers()["x-paddock-policy"], "paddock/egress-inspect");
     assert_eq!(env.up.http_requests.load(Ordering::SeqCst), 1);
 }
@@ -658,4 +670,194 @@ async fn bytes_sent_with_the_connect_request_are_checked_like_the_rest() {
     let mut back = [0u8; 11];
     tcp.read_exact(&mut back).await.unwrap();
     assert_eq!(&back, b"early bytes");
+}
+
+/// A real ClientHello (rustls, for `name`) with one more extension, `kind` carrying `data`, after the others.
+fn client_hello_with(name: &str, kind: u16, data: &[u8]) -> Vec<u8> {
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = ServerName::try_from(name.to_owned()).unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut wire = Vec::new();
+    conn.write_tls(&mut wire).unwrap();
+    // One record holding the ClientHello alone.
+    assert_eq!((wire[0], wire[5], usize::from(u16::from_be_bytes([wire[3], wire[4]]))), (22, 1, wire.len() - 5));
+    let mut body = wire[9..].to_vec();
+    let mut at = 2 + 32;
+    at += 1 + usize::from(body[at]);
+    at += 2 + usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+    at += 1 + usize::from(body[at]);
+    let extensions = usize::from(u16::from_be_bytes([body[at], body[at + 1]])) + 4 + data.len();
+    body[at..at + 2].copy_from_slice(&(extensions as u16).to_be_bytes());
+    body.extend(kind.to_be_bytes());
+    body.extend((data.len() as u16).to_be_bytes());
+    body.extend(data);
+    let mut out = vec![22, 3, 1];
+    out.extend(((body.len() + 4) as u16).to_be_bytes());
+    out.push(1);
+    out.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    out.extend(body);
+    out
+}
+
+/// An `encrypted_client_hello` extension's body as a client sends it: an outer hello for config 0x42, with a
+/// 32-byte key share and a sealed inner hello (here random bytes).
+fn ech_outer() -> Vec<u8> {
+    let mut d = vec![0, 0, 1, 0, 1, 0x42, 0, 32];
+    d.extend([7u8; 32]);
+    d.extend(200u16.to_be_bytes());
+    d.extend([9u8; 200]);
+    d
+}
+
+#[tokio::test]
+async fn a_client_hello_offering_encrypted_client_hello_is_cut() {
+    let env = start().await;
+    // The outer SNI is the allowed name; the encrypted inner hello could ask the same address for any site.
+    for kind in [0xfe0d, 0xffce] {
+        let (a, mut tcp) = connect(&env, &format!("registry.test:{}", env.up.tls_port), Some(&basic(&env.token))).await;
+        assert_eq!(a.status, 200);
+        tcp.write_all(&client_hello_with("registry.test", kind, &ech_outer())).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(20), tcp.read_to_end(&mut out)).await.unwrap();
+        assert!(out.is_empty(), "{kind:#x}: the upstream answered: {out:?}");
+    }
+    assert_eq!(env.up.handshakes.load(Ordering::SeqCst), 0);
+    let rows = audit(&env).await;
+    let cuts: Vec<_> = rows.iter().filter(|r| r["policy"] == "paddock/egress-sni").collect();
+    assert_eq!(cuts.len(), 2, "{rows:#?}");
+    for cut in cuts {
+        assert!(cut["reason"].as_str().unwrap().contains("Encrypted Client Hello"), "{cut}");
+    }
+    // The same hello without the extension goes through: only the extension cut it.
+    let (a, tcp) = connect(&env, &format!("registry.test:{}", env.up.tls_port), Some(&basic(&env.token))).await;
+    assert_eq!(a.status, 200);
+    let name = ServerName::try_from("registry.test").unwrap();
+    tls_client(&env.up.cert).connect(name, tcp).await.expect("a plain ClientHello passes");
+}
+
+#[tokio::test]
+async fn plain_http_bodies_are_read_whatever_their_content_type_says() {
+    let env = start().await;
+    let client = proxied_client(&env, &env.token);
+    let url = format!("http://plain.test:{}/api", env.up.http_port);
+    let post = |ct: &'static str, body: &'static [u8]| client.post(&url).header("content-type", ct).body(body).send();
+    // JSON labelled as text: the host may read it as JSON, so the decision does.
+    for ct in ["text/plain", "application/x-www-form-urlencoded", "application/octet-stream"] {
+        let r = post(ct, b"{\"leak\": \"the key\"}").await.unwrap();
+        assert_eq!(r.status(), 403, "{ct}");
+        assert!(r.text().await.unwrap().contains("(rule no-leaks): no leaks in request bodies"), "{ct}");
+    }
+    // A body that is not JSON and not labelled as binary cannot be judged: refused.
+    let r = post("text/plain", b"leak=the key").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["x-paddock-policy"], "paddock/egress-inspect");
+    assert!(r.text().await.unwrap().contains("not JSON"));
+    assert_eq!(env.up.http_requests.load(Ordering::SeqCst), 0);
+    // A binary upload and a JSON body without a leak pass.
+    assert_eq!(post("application/octet-stream", b"\x00\x01\x02").await.unwrap().status(), 200);
+    assert_eq!(post("text/plain", b"{\"fine\": true}").await.unwrap().status(), 200);
+    assert_eq!(env.up.http_requests.load(Ordering::SeqCst), 2);
+    let rows = audit(&env).await;
+    assert!(rows.iter().any(|r| r["policy"] == "paddock/egress-inspect"), "{rows:#?}");
+}
+
+#[tokio::test]
+async fn plain_http_method_overrides_are_refused() {
+    let env = start().await;
+    let target = format!("plain.test:{}", env.up.http_port);
+    let auth = basic(&env.token);
+    for (query, header) in [
+        ("", "X-HTTP-Method-Override: DELETE\r\n"),
+        ("", "x-http-method: DELETE\r\n"),
+        ("", "X-Method-Override: DELETE\r\n"),
+        ("?_method=DELETE", ""),
+        ("?a=1&%5Fmethod=DELETE", ""),
+        ("?_METHOD=delete", ""),
+    ] {
+        let req = format!(
+            "POST http://{target}/api{query} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {auth}\r\n{header}\
+             Content-Length: 0\r\n\r\n"
+        );
+        let a = raw(&env, &req).await;
+        assert_eq!(a.status, 400, "{query} {header}: {} {}", a.head, a.body);
+        assert!(a.body.contains("method"), "{}", a.body);
+    }
+    assert_eq!(env.up.http_requests.load(Ordering::SeqCst), 0);
+    // A parameter that only ends in `_method` is another parameter.
+    let req = format!(
+        "GET http://{target}/api?http_method=x HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {auth}\r\n\r\n"
+    );
+    assert_eq!(raw(&env, &req).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_session_holds_at_most_max_connections_per_session() {
+    let env = start_with(|e| e.max_connections_per_session = 2).await;
+    let echo = format!("127.0.0.1:{}", env.up.echo_port);
+    let (a, first) = connect(&env, &echo, Some(&basic(&env.token))).await;
+    assert_eq!(a.status, 200);
+    let (a, mut second) = connect(&env, &echo, Some(&basic(&env.token))).await;
+    assert_eq!(a.status, 200);
+    second.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    second.read_exact(&mut back).await.unwrap();
+    // A third tunnel, and a plain-HTTP request, are refused while two are open; the upstream sees nothing.
+    let (a, _) = connect(&env, &format!("registry.test:{}", env.up.tls_port), Some(&basic(&env.token))).await;
+    assert_eq!(a.status, 429, "{} {}", a.head, a.body);
+    assert_eq!(a.header("x-paddock-policy"), Some("paddock/egress-limit"));
+    assert!(a.body.contains("egress.maxConnectionsPerSession") && a.body.contains('2'), "{}", a.body);
+    let get = format!(
+        "GET http://plain.test:{}/x HTTP/1.1\r\nHost: plain.test\r\nProxy-Authorization: {}\r\n\r\n",
+        env.up.http_port,
+        basic(&env.token)
+    );
+    assert_eq!(raw(&env, &get).await.status, 429);
+    assert_eq!(env.up.handshakes.load(Ordering::SeqCst), 0);
+    assert_eq!(env.up.http_requests.load(Ordering::SeqCst), 0);
+    // Another session has its own allowance.
+    let (_, other) = env
+        .gw
+        .create_session(NewSession { agent: "coder".into(), owner: "tester".into(), ..NewSession::default() })
+        .await
+        .unwrap();
+    let (a, _other_tunnel) = connect(&env, &echo, Some(&basic(&other))).await;
+    assert_eq!(a.status, 200);
+    // A closed tunnel gives its place back.
+    drop(first);
+    let mut reopened = false;
+    for _ in 0..200 {
+        let (a, _) = connect(&env, &echo, Some(&basic(&env.token))).await;
+        if a.status == 200 {
+            reopened = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(reopened, "the closed tunnel's place was never given back");
+    let rows = audit(&env).await;
+    let limited = rows.iter().filter(|r| r["policy"] == "paddock/egress-limit").count();
+    assert!(limited >= 2, "{rows:#?}");
+    let m = metrics(&env).await;
+    assert!(metric(&m, r#"paddock_gateway_egress_total{phase="egress",scheme="https",verdict="refused"}"#) >= 1);
+    assert_eq!(metric(&m, r#"paddock_gateway_egress_total{phase="egress",scheme="http",verdict="refused"}"#), 1);
+}
+
+#[tokio::test]
+async fn an_idle_tunnel_closes_after_tunnel_idle_timeout_seconds() {
+    let env = start_with(|e| e.tunnel_idle_timeout_seconds = 1).await;
+    let (a, mut tcp) = connect(&env, &format!("127.0.0.1:{}", env.up.echo_port), Some(&basic(&env.token))).await;
+    assert_eq!(a.status, 200);
+    tcp.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    tcp.read_exact(&mut back).await.unwrap();
+    // Nothing more is sent: the gateway closes the tunnel (the session is still live).
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(60), tcp.read_to_end(&mut rest)).await;
+    assert!(read.is_ok_and(|r| r.is_ok()), "the idle tunnel stayed open");
+    assert!(rest.is_empty());
+    assert!(env.gw.session_for_token(&env.token).is_some());
 }

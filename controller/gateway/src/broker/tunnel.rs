@@ -1,14 +1,15 @@
 //! A brokered tunnel: the sandbox's TLS ends here (with a leaf of the installation's CA for the CONNECT host),
 //! each HTTP/1.1 request inside is decided as an `egress` event, and the allowed ones go to the real host with
 //! the session's credential. What the broker cannot see exactly (a compressed or oversized body, JSON that does
-//! not parse, a GraphQL document that does not) is refused, never passed.
+//! not parse, a GraphQL document that does not or that comes with a query string, a method override) is
+//! refused, never passed.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,10 +21,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::upstream::{BoxError, ProxyBody, Upstream, relay_response};
 use crate::gateway::{Gateway, Session};
 
-/// How long the sandbox may take for its TLS handshake, a request's head, and an inspected body.
+/// How long the sandbox may take for its TLS handshake and a request's head (the wait for the next request
+/// of a kept-alive connection included). `egress.tunnelIdleTimeoutSeconds` shortens both when it is less.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Serves one brokered tunnel (`CONNECT host:port`, already allowed) until either side closes it. A ClientHello
 /// whose SNI is not `host` is cut: the leaf shown and the upstream dialled are always the CONNECT host's.
@@ -32,8 +33,10 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let host = host.to_ascii_lowercase();
+    let idle = Duration::from_secs(gw.broker.config().tunnel_idle_timeout_seconds);
+    let (handshake_timeout, head_timeout) = (HANDSHAKE_TIMEOUT.min(idle), HEAD_TIMEOUT.min(idle));
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
-    let start = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor).await {
+    let start = match tokio::time::timeout(handshake_timeout, acceptor).await {
         Ok(Ok(start)) => start,
         Ok(Err(e)) => {
             tracing::info!(session = %s.id, %host, error = %e, "brokered tunnel: no TLS ClientHello");
@@ -66,7 +69,7 @@ where
         }
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(Arc::new(cfg))).await {
+    let tls = match tokio::time::timeout(handshake_timeout, start.into_stream(Arc::new(cfg))).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             tracing::info!(session = %s.id, %host, error = %e, "brokered tunnel: TLS handshake failed");
@@ -82,7 +85,7 @@ where
     });
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
+        .header_read_timeout(head_timeout)
         .serve_connection(TokioIo::new(tls), service)
         .await;
     if let Err(e) = served {
@@ -120,6 +123,10 @@ async fn request(gw: &Arc<Gateway>, s: &Arc<Session>, up: &Upstream, req: Reques
     }
     // The path exactly as it goes upstream, query included, never normalised: rules see what the host sees.
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    if let Some(why) = crate::egress::inspect::method_override(&parts.headers, &path) {
+        let reason = format!("{why}; send the method itself");
+        return refuse(gw, s, StatusCode::BAD_REQUEST, "paddock/egress-method-override", &reason).await;
+    }
     let route = route_of(&path);
     let mut event = Event {
         phase: Phase::Egress,
@@ -150,17 +157,26 @@ async fn request(gw: &Arc<Gateway>, s: &Arc<Session>, up: &Upstream, req: Reques
     let body: ProxyBody = if streamed {
         body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
     } else {
-        let bytes = match read_inspected(gw, &parts.headers, body).await {
-            Ok(b) => b,
-            Err(refusal) => return refusal,
+        let max = gw.broker.config().max_inspect_bytes;
+        let bytes = match crate::egress::inspect::inspect(&parts.headers, body, max).await {
+            Ok((bytes, json)) => {
+                event.body = json;
+                bytes
+            }
+            Err(why) => {
+                let reason = format!("the gateway decides on a request by its body and cannot judge this one: {why}");
+                return refuse(gw, s, why.status(), "paddock/egress-inspect", &reason).await;
+            }
         };
-        match inspected_json(&parts.headers, &bytes) {
-            Ok(json) => event.body = json,
-            Err(why) => return plain(StatusCode::BAD_REQUEST, &why),
-        }
         if is_graphql(&route) && parts.method != Method::POST {
             // A GraphQL operation in a query string would go undecided.
             return plain(StatusCode::METHOD_NOT_ALLOWED, "GraphQL requests go by POST through the gateway");
+        }
+        if is_graphql(&route) && path.contains('?') {
+            // A host may run the operation of the query string (`?query=mutation…`) rather than the body's.
+            let reason = "a GraphQL request through the gateway carries no query string; put the operation and its \
+                          variables in the JSON body";
+            return refuse(gw, s, StatusCode::BAD_REQUEST, "paddock/egress-inspect", reason).await;
         }
         if is_graphql(&route) {
             match crate::gitwire::graphql::operation(event.body.as_ref().unwrap_or(&serde_json::Value::Null)) {
@@ -226,67 +242,6 @@ fn is_graphql(route: &str) -> bool {
     route.ends_with("/graphql")
 }
 
-/// Reads a body the decision must see, up to `egress.maxInspectBytes`, in `BODY_TIMEOUT`. A compressed body
-/// is refused: the decision would see bytes, not the JSON the host decodes.
-async fn read_inspected(
-    gw: &Gateway,
-    headers: &hyper::HeaderMap,
-    body: Incoming,
-) -> Result<Bytes, Response<ProxyBody>> {
-    let encoded = headers
-        .get_all(hyper::header::CONTENT_ENCODING)
-        .iter()
-        .any(|v| !v.to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity")));
-    let max = gw.broker.config().max_inspect_bytes;
-    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max).collect()).await;
-    let bytes = match read {
-        Err(_) => return Err(plain(StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time")),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!(
-                    "the request body is larger than egress.maxInspectBytes ({max} bytes) the gateway reads to decide"
-                ),
-            ));
-        }
-        Ok(Err(e)) => return Err(plain(StatusCode::BAD_REQUEST, &format!("cannot read the request body: {e}"))),
-        Ok(Ok(c)) => c.to_bytes(),
-    };
-    if encoded && !bytes.is_empty() {
-        return Err(plain(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the broker does not decode compressed request bodies; send it uncompressed",
-        ));
-    }
-    Ok(bytes)
-}
-
-/// The JSON of a body, for the decision: `None` for an empty body or a binary upload; an error for a body that
-/// claims to be JSON, or may be read as JSON by the host, and does not parse.
-fn inspected_json(headers: &hyper::HeaderMap, bytes: &Bytes) -> Result<Option<serde_json::Value>, String> {
-    if bytes.is_empty() {
-        return Ok(None);
-    }
-    let text = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
-    match serde_json::from_slice(text) {
-        Ok(v) => Ok(Some(v)),
-        Err(_) if is_binary(headers) => Ok(None),
-        Err(e) => Err(format!("refused: the request body is not JSON the gateway can read ({e})")),
-    }
-}
-
-/// Content types whose bodies are uploads, not API arguments (a release asset).
-fn is_binary(headers: &hyper::HeaderMap) -> bool {
-    let Some(ct) = headers.get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    ct == "application/octet-stream"
-        || ct == "application/zip"
-        || ct == "application/gzip"
-        || ["image/", "audio/", "video/"].iter().any(|p| ct.starts_with(p))
-}
-
 /// Decides a brokered request as the egress proxy decides (audit, metrics, an ask waits). A decision that
 /// cannot be made refuses the request.
 async fn decide(gw: &Arc<Gateway>, s: &Arc<Session>, event: Event) -> Result<crate::Ruling, Response<ProxyBody>> {
@@ -302,6 +257,14 @@ async fn decide(gw: &Arc<Gateway>, s: &Arc<Session>, event: Event) -> Result<cra
 /// The answer to a refused request: the egress proxy's 403, naming the policy and its reason.
 fn refused(ruling: &crate::Ruling) -> Response<ProxyBody> {
     crate::egress::refused(ruling).map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
+}
+
+/// A refusal on the gateway's own account (`policy` names the check), audited and counted like the egress
+/// proxy's, with the egress proxy's body and headers.
+async fn refuse(gw: &Gateway, s: &Session, status: StatusCode, policy: &str, reason: &str) -> Response<ProxyBody> {
+    crate::egress::refuse_with(gw, s, "https", status, policy, reason)
+        .await
+        .map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
 }
 
 /// A short text answer of the gateway's own, closing nothing (the client may send its next request).
@@ -325,18 +288,5 @@ mod tests {
         assert!(is_graphql(&route_of("/graphql")));
         assert!(is_graphql(&route_of("/api/GraphQL/")));
         assert!(!is_graphql(&route_of("/repos/acme/app")));
-    }
-
-    #[test]
-    fn bodies_that_claim_or_look_like_json_must_parse() {
-        let mut h = hyper::HeaderMap::new();
-        assert_eq!(inspected_json(&h, &Bytes::from_static(b"{\"force\":true}")).unwrap().unwrap()["force"], true);
-        // A BOM does not hide the JSON from the decision.
-        assert!(inspected_json(&h, &Bytes::from_static(b"\xEF\xBB\xBF{\"a\":1}")).unwrap().is_some());
-        assert!(inspected_json(&h, &Bytes::from_static(b"{\"force\":tru")).is_err());
-        h.insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-        assert!(inspected_json(&h, &Bytes::from_static(b"\x00\x01")).unwrap().is_none());
-        // Labelled binary, but JSON all the same: the decision sees it.
-        assert!(inspected_json(&h, &Bytes::from_static(b"{\"force\":true}")).unwrap().is_some());
     }
 }

@@ -6,6 +6,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use paddock_policy::Event;
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::sni::{self, Hello};
 use super::target::{self, Target};
@@ -42,6 +44,11 @@ pub async fn handle(gw: Arc<Gateway>, s: Arc<Session>, req: Request<Body>) -> Re
         Ok(t) => t,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
+    // Counted from here until the tunnel closes; refused before anything is decided or dialled.
+    let slot = match super::connection_slot(&gw, &s, "https").await {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal,
+    };
     let event = Event {
         phase: Phase::Egress,
         host: Some(target.host.clone()),
@@ -64,6 +71,7 @@ pub async fn handle(gw: Arc<Gateway>, s: Arc<Session>, req: Request<Body>) -> Re
                 Ok(io) => crate::broker::serve_tunnel(gw, s, target.host, target.port, TokioIo::new(io)).await,
                 Err(e) => tracing::debug!(error = %e, "the client left before its brokered tunnel opened"),
             }
+            drop(slot);
         });
         return established();
     }
@@ -81,6 +89,7 @@ pub async fn handle(gw: Arc<Gateway>, s: Arc<Session>, req: Request<Body>) -> Re
             Ok(io) => relay(&gw, &s, &target, TokioIo::new(io), upstream).await,
             Err(e) => tracing::debug!(error = %e, "the client left before its tunnel opened"),
         }
+        drop(slot);
     });
     established()
 }
@@ -89,12 +98,14 @@ fn established() -> Response {
     Response::builder().status(StatusCode::OK).body(Body::empty()).expect("response")
 }
 
-/// Relays a tunnel both ways until either side closes it; a tunnel to a name first shows its ClientHello.
+/// Relays a tunnel both ways until either side closes it, its session ends, or it carries nothing for
+/// `egress.tunnelIdleTimeoutSeconds`; a tunnel to a name first shows its ClientHello.
 async fn relay<C>(gw: &Gateway, s: &Session, target: &Target, client: C, mut upstream: TcpStream)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut client = Counted::new(gw, client);
+    let activity = Arc::new(Activity::new());
+    let mut client = Counted::new(gw, client, activity.clone());
     let mut first = Vec::new();
     if target.ip.is_none() {
         let why = match client_hello(&mut client, &mut first).await {
@@ -117,6 +128,8 @@ where
             return;
         }
     }
+    let idle = Duration::from_secs(gw.broker.config().tunnel_idle_timeout_seconds);
+    activity.touch();
     let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, RELAY_BUFFER, RELAY_BUFFER);
     tokio::select! {
         r = copy => match r {
@@ -124,6 +137,40 @@ where
             Err(e) => tracing::debug!(error = %e, target = %target.authority(), "tunnel ended"),
         },
         () = ended(s) => tracing::info!(target = %target.authority(), "tunnel cut: its session ended"),
+        () = activity.idle_for(idle) => {
+            tracing::info!(target = %target.authority(), idle_seconds = idle.as_secs(), "tunnel closed: idle");
+        }
+    }
+}
+
+/// When a tunnel last carried a byte either way (every byte passes its client side: read from it going up,
+/// written to it coming down).
+struct Activity {
+    origin: Instant,
+    /// Milliseconds after `origin`.
+    last: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { origin: Instant::now(), last: AtomicU64::new(0) }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// Completes once nothing has passed for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let last = self.origin + Duration::from_millis(self.last.load(Ordering::Relaxed));
+            let deadline = last + timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
     }
 }
 
@@ -145,7 +192,7 @@ async fn client_hello<C: AsyncRead + Unpin>(client: &mut C, buf: &mut Vec<u8>) -
                 Hello::Incomplete => {}
                 Hello::ClientHello { server_name } => return Ok(server_name),
                 Hello::NotTls => return Err("it does not carry TLS".to_owned()),
-                Hello::Malformed(why) => return Err(format!("its TLS ClientHello is malformed ({why})")),
+                Hello::Malformed(why) => return Err(format!("its TLS ClientHello is refused: {why}")),
             }
             if buf.len() >= MAX_CLIENT_HELLO {
                 return Err(format!("its TLS ClientHello is larger than {MAX_CLIENT_HELLO} bytes"));
@@ -177,12 +224,13 @@ struct Counted<C> {
     inner: C,
     up: Counter,
     down: Counter,
+    activity: Arc<Activity>,
 }
 
 impl<C> Counted<C> {
-    fn new(gw: &Gateway, inner: C) -> Counted<C> {
+    fn new(gw: &Gateway, inner: C, activity: Arc<Activity>) -> Counted<C> {
         let counter = |d: &str| gw.metrics.egress_bytes.get_or_create(&DirectionLabels { direction: d.into() }).clone();
-        Counted { inner, up: counter("up"), down: counter("down") }
+        Counted { inner, up: counter("up"), down: counter("down"), activity }
     }
 }
 
@@ -190,7 +238,11 @@ impl<C: AsyncRead + Unpin> AsyncRead for Counted<C> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.up.inc_by((buf.filled().len() - before) as u64);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.up.inc_by(n as u64);
+            self.activity.touch();
+        }
         r
     }
 }
@@ -198,8 +250,11 @@ impl<C: AsyncRead + Unpin> AsyncRead for Counted<C> {
 impl<C: AsyncWrite + Unpin> AsyncWrite for Counted<C> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
             self.down.inc_by(n as u64);
+            self.activity.touch();
         }
         r
     }

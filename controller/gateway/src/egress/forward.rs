@@ -1,5 +1,5 @@
 //! Plain-HTTP forward proxying (`GET http://host/x`): the gateway sees the request, so the `egress` event
-//! carries its method, path and JSON body. Hop-by-hop and `Proxy-*` headers stay here, no credential is ever
+//! carries its method, path and JSON body (read as the broker reads one, see [`super::inspect`]). Hop-by-hop and `Proxy-*` headers stay here, no credential is ever
 //! added (plain HTTP would carry it in the clear), redirects come back to the client as they are, and the
 //! response is streamed.
 
@@ -34,9 +34,23 @@ pub async fn handle(gw: Arc<Gateway>, s: Arc<Session>, req: Request<Body>) -> Re
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let (json, body) = match inspect(&gw, &s, &parts.headers, body).await {
-        Ok(b) => b,
-        Err(answer) => return answer,
+    if let Some(why) = super::inspect::method_override(&parts.headers, &path) {
+        let reason = format!("{why}; send the method itself");
+        return super::refuse_with(&gw, &s, "http", StatusCode::BAD_REQUEST, "paddock/egress-method-override", &reason)
+            .await;
+    }
+    // Counted from here until the upstream connection closes (its response streamed).
+    let slot = match super::connection_slot(&gw, &s, "http").await {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal,
+    };
+    let max = gw.broker.config().max_inspect_bytes;
+    let (body, json) = match super::inspect::inspect(&parts.headers, body, max).await {
+        Ok((bytes, json)) => (Body::from(bytes), json),
+        Err(why) => {
+            let reason = format!("the gateway decides on a request by its body and cannot judge this one: {why}");
+            return super::refuse_with(&gw, &s, "http", why.status(), "paddock/egress-inspect", &reason).await;
+        }
     };
     let event = Event {
         phase: Phase::Egress,
@@ -71,6 +85,7 @@ pub async fn handle(gw: Arc<Gateway>, s: Arc<Session>, req: Request<Body>) -> Re
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "plain-HTTP upstream connection ended");
         }
+        drop(slot);
     });
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::EXPECT);
@@ -95,44 +110,6 @@ pub async fn handle(gw: Arc<Gateway>, s: Arc<Session>, req: Request<Body>) -> Re
 
 fn host_value(t: &Target) -> HeaderValue {
     HeaderValue::from_str(&super::host_header(t, 80)).expect("a checked host")
-}
-
-/// Reads a JSON body for the event (at most `egress.maxInspectBytes`, uncompressed); any other body passes
-/// unread. A JSON body the gateway cannot read is refused: what cannot be seen is not allowed.
-async fn inspect(
-    gw: &Gateway,
-    s: &Session,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<(Option<serde_json::Value>, Body), Response> {
-    if !is_json(headers) {
-        return Ok((None, body));
-    }
-    let encoded = headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case("identity")));
-    let limit = gw.broker.config().max_inspect_bytes;
-    let bytes = match encoded {
-        true => Err("its body is compressed (Content-Encoding); send it uncompressed".to_owned()),
-        false => crate::proxy::read_body(body, limit).await,
-    };
-    let parsed = bytes.and_then(|b| crate::proxy::parse_json(&b).map(|v| (v, b)));
-    match parsed {
-        Ok((v, b)) => Ok((Some(v), Body::from(b))),
-        Err(why) => {
-            let reason = format!("the gateway decides on a JSON request by its body and cannot read this one: {why}");
-            Err(super::refuse(gw, s, "http", "paddock/egress-inspect", &reason).await)
-        }
-    }
-}
-
-/// `application/json` or any `…+json` media type.
-fn is_json(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || essence.ends_with("+json")
 }
 
 /// Removes the headers that describe one connection (and those `Connection` names), so that neither side can
@@ -191,19 +168,5 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["authorization", "accept"]);
-    }
-
-    #[test]
-    fn json_media_types() {
-        let h = |v: &'static str| {
-            let mut m = HeaderMap::new();
-            m.insert(header::CONTENT_TYPE, HeaderValue::from_static(v));
-            m
-        };
-        assert!(is_json(&h("application/json")));
-        assert!(is_json(&h("Application/JSON; charset=utf-8")));
-        assert!(is_json(&h("application/vnd.github+json")));
-        assert!(!is_json(&h("text/plain")));
-        assert!(!is_json(&HeaderMap::new()));
     }
 }

@@ -8,6 +8,8 @@
 pub mod connect;
 pub mod dial;
 pub mod forward;
+pub mod inspect;
+pub mod limit;
 pub mod sni;
 pub mod target;
 
@@ -174,6 +176,19 @@ fn header_text(text: &str) -> HeaderValue {
 /// Refuses on the gateway's own account (`policy` names the check, e.g. `paddock/egress-ssrf`): an audit row,
 /// a count, and the 403 the client gets.
 async fn refuse(gw: &Gateway, s: &Session, scheme: &str, policy: &str, reason: &str) -> Response {
+    refuse_with(gw, s, scheme, StatusCode::FORBIDDEN, policy, reason).await
+}
+
+/// [`refuse`] with another status than 403: `429` for a session at its connection limit, `400`, `413`, `415`
+/// for a request the gateway cannot judge. The body and headers are those of [`refused`].
+pub async fn refuse_with(
+    gw: &Gateway,
+    s: &Session,
+    scheme: &str,
+    status: StatusCode,
+    policy: &str,
+    reason: &str,
+) -> Response {
     audit_refusal(gw, s, scheme, policy, reason).await;
     let ruling = Ruling {
         verdict: Verdict::Deny,
@@ -185,7 +200,22 @@ async fn refuse(gw: &Gateway, s: &Session, scheme: &str, policy: &str, reason: &
         decided_by: None,
         event: None,
     };
-    refused(&ruling)
+    let mut answer = refused(&ruling);
+    *answer.status_mut() = status;
+    answer
+}
+
+/// Counts one more open connection of the session, or refuses it (`429`, audited as `paddock/egress-limit`)
+/// when the session already holds `egress.maxConnectionsPerSession`.
+async fn connection_slot(gw: &Gateway, s: &Session, scheme: &str) -> Result<limit::ConnectionSlot, Response> {
+    match gw.broker.connections.acquire(&s.id) {
+        Ok(slot) => Ok(slot),
+        Err(full) => {
+            tracing::warn!(session = %s.id, max = full.max, "egress connection refused: the session is at its limit");
+            let reason = full.to_string();
+            Err(refuse_with(gw, s, scheme, StatusCode::TOO_MANY_REQUESTS, "paddock/egress-limit", &reason).await)
+        }
+    }
 }
 
 /// Writes a refusal the gateway made itself to the audit log and counts it (`verdict="refused"`).

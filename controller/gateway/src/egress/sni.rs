@@ -3,7 +3,9 @@
 //!
 //! A ClientHello may arrive in several TCP segments and, rarely, in several TLS records (a handshake message
 //! may be fragmented across records); both are put back together here. Anything that is not a well-formed
-//! ClientHello is [`Hello::NotTls`] or [`Hello::Malformed`], and the proxy cuts such a tunnel to a name.
+//! ClientHello is [`Hello::NotTls`] or [`Hello::Malformed`], and the proxy cuts such a tunnel to a name. So is a
+//! ClientHello offering Encrypted Client Hello: its outer SNI may be any name the address serves, and the name
+//! the server answers for is encrypted.
 
 /// What the bytes read so far say.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,6 +23,11 @@ pub enum Hello {
 const RECORD_HANDSHAKE: u8 = 22;
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;
 const EXTENSION_SERVER_NAME: u16 = 0;
+/// Encrypted Client Hello (draft-ietf-tls-esni; `encrypted_client_hello`, 0xfe0d) and its withdrawn predecessor, encrypted
+/// SNI (draft `encrypted_server_name`, 0xffce): both carry the server's real name where the proxy cannot read
+/// it, behind an outer SNI that may be any name the address serves.
+const EXTENSION_ENCRYPTED_CLIENT_HELLO: u16 = 0xfe0d;
+const EXTENSION_ENCRYPTED_SERVER_NAME: u16 = 0xffce;
 const NAME_TYPE_HOST_NAME: u8 = 0;
 /// The largest record fragment TLS allows (2^14), plus the expansion TLS 1.2 allows for compressed
 /// records; a ClientHello is never compressed, so a larger one is garbage.
@@ -152,6 +159,10 @@ fn client_hello_server_name(body: &[u8]) -> Result<Option<String>, &'static str>
         }
         if kind == EXTENSION_SERVER_NAME {
             server_name = Some(host_name(data)?);
+        }
+        if kind == EXTENSION_ENCRYPTED_CLIENT_HELLO || kind == EXTENSION_ENCRYPTED_SERVER_NAME {
+            // GREASE (a decoy some browsers send) cannot be told from the real thing: both are cut.
+            return Err("it offers Encrypted Client Hello, which would hide from the proxy the server it asks for");
         }
     }
     Ok(server_name)
@@ -331,5 +342,52 @@ mod tests {
         let mut wire = Vec::new();
         conn.write_tls(&mut wire).unwrap();
         assert_eq!(parse(&wire), named("registry.test"));
+    }
+
+    /// A real ClientHello from rustls for `name`, with `(kind, data)` added after its extensions.
+    fn rustls_hello_with(name: &str, kind: u16, data: &[u8]) -> Vec<u8> {
+        use std::sync::Arc;
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let mut conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+        let mut wire = Vec::new();
+        conn.write_tls(&mut wire).unwrap();
+        assert_eq!((wire[0], wire[5]), (RECORD_HANDSHAKE, HANDSHAKE_CLIENT_HELLO), "one record, the ClientHello");
+        let mut body = wire[9..].to_vec();
+        let mut at = 2 + 32;
+        at += 1 + usize::from(body[at]);
+        at += 2 + usize::from(u16::from_be_bytes([body[at], body[at + 1]]));
+        at += 1 + usize::from(body[at]);
+        let len = usize::from(u16::from_be_bytes([body[at], body[at + 1]])) + 4 + data.len();
+        body[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
+        body.extend(kind.to_be_bytes());
+        body.extend((data.len() as u16).to_be_bytes());
+        body.extend(data);
+        records(&body, 1 << 14)
+    }
+
+    #[test]
+    fn a_real_client_hello_offering_encrypted_client_hello_is_malformed() {
+        // An outer ECH extension: type outer, HKDF-SHA256/AES-128-GCM, config 0x42, a key share, a sealed inner
+        // hello (which may name any site the address serves).
+        let mut ech = vec![0, 0, 1, 0, 1, 0x42, 0, 32];
+        ech.extend([7u8; 32]);
+        ech.extend(64u16.to_be_bytes());
+        ech.extend([9u8; 64]);
+        assert_eq!(parse(&rustls_hello_with("registry.test", 0x1234, &ech)), named("registry.test"));
+        for kind in [EXTENSION_ENCRYPTED_CLIENT_HELLO, EXTENSION_ENCRYPTED_SERVER_NAME] {
+            let wire = rustls_hello_with("registry.test", kind, &ech);
+            match parse(&wire) {
+                Hello::Malformed(why) => assert!(why.contains("Encrypted Client Hello"), "{why}"),
+                other => panic!("{kind:#x}: {other:?}"),
+            }
+            // Also when it is the only extension besides the name, and split across records.
+            let body = hello_body(&[(0, sni(&["registry.test"])), (kind, ech.clone())]);
+            assert!(matches!(parse(&records(&body, 7)), Hello::Malformed(_)), "{kind:#x}");
+        }
     }
 }
