@@ -41,6 +41,32 @@ pub fn query_param(raw: &str, name: &str) -> Option<String> {
     })
 }
 
+/// Every parameter of the query string, as a lenient server may read it: everything after the first `?`
+/// (a `#` is no end: a client does not send a fragment, so one in a request is the server's to read), split at
+/// `&` and `;`, `+` read as a space. Names are decoded until they stop changing and lower-cased, and cut at a
+/// `[` (`force[]` is `force`), so that every spelling of a name is found; values are decoded once, as the
+/// server does (decoding more could turn a value the server reads as true into `false`).
+pub fn query_pairs(raw: &str) -> Vec<(String, String)> {
+    let Some((_, query)) = strip_origin(raw).split_once('?') else { return Vec::new() };
+    query
+        .split(['&', ';'])
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let mut name = k.replace('+', " ");
+            for _ in 0..DECODE_ROUNDS {
+                let next = percent_decode(&name);
+                if next == name {
+                    break;
+                }
+                name = next;
+            }
+            let name = name.split('[').next().unwrap_or_default().trim().to_ascii_lowercase();
+            (name, percent_decode(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
 /// `https://host/path` → `/path` (a plain-HTTP proxy request is in absolute form).
 fn strip_origin(raw: &str) -> &str {
     let lower = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
@@ -111,6 +137,7 @@ mod tests {
             for t in [s.clone(), format!("https:{s}"), format!("http://{s}")] {
                 let _ = segments(&t);
                 let _ = query_param(&t, "s");
+                let _ = query_pairs(&t);
             }
         }
     }
@@ -126,5 +153,18 @@ mod tests {
             Some("git-upload-pack")
         );
         assert_eq!(query_param("/o/r.git/info/refs", "service"), None);
+    }
+
+    #[test]
+    fn query_pairs_find_every_spelling_of_a_name() {
+        let pairs = |raw: &str| query_pairs(raw);
+        assert_eq!(pairs("/x?force=true"), vec![("force".into(), "true".into())]);
+        assert_eq!(pairs("/x?a=1;FORCE=1"), vec![("a".into(), "1".into()), ("force".into(), "1".into())]);
+        assert_eq!(pairs("/x?%66orce=%74rue"), vec![("force".into(), "true".into())]);
+        assert_eq!(pairs("/x?%2566orce=%2574rue"), vec![("force".into(), "%74rue".into())], "values once");
+        assert_eq!(pairs("/x?force[]=+true"), vec![("force".into(), " true".into())]);
+        assert_eq!(pairs("/x#y?force"), vec![("force".into(), String::new())]);
+        assert_eq!(pairs("https://h/x?a=b#&force=1")[1], ("force".into(), "1".into()));
+        assert!(pairs("/x").is_empty() && pairs("/x?").is_empty() && pairs("https://h?").is_empty());
     }
 }

@@ -534,3 +534,274 @@ fn lenient_spellings_of_true_and_other_branch_writers() {
     s.sandbox.egress.push("uploads.github.com:443".into());
     assert_eq!(evaluate(&upload, &s, &policies(&[("p", GITHUB)])).verdict, Verdict::Deny);
 }
+
+/// A `github` rule that allows every write to `acme/app` but destructive ones.
+const ANY_BRANCH: &str = "rules: [{name: gh, use: github, with: {write_repos: [acme/app]}}]";
+
+fn any_branch(e: &Event) -> (Verdict, String) {
+    verdict(ANY_BRANCH, e)
+}
+
+/// Spellings of one path below `/repos/acme/app` (`tail` without its leading `/`, or empty for the
+/// repository itself).
+fn spellings(tail: &str) -> Vec<String> {
+    let sep = if tail.is_empty() { "" } else { "/" };
+    let encoded = tail.replace('/', "%2F");
+    vec![
+        format!("/repos/acme/app{sep}{tail}"),
+        format!("/Repos/acme/app{sep}{tail}/"),
+        format!("//repos/acme//app{sep}{tail}/."),
+        format!("/repos/acme/app/pulls/..{sep}{tail}"),
+        format!("/repos/acme/app{sep}{encoded}"),
+        format!("/repos%2Facme%252Fapp{sep}{tail}"),
+        format!("https://api.github.com/repos/acme/app{sep}{tail}"),
+    ]
+}
+
+#[test]
+fn repository_edits_by_any_method_that_change_visibility_or_archive_it_are_destructive() {
+    let bodies = [
+        json!({"private": false}),
+        json!({"visibility": "public"}),
+        json!({"archived": true}),
+        json!({"archived": false}),
+        json!({"Private": false}),
+        json!({"description": "x", "visibility": "internal"}),
+        json!({"security_and_analysis": {"secret_scanning": {"status": "disabled"}}}),
+    ];
+    for method in ["PATCH", "POST", "post", "Post", "PUT", "patch"] {
+        for path in spellings("") {
+            for body in &bodies {
+                let (v, why) = any_branch(&request(method, &path, Some(body.clone())));
+                assert!(v == Verdict::Deny && why.contains("destructive"), "{method} {path} {body}: {v:?} {why}");
+            }
+            let (v, why) = any_branch(&request(method, &path, Some(json!({"description": "x"}))));
+            assert_eq!(v, Verdict::Allow, "{method} {path}: an ordinary edit is a write: {why}");
+            let (v, why) = any_branch(&request(method, &path, None));
+            assert!(v == Verdict::Ask && why.contains("visibility"), "{method} {path}: the body is not seen: {why}");
+            assert_eq!(any_branch(&request(method, &path, Some(json!(["private"])))).0, Verdict::Ask, "{path}");
+        }
+        // Fields in the query string count like the body's.
+        for query in ["?private=false", "?visibility=public", "?archived=true", "?ARCHIVED=1", "?x=1;%70rivate=0"] {
+            let e = request(method, &format!("/repos/acme/app{query}"), Some(json!({"description": "x"})));
+            let (v, why) = any_branch(&e);
+            assert!(v == Verdict::Deny && why.contains("destructive"), "{method} {query}: {why}");
+            let e = request(method, &format!("/repos/acme/app{query}"), None);
+            assert_eq!(any_branch(&e).0, Verdict::Deny, "{method} {query} without a body");
+        }
+    }
+    // The same on GitHub Enterprise Server's `/api/v3`.
+    let ghe = "rules: [{name: gh, use: github, with: {write_repos: [acme/app], github_hosts: [git.acme.corp]}}]";
+    let mut e = request("POST", "/api/v3/repos/acme/app", Some(json!({"private": false})));
+    e.host = Some("git.acme.corp".into());
+    let mut s = state();
+    s.sandbox.egress.push("git.acme.corp:443".into());
+    assert_eq!(evaluate(&e, &s, &policies(&[("p", ghe)])).verdict, Verdict::Deny);
+    // Allowed where destructive operations are, and only on a writable repository.
+    let lenient = "rules: [{name: gh, use: github, with: {write_repos: [acme/app], allow_destructive: true}}]";
+    assert_eq!(
+        verdict(lenient, &request("POST", "/repos/acme/app", Some(json!({"archived": true})))).0,
+        Verdict::Allow
+    );
+    let (v, why) = verdict(lenient, &request("POST", "/repos/acme/other", Some(json!({"private": false}))));
+    assert!(v == Verdict::Deny && why.contains("writing to `acme/other`"), "{why}");
+}
+
+#[test]
+fn admin_routes_of_a_repository_are_destructive() {
+    let attacks = [
+        ("POST", "keys", json!({"key": "ssh-ed25519 AAAA", "read_only": false})),
+        ("PUT", "collaborators/evil", json!({"permission": "admin"})),
+        ("PATCH", "invitations/1", json!({"permissions": "admin"})),
+        ("POST", "hooks", json!({"config": {"url": "https://evil.example/"}, "events": ["push"]})),
+        ("PATCH", "hooks/1/config", json!({"url": "https://evil.example/"})),
+        ("PUT", "branches/main/protection", json!({"enforce_admins": false})),
+        ("POST", "branches/agent/x/protection/enforce_admins", json!({})),
+        ("PATCH", "branches/main/protection/required_pull_request_reviews", json!({})),
+        ("PUT", "actions/secrets/X", json!({"encrypted_value": "e", "key_id": "k"})),
+        ("POST", "actions/variables", json!({"name": "V", "value": "v"})),
+        ("PUT", "actions/permissions", json!({"enabled": true, "allowed_actions": "all"})),
+        ("PUT", "actions/permissions/workflow", json!({"default_workflow_permissions": "write"})),
+        ("POST", "actions/runners/registration-token", json!({})),
+        ("PUT", "actions/oidc/customization/sub", json!({"use_default": false})),
+        ("PUT", "rulesets/7", json!({"enforcement": "disabled"})),
+        ("POST", "rulesets", json!({"name": "r"})),
+        ("PUT", "environments/prod", json!({"deployment_branch_policy": null})),
+        ("PUT", "environments/prod/secrets/X", json!({"encrypted_value": "e"})),
+        ("POST", "pages", json!({"source": {"branch": "agent/x"}})),
+        ("POST", "transfer", json!({"new_owner": "evil"})),
+        ("PUT", "dependabot/secrets/X", json!({"encrypted_value": "e"})),
+        ("PUT", "codespaces/secrets/X", json!({"encrypted_value": "e"})),
+        ("POST", "tags/protection", json!({"pattern": "*"})),
+        ("PUT", "vulnerability-alerts", json!({})),
+        ("POST", "secret-scanning/push-protection-bypasses", json!({"reason": "false_positive"})),
+        ("PATCH", "code-scanning/default-setup", json!({"state": "not-configured"})),
+        ("PUT", "import", json!({"vcs_url": "https://evil.example/x.git"})),
+        ("POST", "autolinks", json!({"key_prefix": "X-"})),
+        ("PATCH", "properties/values", json!({})),
+    ];
+    for (method, tail, body) in &attacks {
+        let mut paths = spellings(tail);
+        // Spellings a router may take for the same route.
+        let (first, after) = tail.split_once('/').unwrap_or((tail, ""));
+        let after = if after.is_empty() { String::new() } else { format!("/{after}") };
+        paths.push(format!("/repos/acme/app/{}{after}", first.to_uppercase()));
+        paths.push(format!("/repos/acme/app/{first}.json{after}"));
+        paths.push(format!("/repos/acme/app/{first};x=1{after}"));
+        for path in paths {
+            for m in [method.to_string(), method.to_lowercase(), "POST".into(), "PUT".into()] {
+                let (v, why) = any_branch(&request(&m, &path, Some(body.clone())));
+                assert!(v == Verdict::Deny && why.contains("destructive"), "{m} {path}: {v:?} {why}");
+                assert!(why.contains("administers"), "{m} {path}: {why}");
+            }
+        }
+        // Reading them is a read; allowed writes are destructive ones.
+        let path = format!("/repos/acme/app/{tail}");
+        assert_eq!(any_branch(&request("GET", &path, None)).0, Verdict::Allow, "GET {path}");
+        let lenient = "rules: [{name: gh, use: github, with: {write_repos: [acme/app], allow_destructive: true}}]";
+        assert_eq!(verdict(lenient, &request(method, &path, Some(body.clone()))).0, Verdict::Allow, "{path}");
+        let other = format!("/repos/acme/other/{tail}");
+        assert_eq!(verdict(lenient, &request(method, &other, Some(body.clone()))).0, Verdict::Deny, "{other}");
+    }
+    // A branch rename is still a write to both branches, not administration.
+    let rename = |from: &str, to: &str| {
+        github(&request("POST", &format!("/repos/acme/app/branches/{from}/rename"), Some(json!({"new_name": to}))))
+    };
+    assert_eq!(rename("agent/x", "agent/y").0, Verdict::Allow);
+    assert_eq!(rename("agent/x", "main").0, Verdict::Deny);
+    // Ordinary writes stay writes.
+    assert_eq!(any_branch(&request("POST", "/repos/acme/app/issues", Some(json!({"title": "t"})))).0, Verdict::Allow);
+    assert_eq!(any_branch(&request("POST", "/repos/acme/app/pulls", Some(json!({"head": "x"})))).0, Verdict::Allow);
+}
+
+#[test]
+fn force_in_the_query_string_is_a_force_update() {
+    let forced = [
+        "?force=true",
+        "?force=1",
+        "?force=True",
+        "?force=TRUE",
+        "?FORCE=true",
+        "?Force=yes",
+        "?force=on",
+        "?force",
+        "?force=",
+        "?%66orce=true",
+        "?%2566orce=true",
+        "?force=%74rue",
+        "?force[]=true",
+        "?force=+true+",
+        "?a=1&force=true",
+        "?a=1;force=true",
+        "?force=false&force=true",
+        "#?force=true",
+    ];
+    for query in forced {
+        for path in spellings("git/refs/heads/agent/x") {
+            let path = format!("{path}{query}");
+            for method in ["PATCH", "patch", "POST", "post", "PUT"] {
+                let (v, why) = github(&request(method, &path, Some(json!({"sha": B}))));
+                assert!(v == Verdict::Deny && why.contains("force"), "{method} {path}: {v:?} {why}");
+                let (v, why) = github(&request(method, &path, Some(json!({"sha": B, "force": false}))));
+                assert_ne!(v, Verdict::Allow, "{method} {path} with `force: false` in the body: {why}");
+                let (v, why) = github(&request(method, &path, None));
+                assert!(v == Verdict::Deny && why.contains("force"), "{method} {path} without a body: {why}");
+            }
+        }
+    }
+    for query in ["?force=false", "?force=0", "?force=%66alse", "?forced=true", "?note=1"] {
+        let path = format!("/repos/acme/app/git/refs/heads/agent/x{query}");
+        assert_eq!(github(&request("PATCH", &path, Some(json!({"sha": B})))).0, Verdict::Allow, "{path}");
+        assert_eq!(github(&request("POST", &path, Some(json!({"sha": B})))).0, Verdict::Allow, "{path}");
+    }
+    // A body's `force` counts unless it is plainly false, under any case of its name.
+    for force in [json!("yes"), json!("on"), json!(2), json!([true]), json!({"x": 1})] {
+        let e = request("POST", "/repos/acme/app/git/refs/heads/agent/x", Some(json!({"sha": B, "force": force})));
+        assert_eq!(github(&e).0, Verdict::Deny, "{force}");
+    }
+    let e = request("PATCH", "/repos/acme/app/git/refs/heads/agent/x", Some(json!({"sha": B, "Force": true})));
+    assert_eq!(github(&e).0, Verdict::Deny);
+    for force in [json!(false), json!(0), json!("false"), json!(null)] {
+        let e = request("POST", "/repos/acme/app/git/refs/heads/agent/x", Some(json!({"sha": B, "force": force})));
+        assert_eq!(github(&e).0, Verdict::Allow, "{force}");
+    }
+    // A force on the creation route makes it an update that forces.
+    let e =
+        request("POST", "/repos/acme/app/git/refs?force=true", Some(json!({"ref": "refs/heads/agent/x", "sha": B})));
+    assert_eq!(github(&e).0, Verdict::Deny);
+    // GraphQL: a force that may be taken for true.
+    let (v, _) = github(&graphql(&[("updateRef", json!({"input": {"refId": "R", "oid": B, "force": "yes"}}))]));
+    assert_eq!(v, Verdict::Deny);
+}
+
+#[test]
+fn query_parameters_count_as_the_fields_they_name() {
+    // Alone, a query parameter is read like the body's field.
+    let (v, why) = github(&request("PUT", "/repos/acme/app/contents/a.rs?branch=main", Some(json!({"message": "m"}))));
+    assert!(v == Verdict::Deny && why.contains("branch `main`"), "{why}");
+    for method in ["POST", "post", "PUT", "PATCH"] {
+        let (v, why) = github(&request(method, "/repos/acme/app/merges?base=main", Some(json!({"head": "agent/x"}))));
+        assert!(v == Verdict::Deny && why.contains("branch `main`"), "{method}: {why}");
+        let (v, why) = github(&request(method, "/repos/acme/app/merges", Some(json!({"base": "main"}))));
+        assert!(v == Verdict::Deny && why.contains("branch `main`"), "{method}: {why}");
+    }
+    let (v, why) = github(&request("POST", "/repos/acme/app/git/refs?ref=refs/tags/v1", Some(json!({"sha": B}))));
+    assert!(v == Verdict::Deny && why.contains("tags"), "{why}");
+    // Given twice, differently: which one the server takes cannot be told.
+    for (path, body) in [
+        ("/repos/acme/app/contents/a.rs?branch=main", json!({"branch": "agent/x", "message": "m"})),
+        ("/repos/acme/app/contents/a.rs?branch=agent/x&branch=main", json!({"message": "m"})),
+        ("/repos/acme/app/merges?BASE=main", json!({"base": "agent/x", "head": "h"})),
+        ("/repos/acme/app/git/refs?ref=refs/heads/main", json!({"ref": "refs/heads/agent/x", "sha": B})),
+    ] {
+        let (v, why) = github(&request("PUT", path, Some(body.clone())));
+        assert!(v == Verdict::Ask && why.contains("different values"), "{path}: {v:?} {why}");
+    }
+    let same = request("PUT", "/repos/acme/app/contents/a.rs?branch=agent/x", Some(json!({"branch": "agent/x"})));
+    assert_eq!(github(&same).0, Verdict::Allow, "the same value twice is one value");
+    assert_eq!(github(&request("GET", "/repos/acme/app/contents/a.rs?ref=main&ref=x", None)).0, Verdict::Allow);
+}
+
+#[test]
+fn a_method_override_is_opaque() {
+    for (method, path, body) in [
+        ("GET", "/repos/acme/app?_method=DELETE", None),
+        ("POST", "/repos/acme/app/issues?_METHOD=delete", Some(json!({"title": "t"}))),
+        ("POST", "/repos/acme/app/issues?%5Fmethod=DELETE", Some(json!({"title": "t"}))),
+        ("POST", "/repos/acme/app/issues", Some(json!({"title": "t", "_method": "DELETE"}))),
+        ("POST", "/repos/acme/app/issues?x-http-method-override=DELETE", Some(json!({}))),
+    ] {
+        let (v, why) = github(&request(method, path, body));
+        assert!(v == Verdict::Ask && why.contains("another method"), "{method} {path}: {v:?} {why}");
+    }
+}
+
+#[test]
+fn graphql_mutations_that_administer_a_repository_are_destructive() {
+    for name in [
+        "archiveRepository",
+        "unarchiveRepository",
+        "createBranchProtectionRule",
+        "updateBranchProtectionRule",
+        "createRepositoryRuleset",
+        "updateRepositoryRuleset",
+        "updateTeamsRepository",
+    ] {
+        let (v, why) = github(&graphql(&[(name, json!({"input": {"repositoryId": "X"}}))]));
+        assert!(v == Verdict::Deny && why.contains("destructive"), "{name}: {v:?} {why}");
+    }
+    let (v, _) = github(&graphql(&[("updateRepository", json!({"input": {"repositoryId": "X", "archived": true}}))]));
+    assert_eq!(v, Verdict::Deny);
+}
+
+#[test]
+fn the_wire_examples_of_docs_policies_md_hold() {
+    let doc = include_str!("../../../docs/policies.md");
+    let start = doc.find("# paddock test: a forced ref update through the REST API").expect("the example");
+    let steps = &doc[start..start + doc[start..].find("```").expect("its end")];
+    let steps: String = steps.lines().map(|l| format!("      {l}\n")).collect();
+    let suite = format!(
+        "state: {{sandbox: {{brokered: [\"api.github.com:443\"]}}}}\ncases:\n  - name: docs\n    steps:\n{steps}"
+    );
+    check(&suite, &policies(&[("p", ANY_BRANCH)]));
+}

@@ -29,6 +29,7 @@ use crate::tools::{ToolKind, ToolUse, glob_match};
 pub(super) mod api;
 pub(crate) mod git_dir;
 mod mcp;
+mod request_fields;
 pub(super) mod wire;
 
 fn default_mcp_prefixes() -> Vec<String> {
@@ -54,8 +55,9 @@ pub struct GithubParams {
     /// named (a bare `git push`, a merge into a pull request's base) is asked about.
     #[serde(default)]
     pub write_branches: Vec<String>,
-    /// Allow deletes: branches, tags, files, releases, repositories; and making a repository's visibility
-    /// change.
+    /// Allow deletes: branches, tags, files, releases, repositories; changing a repository's visibility or
+    /// archiving it; administering it through the API (deploy keys, collaborators, hooks, branch
+    /// protection, rulesets, Actions secrets and the like).
     #[serde(default)]
     pub allow_destructive: bool,
     /// Deny pushing tags.

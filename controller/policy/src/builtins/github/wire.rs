@@ -187,7 +187,7 @@ impl Github {
                     self.graphql(method, event.operation.as_ref(), &what)
                 }
             }
-            Some(segs) => self.rest(method, segs, event.body.as_ref(), &what),
+            Some(segs) => self.rest(method, raw, segs, event.body.as_ref(), &what),
             None => self.smart_http(raw, &segs, &what),
         };
         outcome.unwrap_or_else(Outcome::allow)
