@@ -706,3 +706,27 @@ async fn an_idle_brokered_connection_closes_after_tunnel_idle_timeout_seconds() 
     let out = String::from_utf8_lossy(&out);
     assert_eq!(statuses(&out), ["200"], "{out}");
 }
+
+#[tokio::test]
+async fn bodies_a_host_could_read_otherwise_than_the_decision_are_refused() {
+    let s = setup().await;
+    let send = |ct: &str, body: &str| {
+        format!(
+            "PATCH /repos/acme/app/git/refs/heads/main HTTP/1.1\r\nHost: x\r\nContent-Type: {ct}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // The decision would see `force: false` (the last); a host taking the first forces.
+    let twice = r#"{"sha":"0123456789012345678901234567890123456789","force":true,"force":false}"#;
+    let answer = raw(&s, send("application/json", twice).as_bytes()).await;
+    assert_eq!(statuses(&answer), ["400"], "{answer}");
+    assert!(answer.contains("appears twice"), "{answer}");
+    // JSON to the decision, `force=true` to a form parser.
+    let form = r#"{"sha":"0123456789012345678901234567890123456789","x":"&force=true"}"#;
+    let answer = raw(&s, send("application/x-www-form-urlencoded", form).as_bytes()).await;
+    assert_eq!(statuses(&answer), ["415"], "{answer}");
+    assert!(s.up.seen().is_empty(), "{:?}", s.up.seen());
+    let audit = s.t.audit(&s.id).await;
+    assert_eq!(audit.iter().filter(|a| a["policy"] == "paddock/egress-inspect").count(), 2, "{audit:?}");
+}

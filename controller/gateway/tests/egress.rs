@@ -746,11 +746,15 @@ async fn plain_http_bodies_are_read_whatever_their_content_type_says() {
     let url = format!("http://plain.test:{}/api", env.up.http_port);
     let post = |ct: &'static str, body: &'static [u8]| client.post(&url).header("content-type", ct).body(body).send();
     // JSON labelled as text: the host may read it as JSON, so the decision does.
-    for ct in ["text/plain", "application/x-www-form-urlencoded", "application/octet-stream"] {
+    for ct in ["text/plain", "application/octet-stream", "text/html; charset=utf-8"] {
         let r = post(ct, b"{\"leak\": \"the key\"}").await.unwrap();
         assert_eq!(r.status(), 403, "{ct}");
         assert!(r.text().await.unwrap().contains("(rule no-leaks): no leaks in request bodies"), "{ct}");
     }
+    // A form's body is read by the host as a form, never as the JSON the decision would see.
+    let r = post("application/x-www-form-urlencoded", b"{\"x\": \"&leak=1\"}").await.unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(r.headers()["x-paddock-policy"], "paddock/egress-inspect");
     // A body that is not JSON and not labelled as binary cannot be judged: refused.
     let r = post("text/plain", b"leak=the key").await.unwrap();
     assert_eq!(r.status(), 400);

@@ -30,6 +30,10 @@ pub enum Uninspectable {
          (e.g. application/octet-stream)"
     )]
     NotJson(String),
+    #[error("the request is a form ({0}), which the host reads in a way the decision does not see; send JSON")]
+    Form(String),
+    #[error("the request has {0} Content-Type headers; the host and the gateway could read different ones")]
+    TwoContentTypes(usize),
 }
 
 impl Uninspectable {
@@ -37,7 +41,8 @@ impl Uninspectable {
     pub fn status(&self) -> StatusCode {
         match self {
             Uninspectable::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Uninspectable::Compressed => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Uninspectable::Compressed | Uninspectable::Form(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Uninspectable::TwoContentTypes(_) => StatusCode::BAD_REQUEST,
             Uninspectable::Slow => StatusCode::REQUEST_TIMEOUT,
             Uninspectable::Unreadable(_) | Uninspectable::NotJson(_) => StatusCode::BAD_REQUEST,
         }
@@ -85,25 +90,89 @@ where
 
 /// The JSON of a body, for the decision: any body that parses, whatever its label (a leading UTF-8
 /// byte-order mark skipped); `None` for an empty body or a binary upload that does not parse; an error for
-/// any other body, which the host might read in a way the decision cannot.
+/// any other body, which the host might read in a way the decision cannot: not JSON, a form (a JSON string
+/// may hold `&force=true` for a form parser), JSON with a key twice in one object (hosts differ on which one
+/// counts), or a body under two `Content-Type` headers.
 pub fn json_of(headers: &HeaderMap, bytes: &[u8]) -> Result<Option<serde_json::Value>, Uninspectable> {
     if bytes.is_empty() {
         return Ok(None);
     }
+    let content_types = headers.get_all(CONTENT_TYPE).iter().count();
+    if content_types > 1 {
+        return Err(Uninspectable::TwoContentTypes(content_types));
+    }
+    let media = media_type(headers);
+    if media == "application/x-www-form-urlencoded" || media == "multipart/form-data" {
+        return Err(Uninspectable::Form(media));
+    }
     let text = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(bytes);
-    match serde_json::from_slice(text) {
+    let parsed = serde_json::from_slice::<UniqueKeys>(text).and_then(|_| serde_json::from_slice(text));
+    match parsed {
         Ok(v) => Ok(Some(v)),
-        Err(_) if is_binary(headers) => Ok(None),
+        Err(_) if is_binary(&media) => Ok(None),
         Err(e) => Err(Uninspectable::NotJson(e.to_string())),
     }
 }
 
-/// Content types whose bodies are uploads, not API arguments (a release asset, a package).
-fn is_binary(headers: &HeaderMap) -> bool {
-    let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+/// The `Content-Type`'s media type, lower case, without parameters; empty when there is none.
+fn media_type(headers: &HeaderMap) -> String {
+    let ct = headers.get(CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
+    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// Any JSON document in which no object holds a key twice (escapes decoded: `"a"` and `"\u0061"` are one key).
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("the key `{key}` appears twice in one object")));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(UniqueKeys)
+    }
+}
+
+/// Media types whose bodies are uploads, not API arguments (a release asset, a package).
+fn is_binary(ct: &str) -> bool {
     ct == "application/octet-stream"
         || ct == "application/zip"
         || ct == "application/gzip"
@@ -185,6 +254,22 @@ mod tests {
         assert!(json_of(&h, b"\x00\x01").unwrap().is_none());
         // Labelled binary, but JSON all the same: the decision sees it.
         assert!(json_of(&h, b"{\"force\":true}").unwrap().is_some());
+        // A key twice, in any spelling, at any depth: hosts differ on which one counts.
+        h.remove(CONTENT_TYPE);
+        for twice in [&br#"{"force":false,"force":true}"#[..], br#"{"a":[{"f":1,"\u0066":2}]}"#] {
+            assert!(matches!(json_of(&h, twice), Err(Uninspectable::NotJson(why)) if why.contains("twice")));
+        }
+        assert!(json_of(&h, br#"{"a":{"f":1},"b":{"f":2}}"#).unwrap().is_some());
+        // A form: a JSON string may hold what a form parser reads as parameters.
+        for form in ["application/x-www-form-urlencoded", "Multipart/Form-Data; boundary=x"] {
+            h.insert(CONTENT_TYPE, HeaderValue::from_str(form).unwrap());
+            let body = br#"{"x":"&_method=DELETE&force=true"}"#;
+            assert!(matches!(json_of(&h, body), Err(Uninspectable::Form(_))), "{form}");
+        }
+        // Two labels: the host may read the other one.
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        h.append(CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded"));
+        assert!(matches!(json_of(&h, b"a=1"), Err(Uninspectable::TwoContentTypes(2))));
     }
 
     #[tokio::test]
