@@ -410,7 +410,22 @@ fn blast_radius_counts_wire_effects_like_their_shell_spellings() {
         d(&request("PATCH", "/repos/acme/app/git/refs/heads/main", Some(json!({"force": false})))).verdict,
         Verdict::Allow
     );
+    // Every spelling the github rule counts as a force update counts here too: any write method, the flag in
+    // the query string, any value a lenient server takes for true.
+    for (method, path, body) in [
+        ("POST", "/repos/acme/app/git/refs/heads/main", Some(json!({"force": true}))),
+        ("PATCH", "/repos/acme/app/git/refs/heads/main?force=true", Some(json!({"sha": A}))),
+        ("POST", "/repos/acme/app/git/refs/heads/main?force=1", None),
+        ("PATCH", "/repos/acme/app/git/refs/heads/main", Some(json!({"force": "yes"}))),
+    ] {
+        let v = d(&request(method, path, body.clone())).verdict;
+        assert_eq!(v, Verdict::Deny, "{method} {path} {body:?}");
+    }
     assert_eq!(d(&request("PUT", "/repos/acme/app/pulls/3/merge", None)).verdict, Verdict::Ask);
+    assert_eq!(
+        d(&graphql(&[("updateRef", json!({"input": {"refId": "R", "oid": A, "force": "1"}}))])).verdict,
+        Verdict::Deny
+    );
     assert_eq!(d(&graphql(&[("deleteRef", json!({"input": {"refId": "R"}}))])).verdict, Verdict::Deny);
     assert_eq!(d(&request("DELETE", "/repos/acme/app/issues/comments/1", None)).verdict, Verdict::Allow);
     let mut npm = egress("registry.npmjs.org", 443);

@@ -14,7 +14,7 @@ use super::github::shell_commands;
 use paddock_api::Phase;
 use serde_json::Value;
 
-use super::github::api::truthy;
+use super::github::request_fields::{Fields, may_be_true};
 use super::github::wire::api_segments;
 use super::{Action, Builtin, BuiltinDef, Outcome, RuleCtx, build_with, schema_of};
 use crate::event::{Event, is_zero_oid};
@@ -195,13 +195,14 @@ fn wire_class(event: &Event) -> Option<BlastClass> {
             let input = f.args.get("input");
             let name = f.name.to_ascii_lowercase();
             let forced = |u: &Value| {
-                truthy(u.get("force")) || u.get("afterOid").and_then(Value::as_str).is_some_and(is_zero_oid)
+                u.get("force").is_some_and(may_be_true)
+                    || u.get("afterOid").and_then(Value::as_str).is_some_and(is_zero_oid)
             };
             match name.as_str() {
                 "deleteref" | "deleterepository" => {
                     Some(BlastClass::Irreversible(format!("GraphQL `{}` deletes", f.name)))
                 }
-                "updateref" if truthy(input.and_then(|i| i.get("force"))) => {
+                "updateref" if input.and_then(|i| i.get("force")).is_some_and(may_be_true) => {
                     Some(BlastClass::Irreversible("GraphQL `updateRef` with force rewrites remote history".into()))
                 }
                 "updaterefs"
@@ -224,7 +225,9 @@ fn wire_class(event: &Event) -> Option<BlastClass> {
     match method.as_str() {
         "DELETE" if segs.len() == 3 => Some(BlastClass::Irreversible("API call that deletes a repository".into())),
         "DELETE" if refs => Some(BlastClass::Irreversible("API call that deletes a remote ref".into())),
-        "PATCH" if refs && truthy(event.body.as_ref().and_then(|b| b.get("force"))) => {
+        // Any write method (GitHub takes POST where PATCH is meant), `force` in the body or the query.
+        "GET" | "HEAD" | "OPTIONS" => None,
+        _ if refs && Fields::new(event.body.as_ref(), event.path.as_deref().unwrap_or("")).force() == Some(true) => {
             Some(BlastClass::Irreversible("API call that force-updates a ref rewrites remote history".into()))
         }
         "PUT" if segs.len() == 6 && is(3, "pulls") && is(5, "merge") => {

@@ -29,7 +29,7 @@ use crate::tools::{ToolKind, ToolUse, glob_match};
 pub(super) mod api;
 pub(crate) mod git_dir;
 mod mcp;
-mod request_fields;
+pub(crate) mod request_fields;
 pub(super) mod wire;
 
 fn default_mcp_prefixes() -> Vec<String> {

@@ -71,15 +71,6 @@ fn admin_route(rest: &[String]) -> Option<String> {
         .map(|route| route.join("/"))
 }
 
-/// `true`, `"true"`, `1`, `"1"`: what a lenient server may take for true.
-pub(crate) fn truthy(v: Option<&Value>) -> bool {
-    v.is_some_and(|v| {
-        v.as_bool() == Some(true)
-            || v.as_u64() == Some(1)
-            || v.as_str().is_some_and(|s| s.trim().eq_ignore_ascii_case("true") || s.trim() == "1")
-    })
-}
-
 /// `refs/…` of a ref an API call names without the prefix (`heads/main`); full names pass unchanged.
 fn full_ref(r: &str) -> String {
     if super::wire::starts_with_ignore_case(r, "refs/") { r.to_owned() } else { format!("refs/{r}") }

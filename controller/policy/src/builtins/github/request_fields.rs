@@ -10,14 +10,14 @@ use crate::http_path;
 /// Names that ask a server to take a request as another method (Rails' `_method`).
 const METHOD_OVERRIDES: &[&str] = &["_method", "x-http-method-override", "x-http-method", "x-method-override"];
 
-pub(super) struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     body: Option<&'a Value>,
     /// Query parameters, names lower-cased (see [`http_path::query_pairs`]).
     query: Vec<(String, String)>,
 }
 
 impl<'a> Fields<'a> {
-    pub(super) fn new(body: Option<&'a Value>, raw_path: &str) -> Self {
+    pub(crate) fn new(body: Option<&'a Value>, raw_path: &str) -> Self {
         Self { body, query: http_path::query_pairs(raw_path) }
     }
 
@@ -57,7 +57,7 @@ impl<'a> Fields<'a> {
 
     /// Whether a ref update forces: `Some(true)` when any `force` in the body or the query may be taken for
     /// true; `None` when none does and the body was not seen.
-    pub(super) fn force(&self) -> Option<bool> {
+    pub(crate) fn force(&self) -> Option<bool> {
         if self.in_body("force").into_iter().any(may_be_true) || self.in_query("force").any(str_may_be_true) {
             return Some(true);
         }
