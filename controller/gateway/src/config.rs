@@ -65,6 +65,11 @@ pub struct EgressConfig {
     /// An end-to-end tunnel that carries no byte either way for this long is closed; a brokered connection
     /// waiting for its next request closes after this long or 30 s, whichever is less.
     pub tunnel_idle_timeout_seconds: u64,
+    /// How many git pushes of one session may be in progress at once through the broker (each spools its
+    /// pack to disk and may fetch a mirror); one more is refused in git's protocol.
+    pub max_pushes_per_session: usize,
+    /// How long a push's body may take to arrive, first byte to last, however steadily it trickles in.
+    pub push_arrival_seconds: u64,
 }
 
 impl Default for EgressConfig {
@@ -78,6 +83,8 @@ impl Default for EgressConfig {
             max_push_bytes: 1 << 30,
             max_connections_per_session: 256,
             tunnel_idle_timeout_seconds: 300,
+            max_pushes_per_session: 4,
+            push_arrival_seconds: 600,
         }
     }
 }
@@ -264,6 +271,12 @@ impl GatewayConfig {
         if e.tunnel_idle_timeout_seconds == 0 {
             return Err("egress.tunnelIdleTimeoutSeconds: must be more than 0".into());
         }
+        if e.max_pushes_per_session == 0 {
+            return Err("egress.maxPushesPerSession: must be at least 1".into());
+        }
+        if e.push_arrival_seconds == 0 {
+            return Err("egress.pushArrivalSeconds: must be more than 0".into());
+        }
         if e.max_inspect_bytes == 0 {
             return Err("egress.maxInspectBytes: must be more than 0".into());
         }
@@ -329,6 +342,8 @@ mod tests {
         for (yaml, field) in [
             ("egress: {maxConnectionsPerSession: 0}\n", "egress.maxConnectionsPerSession"),
             ("egress: {tunnelIdleTimeoutSeconds: 0}\n", "egress.tunnelIdleTimeoutSeconds"),
+            ("egress: {maxPushesPerSession: 0}\n", "egress.maxPushesPerSession"),
+            ("egress: {pushArrivalSeconds: 0}\n", "egress.pushArrivalSeconds"),
         ] {
             let e = GatewayConfig::parse(yaml, "g.yaml").unwrap_err().to_string();
             assert!(e.contains(field), "{e}");

@@ -54,8 +54,12 @@ impl Broker {
             Some(files) => ca::CertificateAuthority::load(&files.cert, &files.key)?,
             None => ca::CertificateAuthority::in_dir(data_dir)?,
         };
+        let limits = crate::gitwire::limits::PushLimits {
+            per_session: config.max_pushes_per_session,
+            arrival: std::time::Duration::from_secs(config.push_arrival_seconds),
+        };
         let mirrors = match crate::gitwire::mirror::Mirrors::new(data_dir.join("egress-mirrors"), &config) {
-            Ok(m) => Some(m),
+            Ok(m) => Some(m.with_push_limits(limits)),
             Err(e) => {
                 tracing::warn!(error = %e, "no git mirrors: pushes through the broker will be refused");
                 None
@@ -108,4 +112,18 @@ impl Broker {
 /// `GET /v1/egress/ca.pem`: the CA certificate sandboxes trust. Public: it is a certificate, not a secret.
 pub async fn ca_pem(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/x-pem-file")], gw.broker.ca_pem().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_push_limits_come_from_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EgressConfig { max_pushes_per_session: 2, push_arrival_seconds: 7, ..EgressConfig::default() };
+        let broker = Broker::new(config, dir.path()).unwrap();
+        let limits = broker.mirrors().expect("mirrors in the data directory").push_limits();
+        assert_eq!((limits.per_session, limits.arrival), (2, std::time::Duration::from_secs(7)));
+    }
 }

@@ -193,45 +193,13 @@ pub fn method_override(headers: &HeaderMap, path_and_query: &str) -> Option<Stri
             return Some(format!("the request carries `{name}`, which would change its method at the host"));
         }
     }
-    // Read as leniently as any server might: split at `&` and `;`, `+` as a space, decoded until it stops
-    // changing, cut at `[` (`_method[]`).
-    let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
-    for pair in query.split(['&', ';']) {
-        let mut name = pair.split('=').next().unwrap_or("").to_owned();
-        for _ in 0..3 {
-            let next = percent_decode(&name);
-            if next == name {
-                break;
-            }
-            name = next;
-        }
-        if name.split('[').next().unwrap_or("").trim().eq_ignore_ascii_case("_method") {
-            return Some(
-                "the request carries a `_method` query parameter, which would change its method at the host".into(),
-            );
-        }
+    // Read as leniently as any server might, as the github rule reads a query (one reading of a query).
+    if paddock_policy::http_path::query_pairs(path_and_query).iter().any(|(name, _)| name == "_method") {
+        return Some(
+            "the request carries a `_method` query parameter, which would change its method at the host".into(),
+        );
     }
     None
-}
-
-/// `%XX` decoded (and `+` as a space); anything else as it is.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        if b[i] == b'%'
-            && let (Some(h), Some(l)) = (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
