@@ -35,7 +35,7 @@ pub struct Broker {
     upstream_tls: Arc<rustls::ClientConfig>,
     /// The connections out each session holds open (`egress.maxConnectionsPerSession`), counted by the egress
     /// proxy for its tunnels (brokered ones included) and plain-HTTP requests.
-    pub connections: crate::egress::limit::ConnectionLimits,
+    pub connections: crate::egress::limit::PerSession,
     /// Mirrors of pushed-to repositories, to tell a fast-forward from the objects; none without a data
     /// directory (pushes are then refused).
     mirrors: Option<crate::gitwire::mirror::Mirrors>,
@@ -82,7 +82,7 @@ impl Broker {
 
     fn with_ca(config: EgressConfig, ca: ca::CertificateAuthority) -> Result<Broker, BrokerError> {
         let upstream_tls = upstream::client_tls(&config.trust)?;
-        let connections = crate::egress::limit::ConnectionLimits::new(config.max_connections_per_session);
+        let connections = crate::egress::limit::PerSession::new(config.max_connections_per_session);
         Ok(Broker { config, ca, upstream_tls, connections, mirrors: None })
     }
 

@@ -1,61 +1,57 @@
-//! How many connections out each session holds open at once (`egress.maxConnectionsPerSession`): end-to-end
-//! tunnels, brokered tunnels and plain-HTTP requests in flight. Each holds file descriptors of the gateway's
-//! (the sandbox's side and the host's), which every session shares: one sandbox opening thousands must be
-//! refused before it exhausts them for the others.
+//! How many of something each session holds at once: connections out (`egress.maxConnectionsPerSession`:
+//! end-to-end tunnels, brokered tunnels and plain-HTTP requests in flight, each holding file descriptors every
+//! session shares) and git pushes in progress (`egress.maxPushesPerSession`, each spooling to disk). One
+//! sandbox must be refused before it exhausts them for the others.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// The open connections of every session.
+/// What every session holds, each at most `max`.
 #[derive(Debug)]
-pub struct ConnectionLimits {
+pub struct PerSession {
     max: usize,
     open: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-/// A session already holds as many connections as it may.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "session {session} already holds {max} open connections through the egress proxy, the most \
-     egress.maxConnectionsPerSession allows; close one and retry (or raise the setting)"
-)]
-pub struct LimitReached {
-    pub session: String,
-    pub max: usize,
-}
-
-/// One open connection, counted until dropped.
+/// One thing held, counted until dropped.
 #[derive(Debug)]
-pub struct ConnectionSlot {
+pub struct Slot {
     session: String,
     open: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-impl ConnectionLimits {
-    pub fn new(max: usize) -> ConnectionLimits {
-        ConnectionLimits { max, open: Arc::default() }
+impl PerSession {
+    pub fn new(max: usize) -> PerSession {
+        PerSession { max, open: Arc::default() }
     }
 
-    /// Counts one more connection of `session`, or refuses it when the session is at its limit.
-    pub fn acquire(&self, session: &str) -> Result<ConnectionSlot, LimitReached> {
-        let mut open = self.open.lock().expect("connection counts");
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Counts one more of `session`'s, or `None` when the session holds `max` already.
+    pub fn acquire(&self, session: &str) -> Option<Slot> {
+        let mut open = self.open.lock().expect("per-session counts");
         let n = open.entry(session.to_owned()).or_default();
         if *n >= self.max {
-            return Err(LimitReached { session: session.to_owned(), max: self.max });
+            if *n == 0 {
+                open.remove(session);
+            }
+            return None;
         }
         *n += 1;
-        Ok(ConnectionSlot { session: session.to_owned(), open: self.open.clone() })
+        Some(Slot { session: session.to_owned(), open: self.open.clone() })
     }
 
-    /// How many connections `session` holds now.
+    /// How many `session` holds now.
     pub fn open(&self, session: &str) -> usize {
-        self.open.lock().expect("connection counts").get(session).copied().unwrap_or(0)
+        self.open.lock().expect("per-session counts").get(session).copied().unwrap_or(0)
     }
 }
 
-impl Drop for ConnectionSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.open.lock().expect("connection counts");
+        let mut open = self.open.lock().expect("per-session counts");
         if let Some(n) = open.get_mut(&self.session) {
             *n -= 1;
             if *n == 0 {
@@ -72,11 +68,10 @@ mod tests {
 
     #[test]
     fn each_session_holds_at_most_max_and_a_dropped_slot_frees_its_place() {
-        let limits = ConnectionLimits::new(2);
+        let limits = PerSession::new(2);
         let a1 = limits.acquire("a").unwrap();
         let _a2 = limits.acquire("a").unwrap();
-        let full = limits.acquire("a").unwrap_err();
-        assert!(full.to_string().contains("egress.maxConnectionsPerSession") && full.to_string().contains(" 2 "));
+        assert!(limits.acquire("a").is_none());
         let _b = limits.acquire("b").expect("another session has its own allowance");
         drop(a1);
         let _a3 = limits.acquire("a").unwrap();
@@ -84,5 +79,7 @@ mod tests {
         drop(_b);
         assert_eq!(limits.open("b"), 0);
         assert!(limits.open.lock().unwrap().get("b").is_none());
+        let none = PerSession::new(0);
+        assert!(none.acquire("c").is_none() && none.open.lock().unwrap().is_empty(), "a refusal leaves nothing");
     }
 }

@@ -207,12 +207,18 @@ pub async fn refuse_with(
 
 /// Counts one more open connection of the session, or refuses it (`429`, audited as `paddock/egress-limit`)
 /// when the session already holds `egress.maxConnectionsPerSession`.
-async fn connection_slot(gw: &Gateway, s: &Session, scheme: &str) -> Result<limit::ConnectionSlot, Response> {
-    match gw.broker.connections.acquire(&s.id) {
-        Ok(slot) => Ok(slot),
-        Err(full) => {
-            tracing::warn!(session = %s.id, max = full.max, "egress connection refused: the session is at its limit");
-            let reason = full.to_string();
+async fn connection_slot(gw: &Gateway, s: &Session, scheme: &str) -> Result<limit::Slot, Response> {
+    let limits = &gw.broker.connections;
+    match limits.acquire(&s.id) {
+        Some(slot) => Ok(slot),
+        None => {
+            let max = limits.max();
+            tracing::warn!(session = %s.id, max, "egress connection refused: the session is at its limit");
+            let reason = format!(
+                "session {} already holds {max} open connections through the egress proxy, the most \
+                 egress.maxConnectionsPerSession allows; close one and retry (or raise the setting)",
+                s.id
+            );
             Err(refuse_with(gw, s, scheme, StatusCode::TOO_MANY_REQUESTS, "paddock/egress-limit", &reason).await)
         }
     }

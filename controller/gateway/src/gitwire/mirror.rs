@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::git::{Git, GitError};
-use super::limits::{InFlight, PushLimits, Slot};
+use super::limits::PushLimits;
 use crate::config::EgressConfig;
+use crate::egress::limit::{PerSession, Slot};
 
 /// How long a fetch may take (a first fetch copies the whole repository).
 const FETCH_LIMIT: Duration = Duration::from_secs(600);
@@ -68,7 +69,8 @@ pub struct Mirrors {
     ca_bundle: Option<PathBuf>,
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     limits: PushLimits,
-    in_flight: InFlight,
+    /// Pushes in progress, per session (`limits.per_session` at most).
+    in_flight: PerSession,
 }
 
 impl std::fmt::Debug for Mirrors {
@@ -102,12 +104,13 @@ impl Mirrors {
             ca_bundle,
             locks: Mutex::new(HashMap::new()),
             limits: PushLimits::default(),
-            in_flight: InFlight::default(),
+            in_flight: PerSession::new(PushLimits::default().per_session),
         })
     }
 
     /// The same mirrors with other push limits (the defaults are [`PushLimits::default`]).
     pub fn with_push_limits(mut self, limits: PushLimits) -> Mirrors {
+        self.in_flight = PerSession::new(limits.per_session);
         self.limits = limits;
         self
     }
@@ -118,12 +121,12 @@ impl Mirrors {
 
     /// Pushes of `session` in progress.
     pub fn pushes_in_progress(&self, session: &str) -> usize {
-        self.in_flight.count(session)
+        self.in_flight.open(session)
     }
 
     /// A slot for one more push of `session`, or `None` when `push_limits().per_session` are in progress.
     pub fn begin_push(&self, session: &str) -> Option<Slot> {
-        self.in_flight.begin(session, self.limits.per_session)
+        self.in_flight.acquire(session)
     }
 
     pub fn git(&self) -> &Git {
