@@ -65,6 +65,12 @@ pub struct EgressConfig {
     /// An end-to-end tunnel that carries no byte either way for this long is closed; a brokered connection
     /// waiting for its next request closes after this long or 30 s, whichever is less.
     pub tunnel_idle_timeout_seconds: u64,
+    /// Whether a tunnel may go to an IP literal on the gateway's own host (loopback, `0.0.0.0`), when an
+    /// explicit address entry allows it. `paddock up` sets it (the gateway runs on the user's machine, where a
+    /// database on `127.0.0.1` is a real destination); in a cluster the gateway's loopback is the gateway
+    /// pod's own, never a sandbox's destination. Link-local addresses (the cloud metadata endpoint) are
+    /// refused either way.
+    pub allow_loopback: bool,
     /// How many git pushes of one session may be in progress at once through the broker (each spools its
     /// pack to disk and may fetch a mirror); one more is refused in git's protocol.
     pub max_pushes_per_session: usize,
@@ -83,6 +89,7 @@ impl Default for EgressConfig {
             max_push_bytes: 1 << 30,
             max_connections_per_session: 256,
             tunnel_idle_timeout_seconds: 300,
+            allow_loopback: false,
             max_pushes_per_session: 4,
             push_arrival_seconds: 600,
         }

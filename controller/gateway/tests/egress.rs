@@ -182,7 +182,9 @@ spec:
     std::fs::write(dir.path().join("admin-token"), ADMIN).unwrap();
     let loopback: std::net::IpAddr = "127.0.0.1".parse().unwrap();
     let resolve = ["registry.test", "other.test", "plain.test", "evil.test"].map(|n| (n.to_owned(), loopback));
-    let mut egress = EgressConfig { resolve: resolve.into_iter().collect(), ..EgressConfig::default() };
+    // As in local mode, where a loopback address entry (a database on the user's machine) is a destination.
+    let mut egress =
+        EgressConfig { resolve: resolve.into_iter().collect(), allow_loopback: true, ..EgressConfig::default() };
     adjust(&mut egress);
     let cfg = GatewayConfig {
         repo: Some(repo),
@@ -864,4 +866,17 @@ async fn an_idle_tunnel_closes_after_tunnel_idle_timeout_seconds() {
     assert!(read.is_ok_and(|r| r.is_ok()), "the idle tunnel stayed open");
     assert!(rest.is_empty());
     assert!(env.gw.session_for_token(&env.token).is_some());
+}
+
+/// In a cluster the gateway's loopback is the gateway pod's own: an address entry for `127.0.0.1` (natural to
+/// copy from local mode) must not open it. Only `egress.allowLoopback` (what `paddock up` sets) does.
+#[tokio::test]
+async fn a_loopback_address_is_no_destination_unless_the_gateway_runs_locally() {
+    let env = start_with(|e| e.allow_loopback = false).await;
+    let (a, _) = connect(&env, &format!("127.0.0.1:{}", env.up.echo_port), Some(&basic(&env.token))).await;
+    assert_eq!(a.status, 403, "{}", a.head);
+    assert_eq!(a.header("x-paddock-policy"), Some("paddock/egress-ssrf"));
+    assert!(a.body.contains("the gateway's own host"), "{}", a.body);
+    let rows = audit(&env).await;
+    assert!(rows.iter().any(|r| r["policy"] == "paddock/egress-ssrf"), "{rows:#?}");
 }

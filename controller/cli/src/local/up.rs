@@ -125,6 +125,8 @@ pub async fn start(args: &Args, quiet: bool) -> anyhow::Result<Local> {
     cfg.egress.secrets_dir = Some(args.secrets_dir.clone().unwrap_or_else(|| data_dir.join("secrets")));
     cfg.egress.resolve = args.egress_resolve.iter().cloned().collect();
     cfg.egress.trust = args.egress_trust.clone();
+    // The gateway runs on the user's machine: an address entry for `127.0.0.1` (a local database) is real.
+    cfg.egress.allow_loopback = true;
     cfg.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let gw = server::build(&cfg).await?;
     gw.set_policies(first.set);

@@ -1,7 +1,9 @@
 //! Connecting to a destination for the egress proxy and the broker: the `egress.resolve` override first
 //! (tests map names to loopback), else DNS. A host *name* may lead only to public addresses: otherwise a DNS
 //! answer could point the proxy at the cloud metadata endpoint, the cluster or the gateway itself (SSRF).
-//! An IP-literal host is not checked here; the allowlist decides on it (an explicit CIDR entry).
+//! An IP-literal host is judged by the allowlist (an explicit CIDR entry); here only the addresses no entry
+//! can mean are refused: the gateway's own host (loopback, unspecified; unless `egress.allowLoopback`, local
+//! mode) and link-local (the cloud metadata endpoint).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -18,6 +20,8 @@ pub enum DialError {
          public addresses (write an IP address and allow its CIDR in `spec.sandbox.egress` to reach a private one)"
     )]
     NotPublic { host: String, addr: IpAddr },
+    #[error("{addr} is {what}; the egress proxy never connects there")]
+    Literal { addr: IpAddr, what: &'static str },
     #[error("cannot resolve `{host}`: {source}")]
     Resolve { host: String, source: io::Error },
     #[error("`{host}` has no address")]
@@ -31,14 +35,14 @@ pub enum DialError {
 impl DialError {
     /// Whether the gateway refused the destination (rather than failing to reach it).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, DialError::NotPublic { .. })
+        matches!(self, DialError::NotPublic { .. } | DialError::Literal { .. })
     }
 }
 
 impl From<DialError> for io::Error {
     fn from(e: DialError) -> io::Error {
         let kind = match &e {
-            DialError::NotPublic { .. } => io::ErrorKind::PermissionDenied,
+            DialError::NotPublic { .. } | DialError::Literal { .. } => io::ErrorKind::PermissionDenied,
             DialError::Resolve { .. } | DialError::NoAddress { .. } => io::ErrorKind::NotFound,
             DialError::Connect { source, .. } => source.kind(),
             DialError::Timeout { .. } => io::ErrorKind::TimedOut,
@@ -85,6 +89,9 @@ async fn addresses(cfg: &EgressConfig, host: &str, port: u16) -> Result<Vec<Sock
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
     if let Ok(ip) = host.parse::<IpAddr>() {
+        if let Some(what) = never_a_destination(ip, cfg.allow_loopback) {
+            return Err(DialError::Literal { addr: ip, what });
+        }
         return Ok(vec![SocketAddr::new(ip, port)]);
     }
     let answers: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
@@ -99,6 +106,26 @@ async fn addresses(cfg: &EgressConfig, host: &str, port: u16) -> Result<Vec<Sock
         return Err(DialError::NotPublic { host: host.to_owned(), addr: a.ip() });
     }
     Ok(answers)
+}
+
+/// Why an IP literal can be no sandbox's destination: the gateway's own host (unless `allow_loopback`), or
+/// link-local. IPv4 inside IPv6 (mapped, compatible) is judged as the IPv4 address.
+fn never_a_destination(ip: IpAddr, allow_loopback: bool) -> Option<&'static str> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let (own, link_local) = match ip {
+        IpAddr::V4(a) => (a.is_loopback() || a.octets()[0] == 0, a.is_link_local()),
+        IpAddr::V6(a) => (a.is_loopback() || a.is_unspecified(), (a.segments()[0] & 0xffc0) == 0xfe80),
+    };
+    if link_local {
+        Some("link-local (the cloud metadata endpoint lives there)")
+    } else if own && !allow_loopback {
+        Some("the gateway's own host (loopback or unspecified), not a sandbox's destination here")
+    } else {
+        None
+    }
 }
 
 /// The `egress.resolve` entry for `host` (keys compare without case and without a trailing dot).
@@ -169,6 +196,21 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literals_on_the_gateways_own_host_or_link_local_are_never_destinations() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for own in ["127.0.0.1", "127.9.9.9", "0.0.0.0", "0.1.2.3", "::1", "::", "::ffff:127.0.0.1", "::127.0.0.1"] {
+            assert!(never_a_destination(ip(own), false).is_some_and(|w| w.contains("own host")), "{own}");
+            assert_eq!(never_a_destination(ip(own), true), None, "{own}: local mode");
+        }
+        for metadata in ["169.254.169.254", "::ffff:169.254.169.254", "fe80::1", "febf::1"] {
+            assert!(never_a_destination(ip(metadata), true).is_some_and(|w| w.contains("link-local")), "{metadata}");
+        }
+        for fine in ["10.1.2.3", "192.168.1.5", "8.8.8.8", "2001:db8::1", "fd00::5"] {
+            assert_eq!(never_a_destination(ip(fine), false), None, "{fine}: an explicit entry decides");
+        }
+    }
 
     fn public(s: &str) -> bool {
         is_public(s.parse().unwrap())
@@ -244,7 +286,10 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         cfg.resolve.insert("Registry.Test".into(), "127.0.0.1".parse().unwrap());
         dial(&cfg, timeout, "registry.test", port).await.expect("the override is trusted");
-        // An IP literal is the allowlist's business, not the guard's.
-        dial(&EgressConfig::default(), timeout, "127.0.0.1", port).await.expect("literal");
+        // An IP literal is the allowlist's business, except on the gateway's own host outside local mode.
+        let e = dial(&EgressConfig::default(), timeout, "127.0.0.1", port).await.unwrap_err();
+        assert!(e.is_refusal() && e.to_string().contains("own host"), "{e}");
+        let local = EgressConfig { allow_loopback: true, ..EgressConfig::default() };
+        dial(&local, timeout, "127.0.0.1", port).await.expect("a loopback literal in local mode");
     }
 }
