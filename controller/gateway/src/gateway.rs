@@ -147,6 +147,21 @@ impl Ruling {
     pub fn allowed(&self) -> bool {
         self.verdict == Verdict::Allow
     }
+
+    /// A deny decided now by `policy` (a policy's name, or the name of a check of the gateway's own such as
+    /// `paddock/egress-ssrf`), no rule and no approval.
+    pub fn refusal(policy: Option<&str>, reason: &str) -> Ruling {
+        Ruling {
+            verdict: Verdict::Deny,
+            reason: reason.to_owned(),
+            policy: policy.map(str::to_owned),
+            rule: None,
+            approval_id: None,
+            status: "decided".into(),
+            decided_by: None,
+            event: None,
+        }
+    }
 }
 
 /// What a human (or the timeout) decided on an ask.
@@ -293,11 +308,13 @@ impl Gateway {
         broker: crate::broker::Broker,
     ) -> Result<Arc<Gateway>, GatewayError> {
         let sealing_key = broker.ca.sealing_key();
+        let mut metrics = crate::metrics::Metrics::new();
+        metrics.register_backlog(&store.backlog);
         let gw = Gateway {
             limits,
             broker,
             providers,
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
             policies: RwLock::new(Arc::new(policies)),
             sessions: RwLock::new(HashMap::new()),
             tokens: RwLock::new(HashMap::new()),
@@ -745,16 +762,7 @@ impl Gateway {
         audit.verdict = "deny".into();
         audit.reason = reason.to_owned();
         self.store.commit(vec![Write::Audit(audit)]).await?;
-        let ruling = Ruling {
-            verdict: Verdict::Deny,
-            reason: reason.to_owned(),
-            policy: Some(policy.to_owned()),
-            rule: None,
-            approval_id: None,
-            status: "decided".into(),
-            decided_by: None,
-            event: None,
-        };
+        let ruling = Ruling::refusal(Some(policy), reason);
         let event = Event { phase, ..Event::default() };
         self.count(phase, &ruling, Instant::now());
         self.record(s, "verdict", verdict_fields(&event, &ruling)).await;
@@ -850,20 +858,11 @@ impl Gateway {
         let set = self.policies();
         let mut audit = self.audit_row(s, &set.revision, event.phase, tool.clone());
         let Some(agent) = set.agent(&s.namespace, &s.agent) else {
-            let ruling = Ruling {
-                verdict: Verdict::Deny,
-                reason: format!(
-                    "agent `{}/{}` is not loaded in revision {} (removed, or its policies do not compile); \
-                     failing closed",
-                    s.namespace, s.agent, set.revision
-                ),
-                policy: None,
-                rule: None,
-                approval_id: None,
-                status: "decided".into(),
-                decided_by: None,
-                event: None,
-            };
+            let reason = format!(
+                "agent `{}/{}` is not loaded in revision {} (removed, or its policies do not compile); failing closed",
+                s.namespace, s.agent, set.revision
+            );
+            let ruling = Ruling::refusal(None, &reason);
             audit.verdict = "deny".into();
             audit.reason = ruling.reason.clone();
             let durable = self.store.enqueue(vec![Write::Audit(audit)]).await?;
@@ -871,6 +870,8 @@ impl Gateway {
             self.record(s, "verdict", verdict_fields(&event, &ruling)).await;
             return Ok(Some(Decided::now(ruling, durable)));
         };
+        // Back-pressure before any lock: nobody waits behind a lock held while the database catches up.
+        self.store.admit().await?;
         // A model request's hold counts against the owner's day too: requests of the owner's other sessions
         // must see it, so the check and the hold happen under the owner's lock.
         let owner_guard = match hold_usd > 0.0 {
@@ -1191,6 +1192,7 @@ impl Gateway {
             });
         }
         if approved {
+            self.store.admit().await?;
             let mut st = session.state.lock().await;
             st.user_daily = self.user_view(&session.owner);
             self.apply(&session, &mut st, &updates, &mut writes);
@@ -1299,6 +1301,7 @@ impl Gateway {
             }
             chain.push(p);
         }
+        self.store.admit().await?;
         // Lock the whole chain (child first, as everywhere) so that the snapshots are queued in order.
         let mut guards = Vec::with_capacity(chain.len());
         for sess in &chain {

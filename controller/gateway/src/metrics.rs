@@ -117,6 +117,25 @@ impl Metrics {
         }
     }
 
+    /// Adds the store's back-pressure: the log's backlog and the writers that waited for it.
+    pub fn register_backlog(&mut self, b: &crate::store::Backlog) {
+        self.registry.register(
+            "log_backlog_records",
+            "Records in the gateway's log not yet applied to its SQLite database",
+            b.records.clone(),
+        );
+        self.registry.register(
+            "log_waits",
+            "Writes that waited for the database to catch up with the gateway's log",
+            b.waits.clone(),
+        );
+        self.registry.register(
+            "log_wait_seconds",
+            "Time writes waited for the database to catch up with the gateway's log",
+            b.wait_seconds.clone(),
+        );
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encode metrics");

@@ -183,6 +183,18 @@ pub struct Store {
     pool: AnyPool,
     sink: Sink,
     sqlite: bool,
+    /// How far the database is behind the gateway's log, and how long writers waited for it.
+    pub backlog: Backlog,
+}
+
+/// The back-pressure of the gateway's log, for `/metrics`.
+#[derive(Clone, Default)]
+pub struct Backlog {
+    /// Records appended to the log and not yet in the database, as of the last write.
+    pub records: prometheus_client::metrics::gauge::Gauge,
+    /// Writes that waited for the database to catch up, and how long in all.
+    pub waits: prometheus_client::metrics::counter::Counter,
+    pub wait_seconds: prometheus_client::metrics::counter::Counter<f64, AtomicU64>,
 }
 
 /// Where writes go.
@@ -214,8 +226,14 @@ struct LogQueue {
     appending: bool,
 }
 
-/// How many records the database may lag behind the log before writers wait for it.
-const MAX_APPLY_LAG: u64 = 4096;
+/// How many records the database may lag behind the log before a writer waits for it. The writer waits only
+/// until the lag is back under this (the next transaction the applier commits), never for the backlog to
+/// drain: under a load that outruns the applier, every writer waits a little instead of some waiting long.
+const MAX_APPLY_LAG: u64 = 2048;
+
+/// Records per transaction of the applier: small transactions move `applied` on often, so that a writer held
+/// at [`MAX_APPLY_LAG`] waits for one of them (about a millisecond), not for a large batch.
+const APPLY_RECORDS: usize = 64;
 
 /// How long a read waits for the database to catch up with the log.
 const READ_BEHIND_LIMIT: Duration = Duration::from_secs(30);
@@ -264,7 +282,7 @@ impl Store {
         let Some(file) = file else {
             let (tx, rx) = mpsc::channel::<Batch>(4096);
             tokio::spawn(writer(pool.clone(), sqlite, rx));
-            return Ok(Store { pool, sink: Sink::Direct(tx), sqlite });
+            return Ok(Store { pool, sink: Sink::Direct(tx), sqlite, backlog: Backlog::default() });
         };
         let dir = PathBuf::from(format!("{}.paddock-log", file.display()));
         let recover_dir = dir.clone();
@@ -320,7 +338,7 @@ impl Store {
             healthy,
             fsync: opts.fsync,
         };
-        Ok(Store { pool, sink: Sink::Log(Arc::new(log)), sqlite })
+        Ok(Store { pool, sink: Sink::Log(Arc::new(log)), sqlite, backlog: Backlog::default() })
     }
 
     /// Waits until the database holds everything committed so far, so that a read sees every write that
@@ -332,12 +350,31 @@ impl Store {
 
     /// Commits the rows; returns once they are durable.
     pub async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        self.admit().await?;
         self.enqueue(writes).await?.wait().await
+    }
+
+    /// The log's back-pressure: waits while the database is more than [`MAX_APPLY_LAG`] records behind the
+    /// log, until the applier's next transaction brings it back under. Call it before taking the locks under
+    /// which [`Store::enqueue`] is called, so that no lock is held while waiting for the database.
+    pub async fn admit(&self) -> Result<(), StoreError> {
+        let Sink::Log(log) = &self.sink else { return Ok(()) };
+        let appended = log.journaled.load(Ordering::Acquire);
+        let lag = appended.saturating_sub(*log.applied.borrow());
+        self.backlog.records.set(lag as i64);
+        if lag > MAX_APPLY_LAG {
+            let waited = std::time::Instant::now();
+            log.applied_through(appended - MAX_APPLY_LAG).await?;
+            self.backlog.waits.inc();
+            self.backlog.wait_seconds.inc_by(waited.elapsed().as_secs_f64());
+        }
+        Ok(())
     }
 
     /// Queues rows for the writer and returns a handle to wait for their commit. Rows are committed in the
     /// order they were queued, so a caller can queue under a lock (fixing the order of two snapshots of
-    /// the same state) and wait after releasing it (so that concurrent callers share one commit).
+    /// the same state) and wait after releasing it (so that concurrent callers share one commit). It does not
+    /// wait for the database (see [`Store::admit`]); PostgreSQL's writer queue may make it wait for room.
     pub async fn enqueue(&self, writes: Vec<Write>) -> Result<Pending, StoreError> {
         if writes.is_empty() {
             return Ok(Pending(None));
@@ -346,10 +383,6 @@ impl Store {
         match &self.sink {
             Sink::Direct(tx) => tx.send((writes, done)).await.map_err(|_| StoreError::WriterGone)?,
             Sink::Log(log) => {
-                let appended = log.journaled.load(Ordering::Acquire);
-                if appended.saturating_sub(*log.applied.borrow()) > MAX_APPLY_LAG {
-                    log.applied_through(appended - MAX_APPLY_LAG / 2).await?;
-                }
                 let lead = {
                     let mut q = log.queue.lock().expect("log queue");
                     q.batches.push((writes, done));
@@ -624,7 +657,7 @@ async fn applier(
     while let Some(first) = rx.recv().await {
         let mut size = first.stmts.len();
         let mut records = vec![first];
-        while size < 16_384 {
+        while size < 16_384 && records.len() < APPLY_RECORDS {
             match rx.try_recv() {
                 Ok(r) => {
                     size += r.stmts.len();
@@ -791,7 +824,9 @@ async fn commit(pool: &AnyPool, sqlite: bool, stmts: &[Stmt]) -> Result<(), sqlx
             if rest.is_empty() {
                 sql.push_str("COMMIT;");
             }
-            result = bind(sqlx::query(&sql), params).execute(&mut *conn).await.map(|_| ());
+            // Not kept in the connection's statement cache: this text is unique to the batch, and each cached
+            // one held every compiled statement of its batch (hundreds of MiB at 100 entries, never reused).
+            result = bind(sqlx::query(&sql), params).persistent(false).execute(&mut *conn).await.map(|_| ());
         }
         if result.is_err() {
             // Leave the connection clean for the next batch. One that cannot roll back is dropped and the
@@ -1029,5 +1064,38 @@ mod tests {
             let store = Store::open(&url).await.unwrap();
             assert_eq!(store.audit(None).await.unwrap(), vec![row(1), row(2), row(3)], "{break_it}");
         }
+    }
+
+    /// The log's back-pressure: while the database cannot keep up (here: it refuses every row until mended),
+    /// writers go on until the log is [`MAX_APPLY_LAG`] records ahead; the next one waits, and only until the
+    /// database is back under that lag, not until it has caught up. Nothing is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_waits_only_while_the_database_is_too_far_behind_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let side = AnyPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        sqlx::query("CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END")
+            .execute(&side)
+            .await
+            .unwrap();
+        let ahead = MAX_APPLY_LAG as usize + 1;
+        for i in 0..ahead {
+            store.commit(vec![Write::Audit(row(i))]).await.unwrap();
+        }
+        assert_eq!(store.backlog.waits.get(), 0, "no writer waited while the log was within the lag");
+        assert!(store.backlog.records.get() >= MAX_APPLY_LAG as i64);
+        let next = {
+            let store = store.clone();
+            tokio::spawn(async move { store.commit(vec![Write::Audit(row(ahead))]).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!next.is_finished(), "a writer past the lag waits for the database");
+        sqlx::query("DROP TRIGGER refuse").execute(&side).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), next).await.expect("released once applied").unwrap().unwrap();
+        assert_eq!(store.backlog.waits.get(), 1);
+        let mut rows = store.audit(None).await.unwrap();
+        rows.sort_by_key(|r| r.seq);
+        assert_eq!(rows, (0..=ahead).map(row).collect::<Vec<_>>());
     }
 }

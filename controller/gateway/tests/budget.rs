@@ -270,3 +270,169 @@ async fn a_stream_that_ends_without_usage_is_charged_its_worst_case() {
         assert!(metrics.contains(&line), "`{line}` in:\n{metrics}");
     }
 }
+
+/// How a stand-in provider places usage in its answer, for [`every_usage_placement_is_charged_exactly_or_the_hold`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Placement {
+    /// In the complete (non-streamed) response body.
+    Body,
+    /// Streamed: Anthropic's `message_start` + cumulative `message_delta`; Chat's usage-only chunk after the
+    /// finishing one; Responses' `response.completed`.
+    Final,
+    /// Streamed: on the chunk that carries `finish_reason` (Chat), on `message_delta` in full, input included
+    /// (Anthropic), on `response.incomplete` (Responses).
+    OnFinish,
+    /// Nowhere: the answer ends normally without it.
+    Missing,
+}
+
+/// The answer of `wire` with usage placed as `how`: 1,200 prompt tokens of which 200 read from the cache,
+/// and 300 output tokens.
+fn placed(wire: &str, how: Placement) -> axum::response::Response {
+    let streamed = how != Placement::Body && !(how == Placement::Missing && wire.ends_with("-complete"));
+    let wire = wire.trim_end_matches("-complete");
+    let with = how != Placement::Missing;
+    match (wire, streamed) {
+        ("anthropic", false) => {
+            let mut a = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                "content": [{"type": "text", "text": "Hello"}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1000, "output_tokens": 300, "cache_read_input_tokens": 200}});
+            if !with {
+                a.as_object_mut().unwrap().remove("usage");
+            }
+            axum::Json(a).into_response()
+        }
+        ("anthropic", true) => {
+            let start_usage = if with {
+                json!({"input_tokens": 1000, "output_tokens": 1, "cache_read_input_tokens": 200})
+            } else {
+                json!(null)
+            };
+            let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}});
+            match how {
+                Placement::Final => delta["usage"] = json!({"output_tokens": 300}),
+                Placement::OnFinish => {
+                    delta["usage"] = json!({"input_tokens": 1000, "output_tokens": 300, "cache_read_input_tokens": 200})
+                }
+                _ => {}
+            }
+            let mut start = json!({"type": "message_start", "message": {"id": "m", "type": "message",
+                "role": "assistant", "model": "claude-sonnet-4-5", "content": []}});
+            if how == Placement::Final {
+                start["message"]["usage"] = start_usage;
+            }
+            sse_response(&[
+                start,
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}),
+                json!({"type": "content_block_stop", "index": 0}),
+                delta,
+                json!({"type": "message_stop"}),
+            ])
+        }
+        ("chat", false) => {
+            let mut a = answer_with_usage("/v1/chat/completions", 1200, 300);
+            a["usage"]["prompt_tokens_details"] = json!({"cached_tokens": 200});
+            a["choices"][0]["message"]["content"] = json!("Hello");
+            if !with {
+                a.as_object_mut().unwrap().remove("usage");
+            }
+            axum::Json(a).into_response()
+        }
+        ("chat", true) => {
+            let usage = json!({"prompt_tokens": 1200, "completion_tokens": 300, "total_tokens": 1500,
+                "prompt_tokens_details": {"cached_tokens": 200}});
+            let on_finish = (how == Placement::OnFinish).then(|| usage.clone());
+            let trailing = (how == Placement::Final).then(|| usage.clone());
+            sse_response(&chat_chunks(on_finish, trailing))
+        }
+        ("responses", false) => {
+            let mut a = answer_with_usage("/v1/responses", 1200, 300);
+            a["usage"]["input_tokens_details"] = json!({"cached_tokens": 200});
+            a["output"][0]["content"][0]["text"] = json!("Hello");
+            if !with {
+                a.as_object_mut().unwrap().remove("usage");
+            }
+            axum::Json(a).into_response()
+        }
+        _ => {
+            let usage = json!({"input_tokens": 1200, "output_tokens": 300, "total_tokens": 1500,
+                "input_tokens_details": {"cached_tokens": 200}});
+            let (kind, status) = if how == Placement::OnFinish {
+                ("response.incomplete", "incomplete")
+            } else {
+                ("response.completed", "completed")
+            };
+            let mut done = json!({"type": kind, "response": {"id": "r", "model": "gpt-5", "status": status,
+                "output": [{"type": "message", "id": "m", "role": "assistant", "status": status,
+                    "content": [{"type": "output_text", "text": "Hello", "annotations": []}]}]}});
+            if with {
+                done["response"]["usage"] = usage;
+            }
+            sse_response(&[
+                json!({"type": "response.created", "response": {"id": "r", "model": "gpt-5", "status": "in_progress"}}),
+                json!({"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "content_index": 0, "delta": "Hello"}),
+                done,
+            ])
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_usage_placement_is_charged_exactly_or_the_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let (base, _) = upstream(0, |path, b| {
+        let how = b["messages"][0]["content"].as_str().or(b["input"][0]["content"][0]["text"].as_str()).unwrap_or("");
+        let wire = match path {
+            "/v1/messages" => "anthropic",
+            "/v1/chat/completions" => "chat",
+            _ => "responses",
+        };
+        let how = match how {
+            "body" => Placement::Body,
+            "final" => Placement::Final,
+            "on finish" => Placement::OnFinish,
+            _ => Placement::Missing,
+        };
+        let wire = if b["stream"] == true { wire.to_owned() } else { format!("{wire}-complete") };
+        placed(&wire, how)
+    })
+    .await;
+    let t = TestGateway::with_config(dir.path(), config_with_upstream(dir.path(), &base)).await;
+    let mut charged_missing = std::collections::BTreeMap::<&str, u64>::new();
+    for wire in WIRES {
+        for how in ["body", "final", "on finish", "missing", "missing, complete"] {
+            let streamed = !matches!(how, "body" | "missing, complete");
+            let (id, token) = t.session("coder").await;
+            let model = if wire == "anthropic" { "claude-sonnet-4-5" } else { "gpt-5" };
+            let (path, body) = request(wire, model, &[("user", how)], streamed);
+            let r = post(&t, &token, path, &body).await;
+            assert_eq!(r.status(), 200, "{wire} {how}");
+            assert!(r.text().await.unwrap().contains("Hello"), "{wire} {how}: the answer reaches the client");
+            let info = t.session_info(&id).await;
+            let c = charges(&info);
+            assert_eq!(c.len(), 1, "{wire} {how}: one charge: {c:?}");
+            let got = (
+                c[0]["input_tokens"].as_u64().unwrap(),
+                c[0]["output_tokens"].as_u64().unwrap(),
+                c[0]["cache_read_tokens"].as_u64().unwrap(),
+            );
+            if how.starts_with("missing") {
+                // The hold: the request's output cap (1,024) and its input estimate, never nothing.
+                assert_eq!(got.1, 1024, "{wire} {how}: charged the hold's output cap: {c:?}");
+                assert!(got.0 > 0, "{wire} {how}: {c:?}");
+                *charged_missing.entry(wire).or_default() += 1;
+            } else {
+                assert_eq!(got, (1000, 300, 200), "{wire} {how}: charged exactly what the provider reported: {c:?}");
+                assert_eq!(c[0]["stream_complete"], true, "{wire} {how}");
+            }
+            assert!(info["usage"]["costUsd"].as_f64().unwrap() > 0.0, "{wire} {how}: never free");
+        }
+    }
+    let metrics = t.client.get(format!("{}/metrics", t.url)).send().await.unwrap().text().await.unwrap();
+    for (wire, label) in [("anthropic", "anthropic"), ("chat", "openai-chat"), ("responses", "openai-responses")] {
+        let line = format!("paddock_gateway_usage_missing_total{{wire=\"{label}\"}} {}", charged_missing[wire]);
+        assert!(metrics.contains(&line), "`{line}` in:\n{metrics}");
+    }
+}

@@ -190,17 +190,7 @@ pub async fn refuse_with(
     reason: &str,
 ) -> Response {
     audit_refusal(gw, s, scheme, policy, reason).await;
-    let ruling = Ruling {
-        verdict: Verdict::Deny,
-        reason: reason.to_owned(),
-        policy: Some(policy.to_owned()),
-        rule: None,
-        approval_id: None,
-        status: "decided".into(),
-        decided_by: None,
-        event: None,
-    };
-    let mut answer = refused(&ruling);
+    let mut answer = refused(&Ruling::refusal(Some(policy), reason));
     *answer.status_mut() = status;
     answer
 }

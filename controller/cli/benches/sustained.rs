@@ -1,0 +1,489 @@
+//! Sustained load on a real `paddock gateway` process, in the shape of the peers' measurements: the gateway
+//! pinned to one core (as `taskset -c 0` would), this process (the load generator and a fast mock upstream)
+//! on the other; closed loops of 1, 8 and 32 connections and an open loop at a fixed rate, 60 s each, on one
+//! long-lived session and on many sessions, for the LLM proxy and for admission. Each row reports the
+//! requests per second, p50, p99 and the slowest request, and the gateway's resident set at its start and end.
+//!
+//! ```text
+//! cargo bench -p paddock-cli --bench sustained                       # every row, 60 s each
+//! cargo bench -p paddock-cli --bench sustained -- --seconds 10       # shorter rows
+//! cargo bench -p paddock-cli --bench sustained -- --only proxy       # or: admission
+//! cargo bench -p paddock-cli --bench sustained -- --cores 2          # the gateway on both cores, not pinned
+//! cargo bench -p paddock-cli --bench sustained -- --million          # 1,000,000 proxied requests, one session
+//! ```
+//!
+//! Every connection goes to 127.0.0.1. Loops are bounded in time (or, for `--million`, in count).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use paddock_gateway::scripted::{ScriptFile, router};
+use serde_json::{Value, json};
+
+const SCRIPT: &str =
+    "scripts:\n  - name: fast\n    turns:\n      - {text: 'ok', usage: {input_tokens: 20, output_tokens: 2}}\n";
+
+/// The governed agent: the same five rules as the in-process load benchmark, the PII scan included.
+const REPO: &str = r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: bench, labels: {team: web}}
+spec: {harness: custom, model: claude-sonnet-4-5}
+---
+apiVersion: paddock.dev/v1alpha1
+kind: Policy
+metadata: {name: baseline}
+spec:
+  rules:
+    - {name: no-pii, use: deny_pii_in_llm_request, with: {pii_types: [email, ssn, credit_card, secret]}}
+    - {name: github, use: github, with: {read_all: true, deny_force_push: true}}
+    - {name: blast, use: blast_radius}
+    - {name: budget, use: cost_budget, with: {max_cost_usd: 1000000000}}
+    - {name: calls, use: max_tool_calls, with: {limit: 1000000000}}
+"#;
+
+const ADMIN: &str = "bench-admin";
+
+struct Opts {
+    seconds: u64,
+    only: Option<String>,
+    pinned: bool,
+    million: bool,
+    sessions: usize,
+    rate: u64,
+}
+
+fn opts() -> Opts {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    Opts {
+        seconds: value("--seconds").map_or(60, |v| v.parse().expect("--seconds N")),
+        only: value("--only"),
+        pinned: value("--cores").is_none_or(|c| c == "1"),
+        million: args.iter().any(|a| a == "--million"),
+        sessions: value("--sessions").map_or(1000, |v| v.parse().expect("--sessions N")),
+        rate: value("--rate").map_or(2000, |v| v.parse().expect("--rate N")),
+    }
+}
+
+/// Pins the calling thread (and the threads it starts from now on) to one core.
+fn pin_to(core: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes inside it; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The gateway's resident set in MiB, from `/proc`.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+/// The CPU time the gateway has used so far (all its threads), from `/proc`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (in parentheses): state is field 3; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    // SAFETY: sysconf only reads its argument.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// A `paddock gateway` child process; killed when dropped.
+struct Gateway {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn start_gateway(dir: &Path, upstream: &str, pinned: bool) -> Gateway {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(dir.join("repo")).unwrap();
+    std::fs::write(dir.join("repo/bench.yaml"), REPO).unwrap();
+    std::fs::write(dir.join("admin"), ADMIN).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "listen: \"{addr}\"\ndataDir: {data}\nrepo: {repo}\nadminToken: {{file: {admin}}}\nproviders:\n  - {{name: mock, kind: anthropic, baseUrl: \"{upstream}\", models: [\"claude-*\"]}}\n",
+        data = dir.join("data").display(),
+        repo = dir.join("repo").display(),
+        admin = dir.join("admin").display(),
+    );
+    std::fs::write(dir.join("gateway.yaml"), config).unwrap();
+    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+    // `PADDOCK_BENCH_WRAP="heaptrack -o /tmp/gw"` runs the gateway under a profiler.
+    let wrap: Vec<String> =
+        std::env::var("PADDOCK_BENCH_WRAP").unwrap_or_default().split_whitespace().map(str::to_owned).collect();
+    let mut cmd = match wrap.split_first() {
+        Some((program, args)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(args).arg(env!("CARGO_BIN_EXE_paddock"));
+            c
+        }
+        None => std::process::Command::new(env!("CARGO_BIN_EXE_paddock")),
+    };
+    cmd.args(["gateway", "-c"]).arg(dir.join("gateway.yaml")).stdout(log.try_clone().unwrap()).stderr(log);
+    if pinned {
+        // SAFETY: between fork and exec only sched_setaffinity runs, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| pin_to(0));
+        }
+    }
+    let child = cmd.spawn().expect("start paddock gateway");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "the gateway did not start; see {}", dir.join("gateway.log").display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Gateway { child, addr }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the response body as JSON.
+fn call(addr: &str, method: &str, path: &str, auth: &str, body: &Value) -> Value {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.write_all(request(addr, method, path, auth, &body.to_string()).as_bytes()).unwrap();
+    let (status, body) = read_response(&mut conn).expect("an answer");
+    assert!((200..300).contains(&status), "{method} {path}: {status} {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn request(addr: &str, method: &str, path: &str, auth: &str, body: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {auth}\r\nx-api-key: {auth}\r\n\
+         anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` from a kept-alive connection: its status and body.
+fn read_response(conn: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(head) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+            .unwrap_or(0);
+        if buf.len() >= head + 4 + len {
+            let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            return Some((status, buf[head + 4..head + 4 + len].to_vec()));
+        }
+    }
+}
+
+/// What one row measured.
+struct Row {
+    latencies: Vec<Duration>,
+    /// Open loop: latency counted from when each request was due.
+    from_due: Vec<Duration>,
+    errors: u64,
+    elapsed: Duration,
+    rss_start: f64,
+    rss_end: f64,
+    /// The gateway's CPU time over the row.
+    cpu: Duration,
+}
+
+impl Row {
+    fn rps(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+/// A closed loop: `conc` connections, each sending its next request when the answer to the last arrived,
+/// for `secs` (or until `count` requests in all). Connection `i` sends `requests[i % len]`.
+fn closed_loop(addr: &str, requests: &[String], conc: usize, secs: u64, count: Option<u64>) -> Row {
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let workers: Vec<_> = (0..conc)
+        .map(|i| {
+            let (addr, req, stop, sent) =
+                (addr.to_owned(), requests[i % requests.len()].clone().into_bytes(), stop.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let mut conn = TcpStream::connect(&addr).unwrap();
+                conn.set_nodelay(true).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let (mut lat, mut errors) = (Vec::with_capacity(1 << 16), 0u64);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    if count.is_some_and(|c| sent.fetch_add(1, Ordering::Relaxed) >= c) {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let ok = conn.write_all(&req).is_ok() && matches!(read_response(&mut conn), Some((200, _)));
+                    lat.push(t.elapsed());
+                    if !ok {
+                        errors += 1;
+                        conn = TcpStream::connect(&addr).unwrap();
+                        conn.set_nodelay(true).unwrap();
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut row = Row {
+        latencies: Vec::new(),
+        from_due: Vec::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+        rss_start: 0.0,
+        rss_end: 0.0,
+        cpu: Duration::ZERO,
+    };
+    for w in workers {
+        let (lat, errors) = w.join().unwrap();
+        row.latencies.extend(lat);
+        row.errors += errors;
+    }
+    row.elapsed = started.elapsed();
+    row.latencies.sort();
+    row
+}
+
+/// An open loop at a fixed rate with evenly spaced requests, as wrk2 makes it: one thread sends each request
+/// at its due time on an idle kept-alive connection (of 64), and a thread per connection reads the answers.
+/// Latency counts from when a request was sent and from when it was due, so a stalled server cannot hide
+/// its queue.
+fn open_loop(addr: &str, requests: &[String], rate: u64, secs: u64) -> Row {
+    use std::sync::mpsc::channel;
+    let total = (rate * secs) as usize;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let (idle_tx, idle) = channel::<usize>();
+    let (done_tx, done) = channel::<(bool, Duration, Duration)>();
+    let mut conns = Vec::new();
+    for i in 0..64 {
+        let conn = TcpStream::connect(addr).unwrap();
+        conn.set_nodelay(true).unwrap();
+        // A server that stops answering fails its requests instead of hanging the run.
+        conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut reader = conn.try_clone().unwrap();
+        let (sent_tx, sent) = channel::<(Instant, Instant)>();
+        let (freed, done_tx) = (idle_tx.clone(), done_tx.clone());
+        std::thread::spawn(move || {
+            while let Ok((at, due)) = sent.recv() {
+                let ok = matches!(read_response(&mut reader), Some((200, _)));
+                let now = Instant::now();
+                let _ = done_tx.send((ok, now - at, now - due));
+                let _ = freed.send(i);
+            }
+        });
+        idle_tx.send(i).unwrap();
+        conns.push((conn, requests[i % requests.len()].as_bytes().to_vec(), sent_tx));
+    }
+    drop(done_tx);
+    // The default timer slack (50 µs) would bunch the sends; 1 ns makes each sleep end on time.
+    // SAFETY: prctl with PR_SET_TIMERSLACK only changes this thread's timer slack.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1) };
+    let started = Instant::now();
+    for k in 0..total {
+        let due = started + interval * k as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let i = idle.recv().unwrap();
+        let (conn, request, sent) = &mut conns[i];
+        sent.send((Instant::now(), due)).unwrap();
+        conn.write_all(request).expect("the gateway closed a connection");
+    }
+    // SAFETY: as above; 0 restores this thread's default slack.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 0) };
+    let mut row = Row {
+        latencies: Vec::new(),
+        from_due: Vec::new(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+        rss_start: 0.0,
+        rss_end: 0.0,
+        cpu: Duration::ZERO,
+    };
+    for (ok, latency, late) in done.iter().take(total) {
+        row.errors += u64::from(!ok);
+        row.latencies.push(latency);
+        row.from_due.push(late);
+    }
+    row.elapsed = started.elapsed();
+    row.latencies.sort();
+    row.from_due.sort();
+    row
+}
+
+/// A new session; its id and token.
+fn session(addr: &str) -> (String, String) {
+    let r = call(addr, "POST", "/v1/sessions", ADMIN, &json!({"agent": "bench", "owner": "bench"}));
+    (r["id"].as_str().unwrap().to_owned(), r["token"].as_str().unwrap().to_owned())
+}
+
+/// The two workloads: a ~2.3 KB Anthropic Messages request through the proxy, and a `tool_call` decision.
+fn workload(addr: &str, which: &str, sid: &str, token: &str) -> String {
+    match which {
+        "proxy" => {
+            let history: Vec<Value> = (0..10)
+                .map(|i| {
+                    json!({"role": if i % 2 == 0 { "user" } else { "assistant" },
+                    "content": format!("message {i}: {}", "lorem ipsum dolor sit amet ".repeat(8))})
+                })
+                .collect();
+            let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": history});
+            request(addr, "POST", "/llm/anthropic/v1/messages", token, &body.to_string())
+        }
+        _ => {
+            let body = json!({"phase": "tool_call", "tool": "Bash",
+                "args": {"command": "git status && cargo test --workspace"}});
+            request(addr, "POST", &format!("/v1/sessions/{sid}/decide"), token, &body.to_string())
+        }
+    }
+}
+
+/// Waits until the gateway's database has caught up with its log (a read returns only then), so that one
+/// row's backlog is not applied during the next.
+fn settle(addr: &str) {
+    call(addr, "GET", "/v1/sessions", ADMIN, &Value::Null);
+}
+
+fn print_row(workload: &str, sessions: &str, load: &str, r: &Row) {
+    let due = if r.from_due.is_empty() { "–".to_owned() } else { ms(pct(&r.from_due, 0.99)) };
+    println!(
+        "| {workload} | {sessions} | {load} | {:.0} | {:.0}% | {} | {} | {} | {due} | {} | {:.1} | {:.1} |",
+        r.rps(),
+        100.0 * r.cpu.as_secs_f64() / r.elapsed.as_secs_f64(),
+        ms(pct(&r.latencies, 0.5)),
+        ms(pct(&r.latencies, 0.99)),
+        ms(r.latencies.last().copied().unwrap_or_default()),
+        r.errors,
+        r.rss_start,
+        r.rss_end,
+    );
+}
+
+fn main() {
+    let o = opts();
+    let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let pinned = o.pinned && two_cores;
+    if pinned {
+        // This process (load generator and mock upstream) keeps off the gateway's core.
+        pin_to(1).expect("pin the load generator to core 1");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The mock upstream: the scripted provider, answering at once, on a runtime of its own.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
+            let script = ScriptFile::parse(SCRIPT, "bench").unwrap();
+            paddock_gateway::server::serve_on(listener, router(Arc::new(script)), std::future::pending()).await
+        })
+    });
+    let upstream = rx.recv().unwrap();
+    let gw = start_gateway(dir.path(), &upstream, pinned);
+    let pid = gw.child.id();
+    let addr = gw.addr.clone();
+    println!(
+        "gateway pid {pid}, {}; {} s a row; RSS idle {:.1} MiB\n",
+        if pinned { "pinned to core 0, load generator and upstream on core 1" } else { "on every core" },
+        o.seconds,
+        rss_mib(pid)
+    );
+    if o.million {
+        return million(&addr, pid);
+    }
+    println!(
+        "| workload | sessions | load | requests/s | gateway CPU | p50 ms | p99 ms | max ms | p99 from schedule ms | errors | RSS start MiB | RSS end MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let (sid, token) = session(&addr);
+    let many: Vec<(String, String)> = (0..o.sessions).map(|_| session(&addr)).collect();
+    for which in ["proxy", "admission"] {
+        if o.only.as_deref().is_some_and(|only| only != which) {
+            continue;
+        }
+        let one = vec![workload(&addr, which, &sid, &token)];
+        let spread: Vec<String> = many.iter().map(|(s, t)| workload(&addr, which, s, t)).collect();
+        // Warm-up: 5 s on the long-lived session.
+        closed_loop(&addr, &one, 8, 5, None);
+        for (sessions, requests) in [("one".to_owned(), &one), (format!("{}", o.sessions), &spread)] {
+            for load in ["c=1", "c=8", "c=32", "open"] {
+                settle(&addr);
+                let rss_start = rss_mib(pid);
+                let cpu_start = cpu_time(pid);
+                let mut row = match load {
+                    "open" => open_loop(&addr, requests, o.rate, o.seconds),
+                    c => closed_loop(&addr, requests, c[2..].parse().unwrap(), o.seconds, None),
+                };
+                row.rss_start = rss_start;
+                row.rss_end = rss_mib(pid);
+                row.cpu = cpu_time(pid).saturating_sub(cpu_start);
+                let load = if load == "open" { format!("{}/s", o.rate) } else { load.to_owned() };
+                print_row(which, &sessions, &load, &row);
+            }
+        }
+    }
+    settle(&addr);
+    println!("\nRSS after the database caught up: {:.1} MiB", rss_mib(pid));
+}
+
+/// 1,000,000 proxied requests within one session, eight connections: the gateway's resident set along the way.
+fn million(addr: &str, pid: u32) {
+    let (sid, token) = session(addr);
+    let req = vec![workload(addr, "proxy", &sid, &token)];
+    println!("| requests so far | RSS MiB | requests/s in the last stretch | p99 ms | max ms |\n|---|---|---|---|---|");
+    let mut done = 0u64;
+    for upto in [10_000u64, 100_000, 250_000, 500_000, 750_000, 1_000_000] {
+        let r = closed_loop(addr, &req, 8, 86_400, Some(upto - done));
+        done = upto;
+        println!(
+            "| {upto} | {:.1} | {:.0} | {} | {} |",
+            rss_mib(pid),
+            r.rps(),
+            ms(pct(&r.latencies, 0.99)),
+            ms(r.latencies.last().copied().unwrap_or_default())
+        );
+    }
+    settle(addr);
+    println!("\nafter the database caught up: {:.1} MiB", rss_mib(pid));
+}
