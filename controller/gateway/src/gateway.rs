@@ -687,6 +687,9 @@ impl Gateway {
             *end = Some((phase.into(), reason.into()));
         }
         self.tokens.write().expect("tokens").remove(&s.token_hash);
+        // Its hooks ask nothing more: the answers kept for repeated questions go (an ended session stays in
+        // memory for reads, so it keeps only what those need).
+        *s.decided_tools.lock().expect("tools") = VecDeque::new();
         let children: Vec<String> = self
             .sessions()
             .into_iter()
