@@ -14,7 +14,7 @@
 //!
 //! Every connection goes to 127.0.0.1. Loops are bounded in time (or, for `--million`, in count).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,28 +22,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use paddock_gateway::scripted::{ScriptFile, router};
+
+#[path = "../../gateway/benches/support/load.rs"]
+mod load;
+use load::{REPO, SCRIPT, open_loop, read_response};
 use serde_json::{Value, json};
-
-const SCRIPT: &str =
-    "scripts:\n  - name: fast\n    turns:\n      - {text: 'ok', usage: {input_tokens: 20, output_tokens: 2}}\n";
-
-/// The governed agent: the same five rules as the in-process load benchmark, the PII scan included.
-const REPO: &str = r#"apiVersion: paddock.dev/v1alpha1
-kind: Agent
-metadata: {name: bench, labels: {team: web}}
-spec: {harness: custom, model: claude-sonnet-4-5}
----
-apiVersion: paddock.dev/v1alpha1
-kind: Policy
-metadata: {name: baseline}
-spec:
-  rules:
-    - {name: no-pii, use: deny_pii_in_llm_request, with: {pii_types: [email, ssn, credit_card, secret]}}
-    - {name: github, use: github, with: {read_all: true, deny_force_push: true}}
-    - {name: blast, use: blast_radius}
-    - {name: budget, use: cost_budget, with: {max_cost_usd: 1000000000}}
-    - {name: calls, use: max_tool_calls, with: {limit: 1000000000}}
-"#;
 
 const ADMIN: &str = "bench-admin";
 
@@ -179,30 +162,8 @@ fn request(addr: &str, method: &str, path: &str, auth: &str, body: &str) -> Stri
     )
 }
 
-/// Reads one HTTP/1.1 response with a `content-length` from a kept-alive connection: its status and body.
-fn read_response(conn: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(2048);
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = conn.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(head) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
-        let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
-        let len: usize = text
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-            .unwrap_or(0);
-        if buf.len() >= head + 4 + len {
-            let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-            return Some((status, buf[head + 4..head + 4 + len].to_vec()));
-        }
-    }
-}
-
 /// What one row measured.
+#[derive(Default)]
 struct Row {
     latencies: Vec<Duration>,
     /// Open loop: latency counted from when each request was due.
@@ -265,15 +226,7 @@ fn closed_loop(addr: &str, requests: &[String], conc: usize, secs: u64, count: O
             })
         })
         .collect();
-    let mut row = Row {
-        latencies: Vec::new(),
-        from_due: Vec::new(),
-        errors: 0,
-        elapsed: Duration::ZERO,
-        rss_start: 0.0,
-        rss_end: 0.0,
-        cpu: Duration::ZERO,
-    };
+    let mut row = Row::default();
     for w in workers {
         let (lat, errors) = w.join().unwrap();
         row.latencies.extend(lat);
@@ -281,73 +234,6 @@ fn closed_loop(addr: &str, requests: &[String], conc: usize, secs: u64, count: O
     }
     row.elapsed = started.elapsed();
     row.latencies.sort();
-    row
-}
-
-/// An open loop at a fixed rate with evenly spaced requests, as wrk2 makes it: one thread sends each request
-/// at its due time on an idle kept-alive connection (of 64), and a thread per connection reads the answers.
-/// Latency counts from when a request was sent and from when it was due, so a stalled server cannot hide
-/// its queue.
-fn open_loop(addr: &str, requests: &[String], rate: u64, secs: u64) -> Row {
-    use std::sync::mpsc::channel;
-    let total = (rate * secs) as usize;
-    let interval = Duration::from_nanos(1_000_000_000 / rate);
-    let (idle_tx, idle) = channel::<usize>();
-    let (done_tx, done) = channel::<(bool, Duration, Duration)>();
-    let mut conns = Vec::new();
-    for i in 0..64 {
-        let conn = TcpStream::connect(addr).unwrap();
-        conn.set_nodelay(true).unwrap();
-        // A server that stops answering fails its requests instead of hanging the run.
-        conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut reader = conn.try_clone().unwrap();
-        let (sent_tx, sent) = channel::<(Instant, Instant)>();
-        let (freed, done_tx) = (idle_tx.clone(), done_tx.clone());
-        std::thread::spawn(move || {
-            while let Ok((at, due)) = sent.recv() {
-                let ok = matches!(read_response(&mut reader), Some((200, _)));
-                let now = Instant::now();
-                let _ = done_tx.send((ok, now - at, now - due));
-                let _ = freed.send(i);
-            }
-        });
-        idle_tx.send(i).unwrap();
-        conns.push((conn, requests[i % requests.len()].as_bytes().to_vec(), sent_tx));
-    }
-    drop(done_tx);
-    // The default timer slack (50 µs) would bunch the sends; 1 ns makes each sleep end on time.
-    // SAFETY: prctl with PR_SET_TIMERSLACK only changes this thread's timer slack.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1) };
-    let started = Instant::now();
-    for k in 0..total {
-        let due = started + interval * k as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let i = idle.recv().unwrap();
-        let (conn, request, sent) = &mut conns[i];
-        sent.send((Instant::now(), due)).unwrap();
-        conn.write_all(request).expect("the gateway closed a connection");
-    }
-    // SAFETY: as above; 0 restores this thread's default slack.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 0) };
-    let mut row = Row {
-        latencies: Vec::new(),
-        from_due: Vec::new(),
-        errors: 0,
-        elapsed: Duration::ZERO,
-        rss_start: 0.0,
-        rss_end: 0.0,
-        cpu: Duration::ZERO,
-    };
-    for (ok, latency, late) in done.iter().take(total) {
-        row.errors += u64::from(!ok);
-        row.latencies.push(latency);
-        row.from_due.push(late);
-    }
-    row.elapsed = started.elapsed();
-    row.latencies.sort();
-    row.from_due.sort();
     row
 }
 
@@ -452,7 +338,16 @@ fn main() {
                 let rss_start = rss_mib(pid);
                 let cpu_start = cpu_time(pid);
                 let mut row = match load {
-                    "open" => open_loop(&addr, requests, o.rate, o.seconds),
+                    "open" => {
+                        let r = open_loop(&addr, requests, o.rate, o.seconds);
+                        Row {
+                            latencies: r.latency,
+                            from_due: r.from_due,
+                            errors: r.errors,
+                            elapsed: r.elapsed,
+                            ..Row::default()
+                        }
+                    }
                     c => closed_loop(&addr, requests, c[2..].parse().unwrap(), o.seconds, None),
                 };
                 row.rss_start = rss_start;

@@ -12,27 +12,11 @@ use std::time::{Duration, Instant};
 use paddock_gateway::config::{GatewayConfig, ProviderConfig, ProviderKind, SecretSource};
 use paddock_gateway::scripted::{ScriptFile, router};
 use paddock_gateway::server;
+
+#[path = "support/load.rs"]
+mod load;
+use load::{REPO, SCRIPT, open_loop};
 use serde_json::{Value, json};
-
-const SCRIPT: &str =
-    "scripts:\n  - name: fast\n    turns:\n      - {text: 'ok', usage: {input_tokens: 20, output_tokens: 2}}\n";
-
-const REPO: &str = r#"apiVersion: paddock.dev/v1alpha1
-kind: Agent
-metadata: {name: bench, labels: {team: web}}
-spec: {harness: custom, model: claude-sonnet-4-5}
----
-apiVersion: paddock.dev/v1alpha1
-kind: Policy
-metadata: {name: baseline}
-spec:
-  rules:
-    - {name: no-pii, use: deny_pii_in_llm_request, with: {pii_types: [email, ssn, credit_card, secret]}}
-    - {name: github, use: github, with: {read_all: true, deny_force_push: true}}
-    - {name: blast, use: blast_radius}
-    - {name: budget, use: cost_budget, with: {max_cost_usd: 1000000}}
-    - {name: calls, use: max_tool_calls, with: {limit: 100000000}}
-"#;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -85,29 +69,6 @@ async fn ttfb(client: &reqwest::Client, url: &str, token: &str, body: &Value, n:
     }
     v.sort();
     v
-}
-
-/// Reads one HTTP/1.1 response from a kept-alive connection; true on a 200.
-fn read_response(conn: &mut std::net::TcpStream) -> bool {
-    use std::io::Read;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let Ok(n) = conn.read(&mut chunk) else { return false };
-        if n == 0 {
-            return false;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(head) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
-        let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
-        let len: usize = text
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-            .unwrap_or(0);
-        if buf.len() >= head + 4 + len {
-            return text.starts_with("http/1.1 200");
-        }
-    }
 }
 
 fn main() {
@@ -311,7 +272,7 @@ async fn admission(quick: bool, gw_url: &str, sid: &str, token: &str, client: &r
         let r = tokio::task::spawn_blocking(move || open_loop(&addr, &[request], rate, secs)).await.unwrap();
         println!(
             "| {name} | {rate}/s for {secs}s | {:.0}/s | {} | {} | {} | {} | {} |",
-            r.achieved,
+            r.achieved(),
             ms(percentile(&r.latency, 0.5)),
             ms(percentile(&r.latency, 0.99)),
             ms(*r.latency.last().unwrap()),
@@ -329,76 +290,4 @@ async fn admission(quick: bool, gw_url: &str, sid: &str, token: &str, client: &r
         .await
         .unwrap();
     println!("\naudit rows recorded for the session: {}", audit.len());
-}
-
-/// What an open-loop run measured: latencies from send and from schedule (sorted), the achieved rate and
-/// the failed requests.
-struct OpenLoop {
-    latency: Vec<Duration>,
-    from_due: Vec<Duration>,
-    achieved: f64,
-    errors: usize,
-}
-
-/// An open-loop load at a fixed rate with evenly spaced requests, as wrk2 makes it: one thread sends each
-/// request at its due time on an idle kept-alive connection (of 64, round-robin over `requests`), and a thread
-/// per connection reads the answers. Latency counts from when each request was sent and from when it was
-/// due, so a stalled server cannot hide its queue. Blocking threads and a precise sleep keep the generator's
-/// own cost and jitter small on these two cores.
-fn open_loop(addr: &str, requests: &[String], rate: u64, secs: u64) -> OpenLoop {
-    use std::io::Write;
-    use std::sync::mpsc::channel;
-    let total = (rate * secs) as usize;
-    let interval = Duration::from_nanos(1_000_000_000 / rate);
-    let (idle_tx, idle) = channel::<usize>();
-    let (done_tx, done) = channel::<(bool, Duration, Duration)>();
-    let mut conns = Vec::new();
-    for i in 0..64 {
-        let conn = std::net::TcpStream::connect(addr).unwrap();
-        conn.set_nodelay(true).unwrap();
-        // A server that stops answering fails its requests instead of hanging the run.
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut reader = conn.try_clone().unwrap();
-        let (sent_tx, sent) = channel::<(Instant, Instant)>();
-        let (freed, done_tx) = (idle_tx.clone(), done_tx.clone());
-        std::thread::spawn(move || {
-            while let Ok((at, due)) = sent.recv() {
-                let ok = read_response(&mut reader);
-                let now = Instant::now();
-                let _ = done_tx.send((ok, now - at, now - due));
-                let _ = freed.send(i);
-            }
-        });
-        idle_tx.send(i).unwrap();
-        conns.push((conn, requests[i % requests.len()].as_bytes().to_vec(), sent_tx));
-    }
-    drop(done_tx);
-    // The default timer slack (50 µs) would bunch the sends; 1 ns makes each sleep end on time.
-    // SAFETY: prctl with PR_SET_TIMERSLACK only changes this thread's timer slack.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1) };
-    let started = Instant::now();
-    for k in 0..total {
-        let due = started + interval * k as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let i = idle.recv().unwrap();
-        let (conn, request, sent) = &mut conns[i];
-        sent.send((Instant::now(), due)).unwrap();
-        if conn.write_all(request).is_err() {
-            panic!("the gateway closed a connection");
-        }
-    }
-    // SAFETY: as above; 0 restores this (reused) thread's default slack.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 0) };
-    let mut out = OpenLoop { latency: Vec::new(), from_due: Vec::new(), achieved: 0.0, errors: 0 };
-    for (ok, latency, late) in done.iter().take(total) {
-        out.errors += usize::from(!ok);
-        out.latency.push(latency);
-        out.from_due.push(late);
-    }
-    out.achieved = total as f64 / started.elapsed().as_secs_f64();
-    out.latency.sort();
-    out.from_due.sort();
-    out
 }
