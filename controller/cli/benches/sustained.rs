@@ -25,7 +25,7 @@ use paddock_gateway::scripted::{ScriptFile, router};
 
 #[path = "../../gateway/benches/support/load.rs"]
 mod load;
-use load::{REPO, SCRIPT, open_loop, read_response};
+use load::{REPO, SCRIPT, ms, open_loop, percentile, read_response};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "bench-admin";
@@ -182,17 +182,6 @@ impl Row {
     }
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64() * 1000.0)
-}
-
 /// A closed loop: `conc` connections, each sending its next request when the answer to the last arrived,
 /// for `secs` (or until `count` requests in all). Connection `i` sends `requests[i % len]`.
 fn closed_loop(addr: &str, requests: &[String], conc: usize, secs: u64, count: Option<u64>) -> Row {
@@ -271,13 +260,13 @@ fn settle(addr: &str) {
 }
 
 fn print_row(workload: &str, sessions: &str, load: &str, r: &Row) {
-    let due = if r.from_due.is_empty() { "–".to_owned() } else { ms(pct(&r.from_due, 0.99)) };
+    let due = if r.from_due.is_empty() { "–".to_owned() } else { ms(percentile(&r.from_due, 0.99)) };
     println!(
         "| {workload} | {sessions} | {load} | {:.0} | {:.0}% | {} | {} | {} | {due} | {} | {:.1} | {:.1} |",
         r.rps(),
         100.0 * r.cpu.as_secs_f64() / r.elapsed.as_secs_f64(),
-        ms(pct(&r.latencies, 0.5)),
-        ms(pct(&r.latencies, 0.99)),
+        ms(percentile(&r.latencies, 0.5)),
+        ms(percentile(&r.latencies, 0.99)),
         ms(r.latencies.last().copied().unwrap_or_default()),
         r.errors,
         r.rss_start,
@@ -375,7 +364,7 @@ fn million(addr: &str, pid: u32) {
             "| {upto} | {:.1} | {:.0} | {} | {} |",
             rss_mib(pid),
             r.rps(),
-            ms(pct(&r.latencies, 0.99)),
+            ms(percentile(&r.latencies, 0.99)),
             ms(r.latencies.last().copied().unwrap_or_default())
         );
     }

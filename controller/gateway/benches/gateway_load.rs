@@ -15,16 +15,8 @@ use paddock_gateway::server;
 
 #[path = "support/load.rs"]
 mod load;
-use load::{REPO, SCRIPT, open_loop};
+use load::{REPO, SCRIPT, ms, open_loop, percentile};
 use serde_json::{Value, json};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3}", d.as_secs_f64() * 1000.0)
-}
 
 async fn closed_loop(
     client: &reqwest::Client,

@@ -20,6 +20,12 @@ fn honours_the_cap(path: &str, body: &Value) -> axum::response::Response {
     axum::Json(answer_with_usage(path, 50, out)).into_response()
 }
 
+/// The text of a forwarded request's first message, in any wire format: the stand-ins below read from it how
+/// to answer.
+fn first_text(body: &Value) -> &str {
+    body["messages"][0]["content"].as_str().or(body["input"][0]["content"][0]["text"].as_str()).unwrap_or("")
+}
+
 fn charges(info: &Value) -> Vec<Value> {
     info["charges"].as_array().cloned().unwrap_or_default()
 }
@@ -213,7 +219,7 @@ async fn a_stream_that_ends_without_usage_is_charged_its_worst_case() {
     let dir = tempfile::tempdir().unwrap();
     write_repo(dir.path());
     let (base, _) = upstream(0, |path, b| {
-        let how = b["messages"][0]["content"].as_str().or(b["input"][0]["content"][0]["text"].as_str()).unwrap_or("");
+        let how = first_text(b);
         if b["stream"] != true {
             let mut answer = answer_with_usage(path, 0, 0);
             answer.as_object_mut().unwrap().remove("usage");
@@ -383,7 +389,7 @@ async fn every_usage_placement_is_charged_exactly_or_the_hold() {
     let dir = tempfile::tempdir().unwrap();
     write_repo(dir.path());
     let (base, _) = upstream(0, |path, b| {
-        let how = b["messages"][0]["content"].as_str().or(b["input"][0]["content"][0]["text"].as_str()).unwrap_or("");
+        let how = first_text(b);
         let wire = match path {
             "/v1/messages" => "anthropic",
             "/v1/chat/completions" => "chat",

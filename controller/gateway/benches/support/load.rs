@@ -29,6 +29,19 @@ spec:
     - {name: calls, use: max_tool_calls, with: {limit: 100000000}}
 "#;
 
+/// The `p` quantile of sorted latencies (zero when there are none).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Milliseconds with three decimals, as the benchmarks' tables print them.
+pub fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
 /// Reads one HTTP/1.1 response with a `content-length` from a kept-alive connection: its status and body.
 pub fn read_response(conn: &mut TcpStream) -> Option<(u16, Vec<u8>)> {
     let mut buf = Vec::with_capacity(2048);
