@@ -108,7 +108,7 @@ fn unauthorized() -> Response {
 
 /// One request through `git http-backend` (CGI): the request as its environment and stdin, its headers and
 /// body back.
-fn git_http_backend(root: &Path, req: &Request) -> Response {
+pub fn git_http_backend(root: &Path, req: &Request) -> Response {
     let mut cmd = Command::new("git");
     cmd.arg("http-backend")
         .env_clear()
