@@ -30,11 +30,29 @@ pub struct Ruling {
     pub approval_id: Option<String>,
     #[serde(default)]
     pub status: String,
+    /// The event as the policies rewrote it (a redaction), when the gateway returns it: what goes on instead
+    /// of what was asked about. Kept as JSON so that a field this runner does not know cannot fail a ruling.
+    #[serde(default)]
+    pub event: Option<Value>,
 }
 
 impl Ruling {
     pub fn allowed(&self) -> bool {
         self.verdict == "allow"
+    }
+
+    /// The rewritten event's `text` (a `request`'s prompt, a `response`'s answer), when a rule rewrote it.
+    pub fn rewritten_text(&self) -> Option<&str> {
+        self.event.as_ref()?.get("text")?.as_str()
+    }
+
+    /// Who refused, for a message: `policy `p` (rule `r`)`, or `the gateway` when no policy is named.
+    pub fn by(&self) -> String {
+        match (&self.policy, &self.rule) {
+            (Some(p), Some(r)) => format!("policy `{p}` (rule `{r}`)"),
+            (Some(p), None) => format!("policy `{p}`"),
+            _ => "the gateway".into(),
+        }
     }
 }
 

@@ -75,9 +75,9 @@ async fn prepare_and_run(ctx: &RunContext, transcript: &Transcript) -> anyhow::R
     harness::run(&ctx, transcript).await
 }
 
-/// Runs the Agent's harness to the end, reporting to `transcript`.
+/// Runs the Agent's harness to the end, reporting to `transcript`. The prompt enters the transcript once the
+/// `request` phase has admitted it ([`harness::governed`]).
 pub async fn run(ctx: &RunContext, transcript: &Transcript) -> RunOutcome {
-    transcript.emit(TranscriptEvent::Message { role: "user".into(), text: ctx.prompt.clone() }).await;
     let outcome = match tokio::time::timeout(ctx.timeout, prepare_and_run(ctx, transcript)).await {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => RunOutcome::failed(format!("{e:#}")),

@@ -76,15 +76,62 @@ struct Inner {
     pending: Vec<TranscriptEvent>,
     /// Everything emitted, for tests and for the caller's summary.
     all: Vec<TranscriptEvent>,
+    /// Whether the latest assistant message is held back ([`Transcript::hold_answers`]).
+    hold: bool,
+    held: Option<TranscriptEvent>,
 }
 
 impl Transcript {
     pub fn new(gateway: Option<GatewayClient>, stdout: bool) -> Transcript {
-        Transcript { inner: Arc::new(Mutex::new(Inner { gateway, stdout, pending: Vec::new(), all: Vec::new() })) }
+        Transcript {
+            inner: Arc::new(Mutex::new(Inner {
+                gateway,
+                stdout,
+                pending: Vec::new(),
+                all: Vec::new(),
+                hold: false,
+                held: None,
+            })),
+        }
+    }
+
+    /// From now on the latest assistant message is held back until another event the gateway takes (other
+    /// than usage) follows it, or until [`Transcript::take_held`]. The last one a harness reports is its
+    /// final answer, which must not be seen (on stdout, by the gateway, as the Session's last message)
+    /// before the `response` phase has allowed it.
+    pub async fn hold_answers(&self) {
+        self.inner.lock().await.hold = true;
+    }
+
+    /// Stops holding messages back; returns the one held, not yet emitted.
+    pub async fn take_held(&self) -> Option<TranscriptEvent> {
+        let mut inner = self.inner.lock().await;
+        inner.hold = false;
+        inner.held.take()
     }
 
     pub async fn emit(&self, ev: TranscriptEvent) {
         let mut inner = self.inner.lock().await;
+        if inner.hold {
+            if matches!(&ev, TranscriptEvent::Message { role, .. } if role == "assistant") {
+                if let Some(earlier) = inner.held.replace(ev) {
+                    Self::write(&mut inner, earlier).await;
+                }
+                return;
+            }
+            // Usage reported after the answer (Claude Code's `result`, Codex's `turn.completed`) and the
+            // harness's local verdicts do not show that more is coming.
+            if ev.posted()
+                && !matches!(ev, TranscriptEvent::Usage { .. })
+                && let Some(earlier) = inner.held.take()
+            {
+                Self::write(&mut inner, earlier).await;
+            }
+        }
+        Self::write(&mut inner, ev).await;
+    }
+
+    async fn write(inner: &mut Inner, ev: TranscriptEvent) {
         if inner.stdout {
             let mut line = serde_json::to_vec(&ev).expect("json");
             line.push(b'\n');
@@ -96,7 +143,7 @@ impl Transcript {
         }
         inner.pending.push(ev);
         // Send at once: `logs -f` is live, and events are few next to model calls.
-        Self::send(&mut inner).await;
+        Self::send(inner).await;
     }
 
     async fn send(inner: &mut Inner) {

@@ -1,19 +1,117 @@
 //! The harnesses. Each runs one session and reports into the transcript.
+//!
+//! Whatever the harness, [`governed`] puts the session's two ends before the gateway's policies: the
+//! prompt (`request`) before the harness starts, and the final answer (`response`) before anyone sees it.
 
 pub mod claude;
 pub mod codex;
 pub mod custom;
 pub mod process;
 
-use paddock_api::Harness;
+use std::future::Future;
 
-use crate::transcript::Transcript;
+use paddock_api::{Harness, Phase};
+use paddock_policy::Event;
+
+use crate::client::{ClientError, Ruling};
+use crate::transcript::{Transcript, TranscriptEvent};
 use crate::{RunContext, RunOutcome};
 
+/// The gateway could not rule on one end of the session; nothing goes ahead unchecked.
+#[derive(Debug, thiserror::Error)]
+pub enum PhaseError {
+    #[error("the gateway could not decide the prompt (phase `request`), so the harness did not start: {0}")]
+    Request(ClientError),
+    #[error("the gateway could not check the final answer (phase `response`), so it is withheld: {0}")]
+    Response(ClientError),
+}
+
+/// Runs the Agent's harness under [`governed`].
 pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<RunOutcome> {
-    match ctx.agent.harness {
-        Harness::Custom => custom::run(ctx, transcript).await,
-        Harness::ClaudeCode => claude::run(ctx, transcript).await,
-        Harness::Codex => codex::run(ctx, transcript).await,
+    governed(ctx, transcript, |ctx| async move {
+        match ctx.agent.harness {
+            Harness::Custom => custom::run(&ctx, transcript).await,
+            Harness::ClaudeCode => claude::run(&ctx, transcript).await,
+            Harness::Codex => codex::run(&ctx, transcript).await,
+        }
+    })
+    .await
+}
+
+/// Runs `harness` between the two phases every harness has, so that each behaves the same:
+///
+/// - `request`: the prompt is decided first. A deny (or a declined ask) fails the session with the policy's
+///   reason and `harness` never starts; an ask waits for the human; a rule that rewrote the prompt (a
+///   redaction) gives the harness the rewritten prompt. The prompt enters the transcript (as the user's
+///   message) only once admitted, as the harness gets it.
+/// - `response`: a successful run's final answer (Claude Code's `result`, Codex's last agent message, the
+///   custom loop's last assistant text) is decided before it is shown. The transcript holds back the
+///   harness's latest assistant message meanwhile ([`Transcript::hold_answers`]); allowed, it is emitted
+///   (rewritten, if a rule rewrote the answer); denied, it is dropped and the session fails with the
+///   policy's reason instead of the answer, so the answer is neither the Session's result nor its last
+///   message. A failed run has no final answer: its messages are shown as they are.
+///
+/// An unreachable gateway fails the session at either end ([`PhaseError`]): it fails closed.
+pub async fn governed<F, Fut>(ctx: &RunContext, transcript: &Transcript, harness: F) -> anyhow::Result<RunOutcome>
+where
+    F: FnOnce(RunContext) -> Fut,
+    Fut: Future<Output = anyhow::Result<RunOutcome>>,
+{
+    let asked = Event { phase: Phase::Request, text: Some(ctx.prompt.clone()), ..Event::default() };
+    let ruling = ctx.gateway.decide(&asked).await.map_err(PhaseError::Request)?;
+    if !ruling.allowed() {
+        refused(transcript, Phase::Request, &ruling).await;
+        return Ok(RunOutcome::failed(format!(
+            "the prompt was refused by {}: {}; the harness did not start",
+            ruling.by(),
+            ruling.reason
+        )));
     }
+    let prompt = ruling.rewritten_text().map_or_else(|| ctx.prompt.clone(), str::to_owned);
+    transcript.emit(TranscriptEvent::Message { role: "user".into(), text: prompt.clone() }).await;
+    let ctx = RunContext { prompt, ..ctx.clone() };
+
+    transcript.hold_answers().await;
+    let ran = harness(ctx.clone()).await;
+    let held = transcript.take_held().await;
+    let answer = match ran {
+        Ok(o) if o.phase == "Succeeded" => o.message,
+        other => {
+            if let Some(m) = held {
+                transcript.emit(m).await;
+            }
+            return other;
+        }
+    };
+    let answered = Event { phase: Phase::Response, text: Some(answer.clone()), ..Event::default() };
+    let ruling = ctx.gateway.decide(&answered).await.map_err(PhaseError::Response)?;
+    if !ruling.allowed() {
+        refused(transcript, Phase::Response, &ruling).await;
+        return Ok(RunOutcome::failed(format!("the final answer was withheld by {}: {}", ruling.by(), ruling.reason)));
+    }
+    match ruling.rewritten_text() {
+        Some(text) => {
+            transcript.emit(TranscriptEvent::Message { role: "assistant".into(), text: text.to_owned() }).await;
+            Ok(RunOutcome::succeeded(text))
+        }
+        None => {
+            if let Some(m) = held {
+                transcript.emit(m).await;
+            }
+            Ok(RunOutcome::succeeded(answer))
+        }
+    }
+}
+
+/// The local record of a refusal (the gateway writes its own into the stored transcript).
+async fn refused(transcript: &Transcript, phase: Phase, r: &Ruling) {
+    transcript
+        .emit(TranscriptEvent::Verdict {
+            phase: phase.as_str().into(),
+            verdict: r.verdict.clone(),
+            reason: r.reason.clone(),
+            policy: r.policy.clone(),
+            tool: None,
+        })
+        .await;
 }

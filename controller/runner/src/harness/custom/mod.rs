@@ -314,8 +314,12 @@ async fn sub_agent(ctx: &RunContext, agent: &str, args: &Value, depth: usize) ->
         ca_bundle: ctx.ca_bundle.clone(),
     };
     let child_transcript = Transcript::new(Some(gateway), false);
-    child_transcript.emit(TranscriptEvent::Message { role: "user".into(), text: prompt.into() }).await;
-    let outcome = match Box::pin(run_loop(&child_ctx, &child_transcript, depth + 1)).await {
+    // A sub-agent's session has its own prompt and final answer, decided by its own Agent's policies like
+    // any session's: a refusal is the tool's error.
+    let transcript = &child_transcript;
+    let governed =
+        super::governed(&child_ctx, transcript, |c| async move { Box::pin(run_loop(&c, transcript, depth + 1)).await });
+    let outcome = match Box::pin(governed).await {
         Ok(o) => o,
         Err(e) => RunOutcome::failed(format!("{e:#}")),
     };
