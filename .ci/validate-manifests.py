@@ -37,9 +37,18 @@ def check_service_monitor(doc):
     if not isinstance(eps, list) or not eps:
         errors.append("spec.endpoints must be a non-empty list")
     for i, ep in enumerate(eps or []):
-        extra = set(ep) - {"port", "path", "interval", "scheme", "scrapeTimeout", "targetPort", "honorLabels"}
+        extra = set(ep) - {"port", "path", "interval", "scheme", "scrapeTimeout", "targetPort", "honorLabels", "tlsConfig"}
         if extra:
             errors.append(f"spec.endpoints[{i}]: unexpected {sorted(extra)}")
+        tls = ep.get("tlsConfig")
+        if tls is not None:
+            # The SafeTLSConfig fields a scrape over TLS uses; a CA from a Secret or ConfigMap key.
+            extra = set(tls) - {"ca", "serverName", "insecureSkipVerify", "cert", "keySecret"}
+            if extra:
+                errors.append(f"spec.endpoints[{i}].tlsConfig: unexpected {sorted(extra)}")
+            ca = (tls.get("ca") or {}).get("secret") or (tls.get("ca") or {}).get("configMap")
+            if "ca" in tls and not (isinstance(ca, dict) and ca.get("name") and ca.get("key")):
+                errors.append(f"spec.endpoints[{i}].tlsConfig.ca: give secret or configMap with name and key")
     return errors
 
 

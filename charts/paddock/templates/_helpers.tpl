@@ -39,7 +39,19 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "paddock.gateway" -}}{{ include "paddock.fullname" . }}-gateway{{- end -}}
 {{- define "paddock.adminSecret" -}}{{ .Values.gateway.adminToken.existingSecret | default (printf "%s-admin-token" (include "paddock.gateway" .)) }}{{- end -}}
 {{- define "paddock.egressCaSecret" -}}{{ .Values.gateway.egress.ca.existingSecret | default (printf "%s-egress-ca" (include "paddock.gateway" .)) }}{{- end -}}
-{{- define "paddock.gatewayURL" -}}http://{{ include "paddock.gateway" . }}.{{ .Release.Namespace }}.svc:{{ .Values.gateway.port }}{{- end -}}
+{{- define "paddock.gatewayURL" -}}{{ include "paddock.gatewayScheme" . }}://{{ include "paddock.gateway" . }}.{{ .Release.Namespace }}.svc:{{ .Values.gateway.port }}{{- end -}}
+{{- define "paddock.gatewayScheme" -}}{{ if .Values.gateway.tls.enabled }}https{{ else }}http{{ end }}{{- end -}}
+
+{{/* The gateway's serving certificate: a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt. */}}
+{{- define "paddock.gatewayTlsSecret" -}}{{ .Values.gateway.tls.existingSecret | default (printf "%s-tls" (include "paddock.gateway" .)) }}{{- end -}}
+{{/* The names runners and the controller reach the gateway Service by (its ClusterIP is not known when the chart
+     renders, and runners use the name: the controller writes its address into their /etc/hosts), as JSON. */}}
+{{- define "paddock.gatewayTlsNames" -}}
+{{- $svc := include "paddock.gateway" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.gateway.tls.clusterDomain) -}}
+{{- toJson (concat $names .Values.gateway.tls.extraNames | uniq) -}}
+{{- end -}}
 
 {{/* The hardened security contexts every Paddock container uses (the "restricted" Pod Security Standard). */}}
 {{- define "paddock.podSecurityContext" -}}

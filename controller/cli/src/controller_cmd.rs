@@ -34,13 +34,18 @@ pub struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
-    /// The gateway's admin API (e.g. `http://paddock-gateway.paddock-system.svc:6767`). Without it the
+    /// The gateway's admin API (e.g. `https://paddock-gateway.paddock-system.svc:6767`). Without it the
     /// Session and Approval reconcilers do not run.
     #[arg(long, env = "PADDOCK_GATEWAY_URL")]
     gateway_url: Option<String>,
     /// The file holding the gateway's admin token (a mounted Secret).
     #[arg(long, default_value = "/var/run/paddock/gateway/admin-token")]
     gateway_token_file: PathBuf,
+    /// The CA certificate (PEM) that signed the gateway's serving certificate, for an `https://` gateway: the
+    /// only root the controller trusts for it, and what runner pods get (in their ConfigMap) to trust it. Read
+    /// again when it changes. Without it: the system's roots, and runners use their image's.
+    #[arg(long, env = "PADDOCK_GATEWAY_CA_FILE")]
+    gateway_ca_file: Option<PathBuf>,
     /// The gateway as runner pods reach it (default: `--gateway-url`). Runner pods have no DNS: the controller
     /// resolves this URL's host name when it starts a session and writes the address into the pod's `/etc/hosts`.
     #[arg(long)]
@@ -93,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             gateway: paddock_operator::gateway::GatewayConfig {
                 url: url.clone(),
                 admin_token_file: args.gateway_token_file.clone(),
+                ca_file: args.gateway_ca_file.clone(),
             },
             cluster: paddock_sandbox::ClusterConfig {
                 image: args.runner_image.clone(),

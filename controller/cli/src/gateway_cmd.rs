@@ -26,6 +26,13 @@ pub struct Args {
     /// Where the database and the generated admin token live.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Serve TLS with this certificate chain (PEM; with --tls-key-file). Overrides `tls` in the file. Read
+    /// again when it changes on disk.
+    #[arg(long, requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -49,12 +56,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.data_dir.is_some() {
         cfg.data_dir = args.data_dir;
     }
+    if let (Some(cert_file), Some(key_file)) = (args.tls_cert_file, args.tls_key_file) {
+        cfg.tls = Some(paddock_gateway::config::TlsConfig { cert_file, key_file });
+    }
     cfg.fsync |= args.fsync;
     cfg.check().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
         let gw = paddock_gateway::server::build(&cfg).await?;
-        paddock_gateway::server::serve(gw, &cfg.listen).await
+        paddock_gateway::server::serve(gw, &cfg.listen, cfg.tls.as_ref()).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -22,9 +22,14 @@ pub struct Args {
     /// The directory the agent works in.
     #[arg(long, default_value = ".")]
     workspace: PathBuf,
-    /// The gateway's address: `http://host:port`, or `unix:/path/to/socket` inside a local sandbox.
+    /// The gateway's address: `http://host:port`, `https://host:port` (spoken to over TLS; the harness gets
+    /// plain HTTP on loopback), or `unix:/path/to/socket` inside a local sandbox.
     #[arg(long, env = "PADDOCK_GATEWAY_URL", default_value = "http://127.0.0.1:6767")]
     gateway: String,
+    /// For an `https://` gateway: the CA certificate (PEM) that signed its certificate, trusted alone.
+    /// Default: the system's roots.
+    #[arg(long, env = "PADDOCK_GATEWAY_CA")]
+    gateway_ca: Option<PathBuf>,
     /// Read the session token from this file instead of `PADDOCK_TOKEN`.
     #[arg(long, env = "PADDOCK_TOKEN_FILE")]
     token_file: Option<PathBuf>,
@@ -99,6 +104,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(socket) = args.gateway.strip_prefix("unix:") {
             let url = paddock_runner::forward::relay_to_socket(socket.into()).await?;
             ctx.gateway = GatewayClient::new(&url, &args.session, &token);
+        } else if args.gateway.starts_with("https://") {
+            let url = paddock_runner::forward::relay_to_tls(&args.gateway, args.gateway_ca.as_deref()).await?;
+            ctx.gateway = GatewayClient::new(&url, &args.session, &token);
+        } else if let Some(ca) = &args.gateway_ca {
+            anyhow::bail!("--gateway-ca `{}` is for an https:// gateway, not `{}`", ca.display(), args.gateway);
         }
         let transcript = Transcript::new(Some(ctx.gateway.clone()), true);
         anyhow::Ok(paddock_runner::run(&ctx, &transcript).await)

@@ -34,6 +34,22 @@ pub struct GatewayConfig {
     /// The egress proxy and credential broker.
     #[serde(default)]
     pub egress: EgressConfig,
+    /// TLS on the listener (the egress proxy on the same port included). Absent: plain HTTP, as `paddock up`
+    /// serves on loopback and a Unix socket.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// The gateway's serving certificate and key, as PEM files (a mounted `kubernetes.io/tls` Secret). They are
+/// read again when they change on disk (cert-manager renews them), at most once a second, on a new
+/// connection: see [`crate::tls`].
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain: the gateway's certificate first, then any intermediates.
+    pub cert_file: PathBuf,
+    /// Its private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+    pub key_file: PathBuf,
 }
 
 /// The egress proxy (every connection out of a sandbox) and the credential broker.
@@ -120,6 +136,7 @@ impl Default for GatewayConfig {
             limits: Limits::default(),
             providers: Vec::new(),
             egress: EgressConfig::default(),
+            tls: None,
         }
     }
 }
@@ -239,6 +256,10 @@ impl GatewayConfig {
             fix(&mut ca.cert);
             fix(&mut ca.key);
         }
+        if let Some(tls) = cfg.tls.as_mut() {
+            fix(&mut tls.cert_file);
+            fix(&mut tls.key_file);
+        }
         Ok(cfg)
     }
 
@@ -286,6 +307,13 @@ impl GatewayConfig {
         }
         if e.max_inspect_bytes == 0 {
             return Err("egress.maxInspectBytes: must be more than 0".into());
+        }
+        if let Some(tls) = &self.tls {
+            for (field, path) in [("tls.certFile", &tls.cert_file), ("tls.keyFile", &tls.key_file)] {
+                if path.as_os_str().is_empty() {
+                    return Err(format!("{field}: give the path of a PEM file"));
+                }
+            }
         }
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.providers.iter().enumerate() {
@@ -355,6 +383,10 @@ mod tests {
             let e = GatewayConfig::parse(yaml, "g.yaml").unwrap_err().to_string();
             assert!(e.contains(field), "{e}");
         }
+        let e = GatewayConfig::parse("tls: {certFile: a.pem}\n", "g.yaml").unwrap_err().to_string();
+        assert!(e.starts_with("g.yaml:1:") && e.contains("missing field `keyFile`"), "{e}");
+        let e = GatewayConfig::parse("tls: {certFile: '', keyFile: k}\n", "g.yaml").unwrap_err().to_string();
+        assert!(e.contains("tls.certFile"), "{e}");
         let cfg =
             GatewayConfig::parse("egress: {maxConnectionsPerSession: 8, tunnelIdleTimeoutSeconds: 5}\n", "g").unwrap();
         assert_eq!((cfg.egress.max_connections_per_session, cfg.egress.tunnel_idle_timeout_seconds), (8, 5));

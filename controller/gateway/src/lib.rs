@@ -2,7 +2,8 @@
 //! Anthropic- and OpenAI-compatible LLM proxy (streaming and not), the admission API for harness hooks and
 //! runners, approvals, session tokens, a durable cost ledger and audit log (SQLite or PostgreSQL), and
 //! Prometheus metrics. It is also the sandboxes' egress proxy (CONNECT and plain HTTP, decided per
-//! connection) and credential broker. Provider and brokered keys live here only.
+//! connection) and credential broker. Provider and brokered keys live here only. In a cluster it serves TLS
+//! ([`tls`]).
 
 pub mod api;
 pub mod broker;
@@ -16,6 +17,7 @@ pub mod proxy;
 pub mod scripted;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod upstream;
 pub mod wire;
 

@@ -15,7 +15,7 @@ use paddock_gitops::validate::{Object, validate_files};
 use paddock_policy::PolicySet;
 use sha2::{Digest, Sha256};
 
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, TlsConfig};
 use crate::gateway::{Gateway, random_hex};
 use crate::store::{Store, StoreOptions};
 use crate::upstream::Providers;
@@ -231,11 +231,18 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// Serves until ctrl-c or SIGTERM.
-pub async fn serve(gw: Arc<Gateway>, listen: &str) -> anyhow::Result<()> {
+/// Serves until ctrl-c or SIGTERM: over TLS when `tls` is set (see [`crate::tls`]), else plain HTTP.
+pub async fn serve(gw: Arc<Gateway>, listen: &str, tls: Option<&TlsConfig>) -> anyhow::Result<()> {
+    // The certificate first: a gateway that cannot serve its TLS must not start (and never falls back to
+    // plain HTTP).
+    let tls = tls.map(crate::tls::server_config).transpose()?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, revision = %gw.policies().revision, "gateway listening");
-    serve_on(listener, router(gw), shutdown()).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %listener.local_addr()?, scheme, revision = %gw.policies().revision, "gateway listening");
+    match tls {
+        Some(tls) => serve_tls_on(listener, tls, router(gw), shutdown()).await?,
+        None => serve_on(listener, router(gw), shutdown()).await?,
+    }
     Ok(())
 }
 
@@ -253,15 +260,33 @@ pub async fn serve_on(
     axum::serve(listener, app).with_graceful_shutdown(stop).await
 }
 
+/// Serves a router over TLS on a bound listener until `stop` completes (see [`crate::tls::TlsListener`]).
+pub async fn serve_tls_on(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = crate::tls::TlsListener::new(listener, tls)?;
+    axum::serve(listener, app).with_graceful_shutdown(stop).await
+}
+
 /// Builds a gateway from `cfg` and serves it on an ephemeral loopback port, for tests and benchmarks: returns
-/// the gateway, its base URL and the serving task (abort it to stop).
+/// the gateway, its base URL (`https://` when `cfg.tls` is set) and the serving task (abort it to stop).
 pub async fn serve_loopback(
     cfg: &GatewayConfig,
 ) -> anyhow::Result<(Arc<Gateway>, String, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let tls = cfg.tls.as_ref().map(crate::tls::server_config).transpose()?;
     let gw = build(cfg).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let task = tokio::spawn(serve_on(listener, router(gw.clone()), std::future::pending()));
+    let addr = listener.local_addr()?;
+    let app = router(gw.clone());
+    let (url, task) = match tls {
+        Some(tls) => {
+            (format!("https://{addr}"), tokio::spawn(serve_tls_on(listener, tls, app, std::future::pending())))
+        }
+        None => (format!("http://{addr}"), tokio::spawn(serve_on(listener, app, std::future::pending()))),
+    };
     Ok((gw, url, task))
 }
 

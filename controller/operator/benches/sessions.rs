@@ -112,7 +112,7 @@ async fn start_latency() {
     let (client, _api) = fake_api(route);
     let (reader, _w) = reflector::store::<Policy>();
     let rt = SessionRuntime::new(
-        Gateway::new(GatewayConfig { url, admin_token_file: dir.path().join("admin") }),
+        Gateway::new(GatewayConfig { url, admin_token_file: dir.path().join("admin"), ca_file: None }),
         // A host name the controller resolves for each pod's /etc/hosts, as it does the gateway Service's.
         paddock_sandbox::ClusterConfig { gateway_url: "http://localhost:6767".into(), ..Default::default() },
     );

@@ -1,7 +1,10 @@
 //! A small typed client of the gateway's admin API: sessions (create, end, read, transcript) and approvals.
-//! The admin token comes from a mounted Secret file and is re-read when it changes (rotation).
+//! The admin token comes from a mounted Secret file and is re-read when it changes (rotation). Over
+//! `https://`, the gateway's CA (a mounted file, `ca_file`) is the only root trusted, and it too is read
+//! again when the file changes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +17,9 @@ pub struct GatewayConfig {
     pub url: String,
     /// The file holding the admin token (a mounted Secret).
     pub admin_token_file: PathBuf,
+    /// The CA that signed the gateway's serving certificate (PEM, public), for an `https://` URL: the only
+    /// root trusted for the gateway, and what runner pods get to trust it. `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +31,9 @@ pub enum GatewayError {
     Unreachable { url: String, message: String },
     #[error("admin token: {0}")]
     Token(String),
+    /// The gateway's CA file (`--gateway-ca-file`) cannot be used.
+    #[error("gateway CA: {0}")]
+    Trust(String),
     #[error("unexpected answer from the gateway: {0}")]
     Decode(String),
 }
@@ -131,21 +140,89 @@ pub struct SessionInfo {
 #[derive(Clone)]
 pub struct Gateway {
     cfg: GatewayConfig,
-    http: reqwest::Client,
+    http: Arc<Mutex<Http>>,
+}
+
+/// The HTTP client, and the CA file (its identity on disk) it was built to trust.
+struct Http {
+    client: reqwest::Client,
+    ca: Option<FileStamp>,
+}
+
+/// What identifies a file's content without reading it: the file a path resolves to (a Secret volume swaps a
+/// symlink), its size and modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+fn file_stamp(path: &Path) -> std::io::Result<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok(FileStamp { dev: m.dev(), ino: m.ino(), len: m.len(), modified: m.modified().ok() })
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).timeout(Duration::from_secs(15))
+}
+
+/// The certificates of a CA file, refused when it holds anything but certificates: its text goes into every
+/// runner pod's ConfigMap.
+fn read_ca(path: &Path) -> Result<(String, Vec<reqwest::Certificate>), GatewayError> {
+    let bad = |m: String| GatewayError::Trust(format!("`{}`: {m}", path.display()));
+    let pem = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    if pem.contains("PRIVATE KEY") {
+        return Err(bad("it holds a private key; give the CA's certificate only (`ca.crt`)".into()));
+    }
+    let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() || !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad("no PEM certificate in it".into()));
+    }
+    Ok((pem, certs))
 }
 
 impl Gateway {
     pub fn new(cfg: GatewayConfig) -> Gateway {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(15))
-            .build()
-            .expect("HTTP client");
-        Gateway { cfg, http }
+        // With a CA file the client is built on first use, so that a missing file is a reconcile error that
+        // names it (and heals when the Secret is mounted), not a crash.
+        let http = Http { client: client_builder().build().expect("HTTP client"), ca: None };
+        Gateway { cfg, http: Arc::new(Mutex::new(http)) }
     }
 
     pub fn url(&self) -> &str {
         &self.cfg.url
+    }
+
+    /// The client to call the gateway with: trusting the CA file alone when there is one, rebuilt when the file
+    /// changed since.
+    fn client(&self) -> Result<reqwest::Client, GatewayError> {
+        let Some(path) = &self.cfg.ca_file else {
+            return Ok(self.http.lock().unwrap_or_else(|p| p.into_inner()).client.clone());
+        };
+        let stamp = file_stamp(path).map_err(|e| GatewayError::Trust(format!("`{}`: {e}", path.display())))?;
+        let mut http = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        if http.ca != Some(stamp) {
+            let (_, certs) = read_ca(path)?;
+            let builder = certs
+                .into_iter()
+                .fold(client_builder().tls_built_in_root_certs(false), |b, c| b.add_root_certificate(c));
+            http.client = builder.build().map_err(|e| GatewayError::Trust(format!("`{}`: {e}", path.display())))?;
+            http.ca = Some(stamp);
+            tracing::info!(path = %path.display(), "trusting the gateway CA");
+        }
+        Ok(http.client.clone())
+    }
+
+    /// The gateway's CA certificate (PEM) for runner pods to trust, read now (so a rotated CA reaches new
+    /// sessions); `None` without a CA file.
+    pub fn ca_pem(&self) -> Result<Option<String>, GatewayError> {
+        match &self.cfg.ca_file {
+            None => Ok(None),
+            Some(path) => read_ca(path).map(|(pem, _)| Some(pem)),
+        }
     }
 
     fn token(&self) -> Result<String, GatewayError> {
@@ -160,12 +237,12 @@ impl Gateway {
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, GatewayError> {
         let url = format!("{}{path}", self.cfg.url.trim_end_matches('/'));
-        let mut req = self.http.request(method, &url).bearer_auth(self.token()?);
+        let mut req = self.client()?.request(method, &url).bearer_auth(self.token()?);
         if let Some(b) = body {
             req = req.header("content-type", "application/json").body(b.to_string());
         }
         let unreachable =
-            |e: reqwest::Error| GatewayError::Unreachable { url: self.cfg.url.clone(), message: e.to_string() };
+            |e: reqwest::Error| GatewayError::Unreachable { url: self.cfg.url.clone(), message: with_causes(&e) };
         let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(unreachable)?;
@@ -192,8 +269,8 @@ impl Gateway {
     pub async fn egress_ca(&self) -> Result<String, GatewayError> {
         let url = format!("{}/v1/egress/ca.pem", self.cfg.url.trim_end_matches('/'));
         let unreachable =
-            |e: reqwest::Error| GatewayError::Unreachable { url: self.cfg.url.clone(), message: e.to_string() };
-        let resp = self.http.get(&url).bearer_auth(self.token()?).send().await.map_err(unreachable)?;
+            |e: reqwest::Error| GatewayError::Unreachable { url: self.cfg.url.clone(), message: with_causes(&e) };
+        let resp = self.client()?.get(&url).bearer_auth(self.token()?).send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(unreachable)?;
         if !(200..300).contains(&status) {
@@ -253,6 +330,22 @@ impl Gateway {
     }
 }
 
+/// An error and its causes: reqwest's own message (`error sending request`) leaves out why, and the why is
+/// what a user needs (`invalid peer certificate: UnknownIssuer`).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 /// A path segment: ids are DNS-label-like, but never trust that for a URL.
 fn seg(s: &str) -> String {
     s.bytes()
@@ -288,6 +381,70 @@ mod tests {
         assert_eq!(last_message(&ev).as_deref(), Some("second"));
         assert_eq!(last_message(&ev[..1]), None);
         assert_eq!(seg("a/b c"), "a%2Fb%20c");
+    }
+
+    /// A gateway served over TLS on loopback with a certificate for `localhost`: its https URL, the admin token
+    /// file and the CA (PEM).
+    async fn tls_gateway(dir: &Path) -> (String, PathBuf, String) {
+        use paddock_gateway::config::{SecretSource, TlsConfig};
+        let certs = paddock_gateway::tls::generate(&["localhost"]).unwrap();
+        std::fs::write(dir.join("tls.crt"), &certs.cert_pem).unwrap();
+        std::fs::write(dir.join("tls.key"), &certs.key_pem).unwrap();
+        std::fs::write(dir.join("admin"), "admin-token").unwrap();
+        let cfg = paddock_gateway::GatewayConfig {
+            data_dir: Some(dir.join("data")),
+            admin_token: Some(SecretSource { env: None, file: Some(dir.join("admin")) }),
+            tls: Some(TlsConfig { cert_file: dir.join("tls.crt"), key_file: dir.join("tls.key") }),
+            ..Default::default()
+        };
+        let (_, url, _) = paddock_gateway::server::serve_loopback(&cfg).await.unwrap();
+        let port = url.rsplit(':').next().unwrap();
+        (format!("https://localhost:{port}"), dir.join("admin"), certs.ca_pem)
+    }
+
+    /// As a Secret volume updates a file: a new file renamed over the old one.
+    fn replace(path: &Path, text: &str) {
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_controller_trusts_the_gateway_ca_alone_and_reads_it_again_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, admin_token_file, ca) = tls_gateway(dir.path()).await;
+        let ca_file = dir.path().join("ca.crt");
+        std::fs::write(&ca_file, &ca).unwrap();
+        let gw = Gateway::new(GatewayConfig {
+            url: url.clone(),
+            admin_token_file: admin_token_file.clone(),
+            ca_file: Some(ca_file.clone()),
+        });
+        assert!(gw.egress_ca().await.unwrap().contains("BEGIN CERTIFICATE"));
+        assert_eq!(gw.ca_pem().unwrap().as_deref(), Some(ca.as_str()), "what runner pods get to trust");
+
+        // Without the CA: the system's roots, which do not hold it; the message says why.
+        let system = Gateway::new(GatewayConfig { url, admin_token_file, ca_file: None });
+        let e = system.egress_ca().await.unwrap_err().to_string();
+        assert!(e.starts_with("cannot reach the gateway at https://localhost:") && e.contains("UnknownIssuer"), "{e}");
+        assert_eq!(system.ca_pem().unwrap(), None);
+
+        // The file changes (another CA): the next call trusts the new one, which does not sign the gateway.
+        let other = paddock_gateway::tls::generate(&["localhost"]).unwrap();
+        replace(&ca_file, &other.ca_pem);
+        let e = gw.egress_ca().await.unwrap_err().to_string();
+        assert!(e.contains("BadSignature"), "{e}");
+        replace(&ca_file, &ca);
+        assert!(gw.egress_ca().await.is_ok(), "and back");
+
+        // A file with a key in it is refused before anything is sent, and never handed to a pod.
+        replace(&ca_file, &format!("{ca}{}", other.key_pem));
+        let e = gw.egress_ca().await.unwrap_err().to_string();
+        assert!(e.starts_with("gateway CA: `") && e.contains("holds a private key"), "{e}");
+        assert!(gw.ca_pem().is_err());
+        std::fs::remove_file(&ca_file).unwrap();
+        let e = gw.egress_ca().await.unwrap_err().to_string();
+        assert!(e.starts_with("gateway CA: `") && e.contains("ca.crt"), "{e}");
     }
 
     #[test]

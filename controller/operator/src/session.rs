@@ -307,6 +307,11 @@ async fn start(
             }
         },
     };
+    // Over https the pod trusts the gateway's CA (public), read now so that a rotated CA reaches new pods.
+    let gateway_ca = match rt.gateway.ca_pem() {
+        Ok(pem) => pem,
+        Err(e) => return blocked(s, ctx, rt, obs, "GatewayCaUnavailable", &e.to_string(), false).await,
+    };
     let info = SessionInfo {
         name: &name,
         namespace: &ns,
@@ -318,6 +323,7 @@ async fn start(
         workspace,
         gateway_address,
         egress_ca: egress_ca.as_deref(),
+        gateway_ca: gateway_ca.as_deref(),
     };
     // The token: issued once by the gateway and kept only in the Secret.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);

@@ -46,7 +46,7 @@ async fn agents_and_policies_reach_the_gateway_and_an_unchanged_set_keeps_its_re
         _ => not_found(&s.path),
     }));
     let gateway =
-        Gateway::new(GatewayConfig { url: gw.url.clone(), admin_token_file: dir.path().join("controller-token") });
+        Gateway::new(GatewayConfig { url: gw.url.clone(), admin_token_file: dir.path().join("controller-token"), ca_file: None });
     let (halt_tx, halt) = tokio::sync::watch::channel(false);
     let sync = tokio::spawn(paddock_operator::policy_sync::run(client, None, gateway, Duration::from_millis(50), halt));
     let http = reqwest::Client::new();

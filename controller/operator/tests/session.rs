@@ -209,7 +209,7 @@ async fn harness(with_agent: bool, extra_policies: Vec<Json>, status_min_interva
     }
     let (hop, sent) = recording_hop(gw.url.clone()).await;
     let mut rt = SessionRuntime::new(
-        Gateway::new(GatewayConfig { url: hop, admin_token_file: dir.path().join("controller-token") }),
+        Gateway::new(GatewayConfig { url: hop, admin_token_file: dir.path().join("controller-token"), ca_file: None }),
         // Runners reach the gateway by a name the controller resolves for their /etc/hosts.
         paddock_sandbox::ClusterConfig {
             image: "runner:test".into(),

@@ -20,7 +20,7 @@ use crate::client::{ClientError, GatewayClient};
 pub const CA_ROUTE: &str = "/v1/egress/ca.pem";
 
 /// The system's root certificates, where the common distributions keep them (the first present is used).
-const SYSTEM_ROOTS: [&str; 4] = [
+pub(crate) const SYSTEM_ROOTS: [&str; 4] = [
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/cert.pem",

@@ -13,7 +13,9 @@ use crate::pod::{
 use crate::spec::{SandboxSpec, WORKSPACE_DIR};
 use crate::workspace::{clone_is_brokered, remote};
 
-/// `git clone` (and `git checkout REF` for a commit), through the egress proxy.
+/// `git clone` (and `git checkout REF` for a commit), through the egress proxy. `gateway_ca`: where the
+/// gateway's CA is mounted, for an `https://` gateway (git then speaks TLS to its proxy and trusts that CA
+/// for it).
 pub(crate) fn clone_steps(
     session: &str,
     ws: &WorkspaceSource,
@@ -21,6 +23,7 @@ pub(crate) fn clone_steps(
     spec: &SandboxSpec,
     c: &ClusterConfig,
     resources: &Value,
+    gateway_ca: Option<String>,
 ) -> Vec<Value> {
     let names = ObjectNames::of(session);
     let mut env = vec![
@@ -40,11 +43,19 @@ pub(crate) fn clone_steps(
         json!({"name": "tmp", "mountPath": "/tmp"}),
         json!({"name": "home", "mountPath": HOME_DIR}),
     ];
-    if clone_is_brokered(ws, &agent.credentials) {
+    let brokered = clone_is_brokered(ws, &agent.credentials);
+    if brokered || gateway_ca.is_some() {
+        mounts.push(json!({"name": "agent", "mountPath": AGENT_DIR, "readOnly": true}));
+    }
+    if brokered {
         // The gateway terminates TLS for a brokered host with a certificate of Paddock's egress CA; only that
         // CA is trusted for it. Other remotes are end-to-end tunnels, checked against the image's roots.
-        mounts.push(json!({"name": "agent", "mountPath": AGENT_DIR, "readOnly": true}));
         env.push(json!({"name": "GIT_SSL_CAINFO", "value": format!("{AGENT_DIR}/{EGRESS_CA_KEY}")}));
+    }
+    if let Some(ca) = gateway_ca {
+        // The proxy itself is `https://`: libcurl checks the gateway's certificate against this CA alone
+        // (git >= 2.29 reads the variable; `http.proxySSLCAInfo`).
+        env.push(json!({"name": "GIT_PROXY_SSL_CAINFO", "value": ca}));
     }
     let image = c.clone_image.clone().unwrap_or_else(|| c.image.clone());
     let step = |name: &str, args: Vec<String>| {

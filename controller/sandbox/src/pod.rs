@@ -39,6 +39,9 @@ pub const AGENT_LABEL: &str = "paddock.dev/agent";
 /// Key of Paddock's egress CA certificate in the agent ConfigMap (mounted at [`AGENT_DIR`]): what a clone
 /// through the broker trusts.
 pub const EGRESS_CA_KEY: &str = "egress-ca.pem";
+/// Key of the gateway's CA certificate in the agent ConfigMap: what the runner and the clone step trust for an
+/// `https://` gateway (the CA that signed the gateway's serving certificate; never a key).
+pub const GATEWAY_CA_KEY: &str = "gateway-ca.pem";
 
 /// One Session, as the renderers need it.
 #[derive(Clone, Debug)]
@@ -61,6 +64,10 @@ pub struct SessionInfo<'a> {
     /// Paddock's egress CA certificate (PEM, public), put into the agent ConfigMap as [`EGRESS_CA_KEY`] for a
     /// clone through the broker.
     pub egress_ca: Option<&'a str>,
+    /// The CA that signed the gateway's serving certificate (PEM, public), for an `https://` gateway URL: put
+    /// into the agent ConfigMap as [`GATEWAY_CA_KEY`], trusted by the runner (`--gateway-ca`) and the clone
+    /// step for the gateway. `None`: the image's roots.
+    pub gateway_ca: Option<&'a str>,
 }
 
 /// What the cluster installation decides (the Helm values the controller runs with).
@@ -72,7 +79,8 @@ pub struct ClusterConfig {
     pub image_pull_policy: Option<String>,
     /// The image of the init step that clones the workspace (needs `git`); the runner image when `None`.
     pub clone_image: Option<String>,
-    /// The gateway as runners reach it, e.g. `http://paddock-gateway.paddock-system.svc:6767`.
+    /// The gateway as runners reach it, e.g. `https://paddock-gateway.paddock-system.svc:6767`. Over
+    /// `https://` the runner speaks TLS to it and offers the harness plain HTTP on the pod's own loopback.
     pub gateway_url: String,
     /// Where the gateway pods are and how to select them, for the NetworkPolicy (the pods' port, which the
     /// Service forwards to).
@@ -208,6 +216,9 @@ fn runner_json(s: &SessionInfo, agent: &AgentSpec, spec: &SandboxSpec, c: &Clust
     if let Some(m) = s.model_override {
         args.extend(["--model".to_owned(), escape(m)]);
     }
+    if let Some(ca) = gateway_ca_file(s, c) {
+        args.extend(["--gateway-ca".to_owned(), ca]);
+    }
     let mut env = vec![
         json!({"name": "PADDOCK_TOKEN", "valueFrom": {"secretKeyRef": {"name": names.secret, "key": TOKEN_KEY}}}),
         json!({"name": "HOME", "value": HOME_DIR}),
@@ -243,7 +254,7 @@ fn runner_json(s: &SessionInfo, agent: &AgentSpec, spec: &SandboxSpec, c: &Clust
     volumes.extend(writable_volumes(spec).into_iter().map(|(n, _)| json!({"name": n, "emptyDir": {}})));
     let mut init = Vec::new();
     if let Some(ws) = s.workspace {
-        init = crate::clone::clone_steps(s.name, ws, agent, spec, c, &resources);
+        init = crate::clone::clone_steps(s.name, ws, agent, spec, c, &resources, gateway_ca_file(s, c));
     }
     let mut pod_spec = json!({
         "restartPolicy": "Never",
@@ -282,6 +293,13 @@ fn runner_json(s: &SessionInfo, agent: &AgentSpec, spec: &SandboxSpec, c: &Clust
     let mut meta = metadata(s, &names.pod);
     meta["annotations"] = json!({"paddock.dev/session-id": s.session_id});
     strip_nulls(json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": pod_spec}))
+}
+
+/// Where a pod's containers find the gateway's CA: in the agent ConfigMap, when the gateway is reached over
+/// `https://` and the controller has its CA.
+pub(crate) fn gateway_ca_file(s: &SessionInfo, c: &ClusterConfig) -> Option<String> {
+    let https = remote(&c.gateway_url).is_some_and(|r| r.scheme == "https");
+    (https && s.gateway_ca.is_some()).then(|| format!("{AGENT_DIR}/{GATEWAY_CA_KEY}"))
 }
 
 /// Kubernetes expands `$(VAR)` in `command`, `args` and `env` values; `$$` is a literal `$`. User text must
@@ -345,6 +363,9 @@ fn config_map_json(s: &SessionInfo, agent_yaml: &str) -> Value {
     if let Some(ca) = s.egress_ca {
         data[EGRESS_CA_KEY] = json!(ca);
     }
+    if let Some(ca) = s.gateway_ca {
+        data[GATEWAY_CA_KEY] = json!(ca);
+    }
     json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": metadata(s, &names.config_map),
@@ -380,7 +401,8 @@ pub fn agent_manifest(namespace: &str, name: &str, agent: &AgentSpec, sub_agents
 }
 
 /// The Agent as a ConfigMap, mounted read-only into the runner at [`AGENT_DIR`] (with Paddock's egress CA
-/// certificate when the session has one). `agent_yaml` comes from [`agent_manifest`].
+/// certificate when the session has one, and the gateway's CA certificate when the controller has it).
+/// `agent_yaml` comes from [`agent_manifest`].
 pub fn render_agent_configmap(s: &SessionInfo, agent_yaml: &str) -> ConfigMap {
     typed(config_map_json(s, agent_yaml))
 }
@@ -450,6 +472,7 @@ mod tests {
             workspace: ws,
             gateway_address: Some(IpAddr::from([10, 96, 0, 17])),
             egress_ca: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"),
+            gateway_ca: None,
         }
     }
 
@@ -476,6 +499,65 @@ mod tests {
         ] {
             assert_eq!(json, typed);
         }
+    }
+
+    #[test]
+    fn over_https_the_runner_and_the_clone_trust_the_gateway_ca_from_the_configmap() {
+        const CA: &str = "-----BEGIN CERTIFICATE-----\nR0FURVdBWQ==\n-----END CERTIFICATE-----\n";
+        let ws = WorkspaceSource { git: "https://github.com/acme/shop.git".into(), git_ref: None, secret_ref: None };
+        let a = agent(r#"{"harness": "custom", "model": "m"}"#);
+        let spec = SandboxSpec::for_agent(&a, None).unwrap();
+        let s = SessionInfo { gateway_ca: Some(CA), ..session(Some(&ws)) };
+        let c = ClusterConfig {
+            gateway_url: "https://paddock-gateway.paddock-system.svc:6767".into(),
+            ..Default::default()
+        };
+        let pod = runner_json(&s, &a, &spec, &c);
+        let ca_file = format!("{AGENT_DIR}/{GATEWAY_CA_KEY}");
+
+        // The runner: the https URL and the CA file, which the agent ConfigMap holds, mounted where it says.
+        let runner = &pod["spec"]["containers"][0];
+        let args: Vec<&str> = runner["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        let after = |flag: &str| args.iter().position(|a| *a == flag).map(|i| args[i + 1]);
+        assert_eq!(after("--gateway"), Some("https://paddock-gateway.paddock-system.svc:6767"));
+        assert_eq!(after("--gateway-ca"), Some(ca_file.as_str()));
+        let mounted = |c: &Value| {
+            c["volumeMounts"].as_array().unwrap().iter().any(|m| m["name"] == "agent" && m["mountPath"] == AGENT_DIR)
+        };
+        assert!(mounted(runner));
+        assert_eq!(config_map_json(&s, "x")["data"][GATEWAY_CA_KEY], CA);
+        // The name in the URL is the one the certificate holds; the pod resolves it from /etc/hosts.
+        assert_eq!(pod["spec"]["hostAliases"][0]["hostnames"][0], "paddock-gateway.paddock-system.svc");
+
+        // The clone: git speaks TLS to its https:// proxy and trusts the same CA for it (not for the remote).
+        let clone = &pod["spec"]["initContainers"][0];
+        let env = |name: &str| {
+            clone["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].as_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            env("https_proxy").as_deref(),
+            Some("https://paddock:$(PADDOCK_TOKEN)@paddock-gateway.paddock-system.svc:6767")
+        );
+        assert_eq!(env("GIT_PROXY_SSL_CAINFO"), Some(ca_file.clone()));
+        assert_eq!(env("GIT_SSL_CAINFO"), None, "the remote (not brokered) is checked against the image's roots");
+        assert!(mounted(clone));
+
+        // Plain http: no CA flag, whatever the controller holds.
+        let plain = runner_json(&s, &a, &spec, &ClusterConfig::default());
+        let args = plain["spec"]["containers"][0]["args"].as_array().unwrap();
+        assert!(!args.iter().any(|a| a == "--gateway-ca"), "{args:?}");
+        assert!(
+            !plain["spec"]["initContainers"][0]["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["name"] == "GIT_PROXY_SSL_CAINFO")
+        );
     }
 
     #[test]

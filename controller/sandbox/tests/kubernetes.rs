@@ -54,6 +54,7 @@ fn cases() -> Vec<Case> {
         workspace: None,
         gateway_address: Some(IpAddr::from([10, 96, 12, 34])),
         egress_ca: None,
+        gateway_ca: None,
     };
     vec![
         Case {
