@@ -172,7 +172,8 @@ fn the_demo_tells_its_story_unattended() {
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     for (what, needle) in [
         ("the agent wrote and tested code", "test passed: add 2 3 = 5"),
-        ("PII was blocked", "Paddock policy `pii` (rule `no-pii-to-models`) denied this request"),
+        // At the prompt (`request`), before the agent started: no model saw it.
+        ("PII was blocked", "the prompt was refused by policy `pii` (rule `no-pii-to-models`)"),
         ("the budget asked", "past the $0.05 checkpoint"),
         ("and was approved on the user's behalf, saying so", "the demo approves on your behalf"),
         ("the force push was denied", "was blocked by policy `github-rules`"),
