@@ -168,7 +168,15 @@ pub async fn relay_to_tls(url: &str, ca_file: Option<&Path>) -> Result<String, R
     let ca_file = ca_file.map(Path::to_owned);
     tokio::spawn(async move {
         loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { continue };
+            let mut tcp = match listener.accept().await {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "the relay cannot accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
             let _ = tcp.set_nodelay(true);
             let (tls, host, name, ca_file) = (tls.clone(), host.clone(), name.clone(), ca_file.clone());
             tokio::spawn(async move {
