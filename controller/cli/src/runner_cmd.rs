@@ -13,10 +13,11 @@ pub struct Args {
     /// The Agent manifest (YAML) to run.
     #[arg(long)]
     agent: PathBuf,
-    /// The task.
+    /// The task (for local use: a command line is visible to every process on the machine).
     #[arg(long, required_unless_present = "prompt_file")]
     prompt: Option<String>,
-    /// Read the task from this file (keeps it off the command line).
+    /// Read the task from this file, as written (keeps it off the command line). Runner pods get it from
+    /// their token Secret, mounted at `/etc/paddock/prompt/prompt`.
     #[arg(long, conflicts_with = "prompt")]
     prompt_file: Option<PathBuf>,
     /// The directory the agent works in.
@@ -71,19 +72,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let workspace = std::fs::canonicalize(&args.workspace)
         .with_context(|| format!("workspace `{}` does not exist", args.workspace.display()))?;
+    let prompt = prompt(&args)?;
     let ctx = RunContext {
         agent_name: name,
         model: args.model.unwrap_or_else(|| agent.model.clone()),
         max_turns: agent.limits.max_turns,
         timeout: Duration::from_secs(agent.limits.timeout_seconds.into()),
         agent,
-        prompt: match (&args.prompt, &args.prompt_file) {
-            (Some(p), _) => p.clone(),
-            (None, Some(f)) => {
-                std::fs::read_to_string(f).with_context(|| format!("cannot read the prompt file `{}`", f.display()))?
-            }
-            (None, None) => anyhow::bail!("give --prompt or --prompt-file"),
-        },
+        prompt,
         workspace,
         gateway: GatewayClient::new(&args.gateway, &args.session, &token),
         paddock_bin: std::env::current_exe().context("cannot find the paddock executable")?,
@@ -114,4 +110,74 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(paddock_runner::run(&ctx, &transcript).await)
     })?;
     Ok(if outcome.phase == "Succeeded" { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The task: `--prompt`, or the whole of `--prompt-file`. An empty file is refused: it is a mount gone wrong
+/// (the Session's prompt is never empty), not a task.
+fn prompt(args: &Args) -> anyhow::Result<String> {
+    match (&args.prompt, &args.prompt_file) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(f)) => {
+            let p = std::fs::read_to_string(f)
+                .with_context(|| format!("--prompt-file: cannot read the prompt file `{}`", f.display()))?;
+            if p.trim().is_empty() {
+                anyhow::bail!("--prompt-file: the prompt file `{}` is empty", f.display());
+            }
+            Ok(p)
+        }
+        (None, None) => anyhow::bail!("give --prompt or --prompt-file"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        let base = ["paddock", "--agent", "a.yaml", "--session", "s"];
+        Cli::try_parse_from(base.iter().chain(extra)).map(|c| c.args)
+    }
+
+    #[test]
+    fn the_prompt_comes_from_a_file_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("prompt");
+        let text = "Fix \"the\" bug; don't run $(rm -rf /)\nthen say 'done'\n";
+        std::fs::write(&file, text).unwrap();
+        let args = parse(&["--prompt-file", file.to_str().unwrap()]).unwrap();
+        assert_eq!(prompt(&args).unwrap(), text);
+        // Local use keeps --prompt.
+        assert_eq!(prompt(&parse(&["--prompt", "hi"]).unwrap()).unwrap(), "hi");
+    }
+
+    #[test]
+    fn a_missing_or_empty_prompt_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let e = prompt(&parse(&["--prompt-file", missing.to_str().unwrap()]).unwrap()).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.starts_with(&format!("--prompt-file: cannot read the prompt file `{}`", missing.display())),
+            "{msg}"
+        );
+        assert!(msg.contains("No such file"), "{msg}");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let e = prompt(&parse(&["--prompt-file", empty.to_str().unwrap()]).unwrap()).unwrap_err();
+        assert_eq!(e.to_string(), format!("--prompt-file: the prompt file `{}` is empty", empty.display()));
+    }
+
+    #[test]
+    fn one_prompt_source_is_required_and_only_one() {
+        assert!(parse(&[]).is_err(), "neither");
+        let both = parse(&["--prompt", "a", "--prompt-file", "/x"]).err().unwrap();
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
 }

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub sessions_started: Counter,
     pub session_status_deferred: Counter,
     pub approvals_relayed: Counter,
+    pub session_revocations_abandoned: Counter,
 }
 
 impl Default for Metrics {
@@ -77,6 +78,12 @@ impl Default for Metrics {
         );
         let approvals_relayed = Counter::default();
         registry.register("approvals_relayed", "Approval decisions accepted by the gateway", approvals_relayed.clone());
+        let session_revocations_abandoned = Counter::default();
+        registry.register(
+            "session_revocations_abandoned",
+            "Deleted Sessions let go without their token revoked, because the gateway could not end the session",
+            session_revocations_abandoned.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -88,6 +95,7 @@ impl Default for Metrics {
             sessions_started,
             session_status_deferred,
             approvals_relayed,
+            session_revocations_abandoned,
         }
     }
 }
@@ -126,6 +134,7 @@ mod tests {
         m.reconciled("gitsource", "success", 0.01);
         m.objects("pruned", 2);
         m.leader.set(1);
+        m.session_revocations_abandoned.inc();
         let text = m.encode();
         assert!(
             text.contains(r#"paddock_controller_reconciles_total{controller="gitsource",result="success"} 1"#),
@@ -133,5 +142,6 @@ mod tests {
         );
         assert!(text.contains(r#"paddock_controller_gitsource_objects_total{action="pruned"} 2"#), "{text}");
         assert!(text.contains("paddock_controller_leader 1"), "{text}");
+        assert!(text.contains("paddock_controller_session_revocations_abandoned_total 1"), "{text}");
     }
 }

