@@ -16,7 +16,7 @@ pub use agent::{Agent, AgentSpec, AgentStatus, BrokeredCredential, CredentialSch
 pub use approval::{Approval, ApprovalSpec, ApprovalStatus, Decision};
 pub use gitsource::{GitSource, GitSourceSpec, GitSourceStatus};
 pub use policy::{Phase, Policy, PolicyRule, PolicySpec, PolicyStatus, Verdict};
-pub use session::{Session, SessionPhase, SessionSpec, SessionStatus};
+pub use session::{Session, SessionPhase, SessionPolicy, SessionSpec, SessionStatus};
 pub use status::{Condition, ConditionStatus};
 
 /// The API group of every Paddock object.

@@ -1,11 +1,12 @@
 //! `Session`: one run of an Agent on a prompt, created by a user.
 
 use kube::CustomResource;
-use schemars::JsonSchema;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::agent::{LocalObjectReference, WorkspaceSource};
-use crate::policy::Phase;
+use crate::policy::{Phase, PolicyRule};
 use crate::status::Condition;
 
 /// What to run, for whom, within which budget.
@@ -46,12 +47,47 @@ pub struct SessionSpec {
     /// A budget for this session in US dollars. It can only lower the limits the Policies set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_usd: Option<f64>,
+    /// Rules of this session only, evaluated before the Agent's and its namespace's Policies. They can only
+    /// tighten: a rule denies or asks, never allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<SessionPolicy>,
     /// Delete the Session this many seconds after it finished. Unset keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<u32>,
     /// The parent Session when this session is a sub-agent run; its cost counts towards the parent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_ref: Option<LocalObjectReference>,
+}
+
+/// A Session's own rules: the first level of policy (session, then the Agent's, then the namespace's).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPolicy {
+    /// Rules shaped as a Policy's (`name`, `use`, `with`, `on`, `action`), evaluated in order before any
+    /// other. `action` may be `deny` or `ask`, never `allow`; a deny here ends evaluation, an ask joins the
+    /// other levels' asks, and a budget adds a limit. Names must be unique.
+    #[schemars(schema_with = "session_rules_schema")]
+    pub rules: Vec<PolicyRule>,
+}
+
+/// The schema of `spec.policy.rules`: a Policy's rule whose `action` cannot be `allow`, so that the API server
+/// (and `paddock validate`) refuse `spec.policy.rules[i].action: allow` where it was written.
+fn session_rules_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut item = generator.subschema_for::<PolicyRule>();
+    if let Some(action) = item.get_mut("properties").and_then(|p| p.get_mut("action")) {
+        *action = json!({
+            "description": "Replace the builtin's non-allow verdict: `deny`, or `ask` to send it to a human. \
+                            `allow` is refused: a session's rules only tighten.",
+            "enum": ["deny", "ask", null],
+            "nullable": true,
+            "type": "string"
+        });
+    }
+    json_schema!({
+        "description": "Rules shaped as a Policy's, evaluated before any other; `action` may be `deny` or `ask`.",
+        "type": "array",
+        "items": item
+    })
 }
 
 /// Where a Session is in its life.

@@ -487,3 +487,24 @@ pub async fn get_policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap) ->
     agents.sort_by_key(|a| (a["namespace"].to_string(), a["name"].to_string()));
     Ok(Json(json!({"revision": set.revision, "agents": agents})).into_response())
 }
+
+/// `GET /v1/policies/decisions`: how often each Policy decided, keyed `<namespace>/<policy>`, as
+/// `{"allow": n, "deny": n, "ask": n}` (see [`crate::store::Store::policy_decisions`]), for the controller to
+/// write into each Policy's `status.decisions`. Counted from the audit log, not from this process's metrics:
+/// totals survive a restart and are the same on every replica of a shared database. Only Policy objects are
+/// listed: an Agent's inline rules (`agent/…`), a session's own (`session/…`) and the gateway's own checks
+/// (`paddock/…`) have a `/` in their name, which no Policy can have. Admin only.
+pub async fn policy_decisions(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> ApiResult {
+    admin(&gw, &headers)?;
+    let rows = gw.store.policy_decisions().await.map_err(GatewayError::from)?;
+    let mut out: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
+    for (namespace, policy, verdict, n) in rows {
+        if policy.contains('/') || policy.is_empty() {
+            continue;
+        }
+        let counts =
+            out.entry(format!("{namespace}/{policy}")).or_insert_with(|| json!({"allow": 0, "deny": 0, "ask": 0}));
+        counts[verdict.as_str()] = json!(n.max(0));
+    }
+    Ok(Json(out).into_response())
+}

@@ -10,7 +10,7 @@ use paddock_api::catalog::ModelCatalog;
 use paddock_api::{Phase, Verdict};
 use paddock_policy::cost::{Metering, meter};
 use paddock_policy::state::UserDaily;
-use paddock_policy::{Event, PolicySet, SessionState, StateUpdate, Usage, evaluate};
+use paddock_policy::{CompiledPolicy, Event, GovernedAgent, PolicySet, SessionState, StateUpdate, Usage, evaluate};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -60,6 +60,9 @@ pub struct Session {
     live: tokio::sync::broadcast::Sender<(i64, Arc<serde_json::Value>)>,
     /// What the credential broker injects for this session, per host (see [`crate::broker::Broker::credential`]).
     pub(crate) credentials: Vec<SessionCredential>,
+    /// The session's own rules compiled (the first level of policy), `None` without any; `Err` when the rules
+    /// kept in its state no longer compile (after an upgrade), and then every decision fails closed.
+    own_rules: Result<Option<CompiledPolicy>, String>,
 }
 
 /// Shows who the session is and which hosts it has credentials for, never their values or its token.
@@ -89,6 +92,23 @@ impl Session {
     pub fn reserved_usd(&self) -> f64 {
         *self.reserved.lock().expect("reserved")
     }
+
+    /// The policies that decide for this session, in evaluation order: its own rules (the session level), then
+    /// its Agent's (agent, then namespace level).
+    pub fn levels<'a>(&'a self, agent: &'a GovernedAgent) -> impl Iterator<Item = &'a CompiledPolicy> + Clone {
+        self.own_rules.as_ref().ok().and_then(Option::as_ref).into_iter().chain(&agent.policies)
+    }
+}
+
+/// Compiles a session's own rules as the session level; the error names each refused field under `policy.rules`
+/// (a Session's `spec.policy.rules`).
+fn compile_own_rules(id: &str, rules: &[paddock_api::PolicyRule]) -> Result<Option<CompiledPolicy>, String> {
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    paddock_policy::compile_session_rules(id, rules)
+        .map(Some)
+        .map_err(|errors| errors.iter().map(|e| e.at("policy.rules")).collect::<Vec<_>>().join("; "))
 }
 
 /// A tool call already decided: the same id with the same tool and arguments gets the same answer. Without
@@ -210,6 +230,10 @@ pub struct NewSession {
     #[serde(default)]
     pub credentials: Vec<SessionCredential>,
 }
+    /// The Session's own rules (`spec.policy`), evaluated before its Agent's; they may deny or ask, never
+    /// allow.
+    #[serde(default)]
+    pub policy: Option<paddock_api::SessionPolicy>,
 
 /// A credential the broker injects into every request of a session to one host: the header that carries it.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -343,6 +367,10 @@ impl Gateway {
                 }
             };
             let s = Session {
+            let own_rules = compile_own_rules(&row.id, &state.rules);
+            if let Err(e) = &own_rules {
+                tracing::error!(session = %row.id, error = %e, "the session's own rules no longer compile; failing closed");
+            }
                 id: row.id.clone(),
                 namespace: row.namespace,
                 agent: row.agent,
@@ -358,6 +386,7 @@ impl Gateway {
                 live: tokio::sync::broadcast::channel(1024).0,
                 credentials,
             };
+                own_rules,
             gw.sessions.write().expect("sessions").insert(row.id, Arc::new(s));
         }
         let day = today();
@@ -398,7 +427,9 @@ impl Gateway {
         *self.policies.write().expect("policies") = Arc::new(set);
     }
 
-    /// Whether an enforced rule of `builtin` governs the session's requests to models (`llm_request`).
+    /// Whether an enforced rule of `builtin` governs the session's requests to models (`llm_request`). Only the
+    /// Agent's levels count: a rule of the session's own would otherwise switch on what the Agent's Policies
+    /// never allowed (provider-side features), and a session's rules only tighten.
     pub fn governed_by(&self, s: &Session, builtin: &str) -> bool {
         let set = self.policies();
         set.agent(&s.namespace, &s.agent).is_some_and(|a| {
@@ -485,6 +516,8 @@ impl Gateway {
             }
         }
         let _creating = self.creating.lock().await;
+        let rules = req.policy.map(|p| p.rules).unwrap_or_default();
+        let own_rules = compile_own_rules(&id, &rules).map_err(GatewayError::Invalid)?;
         if self.session(&id).is_some() {
             return Err(GatewayError::Conflict(format!("session `{id}` already exists")));
         }
@@ -510,6 +543,7 @@ impl Gateway {
             },
             environment: Some(req.environment.clone().unwrap_or_else(|| "local".into())),
             ..SessionState::default()
+            rules,
         };
         let token = format!("pdk_{}", random_hex(32));
         let row = SessionRow {
@@ -548,6 +582,7 @@ impl Gateway {
             live: tokio::sync::broadcast::channel(1024).0,
             credentials,
         });
+            own_rules: Ok(own_rules),
         self.sessions.write().expect("sessions").insert(id.clone(), s.clone());
         self.tokens.write().expect("tokens").insert(row.token_hash, id);
         Ok((s, token))
@@ -577,7 +612,8 @@ impl Gateway {
         let spent = st.usage.cost_usd + parent.reserved_usd();
         let own = st.budget_usd.map(|b| b - spent);
         let model = st.model.clone().unwrap_or_default();
-        let by_rules = paddock_policy::headroom_usd(&spec.policies, &model, &st).map(|h| h - parent.reserved_usd());
+        let by_rules =
+            paddock_policy::headroom_usd(parent.levels(spec), &model, &st).map(|h| h - parent.reserved_usd());
         let budget = [own, by_rules].into_iter().flatten().reduce(f64::min);
         if let Some(b) = budget
             && b <= 0.0
@@ -615,6 +651,8 @@ impl Gateway {
             budget_usd: budget,
             credentials,
             ..NewSession::default()
+            // The parent's own rules bind its sub-agents too: delegating is no way around them.
+            policy: (!st.rules.is_empty()).then(|| paddock_api::SessionPolicy { rules: st.rules.clone() }),
         })
         .await
     }
@@ -860,11 +898,16 @@ impl Gateway {
         }
         let set = self.policies();
         let mut audit = self.audit_row(s, &set.revision, event.phase, tool.clone());
-        let Some(agent) = set.agent(&s.namespace, &s.agent) else {
-            let reason = format!(
+        let agent = set.agent(&s.namespace, &s.agent);
+        let refused = match (&agent, &s.own_rules) {
+            (None, _) => Some(format!(
                 "agent `{}/{}` is not loaded in revision {} (removed, or its policies do not compile); failing closed",
                 s.namespace, s.agent, set.revision
-            );
+            )),
+            (_, Err(e)) => Some(format!("the session's own rules do not compile ({e}); failing closed")),
+            _ => None,
+        };
+        if let Some(reason) = refused {
             let ruling = Ruling::refusal(None, &reason);
             audit.verdict = "deny".into();
             audit.reason = ruling.reason.clone();
@@ -872,7 +915,8 @@ impl Gateway {
             self.count(event.phase, &ruling, started);
             self.record(s, "verdict", verdict_fields(&event, &ruling)).await;
             return Ok(Some(Decided::now(ruling, durable)));
-        };
+        }
+        let agent = agent.expect("refused above when missing");
         // Back-pressure before any lock: nobody waits behind a lock held while the database catches up.
         self.store.admit().await?;
         // A model request's hold counts against the owner's day too: requests of the owner's other sessions
@@ -891,7 +935,7 @@ impl Gateway {
         } else {
             std::borrow::Cow::Borrowed(&*st)
         };
-        let mut decision = evaluate(&event, &view, &agent.policies);
+        let mut decision = evaluate(&event, &view, s.levels(agent));
         if let Some(reading) = early {
             if decision.verdict != Verdict::Deny {
                 return Ok(None);
@@ -903,7 +947,7 @@ impl Gateway {
         }
         let model = decision.event.as_ref().and_then(|e| e.model.clone()).or_else(|| event.model.clone());
         let headroom = match (&model, event.phase) {
-            (Some(m), Phase::LlmRequest) => paddock_policy::headroom_usd(&agent.policies, m, &view),
+            (Some(m), Phase::LlmRequest) => paddock_policy::headroom_usd(s.levels(agent), m, &view),
             _ => None,
         };
         drop(view);

@@ -62,6 +62,7 @@ pub fn routes(gw: Arc<Gateway>) -> Router {
         .route("/v1/approvals/{id}/deny", post(api::deny))
         .route("/v1/audit", get(api::audit))
         .route("/v1/policies", axum::routing::put(api::put_policies).get(api::get_policies))
+        .route("/v1/policies/decisions", get(api::policy_decisions))
         .route("/v1/egress/ca.pem", get(crate::broker::ca_pem))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))

@@ -539,6 +539,25 @@ impl Store {
             .collect()
     }
 
+    /// How often each policy decided, per session namespace: `(namespace, policy, verdict, count)` over the
+    /// audit log's enforced verdicts (`allow`, `deny`, `ask`; not `audit:*`). An ask is one `ask` row, and its
+    /// answer one more row (`allow` if approved, `deny` if denied or expired) under the same policy. Read
+    /// from the database, so every replica sharing it reports the same totals, and a restart loses none.
+    pub async fn policy_decisions(&self) -> Result<Vec<(String, String, String, i64)>, StoreError> {
+        self.caught_up().await?;
+        let rows = sqlx::query(
+            "SELECT s.namespace AS namespace, a.policy AS policy, a.verdict AS verdict, COUNT(*) AS n \
+             FROM audit a JOIN sessions s ON s.id = a.session \
+             WHERE a.policy IS NOT NULL AND a.verdict IN ('allow', 'deny', 'ask') \
+             GROUP BY s.namespace, a.policy, a.verdict",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("namespace")?, r.try_get("policy")?, r.try_get("verdict")?, r.try_get("n")?)))
+            .collect()
+    }
+
     /// The audit log, oldest first; `session` filters.
     pub async fn audit(&self, session: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
         self.caught_up().await?;

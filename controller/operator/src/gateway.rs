@@ -72,6 +72,9 @@ pub struct NewSession {
     /// injects them; the sandbox never sees them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<SessionCredential>,
+    /// The Session's own rules (`spec.policy`): the gateway evaluates them before the Agent's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<paddock_api::SessionPolicy>,
 }
 
 /// A credential the gateway's broker injects into every request of the session to one host: the header
@@ -287,6 +290,15 @@ impl Gateway {
     /// (`agents` governed, `leftOut` with why).
     pub async fn put_policies(&self, body: &Value) -> Result<Value, GatewayError> {
         self.call(reqwest::Method::PUT, "/v1/policies", Some(body.clone())).await
+    }
+
+    /// How often each Policy decided (`GET /v1/policies/decisions`), keyed `<namespace>/<name>`: counted
+    /// from the gateway's ledger, so the same on every replica and across restarts.
+    pub async fn policy_decisions(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, paddock_api::policy::DecisionCounts>, GatewayError> {
+        let v = self.call(reqwest::Method::GET, "/v1/policies/decisions", None).await?;
+        serde_json::from_value(v).map_err(|e| GatewayError::Decode(format!("decision counts: {e}")))
     }
 
     /// Ends a session and revokes its token. Ending an ended or unknown session is not an error.

@@ -1,13 +1,17 @@
 //! The Policy reconciler: checks every rule's parameters with the policy engine's compiler and reports
-//! `Ready`, the rule count and the revision the Policy came from. Decision counts belong to the gateway and
-//! are left alone (server-side apply of only the fields this controller owns).
+//! `Ready`, the rule count and the revision the Policy came from. Decision counts are the gateway's: the
+//! reconciler leaves them alone (server-side apply of only the fields it owns), and [`report_decisions`]
+//! copies them from the gateway under a field manager of their own.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
+use kube::runtime::reflector::Store;
+use kube::{Client, Resource, ResourceExt};
+use paddock_api::policy::DecisionCounts;
 use paddock_api::{API_VERSION, Condition, Policy};
 use paddock_gitops::plan::REVISION_ANNOTATION;
 use paddock_policy::engine::Level;
@@ -75,4 +79,71 @@ pub fn error_policy(policy: Arc<Policy>, err: &Error, ctx: Arc<Context>) -> Acti
     let delay = ctx.backoff.failed(&key(&policy));
     warn!(policy = %policy.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// The field manager of `status.decisions`. Not the reconciler's ([`FIELD_MANAGER`]): a server-side apply
+/// removes the fields its manager applied before and left out this time, so one manager for both would have
+/// each write drop the other's fields.
+pub const DECISIONS_MANAGER: &str = "paddock-decisions";
+
+/// Writes `status.decisions` of each of `policies` whose counts differ from the gateway's (`counts`, keyed
+/// `<namespace>/<name>`; a Policy the gateway has none for decided nothing and shows zeros). Returns how many
+/// were written; a Policy that cannot be written is logged and left for the next round.
+pub async fn write_decisions(
+    client: &Client,
+    policies: &[Arc<Policy>],
+    counts: &BTreeMap<String, DecisionCounts>,
+) -> usize {
+    let mut written = 0;
+    for p in policies {
+        let ns = p.namespace().unwrap_or_default();
+        let want = counts.get(&format!("{ns}/{}", p.name_any())).cloned().unwrap_or_default();
+        let shown = p.status.as_ref().map(|s| s.decisions.clone()).unwrap_or_default();
+        if want == shown {
+            continue;
+        }
+        let body = json!({"apiVersion": API_VERSION, "kind": "Policy", "status": {"decisions": want}});
+        let api: Api<Policy> = Api::namespaced(client.clone(), &ns);
+        match api
+            .patch_status(&p.name_any(), &PatchParams::apply(DECISIONS_MANAGER).force(), &Patch::Apply(&body))
+            .await
+        {
+            Ok(_) => written += 1,
+            // Deleted since the cache saw it: nothing to report on.
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => warn!(policy = %p.name_any(), namespace = %ns, error = %e, "cannot write the decision counts"),
+        }
+    }
+    written
+}
+
+/// Copies the gateway's decision counts into the Policies' status until `halt` turns true: every `interval`,
+/// only the Policies whose counts changed (so each is written at most once per interval), read from the
+/// controller's Policy cache. Counts the gateway cannot give now are left as they are until it can.
+pub async fn report_decisions(
+    client: Client,
+    policies: Store<Policy>,
+    gateway: crate::gateway::Gateway,
+    interval: Duration,
+    mut halt: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::select! {
+        ready = policies.wait_until_ready() => if ready.is_err() { return },
+        _ = halt.wait_for(|h| *h) => return,
+    }
+    loop {
+        match gateway.policy_decisions().await {
+            Ok(counts) => {
+                let written = write_decisions(&client, &policies.state(), &counts).await;
+                if written > 0 {
+                    tracing::debug!(written, "wrote Policy decision counts");
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the decision counts from the gateway; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = halt.wait_for(|h| *h) => return,
+        }
+    }
 }

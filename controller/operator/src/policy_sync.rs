@@ -1,25 +1,52 @@
 //! Keeps the gateway's policies equal to the cluster's. The gateway decides with the Agents and Policies it
 //! holds; in Kubernetes those live in the API server, which the gateway has no access to (least privilege).
-//! The controller, which watches them anyway, pushes the whole set (`PUT /v1/policies`) whenever it changes,
-//! and again every minute so that a restarted gateway catches up.
+//! The controller reads them from its caches — reflector stores kept by watches, which LIST once when a watch
+//! starts and then only receive changes — and pushes the whole set (`PUT /v1/policies`) shortly after a
+//! change, and again every minute so that a restarted gateway catches up. Nothing here asks the API server
+//! anything.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ListParams};
-use kube::{Client, ResourceExt};
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
 use paddock_api::{Agent, Policy};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::gateway::Gateway;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    #[error("listing {0}: {1}")]
-    List(&'static str, kube::Error),
-    #[error("gateway: {0}")]
-    Gateway(#[from] crate::gateway::GatewayError),
+/// What the sync reads: the controller's caches of Agents and Policies, and the wake-up their watches give on
+/// every change.
+#[derive(Clone)]
+pub struct Caches {
+    pub agents: Store<Agent>,
+    pub policies: Store<Policy>,
+    /// Notified (`notify_one`) by the watches whenever an object is added, changed or deleted, or a re-list
+    /// completes. A notification while the sync is busy is kept, so none is lost.
+    pub changed: Arc<Notify>,
+}
+
+/// When the sync pushes.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// After a change, wait this long for the rest of a burst (a GitSource applying a revision changes many
+    /// objects at once) and push them together.
+    pub debounce: Duration,
+    /// Push at least this often, changed or not: a gateway that restarted has only its own repository's set.
+    pub resync: Duration,
+    /// After a failed push, try again this soon.
+    pub retry: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing { debounce: Duration::from_secs(1), resync: Duration::from_secs(60), retry: Duration::from_secs(5) }
+    }
 }
 
 /// What the gateway needs of an object, without the API server's bookkeeping.
@@ -34,23 +61,14 @@ fn slim(
            "metadata": {"name": name, "namespace": ns, "labels": labels}, "spec": spec})
 }
 
-/// The set to push and its revision (a hash of what the gateway would see, so unchanged objects with new
-/// resource versions push nothing).
-pub async fn desired(agents: &Api<Agent>, policies: &Api<Policy>) -> Result<(String, Value), SyncError> {
-    let lp = ListParams::default();
+/// The set to push and its revision (a hash of what the gateway would see, so that unchanged objects with
+/// new resource versions, or only a new status, push nothing).
+pub fn desired(agents: &[Arc<Agent>], policies: &[Arc<Policy>]) -> (String, Value) {
     let mut a: Vec<Value> = agents
-        .list(&lp)
-        .await
-        .map_err(|e| SyncError::List("agents", e))?
-        .items
         .iter()
         .map(|o| slim("Agent", o.namespace(), o.name_any(), o.labels(), serde_json::to_value(&o.spec).expect("json")))
         .collect();
     let mut p: Vec<Value> = policies
-        .list(&lp)
-        .await
-        .map_err(|e| SyncError::List("policies", e))?
-        .items
         .iter()
         .map(|o| slim("Policy", o.namespace(), o.name_any(), o.labels(), serde_json::to_value(&o.spec).expect("json")))
         .collect();
@@ -61,43 +79,79 @@ pub async fn desired(agents: &Api<Agent>, policies: &Api<Policy>) -> Result<(Str
     h.update(serde_json::to_vec(&(&a, &p)).expect("json"));
     let digest: String = h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
     let revision = format!("cluster:sha256:{digest}");
-    Ok((revision.clone(), json!({"revision": revision, "agents": a, "policies": p})))
+    (revision.clone(), json!({"revision": revision, "agents": a, "policies": p}))
 }
 
-/// Pushes until `halt` turns true: on change, checked every `interval`, and at least once a minute.
-pub async fn run(
-    client: Client,
-    namespace: Option<String>,
-    gateway: Gateway,
-    interval: Duration,
-    mut halt: watch::Receiver<bool>,
-) {
-    let (agents, policies): (Api<Agent>, Api<Policy>) = match &namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
-        None => (Api::all(client.clone()), Api::all(client)),
+/// A cache of `K` kept by a watch of `api`, notifying `changed` on every change. The future runs the watch
+/// (with kube's backoff on errors) and must be polled for the cache to fill; it never ends.
+pub fn cache<K>(api: Api<K>, changed: Arc<Notify>) -> (Store<K>, impl Future<Output = ()> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let watch = watcher::watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .for_each(move |event| {
+            if is_change(&event) {
+                changed.notify_one();
+            }
+            futures::future::ready(())
+        });
+    (store, watch)
+}
+
+/// Whether a watch event changed what a cache holds: an object added, changed or deleted, or a (re-)list
+/// swapped in. The events of a list in progress change nothing until it is done.
+pub fn is_change<K, E>(event: &Result<watcher::Event<K>, E>) -> bool {
+    matches!(event, Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone))
+}
+
+/// Pushes until `halt` turns true: once both caches are filled, then after each change (debounced) and at
+/// least every `timing.resync`. A cache whose watch never fills it pushes nothing: an empty set would take
+/// every Agent away from the gateway.
+pub async fn run(caches: Caches, gateway: Gateway, timing: Timing, mut halt: watch::Receiver<bool>) {
+    let ready = async {
+        let agents = caches.agents.wait_until_ready().await;
+        let policies = caches.policies.wait_until_ready().await;
+        agents.is_ok() && policies.is_ok()
     };
+    tokio::select! {
+        ok = ready => if !ok {
+            tracing::warn!("the Agent or Policy cache was dropped before it filled; not syncing policies");
+            return;
+        },
+        _ = halt.wait_for(|h| *h) => return,
+    }
     let mut pushed: Option<(String, Instant)> = None;
     loop {
-        match desired(&agents, &policies).await {
-            Ok((revision, body)) => {
-                let stale =
-                    pushed.as_ref().is_none_or(|(r, at)| *r != revision || at.elapsed() > Duration::from_secs(60));
-                if stale {
-                    match gateway.put_policies(&body).await {
-                        Ok(v) => {
-                            let left_out = v["leftOut"].as_array().map_or(0, Vec::len);
-                            tracing::info!(%revision, left_out, "pushed Agents and Policies to the gateway");
-                            pushed = Some((revision, Instant::now()));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot push policies to the gateway; retrying"),
-                    }
+        let (revision, body) = desired(&caches.agents.state(), &caches.policies.state());
+        let unchanged_since = pushed.as_ref().filter(|(r, _)| *r == revision).map(|(_, at)| *at);
+        let wait = match unchanged_since {
+            Some(at) if at.elapsed() < timing.resync => timing.resync - at.elapsed(),
+            _ => match gateway.put_policies(&body).await {
+                Ok(v) => {
+                    let left_out = v["leftOut"].as_array().map_or(0, Vec::len);
+                    tracing::info!(%revision, left_out, "pushed Agents and Policies to the gateway");
+                    pushed = Some((revision, Instant::now()));
+                    timing.resync
                 }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot list Agents and Policies; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?timing.retry, "cannot push policies to the gateway");
+                    timing.retry
+                }
+            },
+        };
+        let changed = tokio::select! {
+            _ = caches.changed.notified() => true,
+            _ = tokio::time::sleep(wait) => false,
             _ = halt.wait_for(|h| *h) => return,
+        };
+        if changed {
+            tokio::select! {
+                _ = tokio::time::sleep(timing.debounce) => {}
+                _ = halt.wait_for(|h| *h) => return,
+            }
         }
     }
 }

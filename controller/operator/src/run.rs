@@ -147,6 +147,10 @@ where
     }
 }
 
+/// How often Policies' `status.decisions` are brought up to the gateway's counts (only those that changed are
+/// written).
+const DECISIONS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Resolves once `rx` holds `value`.
 async fn until(mut rx: watch::Receiver<bool>, value: bool) {
     let _ = rx.wait_for(|v| *v == value).await;
@@ -159,10 +163,16 @@ async fn controllers(client: Client, cfg: &Config, metrics: Arc<Metrics>, halt: 
     // away re-evaluates every Agent, after the store has it.
     let (policies, writer) = reflector::store::<Policy>();
     let (agents_tx, agents_rx) = futures::channel::mpsc::unbounded::<()>();
+    // The policy sync reads the same cache, and pushes to the gateway when it (or the Agents') changes.
+    let sync_changed = Arc::new(tokio::sync::Notify::new());
+    let policy_changed = sync_changed.clone();
     let policy_events = watcher::watcher(scoped::<Policy>(client.clone(), &cfg.namespace), wc.clone())
         .default_backoff()
         .reflect(writer)
         .scan(std::collections::HashMap::<String, Option<i64>>::new(), move |seen, event| {
+            if crate::policy_sync::is_change(&event) {
+                policy_changed.notify_one();
+            }
             let changed = match &event {
                 Ok(WatchEvent::Apply(p)) | Ok(WatchEvent::InitApply(p)) => {
                     let key = format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
@@ -203,14 +213,18 @@ async fn controllers(client: Client, cfg: &Config, metrics: Arc<Metrics>, halt: 
             return;
         }
         let gateway = crate::gateway::Gateway::new(cfg.sessions.as_ref().expect("checked").gateway.clone());
-        let sync = crate::policy_sync::run(
-            client.clone(),
-            cfg.namespace.clone(),
-            gateway,
-            std::time::Duration::from_secs(5),
-            halt.clone(),
-        );
-        tokio::join!(session_controllers(client.clone(), cfg, ctx.clone(), halt.clone()), sync);
+        // The Agents the sync pushes come from a cache of their own (the Agent reconciler's is internal to it):
+        // one more watch, and no LIST per push.
+        let (agents, agent_watch) =
+            crate::policy_sync::cache(scoped::<Agent>(client.clone(), &cfg.namespace), sync_changed.clone());
+        let caches = crate::policy_sync::Caches { agents, policies: ctx.policies.clone(), changed: sync_changed };
+        let sync = crate::policy_sync::run(caches, gateway.clone(), Default::default(), halt.clone());
+        let decisions =
+            policy::report_decisions(client.clone(), ctx.policies.clone(), gateway, DECISIONS_INTERVAL, halt.clone());
+        tokio::select! {
+            _ = async { tokio::join!(session_controllers(client.clone(), cfg, ctx.clone(), halt.clone()), sync, decisions) } => {},
+            _ = agent_watch => {},
+        }
     };
     tokio::select! {
         _ = async { tokio::join!(gitsources, agents, policies, sessions) } => {},

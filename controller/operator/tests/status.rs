@@ -127,3 +127,115 @@ async fn a_valid_policy_is_ready_and_then_quiet() {
     paddock_operator::policy::reconcile(Arc::new(p), ctx).await.unwrap();
     assert_eq!(api.lines().len(), 1, "no second write");
 }
+
+fn counts(allow: u64, deny: u64, ask: u64) -> paddock_api::policy::DecisionCounts {
+    paddock_api::policy::DecisionCounts { allow, deny, ask }
+}
+
+#[tokio::test]
+async fn decision_counts_are_written_under_their_own_field_manager_only_where_they_changed() {
+    let (client, api) = fake_api(Arc::new(echo_object));
+    // `policy()` shows {allow: 40, deny: 2, ask: 1}.
+    let rules = json!({"rules": []});
+    let policies = vec![
+        Arc::new(policy("budget", rules.clone())),
+        Arc::new(policy("unchanged", rules.clone())),
+        Arc::new(policy("forgotten", rules)),
+    ];
+    let gateway = [
+        (format!("{NS}/budget"), counts(41, 3, 2)),
+        (format!("{NS}/unchanged"), counts(40, 2, 1)),
+        ("other-team/budget".to_owned(), counts(9, 9, 9)),
+    ]
+    .into_iter()
+    .collect();
+    let written = paddock_operator::policy::write_decisions(&client, &policies, &gateway).await;
+    assert_eq!(written, 2);
+    let reqs = api.requests();
+    assert_eq!(
+        api.lines(),
+        [POLICY_STATUS.to_owned(), POLICY_STATUS.replace("/budget/", "/forgotten/")].map(|p| format!("PATCH {p}"))
+    );
+    for r in &reqs {
+        assert_eq!(r.query.get("fieldManager").map(String::as_str), Some("paddock-decisions"), "{r:?}");
+        assert_eq!(r.query.get("force").map(String::as_str), Some("true"));
+        assert_eq!(r.content_type.as_deref(), Some("application/apply-patch+yaml"));
+    }
+    // Only the counts: the reconciler's conditions and rule count are not this writer's to apply.
+    assert_eq!(reqs[0].body["status"], json!({"decisions": {"allow": 41, "deny": 3, "ask": 2}}));
+    // A Policy the gateway has no decisions for decided nothing there: zeros.
+    assert_eq!(reqs[1].body["status"], json!({"decisions": {"allow": 0, "deny": 0, "ask": 0}}));
+}
+
+#[tokio::test]
+async fn decision_counts_come_from_the_gateways_ledger_into_the_policy_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: coder}\nspec: {harness: custom, model: claude-sonnet-4-5}\n---\n\
+                apiVersion: paddock.dev/v1alpha1\nkind: Policy\nmetadata: {name: guard}\nspec:\n  rules: [{name: no-writes, use: tool_denylist, with: {tools: [Write]}}]\n";
+    let gw = start_gateway(dir.path(), repo, "status-admin").await;
+    let http = reqwest::Client::new();
+    let s: Json = http
+        .post(format!("{}/v1/sessions", gw.url))
+        .bearer_auth("status-admin")
+        .json(&json!({"agent": "coder", "owner": "alice"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, token) = (s["id"].as_str().unwrap(), s["token"].as_str().unwrap());
+    for n in 0..3 {
+        let event =
+            json!({"phase": "tool_call", "tool": "Write", "args": {"file_path": format!("/w/{n}"), "content": "x"}});
+        let v: Json = http
+            .post(format!("{}/v1/sessions/{id}/decide", gw.url))
+            .bearer_auth(token)
+            .json(&event)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["policy"], "guard", "{v}");
+    }
+    std::fs::write(dir.path().join("controller-token"), "status-admin").unwrap();
+    let gateway = paddock_operator::gateway::Gateway::new(paddock_operator::gateway::GatewayConfig {
+        url: gw.url.clone(),
+        admin_token_file: dir.path().join("controller-token"),
+        ca_file: None,
+    });
+    let (client, api) = fake_api(Arc::new(echo_object));
+    let (store, mut writer) = kube::runtime::reflector::store::<Policy>();
+    let mut guard: Policy = serde_json::from_value(json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "Policy",
+        "metadata": {"name": "guard", "namespace": "default"}, "spec": {"rules": []}}))
+    .unwrap();
+    guard.status = None;
+    for e in [
+        kube::runtime::watcher::Event::Init,
+        kube::runtime::watcher::Event::InitApply(guard),
+        kube::runtime::watcher::Event::InitDone,
+    ] {
+        writer.apply_watcher_event(&e);
+    }
+    let (halt_tx, halt) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(paddock_operator::policy::report_decisions(
+        client,
+        store,
+        gateway,
+        std::time::Duration::from_secs(60),
+        halt,
+    ));
+    for _ in 0..100 {
+        if !api.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    halt_tx.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(2), task).await.expect("stops on halt").unwrap();
+    let reqs = api.requests();
+    assert_eq!(api.lines(), ["PATCH /apis/paddock.dev/v1alpha1/namespaces/default/policies/guard/status"]);
+    assert_eq!(reqs[0].body["status"]["decisions"], json!({"allow": 0, "deny": 3, "ask": 0}));
+}

@@ -68,6 +68,15 @@ pub struct RuleError {
     pub message: String,
 }
 
+impl RuleError {
+    /// The error at its field under `list`, the path of the rule list in the object the user wrote:
+    /// `spec.policy.rules[0].action: …`.
+    pub fn at(&self, list: &str) -> String {
+        let field = self.path.iter().fold(format!("{list}[{}]", self.rule_index), |f, p| format!("{f}.{p}"));
+        format!("{field}: {}", self.message)
+    }
+}
+
 /// Checks a rule's builtin name and parameters, then builds it.
 pub fn compile_rule(index: usize, rule: &PolicyRule) -> Result<CompiledRule, Vec<RuleError>> {
     let err =
@@ -153,6 +162,57 @@ pub fn compile_agent_rules(agent: &str, rules: &[PolicyRule]) -> Result<Compiled
         mode: PolicyMode::Enforce,
         failure_policy: FailurePolicy::Fail,
         rules: compile_rules(rules)?,
+    })
+}
+
+/// The name decisions give a Session's own rules: `session/<session id>`. A Policy's name cannot hold a `/`,
+/// so no Policy is ever mistaken for it (nor counted as it).
+pub fn session_policy_name(session: &str) -> String {
+    format!("session/{session}")
+}
+
+/// Compiles a Session's own rules (`spec.policy.rules`) into the session-level policy, evaluated before every
+/// other level. They can only tighten what the Agent's and the namespace's Policies allow: a rule may deny or
+/// ask, never `action: allow`; evaluation goes on past them (only a deny ends it), so they cannot lift a
+/// later deny; budgets they set add a limit. Names must be unique: a rule's state is kept under its name.
+pub fn compile_session_rules(session: &str, rules: &[PolicyRule]) -> Result<CompiledPolicy, Vec<RuleError>> {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        let err = |path: &str, message: String| RuleError {
+            rule_index: i,
+            rule: r.name.clone(),
+            path: vec![path.to_owned()],
+            message,
+        };
+        if r.action == Some(Verdict::Allow) {
+            errors.push(err(
+                "action",
+                "a session rule may only tighten what the Policies allow: `deny` or `ask`, never `allow`".into(),
+            ));
+            // Its parameters are still checked, so that one round of fixes is enough.
+            if let Err(e) = compile_rule(i, r) {
+                errors.extend(e.into_iter().filter(|e| e.path != ["action"]));
+            }
+            continue;
+        }
+        if let Some(first) = rules[..i].iter().position(|o| o.name == r.name) {
+            errors.push(err("name", format!("`{}` is also the name of rule {first}; names must be unique", r.name)));
+        }
+        match compile_rule(i, r) {
+            Ok(c) => out.push(c),
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(CompiledPolicy {
+        name: session_policy_name(session),
+        level: Level::Session,
+        mode: PolicyMode::Enforce,
+        failure_policy: FailurePolicy::Fail,
+        rules: out,
     })
 }
 
@@ -245,12 +305,24 @@ impl Decision {
 pub fn fails_closed(phase: Phase) -> bool {
     matches!(
         phase,
-        Phase::Request | Phase::LlmRequest | Phase::LlmResponse | Phase::ToolCall | Phase::Egress | Phase::GitPush
+        // `response` too: a secret scanner that cannot run must not let the final answer out.
+        Phase::Request
+            | Phase::Response
+            | Phase::LlmRequest
+            | Phase::LlmResponse
+            | Phase::ToolCall
+            | Phase::Egress
+            | Phase::GitPush
     )
 }
 
-/// Evaluates one event against policies given in evaluation order.
-pub fn evaluate(event: &Event, state: &SessionState, policies: &[CompiledPolicy]) -> Decision {
+/// Evaluates one event against policies given in evaluation order: a slice, or the levels chained without
+/// copying them (`session.into_iter().chain(&agent.policies)`).
+pub fn evaluate<'a>(
+    event: &Event,
+    state: &SessionState,
+    policies: impl IntoIterator<Item = &'a CompiledPolicy>,
+) -> Decision {
     let catalog = ModelCatalog::builtin();
     let mut d = Decision::allow();
     // Metering comes first so that budget rules on this very response see the new spend.
@@ -399,9 +471,13 @@ fn written_updates(tools: &[ToolUse], tentative: bool) -> Vec<StateUpdate> {
 
 /// The least any enforced budget rule still lets `model` spend (see [`Builtin::headroom_usd`]); `None` when
 /// no hard limit applies.
-pub fn headroom_usd(policies: &[CompiledPolicy], model: &str, state: &SessionState) -> Option<f64> {
+pub fn headroom_usd<'a>(
+    policies: impl IntoIterator<Item = &'a CompiledPolicy>,
+    model: &str,
+    state: &SessionState,
+) -> Option<f64> {
     policies
-        .iter()
+        .into_iter()
         .filter(|p| p.mode == PolicyMode::Enforce)
         .flat_map(|p| &p.rules)
         .filter(|r| r.phases.contains(&Phase::LlmRequest))

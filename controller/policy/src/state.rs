@@ -41,6 +41,10 @@ pub struct SessionState {
     /// The files this session wrote, so that running one is judged by what was written into it
     /// (see [`crate::written`]).
     pub written: WrittenFiles,
+    /// The Session's own rules (`spec.policy.rules`), kept with its state so that a restarted gateway compiles
+    /// them again ([`crate::compile_session_rules`]); the engine reads them only as that compiled policy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<paddock_api::PolicyRule>,
 }
 
 /// Facts about the sandbox a session runs in.

@@ -89,6 +89,9 @@ fn failure_policy_fails_closed_on_guarded_phases_and_open_when_ignored() {
         Verdict::Allow,
         "tool_result fails open"
     );
+    // The final answer is guarded like the prompt: a broken rule withholds it.
+    let answer = Event { phase: Phase::Response, text: Some("done".into()), ..Default::default() };
+    assert_eq!(evaluate(&answer, &SessionState::default(), &policies(&[("p", broken)])).verdict, Verdict::Deny);
 }
 
 #[test]
@@ -230,4 +233,132 @@ fn required_runtime_class_follows_enforced_sandbox_rules_per_environment() {
     ]);
     let e = required_runtime_class(&clash, "prod", None).unwrap_err();
     assert!(e.contains("a/g wants one of gvisor; b/k wants one of kata"), "{e}");
+}
+
+fn session_rules(yaml: &str) -> Vec<paddock_api::PolicyRule> {
+    serde_yaml_ng::from_str(yaml).unwrap()
+}
+
+#[test]
+fn a_session_deny_beats_what_the_agent_and_namespace_allow_and_is_reported_as_the_session() {
+    use paddock_policy::compile_session_rules;
+    let own =
+        compile_session_rules("s-1", &session_rules("[{name: no-rm, use: tool_denylist, with: {tools: [Bash]}}]"))
+            .unwrap();
+    assert_eq!((own.name.as_str(), own.level), ("session/s-1", Level::Session));
+    // The agent's level asks about Bash and the namespace allows everything: the session's deny decides.
+    let agent = compile_agent_rules(
+        "coder",
+        &session_rules("[{name: ask-bash, use: tool_denylist, with: {tools: [Bash]}, action: ask}]"),
+    )
+    .unwrap();
+    let mut rest = vec![agent];
+    rest.extend(policies(&[("ns", "rules: [{name: many, use: max_tool_calls, with: {limit: 100}}]")]));
+    let bash = tool_call("Bash", serde_json::json!({"command": "rm -rf /w"}));
+    let without = evaluate(&bash, &SessionState::default(), &rest);
+    assert_eq!((without.verdict, without.policy.as_deref()), (Verdict::Ask, Some("agent/coder")));
+    let d = evaluate(&bash, &SessionState::default(), std::iter::once(&own).chain(&rest));
+    assert_eq!(
+        (d.verdict, d.policy.as_deref(), d.rule.as_deref()),
+        (Verdict::Deny, Some("session/s-1"), Some("no-rm"))
+    );
+    assert!(d.asks.is_empty(), "the deny came first: the agent's ask was never raised");
+    // What the session's rules do not cover, the other levels still decide.
+    let read = tool_call("Read", serde_json::json!({"file_path": "/w/a"}));
+    assert_eq!(evaluate(&read, &SessionState::default(), std::iter::once(&own).chain(&rest)).verdict, Verdict::Allow);
+}
+
+#[test]
+fn a_session_ask_turns_an_allow_into_an_ask_and_cannot_lift_a_later_deny() {
+    use paddock_policy::compile_session_rules;
+    let own = compile_session_rules(
+        "s-2",
+        &session_rules("[{name: ask-bash, use: tool_denylist, with: {tools: [Bash]}, action: ask}]"),
+    )
+    .unwrap();
+    let allow_all = policies(&[("ns", "rules: [{name: many, use: max_tool_calls, with: {limit: 100}}]")]);
+    let ls = tool_call("Bash", serde_json::json!({"command": "ls"}));
+    assert_eq!(evaluate(&ls, &SessionState::default(), &allow_all).verdict, Verdict::Allow);
+    let d = evaluate(&ls, &SessionState::default(), std::iter::once(&own).chain(&allow_all));
+    assert_eq!(
+        (d.verdict, d.policy.as_deref(), d.rule.as_deref()),
+        (Verdict::Ask, Some("session/s-2"), Some("ask-bash"))
+    );
+    assert_eq!(d.asks[0].level, Level::Session);
+    // A namespace deny after the session's ask still denies: the session's level cannot widen.
+    let deny_bash = policies(&[("ns", "rules: [{name: no-bash, use: tool_denylist, with: {tools: [Bash]}}]")]);
+    let d = evaluate(&ls, &SessionState::default(), std::iter::once(&own).chain(&deny_bash));
+    assert_eq!((d.verdict, d.policy.as_deref()), (Verdict::Deny, Some("ns")));
+}
+
+#[test]
+fn a_session_budget_only_lowers_the_headroom() {
+    use paddock_policy::{compile_session_rules, headroom_usd};
+    let ns = policies(&[("budget", "rules: [{name: cap, use: cost_budget, with: {max_cost_usd: 10}}]")]);
+    let low =
+        compile_session_rules("s", &session_rules("[{name: cap, use: cost_budget, with: {max_cost_usd: 2}}]")).unwrap();
+    let high = compile_session_rules("s", &session_rules("[{name: cap, use: cost_budget, with: {max_cost_usd: 50}}]"))
+        .unwrap();
+    let st = SessionState::default();
+    let model = "claude-sonnet-4-5";
+    assert_eq!(headroom_usd(&ns, model, &st), Some(10.0));
+    assert_eq!(headroom_usd(std::iter::once(&low).chain(&ns), model, &st), Some(2.0));
+    assert_eq!(headroom_usd(std::iter::once(&high).chain(&ns), model, &st), Some(10.0), "a higher limit adds nothing");
+}
+
+#[test]
+fn a_session_rule_that_would_allow_is_refused_with_its_field_path() {
+    use paddock_policy::compile_session_rules;
+    let rules = session_rules(
+        "[{name: ok, use: tool_denylist, with: {tools: [Bash]}, action: ask},
+          {name: open, use: tool_denylist, with: {tools: [Bash], colour: red}, action: allow},
+          {name: ok, use: max_tool_calls, with: {limit: 3}}]",
+    );
+    let errors = compile_session_rules("s", &rules).unwrap_err();
+    let at: Vec<String> = errors.iter().map(|e| e.at("spec.policy.rules")).collect();
+    assert_eq!(at.len(), 3, "{at:#?}");
+    assert_eq!(
+        at[0],
+        "spec.policy.rules[1].action: a session rule may only tighten what the Policies allow: `deny` or `ask`, \
+         never `allow`"
+    );
+    assert!(at[1].starts_with("spec.policy.rules[1].with.colour: unknown parameter `colour`"), "{at:#?}");
+    assert_eq!(at[2], "spec.policy.rules[2].name: `ok` is also the name of rule 0; names must be unique");
+    // The same rules are fine with `deny` or `ask`, and none at all is an empty session level.
+    assert!(compile_session_rules("s", &rules[..1]).is_ok());
+    assert!(compile_session_rules("s", &[]).unwrap().rules.is_empty());
+}
+
+#[test]
+fn the_session_crd_refuses_an_allowing_session_rule_where_it_is_written() {
+    use paddock_api::crds::{Kind, crd_schema, manifest_schema};
+    // The API server checks the CRD's enum; `paddock validate` the same schema made strict.
+    let crd = crd_schema(Kind::Session);
+    let action =
+        &crd["properties"]["spec"]["properties"]["policy"]["properties"]["rules"]["items"]["properties"]["action"];
+    assert_eq!(action["enum"], serde_json::json!(["deny", "ask", null]), "{action}");
+    let policy_action =
+        &crd_schema(Kind::Policy)["properties"]["spec"]["properties"]["rules"]["items"]["properties"]["action"];
+    assert_eq!(
+        policy_action["enum"],
+        serde_json::json!(["allow", "deny", "ask", null]),
+        "a Policy's rules are not restricted"
+    );
+    let validator = jsonschema::validator_for(&manifest_schema(Kind::Session)).unwrap();
+    let session = |action: &str| {
+        serde_json::json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "Session", "metadata": {"name": "fix-login"},
+            "spec": {"agentRef": {"name": "coder"}, "prompt": "fix it", "owner": "alice",
+                     "policy": {"rules": [
+                        {"name": "no-push", "use": "github", "with": {"deny_force_push": true}},
+                        {"name": "shell", "use": "tool_denylist", "with": {"tools": ["Bash"]}, "action": action}]}}})
+    };
+    for ok in ["deny", "ask"] {
+        assert!(validator.is_valid(&session(ok)), "{ok}");
+    }
+    let errors: Vec<String> = validator.iter_errors(&session("allow")).map(|e| e.instance_path().to_string()).collect();
+    assert_eq!(errors, ["/spec/policy/rules/1/action"]);
+    // Rules are what the field holds: anything else there is refused too.
+    let mut stray = session("deny");
+    stray["spec"]["policy"]["mode"] = "Audit".into();
+    assert!(!validator.is_valid(&stray), "a session's rules have no `mode`: they are enforced");
 }

@@ -297,7 +297,7 @@ async fn culprits(gw: &Gateway, s: &Session, event: &Event, ruling: &Ruling) -> 
         .iter()
         .filter_map(|u| {
             let one = Event { updates: vec![u.clone()], ..event.clone() };
-            let d = paddock_policy::evaluate(&one, &state, &agent.policies);
+            let d = paddock_policy::evaluate(&one, &state, s.levels(agent));
             (d.verdict != Verdict::Allow).then(|| {
                 let who = d.policy.map(|p| format!("{p}: ")).unwrap_or_default();
                 (u.git_ref.clone(), format!("{who}{}", d.reason.trim_end()))
