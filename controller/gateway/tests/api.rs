@@ -659,3 +659,35 @@ async fn killed_gateway_scenario() {
         answered.len()
     );
 }
+
+#[tokio::test]
+async fn decide_returns_the_event_as_rules_rewrote_it_so_the_harness_gets_the_redacted_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let repo = dir.path().join("repo");
+    std::fs::write(
+        repo.join("agents/careful.yaml"),
+        "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: careful}\nspec:\n  harness: custom\n  \
+         model: claude-sonnet-4-5\n  policies: [redact-pii]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("policies/redact-pii.yaml"),
+        "apiVersion: paddock.dev/v1alpha1\nkind: Policy\nmetadata: {name: redact-pii}\nspec:\n  rules:\n    - name: pii\n      \
+         use: deny_pii_in_llm_request\n      with: {action: redact}\n",
+    )
+    .unwrap();
+    let t = TestGateway::start(dir.path()).await;
+    let (id, token) = t.session("careful").await;
+    let prompt = json!({"phase": "request", "text": "Write to jane.doe@example.com about the release."});
+    let r = decide(&t, &token, &id, prompt, "").await;
+    assert_eq!(r.status(), 200);
+    let ruling: Value = r.json().await.unwrap();
+    assert_eq!(ruling["verdict"], "allow", "{ruling}");
+    let text = ruling["event"]["text"].as_str().expect("the rewritten event comes back");
+    assert!(!text.contains("jane.doe@example.com") && text.contains("[REDACTED:email]"), "{text}");
+    // Nothing to rewrite: no event in the answer, the runner goes on with its own.
+    let plain = json!({"phase": "request", "text": "Tidy the README."});
+    let ruling: Value = decide(&t, &token, &id, plain, "").await.json().await.unwrap();
+    assert!(ruling.get("event").is_none(), "{ruling}");
+}
