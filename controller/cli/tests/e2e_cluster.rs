@@ -9,7 +9,6 @@
 //! runner pods (docs/kubernetes-e2e.md says why and how to run the tier).
 
 mod cluster;
-#[allow(dead_code)]
 mod standins;
 
 use std::sync::Arc;

@@ -404,7 +404,11 @@ async fn start(
                         return finish(s, ctx, obs, SessionPhase::Failed, "TokenLost", msg).await;
                     }
                     Err(e @ GatewayError::Status { status: 400..=499, .. }) => {
-                        return blocked(s, ctx, rt, obs, "GatewayRejected", &e.to_string(), false).await;
+                        // Mostly an Agent the gateway has not loaded yet: the Agent's watch wakes this
+                        // reconcile before the policy sync has pushed it. Retry at the poll interval, not in
+                        // a minute (seen on a real API server: every new Agent's first Session waited 60 s).
+                        show_blocked(s, ctx, rt, obs, "GatewayRejected", &e.to_string(), false).await?;
+                        return Ok(Action::requeue(crate::context::with_jitter(rt.poll_interval, 0.2)));
                     }
                     Err(e) => return Err(e.into()),
                 }
