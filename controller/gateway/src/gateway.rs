@@ -229,11 +229,11 @@ pub struct NewSession {
     /// Session's namespace. In local mode the gateway reads them itself (`egress.secretsDir`).
     #[serde(default)]
     pub credentials: Vec<SessionCredential>,
-}
     /// The Session's own rules (`spec.policy`), evaluated before its Agent's; they may deny or ask, never
     /// allow.
     #[serde(default)]
     pub policy: Option<paddock_api::SessionPolicy>,
+}
 
 /// A credential the broker injects into every request of a session to one host: the header that carries it.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -366,11 +366,11 @@ impl Gateway {
                     Vec::new()
                 }
             };
-            let s = Session {
             let own_rules = compile_own_rules(&row.id, &state.rules);
             if let Err(e) = &own_rules {
                 tracing::error!(session = %row.id, error = %e, "the session's own rules no longer compile; failing closed");
             }
+            let s = Session {
                 id: row.id.clone(),
                 namespace: row.namespace,
                 agent: row.agent,
@@ -385,8 +385,8 @@ impl Gateway {
                 next_event: tokio::sync::Mutex::new(None),
                 live: tokio::sync::broadcast::channel(1024).0,
                 credentials,
-            };
                 own_rules,
+            };
             gw.sessions.write().expect("sessions").insert(row.id, Arc::new(s));
         }
         let day = today();
@@ -515,9 +515,9 @@ impl Gateway {
                 None => return Err(GatewayError::Invalid(format!("parent: session `{p}` does not exist"))),
             }
         }
-        let _creating = self.creating.lock().await;
         let rules = req.policy.map(|p| p.rules).unwrap_or_default();
         let own_rules = compile_own_rules(&id, &rules).map_err(GatewayError::Invalid)?;
+        let _creating = self.creating.lock().await;
         if self.session(&id).is_some() {
             return Err(GatewayError::Conflict(format!("session `{id}` already exists")));
         }
@@ -542,8 +542,8 @@ impl Gateway {
                 brokered: credentials.iter().map(|c| format!("{}:{}", c.host, c.port)).collect(),
             },
             environment: Some(req.environment.clone().unwrap_or_else(|| "local".into())),
-            ..SessionState::default()
             rules,
+            ..SessionState::default()
         };
         let token = format!("pdk_{}", random_hex(32));
         let row = SessionRow {
@@ -581,8 +581,8 @@ impl Gateway {
             next_event: tokio::sync::Mutex::new(None),
             live: tokio::sync::broadcast::channel(1024).0,
             credentials,
-        });
             own_rules: Ok(own_rules),
+        });
         self.sessions.write().expect("sessions").insert(id.clone(), s.clone());
         self.tokens.write().expect("tokens").insert(row.token_hash, id);
         Ok((s, token))
@@ -650,9 +650,9 @@ impl Gateway {
             parent: Some(parent.id.clone()),
             budget_usd: budget,
             credentials,
-            ..NewSession::default()
             // The parent's own rules bind its sub-agents too: delegating is no way around them.
             policy: (!st.rules.is_empty()).then(|| paddock_api::SessionPolicy { rules: st.rules.clone() }),
+            ..NewSession::default()
         })
         .await
     }
