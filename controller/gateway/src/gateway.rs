@@ -158,8 +158,9 @@ pub struct Ruling {
     /// `decided`, or `pending` while an ask waits for a human.
     pub status: String,
     pub decided_by: Option<String>,
-    /// The event as rules rewrote it (routing, redaction); forward this instead of the original.
-    #[serde(skip)]
+    /// The event as rules rewrote it (routing, redaction); forward this instead of the original. The decide
+    /// API returns it, so a runner hands the harness the redacted prompt, not the one it sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<Event>,
 }
 
