@@ -29,6 +29,13 @@ pub const SOURCE_PATH_ANNOTATION: &str = "paddock.dev/source-path";
 pub const PRUNE_ANNOTATION: &str = "paddock.dev/prune";
 /// The value of [`PRUNE_ANNOTATION`] that opts out of pruning.
 pub const PRUNE_DISABLED: &str = "disabled";
+/// Annotation on a live object that hands it to the GitSource whose revision holds it: `paddock.dev/adopt:
+/// "true"`. Without it a GitSource refuses to take over an object another GitSource applied or one made
+/// outside Paddock. It is consent given on the cluster, so the copy written in git is not applied, and the
+/// adopting GitSource removes it once the object is its own (else two GitSources would take it in turns).
+pub const ADOPT_ANNOTATION: &str = "paddock.dev/adopt";
+/// The value of [`ADOPT_ANNOTATION`] that allows adoption.
+pub const ADOPT: &str = "true";
 /// Annotation on a GitSource that asks for a sync now (any new value), as Flux's `reconcile.fluxcd.io/requestedAt`.
 pub const REQUESTED_AT_ANNOTATION: &str = "paddock.dev/requestedAt";
 
@@ -76,6 +83,52 @@ impl SourceRef<'_> {
     /// `app.kubernetes.io/managed-by=paddock,paddock.dev/gitsource-name=…,paddock.dev/gitsource-namespace=…`.
     pub fn label_selector(&self) -> String {
         self.labels().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// Whether `labels` are this source's (all three of [`SourceRef::labels`]): what pruning requires.
+    pub fn labelled_ours(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.labels().iter().all(|(k, v)| labels.get(*k) == Some(v))
+    }
+
+    /// Who holds a live object that this source's revision wants to apply, from its labels and whether it
+    /// is in this source's inventory. An inventory object whose labels were removed by hand is still ours
+    /// (we applied it and nobody else claims it; the apply puts the labels back); one labelled by another
+    /// GitSource is not, even if our inventory lists it (it was adopted away).
+    pub fn holder(&self, labels: &BTreeMap<String, String>, in_inventory: bool) -> Holder {
+        if self.labelled_ours(labels) {
+            return Holder::This;
+        }
+        let name = labels.get(SOURCE_NAME_LABEL);
+        let namespace = labels.get(SOURCE_NAMESPACE_LABEL);
+        if name.is_none() && namespace.is_none() {
+            return if in_inventory { Holder::This } else { Holder::Outside };
+        }
+        let unknown = || "?".to_owned();
+        Holder::OtherSource {
+            namespace: namespace.cloned().unwrap_or_else(unknown),
+            name: name.cloned().unwrap_or_else(unknown),
+        }
+    }
+}
+
+/// Who holds a live object, as a GitSource sees it before applying.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// The GitSource itself: applied as usual.
+    This,
+    /// Another GitSource, by the object's `paddock.dev/gitsource-*` labels.
+    OtherSource { namespace: String, name: String },
+    /// No GitSource: made with kubectl, Helm or another tool.
+    Outside,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::This => f.write_str("this GitSource"),
+            Holder::OtherSource { namespace, name } => write!(f, "GitSource {namespace}/{name}"),
+            Holder::Outside => f.write_str("created outside Paddock"),
+        }
     }
 }
 
@@ -186,6 +239,8 @@ fn stamp(manifest: &mut Json, source: SourceRef<'_>, revision: &str, file: &str)
         labels.insert(k.to_owned(), Json::String(v));
     }
     let annotations = entry_object(meta, "annotations");
+    // Adoption is consent given on the live object; written in git it would outlive the adoption.
+    annotations.remove(ADOPT_ANNOTATION);
     annotations.insert(REVISION_ANNOTATION.to_owned(), Json::String(revision.to_owned()));
     annotations.insert(SOURCE_PATH_ANNOTATION.to_owned(), Json::String(file.to_owned()));
 }
@@ -349,6 +404,56 @@ mod tests {
             panic!("accepted")
         };
         assert!(errors[0].message.contains("limited"), "{errors:?}");
+    }
+
+    #[test]
+    fn an_adopt_annotation_written_in_git_is_not_applied() {
+        let agent =
+            AGENT.replace("  labels: {team: a}\n", "  annotations: {paddock.dev/adopt: \"true\", note: kept}\n");
+        let Rendered::Ok { objects, .. } =
+            render_revision(&files(&[("a.yaml", &agent), ("p.yaml", POLICY)]), false, SRC, "r")
+        else {
+            panic!("valid revision refused")
+        };
+        let annotations = &objects[0].manifest["metadata"]["annotations"];
+        assert!(annotations.get(ADOPT_ANNOTATION).is_none(), "{annotations}");
+        assert_eq!(annotations["note"], "kept");
+    }
+
+    #[test]
+    fn the_holder_of_a_live_object_comes_from_its_labels_then_the_inventory() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let ours = labels(&[
+            (MANAGED_BY_LABEL, MANAGED_BY),
+            (SOURCE_NAME_LABEL, "agents"),
+            (SOURCE_NAMESPACE_LABEL, "team-a"),
+        ]);
+        assert_eq!(SRC.holder(&ours, false), Holder::This);
+        assert!(SRC.labelled_ours(&ours));
+        let other = labels(&[
+            (MANAGED_BY_LABEL, MANAGED_BY),
+            (SOURCE_NAME_LABEL, "platform"),
+            (SOURCE_NAMESPACE_LABEL, "team-a"),
+        ]);
+        let held = Holder::OtherSource { namespace: "team-a".into(), name: "platform".into() };
+        assert_eq!(SRC.holder(&other, false), held);
+        assert_eq!(SRC.holder(&other, true), held, "adopted away: our inventory does not make it ours");
+        assert_eq!(held.to_string(), "GitSource team-a/platform");
+        // Same name, another namespace's source.
+        let elsewhere = labels(&[
+            (MANAGED_BY_LABEL, MANAGED_BY),
+            (SOURCE_NAME_LABEL, "agents"),
+            (SOURCE_NAMESPACE_LABEL, "team-b"),
+        ]);
+        assert!(matches!(SRC.holder(&elsewhere, true), Holder::OtherSource { .. }));
+        assert!(!SRC.labelled_ours(&elsewhere));
+        let by_hand = labels(&[("team", "a")]);
+        assert_eq!(SRC.holder(&by_hand, false), Holder::Outside);
+        assert_eq!(Holder::Outside.to_string(), "created outside Paddock");
+        assert_eq!(SRC.holder(&by_hand, true), Holder::This, "ours, with its labels removed by hand");
+        assert!(!SRC.labelled_ours(&by_hand), "but never pruned without them");
     }
 
     fn k(name: &str) -> ObjectKey {

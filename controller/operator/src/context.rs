@@ -132,6 +132,13 @@ pub fn with_jitter(d: Duration, frac: f64) -> Duration {
 
 /// The frame of every reconciler with cleanup to do: run `reconcile` under the finalizer (apply or
 /// cleanup), record the outcome in the metrics, and reset the object's backoff when it succeeded.
+///
+/// The finalizer is added and removed with the JSON patches kube-runtime's `finalizer()` sends, guarded by a
+/// `test` of the finalizer list the reconciler saw. That copy comes from the controller's cache and can lag
+/// the API server (our own add of a moment ago not yet seen, another controller's finalizer added since), in
+/// which case the API server answers 422 Invalid ("the server rejected our request due to an error in our
+/// request"). That is a stale read, not an error: the object is read again and the step retried with what
+/// the server holds (at most [`FINALIZER_ATTEMPTS`] times), so it never reaches the user.
 pub async fn reconcile_finalized<K, F, Fut>(
     ctx: &Context,
     controller: &'static str,
@@ -150,11 +157,11 @@ where
     Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, crate::Error>>,
 {
     use kube::ResourceExt;
-    use kube::runtime::finalizer::{self, finalizer};
+    use kube::runtime::finalizer;
     let started = Instant::now();
     let api: kube::Api<K> = kube::Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let result =
-        finalizer(&api, finalizer_name, obj, reconcile).await.map_err(|e| crate::Error::Finalizer(Box::new(e)));
+        finalized(&api, finalizer_name, obj, reconcile).await.map_err(|e| crate::Error::Finalizer(Box::new(e)));
     let label = match &result {
         Ok(_) => "success",
         Err(crate::Error::Finalizer(e)) => match e.as_ref() {
@@ -168,6 +175,103 @@ where
         ctx.backoff.succeeded(backoff_key);
     }
     result
+}
+
+/// How many times a finalizer patch is sent when the server's copy differs from ours (re-read in between).
+pub const FINALIZER_ATTEMPTS: u32 = 4;
+
+/// kube-runtime's `finalizer()` state machine with the same requests, except that a patch refused because
+/// our copy is stale (422 from the failed `test`, 409) re-reads the object and tries again.
+async fn finalized<K, F, Fut>(
+    api: &kube::Api<K>,
+    finalizer_name: &str,
+    mut obj: Arc<K>,
+    reconcile: F,
+) -> Result<kube::runtime::controller::Action, kube::runtime::finalizer::Error<crate::Error>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+    F: FnOnce(kube::runtime::finalizer::Event<K>) -> Fut,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, crate::Error>>,
+{
+    use kube::ResourceExt;
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{Error, Event};
+    let name = obj.meta().name.clone().ok_or(Error::UnnamedObject)?;
+    let position = |o: &K| o.finalizers().iter().position(|f| f == finalizer_name);
+    let mut attempts = 1;
+    // Before anything else, the finalizer must be on the object: a deletion that starts after the first
+    // apply must find it there, or what the object made would be left behind.
+    while position(&obj).is_none() {
+        if obj.meta().deletion_timestamp.is_some() {
+            // Being deleted and not ours to clean up (never got the finalizer, or already cleaned up).
+            return Ok(Action::await_change());
+        }
+        let patch = serde_json::from_value(add_patch(&*obj, finalizer_name)).map_err(|_| Error::InvalidFinalizer)?;
+        match api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Json::<()>(patch)).await {
+            // The patch wakes the controller with the object that has it; the apply runs then.
+            Ok(_) => return Ok(Action::await_change()),
+            Err(e) if stale_copy(&e) && attempts < FINALIZER_ATTEMPTS => {
+                attempts += 1;
+                tracing::debug!(object = %name, error = %e, "finalizer add refused for a stale copy; reading it again");
+                match api.get_opt(&name).await.map_err(Error::AddFinalizer)? {
+                    Some(fresh) => obj = Arc::new(fresh),
+                    None => return Ok(Action::await_change()),
+                }
+            }
+            Err(e) => return Err(Error::AddFinalizer(e)),
+        }
+    }
+    if obj.meta().deletion_timestamp.is_none() {
+        return reconcile(Event::Apply(obj)).await.map_err(Error::ApplyFailed);
+    }
+    let uid = obj.meta().uid.clone();
+    // Cleanup must succeed before the finalizer goes, so that a failed one is tried again.
+    let action = reconcile(Event::Cleanup(obj.clone())).await.map_err(Error::CleanupFailed)?;
+    while let Some(index) = position(&obj) {
+        let patch = serde_json::from_value(serde_json::json!([
+            // By index, so `test` makes sure it is still ours that goes (a stale index would remove another's).
+            {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": finalizer_name},
+            {"op": "remove", "path": format!("/metadata/finalizers/{index}")}
+        ]))
+        .map_err(|_| Error::InvalidFinalizer)?;
+        match api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Json::<()>(patch)).await {
+            Ok(_) => break,
+            Err(e) if stale_copy(&e) && attempts < FINALIZER_ATTEMPTS => {
+                attempts += 1;
+                tracing::debug!(object = %name, error = %e, "finalizer removal refused for a stale copy; reading it again");
+                match api.get_opt(&name).await.map_err(Error::RemoveFinalizer)? {
+                    // Only the object that was cleaned up: one made anew under the same name is not.
+                    Some(fresh) if fresh.meta().uid == uid => obj = Arc::new(fresh),
+                    _ => break,
+                }
+            }
+            Err(e) => return Err(Error::RemoveFinalizer(e)),
+        }
+    }
+    Ok(action)
+}
+
+/// kube-runtime's add: `test` that the list is what we saw, then add to it (Kubernetes does not deduplicate
+/// finalizers, so adding to a list that changed meanwhile could add ours twice).
+fn add_patch<K: kube::Resource>(obj: &K, finalizer_name: &str) -> serde_json::Value {
+    use kube::ResourceExt;
+    if obj.finalizers().is_empty() {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [finalizer_name]}
+        ])
+    } else {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": obj.finalizers()},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer_name}
+        ])
+    }
+}
+
+/// A finalizer patch the API server refused because the list differs from the copy the patch was made from:
+/// 422 Invalid (a failed JSON patch `test`) or 409 Conflict.
+fn stale_copy(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 422 || s.code == 409)
 }
 
 #[cfg(test)]

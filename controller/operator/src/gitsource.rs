@@ -3,6 +3,10 @@
 //!
 //! A revision with any error is refused whole: nothing is applied, `lastAttemptedRevision` moves,
 //! `lastAppliedRevision` stays, and the objects of the last good revision stay live.
+//!
+//! An object is applied over only when it is this GitSource's (its labels, or its inventory): one another
+//! GitSource applied or one made outside Paddock is left alone and reported (`OwnershipConflict`) unless the
+//! live object carries `paddock.dev/adopt: "true"`. Pruning deletes only what carries this GitSource's labels.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,8 +23,8 @@ use paddock_api::gitsource::{InventoryEntry, SourceError};
 use paddock_api::{API_VERSION, Agent, GitSource, GitSourceStatus, Policy};
 use paddock_gitops::fetch::{Credentials, FetchRequest, fetch};
 use paddock_gitops::plan::{
-    DesiredObject, LiveObject, ObjectKey, PRUNE_ANNOTATION, PRUNE_DISABLED, PlanInput, REQUESTED_AT_ANNOTATION,
-    REVISION_ANNOTATION, Rendered, SourceRef, plan, render_revision,
+    ADOPT, ADOPT_ANNOTATION, DesiredObject, Holder, LiveObject, ObjectKey, PRUNE_ANNOTATION, PRUNE_DISABLED, PlanInput,
+    REQUESTED_AT_ANNOTATION, REVISION_ANNOTATION, Rendered, SourceRef, plan, render_revision,
 };
 use paddock_gitops::{Diagnostic, semantics::parse_duration_secs};
 use serde_json::json;
@@ -207,17 +211,23 @@ fn dyn_api(ctx: &Context, kind: Kind, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(ctx.client.clone(), ns, &api_resource(kind))
 }
 
-/// A live object labelled as applied by this source.
+/// What a sync needs to know of a live Agent or Policy.
 #[derive(Clone, Debug)]
 struct Live {
     resource_version: Option<String>,
     revision: Option<String>,
     prune_disabled: bool,
+    /// Its labels: whose it is (`SourceRef::holder`).
+    labels: BTreeMap<String, String>,
+    /// It carries `paddock.dev/adopt: "true"`.
+    adopt: bool,
 }
 
-/// Lists (metadata only) the Agents and Policies that carry this source's labels.
-async fn list_live(ctx: &Context, source: SourceRef<'_>) -> Result<BTreeMap<ObjectKey, Live>, Error> {
-    let lp = ListParams::default().labels(&source.label_selector());
+/// Lists (metadata only) the Agents and Policies of the source's namespace: all of them (a sync must see
+/// what another GitSource or a person holds before applying over it), or with `only_ours` just those that
+/// carry this source's labels.
+async fn list_live(ctx: &Context, source: SourceRef<'_>, only_ours: bool) -> Result<BTreeMap<ObjectKey, Live>, Error> {
+    let lp = if only_ours { ListParams::default().labels(&source.label_selector()) } else { ListParams::default() };
     let mut out = BTreeMap::new();
     for kind in paddock_gitops::plan::APPLIED_KINDS {
         for item in dyn_api(ctx, kind, source.namespace).list_metadata(&lp).await? {
@@ -228,11 +238,22 @@ async fn list_live(ctx: &Context, source: SourceRef<'_>) -> Result<BTreeMap<Obje
                     resource_version: item.resource_version(),
                     revision: annotations.get(REVISION_ANNOTATION).cloned(),
                     prune_disabled: annotations.get(PRUNE_ANNOTATION).is_some_and(|v| v == PRUNE_DISABLED),
+                    adopt: annotations.get(ADOPT_ANNOTATION).is_some_and(|v| v == ADOPT),
+                    labels: item.labels().clone(),
                 },
             );
         }
     }
     Ok(out)
+}
+
+/// What pruning may consider: only live objects that carry this source's labels, never one that another
+/// GitSource or a person holds (whatever our inventory says).
+fn prunable(live: &BTreeMap<ObjectKey, Live>, source: SourceRef<'_>) -> BTreeMap<ObjectKey, LiveObject> {
+    live.iter()
+        .filter(|(_, l)| source.labelled_ours(&l.labels))
+        .map(|(k, l)| (k.clone(), LiveObject { prune_disabled: l.prune_disabled }))
+        .collect()
 }
 
 fn inventory_keys(gs: &GitSource) -> Vec<ObjectKey> {
@@ -263,17 +284,55 @@ struct Changes {
     unchanged: usize,
     pruned: Vec<ObjectKey>,
     orphaned: Vec<ObjectKey>,
+    /// Taken over thanks to `paddock.dev/adopt: "true"`, with who held them before.
+    adopted: Vec<(ObjectKey, Holder)>,
+    /// Not applied: held by another GitSource or made outside Paddock, without the adopt annotation.
+    conflicts: Vec<Conflict>,
+}
+
+/// An object of the revision that exists and is not this GitSource's to apply.
+#[derive(Debug)]
+struct Conflict {
+    key: ObjectKey,
+    file: String,
+    holder: Holder,
+}
+
+impl Conflict {
+    fn error(&self) -> SourceError {
+        SourceError {
+            file: self.file.clone(),
+            line: 0,
+            column: 0,
+            message: format!(
+                "{} was not applied: it exists and is {}; to hand it to this GitSource annotate the live object \
+                 `{ADOPT_ANNOTATION}: \"{ADOPT}\"`, or remove it from git",
+                self.key,
+                held_by(&self.holder)
+            ),
+        }
+    }
+}
+
+/// `held by GitSource ns/name` or `created outside Paddock`.
+fn held_by(holder: &Holder) -> String {
+    match holder {
+        Holder::OtherSource { .. } => format!("held by {holder}"),
+        _ => holder.to_string(),
+    }
 }
 
 async fn apply(gs: &GitSource, ctx: &Context, revision: &str, objects: &[DesiredObject]) -> Result<(), Error> {
     let ns = gs.namespace().unwrap_or_default();
     let name = gs.name_any();
     let source = SourceRef { name: &name, namespace: &ns };
-    let live = list_live(ctx, source).await?;
+    let live = list_live(ctx, source, false).await?;
+    let inventory = inventory_keys(gs);
+    let in_inventory: BTreeSet<&ObjectKey> = inventory.iter().collect();
     let input = PlanInput {
         desired: objects.iter().map(|o| o.key.clone()).collect(),
-        inventory: inventory_keys(gs),
-        live: live.iter().map(|(k, l)| (k.clone(), LiveObject { prune_disabled: l.prune_disabled })).collect(),
+        inventory: inventory.clone(),
+        live: prunable(&live, source),
         prune: gs.spec.prune,
         suspend: false,
     };
@@ -283,16 +342,31 @@ async fn apply(gs: &GitSource, ctx: &Context, revision: &str, objects: &[Desired
     let mut applied: Vec<ObjectKey> = Vec::new();
     let mut failures: Vec<SourceError> = Vec::new();
     for obj in objects {
+        let before = live.get(&obj.key);
+        // A forced apply would take the object over silently: first, whose is it?
+        let adopted_from = match before.map(|b| (source.holder(&b.labels, in_inventory.contains(&obj.key)), b.adopt)) {
+            None | Some((Holder::This, _)) => None,
+            Some((holder, true)) => Some(holder),
+            Some((holder, false)) => {
+                changes.conflicts.push(Conflict { key: obj.key.clone(), file: obj.file.clone(), holder });
+                continue;
+            }
+        };
         let api = dyn_api(ctx, obj.key.kind, &ns);
         match api.patch(&obj.key.name, &pp, &Patch::Apply(&obj.manifest)).await {
             Ok(after) => {
-                let before = live.get(&obj.key);
-                match before {
-                    None => changes.created.push(obj.key.clone()),
-                    Some(b) if b.resource_version == after.resource_version() => changes.unchanged += 1,
+                match (before, adopted_from) {
+                    (_, Some(holder)) => {
+                        release_adoption(&api, &obj.key).await;
+                        changes.adopted.push((obj.key.clone(), holder));
+                    }
+                    (None, None) => changes.created.push(obj.key.clone()),
+                    (Some(b), None) if b.resource_version == after.resource_version() => changes.unchanged += 1,
                     // Same revision as last time, yet the server changed it: someone edited it and we put it back.
-                    Some(b) if b.revision.as_deref() == Some(revision) => changes.drift_corrected.push(obj.key.clone()),
-                    Some(_) => changes.configured.push(obj.key.clone()),
+                    (Some(b), None) if b.revision.as_deref() == Some(revision) => {
+                        changes.drift_corrected.push(obj.key.clone())
+                    }
+                    (Some(_), None) => changes.configured.push(obj.key.clone()),
                 }
                 applied.push(obj.key.clone());
             }
@@ -304,15 +378,31 @@ async fn apply(gs: &GitSource, ctx: &Context, revision: &str, objects: &[Desired
             }),
         }
     }
+    let conflicted: BTreeSet<&ObjectKey> = changes.conflicts.iter().map(|c| &c.key).collect();
+    if !conflicted.is_empty() {
+        warn!(gitsource = %gs.name_any(), %revision, objects = conflicted.len(), "objects held elsewhere not applied");
+        publish(
+            gs,
+            ctx,
+            EventType::Warning,
+            "OwnershipConflict",
+            "Apply",
+            conflict_message(revision, &changes.conflicts),
+        )
+        .await;
+    }
     if !failures.is_empty() {
         // Nothing is pruned after a failed apply; what did apply joins the inventory so it stays managed.
-        let inventory = to_inventory(inventory_keys(gs).into_iter().chain(applied));
+        let inventory =
+            to_inventory(inventory.iter().filter(|k| !conflicted.contains(k)).cloned().chain(applied.iter().cloned()));
         let message = format!(
             "revision {revision}: {} of {} objects failed to apply; first: {}",
             failures.len(),
             objects.len(),
             failures[0].message
         );
+        failures.extend(changes.conflicts.iter().map(Conflict::error));
+        failures.truncate(MAX_STATUS_ERRORS);
         fail(gs, ctx, "ApplyFailed", &message, Some(revision), failures, Some(inventory)).await?;
         return Err(Error::Apply(message));
     }
@@ -331,29 +421,80 @@ async fn apply(gs: &GitSource, ctx: &Context, revision: &str, objects: &[Desired
     changes.orphaned = plan.orphan.clone();
     record(ctx, &changes);
     publish_changes(gs, ctx, revision, &changes).await;
+    // What another GitSource or a person holds is not ours to list (nor ever to prune).
+    let managed: Vec<ObjectKey> = plan.inventory.into_iter().filter(|k| !conflicted.contains(k)).collect();
     if !prune_failures.is_empty() {
         let message = format!("revision {revision}: could not prune {}", prune_failures.join("; "));
-        let inventory = to_inventory(plan.inventory.into_iter().chain(kept_in_inventory));
-        fail(gs, ctx, "PruneFailed", &message, Some(revision), Vec::new(), Some(inventory)).await?;
+        let inventory = to_inventory(managed.into_iter().chain(kept_in_inventory));
+        let errors = changes.conflicts.iter().take(MAX_STATUS_ERRORS).map(Conflict::error).collect();
+        fail(gs, ctx, "PruneFailed", &message, Some(revision), errors, Some(inventory)).await?;
         return Err(Error::Apply(message));
     }
     let old = gs.status.clone().unwrap_or_default();
-    let summary = format!("Applied revision {revision}: {} objects", objects.len());
-    let status = GitSourceStatus {
-        conditions: merge(
-            &old.conditions,
-            vec![Want::ready("ReconciliationSucceeded", summary)],
-            gs.metadata.generation,
-        ),
-        last_applied_revision: Some(revision.to_owned()),
-        last_attempted_revision: Some(revision.to_owned()),
-        inventory: to_inventory(plan.inventory),
-        errors: Vec::new(),
-        last_handled_requested_at: requested_at(gs).or(old.last_handled_requested_at.clone()),
-        observed_generation: gs.metadata.generation,
+    let status = if changes.conflicts.is_empty() {
+        let summary = format!("Applied revision {revision}: {} objects", objects.len());
+        GitSourceStatus {
+            conditions: merge(
+                &old.conditions,
+                vec![Want::ready("ReconciliationSucceeded", summary)],
+                gs.metadata.generation,
+            ),
+            last_applied_revision: Some(revision.to_owned()),
+            last_attempted_revision: Some(revision.to_owned()),
+            inventory: to_inventory(managed),
+            errors: Vec::new(),
+            last_handled_requested_at: requested_at(gs).or(old.last_handled_requested_at.clone()),
+            observed_generation: gs.metadata.generation,
+        }
+    } else {
+        // The rest of the revision is applied, yet not all of it: `lastAppliedRevision` stays. Not an error
+        // to retry with backoff: only the holder (the annotation) or git can settle it; the interval, or
+        // `paddock.dev/requestedAt`, looks again.
+        GitSourceStatus {
+            conditions: merge(
+                &old.conditions,
+                vec![Want::not_ready("OwnershipConflict", conflict_message(revision, &changes.conflicts))],
+                gs.metadata.generation,
+            ),
+            last_attempted_revision: Some(revision.to_owned()),
+            inventory: to_inventory(managed),
+            errors: changes.conflicts.iter().take(MAX_STATUS_ERRORS).map(Conflict::error).collect(),
+            last_handled_requested_at: requested_at(gs).or(old.last_handled_requested_at.clone()),
+            observed_generation: gs.metadata.generation,
+            ..old.clone()
+        }
     };
     write_status(gs, ctx, status).await?;
     Ok(())
+}
+
+/// `revision r: 2 objects not applied, held elsewhere: Agent/team-a/coder (held by GitSource team-a/platform),
+/// Policy/team-a/base (created outside Paddock); …`.
+fn conflict_message(revision: &str, conflicts: &[Conflict]) -> String {
+    const SHOWN: usize = 10;
+    let mut named: Vec<String> =
+        conflicts.iter().take(SHOWN).map(|c| format!("{} ({})", c.key, held_by(&c.holder))).collect();
+    if conflicts.len() > SHOWN {
+        named.push(format!("and {} more", conflicts.len() - SHOWN));
+    }
+    format!(
+        "revision {revision}: {} object{} not applied, held elsewhere: {}; the rest of the revision is applied. \
+         To hand an object to this GitSource annotate it `{ADOPT_ANNOTATION}: \"{ADOPT}\"`, or remove it from git",
+        conflicts.len(),
+        if conflicts.len() == 1 { "" } else { "s" },
+        named.join(", ")
+    )
+}
+
+/// Removes the adopt annotation from an object just adopted: it is ours now, and left in place it would let
+/// another GitSource whose revision holds the object take it back at its next sync, and so on in turns.
+/// Best effort: the object is adopted either way.
+async fn release_adoption(api: &Api<DynamicObject>, key: &ObjectKey) {
+    let body = json!({"metadata": {"annotations": {ADOPT_ANNOTATION: null}}});
+    let pp = PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
+    if let Err(e) = api.patch(&key.name, &pp, &Patch::Merge(&body)).await {
+        warn!(object = %key, error = %e, "adopted, but could not remove the adopt annotation");
+    }
 }
 
 fn record(ctx: &Context, c: &Changes) {
@@ -363,6 +504,8 @@ fn record(ctx: &Context, c: &Changes) {
     m.objects("drift_corrected", c.drift_corrected.len() as u64);
     m.objects("unchanged", c.unchanged as u64);
     m.objects("pruned", c.pruned.len() as u64);
+    m.objects("adopted", c.adopted.len() as u64);
+    m.objects("conflict", c.conflicts.len() as u64);
 }
 
 /// One Event per kind of change, listing the objects (Events notes are capped at 1 kB).
@@ -378,6 +521,14 @@ async fn publish_changes(gs: &GitSource, ctx: &Context, revision: &str, c: &Chan
     if !applied.is_empty() {
         let note = format!("Applied revision {revision}: {}", applied.join("; "));
         publish(gs, ctx, EventType::Normal, "Applied", "Apply", note).await;
+    }
+    if !c.adopted.is_empty() {
+        let named: Vec<String> = c.adopted.iter().map(|(k, h)| format!("{k} (was {})", held_by(h))).collect();
+        let note = format!(
+            "Adopted {} from revision {revision}: the live objects carried `{ADOPT_ANNOTATION}: \"{ADOPT}\"`",
+            named.join(", ")
+        );
+        publish(gs, ctx, EventType::Normal, "Adopted", "Apply", note).await;
     }
     if !c.pruned.is_empty() {
         let note = format!("Pruned {} (no longer in revision {revision})", list(&c.pruned));
@@ -541,11 +692,11 @@ async fn cleanup(gs: &GitSource, ctx: &Context) -> Result<Action, Error> {
     let name = gs.name_any();
     if gs.spec.prune && !gs.spec.suspend {
         let source = SourceRef { name: &name, namespace: &ns };
-        let live = list_live(ctx, source).await?;
+        let live = list_live(ctx, source, true).await?;
         let input = PlanInput {
             desired: Vec::new(),
             inventory: inventory_keys(gs),
-            live: live.iter().map(|(k, l)| (k.clone(), LiveObject { prune_disabled: l.prune_disabled })).collect(),
+            live: prunable(&live, source),
             prune: true,
             suspend: false,
         };

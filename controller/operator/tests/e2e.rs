@@ -204,3 +204,164 @@ async fn scenarios(client: Client, ns: String) {
     assert!(agents.get_opt("coder").await.unwrap().is_none());
     assert!(sources.get_opt("agents").await.unwrap().is_none());
 }
+
+/// The controller reconciles from its cache, which can lag the API server: the finalizer is already on the
+/// object (our own earlier reconcile, or another controller's finalizer was added) while the cached copy
+/// says otherwise. kube-runtime's add guards its JSON patch with `test /metadata/finalizers == <cached>`,
+/// which the API server answers with 422 Invalid; the reconcile must re-read and carry on, not fail.
+#[tokio::test]
+async fn a_stale_gitsource_gets_its_finalizer_without_an_error() {
+    let Some(client) = client().await else { return };
+    install_crds(&client).await;
+    let ns = format!("paddock-e2e-stale-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+    let result = tokio::spawn(stale_scenario(client.clone(), ns.clone())).await;
+    if result.is_err() {
+        // The other controller's finalizer would hold the namespace forever.
+        let unfinalize = json!({"metadata": {"finalizers": null}});
+        let sources: Api<GitSource> = Api::namespaced(client.clone(), &ns);
+        let _ = sources.patch("agents", &PatchParams::default(), &Patch::Merge(&unfinalize)).await;
+    }
+    let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn stale_scenario(client: Client, ns: String) {
+    const OTHER: &str = "example.com/other-controller";
+    let cache = tempfile::tempdir().unwrap();
+    let up = Upstream::new();
+    let first = up.commit_tree("main", &[("policies/baseline.yaml", support::POLICY.as_bytes())], false);
+    let sources: Api<GitSource> = Api::namespaced(client.clone(), &ns);
+    let gs: GitSource = serde_json::from_value(json!({
+        "apiVersion": "paddock.dev/v1alpha1", "kind": "GitSource",
+        "metadata": {"name": "agents", "namespace": ns},
+        "spec": {"url": up.url(), "interval": "1m"}
+    }))
+    .unwrap();
+    sources.create(&PostParams::default(), &gs).await.unwrap();
+    let stale = Arc::new(sources.get("agents").await.unwrap());
+    assert!(stale.finalizers().is_empty());
+    // Another controller adds its finalizer after our cache saw the object.
+    let add_other = json!([{"op": "add", "path": "/metadata/finalizers", "value": [OTHER]}]);
+    sources
+        .patch("agents", &PatchParams::default(), &Patch::<()>::Json(serde_json::from_value(add_other).unwrap()))
+        .await
+        .unwrap();
+    let ctx = context(&client, &ns, cache.path()).await;
+    paddock_operator::gitsource::reconcile(stale.clone(), ctx.clone())
+        .await
+        .expect("a stale object is no error: the finalizer is added to what the server holds");
+    let now = sources.get("agents").await.unwrap();
+    assert_eq!(now.finalizers(), [OTHER, paddock_operator::FINALIZER], "the other finalizer is kept");
+
+    // The same stale copy again (the watch has not caught up): the finalizer is there, so it syncs.
+    paddock_operator::gitsource::reconcile(stale, ctx).await.expect("recovers from the stale copy");
+    let now = sources.get("agents").await.unwrap();
+    assert_eq!(now.finalizers(), [OTHER, paddock_operator::FINALIZER], "added once");
+    assert_eq!(now.status.unwrap().last_applied_revision, Some(format!("main@sha1:{first}")));
+
+    // Let the namespace go: the other controller's finalizer leaves, then ours runs.
+    let remove_other = json!([{"op": "test", "path": "/metadata/finalizers/0", "value": OTHER},
+                              {"op": "remove", "path": "/metadata/finalizers/0"}]);
+    sources
+        .patch("agents", &PatchParams::default(), &Patch::<()>::Json(serde_json::from_value(remove_other).unwrap()))
+        .await
+        .unwrap();
+    sources.delete("agents", &DeleteParams::default()).await.unwrap();
+    sync(&client, &ns, cache.path()).await.unwrap();
+    assert!(sources.get_opt("agents").await.unwrap().is_none());
+}
+
+/// An object made by hand is not taken over until it is annotated for adoption; then the annotation is
+/// used up. Pruning leaves what the GitSource does not hold.
+#[tokio::test]
+async fn a_gitsource_takes_over_only_what_it_is_handed_on_a_real_cluster() {
+    let Some(client) = client().await else { return };
+    install_crds(&client).await;
+    let ns = format!("paddock-e2e-owner-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
+        .await
+        .unwrap();
+    let result = tokio::spawn(ownership_scenario(client.clone(), ns.clone())).await;
+    if result.is_err() {
+        let sources: Api<GitSource> = Api::namespaced(client.clone(), &ns);
+        let _ = sources
+            .patch("agents", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
+            .await;
+    }
+    let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn ownership_scenario(client: Client, ns: String) {
+    let cache = tempfile::tempdir().unwrap();
+    let up = Upstream::new();
+    let first = up.commit_tree(
+        "main",
+        &[("agents/coder.yaml", AGENT_V1.as_bytes()), ("policies/baseline.yaml", support::POLICY.as_bytes())],
+        false,
+    );
+    let sources: Api<GitSource> = Api::namespaced(client.clone(), &ns);
+    let policies: Api<Policy> = Api::namespaced(client.clone(), &ns);
+    let agents: Api<Agent> = Api::namespaced(client.clone(), &ns);
+    // Someone made `baseline` with kubectl before the GitSource existed.
+    let by_hand = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "Policy", "metadata": {"name": "baseline"},
+                         "spec": {"rules": [{"name": "mine", "use": "cost_budget", "with": {"max_cost_usd": 1}}]}});
+    policies.create(&PostParams::default(), &serde_json::from_value(by_hand).unwrap()).await.unwrap();
+    let gs: GitSource = serde_json::from_value(json!({
+        "apiVersion": "paddock.dev/v1alpha1", "kind": "GitSource",
+        "metadata": {"name": "agents", "namespace": ns},
+        "spec": {"url": up.url(), "interval": "1m"}
+    }))
+    .unwrap();
+    sources.create(&PostParams::default(), &gs).await.unwrap();
+    sync(&client, &ns, cache.path()).await.unwrap();
+    sync(&client, &ns, cache.path()).await.unwrap();
+    let status = sources.get("agents").await.unwrap().status.unwrap();
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason, "OwnershipConflict", "{ready:?}");
+    assert!(ready.message.contains(&format!("Policy/{ns}/baseline (created outside Paddock)")), "{}", ready.message);
+    assert_eq!(status.last_applied_revision, None);
+    assert_eq!(status.inventory.len(), 1, "the Agent only: {:?}", status.inventory);
+    assert_eq!(policies.get("baseline").await.unwrap().spec.rules[0].name, "mine", "left as it was");
+    assert!(agents.get_opt("coder").await.unwrap().is_some(), "the rest is applied");
+
+    // Handed over on the cluster: adopted at the next sync, and the annotation is gone.
+    policies
+        .patch(
+            "baseline",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"paddock.dev/adopt": "true"}}})),
+        )
+        .await
+        .unwrap();
+    sync(&client, &ns, cache.path()).await.unwrap();
+    let status = sources.get("agents").await.unwrap().status.unwrap();
+    assert_eq!(status.last_applied_revision, Some(format!("main@sha1:{first}")));
+    assert_eq!(status.inventory.len(), 2);
+    let baseline = policies.get("baseline").await.unwrap();
+    assert_eq!(baseline.spec.rules[0].name, "budget", "git's spec");
+    assert_eq!(baseline.labels()["paddock.dev/gitsource-name"], "agents");
+    assert!(!baseline.annotations().contains_key("paddock.dev/adopt"), "{:?}", baseline.annotations());
+
+    // Deleting the GitSource prunes both, and nothing else (a hand-made Agent stays).
+    let other = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "Agent", "metadata": {"name": "hand-made"},
+                       "spec": {"harness": "codex", "model": "gpt-5"}});
+    agents.create(&PostParams::default(), &serde_json::from_value(other).unwrap()).await.unwrap();
+    sources.delete("agents", &DeleteParams::default()).await.unwrap();
+    sync(&client, &ns, cache.path()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(policies.get_opt("baseline").await.unwrap().is_none());
+    assert!(agents.get_opt("coder").await.unwrap().is_none());
+    assert!(agents.get_opt("hand-made").await.unwrap().is_some());
+}

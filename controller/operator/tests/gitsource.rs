@@ -125,11 +125,9 @@ async fn applies_every_object_by_server_side_apply_and_records_the_inventory() {
         ]
     );
     let reqs = api.requests();
-    // The live objects are listed by this source's labels, metadata only.
-    assert_eq!(
-        reqs[0].query["labelSelector"],
-        "app.kubernetes.io/managed-by=paddock,paddock.dev/gitsource-name=agents,paddock.dev/gitsource-namespace=team-a"
-    );
+    // Every live Agent and Policy of the namespace is listed, metadata only: what another GitSource or a
+    // person holds must be seen before applying over it.
+    assert!(!reqs[0].query.contains_key("labelSelector"), "{:?}", reqs[0].query);
     assert!(reqs[0].accept.as_deref().unwrap_or("").contains("PartialObjectMetadataList"), "{:?}", reqs[0].accept);
     for ssa in &reqs[2..4] {
         assert!(ssa.is_ssa(), "PATCH with fieldManager=paddock, force=true, apply-patch+yaml: {ssa:?}");
@@ -568,4 +566,409 @@ fn network_urls_are_the_ones_the_cluster_controller_fetches() {
     ] {
         assert!(!network_url(refused), "{refused}");
     }
+}
+
+/// A live object (metadata only) with these labels and annotations.
+fn held(name: &str, labels: Json, annotations: Json) -> Json {
+    json!({
+        "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": {"name": name, "namespace": NS, "resourceVersion": "4", "labels": labels, "annotations": annotations}
+    })
+}
+
+fn other_source_labels() -> Json {
+    json!({"app.kubernetes.io/managed-by": "paddock", "paddock.dev/gitsource-name": "platform", "paddock.dev/gitsource-namespace": NS})
+}
+
+fn inventory_names(status: &Json) -> Vec<String> {
+    status["inventory"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{}/{}", e["kind"].as_str().unwrap(), e["name"].as_str().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_object_held_by_another_gitsource_is_not_taken_over_and_the_rest_is_applied() {
+    let (up, rev) = repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY)]);
+    let gs = gitsource(&up.url(), Json::Null);
+    let cluster = Cluster {
+        url: up.url(),
+        agents: vec![held("coder", other_source_labels(), json!({"paddock.dev/revision": "main@sha1:theirs"}))],
+        ..Cluster::default()
+    };
+    let (out, api, ctx) = run(gs, cluster).await;
+    let action = out.expect("a conflict is reported, not retried with backoff");
+    assert!(format!("{action:?}").contains("requeue_after: Some"), "{action:?}");
+    assert_eq!(
+        api.lines(),
+        [
+            format!("GET {AGENTS}"),
+            format!("GET {POLICIES}"),
+            format!("PATCH {POLICIES}/baseline"),
+            format!("POST {EVENTS}"),
+            format!("POST {EVENTS}"),
+            format!("PATCH {STATUS}"),
+        ],
+        "coder is neither applied nor deleted"
+    );
+    let ev = events(&api);
+    assert_eq!((ev[0].0.as_str(), ev[0].1.as_str()), ("Warning", "OwnershipConflict"));
+    assert!(ev[0].2.contains("Agent/team-a/coder (held by GitSource team-a/platform)"), "{}", ev[0].2);
+    assert!(ev[0].2.contains("paddock.dev/adopt: \"true\""), "the Event says how to settle it: {}", ev[0].2);
+    assert_eq!(ev[1].2, format!("Applied revision {rev}: created Policy/baseline"));
+    let status = status_patch(&api).unwrap();
+    let ready = condition(&status, "Ready").unwrap();
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("OwnershipConflict")));
+    assert!(ready["message"].as_str().unwrap().contains("Agent/team-a/coder (held by GitSource team-a/platform)"));
+    assert!(condition(&status, "Stalled").is_none() && condition(&status, "Reconciling").is_none());
+    assert!(status.get("lastAppliedRevision").is_none(), "the revision is not wholly applied");
+    assert_eq!(status["lastAttemptedRevision"], rev.as_str());
+    assert_eq!(inventory_names(&status), ["Policy/baseline"], "not ours, so not in our inventory");
+    assert_eq!(status["errors"][0]["file"], "agents/coder.yaml");
+    assert!(
+        status["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Agent/team-a/coder was not applied: it exists and is held by GitSource team-a/platform"),
+        "{}",
+        status["errors"][0]
+    );
+    assert!(ctx.metrics.encode().contains(r#"paddock_controller_gitsource_objects_total{action="conflict"} 1"#));
+}
+
+#[tokio::test]
+async fn an_object_created_by_hand_is_not_taken_over() {
+    let (up, _) = repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY)]);
+    let gs = gitsource(&up.url(), Json::Null);
+    // Made with kubectl: no GitSource labels (a managed-by label alone names no GitSource).
+    let cluster = Cluster {
+        url: up.url(),
+        policies: vec![held("baseline", json!({"app.kubernetes.io/managed-by": "paddock"}), json!({}))],
+        ..Cluster::default()
+    };
+    let (out, api, _) = run(gs, cluster).await;
+    out.unwrap();
+    let patched: Vec<String> =
+        api.requests().iter().filter(|s| s.is_ssa() && s.path != STATUS).map(Seen::line).collect();
+    assert_eq!(patched, [format!("PATCH {AGENTS}/coder")]);
+    let status = status_patch(&api).unwrap();
+    assert_eq!(condition(&status, "Ready").unwrap()["reason"], "OwnershipConflict");
+    assert!(
+        status["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Policy/team-a/baseline was not applied: it exists and is created outside Paddock"),
+        "{}",
+        status["errors"][0]
+    );
+    assert_eq!(inventory_names(&status), ["Agent/coder"]);
+    assert!(
+        events(&api)
+            .iter()
+            .any(|e| e.1 == "OwnershipConflict" && e.2.contains("Policy/team-a/baseline (created outside Paddock)"))
+    );
+}
+
+#[tokio::test]
+async fn an_object_annotated_for_adoption_is_adopted_and_the_annotation_removed() {
+    let (up, rev) = repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY)]);
+    let gs = gitsource(&up.url(), Json::Null);
+    let cluster = Cluster {
+        url: up.url(),
+        // One made by hand, one another GitSource holds; both handed over on the cluster.
+        agents: vec![held("coder", json!({"team": "a"}), json!({"paddock.dev/adopt": "true"}))],
+        policies: vec![held("baseline", other_source_labels(), json!({"paddock.dev/adopt": "true"}))],
+        ..Cluster::default()
+    };
+    let (out, api, _) = run(gs, cluster).await;
+    out.unwrap();
+    assert_eq!(
+        api.lines(),
+        [
+            format!("GET {AGENTS}"),
+            format!("GET {POLICIES}"),
+            format!("PATCH {AGENTS}/coder"),
+            format!("PATCH {AGENTS}/coder"),
+            format!("PATCH {POLICIES}/baseline"),
+            format!("PATCH {POLICIES}/baseline"),
+            format!("POST {EVENTS}"),
+            format!("PATCH {STATUS}"),
+        ]
+    );
+    let reqs = api.requests();
+    assert!(reqs[2].is_ssa(), "{:?}", reqs[2]);
+    assert_eq!(reqs[2].body["metadata"]["labels"]["paddock.dev/gitsource-name"], NAME, "the apply labels it ours");
+    // Then the consent is used up, so the other GitSource cannot take it back at its next sync.
+    assert_eq!(reqs[3].content_type.as_deref(), Some("application/merge-patch+json"));
+    assert_eq!(reqs[3].body, json!({"metadata": {"annotations": {"paddock.dev/adopt": null}}}));
+    assert_eq!(reqs[3].query.get("fieldManager").map(String::as_str), Some("paddock"));
+    assert!(reqs[4].is_ssa() && reqs[5].content_type.as_deref() == Some("application/merge-patch+json"));
+    let ev = events(&api);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(
+        (ev[0].0.as_str(), ev[0].1.as_str(), ev[0].2.as_str()),
+        (
+            "Normal",
+            "Adopted",
+            format!(
+                "Adopted Agent/team-a/coder (was created outside Paddock), Policy/team-a/baseline (was held by GitSource \
+                 team-a/platform) from revision {rev}: the live objects carried `paddock.dev/adopt: \"true\"`"
+            )
+            .as_str()
+        )
+    );
+    let status = status_patch(&api).unwrap();
+    assert_eq!(condition(&status, "Ready").unwrap()["reason"], "ReconciliationSucceeded");
+    assert_eq!(status["lastAppliedRevision"], rev.as_str());
+    assert_eq!(inventory_names(&status), ["Agent/coder", "Policy/baseline"]);
+}
+
+#[tokio::test]
+async fn an_object_already_ours_is_applied_as_before() {
+    let (up, rev) = repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY)]);
+    // coder carries our labels though the status (inventory) was lost; baseline is in our inventory but
+    // someone removed its labels by hand, and no other GitSource claims it.
+    let gs = gitsource(&up.url(), json!({"inventory": [{"kind": "Policy", "name": "baseline", "namespace": NS}]}));
+    let cluster = Cluster {
+        url: up.url(),
+        agents: vec![live("coder", "7", "main@sha1:prev", json!({}))],
+        policies: vec![held("baseline", json!({}), json!({"paddock.dev/revision": "main@sha1:prev"}))],
+        rv_after: HashMap::from([("coder", "8"), ("baseline", "9")]),
+        ..Cluster::default()
+    };
+    let (out, api, _) = run(gs, cluster).await;
+    out.unwrap();
+    let reqs = api.requests();
+    let ssa: Vec<&Seen> = reqs.iter().filter(|s| s.is_ssa() && s.path != STATUS).collect();
+    assert_eq!(
+        ssa.iter().map(|s| s.line()).collect::<Vec<_>>(),
+        [format!("PATCH {AGENTS}/coder"), format!("PATCH {POLICIES}/baseline")]
+    );
+    assert_eq!(ssa[1].body["metadata"]["labels"]["paddock.dev/gitsource-name"], NAME, "its labels are put back");
+    assert!(api.requests().iter().all(|s| s.content_type.as_deref() != Some("application/merge-patch+json")));
+    assert_eq!(events(&api)[0].2, format!("Applied revision {rev}: configured Agent/coder, Policy/baseline"));
+    let status = status_patch(&api).unwrap();
+    assert_eq!(condition(&status, "Ready").unwrap()["reason"], "ReconciliationSucceeded");
+    assert_eq!(inventory_names(&status), ["Agent/coder", "Policy/baseline"]);
+}
+
+#[tokio::test]
+async fn pruning_never_deletes_what_another_gitsource_or_a_person_holds() {
+    let (up, _) = repo_with(&[("policies/baseline.yaml", POLICY)]);
+    // All three left git and are in our inventory; only `mine` still carries our labels.
+    let inventory = json!([
+        {"kind": "Agent", "name": "mine", "namespace": NS},
+        {"kind": "Agent", "name": "adopted-away", "namespace": NS},
+        {"kind": "Agent", "name": "unlabelled", "namespace": NS},
+        {"kind": "Policy", "name": "baseline", "namespace": NS}
+    ]);
+    let gs = gitsource(&up.url(), json!({"inventory": inventory}));
+    let cluster = Cluster {
+        url: up.url(),
+        agents: vec![
+            live("mine", "1", "r", json!({})),
+            held("adopted-away", other_source_labels(), json!({})),
+            held("unlabelled", json!({}), json!({})),
+            held("by-hand", json!({}), json!({})),
+        ],
+        policies: vec![live("baseline", "2", "r", json!({}))],
+        ..Cluster::default()
+    };
+    let (out, api, _) = run(gs.clone(), cluster.clone()).await;
+    out.unwrap();
+    let deletes: Vec<String> = api.requests().iter().filter(|s| s.method == "DELETE").map(Seen::line).collect();
+    assert_eq!(deletes, [format!("DELETE {AGENTS}/mine")]);
+    assert_eq!(inventory_names(&status_patch(&api).unwrap()), ["Policy/baseline"]);
+
+    // Nor does deleting the GitSource.
+    let mut gs = gs;
+    gs.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    let inner = route(cluster);
+    let reply = serde_json::to_value(gitsource(&up.url(), Json::Null)).unwrap();
+    let (client, api) =
+        fake_api(Arc::new(
+            move |s: &Seen| {
+                if s.path.ends_with("/gitsources/agents") { (200, reply.clone()) } else { inner(s) }
+            },
+        ));
+    let cache = tempfile::tempdir().unwrap();
+    reconcile(Arc::new(gs), context(client, cache.path().to_path_buf())).await.unwrap();
+    let deletes: Vec<String> = api.requests().iter().filter(|s| s.method == "DELETE").map(Seen::line).collect();
+    assert_eq!(deletes, [format!("DELETE {AGENTS}/mine"), format!("DELETE {POLICIES}/baseline")]);
+}
+
+const GITSOURCE: &str = "/apis/paddock.dev/v1alpha1/namespaces/team-a/gitsources/agents";
+
+/// The API server's answer to a JSON patch whose `test` fails, byte for byte as kube-apiserver sends it
+/// (the reason of the failure is not in it).
+fn json_patch_test_failed() -> (u16, Json) {
+    (
+        422,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "the server rejected our request due to an error in our request", "reason": "Invalid",
+               "details": {}, "code": 422}),
+    )
+}
+
+/// RFC 6902 on the `metadata.finalizers` of `obj`, as the API server applies it: every `test` must hold
+/// (a missing list equals `null`), else nothing changes.
+fn apply_json_patch(obj: &mut Json, ops: &Json) -> bool {
+    let mut finalizers = obj["metadata"].get("finalizers").cloned().unwrap_or(Json::Null);
+    for op in ops.as_array().unwrap() {
+        let path = op["path"].as_str().unwrap();
+        let index = path.strip_prefix("/metadata/finalizers/");
+        match (op["op"].as_str().unwrap(), index) {
+            ("test", None) if finalizers != op["value"] => return false,
+            ("test", Some(i)) if finalizers.get(i.parse::<usize>().unwrap()) != Some(&op["value"]) => return false,
+            ("test", _) => {}
+            ("add", None) => finalizers = op["value"].clone(),
+            ("add", Some("-")) => finalizers.as_array_mut().unwrap().push(op["value"].clone()),
+            ("remove", Some(i)) => {
+                let i: usize = i.parse().unwrap();
+                if finalizers.as_array().is_none_or(|a| a.len() <= i) {
+                    return false;
+                }
+                finalizers.as_array_mut().unwrap().remove(i);
+            }
+            other => panic!("unexpected JSON patch operation {other:?}"),
+        }
+    }
+    match finalizers {
+        Json::Array(a) if a.is_empty() => obj["metadata"].as_object_mut().unwrap().remove("finalizers"),
+        f => obj["metadata"].as_object_mut().unwrap().insert("finalizers".into(), f),
+    };
+    true
+}
+
+/// The fake cluster of `cluster`, holding the GitSource `server_copy` and answering the finalizer's JSON
+/// patches and GETs of it as the API server does.
+fn holding(server_copy: GitSource, cluster: Cluster) -> (Route, Arc<std::sync::Mutex<Json>>) {
+    let held = Arc::new(std::sync::Mutex::new(serde_json::to_value(server_copy).unwrap()));
+    let inner = route(cluster);
+    let state = held.clone();
+    let route: Route = Arc::new(move |s: &Seen| {
+        if s.path != GITSOURCE {
+            return inner(s);
+        }
+        let mut obj = state.lock().unwrap();
+        match s.method.as_str() {
+            "GET" => (200, obj.clone()),
+            "PATCH" if s.content_type.as_deref() == Some("application/json-patch+json") => {
+                if apply_json_patch(&mut obj, &s.body) { (200, obj.clone()) } else { json_patch_test_failed() }
+            }
+            _ => (500, json!({"kind": "Status", "code": 500, "message": format!("unexpected {}", s.line())})),
+        }
+    });
+    (route, held)
+}
+
+async fn reconcile_with(route: Route, gs: GitSource) -> (Result<Action, paddock_operator::Error>, FakeApi) {
+    let cache = tempfile::tempdir().unwrap();
+    let (client, api) = fake_api(route);
+    let ctx = context(client, cache.path().to_path_buf());
+    let out =
+        tokio::time::timeout(Duration::from_secs(30), reconcile(Arc::new(gs), ctx)).await.expect("reconcile hangs");
+    (out, api)
+}
+
+#[tokio::test]
+async fn a_stale_copy_without_the_finalizer_is_read_again_and_synced() {
+    // The watch has not caught up with our own add of a moment ago: the cached copy has no finalizer.
+    let (up, rev) = repo_with(&[("policies/baseline.yaml", POLICY)]);
+    let on_server = gitsource(&up.url(), Json::Null);
+    let mut cached = on_server.clone();
+    cached.metadata.finalizers = None;
+    let (route, held) = holding(on_server, Cluster { url: up.url(), ..Cluster::default() });
+    let (out, api) = reconcile_with(route, cached).await;
+    out.expect("a stale copy is no error the user sees");
+    assert_eq!(
+        api.lines(),
+        [
+            format!("PATCH {GITSOURCE}"),
+            format!("GET {GITSOURCE}"),
+            format!("GET {AGENTS}"),
+            format!("GET {POLICIES}"),
+            format!("PATCH {POLICIES}/baseline"),
+            format!("POST {EVENTS}"),
+            format!("PATCH {STATUS}"),
+        ],
+        "the add is refused with 422, the GitSource read again, and the sync goes on with what the server holds"
+    );
+    let reqs = api.requests();
+    assert_eq!(
+        reqs[0].body,
+        json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+               {"op": "add", "path": "/metadata/finalizers", "value": ["paddock.dev/gitsource"]}])
+    );
+    assert_eq!(status_patch(&api).unwrap()["lastAppliedRevision"], rev.as_str());
+    assert_eq!(held.lock().unwrap()["metadata"]["finalizers"], json!(["paddock.dev/gitsource"]), "not added twice");
+}
+
+#[tokio::test]
+async fn another_controllers_finalizer_added_meanwhile_is_kept_and_ours_added_once() {
+    let (up, _) = repo_with(&[("policies/baseline.yaml", POLICY)]);
+    let mut on_server = gitsource(&up.url(), Json::Null);
+    on_server.metadata.finalizers = Some(vec!["example.com/other".into()]);
+    let mut cached = on_server.clone();
+    cached.metadata.finalizers = None;
+    let (route, held) = holding(on_server, Cluster { url: up.url(), ..Cluster::default() });
+    let (out, api) = reconcile_with(route, cached).await;
+    assert_eq!(out.expect("no error"), Action::await_change(), "the patch wakes the controller for the sync");
+    assert_eq!(api.lines(), [format!("PATCH {GITSOURCE}"), format!("GET {GITSOURCE}"), format!("PATCH {GITSOURCE}")]);
+    assert_eq!(
+        api.requests()[2].body,
+        json!([{"op": "test", "path": "/metadata/finalizers", "value": ["example.com/other"]},
+               {"op": "add", "path": "/metadata/finalizers/-", "value": "paddock.dev/gitsource"}])
+    );
+    assert_eq!(held.lock().unwrap()["metadata"]["finalizers"], json!(["example.com/other", "paddock.dev/gitsource"]));
+}
+
+#[tokio::test]
+async fn removing_the_finalizer_at_a_stale_index_reads_again_and_removes_only_ours() {
+    let (up, _) = repo_with(&[("policies/baseline.yaml", POLICY)]);
+    let deleting = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    let mut on_server = gitsource(&up.url(), Json::Null);
+    on_server.metadata.deletion_timestamp = deleting.clone();
+    // Our copy still lists a finalizer that its controller has removed since: ours moved from 1 to 0.
+    let mut cached = on_server.clone();
+    cached.metadata.finalizers = Some(vec!["example.com/other".into(), "paddock.dev/gitsource".into()]);
+    let (route, held) = holding(on_server, Cluster { url: up.url(), ..Cluster::default() });
+    let (out, api) = reconcile_with(route, cached).await;
+    out.expect("no error");
+    let lines = api.lines();
+    assert_eq!(
+        lines[lines.len() - 3..],
+        [format!("PATCH {GITSOURCE}"), format!("GET {GITSOURCE}"), format!("PATCH {GITSOURCE}")]
+    );
+    let reqs = api.requests();
+    assert_eq!(
+        reqs[reqs.len() - 3].body[0],
+        json!({"op": "test", "path": "/metadata/finalizers/1", "value": "paddock.dev/gitsource"})
+    );
+    assert_eq!(
+        reqs[reqs.len() - 1].body[0],
+        json!({"op": "test", "path": "/metadata/finalizers/0", "value": "paddock.dev/gitsource"})
+    );
+    assert!(held.lock().unwrap()["metadata"].get("finalizers").is_none(), "ours removed");
+}
+
+#[tokio::test]
+async fn a_finalizer_add_refused_every_time_is_reported_after_a_few_attempts() {
+    let (up, _) = repo_with(&[("policies/baseline.yaml", POLICY)]);
+    let mut gs = gitsource(&up.url(), Json::Null);
+    gs.metadata.finalizers = None;
+    let reply = serde_json::to_value(&gs).unwrap();
+    // A 422 that a fresh read does not cure (an admission webhook refusing the GitSource, say).
+    let (out, api) = reconcile_with(
+        Arc::new(move |s: &Seen| if s.method == "GET" { (200, reply.clone()) } else { json_patch_test_failed() }),
+        gs,
+    )
+    .await;
+    let err = out.unwrap_err();
+    assert!(err.to_string().contains("failed to add finalizer"), "{err}");
+    let patches = api.requests().iter().filter(|s| s.method == "PATCH").count();
+    assert_eq!(patches as u32, paddock_operator::context::FINALIZER_ATTEMPTS, "{:?}", api.lines());
 }
