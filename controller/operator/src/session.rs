@@ -295,6 +295,14 @@ async fn start(
         let msg = format!("Agent `{agent_name}` cannot be governed: {why}");
         return blocked(s, ctx, rt, obs, "AgentNotReady", &msg, false).await;
     };
+    // The Session's own rules, checked as the gateway will check them: a rule that cannot compile is the
+    // user's to fix (Stalled, naming its field), not a refusal to retry.
+    if let Some(own) = &s.spec.policy
+        && let Err(errors) = paddock_policy::compile_session_rules(&session_id(s), &own.rules)
+    {
+        let msg = errors.iter().map(|e| e.at("spec.policy.rules")).collect::<Vec<_>>().join("; ");
+        return blocked(s, ctx, rt, obs, "InvalidSessionPolicy", &msg, true).await;
+    }
     let environment = environment_of(ctx, &ns).await;
     let required = match paddock_policy::required_runtime_class(
         &governed.policies,

@@ -1239,3 +1239,18 @@ async fn deleting_a_session_when_the_gateway_comes_back_revokes_its_token() {
         "paddock_controller_session_revocations_abandoned_total 0"
     );
 }
+
+#[tokio::test]
+async fn a_session_rule_that_would_allow_stalls_naming_its_field_and_nothing_starts() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    let mut s = h.objects.get(SESSION).unwrap();
+    // The CRD's enum refuses this at apply; an older CRD or a client that skips validation still reaches here.
+    s["spec"]["policy"] =
+        json!({"rules": [{"name": "let-it-through", "use": "tool_allowlist", "action": "allow", "with": {"tools": ["shell"]}}]});
+    h.objects.put(SESSION, s);
+    h.reconcile().await;
+    let (reason, message, stalled) = h.ready();
+    assert_eq!((reason.as_str(), stalled), ("InvalidSessionPolicy", true), "{message}");
+    assert!(message.starts_with("spec.policy.rules[0].action:"), "{message}");
+    assert!(h.nothing_started(), "no gateway session, no pod");
+}
