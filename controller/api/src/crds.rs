@@ -43,15 +43,23 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    /// The generated CRD.
+    /// The generated CRD, its integer formats made ones Kubernetes knows ([`kubernetes_formats`]).
     pub fn crd(self) -> CustomResourceDefinition {
-        match self {
+        let mut crd = match self {
             Kind::Agent => Agent::crd(),
             Kind::Policy => Policy::crd(),
             Kind::Session => Session::crd(),
             Kind::Approval => Approval::crd(),
             Kind::GitSource => GitSource::crd(),
+        };
+        for version in &mut crd.spec.versions {
+            if let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+                let mut value = serde_json::to_value(&*schema).expect("a schema always serialises");
+                kubernetes_formats(&mut value);
+                *schema = serde_json::from_value(value).expect("only formats and bounds changed");
+            }
         }
+        crd
     }
 
     /// The file `crdgen` writes, e.g. `agents.paddock.dev.yaml`.
@@ -62,6 +70,83 @@ impl Kind {
     /// The file `paddock schema` writes, e.g. `agent.schema.json`.
     pub fn schema_file_name(self) -> String {
         format!("{}.schema.json", self.as_str().to_ascii_lowercase())
+    }
+}
+
+/// The `format`s of OpenAPI v3 that the API server knows (k8s.io/apiextensions-apiserver's supported formats,
+/// plus the number formats); any other makes it warn `unrecognized format` on every apply of the CRD.
+pub const KUBERNETES_FORMATS: &[&str] = &[
+    "int32",
+    "int64",
+    "float",
+    "double",
+    "byte",
+    "binary",
+    "date",
+    "date-time",
+    "datetime",
+    "duration",
+    "password",
+    "uri",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "cidr",
+    "mac",
+    "uuid",
+    "uuid3",
+    "uuid4",
+    "uuid5",
+    "bsonobjectid",
+    "isbn",
+    "isbn10",
+    "isbn13",
+    "creditcard",
+    "ssn",
+    "hexcolor",
+    "rgbcolor",
+];
+
+/// Rewrites the integer formats schemars derives from Rust's widths (`uint64` for `u64`, `uint32`, `uint16`,
+/// `uint8`, `int16`, `int8`, `uint`) into the two Kubernetes knows, `int64` and `int32`, with the bounds of
+/// the Rust type as `minimum` and `maximum`, so that the API server refuses what the controller could not
+/// read instead of warning about the format. `u32` needs `int64` (its top half is beyond `int32`).
+pub fn kubernetes_formats(schema: &mut Value) {
+    let Some(obj) = schema.as_object_mut() else { return };
+    let bounds: Option<(&str, i64, Option<i64>)> = match obj.get("format").and_then(Value::as_str) {
+        Some("uint64" | "uint") => Some(("int64", 0, None)),
+        Some("uint32") => Some(("int64", 0, Some(u32::MAX.into()))),
+        Some("uint16") => Some(("int32", 0, Some(u16::MAX.into()))),
+        Some("uint8") => Some(("int32", 0, Some(u8::MAX.into()))),
+        Some("int16") => Some(("int32", i16::MIN.into(), Some(i16::MAX.into()))),
+        Some("int8") => Some(("int32", i8::MIN.into(), Some(i8::MAX.into()))),
+        _ => None,
+    };
+    if let Some((format, min, max)) = bounds {
+        obj.insert("format".into(), json!(format));
+        // A bound the type already states tighter (a schemars attribute) stays.
+        if obj.get("minimum").and_then(Value::as_f64).is_none_or(|m| m < min as f64) {
+            obj.insert("minimum".into(), json!(min));
+        }
+        if let Some(max) = max
+            && obj.get("maximum").and_then(Value::as_f64).is_none_or(|m| m > max as f64)
+        {
+            obj.insert("maximum".into(), json!(max));
+        }
+    }
+    if let Some(Value::Object(props)) = obj.get_mut("properties") {
+        props.values_mut().for_each(kubernetes_formats);
+    }
+    for key in ["items", "additionalProperties", "not"] {
+        if let Some(child) = obj.get_mut(key) {
+            kubernetes_formats(child);
+        }
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(Value::Array(items)) = obj.get_mut(key) {
+            items.iter_mut().for_each(kubernetes_formats);
+        }
     }
 }
 
@@ -161,16 +246,27 @@ fn strictify(schema: &mut Value) {
     {
         obj.insert("type".into(), json!([t, "null"]));
     }
-    // The API server stores these fields as Go integers of that width; bound them as it would.
-    match obj.get("format").and_then(Value::as_str) {
-        Some("uint32") => {
-            obj.insert("maximum".into(), json!(u32::MAX));
+    // The API server stores these fields as Go integers of that width; bound them as it would. (Unsigned
+    // widths already carry their bounds: `kubernetes_formats`.)
+    if obj.get("format").and_then(Value::as_str) == Some("int32") {
+        obj.entry("maximum").or_insert(json!(i32::MAX));
+        obj.entry("minimum").or_insert(json!(i32::MIN));
+    }
+    // The CRD types hold bounds as floats (`4294967295.0`); an integer's reads better in an error message.
+    let integer = match obj.get("type") {
+        Some(Value::String(t)) => t == "integer",
+        Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+        _ => false,
+    };
+    if integer {
+        for key in ["minimum", "maximum"] {
+            if let Some(f) = obj.get(key).and_then(Value::as_f64)
+                && f.fract() == 0.0
+                && f.abs() < 9.0e15
+            {
+                obj.insert(key.into(), json!(f as i64));
+            }
         }
-        Some("int32") => {
-            obj.insert("maximum".into(), json!(i32::MAX));
-            obj.insert("minimum".into(), json!(i32::MIN));
-        }
-        _ => {}
     }
     let preserves = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
     if obj.contains_key("properties") && !preserves && !obj.contains_key("additionalProperties") {
