@@ -1245,8 +1245,7 @@ async fn a_session_rule_that_would_allow_stalls_naming_its_field_and_nothing_sta
     let h = harness(true, vec![], Duration::ZERO).await;
     let mut s = h.objects.get(SESSION).unwrap();
     // The CRD's enum refuses this at apply; an older CRD or a client that skips validation still reaches here.
-    s["spec"]["policy"] =
-        json!({"rules": [{"name": "let-it-through", "use": "tool_allowlist", "action": "allow", "with": {"tools": ["shell"]}}]});
+    s["spec"]["policy"] = json!({"rules": [{"name": "let-it-through", "use": "tool_allowlist", "action": "allow", "with": {"tools": ["shell"]}}]});
     h.objects.put(SESSION, s);
     h.reconcile().await;
     let (reason, message, stalled) = h.ready();
