@@ -92,6 +92,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| format!("paddock-controller-{}", std::process::id()));
     let own_namespace = std::env::var("POD_NAMESPACE").ok();
+    // A CA means the gateway is meant to be reached over TLS: an http:// URL would send the admin token in
+    // clear while the operator believes it is protected (the runner refuses the same pair).
+    if let (Some(url), Some(ca)) = (&args.gateway_url, &args.gateway_ca_file)
+        && !url.starts_with("https://")
+    {
+        anyhow::bail!(
+            "--gateway-url `{url}` is not https:// but --gateway-ca-file `{}` is set: use the gateway's https:// \
+             URL, or drop the CA to speak plain HTTP on purpose",
+            ca.display()
+        );
+    }
     let sessions = match &args.gateway_url {
         None => None,
         Some(url) => Some(paddock_operator::run::SessionsConfig {

@@ -196,3 +196,16 @@ fn a_broken_test_file_names_the_place() {
     assert!(out.contains("1 test file could not run") && out.trim_end().ends_with("0 passed, 0 failed"), "{out}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_controller_refuses_a_gateway_ca_with_a_plain_http_gateway_url() {
+    let o = paddock(&[
+        "controller",
+        "--listen=127.0.0.1:0",
+        "--gateway-url=http://paddock-gateway.paddock-system.svc:6767",
+        "--gateway-ca-file=/var/run/paddock/gateway-ca/ca.crt",
+    ]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(t.contains("is not https:// but --gateway-ca-file"), "{t}");
+}

@@ -1035,7 +1035,16 @@ impl Gateway {
                 drop(owner_guard);
                 let mut ask = verdict_fields(&event, &ruling);
                 ask["approval"] = id.clone().into();
-                ask["summary"] = summary(&event).into();
+                // The final answer waits for a human: the transcript (which outlives a deny) names it without
+                // its text; the approver reads it in the approval.
+                ask["summary"] = match event.phase {
+                    Phase::Response => format!(
+                        "the final answer ({} characters), shown to approvers until it is allowed",
+                        event.text.as_deref().map_or(0, |t| t.chars().count())
+                    )
+                    .into(),
+                    _ => summary(&event).into(),
+                };
                 ask["status"] = "pending".into();
                 self.record(s, "ask", ask).await;
                 let final_ruling = self.wait_for(&id, wait).await?;

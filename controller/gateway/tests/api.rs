@@ -691,3 +691,35 @@ async fn decide_returns_the_event_as_rules_rewrote_it_so_the_harness_gets_the_re
     let ruling: Value = decide(&t, &token, &id, plain, "").await.json().await.unwrap();
     assert!(ruling.get("event").is_none(), "{ruling}");
 }
+
+#[tokio::test]
+async fn an_asked_final_answer_is_named_in_the_transcript_without_its_text() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let repo = dir.path().join("repo");
+    std::fs::write(
+        repo.join("agents/careful.yaml"),
+        "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: careful}\nspec:\n  harness: custom\n  \
+         model: claude-sonnet-4-5\n  policies: [ask-answers]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("policies/ask-answers.yaml"),
+        "apiVersion: paddock.dev/v1alpha1\nkind: Policy\nmetadata: {name: ask-answers}\nspec:\n  rules:\n    - name: pii\n      \
+         use: deny_pii_in_llm_request\n      on: [response]\n      with: {action: ask}\n",
+    )
+    .unwrap();
+    let t = TestGateway::start(dir.path()).await;
+    let (id, token) = t.session("careful").await;
+    let answer = json!({"phase": "response", "text": "Mail jane.doe@example.com the keys."});
+    let ruling: Value = decide(&t, &token, &id, answer, "?wait=false").await.json().await.unwrap();
+    assert_eq!(ruling["verdict"], "ask", "{ruling}");
+    // The approver reads the answer in the approval …
+    let approvals = t.client.get(format!("{}/v1/approvals", t.url)).bearer_auth(ADMIN).send().await.unwrap();
+    assert!(approvals.text().await.unwrap().contains("jane.doe@example.com"));
+    // … the transcript, which outlives a deny, names it without its text.
+    let events = t.client.get(format!("{}/v1/sessions/{id}/events", t.url)).bearer_auth(&token).send().await.unwrap();
+    let events = events.text().await.unwrap();
+    assert!(events.contains("the final answer (35 characters)"), "{events}");
+    assert!(!events.contains("jane.doe"), "{events}");
+}

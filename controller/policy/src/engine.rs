@@ -199,6 +199,22 @@ pub fn compile_session_rules(session: &str, rules: &[PolicyRule]) -> Result<Comp
         if let Some(first) = rules[..i].iter().position(|o| o.name == r.name) {
             errors.push(err("name", format!("`{}` is also the name of rule {first}; names must be unique", r.name)));
         }
+        // A rewrite (`redact`, `route`) would be judged by every later level in place of what runs: in phases
+        // whose caller runs the original (a tool call), a session could hide an argument from the
+        // namespace's rules, and `route` could pick any model. A session rule only denies or asks.
+        if let Some(a) = r.params.as_ref().and_then(|p| p.get("action")).and_then(|a| a.as_str())
+            && matches!(a, "redact" | "route")
+        {
+            errors.push(RuleError {
+                rule_index: i,
+                rule: r.name.clone(),
+                path: vec!["with".into(), "action".into()],
+                message: format!(
+                    "a session rule may not rewrite the event (`{a}`): later rules would judge the rewrite, not \
+                     what runs; use `deny` or `ask`"
+                ),
+            });
+        }
         match compile_rule(i, r) {
             Ok(c) => out.push(c),
             Err(e) => errors.extend(e),
@@ -403,7 +419,8 @@ pub fn evaluate<'a>(
                 Verdict::Allow => {}
             }
             updates.extend(outcome.updates);
-            if let Some((rewritten, mutation)) = outcome.rewrite {
+            // Never from the session level (refused when its rules compile; kept out here as well).
+            if let Some((rewritten, mutation)) = outcome.rewrite.filter(|_| policy.level != Level::Session) {
                 d.mutations.push(mutation);
                 current = Cow::Owned(rewritten);
                 tools = with_written(current.tool_uses(), state);

@@ -362,3 +362,38 @@ fn the_session_crd_refuses_an_allowing_session_rule_where_it_is_written() {
     stray["spec"]["policy"]["mode"] = "Audit".into();
     assert!(!validator.is_valid(&stray), "a session's rules have no `mode`: they are enforced");
 }
+
+#[test]
+fn a_session_rule_may_not_rewrite_what_later_rules_judge() {
+    use paddock_policy::{compile_agent_rules, compile_session_rules};
+    // Redacting a tool call's argument would hide it from the namespace's rules while the original runs.
+    let hide = session_rules(
+        "[{name: hide, use: deny_pii_in_llm_request, on: [tool_call], with: {action: redact}},
+          {name: cheap, use: deny_trivial_to_expensive_model, with: {action: route}}]",
+    );
+    let at: Vec<String> =
+        compile_session_rules("s", &hide).unwrap_err().iter().map(|e| e.at("spec.policy.rules")).collect();
+    assert!(
+        at.iter().any(|e| e.starts_with("spec.policy.rules[0].with.action: a session rule may not rewrite")),
+        "{at:#?}"
+    );
+    assert!(
+        at.iter().any(|e| e.starts_with("spec.policy.rules[1].with.action: a session rule may not rewrite")),
+        "{at:#?}"
+    );
+    // Even a session level built another way never rewrites: the namespace's rule sees the original address.
+    let mut own = compile_agent_rules(
+        "x",
+        &session_rules("[{name: hide, use: deny_pii_in_llm_request, on: [tool_call], with: {action: redact}}]"),
+    )
+    .unwrap();
+    own.level = Level::Session;
+    let ns = policies(&[(
+        "ns",
+        "rules: [{name: no-mail, use: cel, with: {expression: 'event.args.to.contains(\"@\")', reason: no mail out}}]",
+    )]);
+    let mail = tool_call("send_mail", serde_json::json!({"to": "jane.doe@example.com"}));
+    let d = evaluate(&mail, &SessionState::default(), std::iter::once(&own).chain(&ns));
+    assert_eq!((d.verdict, d.policy.as_deref()), (Verdict::Deny, Some("ns")), "{:?}", d.reason);
+    assert!(d.event.is_none() && d.mutations.is_empty());
+}

@@ -76,9 +76,11 @@ struct Inner {
     pending: Vec<TranscriptEvent>,
     /// Everything emitted, for tests and for the caller's summary.
     all: Vec<TranscriptEvent>,
-    /// Whether the latest assistant message is held back ([`Transcript::hold_answers`]).
+    /// Whether assistant messages are held back ([`Transcript::hold_answers`]).
     hold: bool,
-    held: Option<TranscriptEvent>,
+    /// The assistant messages since the last other event: a final answer may come in several (Claude Code
+    /// reports one per text block), and none of it is shown before the `response` phase allows it.
+    held: Vec<TranscriptEvent>,
 }
 
 impl Transcript {
@@ -90,42 +92,39 @@ impl Transcript {
                 pending: Vec::new(),
                 all: Vec::new(),
                 hold: false,
-                held: None,
+                held: Vec::new(),
             })),
         }
     }
 
-    /// From now on the latest assistant message is held back until another event the gateway takes (other
-    /// than usage) follows it, or until [`Transcript::take_held`]. The last one a harness reports is its
-    /// final answer, which must not be seen (on stdout, by the gateway, as the Session's last message)
-    /// before the `response` phase has allowed it.
+    /// From now on assistant messages are held back until another event the gateway takes (other than
+    /// usage) follows them, or until [`Transcript::take_held`]. The last ones a harness reports are its final
+    /// answer, which must not be seen (on stdout, by the gateway, as the Session's last message) before the
+    /// `response` phase has allowed it.
     pub async fn hold_answers(&self) {
         self.inner.lock().await.hold = true;
     }
 
-    /// Stops holding messages back; returns the one held, not yet emitted.
-    pub async fn take_held(&self) -> Option<TranscriptEvent> {
+    /// Stops holding messages back; returns those held, not yet emitted, in order.
+    pub async fn take_held(&self) -> Vec<TranscriptEvent> {
         let mut inner = self.inner.lock().await;
         inner.hold = false;
-        inner.held.take()
+        std::mem::take(&mut inner.held)
     }
 
     pub async fn emit(&self, ev: TranscriptEvent) {
         let mut inner = self.inner.lock().await;
         if inner.hold {
             if matches!(&ev, TranscriptEvent::Message { role, .. } if role == "assistant") {
-                if let Some(earlier) = inner.held.replace(ev) {
-                    Self::write(&mut inner, earlier).await;
-                }
+                inner.held.push(ev);
                 return;
             }
             // Usage reported after the answer (Claude Code's `result`, Codex's `turn.completed`) and the
             // harness's local verdicts do not show that more is coming.
-            if ev.posted()
-                && !matches!(ev, TranscriptEvent::Usage { .. })
-                && let Some(earlier) = inner.held.take()
-            {
-                Self::write(&mut inner, earlier).await;
+            if ev.posted() && !matches!(ev, TranscriptEvent::Usage { .. }) {
+                for earlier in std::mem::take(&mut inner.held) {
+                    Self::write(&mut inner, earlier).await;
+                }
             }
         }
         Self::write(&mut inner, ev).await;
@@ -175,5 +174,34 @@ impl Transcript {
 
     pub async fn events(&self) -> Vec<TranscriptEvent> {
         self.inner.lock().await.all.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn said(role: &str, text: &str) -> TranscriptEvent {
+        TranscriptEvent::Message { role: role.into(), text: text.into() }
+    }
+
+    #[tokio::test]
+    async fn an_answer_in_several_messages_is_held_whole_until_something_else_follows() {
+        let t = Transcript::new(None, false);
+        t.hold_answers().await;
+        t.emit(said("assistant", "Looking.")).await;
+        t.emit(TranscriptEvent::ToolCall { id: "t1".into(), name: "list_dir".into(), args: serde_json::json!({}) })
+            .await;
+        // What came before the tool call was not the answer: it is out, before the call.
+        assert_eq!(t.events().await.len(), 2);
+        t.emit(said("assistant", "Part one of the answer,")).await;
+        t.emit(said("assistant", "and part two with ghp_secret.")).await;
+        assert_eq!(t.events().await.len(), 2, "neither part of the final answer is shown before `response`");
+        let held = t.take_held().await;
+        assert_eq!(
+            held,
+            vec![said("assistant", "Part one of the answer,"), said("assistant", "and part two with ghp_secret.")]
+        );
+        assert_eq!(t.events().await.len(), 2, "taken, not shown");
     }
 }

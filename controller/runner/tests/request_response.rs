@@ -322,3 +322,34 @@ async fn a_gateway_that_cannot_decide_either_end_fails_the_session() {
     assert!(!serde_json::to_string(&events).unwrap().contains("You said"), "{events:#?}");
     assert!(!serde_json::to_string(&*st.posted.lock().unwrap()).unwrap().contains("You said"));
 }
+
+#[tokio::test]
+async fn a_run_that_fails_after_saying_a_secret_does_not_get_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, st) = stand_in(vec![(
+        "response",
+        json!({"verdict": "deny", "reason": "a GitHub token", "status": "decided", "policy": "prompt-rules"}),
+    )])
+    .await;
+    let ctx = stand_in_ctx(&url, dir.path(), "hello");
+    let transcript = Transcript::new(Some(ctx.gateway.clone()), false);
+    // A harness whose last turn comes in two messages, then fails (Codex's `turn.failed` after its message).
+    let outcome = paddock_runner::harness::governed(&ctx, &transcript, |_| {
+        let t = transcript.clone();
+        async move {
+            for text in ["Here it is:", "ghp_0123456789abcdefghijklmnopqrstuvwxyz"] {
+                t.emit(TranscriptEvent::Message { role: "assistant".into(), text: text.into() }).await;
+            }
+            Ok(paddock_runner::RunOutcome::failed("the turn failed"))
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((outcome.phase.as_str(), outcome.message.as_str()), ("Failed", "the turn failed"));
+    transcript.flush().await;
+    let shown = serde_json::to_string(&transcript.events().await).unwrap();
+    assert!(!shown.contains("ghp_") && !shown.contains("Here it is"), "{shown}");
+    let posted = serde_json::to_string(&*st.posted.lock().unwrap()).unwrap();
+    assert!(!posted.contains("ghp_"), "{posted}");
+    assert!(shown.contains("a GitHub token"), "the refusal is recorded: {shown}");
+}

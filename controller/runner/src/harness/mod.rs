@@ -46,10 +46,11 @@ pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<Ru
 ///   message) only once admitted, as the harness gets it.
 /// - `response`: a successful run's final answer (Claude Code's `result`, Codex's last agent message, the
 ///   custom loop's last assistant text) is decided before it is shown. The transcript holds back the
-///   harness's latest assistant message meanwhile ([`Transcript::hold_answers`]); allowed, it is emitted
-///   (rewritten, if a rule rewrote the answer); denied, it is dropped and the session fails with the
-///   policy's reason instead of the answer, so the answer is neither the Session's result nor its last
-///   message. A failed run has no final answer: its messages are shown as they are.
+///   harness's assistant messages since its last other event meanwhile ([`Transcript::hold_answers`]);
+///   allowed, they are emitted (rewritten, if a rule rewrote the answer); denied, they are dropped and the
+///   session fails with the policy's reason instead of the answer, so the answer is neither the Session's
+///   result nor its last message. A failed run has no final answer; its held messages are decided at
+///   `response` all the same and shown only if allowed.
 ///
 /// An unreachable gateway fails the session at either end ([`PhaseError`]): it fails closed.
 pub async fn governed<F, Fut>(ctx: &RunContext, transcript: &Transcript, harness: F) -> anyhow::Result<RunOutcome>
@@ -77,8 +78,34 @@ where
     let answer = match ran {
         Ok(o) if o.phase == "Succeeded" => o.message,
         other => {
-            if let Some(m) = held {
-                transcript.emit(m).await;
+            // A failed run has no final answer, but what it said last was held all the same: it is shown
+            // only if the `response` phase allows it (a secret does not get out by failing the run).
+            let said: Vec<&str> = held
+                .iter()
+                .filter_map(|m| match m {
+                    TranscriptEvent::Message { text, .. } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if !said.is_empty() {
+                let last = Event { phase: Phase::Response, text: Some(said.join("\n")), ..Event::default() };
+                match ctx.gateway.decide(&last).await {
+                    Ok(r) if r.allowed() => match r.rewritten_text() {
+                        Some(text) => {
+                            let text = text.to_owned();
+                            transcript.emit(TranscriptEvent::Message { role: "assistant".into(), text }).await;
+                        }
+                        None => {
+                            for m in held {
+                                transcript.emit(m).await;
+                            }
+                        }
+                    },
+                    Ok(r) => refused(transcript, Phase::Response, &r).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the gateway could not check a failed run's last words; dropped")
+                    }
+                }
             }
             return other;
         }
@@ -95,7 +122,7 @@ where
             Ok(RunOutcome::succeeded(text))
         }
         None => {
-            if let Some(m) = held {
+            for m in held {
                 transcript.emit(m).await;
             }
             Ok(RunOutcome::succeeded(answer))
