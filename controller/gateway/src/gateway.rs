@@ -63,6 +63,8 @@ pub struct Session {
     /// The session's own rules compiled (the first level of policy), `None` without any; `Err` when the rules
     /// kept in its state no longer compile (after an upgrade), and then every decision fails closed.
     own_rules: Result<Option<CompiledPolicy>, String>,
+    /// When the token stops working (Unix seconds), if the session was given a lifetime.
+    pub token_expires_at: Option<i64>,
 }
 
 /// Shows who the session is and which hosts it has credentials for, never their values or its token.
@@ -83,6 +85,11 @@ impl std::fmt::Debug for Session {
 impl Session {
     pub fn ended(&self) -> Option<(String, String)> {
         self.end.lock().expect("end").clone()
+    }
+
+    /// Whether the token's lifetime is over: it no longer acts for the session, revoked or not.
+    pub fn token_expired(&self) -> bool {
+        self.token_expires_at.is_some_and(|at| unix_now() >= at)
     }
 
     pub async fn state(&self) -> SessionState {
@@ -234,6 +241,10 @@ pub struct NewSession {
     /// allow.
     #[serde(default)]
     pub policy: Option<paddock_api::SessionPolicy>,
+    /// The token's lifetime in seconds; without it the token works until the session ends. The controller
+    /// gives the runner pod's deadline and some slack, so a token nobody revoked still stops.
+    #[serde(default)]
+    pub expires_in_seconds: Option<u64>,
 }
 
 /// A credential the broker injects into every request of a session to one host: the header that carries it.
@@ -292,6 +303,11 @@ pub fn random_hex(bytes: usize) -> String {
 pub fn now() -> String {
     let t = time::OffsetDateTime::now_utc();
     t.format(&time::format_description::well_known::Rfc3339).expect("format time")
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 pub fn today() -> String {
@@ -371,6 +387,7 @@ impl Gateway {
             if let Err(e) = &own_rules {
                 tracing::error!(session = %row.id, error = %e, "the session's own rules no longer compile; failing closed");
             }
+            let token_expires_at = state.token_expires_at;
             let s = Session {
                 id: row.id.clone(),
                 namespace: row.namespace,
@@ -387,6 +404,7 @@ impl Gateway {
                 live: tokio::sync::broadcast::channel(1024).0,
                 credentials,
                 own_rules,
+                token_expires_at,
             };
             gw.sessions.write().expect("sessions").insert(row.id, Arc::new(s));
         }
@@ -449,7 +467,7 @@ impl Gateway {
     /// The live session a token belongs to.
     pub fn session_for_token(&self, token: &str) -> Option<Arc<Session>> {
         let id = self.tokens.read().expect("tokens").get(&hash_token(token)).cloned()?;
-        self.session(&id).filter(|s| s.ended().is_none())
+        self.session(&id).filter(|s| s.ended().is_none() && !s.token_expired())
     }
 
     /// `(phase, reason)` of the ended session a token belonged to, so that its holder can be told it ended
@@ -518,6 +536,11 @@ impl Gateway {
         }
         let rules = req.policy.map(|p| p.rules).unwrap_or_default();
         let own_rules = compile_own_rules(&id, &rules).map_err(GatewayError::Invalid)?;
+        let token_expires_at = match req.expires_in_seconds {
+            None => None,
+            Some(0) => return Err(GatewayError::Invalid("expiresInSeconds: a token lives at least 1 second".into())),
+            Some(secs) => Some(unix_now().saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))),
+        };
         let _creating = self.creating.lock().await;
         if self.session(&id).is_some() {
             return Err(GatewayError::Conflict(format!("session `{id}` already exists")));
@@ -544,6 +567,7 @@ impl Gateway {
             },
             environment: Some(req.environment.clone().unwrap_or_else(|| "local".into())),
             rules,
+            token_expires_at,
             ..SessionState::default()
         };
         let token = format!("pdk_{}", random_hex(32));
@@ -583,6 +607,7 @@ impl Gateway {
             live: tokio::sync::broadcast::channel(1024).0,
             credentials,
             own_rules: Ok(own_rules),
+            token_expires_at,
         });
         self.sessions.write().expect("sessions").insert(id.clone(), s.clone());
         self.tokens.write().expect("tokens").insert(row.token_hash, id);
@@ -653,6 +678,8 @@ impl Gateway {
             credentials,
             // The parent's own rules bind its sub-agents too: delegating is no way around them.
             policy: (!st.rules.is_empty()).then(|| paddock_api::SessionPolicy { rules: st.rules.clone() }),
+            // Nor does a child's token outlive its parent's.
+            expires_in_seconds: parent.token_expires_at.map(|at| u64::try_from(at - unix_now()).unwrap_or(0).max(1)),
             ..NewSession::default()
         })
         .await

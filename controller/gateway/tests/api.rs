@@ -723,3 +723,48 @@ async fn an_asked_final_answer_is_named_in_the_transcript_without_its_text() {
     assert!(events.contains("the final answer (35 characters)"), "{events}");
     assert!(!events.contains("jane.doe"), "{events}");
 }
+
+#[tokio::test]
+async fn a_token_given_a_lifetime_stops_working_when_it_ends_revoked_or_not() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    std::fs::write(
+        dir.path().join("repo/agents/lead.yaml"),
+        "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: lead}\nspec:\n  harness: custom\n  \
+         model: claude-sonnet-4-5\n  subAgents: [coder]\n",
+    )
+    .unwrap();
+    let t = TestGateway::start(dir.path()).await;
+    let create = |body: Value| t.client.post(format!("{}/v1/sessions", t.url)).bearer_auth(ADMIN).json(&body).send();
+    let r = create(json!({"agent": "coder", "owner": "alice", "expiresInSeconds": 0})).await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("expiresInSeconds"));
+    let r = create(json!({"agent": "lead", "owner": "alice", "expiresInSeconds": 2})).await.unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    let created: Value = r.json().await.unwrap();
+    let (id, token) = (created["id"].as_str().unwrap().to_owned(), created["token"].as_str().unwrap().to_owned());
+    let ls = json!({"phase": "tool_call", "tool": "shell", "args": {"command": "ls"}});
+    assert_eq!(decide(&t, &token, &id, ls.clone(), "").await.status(), 200);
+    // Its child's token cannot outlive it.
+    let child = t
+        .client
+        .post(format!("{}/v1/sessions/{id}/children", t.url))
+        .bearer_auth(&token)
+        .json(&json!({"agent": "coder"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(child.status(), 201);
+    let child: Value = child.json().await.unwrap();
+    let (child_id, child_token) =
+        (child["id"].as_str().unwrap().to_owned(), child["token"].as_str().unwrap().to_owned());
+    assert_eq!(decide(&t, &child_token, &child_id, ls.clone(), "").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let r = decide(&t, &token, &id, ls.clone(), "").await;
+    assert_eq!(r.status(), 401, "the lifetime is over");
+    assert_eq!(decide(&t, &child_token, &child_id, ls.clone(), "").await.status(), 401, "nor the child's");
+    // The admin still sees the session and can end it.
+    let end = json!({"phase": "Failed", "reason": "its token expired"});
+    let r = t.client.post(format!("{}/v1/sessions/{id}/end", t.url)).bearer_auth(ADMIN).json(&end).send().await;
+    assert!(r.unwrap().status().is_success());
+}

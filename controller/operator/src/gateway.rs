@@ -75,6 +75,10 @@ pub struct NewSession {
     /// The Session's own rules (`spec.policy`): the gateway evaluates them before the Agent's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<paddock_api::SessionPolicy>,
+    /// The token's lifetime: the runner pod's deadline and slack for it to be scheduled. The backstop when
+    /// the token cannot be revoked (the Session deleted while the gateway was down).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in_seconds: Option<u64>,
 }
 
 /// A credential the gateway's broker injects into every request of the session to one host: the header

@@ -398,6 +398,7 @@ async fn start(
                     runtime_class_name: sandbox.runtime_class_name.clone(),
                     credentials,
                     policy: s.spec.policy.clone(),
+                    expires_in_seconds: Some(token_lifetime(&agent.spec)),
                 };
                 match rt.gateway.create_session(&req).await {
                     Ok(t) => t,
@@ -466,6 +467,19 @@ async fn start(
     ];
     write_status(s, ctx, rt, obs).await?;
     Ok(Action::requeue(crate::context::with_jitter(rt.poll_interval, 0.2)))
+}
+
+/// Slack on top of the runner pod's deadline for it to be scheduled and pulled: the pod's
+/// `activeDeadlineSeconds` counts from its start, the token's lifetime from its issue.
+pub const TOKEN_SCHEDULING_SLACK_SECONDS: u64 = 3600;
+
+/// How long a session's token lives: the runner pod's deadline (the Agent's `timeoutSeconds` and the pod's
+/// own slack) plus [`TOKEN_SCHEDULING_SLACK_SECONDS`]. No runner needs it longer; a token nobody revoked
+/// stops then.
+pub fn token_lifetime(agent: &paddock_api::AgentSpec) -> u64 {
+    u64::from(agent.limits.timeout_seconds)
+        + paddock_sandbox::pod::DEADLINE_SLACK_SECONDS.unsigned_abs()
+        + TOKEN_SCHEDULING_SLACK_SECONDS
 }
 
 /// The session cannot start yet: status says why (once as an Event), and it is retried — at once when the
@@ -620,8 +634,9 @@ async fn cleanup(s: &Session, ctx: &Context) -> Result<Action, Error> {
         let note = format!(
             "Session `{ns}/{}` was deleted, but its session `{id}` could not be ended at the gateway in \
              {REVOCATION_ATTEMPTS} attempts (last: {e}), so its token was not revoked. The runner Pod and the \
-             token Secret are deleted now, so nothing in the cluster holds the token any more; gateway tokens do \
-             not expire on their own, so end it there once it is back: POST /v1/sessions/{id}/end with the admin token",
+             token Secret are deleted now, so nothing in the cluster holds the token any more, and the token \
+             stops working on its own when its lifetime ends (the runner pod's deadline plus an hour after it was \
+             issued); to end it sooner, once the gateway is back: POST /v1/sessions/{id}/end with the admin token",
             s.name_any()
         );
         warn!(session = %key(s), session_id = %id, error = %e, "giving up revoking the deleted session's token");

@@ -1211,7 +1211,13 @@ async fn deleting_a_session_while_the_gateway_is_down_gives_up_after_five_attemp
         h.metric("paddock_controller_session_revocations_abandoned_total"),
         "paddock_controller_session_revocations_abandoned_total 1"
     );
-    // What the Event warns about: the gateway, back, still honours the token until the session is ended there.
+    assert!(note.contains("stops working on its own when its lifetime ends"), "{note}");
+    // That lifetime: the session was created with the pod's deadline (120 s + 300 s) and an hour's slack.
+    let created = h.sent.lock().unwrap().iter().find(|(m, p, _)| m == "POST" && p == "/v1/sessions").cloned();
+    let body = created.expect("the session was created").2;
+    let spec: paddock_api::AgentSpec = serde_json::from_value(agent_json()["spec"].clone()).unwrap();
+    assert_eq!(body["expiresInSeconds"], json!(u64::from(spec.limits.timeout_seconds) + 300 + 3600), "{body}");
+    // What the Event warns about: the gateway, back, still honours the token until it is ended or expires.
     h.gateway_down.store(false, Ordering::SeqCst);
     let (code, _) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &token, None).await;
     assert_eq!(code, 200);

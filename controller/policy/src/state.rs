@@ -45,6 +45,10 @@ pub struct SessionState {
     /// them again ([`crate::compile_session_rules`]); the engine reads them only as that compiled policy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<paddock_api::PolicyRule>,
+    /// When the session's token stops working (Unix seconds), if its creator gave it a lifetime: the
+    /// backstop for a token nobody could revoke (a Session deleted while the gateway was down).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<i64>,
 }
 
 /// Facts about the sandbox a session runs in.
