@@ -527,20 +527,44 @@ impl Gateway {
                 if known.is_empty() { "none".into() } else { known.join(", ") }
             )));
         };
-        if let Some(p) = &req.parent {
-            match self.session(p) {
-                Some(ps) if ps.ended().is_none() && ps.namespace == namespace => {}
+        let parent = match &req.parent {
+            None => None,
+            Some(p) => match self.session(p) {
+                Some(ps) if ps.ended().is_none() && ps.namespace == namespace => Some(ps),
                 Some(_) => return Err(GatewayError::Invalid(format!("parent: session `{p}` has ended"))),
                 None => return Err(GatewayError::Invalid(format!("parent: session `{p}` does not exist"))),
-            }
-        }
-        let rules = req.policy.map(|p| p.rules).unwrap_or_default();
-        let own_rules = compile_own_rules(&id, &rules).map_err(GatewayError::Invalid)?;
+            },
+        };
+        let own = req.policy.map(|p| p.rules).unwrap_or_default();
+        // Checked alone first, so that an error names the rule as the caller wrote it.
+        compile_own_rules(&id, &own).map_err(GatewayError::Invalid)?;
         let token_expires_at = match req.expires_in_seconds {
             None => None,
             Some(0) => return Err(GatewayError::Invalid("expiresInSeconds: a token lives at least 1 second".into())),
             Some(secs) => Some(unix_now().saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))),
         };
+        // A sub-agent's session, however it is started (the runner's `children` call, or a Kubernetes Session
+        // with `parentRef`), runs under its parent's own rules first and its token never outlives the
+        // parent's: delegating is no way around either.
+        let (rules, token_expires_at) = match &parent {
+            None => (own, token_expires_at),
+            Some(ps) => {
+                let mut rules = ps.state().await.rules;
+                for (i, r) in own.iter().enumerate() {
+                    if rules.iter().any(|p| p.name == r.name) {
+                        return Err(GatewayError::Invalid(format!(
+                            "policy.rules[{i}].name: `{}` is also a rule of the parent session's own rules, which \
+                             this session inherits; rename it",
+                            r.name
+                        )));
+                    }
+                }
+                rules.extend(own);
+                let expiry = [token_expires_at, ps.token_expires_at].into_iter().flatten().min();
+                (rules, expiry)
+            }
+        };
+        let own_rules = compile_own_rules(&id, &rules).map_err(GatewayError::Invalid)?;
         let _creating = self.creating.lock().await;
         if self.session(&id).is_some() {
             return Err(GatewayError::Conflict(format!("session `{id}` already exists")));
@@ -676,10 +700,7 @@ impl Gateway {
             parent: Some(parent.id.clone()),
             budget_usd: budget,
             credentials,
-            // The parent's own rules bind its sub-agents too: delegating is no way around them.
-            policy: (!st.rules.is_empty()).then(|| paddock_api::SessionPolicy { rules: st.rules.clone() }),
-            // Nor does a child's token outlive its parent's.
-            expires_in_seconds: parent.token_expires_at.map(|at| u64::try_from(at - unix_now()).unwrap_or(0).max(1)),
+            // The parent's own rules and its token's lifetime bind the child: `create_session` sees to both.
             ..NewSession::default()
         })
         .await

@@ -127,6 +127,26 @@ async fn a_session_deny_rule_decides_first_is_reported_as_the_session_and_binds_
             (Some("deny"), Some(&*format!("session/{cid}"))),
             "{v}"
         );
+        // A child started the Kubernetes way (a Session with `parentRef`: `parent` in the body) inherits them too,
+        // ahead of its own; an own rule may not reuse an inherited rule's name.
+        let clash = json!({"rules": [{"name": "no-shell", "use": "tool_denylist", "with": {"tools": ["Write"]}}]});
+        let (status, v) = create(&t, json!({"agent": "coder", "owner": "alice", "parent": id, "policy": clash})).await;
+        assert_eq!(status, 422, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("policy.rules[0].name: `no-shell` is also a rule of the parent"),
+            "{v}"
+        );
+        let own = json!({"rules": [{"name": "no-write", "use": "tool_denylist", "with": {"tools": ["Write"]}}]});
+        let (status, k) = create(&t, json!({"agent": "coder", "owner": "alice", "parent": id, "policy": own})).await;
+        assert_eq!(status, 201, "{k}");
+        let (kid, ktoken) = (k["id"].as_str().unwrap(), k["token"].as_str().unwrap());
+        let v = decide(&t, ktoken, kid, ls(), "").await;
+        assert_eq!((v["verdict"].as_str(), v["rule"].as_str()), (Some("deny"), Some("no-shell")), "{v}");
+        let v = decide(&t, ktoken, kid, call("Write", json!({"file_path": "/w/b", "content": "y"}), "t4"), "").await;
+        assert_eq!((v["verdict"].as_str(), v["rule"].as_str()), (Some("deny"), Some("no-write")), "{v}");
         (id, token)
     };
     // A restarted gateway compiles the session's rules again from its state.
