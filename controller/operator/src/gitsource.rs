@@ -247,6 +247,18 @@ async fn list_live(ctx: &Context, source: SourceRef<'_>, only_ours: bool) -> Res
     Ok(out)
 }
 
+/// Deletes only the object as it was listed: between the list and the delete another GitSource may have
+/// adopted it (or a person relabelled it), and then it is no longer ours to prune.
+fn unchanged_since(live: &BTreeMap<ObjectKey, Live>, key: &ObjectKey) -> DeleteParams {
+    DeleteParams {
+        preconditions: live
+            .get(key)
+            .and_then(|l| l.resource_version.clone())
+            .map(|rv| kube::api::Preconditions { resource_version: Some(rv), uid: None }),
+        ..DeleteParams::background()
+    }
+}
+
 /// What pruning may consider: only live objects that carry this source's labels, never one that another
 /// GitSource or a person holds (whatever our inventory says).
 fn prunable(live: &BTreeMap<ObjectKey, Live>, source: SourceRef<'_>) -> BTreeMap<ObjectKey, LiveObject> {
@@ -407,11 +419,14 @@ async fn apply(gs: &GitSource, ctx: &Context, revision: &str, objects: &[Desired
         return Err(Error::Apply(message));
     }
     let mut kept_in_inventory: Vec<ObjectKey> = Vec::new();
+    let mut changed_since: Vec<ObjectKey> = Vec::new();
     let mut prune_failures: Vec<String> = Vec::new();
     for key in &plan.prune {
-        match dyn_api(ctx, key.kind, &key.namespace).delete(&key.name, &DeleteParams::background()).await {
+        match dyn_api(ctx, key.kind, &key.namespace).delete(&key.name, &unchanged_since(&live, key)).await {
             Ok(_) => changes.pruned.push(key.clone()),
             Err(kube::Error::Api(s)) if s.code == 404 => changes.pruned.push(key.clone()),
+            // Changed since it was listed (adopted elsewhere, relabelled): kept, and judged again next sync.
+            Err(kube::Error::Api(s)) if s.code == 409 => changed_since.push(key.clone()),
             Err(e) => {
                 prune_failures.push(format!("{key}: {}", api_message(&e)));
                 kept_in_inventory.push(key.clone());
@@ -422,7 +437,8 @@ async fn apply(gs: &GitSource, ctx: &Context, revision: &str, objects: &[Desired
     record(ctx, &changes);
     publish_changes(gs, ctx, revision, &changes).await;
     // What another GitSource or a person holds is not ours to list (nor ever to prune).
-    let managed: Vec<ObjectKey> = plan.inventory.into_iter().filter(|k| !conflicted.contains(k)).collect();
+    let managed: Vec<ObjectKey> =
+        plan.inventory.into_iter().filter(|k| !conflicted.contains(k)).chain(changed_since).collect();
     if !prune_failures.is_empty() {
         let message = format!("revision {revision}: could not prune {}", prune_failures.join("; "));
         let inventory = to_inventory(managed.into_iter().chain(kept_in_inventory));
@@ -703,9 +719,11 @@ async fn cleanup(gs: &GitSource, ctx: &Context) -> Result<Action, Error> {
         let p = plan(&input);
         let mut pruned = Vec::new();
         for key in &p.prune {
-            match dyn_api(ctx, key.kind, &key.namespace).delete(&key.name, &DeleteParams::background()).await {
+            match dyn_api(ctx, key.kind, &key.namespace).delete(&key.name, &unchanged_since(&live, key)).await {
                 Ok(_) => pruned.push(key.clone()),
                 Err(kube::Error::Api(s)) if s.code == 404 => pruned.push(key.clone()),
+                // Taken by someone else since it was listed: not ours to delete any more.
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => return Err(e.into()),
             }
         }

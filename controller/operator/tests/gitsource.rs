@@ -29,6 +29,8 @@ struct Cluster {
     rv_after: HashMap<&'static str, &'static str>,
     /// Names whose apply the server rejects.
     reject: Option<&'static str>,
+    /// Names whose delete fails its precondition (changed since the list).
+    changed: Option<&'static str>,
 }
 
 fn route(c: Cluster) -> Route {
@@ -49,6 +51,11 @@ fn route(c: Cluster) -> Route {
                 }
                 applied(s, c.rv_after.get(name).copied().unwrap_or("1"))
             }
+            "DELETE" if c.changed.is_some_and(|n| p.ends_with(&format!("/{n}"))) => (
+                409,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409, "reason": "Conflict",
+                       "message": "Precondition failed: ResourceVersion in precondition: 9, ResourceVersion in object meta: 13"}),
+            ),
             "DELETE" => status_ok(),
             "POST" if p == EVENTS => echo(s),
             _ => (500, json!({"kind": "Status", "code": 500, "message": format!("unexpected {}", s.line())})),
@@ -188,6 +195,9 @@ async fn prunes_what_left_git_unless_it_opted_out() {
     let deletes: Vec<String> = api.requests().iter().filter(|s| s.method == "DELETE").map(Seen::line).collect();
     // `vanished` is no longer live: dropped without a request; `kept` opted out.
     assert_eq!(deletes, [format!("DELETE {AGENTS}/old")]);
+    // Only as it was listed: adopted elsewhere in between, the server refuses (409) and it stays.
+    let delete = api.requests().into_iter().find(|s| s.method == "DELETE").unwrap();
+    assert_eq!(delete.body["preconditions"]["resourceVersion"], "9", "{}", delete.body);
     let ev = events(&api);
     let reasons: Vec<&str> = ev.iter().map(|e| e.1.as_str()).collect();
     assert_eq!(reasons, ["Applied", "Pruned", "PruneSkipped"]);
@@ -971,4 +981,29 @@ async fn a_finalizer_add_refused_every_time_is_reported_after_a_few_attempts() {
     assert!(err.to_string().contains("failed to add finalizer"), "{err}");
     let patches = api.requests().iter().filter(|s| s.method == "PATCH").count();
     assert_eq!(patches as u32, paddock_operator::context::FINALIZER_ATTEMPTS, "{:?}", api.lines());
+}
+
+#[tokio::test]
+async fn an_object_changed_between_the_list_and_the_prune_is_not_deleted_and_stays_in_the_inventory() {
+    let (up, _rev) = repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY)]);
+    let inventory = json!([
+        {"kind": "Agent", "name": "coder", "namespace": NS},
+        {"kind": "Agent", "name": "old", "namespace": NS},
+        {"kind": "Policy", "name": "baseline", "namespace": NS}
+    ]);
+    let gs = gitsource(&up.url(), json!({"lastAppliedRevision": "main@sha1:prev", "inventory": inventory}));
+    let cluster = Cluster {
+        url: up.url(),
+        agents: vec![live("coder", "7", "main@sha1:prev", json!({})), live("old", "9", "main@sha1:prev", json!({}))],
+        policies: vec![live("baseline", "10", "main@sha1:prev", json!({}))],
+        changed: Some("old"),
+        ..Cluster::default()
+    };
+    let (out, api, _) = run(gs, cluster).await;
+    out.unwrap();
+    let reasons: Vec<String> = events(&api).into_iter().map(|e| e.1).collect();
+    assert!(!reasons.iter().any(|r| r == "Pruned"), "{reasons:?}");
+    let status = status_patch(&api).unwrap();
+    let kept = status["inventory"].as_array().unwrap().iter().any(|e| e["name"] == "old");
+    assert!(kept, "judged again at the next sync: {}", status["inventory"]);
 }
