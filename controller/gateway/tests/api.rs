@@ -660,24 +660,26 @@ async fn killed_gateway_scenario() {
     );
 }
 
+/// A gateway governing Agent `careful` with one PII rule, written `use: deny_pii_in_llm_request` and then
+/// `rest` (its `on:` and `with:`).
+async fn careful(dir: &Path, rest: &str) -> TestGateway {
+    write_repo(dir);
+    let repo = dir.join("repo");
+    let agent = "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: careful}\nspec:\n  harness: custom\n  \
+                 model: claude-sonnet-4-5\n  policies: [careful-pii]\n";
+    std::fs::write(repo.join("agents/careful.yaml"), agent).unwrap();
+    let policy = format!(
+        "apiVersion: paddock.dev/v1alpha1\nkind: Policy\nmetadata: {{name: careful-pii}}\nspec:\n  rules:\n    - name: pii\n      \
+         use: deny_pii_in_llm_request\n      {rest}\n"
+    );
+    std::fs::write(repo.join("policies/careful-pii.yaml"), policy).unwrap();
+    TestGateway::start(dir).await
+}
+
 #[tokio::test]
 async fn decide_returns_the_event_as_rules_rewrote_it_so_the_harness_gets_the_redacted_prompt() {
     let dir = tempfile::tempdir().unwrap();
-    write_repo(dir.path());
-    let repo = dir.path().join("repo");
-    std::fs::write(
-        repo.join("agents/careful.yaml"),
-        "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: careful}\nspec:\n  harness: custom\n  \
-         model: claude-sonnet-4-5\n  policies: [redact-pii]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        repo.join("policies/redact-pii.yaml"),
-        "apiVersion: paddock.dev/v1alpha1\nkind: Policy\nmetadata: {name: redact-pii}\nspec:\n  rules:\n    - name: pii\n      \
-         use: deny_pii_in_llm_request\n      with: {action: redact}\n",
-    )
-    .unwrap();
-    let t = TestGateway::start(dir.path()).await;
+    let t = careful(dir.path(), "with: {action: redact}").await;
     let (id, token) = t.session("careful").await;
     let prompt = json!({"phase": "request", "text": "Write to jane.doe@example.com about the release."});
     let r = decide(&t, &token, &id, prompt, "").await;
@@ -695,21 +697,7 @@ async fn decide_returns_the_event_as_rules_rewrote_it_so_the_harness_gets_the_re
 #[tokio::test]
 async fn an_asked_final_answer_is_named_in_the_transcript_without_its_text() {
     let dir = tempfile::tempdir().unwrap();
-    write_repo(dir.path());
-    let repo = dir.path().join("repo");
-    std::fs::write(
-        repo.join("agents/careful.yaml"),
-        "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: careful}\nspec:\n  harness: custom\n  \
-         model: claude-sonnet-4-5\n  policies: [ask-answers]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        repo.join("policies/ask-answers.yaml"),
-        "apiVersion: paddock.dev/v1alpha1\nkind: Policy\nmetadata: {name: ask-answers}\nspec:\n  rules:\n    - name: pii\n      \
-         use: deny_pii_in_llm_request\n      on: [response]\n      with: {action: ask}\n",
-    )
-    .unwrap();
-    let t = TestGateway::start(dir.path()).await;
+    let t = careful(dir.path(), "on: [response]\n      with: {action: ask}").await;
     let (id, token) = t.session("careful").await;
     let answer = json!({"phase": "response", "text": "Mail jane.doe@example.com the keys."});
     let ruling: Value = decide(&t, &token, &id, answer, "?wait=false").await.json().await.unwrap();
