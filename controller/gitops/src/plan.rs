@@ -29,13 +29,12 @@ pub const SOURCE_PATH_ANNOTATION: &str = "paddock.dev/source-path";
 pub const PRUNE_ANNOTATION: &str = "paddock.dev/prune";
 /// The value of [`PRUNE_ANNOTATION`] that opts out of pruning.
 pub const PRUNE_DISABLED: &str = "disabled";
-/// Annotation on a live object that hands it to the GitSource whose revision holds it: `paddock.dev/adopt:
-/// "true"`. Without it a GitSource refuses to take over an object another GitSource applied or one made
-/// outside Paddock. It is consent given on the cluster, so the copy written in git is not applied, and the
-/// adopting GitSource removes it once the object is its own (else two GitSources would take it in turns).
+/// Annotation on a live object that hands it to one GitSource of its namespace, named as the value:
+/// `paddock.dev/adopt: platform`. Without it a GitSource refuses to take over an object another GitSource
+/// applied or one made outside Paddock; naming the GitSource means that of two whose revisions hold the
+/// object, only the one meant takes it. It is consent given on the cluster, so the copy written in git is not
+/// applied, and the adopting GitSource removes it once the object is its own.
 pub const ADOPT_ANNOTATION: &str = "paddock.dev/adopt";
-/// The value of [`ADOPT_ANNOTATION`] that allows adoption.
-pub const ADOPT: &str = "true";
 /// Annotation on a GitSource that asks for a sync now (any new value), as Flux's `reconcile.fluxcd.io/requestedAt`.
 pub const REQUESTED_AT_ANNOTATION: &str = "paddock.dev/requestedAt";
 

@@ -6,7 +6,7 @@
 //!
 //! An object is applied over only when it is this GitSource's (its labels, or its inventory): one another
 //! GitSource applied or one made outside Paddock is left alone and reported (`OwnershipConflict`) unless the
-//! live object carries `paddock.dev/adopt: "true"`. Pruning deletes only what carries this GitSource's labels.
+//! live object carries `paddock.dev/adopt: <this GitSource's name>`. Pruning deletes only what carries this GitSource's labels.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use paddock_api::gitsource::{InventoryEntry, SourceError};
 use paddock_api::{API_VERSION, Agent, GitSource, GitSourceStatus, Policy};
 use paddock_gitops::fetch::{Credentials, FetchRequest, fetch};
 use paddock_gitops::plan::{
-    ADOPT, ADOPT_ANNOTATION, DesiredObject, Holder, LiveObject, ObjectKey, PRUNE_ANNOTATION, PRUNE_DISABLED, PlanInput,
+    ADOPT_ANNOTATION, DesiredObject, Holder, LiveObject, ObjectKey, PRUNE_ANNOTATION, PRUNE_DISABLED, PlanInput,
     REQUESTED_AT_ANNOTATION, REVISION_ANNOTATION, Rendered, SourceRef, plan, render_revision,
 };
 use paddock_gitops::{Diagnostic, semantics::parse_duration_secs};
@@ -219,8 +219,8 @@ struct Live {
     prune_disabled: bool,
     /// Its labels: whose it is (`SourceRef::holder`).
     labels: BTreeMap<String, String>,
-    /// It carries `paddock.dev/adopt: "true"`.
-    adopt: bool,
+    /// The value of its `paddock.dev/adopt`: the GitSource it is handed to.
+    adopt: Option<String>,
 }
 
 /// Lists (metadata only) the Agents and Policies of the source's namespace: all of them (a sync must see
@@ -238,7 +238,7 @@ async fn list_live(ctx: &Context, source: SourceRef<'_>, only_ours: bool) -> Res
                     resource_version: item.resource_version(),
                     revision: annotations.get(REVISION_ANNOTATION).cloned(),
                     prune_disabled: annotations.get(PRUNE_ANNOTATION).is_some_and(|v| v == PRUNE_DISABLED),
-                    adopt: annotations.get(ADOPT_ANNOTATION).is_some_and(|v| v == ADOPT),
+                    adopt: annotations.get(ADOPT_ANNOTATION).cloned(),
                     labels: item.labels().clone(),
                 },
             );
@@ -296,7 +296,7 @@ struct Changes {
     unchanged: usize,
     pruned: Vec<ObjectKey>,
     orphaned: Vec<ObjectKey>,
-    /// Taken over thanks to `paddock.dev/adopt: "true"`, with who held them before.
+    /// Taken over thanks to `paddock.dev/adopt: <this GitSource>`, with who held them before.
     adopted: Vec<(ObjectKey, Holder)>,
     /// Not applied: held by another GitSource or made outside Paddock, without the adopt annotation.
     conflicts: Vec<Conflict>,
@@ -308,6 +308,8 @@ struct Conflict {
     key: ObjectKey,
     file: String,
     holder: Holder,
+    /// The GitSource that would take it: the value that hands it over.
+    to: String,
 }
 
 impl Conflict {
@@ -318,9 +320,10 @@ impl Conflict {
             column: 0,
             message: format!(
                 "{} was not applied: it exists and is {}; to hand it to this GitSource annotate the live object \
-                 `{ADOPT_ANNOTATION}: \"{ADOPT}\"`, or remove it from git",
+                 `{ADOPT_ANNOTATION}: {}`, or remove it from git",
                 self.key,
-                held_by(&self.holder)
+                held_by(&self.holder),
+                self.to
             ),
         }
     }
@@ -356,14 +359,16 @@ async fn apply(gs: &GitSource, ctx: &Context, revision: &str, objects: &[Desired
     for obj in objects {
         let before = live.get(&obj.key);
         // A forced apply would take the object over silently: first, whose is it?
-        let adopted_from = match before.map(|b| (source.holder(&b.labels, in_inventory.contains(&obj.key)), b.adopt)) {
-            None | Some((Holder::This, _)) => None,
-            Some((holder, true)) => Some(holder),
-            Some((holder, false)) => {
-                changes.conflicts.push(Conflict { key: obj.key.clone(), file: obj.file.clone(), holder });
-                continue;
-            }
-        };
+        let adopted_from =
+            match before.map(|b| (source.holder(&b.labels, in_inventory.contains(&obj.key)), b.adopt.as_deref())) {
+                None | Some((Holder::This, _)) => None,
+                Some((holder, Some(to))) if to == gs.name_any() => Some(holder),
+                Some((holder, _)) => {
+                    let to = gs.name_any();
+                    changes.conflicts.push(Conflict { key: obj.key.clone(), file: obj.file.clone(), holder, to });
+                    continue;
+                }
+            };
         let api = dyn_api(ctx, obj.key.kind, &ns);
         match api.patch(&obj.key.name, &pp, &Patch::Apply(&obj.manifest)).await {
             Ok(after) => {
@@ -495,10 +500,11 @@ fn conflict_message(revision: &str, conflicts: &[Conflict]) -> String {
     }
     format!(
         "revision {revision}: {} object{} not applied, held elsewhere: {}; the rest of the revision is applied. \
-         To hand an object to this GitSource annotate it `{ADOPT_ANNOTATION}: \"{ADOPT}\"`, or remove it from git",
+         To hand an object to this GitSource annotate it `{ADOPT_ANNOTATION}: {}`, or remove it from git",
         conflicts.len(),
         if conflicts.len() == 1 { "" } else { "s" },
-        named.join(", ")
+        named.join(", "),
+        conflicts.first().map_or("", |c| c.to.as_str())
     )
 }
 
@@ -541,8 +547,9 @@ async fn publish_changes(gs: &GitSource, ctx: &Context, revision: &str, c: &Chan
     if !c.adopted.is_empty() {
         let named: Vec<String> = c.adopted.iter().map(|(k, h)| format!("{k} (was {})", held_by(h))).collect();
         let note = format!(
-            "Adopted {} from revision {revision}: the live objects carried `{ADOPT_ANNOTATION}: \"{ADOPT}\"`",
-            named.join(", ")
+            "Adopted {} from revision {revision}: the live objects carried `{ADOPT_ANNOTATION}: {}`",
+            named.join(", "),
+            gs.name_any()
         );
         publish(gs, ctx, EventType::Normal, "Adopted", "Apply", note).await;
     }

@@ -341,7 +341,7 @@ async fn ownership_scenario(client: Client, ns: String) {
         .patch(
             "baseline",
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"paddock.dev/adopt": "true"}}})),
+            &Patch::Merge(json!({"metadata": {"annotations": {"paddock.dev/adopt": "agents"}}})),
         )
         .await
         .unwrap();

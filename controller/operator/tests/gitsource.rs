@@ -626,7 +626,7 @@ async fn an_object_held_by_another_gitsource_is_not_taken_over_and_the_rest_is_a
     let ev = events(&api);
     assert_eq!((ev[0].0.as_str(), ev[0].1.as_str()), ("Warning", "OwnershipConflict"));
     assert!(ev[0].2.contains("Agent/team-a/coder (held by GitSource team-a/platform)"), "{}", ev[0].2);
-    assert!(ev[0].2.contains("paddock.dev/adopt: \"true\""), "the Event says how to settle it: {}", ev[0].2);
+    assert!(ev[0].2.contains(&format!("paddock.dev/adopt: {NAME}`")), "the Event says how to settle it: {}", ev[0].2);
     assert_eq!(ev[1].2, format!("Applied revision {rev}: created Policy/baseline"));
     let status = status_patch(&api).unwrap();
     let ready = condition(&status, "Ready").unwrap();
@@ -688,8 +688,8 @@ async fn an_object_annotated_for_adoption_is_adopted_and_the_annotation_removed(
     let cluster = Cluster {
         url: up.url(),
         // One made by hand, one another GitSource holds; both handed over on the cluster.
-        agents: vec![held("coder", json!({"team": "a"}), json!({"paddock.dev/adopt": "true"}))],
-        policies: vec![held("baseline", other_source_labels(), json!({"paddock.dev/adopt": "true"}))],
+        agents: vec![held("coder", json!({"team": "a"}), json!({"paddock.dev/adopt": NAME}))],
+        policies: vec![held("baseline", other_source_labels(), json!({"paddock.dev/adopt": NAME}))],
         ..Cluster::default()
     };
     let (out, api, _) = run(gs, cluster).await;
@@ -724,7 +724,7 @@ async fn an_object_annotated_for_adoption_is_adopted_and_the_annotation_removed(
             "Adopted",
             format!(
                 "Adopted Agent/team-a/coder (was created outside Paddock), Policy/team-a/baseline (was held by GitSource \
-                 team-a/platform) from revision {rev}: the live objects carried `paddock.dev/adopt: \"true\"`"
+                 team-a/platform) from revision {rev}: the live objects carried `paddock.dev/adopt: {NAME}`"
             )
             .as_str()
         )
@@ -1006,4 +1006,22 @@ async fn an_object_changed_between_the_list_and_the_prune_is_not_deleted_and_sta
     let status = status_patch(&api).unwrap();
     let kept = status["inventory"].as_array().unwrap().iter().any(|e| e["name"] == "old");
     assert!(kept, "judged again at the next sync: {}", status["inventory"]);
+}
+
+#[tokio::test]
+async fn an_adopt_annotation_that_does_not_name_this_gitsource_hands_it_nothing() {
+    let (up, _rev) = repo_with(&[("agents/coder.yaml", AGENT), ("policies/baseline.yaml", POLICY)]);
+    let gs = gitsource(&up.url(), Json::Null);
+    let cluster = Cluster {
+        url: up.url(),
+        // Handed to GitSource `platform`, and the old spelling that names none.
+        agents: vec![held("coder", json!({"team": "a"}), json!({"paddock.dev/adopt": "true"}))],
+        policies: vec![held("baseline", other_source_labels(), json!({"paddock.dev/adopt": "platform"}))],
+        ..Cluster::default()
+    };
+    let (out, api, _) = run(gs, cluster).await;
+    out.unwrap();
+    assert!(api.lines().iter().all(|l| !l.starts_with("PATCH") || l.ends_with("/status")), "{:?}", api.lines());
+    let ev = events(&api);
+    assert_eq!((ev[0].0.as_str(), ev[0].1.as_str()), ("Warning", "OwnershipConflict"), "{ev:?}");
 }
