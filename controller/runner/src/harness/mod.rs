@@ -90,17 +90,9 @@ where
             if !said.is_empty() {
                 let last = Event { phase: Phase::Response, text: Some(said.join("\n")), ..Event::default() };
                 match ctx.gateway.decide(&last).await {
-                    Ok(r) if r.allowed() => match r.rewritten_text() {
-                        Some(text) => {
-                            let text = text.to_owned();
-                            transcript.emit(TranscriptEvent::Message { role: "assistant".into(), text }).await;
-                        }
-                        None => {
-                            for m in held {
-                                transcript.emit(m).await;
-                            }
-                        }
-                    },
+                    Ok(r) if r.allowed() => {
+                        show_allowed(transcript, &r, held).await;
+                    }
                     Ok(r) => refused(transcript, Phase::Response, &r).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "the gateway could not check a failed run's last words; dropped")
@@ -116,16 +108,23 @@ where
         refused(transcript, Phase::Response, &ruling).await;
         return Ok(RunOutcome::failed(format!("the final answer was withheld by {}: {}", ruling.by(), ruling.reason)));
     }
+    let shown = show_allowed(transcript, &ruling, held).await;
+    Ok(RunOutcome::succeeded(shown.unwrap_or(answer)))
+}
+
+/// Shows what the `response` phase allowed: the rewritten text as one assistant message when a rule rewrote
+/// it (returned), else the held messages as the harness said them.
+async fn show_allowed(transcript: &Transcript, ruling: &Ruling, held: Vec<TranscriptEvent>) -> Option<String> {
     match ruling.rewritten_text() {
         Some(text) => {
             transcript.emit(TranscriptEvent::Message { role: "assistant".into(), text: text.to_owned() }).await;
-            Ok(RunOutcome::succeeded(text))
+            Some(text.to_owned())
         }
         None => {
             for m in held {
                 transcript.emit(m).await;
             }
-            Ok(RunOutcome::succeeded(answer))
+            None
         }
     }
 }
