@@ -16,14 +16,11 @@ use paddock_gitops::source::load_dir;
 use paddock_tests::repo_root;
 use serde_json::Value;
 
+/// The first helm that runs, if any.
 fn helm() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("PADDOCK_HELM").filter(|p| !p.is_empty()).map(PathBuf::from),
-        std::env::var_os("PADDOCK_E2E_HELM").filter(|p| !p.is_empty()).map(PathBuf::from),
-        Some(repo_root().join(".ci/npm-helm/bin/helm")),
-        Some(PathBuf::from("helm")),
-    ];
-    candidates.into_iter().flatten().find(|h| Command::new(h).arg("version").output().is_ok_and(|o| o.status.success()))
+    paddock_tests::helm_candidates()
+        .into_iter()
+        .find(|h| Command::new(h).arg("version").output().is_ok_and(|o| o.status.success()))
 }
 
 /// The documents of a multi-document YAML stream (split at `---` lines, as helm and the snapshots write).

@@ -6,7 +6,6 @@
 //! helm: `$PADDOCK_HELM`, else `$PADDOCK_E2E_HELM`, else the one `.ci/run` installs (`.ci/npm-helm`), else
 //! `helm` on PATH.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
@@ -14,19 +13,9 @@ use serde_json::Value;
 const NS: &str = "paddock-system";
 const SERVING: &str = "paddock-gateway-tls";
 
-fn helm() -> PathBuf {
-    for var in ["PADDOCK_HELM", "PADDOCK_E2E_HELM"] {
-        if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
-            return PathBuf::from(p);
-        }
-    }
-    let ci = paddock_tests::repo_root().join(".ci/npm-helm/bin/helm");
-    if ci.is_file() { ci } else { PathBuf::from("helm") }
-}
-
 /// `helm template` with `--set` values: the objects, or helm's error.
 fn try_render(set: &[&str]) -> Result<Vec<Value>, String> {
-    let mut cmd = Command::new(helm());
+    let mut cmd = Command::new(paddock_tests::helm());
     cmd.args(["template", "paddock"]).arg(paddock_tests::repo_root().join("charts/paddock")).args(["-n", NS]);
     for s in set {
         cmd.args(["--set", s]);

@@ -400,14 +400,7 @@ async fn transcript_events_are_stored_in_order_and_followed_live_with_resume() {
         .unwrap();
     assert_eq!(r.status(), 403);
     // A session cannot start a sub-agent its Agent does not list.
-    let r = t
-        .client
-        .post(format!("{}/v1/sessions/{other}/children", t.url))
-        .bearer_auth(&other_token)
-        .json(&json!({"agent": "spender"}))
-        .send()
-        .await
-        .unwrap();
+    let r = t.child(&other, &other_token, "spender").await;
     assert_eq!(r.status(), 422);
     assert!(r.text().await.unwrap().contains("not among the sub-agents of `coder` (it has none)"));
 }
@@ -734,14 +727,7 @@ async fn a_token_given_a_lifetime_stops_working_when_it_ends_revoked_or_not() {
     let ls = json!({"phase": "tool_call", "tool": "shell", "args": {"command": "ls"}});
     assert_eq!(decide(&t, &token, &id, ls.clone(), "").await.status(), 200);
     // Its child's token cannot outlive it.
-    let child = t
-        .client
-        .post(format!("{}/v1/sessions/{id}/children", t.url))
-        .bearer_auth(&token)
-        .json(&json!({"agent": "coder"}))
-        .send()
-        .await
-        .unwrap();
+    let child = t.child(&id, &token, "coder").await;
     assert_eq!(child.status(), 201);
     let child: Value = child.json().await.unwrap();
     let (child_id, child_token) =

@@ -116,21 +116,6 @@ async fn http_server() -> (u16, Arc<AtomicUsize>) {
     (port, requests)
 }
 
-async fn echo_server() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { return };
-            tokio::spawn(async move {
-                let (mut r, mut w) = tcp.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    port
-}
-
 /// A gateway whose Agent `coder` may reach the TLS server as `registry.test` and `other.test`, the plain-HTTP
 /// server as `plain.test` and as `localhost` (which the SSRF guard must still refuse), and the echo server
 /// at the IP address 127.0.0.1. `evil.test` resolves to loopback too but is in no entry.
@@ -142,7 +127,7 @@ async fn start() -> Env {
 async fn start_with(adjust: impl FnOnce(&mut EgressConfig)) -> Env {
     let (tls_port, cert, cert_pem, handshakes) = tls_server().await;
     let (http_port, http_requests) = http_server().await;
-    let echo_port = echo_server().await;
+    let echo_port = support::echo_server().await;
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     std::fs::create_dir_all(&repo).unwrap();

@@ -110,14 +110,7 @@ async fn a_session_deny_rule_decides_first_is_reported_as_the_session_and_binds_
         let v = decide(&t, &token, &id, call("Write", json!({"file_path": "/w/a", "content": "x"}), "t2"), "").await;
         assert_eq!((v["verdict"].as_str(), v["policy"].as_str()), (Some("deny"), Some("guard")), "{v}");
         // A sub-agent runs under its parent's own rules too (its Agent, `coder`, has no shell rule).
-        let r = t
-            .client
-            .post(format!("{}/v1/sessions/{id}/children", t.url))
-            .bearer_auth(&token)
-            .json(&json!({"agent": "coder"}))
-            .send()
-            .await
-            .unwrap();
+        let r = t.child(&id, &token, "coder").await;
         assert_eq!(r.status(), 201);
         let child: Value = r.json().await.unwrap();
         let (cid, ctoken) = (child["id"].as_str().unwrap(), child["token"].as_str().unwrap());

@@ -16,7 +16,7 @@ use paddock_gateway::config::{GatewayConfig, TlsConfig};
 use paddock_gateway::server;
 use paddock_gateway::tls::{GeneratedCertificates, PLAIN_HTTP_REFUSAL, generate};
 use serde_json::{Value, json};
-use support::{ADMIN, new_session, request, write_repo};
+use support::{ADMIN, echo_server, new_session, request, write_repo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Env {
@@ -143,22 +143,6 @@ async fn plain_http_to_the_tls_port_is_answered_with_why_and_never_served() {
         .await
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap(), json!([]));
-}
-
-/// A TCP server that echoes what it gets.
-async fn echo_server() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = listener.accept().await else { return };
-            tokio::spawn(async move {
-                let (mut r, mut w) = tcp.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    port
 }
 
 /// Answers every request with its method and URI as received.

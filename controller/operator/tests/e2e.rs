@@ -78,21 +78,37 @@ async fn sync(client: &Client, ns: &str, cache: &std::path::Path) -> Result<(), 
     paddock_operator::gitsource::reconcile(Arc::new(gs), ctx).await.map(|_| ())
 }
 
-#[tokio::test]
-async fn gitsource_scenarios_on_a_real_cluster() {
-    let Some(client) = client().await else { return };
-    install_crds(&client).await;
-    let ns = format!("paddock-e2e-{}", std::process::id());
+/// Runs `scenario` in a namespace of its own (`<prefix>-<pid>`), deleted at the end whatever happened; a
+/// failed scenario's GitSource `agents` loses its finalizers first (no reconciler is left to remove them,
+/// and they would hold the namespace forever). A panic in the scenario is the test's.
+async fn in_fresh_namespace<F, Fut>(client: &Client, prefix: &str, scenario: F)
+where
+    F: FnOnce(Client, String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let ns = format!("{prefix}-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
         .await
         .unwrap();
-    let result = tokio::spawn(scenarios(client.clone(), ns.clone())).await;
+    let result = tokio::spawn(scenario(client.clone(), ns.clone())).await;
+    if result.is_err() {
+        let sources: Api<GitSource> = Api::namespaced(client.clone(), &ns);
+        let unfinalize = json!({"metadata": {"finalizers": null}});
+        let _ = sources.patch("agents", &PatchParams::default(), &Patch::Merge(&unfinalize)).await;
+    }
     let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
     if let Err(e) = result {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+#[tokio::test]
+async fn gitsource_scenarios_on_a_real_cluster() {
+    let Some(client) = client().await else { return };
+    install_crds(&client).await;
+    in_fresh_namespace(&client, "paddock-e2e", scenarios).await;
     println!("e2e: passed against the cluster of PADDOCK_E2E_KUBECONFIG");
 }
 
@@ -213,23 +229,7 @@ async fn scenarios(client: Client, ns: String) {
 async fn a_stale_gitsource_gets_its_finalizer_without_an_error() {
     let Some(client) = client().await else { return };
     install_crds(&client).await;
-    let ns = format!("paddock-e2e-stale-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
-        .await
-        .unwrap();
-    let result = tokio::spawn(stale_scenario(client.clone(), ns.clone())).await;
-    if result.is_err() {
-        // The other controller's finalizer would hold the namespace forever.
-        let unfinalize = json!({"metadata": {"finalizers": null}});
-        let sources: Api<GitSource> = Api::namespaced(client.clone(), &ns);
-        let _ = sources.patch("agents", &PatchParams::default(), &Patch::Merge(&unfinalize)).await;
-    }
-    let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    in_fresh_namespace(&client, "paddock-e2e-stale", stale_scenario).await;
 }
 
 async fn stale_scenario(client: Client, ns: String) {
@@ -284,23 +284,7 @@ async fn stale_scenario(client: Client, ns: String) {
 async fn a_gitsource_takes_over_only_what_it_is_handed_on_a_real_cluster() {
     let Some(client) = client().await else { return };
     install_crds(&client).await;
-    let ns = format!("paddock-e2e-owner-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap())
-        .await
-        .unwrap();
-    let result = tokio::spawn(ownership_scenario(client.clone(), ns.clone())).await;
-    if result.is_err() {
-        let sources: Api<GitSource> = Api::namespaced(client.clone(), &ns);
-        let _ = sources
-            .patch("agents", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
-            .await;
-    }
-    let _ = namespaces.delete(&ns, &DeleteParams::background()).await;
-    if let Err(e) = result {
-        std::panic::resume_unwind(e.into_panic());
-    }
+    in_fresh_namespace(&client, "paddock-e2e-owner", ownership_scenario).await;
 }
 
 async fn ownership_scenario(client: Client, ns: String) {

@@ -68,10 +68,13 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
-/// Real helm: `$PADDOCK_E2E_HELM`, else the one `.ci/run` installs, else `helm` on PATH.
+/// Real helm as every chart test finds it: `$PADDOCK_HELM`, `$PADDOCK_E2E_HELM`, else the one `.ci/run`
+/// installs, else `helm` on PATH.
 fn helm() -> PathBuf {
-    if let Some(p) = std::env::var_os("PADDOCK_E2E_HELM").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+    for var in ["PADDOCK_HELM", "PADDOCK_E2E_HELM"] {
+        if let Some(p) = std::env::var_os(var).filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
     }
     let ci = repo_root().join(".ci/npm-helm/bin/helm");
     if ci.is_file() {

@@ -291,6 +291,12 @@ impl TestGateway {
     }
 
     /// `POST /v1/approvals/{aid}/{action}` (`approve` or `deny`) with `credential` and, if given, a body.
+    /// `POST /v1/sessions/{parent}/children` with the parent's token: starts a sub-agent's session of `agent`.
+    pub async fn child(&self, parent: &str, token: &str, agent: &str) -> reqwest::Response {
+        let url = format!("{}/v1/sessions/{parent}/children", self.url);
+        self.client.post(url).bearer_auth(token).json(&json!({"agent": agent})).send().await.unwrap()
+    }
+
     pub async fn settle(&self, aid: &str, action: &str, credential: &str, body: Option<Value>) -> reqwest::Response {
         let mut r = self.client.post(format!("{}/v1/approvals/{aid}/{action}", self.url)).bearer_auth(credential);
         if let Some(body) = body {
@@ -453,4 +459,20 @@ pub fn sse_response(events: &[Value]) -> axum::response::Response {
         .header("content-type", "text/event-stream")
         .body(axum::body::Body::from(body))
         .unwrap()
+}
+
+/// A TCP server that echoes what it gets.
+pub async fn echo_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
 }
