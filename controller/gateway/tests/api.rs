@@ -737,6 +737,11 @@ async fn a_token_given_a_lifetime_stops_working_when_it_ends_revoked_or_not() {
     let r = decide(&t, &token, &id, ls.clone(), "").await;
     assert_eq!(r.status(), 401, "the lifetime is over");
     assert_eq!(decide(&t, &child_token, &child_id, ls.clone(), "").await.status(), 401, "nor the child's");
+    // The lifetime is kept with the session: a restarted gateway does not take the tokens back.
+    drop(t);
+    let t = TestGateway::start(dir.path()).await;
+    assert_eq!(decide(&t, &token, &id, ls.clone(), "").await.status(), 401, "after a restart");
+    assert_eq!(decide(&t, &child_token, &child_id, ls.clone(), "").await.status(), 401, "after a restart");
     // The admin still sees the session and can end it.
     let end = json!({"phase": "Failed", "reason": "its token expired"});
     let r = t.client.post(format!("{}/v1/sessions/{id}/end", t.url)).bearer_auth(ADMIN).json(&end).send().await;
