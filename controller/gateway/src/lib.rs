@@ -6,6 +6,7 @@
 //! ([`tls`]).
 
 pub mod api;
+mod applier;
 pub mod broker;
 pub mod config;
 pub mod egress;

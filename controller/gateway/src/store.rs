@@ -14,6 +14,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::applier::Applier;
 use crate::journal::{Journal, JournalError, Record};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +29,8 @@ pub enum StoreError {
     Journal(#[from] JournalError),
     #[error("the database is more than {0:?} behind the gateway's log")]
     Behind(Duration),
+    #[error("applying the gateway's log to SQLite: {0}")]
+    Apply(#[from] rusqlite::Error),
     #[error("cannot start the thread that applies the gateway's log: {0}")]
     Applier(std::io::Error),
 }
@@ -131,23 +134,6 @@ pub struct ApprovalRow {
 
 type Batch = (Vec<Write>, oneshot::Sender<Result<(), String>>);
 
-/// The CPU priority of the threads that bring SQLite up to date behind the log (the applier's and SQLite's).
-const BACKGROUND_NICE: libc::c_int = 10;
-
-/// Lowers the CPU priority of SQLite's worker threads (nice 10): with the log in front, their work is
-/// catching up in the background, and on a busy machine it should yield to answering requests.
-fn background_sqlite_threads() {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
-    for task in tasks.flatten() {
-        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else { continue };
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<libc::id_t>().ok()) else { continue };
-        if comm.starts_with("sqlx-sqlite") {
-            // SAFETY: setpriority only reads its arguments; a thread that has exited makes it fail harmlessly.
-            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, BACKGROUND_NICE) };
-        }
-    }
-}
-
 /// The file of a `sqlite:` URL; `None` for an in-memory database.
 fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
@@ -231,10 +217,6 @@ struct LogQueue {
 /// drain: under a load that outruns the applier, every writer waits a little instead of some waiting long.
 const MAX_APPLY_LAG: u64 = 2048;
 
-/// Records per transaction of the applier: small transactions move `applied` on often, so that a writer held
-/// at [`MAX_APPLY_LAG`] waits for one of them (about a millisecond), not for a large batch.
-const APPLY_RECORDS: usize = 64;
-
 /// How long a read waits for the database to catch up with the log.
 const READ_BEHIND_LIMIT: Duration = Duration::from_secs(30);
 
@@ -257,7 +239,6 @@ impl Store {
             url.to_owned()
         };
         let synchronous = if opts.fsync { "FULL" } else { "NORMAL" };
-        let behind_log = file.is_some();
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(10))
@@ -269,9 +250,6 @@ impl Store {
                         sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
                         sqlx::query(&format!("PRAGMA synchronous = {synchronous}")).execute(&mut *conn).await?;
                         sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
-                        if behind_log {
-                            background_sqlite_threads();
-                        }
                     }
                     Ok(())
                 })
@@ -290,45 +268,35 @@ impl Store {
             tokio::task::spawn_blocking(move || Journal::recover(&recover_dir, Duration::from_secs(3)))
                 .await
                 .map_err(|_| StoreError::WriterGone)??;
-        let row = sqlx::query("SELECT seq FROM journal_applied WHERE id = 1").fetch_one(&pool).await?;
-        let mut applied = row.try_get::<i64, _>("seq")? as u64;
-        let before = applied;
-        let mut unapplied = records.into_iter().filter(|r| r.seq > before).peekable();
-        if let Some(r) = unapplied.peek() {
-            tracing::info!(from = r.seq, after = applied, "applying the log's records the database lacks");
-        }
-        while unapplied.peek().is_some() {
-            let (last, stmts) = transaction(unapplied.by_ref().take(256).collect());
-            commit(&pool, true, &stmts).await?;
-            applied = last;
-        }
+        // Replays what the log holds and the database not yet, with the connection that applies from now on.
+        let applier_file = file.clone();
+        let sync = synchronous.to_owned();
+        let (db, applied) = tokio::task::spawn_blocking(move || -> Result<(Applier, u64), StoreError> {
+            let mut db = Applier::open(&applier_file, &sync)?;
+            let mut applied = db.applied()?;
+            let before = applied;
+            let mut unapplied = records.into_iter().filter(|r| r.seq > before).peekable();
+            if let Some(r) = unapplied.peek() {
+                tracing::info!(from = r.seq, after = applied, "applying the log's records the database lacks");
+            }
+            while unapplied.peek().is_some() {
+                applied = db.apply(&unapplied.by_ref().take(256).collect::<Vec<_>>())?;
+            }
+            Ok((db, applied))
+        })
+        .await
+        .map_err(|_| StoreError::WriterGone)??;
         let lock = Arc::new(lock);
         let journal = Journal::start(&dir, lock.clone(), applied, opts.fsync)?;
         let (applied_tx, applied_rx) = watch::channel(applied);
         let healthy = Arc::new(AtomicBool::new(true));
         let (apply_tx, apply_rx) = mpsc::unbounded_channel::<Record>();
-        let applier = applier(pool.clone(), apply_rx, applied_tx, healthy.clone(), lock);
-        // Its own thread and runtime: applying wakes only this thread and SQLite's, never the threads that
-        // answer requests.
-        let (started_tx, started) = oneshot::channel();
+        // Its own thread: applying wakes only this thread, never the threads that answer requests.
+        let thread_healthy = healthy.clone();
         std::thread::Builder::new()
             .name("paddock-applier".into())
-            .spawn(move || {
-                // SAFETY: setpriority only reads its arguments; 0 is the calling thread.
-                unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE) };
-                // Built here: a runtime must not be dropped (on an error) inside the caller's async context.
-                match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-                    Ok(rt) => {
-                        let _ = started_tx.send(Ok(()));
-                        rt.block_on(applier)
-                    }
-                    Err(e) => {
-                        let _ = started_tx.send(Err(e));
-                    }
-                }
-            })
+            .spawn(move || crate::applier::run(db, apply_rx, applied_tx, thread_healthy, lock))
             .map_err(StoreError::Applier)?;
-        started.await.map_err(|_| StoreError::WriterGone)?.map_err(StoreError::Applier)?;
         let log = LogWriter {
             queue: Default::default(),
             journal: std::sync::Mutex::new(journal),
@@ -661,63 +629,6 @@ impl LogWriter {
     }
 }
 
-/// Brings the SQLite database up to date behind the log, several records per transaction. Each transaction
-/// also records the last sequence number it applied, so that a replay applies each record once. A failed
-/// commit is retried (the records are safe in the log) and makes the gateway not ready meanwhile.
-async fn applier(
-    pool: AnyPool,
-    mut rx: mpsc::UnboundedReceiver<Record>,
-    applied: watch::Sender<u64>,
-    healthy: Arc<AtomicBool>,
-    // The log's lock, released once the last record is applied: a gateway started next must not replay
-    // records this one is still applying.
-    _lock: Arc<std::fs::File>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut size = first.stmts.len();
-        let mut records = vec![first];
-        while size < 16_384 && records.len() < APPLY_RECORDS {
-            match rx.try_recv() {
-                Ok(r) => {
-                    size += r.stmts.len();
-                    records.push(r);
-                }
-                Err(_) => break,
-            }
-        }
-        let (last, stmts) = transaction(records);
-        let mut backoff = Duration::from_millis(50);
-        while let Err(e) = commit(&pool, true, &stmts).await {
-            if rx.is_closed() {
-                // Every store is gone: stop and free the log's lock; the records are safe in the log and a
-                // gateway started next applies them.
-                tracing::error!(error = %e, through = last, "stopping with the gateway's log not fully applied");
-                return;
-            }
-            healthy.store(false, Ordering::Release);
-            tracing::error!(error = %e, through = last, "cannot apply the gateway's log to the database; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-        healthy.store(true, Ordering::Release);
-        applied.send_replace(last);
-    }
-}
-
-/// The statements that apply log records (in order, not empty) in one transaction: theirs, less the state
-/// updates a later one overwrites, and the mark of the last record applied. Returns that record's number.
-fn transaction(records: Vec<Record>) -> (u64, Vec<Stmt>) {
-    let last = records.last().expect("records to apply").seq;
-    // Each record has its own audit insert; together they are a few multi-row ones, at the end (nothing in
-    // the transaction reads the audit log).
-    let (audits, rest): (Vec<Stmt>, Vec<Stmt>) =
-        records.into_iter().flat_map(|r| r.stmts).partition(|st| st.sql.starts_with(AUDIT_INSERT));
-    let mut stmts = supersede_states(rest);
-    stmts.extend(audit_inserts(audits.into_iter().flat_map(|st| st.params).collect()));
-    stmts.push(Stmt::new("UPDATE journal_applied SET seq = ? WHERE id = 1", vec![Param::Int(last as i64)]));
-    (last, stmts)
-}
-
 /// A bound value. Nulls keep their column's type: PostgreSQL checks it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Param {
@@ -798,12 +709,12 @@ fn statements(batch: &[Batch]) -> Vec<Stmt> {
 const STATE_UPDATE: &str = "UPDATE sessions SET state = ? WHERE id = ?";
 
 /// Drops each update of a session's state that a later one in the same transaction overwrites.
-fn supersede_states(stmts: Vec<Stmt>) -> Vec<Stmt> {
+pub(crate) fn supersede_states<T: std::borrow::Borrow<Stmt>>(stmts: Vec<T>) -> Vec<T> {
     let mut later: std::collections::HashSet<&str> = std::collections::HashSet::new();
     let mut keep: Vec<bool> = stmts
         .iter()
         .rev()
-        .map(|st| match (st.sql == STATE_UPDATE, &st.params[..]) {
+        .map(|st| match (st.borrow().sql == STATE_UPDATE, &st.borrow().params[..]) {
             (true, [_, Param::Text(Some(id))]) => later.insert(id),
             _ => true,
         })
@@ -868,14 +779,14 @@ async fn commit(pool: &AnyPool, sqlite: bool, stmts: &[Stmt]) -> Result<(), sqlx
 
 /// Audit rows per multi-row insert: few statements for SQLite to parse, well under its limit on bound values.
 const AUDIT_ROWS_PER_INSERT: usize = 256;
-const AUDIT_COLUMNS: usize = 16;
+pub(crate) const AUDIT_COLUMNS: usize = 16;
 /// Bound values per SQLite query: keeps one query's text and values bounded (SQLite's own limit, 32,766, is
 /// per statement).
 const SQLITE_MAX_PARAMS: usize = 30_000;
-const AUDIT_INSERT: &str = "INSERT INTO audit (id, seq, ts, session, agent, owner, revision, phase, policy, rule, \
+pub(crate) const AUDIT_INSERT: &str = "INSERT INTO audit (id, seq, ts, session, agent, owner, revision, phase, policy, rule, \
                             verdict, reason, tool, tool_id, approval_id, decided_by) VALUES ";
 
-fn audit_insert(rows: &[&AuditRow]) -> Vec<Stmt> {
+pub(crate) fn audit_insert(rows: &[&AuditRow]) -> Vec<Stmt> {
     let mut params = Vec::with_capacity(rows.len() * AUDIT_COLUMNS);
     for a in rows {
         params.extend([
@@ -915,7 +826,7 @@ fn audit_inserts(params: Vec<Param>) -> Vec<Stmt> {
     out
 }
 
-fn statement(w: &Write) -> Stmt {
+pub(crate) fn statement(w: &Write) -> Stmt {
     use Param::{Float, Int};
     match w {
         Write::SessionNew(s) => Stmt::new(
@@ -1001,10 +912,10 @@ fn statement(w: &Write) -> Stmt {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(i: usize) -> AuditRow {
+    pub(crate) fn row(i: usize) -> AuditRow {
         AuditRow {
             id: format!("d-{i:05}"),
             seq: i as i64,
@@ -1078,7 +989,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             drop(store);
             let refused = Store::open(&url).await.err().expect("the audit table is still broken");
-            assert!(matches!(refused, StoreError::Db(_)), "{break_it}: not refused as a second gateway: {refused}");
+            assert!(matches!(refused, StoreError::Apply(_)), "{break_it}: not refused as a second gateway: {refused}");
             sqlx::query(mend_it).execute(&side).await.unwrap();
             let store = Store::open(&url).await.unwrap();
             assert_eq!(store.audit(None).await.unwrap(), vec![row(1), row(2), row(3)], "{break_it}");
