@@ -18,11 +18,11 @@ use rusqlite::{Connection, ToSql, TransactionBehavior};
 use tokio::sync::{mpsc, watch};
 
 use crate::journal::Record;
-use crate::store::{AUDIT_COLUMNS, AUDIT_INSERT, Param, Stmt, supersede_states};
+use crate::store::{AUDIT_COLUMNS, AUDIT_INSERT, Param, Stmt, audit_insert_sql, supersede_states};
 
 /// Records per transaction: small transactions move `applied` on often, so that a writer held by the log's
 /// back-pressure waits for one of them (about a millisecond), not for a large batch.
-pub(crate) const APPLY_RECORDS: usize = 64;
+const APPLY_RECORDS: usize = 64;
 
 /// How long the applier waits for more records after the first of a transaction, when fewer than
 /// [`APPLY_RECORDS`] are waiting.
@@ -71,8 +71,7 @@ impl Applier {
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(PREPARED);
-        let audit_row = format!("{AUDIT_INSERT}({})", ["?"; AUDIT_COLUMNS].join(", "));
-        Ok(Applier { conn, audit_row })
+        Ok(Applier { conn, audit_row: audit_insert_sql(1) })
     }
 
     /// The last record of the log the database holds.
@@ -203,16 +202,10 @@ mod tests {
     use crate::store::tests::row;
     use crate::store::{SessionRow, Write, audit_insert, statement};
 
-    /// A database file with the gateway's schema, from its migrations.
-    fn database(dir: &Path) -> Applier {
+    /// A database file with the gateway's schema (migrated by a store opened on it and closed again).
+    async fn database(dir: &Path) -> Applier {
         let file = dir.join("gateway.db");
-        let conn = Connection::open(&file).unwrap();
-        let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        let mut files: Vec<_> = std::fs::read_dir(migrations).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        for f in files {
-            conn.execute_batch(&std::fs::read_to_string(f).unwrap()).unwrap();
-        }
+        drop(crate::store::Store::open(&format!("sqlite://{}", file.display())).await.unwrap());
         Applier::open(&file, "NORMAL").unwrap()
     }
 
@@ -246,10 +239,10 @@ mod tests {
         db.conn.query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
-    #[test]
-    fn records_apply_with_every_audit_row_the_last_state_and_the_mark_of_the_last_record() {
+    #[tokio::test]
+    async fn records_apply_with_every_audit_row_the_last_state_and_the_mark_of_the_last_record() {
         let dir = tempfile::tempdir().unwrap();
-        let mut db = database(dir.path());
+        let mut db = database(dir.path()).await;
         let mut first = vec![statement(&session("s-1")), state("s-1", r#"{"n":1}"#)];
         first.extend(audits(0..3));
         let mut second = vec![state("s-1", r#"{"n":2}"#)];
@@ -268,10 +261,10 @@ mod tests {
         assert_eq!(count(&db, "SELECT count(*) FROM audit"), 304);
     }
 
-    #[test]
-    fn a_record_the_database_refuses_rolls_back_its_whole_transaction() {
+    #[tokio::test]
+    async fn a_record_the_database_refuses_rolls_back_its_whole_transaction() {
         let dir = tempfile::tempdir().unwrap();
-        let mut db = database(dir.path());
+        let mut db = database(dir.path()).await;
         db.apply(&[Record { seq: 1, stmts: vec![statement(&session("s-1"))] }]).unwrap();
         let mut refused = audits(0..5);
         refused.push(statement(&session("s-1")));

@@ -808,22 +808,20 @@ pub(crate) fn audit_insert(rows: &[&AuditRow]) -> Vec<Stmt> {
             opt_text(&a.decided_by),
         ]);
     }
-    audit_inserts(params)
-}
-
-/// Audit rows, given as their values in column order, as few multi-row inserts.
-fn audit_inserts(params: Vec<Param>) -> Vec<Stmt> {
-    debug_assert_eq!(params.len() % AUDIT_COLUMNS, 0, "whole audit rows");
-    let row = format!("({})", ["?"; AUDIT_COLUMNS].join(", "));
     let mut values = params.into_iter().peekable();
     let mut out = Vec::new();
     while values.peek().is_some() {
-        // Moved, not copied: the values of a transaction's rows are many strings.
+        // Moved, not copied: the values of many rows are many strings.
         let params: Vec<Param> = values.by_ref().take(AUDIT_ROWS_PER_INSERT * AUDIT_COLUMNS).collect();
-        let sql = format!("{AUDIT_INSERT}{}", vec![row.as_str(); params.len() / AUDIT_COLUMNS].join(", "));
-        out.push(Stmt { sql, params });
+        out.push(Stmt { sql: audit_insert_sql(params.len() / AUDIT_COLUMNS), params });
     }
     out
+}
+
+/// The insert of `rows` audit rows, with a placeholder per value.
+pub(crate) fn audit_insert_sql(rows: usize) -> String {
+    let row = format!("({})", ["?"; AUDIT_COLUMNS].join(", "));
+    format!("{AUDIT_INSERT}{}", vec![row.as_str(); rows].join(", "))
 }
 
 pub(crate) fn statement(w: &Write) -> Stmt {
