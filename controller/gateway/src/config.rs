@@ -199,6 +199,21 @@ pub struct ProviderConfig {
     pub models: Vec<String>,
 }
 
+impl ProviderConfig {
+    /// The scripted model (`kind: scripted`, named `scripted`) answering from `script` for the models matching
+    /// `models`.
+    pub fn scripted(script: PathBuf, models: &[&str]) -> ProviderConfig {
+        ProviderConfig {
+            name: "scripted".into(),
+            kind: ProviderKind::Scripted,
+            base_url: None,
+            api_key: None,
+            script: Some(script),
+            models: models.iter().map(|m| (*m).to_owned()).collect(),
+        }
+    }
+}
+
 /// Where a secret comes from: an environment variable or a file (a mounted Secret). Never inline.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -524,17 +524,7 @@ async fn deleting_a_session_revokes_its_token_and_deletes_its_objects() {
     h.objects.put(SESSION, s);
     let before = h.api.requests().len();
     h.reconcile().await;
-    assert_eq!(
-        h.lines_since(before),
-        [
-            format!("DELETE {POD}"),
-            format!("DELETE {NETPOL}"),
-            format!("DELETE {SECRET}"),
-            format!("DELETE {CONFIGMAP}"),
-            format!("PATCH {SESSION}"),
-        ],
-        "objects deleted, then the finalizer removed"
-    );
+    assert_eq!(h.lines_since(before), teardown(), "objects deleted, then the finalizer removed");
     for p in [POD, NETPOL, SECRET, CONFIGMAP] {
         assert!(h.objects.get(p).is_none(), "{p}");
     }
@@ -1188,16 +1178,7 @@ async fn deleting_a_session_while_the_gateway_is_down_gives_up_after_five_attemp
     // The fifth failure lets the Session go: its objects are deleted and the finalizer removed.
     let before = h.api.requests().len();
     h.try_reconcile().await.expect("given up");
-    assert_eq!(
-        h.lines_since(before),
-        [
-            format!("DELETE {POD}"),
-            format!("DELETE {NETPOL}"),
-            format!("DELETE {SECRET}"),
-            format!("DELETE {CONFIGMAP}"),
-            format!("PATCH {SESSION}"),
-        ]
-    );
+    assert_eq!(h.lines_since(before), teardown());
     assert_eq!(h.objects.get(SESSION).unwrap()["metadata"]["finalizers"], json!([]));
     let ends = h.sent.lock().unwrap().iter().filter(|(m, p, _)| m == "POST" && p.ends_with("/end")).count();
     assert_eq!(ends, 5, "five attempts");
@@ -1258,4 +1239,15 @@ async fn a_session_rule_that_would_allow_stalls_naming_its_field_and_nothing_sta
     assert_eq!((reason.as_str(), stalled), ("InvalidSessionPolicy", true), "{message}");
     assert!(message.starts_with("spec.policy.rules[0].action:"), "{message}");
     assert!(h.nothing_started(), "no gateway session, no pod");
+}
+
+/// The requests of a Session's teardown, in order: its objects deleted, then its finalizer removed.
+fn teardown() -> [String; 5] {
+    [
+        format!("DELETE {POD}"),
+        format!("DELETE {NETPOL}"),
+        format!("DELETE {SECRET}"),
+        format!("DELETE {CONFIGMAP}"),
+        format!("PATCH {SESSION}"),
+    ]
 }

@@ -196,7 +196,7 @@ pub async fn relay_to_tls(url: &str, ca_file: Option<&Path>) -> Result<String, R
 mod tests {
     use std::path::Path;
 
-    use paddock_gateway::config::{GatewayConfig, ProviderConfig, ProviderKind, SecretSource, TlsConfig};
+    use paddock_gateway::config::{GatewayConfig, ProviderConfig, SecretSource, TlsConfig};
     use serde_json::{Value, json};
 
     use super::*;
@@ -230,14 +230,7 @@ mod tests {
             tls: Some(TlsConfig { cert_file: dir.join("tls.crt"), key_file: dir.join("tls.key") }),
             ..GatewayConfig::default()
         };
-        cfg.providers.push(ProviderConfig {
-            name: "scripted".into(),
-            kind: ProviderKind::Scripted,
-            base_url: None,
-            api_key: None,
-            script: Some(dir.join("script.yaml")),
-            models: vec!["*".into()],
-        });
+        cfg.providers.push(ProviderConfig::scripted(dir.join("script.yaml"), &["*"]));
         let (_, url, _) = paddock_gateway::server::serve_loopback(&cfg).await.unwrap();
         let port = url.rsplit(':').next().unwrap().to_owned();
         (format!("https://localhost:{port}"), dir.join("ca.crt"))

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paddock_gateway::config::{GatewayConfig, ProviderConfig, ProviderKind, SecretSource};
+use paddock_gateway::config::{GatewayConfig, ProviderConfig, SecretSource};
 use paddock_gateway::server;
 use paddock_runner::{GatewayClient, RunContext, Transcript, TranscriptEvent};
 use serde_json::{Value, json};
@@ -76,14 +76,7 @@ async fn gateway(dir: &Path) -> (String, Arc<paddock_gateway::Gateway>) {
         admin_token: Some(SecretSource { env: None, file: Some(dir.join("admin")) }),
         ..GatewayConfig::default()
     };
-    cfg.providers.push(ProviderConfig {
-        name: "scripted".into(),
-        kind: ProviderKind::Scripted,
-        base_url: None,
-        api_key: None,
-        script: Some(dir.join("script.yaml")),
-        models: vec!["*".into()],
-    });
+    cfg.providers.push(ProviderConfig::scripted(dir.join("script.yaml"), &["*"]));
     let (gw, url, _) = server::serve_loopback(&cfg).await.unwrap();
     (url, gw)
 }

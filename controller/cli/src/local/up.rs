@@ -93,14 +93,7 @@ pub fn providers(script: Option<PathBuf>) -> Vec<ProviderConfig> {
         });
     }
     if let Some(s) = script {
-        out.push(ProviderConfig {
-            name: "scripted".into(),
-            kind: ProviderKind::Scripted,
-            base_url: None,
-            api_key: None,
-            script: Some(s),
-            models: vec!["scripted*".into()],
-        });
+        out.push(ProviderConfig::scripted(s, &["scripted*"]));
     }
     out
 }

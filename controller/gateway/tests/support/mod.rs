@@ -252,14 +252,7 @@ pub fn config(dir: &Path) -> GatewayConfig {
         ..GatewayConfig::default()
     };
     cfg.limits.ask_timeout_seconds = 20;
-    cfg.providers.push(ProviderConfig {
-        name: "scripted".into(),
-        kind: ProviderKind::Scripted,
-        base_url: None,
-        api_key: None,
-        script: Some(dir.join("script.yaml")),
-        models: vec!["claude-*".into(), "gpt-*".into(), "scripted*".into()],
-    });
+    cfg.providers.push(ProviderConfig::scripted(dir.join("script.yaml"), &["claude-*", "gpt-*", "scripted*"]));
     cfg
 }
 

@@ -61,7 +61,7 @@ where
     let asked = Event { phase: Phase::Request, text: Some(ctx.prompt.clone()), ..Event::default() };
     let ruling = ctx.gateway.decide(&asked).await.map_err(PhaseError::Request)?;
     if !ruling.allowed() {
-        refused(transcript, Phase::Request, &ruling).await;
+        verdict(transcript, Phase::Request, None, &ruling).await;
         return Ok(RunOutcome::failed(format!(
             "the prompt was refused by {}: {}; the harness did not start",
             ruling.by(),
@@ -93,7 +93,7 @@ where
                     Ok(r) if r.allowed() => {
                         show_allowed(transcript, &r, held).await;
                     }
-                    Ok(r) => refused(transcript, Phase::Response, &r).await,
+                    Ok(r) => verdict(transcript, Phase::Response, None, &r).await,
                     Err(e) => {
                         tracing::warn!(error = %e, "the gateway could not check a failed run's last words; dropped")
                     }
@@ -105,7 +105,7 @@ where
     let answered = Event { phase: Phase::Response, text: Some(answer.clone()), ..Event::default() };
     let ruling = ctx.gateway.decide(&answered).await.map_err(PhaseError::Response)?;
     if !ruling.allowed() {
-        refused(transcript, Phase::Response, &ruling).await;
+        verdict(transcript, Phase::Response, None, &ruling).await;
         return Ok(RunOutcome::failed(format!("the final answer was withheld by {}: {}", ruling.by(), ruling.reason)));
     }
     let shown = show_allowed(transcript, &ruling, held).await;
@@ -129,15 +129,16 @@ async fn show_allowed(transcript: &Transcript, ruling: &Ruling, held: Vec<Transc
     }
 }
 
-/// The local record of a refusal (the gateway writes its own into the stored transcript).
-async fn refused(transcript: &Transcript, phase: Phase, r: &Ruling) {
+/// The local record of a ruling, on a tool when it was about one (the gateway writes its own into the stored
+/// transcript).
+async fn verdict(transcript: &Transcript, phase: Phase, tool: Option<&str>, r: &Ruling) {
     transcript
         .emit(TranscriptEvent::Verdict {
             phase: phase.as_str().into(),
             verdict: r.verdict.clone(),
             reason: r.reason.clone(),
             policy: r.policy.clone(),
-            tool: None,
+            tool: tool.map(str::to_owned),
         })
         .await;
 }

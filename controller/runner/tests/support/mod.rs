@@ -97,14 +97,7 @@ impl TestGateway {
                 });
             }
         } else {
-            cfg.providers.push(ProviderConfig {
-                name: "scripted".into(),
-                kind: ProviderKind::Scripted,
-                base_url: None,
-                api_key: None,
-                script: Some(dir.join("script.yaml")),
-                models: vec!["*".into()],
-            });
+            cfg.providers.push(ProviderConfig::scripted(dir.join("script.yaml"), &["*"]));
         }
         let (gw, url, server) = server::serve_loopback(&cfg).await.expect("the gateway serves");
         TestGateway { url, gw, http: reqwest::Client::new(), server, upstream }

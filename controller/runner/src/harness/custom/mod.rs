@@ -180,18 +180,6 @@ impl Conversation {
     }
 }
 
-async fn verdict(transcript: &Transcript, phase: Phase, tool: &str, r: &crate::client::Ruling) {
-    transcript
-        .emit(TranscriptEvent::Verdict {
-            phase: phase.as_str().into(),
-            verdict: r.verdict.clone(),
-            reason: r.reason.clone(),
-            policy: r.policy.clone(),
-            tool: Some(tool.into()),
-        })
-        .await;
-}
-
 async fn run_loop(ctx: &RunContext, transcript: &Transcript, depth: usize) -> anyhow::Result<RunOutcome> {
     let wire = wire_for(&ctx.model)?;
     let mut convo = Conversation {
@@ -245,7 +233,7 @@ async fn tool_turn(ctx: &RunContext, transcript: &Transcript, call: &Call, depth
     match ctx.gateway.decide(&ask).await {
         Ok(r) if r.allowed() => {}
         Ok(r) => {
-            verdict(transcript, Phase::ToolCall, &call.name, &r).await;
+            super::verdict(transcript, Phase::ToolCall, Some(&call.name), &r).await;
             return (format!("[paddock] denied by policy {}: {}", r.policy.unwrap_or_default(), r.reason), true);
         }
         Err(e) => {
@@ -268,7 +256,7 @@ async fn tool_turn(ctx: &RunContext, transcript: &Transcript, call: &Call, depth
     match ctx.gateway.decide(&check).await {
         Ok(r) if r.allowed() => (out.text, out.is_error),
         Ok(r) => {
-            verdict(transcript, Phase::ToolResult, &call.name, &r).await;
+            super::verdict(transcript, Phase::ToolResult, Some(&call.name), &r).await;
             (
                 format!("[paddock] the result was withheld by policy {}: {}", r.policy.unwrap_or_default(), r.reason),
                 true,
