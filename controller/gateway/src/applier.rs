@@ -276,4 +276,23 @@ mod tests {
         db.apply(&[Record { seq: 2, stmts: audits(10..12) }]).unwrap();
         assert_eq!((db.applied().unwrap(), count(&db, "SELECT count(*) FROM audit")), (2, 2));
     }
+
+    #[tokio::test]
+    async fn text_from_an_agent_is_stored_as_it_came_never_run_as_sql() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = database(dir.path()).await;
+        let hostile = "x'); DROP TABLE audit; -- \u{0}\"; ?1 $1 \u{202e}";
+        let mut a = row(1);
+        a.reason = hostile.into();
+        a.tool = Some(format!("{hostile}?"));
+        let event = Write::Event { session: "s-1".into(), seq: 1, ts: "t".into(), event: hostile.into() };
+        let mut stmts = audit_insert(&[&a]);
+        stmts.push(statement(&event));
+        db.apply(&[Record { seq: 1, stmts }]).unwrap();
+        let (reason, tool): (String, String) =
+            db.conn.query_row("SELECT reason, tool FROM audit", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!((reason.as_str(), tool), (hostile, format!("{hostile}?")));
+        let stored: String = db.conn.query_row("SELECT event FROM events", [], |r| r.get(0)).unwrap();
+        assert_eq!(stored, hostile);
+    }
 }
