@@ -195,12 +195,28 @@ pub struct PolicyStatus {
     /// Decisions made by this Policy since it was created.
     #[serde(default)]
     pub decisions: DecisionCounts,
+    /// Whether every gateway replica enforces the Agents and Policies the controller last pushed (this
+    /// Policy among them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<PolicyEnforcement>,
     /// The git revision of the GitSource that applied this Policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_revision: Option<String>,
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// Which gateway replicas enforce the revision last pushed to the gateway.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyEnforcement {
+    /// The revision last pushed (one hash of every Agent and Policy).
+    pub revision: String,
+    /// The replicas heard from in the last seconds.
+    pub replicas: u32,
+    /// How many of them enforce `revision`; fewer than `replicas` while a push is reaching them.
+    pub enforcing: u32,
 }
 
 /// Counts of verdicts.

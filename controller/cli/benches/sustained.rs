@@ -10,7 +10,14 @@
 //! cargo bench -p paddock-cli --bench sustained -- --only proxy       # or: admission
 //! cargo bench -p paddock-cli --bench sustained -- --cores 2          # the gateway on both cores, not pinned
 //! cargo bench -p paddock-cli --bench sustained -- --million          # 1,000,000 proxied requests, one session
+//! cargo bench -p paddock-cli --bench sustained -- --database postgres://postgres@127.0.0.1:55432/bench \
+//!     --replicas 3                                                   # replicas sharing PostgreSQL
 //! ```
+//!
+//! With `--database` (a PostgreSQL database that exists) and `--replicas N`, N gateways share it and the
+//! rows are the replicas' ones: admission on one session at c = 1, 8 and 32 and on 32 sessions at c = 32,
+//! and the proxy at c = 1 and 8, each connection to the next replica in turn; then the mock upstream called
+//! directly, which the proxy's added latency is measured against.
 //!
 //! Every connection goes to 127.0.0.1. Loops are bounded in time (or, for `--million`, in count).
 
@@ -37,6 +44,8 @@ struct Opts {
     million: bool,
     sessions: usize,
     rate: u64,
+    database: Option<String>,
+    replicas: usize,
 }
 
 fn opts() -> Opts {
@@ -49,6 +58,8 @@ fn opts() -> Opts {
         million: args.iter().any(|a| a == "--million"),
         sessions: value("--sessions").map_or(1000, |v| v.parse().expect("--sessions N")),
         rate: value("--rate").map_or(2000, |v| v.parse().expect("--rate N")),
+        database: value("--database"),
+        replicas: value("--replicas").map_or(1, |v| v.parse().expect("--replicas N")),
     }
 }
 
@@ -104,7 +115,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn start_gateway(dir: &Path, upstream: &str, pinned: bool) -> Gateway {
+fn start_gateway(dir: &Path, upstream: &str, pinned: bool, database: Option<&str>) -> Gateway {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(dir.join("repo")).unwrap();
     std::fs::write(dir.join("repo/bench.yaml"), REPO).unwrap();
@@ -116,6 +127,10 @@ fn start_gateway(dir: &Path, upstream: &str, pinned: bool) -> Gateway {
         repo = dir.join("repo").display(),
         admin = dir.join("admin").display(),
     );
+    let config = match database {
+        Some(url) => format!("{config}database: \"{url}\"\n"),
+        None => config,
+    };
     std::fs::write(dir.join("gateway.yaml"), config).unwrap();
     let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
     // `PADDOCK_BENCH_WRAP="heaptrack -o /tmp/gw"` runs the gateway under a profiler.
@@ -183,16 +198,17 @@ impl Row {
 }
 
 /// A closed loop: `conc` connections, each sending its next request when the answer to the last arrived,
-/// for `secs` (or until `count` requests in all). Connection `i` sends `requests[i % len]`.
-fn closed_loop(addr: &str, requests: &[String], conc: usize, secs: u64, count: Option<u64>) -> Row {
+/// for `secs` (or until `count` requests in all). Connection `i` sends `requests[i % len]` to
+/// `addrs[i % addrs.len()]`.
+fn closed_loop(addrs: &[&str], requests: &[String], conc: usize, secs: u64, count: Option<u64>) -> Row {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(secs);
     let workers: Vec<_> = (0..conc)
         .map(|i| {
-            let (addr, req, stop, sent) =
-                (addr.to_owned(), requests[i % requests.len()].clone().into_bytes(), stop.clone(), sent.clone());
+            let addr = addrs[i % addrs.len()].to_owned();
+            let (req, stop, sent) = (requests[i % requests.len()].clone().into_bytes(), stop.clone(), sent.clone());
             std::thread::spawn(move || {
                 let mut conn = TcpStream::connect(&addr).unwrap();
                 conn.set_nodelay(true).unwrap();
@@ -295,7 +311,10 @@ fn main() {
         })
     });
     let upstream = rx.recv().unwrap();
-    let gw = start_gateway(dir.path(), &upstream, pinned);
+    if let Some(database) = &o.database {
+        return replicas(dir.path(), &upstream, pinned, database, o.replicas, o.seconds);
+    }
+    let gw = start_gateway(dir.path(), &upstream, pinned, None);
     let pid = gw.child.id();
     let addr = gw.addr.clone();
     println!(
@@ -320,7 +339,7 @@ fn main() {
         let one = vec![workload(&addr, which, &sid, &token)];
         let spread: Vec<String> = many.iter().map(|(s, t)| workload(&addr, which, s, t)).collect();
         // Warm-up: 5 s on the long-lived session.
-        closed_loop(&addr, &one, 8, 5, None);
+        closed_loop(&[&addr], &one, 8, 5, None);
         for (sessions, requests) in [("one".to_owned(), &one), (format!("{}", o.sessions), &spread)] {
             for load in ["c=1", "c=8", "c=32", "open"] {
                 settle(&addr);
@@ -337,7 +356,7 @@ fn main() {
                             ..Row::default()
                         }
                     }
-                    c => closed_loop(&addr, requests, c[2..].parse().unwrap(), o.seconds, None),
+                    c => closed_loop(&[&addr], requests, c[2..].parse().unwrap(), o.seconds, None),
                 };
                 row.rss_start = rss_start;
                 row.rss_end = rss_mib(pid);
@@ -358,7 +377,7 @@ fn million(addr: &str, pid: u32) {
     println!("| requests so far | RSS MiB | requests/s in the last stretch | p99 ms | max ms |\n|---|---|---|---|---|");
     let mut done = 0u64;
     for upto in [10_000u64, 100_000, 250_000, 500_000, 750_000, 1_000_000] {
-        let r = closed_loop(addr, &req, 8, 86_400, Some(upto - done));
+        let r = closed_loop(&[addr], &req, 8, 86_400, Some(upto - done));
         done = upto;
         println!(
             "| {upto} | {:.1} | {:.0} | {} | {} |",
@@ -370,4 +389,52 @@ fn million(addr: &str, pid: u32) {
     }
     settle(addr);
     println!("\nafter the database caught up: {:.1} MiB", rss_mib(pid));
+}
+
+/// `n` replicas on `database`: admission on one session at c = 1, 8 and 32 and the proxy at c = 8, each
+/// connection to the next replica in turn; then the mock upstream alone, for the proxy's added latency.
+fn replicas(dir: &Path, upstream: &str, pinned: bool, database: &str, n: usize, seconds: u64) {
+    let gateways: Vec<Gateway> =
+        (0..n).map(|i| start_gateway(&dir.join(format!("replica-{i}")), upstream, pinned, Some(database))).collect();
+    let addrs: Vec<&str> = gateways.iter().map(|g| g.addr.as_str()).collect();
+    println!(
+        "{n} replica(s) on PostgreSQL, {}; {seconds} s a row\n",
+        if pinned { "pinned to core 0, load generator and upstream on core 1" } else { "on every core" }
+    );
+    println!("| workload | replicas | load | requests/s | p50 ms | p99 ms | max ms | errors |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let print = |which: &str, load: &str, r: &Row| {
+        println!(
+            "| {which} | {n} | {load} | {:.0} | {} | {} | {} | {} |",
+            r.rps(),
+            ms(percentile(&r.latencies, 0.5)),
+            ms(percentile(&r.latencies, 0.99)),
+            ms(r.latencies.last().copied().unwrap_or_default()),
+            r.errors
+        );
+    };
+    let (sid, token) = session(addrs[0]);
+    let admission = vec![workload(addrs[0], "admission", &sid, &token)];
+    closed_loop(&addrs, &admission, 8, 5, None);
+    for c in [1, 8, 32] {
+        print("admission", &format!("c={c}"), &closed_loop(&addrs, &admission, c, seconds, None));
+    }
+    // Many sessions: each connection decides for a session of its own, so decisions wait on no other's lock.
+    let many: Vec<String> = (0..32)
+        .map(|_| {
+            let (s, t) = session(addrs[0]);
+            workload(addrs[0], "admission", &s, &t)
+        })
+        .collect();
+    print("admission, 32 sessions", "c=32", &closed_loop(&addrs, &many, 32, seconds, None));
+    let proxy = vec![workload(addrs[0], "proxy", &sid, &token)];
+    closed_loop(&addrs, &proxy, 8, 5, None);
+    print("proxy", "c=1", &closed_loop(&addrs, &proxy, 1, seconds, None));
+    print("proxy", "c=8", &closed_loop(&addrs, &proxy, 8, seconds, None));
+    // The same request straight to the mock upstream: what the proxy adds is the difference.
+    let direct_addr = upstream.trim_start_matches("http://");
+    let direct =
+        vec![workload(direct_addr, "proxy", &sid, &token).replace("/llm/anthropic/v1/messages", "/v1/messages")];
+    print("upstream alone", "c=1", &closed_loop(&[direct_addr], &direct, 1, seconds, None));
+    print("upstream alone", "c=8", &closed_loop(&[direct_addr], &direct, 8, seconds, None));
 }

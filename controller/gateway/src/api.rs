@@ -45,19 +45,20 @@ enum Caller {
     Session(Arc<Session>),
 }
 
-fn caller(gw: &Gateway, headers: &HeaderMap) -> Result<Caller, ApiError> {
+async fn caller(gw: &Gateway, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token =
         bearer(headers).ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "a bearer token is required".into()))?;
     if gw.is_admin(token) {
         return Ok(Caller::Admin);
     }
     gw.session_for_token(token)
+        .await
         .map(Caller::Session)
         .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "invalid or expired token".into()))
 }
 
-fn admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
-    match caller(gw, headers)? {
+async fn admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
+    match caller(gw, headers).await? {
         Caller::Admin => Ok(()),
         Caller::Session(_) => {
             Err(ApiError(StatusCode::FORBIDDEN, "a session token cannot do this; it needs the admin credential".into()))
@@ -66,11 +67,11 @@ fn admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// The caller must be the session itself (or, where `admin_ok`, the admin).
-fn own_session(gw: &Gateway, headers: &HeaderMap, id: &str, admin_ok: bool) -> Result<Arc<Session>, ApiError> {
-    match caller(gw, headers)? {
+async fn own_session(gw: &Gateway, headers: &HeaderMap, id: &str, admin_ok: bool) -> Result<Arc<Session>, ApiError> {
+    match caller(gw, headers).await? {
         Caller::Session(s) if s.id == id => Ok(s),
         Caller::Session(_) => Err(ApiError(StatusCode::FORBIDDEN, format!("this token cannot act for session `{id}`"))),
-        Caller::Admin if admin_ok => gw.session(id).ok_or_else(|| GatewayError::NoSession(id.into()).into()),
+        Caller::Admin if admin_ok => gw.find_session(id).await.ok_or_else(|| GatewayError::NoSession(id.into()).into()),
         Caller::Admin => Err(ApiError(
             StatusCode::FORBIDDEN,
             "only the session's own token can ask for decisions; the admin credential cannot act as a session".into(),
@@ -95,41 +96,43 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-async fn session_json(s: &Session) -> Value {
-    let st = s.state().await;
+async fn session_json(gw: &Gateway, s: &Session) -> Result<Value, GatewayError> {
+    let (st, _) = gw.spend_of(s).await?;
     let (phase, reason) = s.ended().unwrap_or_else(|| ("Running".into(), String::new()));
-    json!({
+    Ok(json!({
         "id": s.id, "namespace": s.namespace, "agent": s.agent, "owner": s.owner, "parent": s.parent,
         "createdAt": s.created_at, "phase": phase, "reason": reason, "model": st.model,
         "usage": {"inputTokens": st.usage.input_tokens, "outputTokens": st.usage.output_tokens,
                   "cacheReadTokens": st.usage.cache_read_tokens, "cacheWriteTokens": st.usage.cache_write_tokens,
                   "costUsd": st.usage.cost_usd, "unpricedTokens": st.usage.unpriced_tokens},
         "toolCalls": st.tool_calls, "riskScore": st.risk_score,
-    })
+    }))
 }
 
 pub async fn create_session(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> ApiResult {
-    admin(&gw, &headers)?;
+    admin(&gw, &headers).await?;
     let req: NewSession = json_body(&gw, body).await?;
     let (s, token) = gw.create_session(req).await?;
-    let mut v = session_json(&s).await;
+    let mut v = session_json(&gw, &s).await?;
     v["token"] = json!(token);
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
 pub async fn list_sessions(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> ApiResult {
-    admin(&gw, &headers)?;
+    admin(&gw, &headers).await?;
     let mut out = Vec::new();
-    for s in gw.sessions() {
-        out.push(session_json(&s).await);
+    for s in gw.all_sessions().await? {
+        out.push(session_json(&gw, &s).await?);
     }
     Ok(Json(out).into_response())
 }
 
 pub async fn get_session(State(gw): State<Arc<Gateway>>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult {
-    let s = own_session(&gw, &headers, &id, true)?;
-    let mut v = session_json(&s).await;
-    v["pendingApprovals"] = json!(gw.pending_approvals().into_iter().filter(|a| a.session == id).collect::<Vec<_>>());
+    let s = own_session(&gw, &headers, &id, true).await?;
+    let mut v = session_json(&gw, &s).await?;
+    // From the database: with several replicas, an ask may be held by another one.
+    let pending = gw.store.approvals(Some("pending")).await.map_err(GatewayError::from)?;
+    v["pendingApprovals"] = json!(pending.into_iter().filter(|a| a.session == id).collect::<Vec<_>>());
     v["charges"] = json!(gw.store.charges(&id).await.map_err(GatewayError::from)?);
     Ok(Json(v).into_response())
 }
@@ -148,11 +151,11 @@ pub async fn end_session(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    admin(&gw, &headers)?;
+    admin(&gw, &headers).await?;
     let req: EndSession = json_body(&gw, body).await?;
     gw.end_session(&id, &req.phase, &req.reason).await?;
-    let s = gw.session(&id).ok_or_else(|| GatewayError::NoSession(id.clone()))?;
-    Ok(Json(session_json(&s).await).into_response())
+    let s = gw.find_session(&id).await.ok_or_else(|| GatewayError::NoSession(id.clone()))?;
+    Ok(Json(session_json(&gw, &s).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -170,7 +173,7 @@ pub async fn decide(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let s = own_session(&gw, &headers, &id, false)?;
+    let s = own_session(&gw, &headers, &id, false).await?;
     let event: Event = json_body(&gw, body).await?;
     let wait = if q.wait == Some(false) { Duration::ZERO } else { Duration::from_secs(gw.limits.decide_wait_seconds) };
     let ruling = gw.decide(&s, event, wait).await?;
@@ -191,7 +194,7 @@ pub async fn session_approval(
     Query(q): Query<WaitQuery>,
     headers: HeaderMap,
 ) -> ApiResult {
-    own_session(&gw, &headers, &id, true)?;
+    own_session(&gw, &headers, &id, true).await?;
     let belongs = gw
         .store
         .approvals(None)
@@ -217,7 +220,7 @@ pub async fn list_approvals(
     Query(q): Query<ApprovalsQuery>,
     headers: HeaderMap,
 ) -> ApiResult {
-    admin(&gw, &headers)?;
+    admin(&gw, &headers).await?;
     let rows = match q.status.as_deref() {
         // From the database: with several replicas, an ask may be held by another one.
         None | Some("pending") => gw.store.approvals(Some("pending")).await.map_err(GatewayError::from)?,
@@ -246,7 +249,7 @@ pub struct DecideApproval {
 }
 
 async fn resolve(gw: Arc<Gateway>, id: String, headers: HeaderMap, body: Body, approved: bool) -> ApiResult {
-    admin(&gw, &headers)?;
+    admin(&gw, &headers).await?;
     let bytes =
         read_body(body, gw.limits.max_body_bytes).await.map_err(|e| ApiError(StatusCode::PAYLOAD_TOO_LARGE, e))?;
     // The body is optional: `curl -X POST …/approve` with nothing is an approval without a reason.
@@ -280,7 +283,7 @@ pub struct AuditQuery {
 }
 
 pub async fn audit(State(gw): State<Arc<Gateway>>, Query(q): Query<AuditQuery>, headers: HeaderMap) -> ApiResult {
-    admin(&gw, &headers)?;
+    admin(&gw, &headers).await?;
     let rows = gw.store.audit(q.session.as_deref()).await.map_err(GatewayError::from)?;
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(rows).into_response()),
@@ -311,7 +314,7 @@ pub async fn post_events(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let s = own_session(&gw, &headers, &id, false)?;
+    let s = own_session(&gw, &headers, &id, false).await?;
     let mut events: Vec<Value> = json_body(&gw, body).await?;
     if events.len() > MAX_EVENTS_PER_POST {
         return Err(ApiError(
@@ -360,7 +363,7 @@ pub async fn get_events(
     Query(q): Query<EventsQuery>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let s = own_session(&gw, &headers, &id, true)?;
+    let s = own_session(&gw, &headers, &id, true).await?;
     let resume =
         headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i64>().ok()).map(|n| n + 1);
     let offset = q.offset.or(resume).unwrap_or(0).max(0);
@@ -377,9 +380,59 @@ pub async fn get_events(
     // Subscribe before reading the stored events, so nothing falls between the two.
     let live = gw.follow(&s);
     let stored = gw.store.events(&id, offset).await.map_err(GatewayError::from)?;
+    let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
+    if gw.shared().is_some() {
+        // Replicas: events another replica appends reach this one through the database only.
+        let stream = polled_transcript(gw.clone(), id, stored, s.ended().is_some());
+        return Ok((headers, Body::from_stream(stream)).into_response());
+    }
     let stream = transcript_stream(stored, s.ended().is_some(), live);
-    Ok(([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(stream))
-        .into_response())
+    Ok((headers, Body::from_stream(stream)).into_response())
+}
+
+fn frame(seq: i64, data: &str) -> bytes::Bytes {
+    bytes::Bytes::from(format!("id: {seq}\nevent: transcript\ndata: {data}\n\n"))
+}
+
+fn is_done(data: &str) -> bool {
+    serde_json::from_str::<Value>(data).is_ok_and(|v| v["type"] == "done")
+}
+
+/// How often a follower on a replica reads the transcript's new events.
+const TRANSCRIPT_POLL: Duration = Duration::from_millis(250);
+
+/// [`transcript_stream`] for replicas: stored events, then new ones read from the database every
+/// [`TRANSCRIPT_POLL`], ending after a `done` event.
+fn polled_transcript(
+    gw: Arc<Gateway>,
+    id: String,
+    stored: Vec<(i64, String)>,
+    ended: bool,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    let finished = ended || stored.iter().any(|(_, e)| is_done(e));
+    let last = stored.last().map(|(s, _)| *s).unwrap_or(-1);
+    let queue: std::collections::VecDeque<(i64, String)> = stored.into();
+    futures_util::stream::unfold((queue, last, finished), move |(mut queue, last, finished)| {
+        let (gw, id) = (gw.clone(), id.clone());
+        async move {
+            loop {
+                if let Some((seq, e)) = queue.pop_front() {
+                    let done = is_done(&e);
+                    let rest = if done { Default::default() } else { queue };
+                    return Some((Ok(frame(seq, &e)), (rest, seq, finished || done)));
+                }
+                if finished {
+                    return None;
+                }
+                tokio::time::sleep(TRANSCRIPT_POLL).await;
+                match gw.store.events(&id, last + 1).await {
+                    Ok(rows) => queue.extend(rows),
+                    // The follower resumes with `Last-Event-ID`.
+                    Err(_) => return None,
+                }
+            }
+        }
+    })
 }
 
 type Live = tokio::sync::broadcast::Receiver<(i64, Arc<Value>)>;
@@ -391,12 +444,6 @@ fn transcript_stream(
     ended: bool,
     live: Live,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
-    fn frame(seq: i64, data: &str) -> bytes::Bytes {
-        bytes::Bytes::from(format!("id: {seq}\nevent: transcript\ndata: {data}\n\n"))
-    }
-    fn is_done(data: &str) -> bool {
-        serde_json::from_str::<Value>(data).is_ok_and(|v| v["type"] == "done")
-    }
     let finished = ended || stored.iter().any(|(_, e)| is_done(e));
     let last = stored.last().map(|(s, _)| *s).unwrap_or(-1);
     let replay: Vec<Result<bytes::Bytes, std::io::Error>> = stored.iter().map(|(s, e)| Ok(frame(*s, e))).collect();
@@ -434,40 +481,28 @@ pub async fn create_child(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let parent = own_session(&gw, &headers, &id, false)?;
+    let parent = own_session(&gw, &headers, &id, false).await?;
     let req: NewChild = json_body(&gw, body).await?;
     let (child, token) = gw.create_child(&parent, &req.agent).await?;
-    let mut v = session_json(&child).await;
+    let mut v = session_json(&gw, &child).await?;
     v["token"] = json!(token);
     // The runner needs the sub-agent's definition to run it; it comes from the revision the gateway enforces.
     v["agentSpec"] = json!(gw.policies().agent(&child.namespace, &child.agent).map(|a| &a.spec));
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-/// What the controller pushes: every Agent and Policy of the cluster, as one revision.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyPush {
-    pub revision: String,
-    #[serde(default)]
-    pub agents: Vec<paddock_api::Agent>,
-    #[serde(default)]
-    pub policies: Vec<paddock_api::Policy>,
-}
-
 /// `PUT /v1/policies`: in Kubernetes the controller sends the cluster's Agents and Policies here (the gateway
 /// needs no access to the API server). What cannot be compiled is left out and listed, so its sessions fail
 /// closed while the rest works.
 pub async fn put_policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> ApiResult {
-    admin(&gw, &headers)?;
-    let push: PolicyPush = json_body(&gw, body).await?;
+    admin(&gw, &headers).await?;
+    let push: crate::policies::PolicyPush = json_body(&gw, body).await?;
     if push.revision.trim().is_empty() {
         return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "revision: required".into()));
     }
-    let (set, errors) = crate::server::build_set(&push.revision, &push.agents, &push.policies);
+    let (set, errors) = gw.push_policies(&push).await?;
     let mut agents: Vec<String> = set.agents().map(|a| format!("{}/{}", a.namespace, a.name)).collect();
     agents.sort();
-    gw.set_policies(set);
     tracing::info!(revision = %push.revision, agents = agents.len(), left_out = errors.len(), "policies pushed");
     let left_out: Vec<Value> = errors
         .iter()
@@ -478,7 +513,7 @@ pub async fn put_policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bo
 
 /// `GET /v1/policies`: the revision the gateway enforces and its Agents with the Policies that govern them.
 pub async fn get_policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> ApiResult {
-    admin(&gw, &headers)?;
+    admin(&gw, &headers).await?;
     let set = gw.policies();
     let mut agents: Vec<Value> = set
         .agents()
@@ -495,7 +530,7 @@ pub async fn get_policies(State(gw): State<Arc<Gateway>>, headers: HeaderMap) ->
 /// listed: an Agent's inline rules (`agent/…`), a session's own (`session/…`) and the gateway's own checks
 /// (`paddock/…`) have a `/` in their name, which no Policy can have. Admin only.
 pub async fn policy_decisions(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> ApiResult {
-    admin(&gw, &headers)?;
+    admin(&gw, &headers).await?;
     let rows = gw.store.policy_decisions().await.map_err(GatewayError::from)?;
     let mut out: std::collections::BTreeMap<String, Value> = std::collections::BTreeMap::new();
     for (namespace, policy, verdict, n) in rows {
@@ -507,4 +542,18 @@ pub async fn policy_decisions(State(gw): State<Arc<Gateway>>, headers: HeaderMap
         counts[verdict.as_str()] = json!(n.max(0));
     }
     Ok(Json(out).into_response())
+}
+
+/// `GET /v1/replicas`: the gateway replicas heard from in the last seconds, each with the policy revision it
+/// enforces (this gateway alone on SQLite), and the revision last pushed (`pushed`), so that the controller
+/// can tell whether all enforce it. Admin only.
+pub async fn replicas(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> ApiResult {
+    admin(&gw, &headers).await?;
+    let rows = gw.replicas().await?;
+    let revision = gw.policies().revision.clone();
+    let pushed = match gw.shared() {
+        Some(shared) => shared.last_pushed().await.map_err(GatewayError::from)?.unwrap_or_else(|| revision.clone()),
+        None => revision.clone(),
+    };
+    Ok(Json(json!({"revision": revision, "pushed": pushed, "replicas": rows})).into_response())
 }

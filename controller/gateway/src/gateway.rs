@@ -18,7 +18,8 @@ use tokio::sync::watch;
 
 use crate::config::Limits;
 use crate::metrics::{DecisionLabels, ModelLabels, PhaseLabels, TokenLabels};
-use crate::store::{ApprovalRow, AuditRow, ChargeRow, SessionRow, Store, StoreError, Write};
+use crate::shared::{HoldRow, Locked, REVALIDATE, Shared};
+use crate::store::{ApprovalRow, AuditRow, ChargeRow, SessionKey, SessionRow, Store, StoreError, Write};
 use crate::upstream::Providers;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,8 @@ pub struct Session {
     own_rules: Result<Option<CompiledPolicy>, String>,
     /// When the token stops working (Unix seconds), if the session was given a lifetime.
     pub token_expires_at: Option<i64>,
+    /// Replicas on a shared database: when this replica last read whether the session has ended.
+    checked: Mutex<Instant>,
 }
 
 /// Shows who the session is and which hosts it has credentials for, never their values or its token.
@@ -83,6 +86,36 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    /// The session its row records, with what the row keeps encoded (its state, its sealed credentials, its
+    /// own rules) given already read.
+    fn of(
+        row: SessionRow,
+        ended: Option<(String, String)>,
+        state: SessionState,
+        credentials: Vec<SessionCredential>,
+        own_rules: Result<Option<CompiledPolicy>, String>,
+    ) -> Session {
+        Session {
+            id: row.id,
+            namespace: row.namespace,
+            agent: row.agent,
+            owner: row.owner,
+            parent: row.parent,
+            created_at: row.created_at,
+            token_hash: row.token_hash,
+            end: Mutex::new(ended),
+            token_expires_at: state.token_expires_at,
+            state: tokio::sync::Mutex::new(state),
+            reserved: Mutex::new(0.0),
+            decided_tools: Mutex::new(VecDeque::new()),
+            next_event: tokio::sync::Mutex::new(None),
+            live: tokio::sync::broadcast::channel(1024).0,
+            credentials,
+            own_rules,
+            checked: Mutex::new(Instant::now()),
+        }
+    }
+
     pub fn ended(&self) -> Option<(String, String)> {
         self.end.lock().expect("end").clone()
     }
@@ -120,7 +153,7 @@ fn compile_own_rules(id: &str, rules: &[paddock_api::PolicyRule]) -> Result<Opti
 
 /// A tool call already decided: the same id with the same tool and arguments gets the same answer. Without
 /// an id there is no reuse, and a different tool or arguments under a known id are decided afresh.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct DecidedCall {
     id: String,
     tool: String,
@@ -284,6 +317,9 @@ pub struct Gateway {
     creating: tokio::sync::Mutex<()>,
     admin_hash: String,
     seq: AtomicU64,
+    /// Several replicas on PostgreSQL: sessions' state, holds and owners' days live in the database (see
+    /// [`crate::shared`]); `None` on SQLite, where this one gateway keeps them in memory.
+    shared: Option<Shared>,
 }
 
 pub fn hash_token(token: &str) -> String {
@@ -348,7 +384,6 @@ impl Gateway {
         admin_token: &str,
         broker: crate::broker::Broker,
     ) -> Result<Arc<Gateway>, GatewayError> {
-        let sealing_key = broker.ca.sealing_key();
         let mut metrics = crate::metrics::Metrics::new();
         metrics.register_backlog(&store.backlog);
         let gw = Gateway {
@@ -366,47 +401,27 @@ impl Gateway {
             creating: tokio::sync::Mutex::new(()),
             admin_hash: hash_token(admin_token),
             seq: AtomicU64::new(store.max_audit_seq().await? as u64),
+            shared: (!store.is_sqlite())
+                .then(|| Shared::new(store.pool().clone(), format!("r-{}", random_hex(6)), now())),
             store,
         };
+        gw.metrics.set_revision(&gw.policies().revision);
         for row in gw.store.sessions().await? {
-            let state: SessionState = serde_json::from_str(&row.state).unwrap_or_default();
-            let ended = row.ended_at.is_some().then(|| (row.phase.clone(), row.reason.clone().unwrap_or_default()));
-            if ended.is_none() {
-                gw.tokens.write().expect("tokens").insert(row.token_hash.clone(), row.id.clone());
+            let s = gw.session_from_row(row);
+            if s.ended().is_none() {
+                gw.tokens.write().expect("tokens").insert(s.token_hash.clone(), s.id.clone());
             }
-            let credentials = match crate::broker::credentials::open(&sealing_key, &row.credentials) {
-                Ok(c) => c,
-                Err(e) => {
-                    // Another CA than the one that sealed them: the session goes on without them (its brokered
-                    // hosts are not reached with a credential) rather than stopping the gateway.
-                    tracing::warn!(session = %row.id, error = %e, "cannot open the session's credentials");
-                    Vec::new()
+            gw.sessions.write().expect("sessions").insert(s.id.clone(), Arc::new(s));
+        }
+        // A set pushed to a replica before this one started is the one the controller wants enforced.
+        if let Some(shared) = &gw.shared {
+            let current = gw.policies().revision.clone();
+            if let Some((revision, body)) = shared.pushed_policies(&current).await? {
+                match serde_json::from_str::<crate::policies::PolicyPush>(&body) {
+                    Ok(push) => crate::shared::replicas::Replica::adopt(&gw, push),
+                    Err(e) => tracing::error!(revision = %revision, error = %e, "the stored policy set cannot be read"),
                 }
-            };
-            let own_rules = compile_own_rules(&row.id, &state.rules);
-            if let Err(e) = &own_rules {
-                tracing::error!(session = %row.id, error = %e, "the session's own rules no longer compile; failing closed");
             }
-            let token_expires_at = state.token_expires_at;
-            let s = Session {
-                id: row.id.clone(),
-                namespace: row.namespace,
-                agent: row.agent,
-                owner: row.owner,
-                parent: row.parent,
-                created_at: row.created_at,
-                token_hash: row.token_hash,
-                end: Mutex::new(ended),
-                state: tokio::sync::Mutex::new(state),
-                reserved: Mutex::new(0.0),
-                decided_tools: Mutex::new(VecDeque::new()),
-                next_event: tokio::sync::Mutex::new(None),
-                live: tokio::sync::broadcast::channel(1024).0,
-                credentials,
-                own_rules,
-                token_expires_at,
-            };
-            gw.sessions.write().expect("sessions").insert(row.id, Arc::new(s));
         }
         let day = today();
         for (owner, cost, approved) in gw.store.user_daily(&day).await? {
@@ -434,7 +449,37 @@ impl Gateway {
             });
         }
         gw.store.commit(expire).await?;
-        Ok(Arc::new(gw))
+        let gw = Arc::new(gw);
+        if let Some(shared) = &gw.shared {
+            let host: std::sync::Weak<dyn crate::shared::replicas::Replica> = Arc::downgrade(&gw) as _;
+            shared.spawn(host);
+        }
+        Ok(gw)
+    }
+
+    /// A session as its row records it (at start, or found by another replica).
+    fn session_from_row(&self, row: SessionRow) -> Session {
+        let state: SessionState = serde_json::from_str(&row.state).unwrap_or_default();
+        let ended = row.ended_at.is_some().then(|| (row.phase.clone(), row.reason.clone().unwrap_or_default()));
+        let credentials = match crate::broker::credentials::open(&self.broker.ca.sealing_key(), &row.credentials) {
+            Ok(c) => c,
+            Err(e) => {
+                // Another CA than the one that sealed them: the session goes on without them (its brokered
+                // hosts are not reached with a credential) rather than stopping the gateway.
+                tracing::warn!(session = %row.id, error = %e, "cannot open the session's credentials");
+                Vec::new()
+            }
+        };
+        let own_rules = compile_own_rules(&row.id, &state.rules);
+        if let Err(e) = &own_rules {
+            tracing::error!(session = %row.id, error = %e, "the session's own rules no longer compile; failing closed");
+        }
+        Session::of(row, ended, state, credentials, own_rules)
+    }
+
+    /// Whether this gateway shares its state with other replicas through the database.
+    pub fn shared(&self) -> Option<&Shared> {
+        self.shared.as_ref()
     }
 
     pub fn policies(&self) -> Arc<PolicySet> {
@@ -443,7 +488,40 @@ impl Gateway {
 
     /// Swaps in a new revision; decisions in flight finish on the old one.
     pub fn set_policies(&self, set: PolicySet) {
+        self.metrics.set_revision(&set.revision);
         *self.policies.write().expect("policies") = Arc::new(set);
+    }
+
+    /// Enforces a pushed set (`PUT /v1/policies`); with replicas, every other one picks it up from the
+    /// database. Returns what could not be compiled.
+    pub async fn push_policies(
+        &self,
+        push: &crate::policies::PolicyPush,
+    ) -> Result<(Arc<PolicySet>, Vec<paddock_policy::SetError>), GatewayError> {
+        let (set, errors) = push.compile();
+        if let Some(shared) = &self.shared {
+            shared.store_policies(push, &now()).await?;
+        }
+        self.set_policies(set);
+        if let Some(shared) = &self.shared
+            && let Err(e) = shared.beat(&push.revision).await
+        {
+            tracing::warn!(error = %e, "cannot record this replica's beat");
+        }
+        Ok((self.policies(), errors))
+    }
+
+    /// The replicas enforcing policies now, with the revision of each: this gateway alone on SQLite.
+    pub async fn replicas(&self) -> Result<Vec<crate::shared::replicas::ReplicaRow>, GatewayError> {
+        match &self.shared {
+            Some(shared) => Ok(shared.replicas().await?),
+            None => Ok(vec![crate::shared::replicas::ReplicaRow {
+                id: "local".into(),
+                revision: self.policies().revision.clone(),
+                started_at: String::new(),
+                seen_at: unix_now(),
+            }]),
+        }
     }
 
     /// Whether an enforced rule of `builtin` governs the session's requests to models (`llm_request`). Only the
@@ -464,28 +542,145 @@ impl Gateway {
         same(&hash_token(token), &self.admin_hash)
     }
 
-    /// The live session a token belongs to.
-    pub fn session_for_token(&self, token: &str) -> Option<Arc<Session>> {
-        let id = self.tokens.read().expect("tokens").get(&hash_token(token)).cloned()?;
-        self.session(&id).filter(|s| s.ended().is_none() && !s.token_expired())
+    /// The live session a token belongs to. With replicas, a session another replica started is read from
+    /// the database, and whether it ended is read again after [`REVALIDATE`].
+    pub async fn session_for_token(&self, token: &str) -> Option<Arc<Session>> {
+        let hash = hash_token(token);
+        let id = self.tokens.read().expect("tokens").get(&hash).cloned();
+        let s = match id.and_then(|id| self.session(&id)) {
+            Some(s) => s,
+            None if self.shared.is_some() => self.load_session(SessionKey::TokenHash, &hash).await?,
+            None => return None,
+        };
+        if !self.still_live(&s).await {
+            return None;
+        }
+        (s.ended().is_none() && !s.token_expired()).then_some(s)
+    }
+
+    /// With replicas: reads again whether `s` has ended once what this replica knows is older than
+    /// [`REVALIDATE`]. False when the database cannot tell (refused, as a token nobody can vouch for).
+    async fn still_live(&self, s: &Session) -> bool {
+        let Some(shared) = &self.shared else { return true };
+        if s.ended().is_some() || s.checked.lock().expect("checked").elapsed() < REVALIDATE {
+            return true;
+        }
+        match shared.ended(&s.id).await {
+            Ok(None) => {
+                *s.checked.lock().expect("checked") = Instant::now();
+                true
+            }
+            Ok(Some(end)) => {
+                self.mark_ended(s, end);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(session = %s.id, error = %e, "cannot read whether the session has ended; refusing");
+                false
+            }
+        }
+    }
+
+    /// Records here that `s` has ended: its token stops working on this replica.
+    fn mark_ended(&self, s: &Session, end: (String, String)) -> bool {
+        {
+            let mut e = s.end.lock().expect("end");
+            if e.is_some() {
+                return false;
+            }
+            *e = Some(end);
+        }
+        self.tokens.write().expect("tokens").remove(&s.token_hash);
+        // Its hooks ask nothing more: the answers kept for repeated questions go (an ended session stays in
+        // memory for reads, so it keeps only what those need).
+        *s.decided_tools.lock().expect("tools") = VecDeque::new();
+        true
+    }
+
+    /// A session another replica started, read from the database and kept here from now on.
+    async fn load_session(&self, key: SessionKey, value: &str) -> Option<Arc<Session>> {
+        let row = match self.store.session_where(key, value).await {
+            Ok(r) => r?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a session from the database");
+                return None;
+            }
+        };
+        let s = Arc::new(self.session_from_row(row));
+        let s = self.sessions.write().expect("sessions").entry(s.id.clone()).or_insert(s).clone();
+        if s.ended().is_none() {
+            self.tokens.write().expect("tokens").insert(s.token_hash.clone(), s.id.clone());
+        }
+        Some(s)
     }
 
     /// `(phase, reason)` of the ended session a token belonged to, so that its holder can be told it ended
     /// (an ended session's token is no longer in `tokens`; this looks through the sessions, on refusals only).
-    pub fn ended_session_for_token(&self, token: &str) -> Option<(String, String)> {
+    pub async fn ended_session_for_token(&self, token: &str) -> Option<(String, String)> {
         let hash = hash_token(token);
-        let sessions = self.sessions.read().expect("sessions");
-        sessions.values().find(|s| same(&s.token_hash, &hash)).and_then(|s| s.ended())
+        let known = {
+            let sessions = self.sessions.read().expect("sessions");
+            sessions.values().find(|s| same(&s.token_hash, &hash)).cloned()
+        };
+        let s = match known {
+            Some(s) => s,
+            None if self.shared.is_some() => self.load_session(SessionKey::TokenHash, &hash).await?,
+            None => return None,
+        };
+        self.still_live(&s).await;
+        s.ended()
     }
 
+    /// The session, as this gateway knows it (see [`Gateway::find_session`] for one another replica started).
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {
         self.sessions.read().expect("sessions").get(id).cloned()
+    }
+
+    /// The session, read from the database when another replica started it; whether it ended is current
+    /// within [`REVALIDATE`].
+    pub async fn find_session(&self, id: &str) -> Option<Arc<Session>> {
+        let s = match self.session(id) {
+            Some(s) => s,
+            None if self.shared.is_some() => self.load_session(SessionKey::Id, id).await?,
+            None => return None,
+        };
+        self.still_live(&s).await;
+        Some(s)
+    }
+
+    /// The session's state and what its requests in flight hold, as of now (on every replica).
+    pub async fn spend_of(&self, s: &Session) -> Result<(SessionState, f64), GatewayError> {
+        match &self.shared {
+            Some(shared) => Ok(shared.state(&s.id).await?),
+            None => Ok((s.state().await, s.reserved_usd())),
+        }
     }
 
     pub fn sessions(&self) -> Vec<Arc<Session>> {
         let mut v: Vec<_> = self.sessions.read().expect("sessions").values().cloned().collect();
         v.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
         v
+    }
+
+    /// Every session, those other replicas started included.
+    pub async fn all_sessions(&self) -> Result<Vec<Arc<Session>>, GatewayError> {
+        if self.shared.is_some() {
+            for row in self.store.sessions().await? {
+                let known = self.session(&row.id);
+                match known {
+                    Some(s) => {
+                        if let (None, Some(_)) = (s.ended(), &row.ended_at) {
+                            self.mark_ended(&s, (row.phase.clone(), row.reason.clone().unwrap_or_default()));
+                        }
+                    }
+                    None => {
+                        let s = Arc::new(self.session_from_row(row));
+                        self.sessions.write().expect("sessions").entry(s.id.clone()).or_insert(s);
+                    }
+                }
+            }
+        }
+        Ok(self.sessions())
     }
 
     /// Registers a session and issues its token (returned once; only its hash is kept).
@@ -529,7 +724,7 @@ impl Gateway {
         };
         let parent = match &req.parent {
             None => None,
-            Some(p) => match self.session(p) {
+            Some(p) => match self.find_session(p).await {
                 Some(ps) if ps.ended().is_none() && ps.namespace == namespace => Some(ps),
                 Some(_) => return Err(GatewayError::Invalid(format!("parent: session `{p}` has ended"))),
                 None => return Err(GatewayError::Invalid(format!("parent: session `{p}` does not exist"))),
@@ -615,26 +810,10 @@ impl Gateway {
             }
             e => e.into(),
         })?;
-        let s = Arc::new(Session {
-            id: id.clone(),
-            namespace,
-            agent: agent.name.clone(),
-            owner: req.owner,
-            parent: req.parent,
-            created_at: row.created_at,
-            token_hash: row.token_hash.clone(),
-            end: Mutex::new(None),
-            state: tokio::sync::Mutex::new(state),
-            reserved: Mutex::new(0.0),
-            decided_tools: Mutex::new(VecDeque::new()),
-            next_event: tokio::sync::Mutex::new(None),
-            live: tokio::sync::broadcast::channel(1024).0,
-            credentials,
-            own_rules: Ok(own_rules),
-            token_expires_at,
-        });
+        let hash = row.token_hash.clone();
+        let s = Arc::new(Session::of(row, None, state, credentials, Ok(own_rules)));
         self.sessions.write().expect("sessions").insert(id.clone(), s.clone());
-        self.tokens.write().expect("tokens").insert(row.token_hash, id);
+        self.tokens.write().expect("tokens").insert(hash, id);
         Ok((s, token))
     }
 
@@ -658,12 +837,11 @@ impl Gateway {
         }
         // A child spends from what its parent has left: the parent's own budget and every hard limit that
         // governs it, less what it has spent and holds.
-        let st = parent.state().await;
-        let spent = st.usage.cost_usd + parent.reserved_usd();
+        let (st, reserved) = self.spend_of(parent).await?;
+        let spent = st.usage.cost_usd + reserved;
         let own = st.budget_usd.map(|b| b - spent);
         let model = st.model.clone().unwrap_or_default();
-        let by_rules =
-            paddock_policy::headroom_usd(parent.levels(spec), &model, &st).map(|h| h - parent.reserved_usd());
+        let by_rules = paddock_policy::headroom_usd(parent.levels(spec), &model, &st).map(|h| h - reserved);
         let budget = [own, by_rules].into_iter().flatten().reduce(f64::min);
         if let Some(b) = budget
             && b <= 0.0
@@ -722,6 +900,16 @@ impl Gateway {
 
     /// Appends transcript events (each a JSON object with a `type`); durable before it returns.
     pub async fn append_events(&self, s: &Session, events: Vec<serde_json::Value>) -> Result<i64, GatewayError> {
+        if let Some(shared) = &self.shared {
+            let texts: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+            let first = shared.append_events(&s.id, &now(), &texts).await?;
+            let mut seq = first;
+            for e in events {
+                let _ = s.live.send((seq, Arc::new(e)));
+                seq += 1;
+            }
+            return Ok(seq);
+        }
         let mut next = s.next_event.lock().await;
         let mut seq = match *next {
             Some(n) => n,
@@ -750,7 +938,7 @@ impl Gateway {
 
     /// Ends a session: its token stops working and its open asks are denied.
     pub async fn end_session(&self, id: &str, phase: &str, reason: &str) -> Result<(), GatewayError> {
-        let s = self.session(id).ok_or_else(|| GatewayError::NoSession(id.into()))?;
+        let s = self.find_session(id).await.ok_or_else(|| GatewayError::NoSession(id.into()))?;
         if !matches!(phase, "Succeeded" | "Failed") {
             return Err(GatewayError::Invalid(format!("phase: must be Succeeded or Failed, got `{phase}`")));
         }
@@ -766,27 +954,27 @@ impl Gateway {
                 ended_at: now(),
             }])
             .await?;
-        {
-            let mut end = s.end.lock().expect("end");
-            if end.is_some() {
-                return Ok(());
-            }
-            *end = Some((phase.into(), reason.into()));
+        if !self.mark_ended(&s, (phase.into(), reason.into())) {
+            return Ok(());
         }
-        self.tokens.write().expect("tokens").remove(&s.token_hash);
-        // Its hooks ask nothing more: the answers kept for repeated questions go (an ended session stays in
-        // memory for reads, so it keeps only what those need).
-        *s.decided_tools.lock().expect("tools") = VecDeque::new();
-        let children: Vec<String> = self
-            .sessions()
-            .into_iter()
-            .filter(|c| c.parent.as_deref() == Some(id) && c.ended().is_none())
-            .map(|c| c.id.clone())
-            .collect();
+        if let Some(shared) = &self.shared {
+            shared.forget_tools(id).await?;
+        }
+        let children: Vec<String> = match &self.shared {
+            Some(shared) => shared.live_children(id).await?,
+            None => self
+                .sessions()
+                .into_iter()
+                .filter(|c| c.parent.as_deref() == Some(id) && c.ended().is_none())
+                .map(|c| c.id.clone())
+                .collect(),
+        };
         for c in children {
             Box::pin(self.end_session(&c, phase, &format!("its parent session ended: {reason}"))).await?;
         }
-        let open: Vec<String> = self
+        // Its open asks, wherever they wait: one held by another replica is denied in the database, and that
+        // replica releases it when it sees the answer.
+        let mut open: Vec<String> = self
             .approvals
             .lock()
             .expect("approvals")
@@ -794,6 +982,13 @@ impl Gateway {
             .filter(|(_, p)| p.lock().expect("approval").session.id == id)
             .map(|(k, _)| k.clone())
             .collect();
+        if self.shared.is_some() {
+            for a in self.store.approvals(Some("pending")).await? {
+                if a.session == id && !open.contains(&a.id) {
+                    open.push(a.id);
+                }
+            }
+        }
         for a in open {
             let _ = self
                 .resolve(&a, Resolution { approved: false, by: "gateway".into(), reason: "the session ended".into() })
@@ -938,7 +1133,17 @@ impl Gateway {
         // entry), so the second decision must not apply them again.
         let mut decided_before = false;
         if let Some(key) = DecidedCall::of(&event).filter(|_| early.is_none()) {
-            for (k, r) in s.decided_tools.lock().expect("tools").iter().filter(|(k, _)| k.same_call(&key)) {
+            let mut known: Vec<(DecidedCall, Ruling)> =
+                s.decided_tools.lock().expect("tools").iter().filter(|(k, _)| k.same_call(&key)).cloned().collect();
+            if let (true, Some(shared)) = (known.is_empty(), &self.shared) {
+                // Another replica's response gate may have decided it.
+                let row = shared.decided_tool(&s.id, &key.id).await?;
+                let parsed = row.and_then(|(call, ruling)| {
+                    Some((serde_json::from_str::<DecidedCall>(&call).ok()?, serde_json::from_str(&ruling).ok()?))
+                });
+                known.extend(parsed.filter(|(k, _)| k.same_call(&key)));
+            }
+            for (k, r) in &known {
                 if k.answer_stands(r, &key) {
                     return Ok(Some(Decided::now(r.clone(), crate::store::Pending::done())));
                 }
@@ -966,17 +1171,10 @@ impl Gateway {
             return Ok(Some(Decided::now(ruling, durable)));
         }
         let agent = agent.expect("refused above when missing");
-        // Back-pressure before any lock: nobody waits behind a lock held while the database catches up.
-        self.store.admit().await?;
         // A model request's hold counts against the owner's day too: requests of the owner's other sessions
         // must see it, so the check and the hold happen under the owner's lock.
-        let owner_guard = match hold_usd > 0.0 {
-            true => Some(self.owner_lock(&s.owner).lock_owned().await),
-            false => None,
-        };
-        let mut st = s.state.lock().await;
-        st.user_daily = self.user_view(&s.owner);
-        let reserved = s.reserved_usd();
+        let (mut guard, reserved) = self.lock_state(s, hold_usd > 0.0).await?;
+        let st = guard.state();
         let view = if reserved > 0.0 {
             let mut view = st.clone();
             view.usage.cost_usd += reserved;
@@ -1025,21 +1223,19 @@ impl Gateway {
         audit.reason = decision.reason.clone();
         match decision.verdict {
             Verdict::Allow => {
-                self.apply(s, &mut st, &decision.state_updates, &mut writes);
+                self.apply(s, guard.state(), &decision.state_updates, &mut writes);
                 writes.push(Write::Audit(audit));
-                let durable = self.store.enqueue(writes).await?;
-                let reservation = (hold_usd > 0.0).then(|| self.reserve(s, hold_usd));
-                drop(st);
-                self.remember_tool(s, &event, &ruling);
+                let hold = (hold_usd > 0.0).then(|| self.hold_row(s, hold_usd, model.as_deref().unwrap_or_default()));
+                let durable = self.commit_state(guard, s, writes, hold.as_ref()).await?;
+                let reservation = hold.map(|h| self.reservation(s, h));
+                self.remember_tool(s, &event, &ruling).await;
                 self.count(event.phase, &ruling, started);
                 Ok(Some(Decided { ruling, durable, reservation, headroom_usd: headroom }))
             }
             Verdict::Deny => {
                 writes.push(Write::Audit(audit));
-                let durable = self.store.enqueue(writes).await?;
-                drop(st);
-                drop(owner_guard);
-                self.remember_tool(s, &event, &ruling);
+                let durable = self.commit_state(guard, s, writes, None).await?;
+                self.remember_tool(s, &event, &ruling).await;
                 self.count(event.phase, &ruling, started);
                 self.record(s, "verdict", verdict_fields(&event, &ruling)).await;
                 Ok(Some(Decided::now(ruling, durable)))
@@ -1063,8 +1259,7 @@ impl Gateway {
                 audit.approval_id = Some(id.clone());
                 writes.push(Write::ApprovalNew(row.clone()));
                 writes.push(Write::Audit(audit));
-                let pending = self.store.enqueue(writes).await?;
-                drop(st);
+                let pending = self.commit_state(guard, s, writes, None).await?;
                 pending.wait().await?;
                 ruling.approval_id = Some(id.clone());
                 ruling.status = "pending".into();
@@ -1080,7 +1275,6 @@ impl Gateway {
                 self.approvals.lock().expect("approvals").insert(id.clone(), Arc::new(Mutex::new(pending)));
                 self.expire_later(id.clone());
                 self.count(event.phase, &ruling, started);
-                drop(owner_guard);
                 let mut ask = verdict_fields(&event, &ruling);
                 ask["approval"] = id.clone().into();
                 // The final answer waits for a human: the transcript (which outlives a deny) names it without
@@ -1097,9 +1291,12 @@ impl Gateway {
                 self.record(s, "ask", ask).await;
                 let final_ruling = self.wait_for(&id, wait).await?;
                 if final_ruling.status == "decided" {
-                    self.remember_tool(s, &event, &final_ruling);
+                    self.remember_tool(s, &event, &final_ruling).await;
                 }
-                let reservation = (final_ruling.allowed() && hold_usd > 0.0).then(|| self.reserve(s, hold_usd));
+                let reservation = match final_ruling.allowed() && hold_usd > 0.0 {
+                    true => Some(self.reserve(s, hold_usd, model.as_deref().unwrap_or_default()).await?),
+                    false => None,
+                };
                 Ok(Some(Decided {
                     ruling: final_ruling,
                     durable: crate::store::Pending::done(),
@@ -1107,6 +1304,70 @@ impl Gateway {
                     headroom_usd: headroom,
                 }))
             }
+        }
+    }
+
+    /// Locks the session's state for a decision (and the owner's day with `owner`): in memory on one
+    /// gateway, in the database with replicas. Returns what the session's requests in flight hold.
+    async fn lock_state<'a>(&self, s: &'a Session, owner: bool) -> Result<(StateGuard<'a>, f64), GatewayError> {
+        // Back-pressure before any lock: nobody waits behind a lock held while the database catches up.
+        self.store.admit().await?;
+        let Some(shared) = &self.shared else {
+            let owner = match owner {
+                true => Some(self.owner_lock(&s.owner).lock_owned().await),
+                false => None,
+            };
+            let mut st = s.state.lock().await;
+            st.user_daily = self.user_view(&s.owner);
+            return Ok((StateGuard::Local { st, _owner: owner }, s.reserved_usd()));
+        };
+        let mut locked = shared.lock(&s.id, &s.owner, &today(), owner).await?;
+        if let Some(end) = locked.ended.clone() {
+            self.mark_ended(s, end);
+            return Err(GatewayError::SessionEnded(s.id.clone()));
+        }
+        locked.state.user_daily = locked.user_view();
+        let reserved = locked.reserved;
+        Ok((StateGuard::Shared(Box::new(locked)), reserved))
+    }
+
+    /// Writes a decision's rows and releases the lock, holding `hold` for an allowed model request before
+    /// the lock goes. On one gateway the rows are durable once the returned handle says so; with replicas they
+    /// are committed (with the hold) before this returns.
+    async fn commit_state(
+        &self,
+        guard: StateGuard<'_>,
+        s: &Session,
+        writes: Vec<Write>,
+        hold: Option<&HoldRow>,
+    ) -> Result<crate::store::Pending, GatewayError> {
+        match guard {
+            StateGuard::Local { st, _owner } => {
+                let durable = self.store.enqueue(writes).await?;
+                if let Some(h) = hold {
+                    self.hold_in_memory(s, h.usd);
+                }
+                drop(st);
+                Ok(durable)
+            }
+            StateGuard::Shared(mut locked) => {
+                if let (Some(h), Some(shared)) = (hold, &self.shared) {
+                    locked.hold(h.clone(), &shared.replica);
+                }
+                locked.commit(&writes).await?;
+                Ok(crate::store::Pending::done())
+            }
+        }
+    }
+
+    fn hold_row(&self, s: &Session, usd: f64, model: &str) -> HoldRow {
+        HoldRow {
+            id: format!("h-{}", random_hex(8)),
+            session: s.id.clone(),
+            owner: s.owner.clone(),
+            model: model.to_owned(),
+            usd,
+            created_at: now(),
         }
     }
 
@@ -1133,17 +1394,25 @@ impl Gateway {
         writes.push(Write::SessionState { id: s.id.clone(), state: serde_json::to_string(&*st).expect("state") });
     }
 
-    fn remember_tool(&self, s: &Session, event: &Event, ruling: &Ruling) {
+    /// Keeps a tool call's answer for a hook asking again (in the database too, for the other replicas).
+    async fn remember_tool(&self, s: &Session, event: &Event, ruling: &Ruling) {
         if event.phase != Phase::ToolCall {
             return;
         }
-        if let Some(key) = DecidedCall::of(event) {
-            let mut d = s.decided_tools.lock().expect("tools");
-            if d.len() >= DECIDED_TOOLS_KEPT {
-                d.pop_front();
+        let Some(key) = DecidedCall::of(event) else { return };
+        if let Some(shared) = &self.shared {
+            let call = serde_json::to_string(&key).expect("call json");
+            let answer = serde_json::to_string(ruling).expect("ruling json");
+            if let Err(e) = shared.remember_tool(&s.id, &key.id, &call, &answer).await {
+                // The call is decided afresh if asked again on another replica; never allowed by this.
+                tracing::warn!(session = %s.id, error = %e, "cannot keep a tool call's answer for other replicas");
             }
-            d.push_back((key, ruling.clone()));
         }
+        let mut d = s.decided_tools.lock().expect("tools");
+        if d.len() >= DECIDED_TOOLS_KEPT {
+            d.pop_front();
+        }
+        d.push_back((key, ruling.clone()));
     }
 
     fn count(&self, phase: Phase, r: &Ruling, started: Instant) {
@@ -1297,13 +1566,11 @@ impl Gateway {
             });
         }
         if approved {
-            self.store.admit().await?;
-            let mut st = session.state.lock().await;
-            st.user_daily = self.user_view(&session.owner);
-            self.apply(&session, &mut st, &updates, &mut writes);
+            let day = updates.iter().any(|u| matches!(u, StateUpdate::ApproveUserDaily { .. }));
+            let (mut guard, _) = self.lock_state(&session, day).await?;
+            self.apply(&session, guard.state(), &updates, &mut writes);
             writes.push(Write::Audit(audit));
-            let pending = self.store.enqueue(writes).await?;
-            drop(st);
+            let pending = self.commit_state(guard, &session, writes, None).await?;
             pending.wait().await?;
         } else {
             writes.push(Write::Audit(audit));
@@ -1355,37 +1622,43 @@ impl Gateway {
         });
     }
 
-    pub fn pending_approvals(&self) -> Vec<ApprovalRow> {
-        let mut v: Vec<ApprovalRow> = self
-            .approvals
-            .lock()
-            .expect("approvals")
-            .values()
-            .map(|p| p.lock().expect("approval").row.clone())
-            .collect();
-        v.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-        v
+    /// Holds `usd` of a request's worst case against the session's budget until it is settled (an ask a
+    /// human allowed; a decision that allows holds in its own critical section, see `commit_state`).
+    async fn reserve(self: &Arc<Self>, s: &Arc<Session>, usd: f64, model: &str) -> Result<Reservation, GatewayError> {
+        let row = self.hold_row(s, usd, model);
+        match &self.shared {
+            Some(shared) => shared.hold_now(&today(), &row).await?,
+            None => self.hold_in_memory(s, usd),
+        }
+        Ok(self.reservation(s, row))
     }
 
-    /// Holds `usd` of a request's worst case against the session's budget until it is settled.
-    fn reserve(self: &Arc<Self>, s: &Arc<Session>, usd: f64) -> Reservation {
+    /// One gateway: counts a hold against the session and the owner until its [`Reservation`] drops.
+    fn hold_in_memory(&self, s: &Session, usd: f64) {
         *s.reserved.lock().expect("reserved") += usd;
         *self.user_reserved.lock().expect("reserved").entry(s.owner.clone()).or_default() += usd;
-        Reservation { gw: self.clone(), session: s.clone(), usd }
     }
 
-    /// Meters a model call: the session, its ancestors (sub-agent cost rolls up) and the owner's day.
-    /// Returns once it is durable.
+    /// The handle of a hold taken: it gives the hold back when dropped, unless a settlement did.
+    fn reservation(self: &Arc<Self>, s: &Arc<Session>, hold: HoldRow) -> Reservation {
+        let row = self.shared.is_some().then_some(hold.id);
+        Reservation { gw: self.clone(), session: s.clone(), usd: hold.usd, hold: Mutex::new(row) }
+    }
+
+    /// Meters a model call: the session, its ancestors (sub-agent cost rolls up) and the owner's day, and
+    /// gives back the request's `hold` with replicas (on one gateway it goes when dropped). Returns once it
+    /// is durable.
     pub async fn settle(
         &self,
         s: &Arc<Session>,
         model: &str,
         usage: Usage,
         complete: bool,
+        hold: Option<&Reservation>,
     ) -> Result<Metering, GatewayError> {
         let m = meter(ModelCatalog::builtin(), model, usage);
         let day = today();
-        let mut writes = vec![Write::Charge(ChargeRow {
+        let charge = ChargeRow {
             id: format!("c-{}", random_hex(8)),
             ts: now(),
             session: s.id.clone(),
@@ -1398,7 +1671,22 @@ impl Gateway {
             cache_write_tokens: usage.cache_creation_input_tokens as i64,
             cost_usd: m.cost_usd,
             stream_complete: complete,
-        })];
+        };
+        if let Some(shared) = &self.shared {
+            let chain = shared.chain(&s.id).await?;
+            let hold_id = hold.and_then(Reservation::hold_id);
+            if !shared.settle(&chain, &charge, &m, hold_id.as_deref()).await? {
+                tracing::warn!(session = %s.id, "the request's hold was charged at its worst case already (this \
+                    replica was taken for stopped); not charged again");
+                return Ok(m);
+            }
+            if let Some(r) = hold {
+                r.given_back();
+            }
+            self.count_usage(model, usage, &m);
+            return Ok(m);
+        }
+        let mut writes = vec![Write::Charge(charge)];
         let mut chain = vec![s.clone()];
         while let Some(p) = chain.last().and_then(|c| c.parent.clone()).and_then(|p| self.session(&p)) {
             if chain.iter().any(|c| c.id == p.id) {
@@ -1423,6 +1711,16 @@ impl Gateway {
                 .or_insert_with(|| UserDaily { day: day.clone(), ..UserDaily::default() });
             u.cost_usd += c;
             writes.push(Write::UserDaily { owner: s.owner.clone(), day, cost_delta: c, approved_usd: u.approved_usd });
+        }
+        self.count_usage(model, usage, &m);
+        let pending = self.store.enqueue(writes).await?;
+        drop(guards);
+        pending.wait().await?;
+        Ok(m)
+    }
+
+    fn count_usage(&self, model: &str, usage: Usage, m: &Metering) {
+        if let Some(c) = m.cost_usd {
             self.metrics.cost_usd.get_or_create(&ModelLabels { model: model.into() }).inc_by(c);
         }
         for (kind, n) in [
@@ -1435,10 +1733,40 @@ impl Gateway {
                 self.metrics.tokens.get_or_create(&TokenLabels { model: model.into(), kind: kind.into() }).inc_by(n);
             }
         }
-        let pending = self.store.enqueue(writes).await?;
-        drop(guards);
-        pending.wait().await?;
-        Ok(m)
+    }
+}
+
+impl crate::shared::replicas::Replica for Gateway {
+    fn revision(&self) -> String {
+        self.policies().revision.clone()
+    }
+
+    fn adopt(&self, push: crate::policies::PolicyPush) {
+        let (set, errors) = push.compile();
+        for e in errors {
+            tracing::warn!(kind = e.kind, namespace = %e.namespace, name = %e.name, "left out: {}", e.message);
+        }
+        self.set_policies(set);
+    }
+
+    fn charged_dead_hold(&self, session: &str, usd: f64) {
+        tracing::warn!(session, usd, "charged the worst case of a request a stopped replica held");
+        self.metrics.dead_holds_charged.inc();
+    }
+}
+
+/// A session's state locked for one decision: in memory (one gateway), or its row in the database.
+enum StateGuard<'a> {
+    Local { st: tokio::sync::MutexGuard<'a, SessionState>, _owner: Option<tokio::sync::OwnedMutexGuard<()>> },
+    Shared(Box<Locked>),
+}
+
+impl StateGuard<'_> {
+    fn state(&mut self) -> &mut SessionState {
+        match self {
+            StateGuard::Local { st, .. } => st,
+            StateGuard::Shared(locked) => &mut locked.state,
+        }
     }
 }
 
@@ -1464,10 +1792,36 @@ pub struct Reservation {
     gw: Arc<Gateway>,
     session: Arc<Session>,
     usd: f64,
+    /// With replicas: the hold's row, until the settlement gave it back.
+    hold: Mutex<Option<String>>,
+}
+
+impl Reservation {
+    fn hold_id(&self) -> Option<String> {
+        self.hold.lock().expect("hold").clone()
+    }
+
+    fn given_back(&self) {
+        *self.hold.lock().expect("hold") = None;
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
+        if let Some(shared) = &self.gw.shared {
+            // Not settled (the request failed before an answer): the hold goes back without a charge.
+            let Some(id) = self.hold.lock().expect("hold").take() else { return };
+            let shared = shared.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    if let Err(e) = shared.release(&id).await {
+                        tracing::warn!(hold = %id, error = %e, "cannot give a hold back; it is charged if this \
+                            replica stops");
+                    }
+                });
+            }
+            return;
+        }
         let mut r = self.session.reserved.lock().expect("reserved");
         *r = (*r - self.usd).max(0.0);
         let mut users = self.gw.user_reserved.lock().expect("reserved");

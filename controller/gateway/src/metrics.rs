@@ -1,11 +1,13 @@
 //! Prometheus metrics: decisions, their latency, upstream latency, tokens and cost, responses charged
-//! their worst case because their usage never came, and the egress proxy's outcomes and tunnel bytes.
+//! their worst case because their usage never came, the egress proxy's outcomes and tunnel bytes, and the
+//! policy revision this gateway enforces.
 
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -58,6 +60,11 @@ pub struct DirectionLabels {
     pub direction: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevisionLabels {
+    pub revision: String,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -70,6 +77,9 @@ pub struct Metrics {
     pub usage_missing: Family<WireLabels, Counter>,
     pub egress: Family<EgressLabels, Counter>,
     pub egress_bytes: Family<DirectionLabels, Counter>,
+    /// 1 for the revision enforced now, the only one listed.
+    policy_revision: Family<RevisionLabels, Gauge>,
+    pub dead_holds_charged: Counter,
 }
 
 fn latency() -> Histogram {
@@ -104,8 +114,22 @@ impl Metrics {
         registry.register("egress", "Egress proxy outcomes by phase, scheme and verdict", egress.clone());
         let egress_bytes = Family::<DirectionLabels, Counter>::default();
         registry.register("egress_bytes", "Bytes relayed through egress tunnels, by direction", egress_bytes.clone());
+        let policy_revision = Family::<RevisionLabels, Gauge>::default();
+        registry.register(
+            "policy_revision",
+            "The policy revision this gateway enforces (value 1; the revision is the label)",
+            policy_revision.clone(),
+        );
+        let dead_holds_charged = Counter::default();
+        registry.register(
+            "dead_replica_holds_charged",
+            "Budget holds of a replica that stopped beating, charged at their worst case by this one",
+            dead_holds_charged.clone(),
+        );
         Metrics {
             registry,
+            policy_revision,
+            dead_holds_charged,
             decisions,
             decision_seconds,
             upstream_seconds,
@@ -134,6 +158,12 @@ impl Metrics {
             "Time writes waited for the database to catch up with the gateway's log",
             b.wait_seconds.clone(),
         );
+    }
+
+    /// Lists `revision` as the one enforced from now on.
+    pub fn set_revision(&self, revision: &str) {
+        self.policy_revision.clear();
+        self.policy_revision.get_or_create(&RevisionLabels { revision: revision.to_owned() }).set(1);
     }
 
     pub fn encode(&self) -> String {

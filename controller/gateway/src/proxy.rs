@@ -77,7 +77,11 @@ pub async fn responses(State(gw): State<Arc<Gateway>>, uri: Uri, headers: Header
 /// provider without passing `llm_request` policies.
 pub async fn count_tokens(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     let wire = Wire::Anthropic;
-    if bearer(&headers).and_then(|t| gw.session_for_token(t)).is_none() {
+    let session = match bearer(&headers) {
+        Some(t) => gw.session_for_token(t).await,
+        None => None,
+    };
+    if session.is_none() {
         return wire_error(wire, StatusCode::UNAUTHORIZED, "invalid or expired session token");
     }
     let bytes = match read_body(body, gw.limits.max_body_bytes).await {
@@ -94,7 +98,11 @@ pub async fn count_tokens(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bo
 }
 
 async fn llm(wire: Wire, gw: Arc<Gateway>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
-    let Some(session) = bearer(&headers).and_then(|t| gw.session_for_token(t)) else {
+    let session = match bearer(&headers) {
+        Some(t) => gw.session_for_token(t).await,
+        None => None,
+    };
+    let Some(session) = session else {
         return wire_error(wire, StatusCode::UNAUTHORIZED, "invalid or expired session token");
     };
     let span = tracing::info_span!("llm", wire = wire.as_str(), session = %session.id);
@@ -220,7 +228,7 @@ async fn llm_session(
         let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
         let gate = wire.gate(info.client_wants_usage);
         let ceiling = ceiling.map(|c| c.priced(&model));
-        let hold = Hold { _reservation: reservation, worst };
+        let hold = Hold { reservation, worst };
         tokio::spawn(drive_stream(gw.clone(), session, wire, model, upstream, gate, hold, ceiling, tx));
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
         return Response::builder()
@@ -229,7 +237,7 @@ async fn llm_session(
             .body(Body::from_stream(body))
             .expect("response");
     }
-    complete(gw, session, wire, model, upstream, Hold { _reservation: reservation, worst }).await
+    complete(gw, session, wire, model, upstream, Hold { reservation, worst }).await
 }
 
 /// The builtin that allows provider-side fetches and state; without one, the gateway refuses them.
@@ -249,8 +257,8 @@ fn provider_side_refused(uses: &[provider_side::Use]) -> String {
 
 /// A request's budget hold and the usage it reserved: what a response that reports no usage is charged.
 struct Hold {
-    /// Released when the hold is dropped, after the call is settled.
-    _reservation: Option<Reservation>,
+    /// Given back by the settlement (replicas), or when dropped (one gateway, or a call never settled).
+    reservation: Option<Reservation>,
     worst: Usage,
 }
 
@@ -355,7 +363,7 @@ async fn complete(
         usage_missing(&gw, wire);
         hold.worst
     });
-    if let Err(e) = gw.settle(&s, &model, usage, true).await {
+    if let Err(e) = gw.settle(&s, &model, usage, true, hold.reservation.as_ref()).await {
         tracing::error!(error = %e, "metering failed; withholding the response");
         return wire_error(
             wire,
@@ -472,8 +480,7 @@ async fn drive_stream(
 ) {
     let idle = Duration::from_secs(gw.limits.upstream_idle_timeout_seconds);
     let mut parser = SseParser::default();
-    let mut client_gone = false;
-    let mut metered = false;
+    let mut relay = Relay { tx: &tx, client_gone: false, metered: false, reservation: hold.reservation.as_ref() };
     let mut failed: Option<String> = None;
     let mut complete = false;
     let mut cut: Option<Ceiling> = None;
@@ -508,7 +515,7 @@ async fn drive_stream(
                 break 'read;
             }
             let steps = gate.push(ev);
-            if let Err(e) = run_steps(&gw, &s, &model, &mut *gate, steps, &tx, &mut client_gone, &mut metered).await {
+            if let Err(e) = run_steps(&gw, &s, &model, &mut *gate, steps, &mut relay).await {
                 failed = Some(e);
                 break 'read;
             }
@@ -524,7 +531,8 @@ async fn drive_stream(
             c.spent_usd()
         );
         tracing::warn!(headroom = c.headroom_usd, "cut a streamed answer at the budget's hard limit");
-        if let Err(e) = gw.settle(&s, &model, worst_case(hold.worst, None, Some(c.usage())), false).await {
+        let usage = worst_case(hold.worst, None, Some(c.usage()));
+        if let Err(e) = gw.settle(&s, &model, usage, false, hold.reservation.as_ref()).await {
             tracing::error!(error = %e, "metering the cut answer failed");
         }
         let _ = tx.send(Ok(stream_error(wire, &message).encode())).await;
@@ -535,11 +543,11 @@ async fn drive_stream(
         && let Some(ev) = parser.finish()
     {
         let steps = gate.push(ev);
-        if let Err(e) = run_steps(&gw, &s, &model, &mut *gate, steps, &tx, &mut client_gone, &mut metered).await {
+        if let Err(e) = run_steps(&gw, &s, &model, &mut *gate, steps, &mut relay).await {
             failed = Some(e);
         }
     }
-    if !metered {
+    if !relay.metered {
         // No final usage (cut off, malformed, or a server that never sends it): the worst case the hold
         // reserved is charged, never nothing. Usage the stream announced on the way (the input count of
         // Anthropic's message_start, a running count) raises it; so does text beyond the cap.
@@ -547,7 +555,7 @@ async fn drive_stream(
         let usage = worst_case(hold.worst, announced, ceiling.as_ref().map(Ceiling::usage));
         tracing::warn!(complete, ?usage, "the stream ended without final usage; charging the worst case");
         usage_missing(&gw, wire);
-        if let Err(e) = gw.settle(&s, &model, usage, false).await {
+        if let Err(e) = gw.settle(&s, &model, usage, false, hold.reservation.as_ref()).await {
             tracing::error!(error = %e, "metering the stream's worst case failed");
         }
     }
@@ -574,24 +582,30 @@ fn worst_case(hold: Usage, announced: Option<Usage>, observed: Option<Usage>) ->
     u
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where a stream's steps go: the client's channel (until the client leaves), and the request's hold, given
+/// back by the settlement when the usage arrives.
+struct Relay<'a> {
+    tx: &'a mpsc::Sender<Result<Bytes, std::io::Error>>,
+    client_gone: bool,
+    metered: bool,
+    reservation: Option<&'a Reservation>,
+}
+
 async fn run_steps(
     gw: &Arc<Gateway>,
     s: &Arc<Session>,
     model: &str,
     gate: &mut dyn crate::wire::Gate,
     steps: Vec<Step>,
-    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
-    client_gone: &mut bool,
-    metered: &mut bool,
+    relay: &mut Relay<'_>,
 ) -> Result<(), String> {
     let mut queue: VecDeque<Step> = steps.into();
     while let Some(step) = queue.pop_front() {
         match step {
             Step::Emit(events) => {
                 for e in events {
-                    if !*client_gone && tx.send(Ok(e.encode())).await.is_err() {
-                        *client_gone = true;
+                    if !relay.client_gone && relay.tx.send(Ok(e.encode())).await.is_err() {
+                        relay.client_gone = true;
                         tracing::info!("client went away mid-stream; reading on to meter usage");
                     }
                 }
@@ -603,8 +617,8 @@ async fn run_steps(
                 }
             }
             Step::Usage(u) => {
-                *metered = true;
-                gw.settle(s, model, u, true)
+                relay.metered = true;
+                gw.settle(s, model, u, true, relay.reservation)
                     .await
                     .map_err(|e| format!("the gateway could not record the cost: {e}"))?;
             }

@@ -63,6 +63,7 @@ pub fn routes(gw: Arc<Gateway>) -> Router {
         .route("/v1/audit", get(api::audit))
         .route("/v1/policies", axum::routing::put(api::put_policies).get(api::get_policies))
         .route("/v1/policies/decisions", get(api::policy_decisions))
+        .route("/v1/replicas", get(api::replicas))
         .route("/v1/egress/ca.pem", get(crate::broker::ca_pem))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
@@ -84,7 +85,8 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     if gw.store.ping().await {
-        (StatusCode::OK, format!("ready: revision {}\n", gw.policies().revision))
+        let replica = gw.shared().map(|s| format!(" (replica {})", s.replica)).unwrap_or_default();
+        (StatusCode::OK, format!("ready: revision {}{replica}\n", gw.policies().revision))
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "the database is unreachable\n".to_owned())
     }
@@ -118,49 +120,22 @@ pub fn policy_set(revision: &str, objects: &[paddock_gitops::validate::LoadedObj
         match &o.object {
             Object::Agent(a) => {
                 let mut a = a.clone();
-                a.metadata.namespace = Some(namespace_of(&o.namespace));
+                a.metadata.namespace = Some(crate::policies::namespace_of(&o.namespace));
                 agents.push(a);
             }
             Object::Policy(p) => {
                 let mut p = p.clone();
-                p.metadata.namespace = Some(namespace_of(&o.namespace));
+                p.metadata.namespace = Some(crate::policies::namespace_of(&o.namespace));
                 policies.push(p);
             }
             _ => {}
         }
     }
-    let (set, errors) = build_set(revision, &agents, &policies);
+    let (set, errors) = crate::policies::build_set(revision, &agents, &policies);
     for e in errors {
         tracing::warn!(kind = e.kind, namespace = %e.namespace, name = %e.name, "left out: {}", e.message);
     }
     Ok(set)
-}
-
-fn namespace_of(ns: &Option<String>) -> String {
-    ns.clone().unwrap_or_else(|| paddock_gitops::semantics::DEFAULT_NAMESPACE.to_owned())
-}
-
-/// Compiles Agents and Policies (objects without a namespace count as `default`). What cannot be compiled is
-/// left out and returned, so that its sessions fail closed while the rest works.
-pub fn build_set(
-    revision: &str,
-    agents: &[paddock_api::Agent],
-    policies: &[paddock_api::Policy],
-) -> (PolicySet, Vec<paddock_policy::SetError>) {
-    let meta = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-        (namespace_of(&m.namespace), m.name.clone().unwrap_or_default(), labels_of(m))
-    };
-    let a: Vec<_> = agents.iter().map(|x| (meta(&x.metadata), &x.spec)).collect();
-    let p: Vec<_> = policies.iter().map(|x| (meta(&x.metadata), &x.spec)).collect();
-    let a: Vec<_> = a.iter().map(|((ns, n, l), s)| (ns.as_str(), n.as_str(), l, *s)).collect();
-    let p: Vec<_> = p.iter().map(|((ns, n, l), s)| (ns.as_str(), n.as_str(), l, *s)).collect();
-    PolicySet::build(revision, &a, &p)
-}
-
-fn labels_of(
-    m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> std::collections::BTreeMap<String, String> {
-    m.labels.clone().unwrap_or_default()
 }
 
 /// The user's data directory for Paddock: `$PADDOCK_DATA_DIR`, else `$XDG_DATA_HOME/paddock`, else

@@ -31,6 +31,8 @@ pub enum StoreError {
     Behind(Duration),
     #[error("applying the gateway's log to SQLite: {0}")]
     Apply(#[from] rusqlite::Error),
+    #[error("session `{0}`: its state in the database cannot be read: {1}")]
+    State(String, String),
     #[error("cannot start the thread that applies the gateway's log: {0}")]
     Applier(std::io::Error),
 }
@@ -133,6 +135,33 @@ pub struct ApprovalRow {
 }
 
 type Batch = (Vec<Write>, oneshot::Sender<Result<(), String>>);
+
+/// How [`Store::session_where`] finds a session.
+#[derive(Clone, Copy, Debug)]
+pub enum SessionKey {
+    Id,
+    TokenHash,
+}
+
+const SESSION_COLUMNS: &str = "SELECT id, namespace, agent, owner, parent, token_hash, phase, reason, created_at, \
+                               ended_at, state, credentials FROM sessions";
+
+fn session_row(r: &sqlx::any::AnyRow) -> Result<SessionRow, StoreError> {
+    Ok(SessionRow {
+        id: r.try_get("id")?,
+        namespace: r.try_get("namespace")?,
+        agent: r.try_get("agent")?,
+        owner: r.try_get("owner")?,
+        parent: r.try_get("parent")?,
+        token_hash: r.try_get("token_hash")?,
+        phase: r.try_get("phase")?,
+        reason: r.try_get("reason")?,
+        created_at: r.try_get("created_at")?,
+        ended_at: r.try_get("ended_at")?,
+        state: r.try_get("state")?,
+        credentials: r.try_get("credentials")?,
+    })
+}
 
 /// The file of a `sqlite:` URL; `None` for an in-memory database.
 fn sqlite_file(url: &str) -> Option<PathBuf> {
@@ -240,7 +269,7 @@ impl Store {
         };
         let synchronous = if opts.fsync { "FULL" } else { "NORMAL" };
         let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 8 })
+            .max_connections(if sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -410,30 +439,28 @@ impl Store {
 
     pub async fn sessions(&self) -> Result<Vec<SessionRow>, StoreError> {
         self.caught_up().await?;
-        let rows = sqlx::query(
-            "SELECT id, namespace, agent, owner, parent, token_hash, phase, reason, created_at, ended_at, state, \
-             credentials FROM sessions ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SessionRow {
-                    id: r.try_get("id")?,
-                    namespace: r.try_get("namespace")?,
-                    agent: r.try_get("agent")?,
-                    owner: r.try_get("owner")?,
-                    parent: r.try_get("parent")?,
-                    token_hash: r.try_get("token_hash")?,
-                    phase: r.try_get("phase")?,
-                    reason: r.try_get("reason")?,
-                    created_at: r.try_get("created_at")?,
-                    ended_at: r.try_get("ended_at")?,
-                    state: r.try_get("state")?,
-                    credentials: r.try_get("credentials")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(&format!("{SESSION_COLUMNS} ORDER BY created_at, id")).fetch_all(&self.pool).await?;
+        rows.iter().map(session_row).collect()
+    }
+
+    /// The session whose `column` (`id` or `token_hash`) is `value`, read from the database (a replica
+    /// finding a session another one created).
+    pub async fn session_where(&self, column: SessionKey, value: &str) -> Result<Option<SessionRow>, StoreError> {
+        self.caught_up().await?;
+        let column = match column {
+            SessionKey::Id => "id",
+            SessionKey::TokenHash => "token_hash",
+        };
+        let row = sqlx::query(&format!("{SESSION_COLUMNS} WHERE {column} = $1"))
+            .bind(value)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_row).transpose()
+    }
+
+    /// The database's connections, for the state replicas share (see `crate::shared`).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     pub async fn user_daily(&self, day: &str) -> Result<Vec<(String, f64, f64)>, StoreError> {
@@ -637,7 +664,7 @@ pub(crate) enum Param {
     Float(Option<f64>),
 }
 
-fn text(s: &str) -> Param {
+pub(crate) fn text(s: &str) -> Param {
     Param::Text(Some(s.to_owned()))
 }
 
@@ -653,7 +680,7 @@ pub(crate) struct Stmt {
 }
 
 impl Stmt {
-    fn new(sql: &str, params: Vec<Param>) -> Stmt {
+    pub(crate) fn new(sql: &str, params: Vec<Param>) -> Stmt {
         Stmt { sql: sql.to_owned(), params }
     }
 }
@@ -691,22 +718,15 @@ fn bind<'q>(
 /// The statements of a batch, with fewer statements than rows: audit rows go in multi-row inserts, and of
 /// several snapshots of one session's state only the last is written (it contains the others).
 fn statements(batch: &[Batch]) -> Vec<Stmt> {
-    let mut out = Vec::new();
-    let mut audits: Vec<&AuditRow> = Vec::new();
-    for (writes, _) in batch {
-        for w in writes {
-            match w {
-                Write::Audit(a) => audits.push(a),
-                w => out.push(statement(w)),
-            }
-        }
-    }
-    let mut out = supersede_states(out);
-    out.extend(audit_insert(&audits));
-    out
+    statements_of(batch.iter().flat_map(|(writes, _)| writes))
 }
 
 const STATE_UPDATE: &str = "UPDATE sessions SET state = ? WHERE id = ?";
+
+/// Where `stmts` writes session `id`'s state, if they do.
+pub(crate) fn state_update_of(stmts: &[Stmt], id: &str) -> Option<usize> {
+    stmts.iter().position(|st| st.sql == STATE_UPDATE && matches!(&st.params[..], [_, Param::Text(Some(s))] if s == id))
+}
 
 /// Drops each update of a session's state that a later one in the same transaction overwrites.
 pub(crate) fn supersede_states<T: std::borrow::Borrow<Stmt>>(stmts: Vec<T>) -> Vec<T> {
@@ -770,11 +790,58 @@ async fn commit(pool: &AnyPool, sqlite: bool, stmts: &[Stmt]) -> Result<(), sqlx
         return result;
     }
     let mut tx = pool.begin().await?;
+    execute_numbered(&mut tx, stmts).await?;
+    tx.commit().await
+}
+
+/// Runs statements one by one with numbered placeholders (PostgreSQL), in the caller's transaction.
+pub(crate) async fn execute_numbered(conn: &mut sqlx::AnyConnection, stmts: &[Stmt]) -> Result<(), sqlx::Error> {
     for st in stmts {
         let sql = number(&st.sql, 1);
-        bind(sqlx::query(&sql), st.params.iter()).execute(&mut *tx).await?;
+        bind(sqlx::query(&sql), st.params.iter()).execute(&mut *conn).await?;
     }
-    tx.commit().await
+    Ok(())
+}
+
+/// The statements of one list of writes: audit rows as multi-row inserts, and of several snapshots of one
+/// session's state only the last.
+pub(crate) fn statements_of<'a>(writes: impl IntoIterator<Item = &'a Write>) -> Vec<Stmt> {
+    let mut stmts = Vec::new();
+    let mut audits: Vec<&AuditRow> = Vec::new();
+    for w in writes {
+        match w {
+            Write::Audit(a) => audits.push(a),
+            w => stmts.push(statement(w)),
+        }
+    }
+    let mut stmts = supersede_states(stmts);
+    stmts.extend(audit_insert(&audits));
+    stmts
+}
+
+/// Runs `stmts` in the caller's transaction (PostgreSQL) as one statement, one round trip: each but the last
+/// becomes a data-modifying `WITH` clause of the last. They see one snapshot, so no two may change the same
+/// row (the callers make sure: each session's state once, new rows otherwise).
+pub(crate) async fn write_combined(conn: &mut sqlx::AnyConnection, stmts: &[Stmt]) -> Result<(), sqlx::Error> {
+    let Some((last, rest)) = stmts.split_last() else { return Ok(()) };
+    if rest.is_empty() {
+        return execute_numbered(conn, std::slice::from_ref(last)).await;
+    }
+    let mut sql = String::from("WITH ");
+    for (i, st) in rest.iter().enumerate() {
+        use std::fmt::Write as _;
+        let _ = write!(sql, "{}w{i} AS ({})", if i > 0 { ", " } else { "" }, st.sql);
+    }
+    sql.push(' ');
+    sql.push_str(&last.sql);
+    let params = stmts.iter().flat_map(|st| st.params.iter().cloned()).collect();
+    execute_numbered(conn, &[Stmt { sql, params }]).await
+}
+
+/// Writes rows inside a transaction of the caller's (PostgreSQL), in one round trip (see
+/// [`write_combined`]).
+pub(crate) async fn write_in(conn: &mut sqlx::AnyConnection, writes: &[Write]) -> Result<(), sqlx::Error> {
+    write_combined(conn, &statements_of(writes)).await
 }
 
 /// Audit rows per multi-row insert: few statements for SQLite to parse, well under its limit on bound values.

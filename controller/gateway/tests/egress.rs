@@ -310,7 +310,7 @@ async fn without_a_session_token_the_proxy_answers_407() {
 #[tokio::test]
 async fn an_ended_sessions_token_gets_403_saying_so() {
     let env = start().await;
-    let s = env.gw.session_for_token(&env.token).unwrap();
+    let s = env.gw.session_for_token(&env.token).await.unwrap();
     env.gw.end_session(&s.id, "Succeeded", "finished").await.unwrap();
     let (a, _) = connect(&env, &format!("registry.test:{}", env.up.tls_port), Some(&basic(&env.token))).await;
     assert_eq!(a.status, 403, "{}", a.head);
@@ -549,7 +549,7 @@ async fn an_open_tunnel_closes_when_its_session_ends() {
     tcp.write_all(b"ping").await.unwrap();
     let mut back = [0u8; 4];
     tcp.read_exact(&mut back).await.unwrap();
-    let s = env.gw.session_for_token(&env.token).unwrap();
+    let s = env.gw.session_for_token(&env.token).await.unwrap();
     env.gw.end_session(&s.id, "Succeeded", "finished").await.unwrap();
     let mut rest = Vec::new();
     let read = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
@@ -850,7 +850,7 @@ async fn an_idle_tunnel_closes_after_tunnel_idle_timeout_seconds() {
     let read = tokio::time::timeout(std::time::Duration::from_secs(60), tcp.read_to_end(&mut rest)).await;
     assert!(read.is_ok_and(|r| r.is_ok()), "the idle tunnel stayed open");
     assert!(rest.is_empty());
-    assert!(env.gw.session_for_token(&env.token).is_some());
+    assert!(env.gw.session_for_token(&env.token).await.is_some());
 }
 
 /// In a cluster the gateway's loopback is the gateway pod's own: an address entry for `127.0.0.1` (natural to

@@ -305,12 +305,28 @@ impl Gateway {
         serde_json::from_value(v).map_err(|e| GatewayError::Decode(format!("decision counts: {e}")))
     }
 
-    /// Ends a session and revokes its token. Ending an ended or unknown session is not an error.
+    /// Which replicas enforce the revision last pushed (`GET /v1/replicas`).
+    pub async fn enforcement(&self) -> Result<paddock_api::policy::PolicyEnforcement, GatewayError> {
+        let v = self.call(reqwest::Method::GET, "/v1/replicas", None).await?;
+        let pushed =
+            v["pushed"].as_str().ok_or_else(|| GatewayError::Decode("replicas: no `pushed` revision".into()))?;
+        let rows =
+            v["replicas"].as_array().ok_or_else(|| GatewayError::Decode("replicas: no `replicas` list".into()))?;
+        Ok(paddock_api::policy::PolicyEnforcement {
+            revision: pushed.to_owned(),
+            replicas: rows.len() as u32,
+            enforcing: rows.iter().filter(|r| r["revision"].as_str() == Some(pushed)).count() as u32,
+        })
+    }
+
+    /// Ends a session and revokes its token. Ending an ended session is not an error; ending one the gateway
+    /// does not know is (`404`): its token may be alive where this answer could not see it, so it is never
+    /// taken for revoked.
     pub async fn end_session(&self, id: &str, phase: &str, reason: &str) -> Result<(), GatewayError> {
         let body = json!({"phase": phase, "reason": reason});
         match self.call(reqwest::Method::POST, &format!("/v1/sessions/{}/end", seg(id)), Some(body)).await {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.status(), Some(404 | 410)) => Ok(()),
+            Err(e) if e.status() == Some(410) => Ok(()),
             Err(e) => Err(e),
         }
     }

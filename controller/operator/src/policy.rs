@@ -11,7 +11,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
-use paddock_api::policy::DecisionCounts;
+use paddock_api::policy::{DecisionCounts, PolicyEnforcement};
 use paddock_api::{API_VERSION, Condition, Policy};
 use paddock_gitops::plan::REVISION_ANNOTATION;
 use paddock_policy::engine::Level;
@@ -87,22 +87,30 @@ pub fn error_policy(policy: Arc<Policy>, err: &Error, ctx: Arc<Context>) -> Acti
 pub const DECISIONS_MANAGER: &str = "paddock-decisions";
 
 /// Writes `status.decisions` of each of `policies` whose counts differ from the gateway's (`counts`, keyed
-/// `<namespace>/<name>`; a Policy the gateway has none for decided nothing and shows zeros). Returns how many
-/// were written; a Policy that cannot be written is logged and left for the next round.
+/// `<namespace>/<name>`; a Policy the gateway has none for decided nothing and shows zeros), and
+/// `status.enforcement` (which gateway replicas enforce the last push) when given and changed. Returns how
+/// many were written; a Policy that cannot be written is logged and left for the next round.
 pub async fn write_decisions(
     client: &Client,
     policies: &[Arc<Policy>],
     counts: &BTreeMap<String, DecisionCounts>,
+    enforcement: Option<&PolicyEnforcement>,
 ) -> usize {
     let mut written = 0;
     for p in policies {
         let ns = p.namespace().unwrap_or_default();
         let want = counts.get(&format!("{ns}/{}", p.name_any())).cloned().unwrap_or_default();
         let shown = p.status.as_ref().map(|s| s.decisions.clone()).unwrap_or_default();
-        if want == shown {
+        let shown_enforcement = p.status.as_ref().and_then(|s| s.enforcement.as_ref());
+        if want == shown && (enforcement.is_none() || enforcement == shown_enforcement) {
             continue;
         }
-        let body = json!({"apiVersion": API_VERSION, "kind": "Policy", "status": {"decisions": want}});
+        let mut status = json!({"decisions": want});
+        // Applied by this manager every time it writes, so that a write of the counts alone never drops it.
+        if let Some(e) = enforcement.or(shown_enforcement) {
+            status["enforcement"] = json!(e);
+        }
+        let body = json!({"apiVersion": API_VERSION, "kind": "Policy", "status": status});
         let api: Api<Policy> = Api::namespaced(client.clone(), &ns);
         match api
             .patch_status(&p.name_any(), &PatchParams::apply(DECISIONS_MANAGER).force(), &Patch::Apply(&body))
@@ -132,9 +140,16 @@ pub async fn report_decisions(
         _ = halt.wait_for(|h| *h) => return,
     }
     loop {
+        let enforcement = match gateway.enforcement().await {
+            Ok(e) => Some(e),
+            Err(e) => {
+                warn!(error = %e, "cannot read which gateway replicas enforce the last push; retrying");
+                None
+            }
+        };
         match gateway.policy_decisions().await {
             Ok(counts) => {
-                let written = write_decisions(&client, &policies.state(), &counts).await;
+                let written = write_decisions(&client, &policies.state(), &counts, enforcement.as_ref()).await;
                 if written > 0 {
                     tracing::debug!(written, "wrote Policy decision counts");
                 }

@@ -616,7 +616,17 @@ async fn cleanup(s: &Session, ctx: &Context) -> Result<Action, Error> {
     let names = ObjectNames::of(&s.name_any());
     let finished = s.status.as_ref().is_some_and(|st| st.phase.is_finished());
     let id = session_id(s);
-    if !finished && let Err(e) = rt.gateway.end_session(&id, "Failed", "the Session was deleted").await {
+    // A Session deleted before its runner started may never have been registered: the gateway not knowing
+    // it is then no token left alive.
+    let never_started = s.status.as_ref().is_none_or(|st| st.pod_name.is_none());
+    let ended = match finished {
+        true => Ok(()),
+        false => match rt.gateway.end_session(&id, "Failed", "the Session was deleted").await {
+            Err(e) if never_started && e.status() == Some(404) => Ok(()),
+            other => other,
+        },
+    };
+    if let Err(e) = ended {
         // Counted in memory by session id (the UID, so a re-created Session of the same name starts afresh):
         // an annotation would survive a controller restart, but each write to the Session wakes the controller
         // again at once and defeats the backoff; a restart only grants one more bounded round.

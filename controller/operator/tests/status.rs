@@ -149,7 +149,7 @@ async fn decision_counts_are_written_under_their_own_field_manager_only_where_th
     ]
     .into_iter()
     .collect();
-    let written = paddock_operator::policy::write_decisions(&client, &policies, &gateway).await;
+    let written = paddock_operator::policy::write_decisions(&client, &policies, &gateway, None).await;
     assert_eq!(written, 2);
     let reqs = api.requests();
     assert_eq!(
@@ -165,6 +165,27 @@ async fn decision_counts_are_written_under_their_own_field_manager_only_where_th
     assert_eq!(reqs[0].body["status"], json!({"decisions": {"allow": 41, "deny": 3, "ask": 2}}));
     // A Policy the gateway has no decisions for decided nothing there: zeros.
     assert_eq!(reqs[1].body["status"], json!({"decisions": {"allow": 0, "deny": 0, "ask": 0}}));
+}
+
+#[tokio::test]
+async fn the_policy_status_shows_how_many_gateway_replicas_enforce_the_last_push() {
+    let (client, api) = fake_api(Arc::new(echo_object));
+    // Counts unchanged ({allow: 40, deny: 2, ask: 1}); two of three replicas have the push so far.
+    let mut p = policy("budget", json!({"rules": []}));
+    let gateway = [(format!("{NS}/budget"), counts(40, 2, 1))].into_iter().collect();
+    let partial = paddock_api::policy::PolicyEnforcement { revision: "r-2".into(), replicas: 3, enforcing: 2 };
+    let policies = vec![Arc::new(p.clone())];
+    assert_eq!(paddock_operator::policy::write_decisions(&client, &policies, &gateway, Some(&partial)).await, 1);
+    let body = &api.requests()[0].body["status"];
+    assert_eq!(body["enforcement"], json!({"revision": "r-2", "replicas": 3, "enforcing": 2}));
+    assert_eq!(body["decisions"], json!({"allow": 40, "deny": 2, "ask": 1}), "the counts are applied with it");
+    // Shown already: nothing to write. All three now: written again.
+    p.status.as_mut().unwrap().enforcement = Some(partial.clone());
+    let policies = vec![Arc::new(p)];
+    assert_eq!(paddock_operator::policy::write_decisions(&client, &policies, &gateway, Some(&partial)).await, 0);
+    let all = paddock_api::policy::PolicyEnforcement { enforcing: 3, ..partial };
+    assert_eq!(paddock_operator::policy::write_decisions(&client, &policies, &gateway, Some(&all)).await, 1);
+    assert_eq!(api.requests()[1].body["status"]["enforcement"]["enforcing"], 3);
 }
 
 #[tokio::test]
@@ -238,4 +259,18 @@ async fn decision_counts_come_from_the_gateways_ledger_into_the_policy_status() 
     let reqs = api.requests();
     assert_eq!(api.lines(), ["PATCH /apis/paddock.dev/v1alpha1/namespaces/default/policies/guard/status"]);
     assert_eq!(reqs[0].body["status"]["decisions"], json!({"allow": 0, "deny": 3, "ask": 0}));
+    // The gateway alone enforces what it holds (its repository's revision, nothing pushed yet).
+    let revision = reqwest::Client::new()
+        .get(format!("{}/readyz", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .trim()
+        .strip_prefix("ready: revision ")
+        .unwrap()
+        .to_owned();
+    assert_eq!(reqs[0].body["status"]["enforcement"], json!({"revision": revision, "replicas": 1, "enforcing": 1}));
 }

@@ -36,7 +36,7 @@ pub fn is_proxy_request<B>(req: &Request<B>) -> bool {
 
 /// Serves one proxy request.
 pub async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response {
-    let session = match authenticate(&gw, req.headers()) {
+    let session = match authenticate(&gw, req.headers()).await {
         Ok(s) => s,
         Err(no) => return no.into_response(),
     };
@@ -69,12 +69,12 @@ pub fn proxy_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The live session of the request's proxy credential. The admin token is no proxy credential.
-fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<Session>, NoSession> {
+async fn authenticate(gw: &Gateway, headers: &HeaderMap) -> Result<Arc<Session>, NoSession> {
     let token = proxy_token(headers).filter(|t| !t.is_empty()).ok_or(NoSession::Unknown)?;
-    if let Some(s) = gw.session_for_token(&token) {
+    if let Some(s) = gw.session_for_token(&token).await {
         return Ok(s);
     }
-    match gw.ended_session_for_token(&token) {
+    match gw.ended_session_for_token(&token).await {
         Some((phase, reason)) => Err(NoSession::Ended { phase, reason }),
         None => Err(NoSession::Unknown),
     }

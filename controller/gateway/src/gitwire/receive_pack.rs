@@ -291,7 +291,7 @@ async fn culprits(gw: &Gateway, s: &Session, event: &Event, ruling: &Ruling) -> 
     }
     let set = gw.policies();
     let Some(agent) = set.agent(&s.namespace, &s.agent) else { return whole() };
-    let state = s.state().await;
+    let Ok((state, _)) = gw.spend_of(s).await else { return whole() };
     let alone: Vec<(String, String)> = event
         .updates
         .iter()
