@@ -358,6 +358,9 @@ fn same(a: &str, b: &str) -> bool {
 
 const DECIDED_TOOLS_KEPT: usize = 1024;
 
+/// Replicas: how often a settlement is tried before its hold is kept to be charged at its worst case.
+const SETTLE_ATTEMPTS: u64 = 3;
+
 impl Gateway {
     /// [`Gateway::with_broker`] with a broker of the default egress configuration whose CA lives in memory
     /// (tests and benchmarks; `server::build` gives the installation's).
@@ -451,6 +454,8 @@ impl Gateway {
         gw.store.commit(expire).await?;
         let gw = Arc::new(gw);
         if let Some(shared) = &gw.shared {
+            // Beating before serving: a hold this replica takes is never taken for a dead replica's.
+            shared.beat(&gw.policies().revision).await?;
             let host: std::sync::Weak<dyn crate::shared::replicas::Replica> = Arc::downgrade(&gw) as _;
             shared.spawn(host);
         }
@@ -804,12 +809,21 @@ impl Gateway {
             state: serde_json::to_string(&state).expect("state json"),
             credentials: crate::broker::credentials::seal(&self.broker.ca.sealing_key(), &credentials),
         };
-        self.store.commit(vec![Write::SessionNew(row.clone())]).await.map_err(|e| match e {
+        let inserted = match (&self.shared, &req.parent) {
+            // Replicas: the parent's end, on any replica, waits for this insert and then ends the child too.
+            (Some(shared), Some(p)) => shared.insert_child(&row, p).await,
+            _ => self.store.commit(vec![Write::SessionNew(row.clone())]).await.map(|()| true),
+        };
+        let inserted = inserted.map_err(|e| match e {
             StoreError::Db(sqlx::Error::Database(d)) if d.is_unique_violation() => {
                 GatewayError::Conflict(format!("session `{id}` already exists"))
             }
             e => e.into(),
         })?;
+        if !inserted {
+            let parent = req.parent.as_deref().unwrap_or_default();
+            return Err(GatewayError::Invalid(format!("parent: session `{parent}` has ended")));
+        }
         let hash = row.token_hash.clone();
         let s = Arc::new(Session::of(row, None, state, credentials, Ok(own_rules)));
         self.sessions.write().expect("sessions").insert(id.clone(), s.clone());
@@ -1132,19 +1146,10 @@ impl Gateway {
         // decided again; its state updates were applied the first time (a tool-call count, a loop history
         // entry), so the second decision must not apply them again.
         let mut decided_before = false;
-        if let Some(key) = DecidedCall::of(&event).filter(|_| early.is_none()) {
-            let mut known: Vec<(DecidedCall, Ruling)> =
-                s.decided_tools.lock().expect("tools").iter().filter(|(k, _)| k.same_call(&key)).cloned().collect();
-            if let (true, Some(shared)) = (known.is_empty(), &self.shared) {
-                // Another replica's response gate may have decided it.
-                let row = shared.decided_tool(&s.id, &key.id).await?;
-                let parsed = row.and_then(|(call, ruling)| {
-                    Some((serde_json::from_str::<DecidedCall>(&call).ok()?, serde_json::from_str(&ruling).ok()?))
-                });
-                known.extend(parsed.filter(|(k, _)| k.same_call(&key)));
-            }
-            for (k, r) in &known {
-                if k.answer_stands(r, &key) {
+        let key = DecidedCall::of(&event).filter(|_| early.is_none());
+        if let Some(key) = &key {
+            for (k, r) in s.decided_tools.lock().expect("tools").iter().filter(|(k, _)| k.same_call(key)) {
+                if k.answer_stands(r, key) {
                     return Ok(Some(Decided::now(r.clone(), crate::store::Pending::done())));
                 }
                 decided_before = true;
@@ -1173,7 +1178,22 @@ impl Gateway {
         let agent = agent.expect("refused above when missing");
         // A model request's hold counts against the owner's day too: requests of the owner's other sessions
         // must see it, so the check and the hold happen under the owner's lock.
-        let (mut guard, reserved) = self.lock_state(s, hold_usd > 0.0).await?;
+        // One day for the decision: the owner's row it locks is the one its hold counts against.
+        let day = today();
+        let (mut guard, reserved) = self.lock_state(s, hold_usd > 0.0, &day).await?;
+        // Replicas: another replica (its response gate, or a hook asking at the same moment) may have decided
+        // this call; read under the session's lock, so that two replicas never both count it.
+        if let (Some(key), false, StateGuard::Shared(locked)) = (&key, decided_before, &mut guard)
+            && let Some((call, ruling)) = locked.decided_tool(&key.id).await?
+            && let (Ok(k), Ok(r)) =
+                (serde_json::from_str::<DecidedCall>(&call), serde_json::from_str::<Ruling>(&ruling))
+            && k.same_call(key)
+        {
+            if k.answer_stands(&r, key) {
+                return Ok(Some(Decided::now(r, crate::store::Pending::done())));
+            }
+            decided_before = true;
+        }
         let st = guard.state();
         let view = if reserved > 0.0 {
             let mut view = st.clone();
@@ -1225,17 +1245,20 @@ impl Gateway {
             Verdict::Allow => {
                 self.apply(s, guard.state(), &decision.state_updates, &mut writes);
                 writes.push(Write::Audit(audit));
-                let hold = (hold_usd > 0.0).then(|| self.hold_row(s, hold_usd, model.as_deref().unwrap_or_default()));
+                let hold =
+                    (hold_usd > 0.0).then(|| self.hold_row(s, hold_usd, model.as_deref().unwrap_or_default(), &day));
+                remember_with(&mut guard, &event, &ruling);
                 let durable = self.commit_state(guard, s, writes, hold.as_ref()).await?;
                 let reservation = hold.map(|h| self.reservation(s, h));
-                self.remember_tool(s, &event, &ruling).await;
+                self.remember_tool(s, &event, &ruling, true).await;
                 self.count(event.phase, &ruling, started);
                 Ok(Some(Decided { ruling, durable, reservation, headroom_usd: headroom }))
             }
             Verdict::Deny => {
                 writes.push(Write::Audit(audit));
+                remember_with(&mut guard, &event, &ruling);
                 let durable = self.commit_state(guard, s, writes, None).await?;
-                self.remember_tool(s, &event, &ruling).await;
+                self.remember_tool(s, &event, &ruling, true).await;
                 self.count(event.phase, &ruling, started);
                 self.record(s, "verdict", verdict_fields(&event, &ruling)).await;
                 Ok(Some(Decided::now(ruling, durable)))
@@ -1291,7 +1314,7 @@ impl Gateway {
                 self.record(s, "ask", ask).await;
                 let final_ruling = self.wait_for(&id, wait).await?;
                 if final_ruling.status == "decided" {
-                    self.remember_tool(s, &event, &final_ruling).await;
+                    self.remember_tool(s, &event, &final_ruling, false).await;
                 }
                 let reservation = match final_ruling.allowed() && hold_usd > 0.0 {
                     true => Some(self.reserve(s, hold_usd, model.as_deref().unwrap_or_default()).await?),
@@ -1309,7 +1332,12 @@ impl Gateway {
 
     /// Locks the session's state for a decision (and the owner's day with `owner`): in memory on one
     /// gateway, in the database with replicas. Returns what the session's requests in flight hold.
-    async fn lock_state<'a>(&self, s: &'a Session, owner: bool) -> Result<(StateGuard<'a>, f64), GatewayError> {
+    async fn lock_state<'a>(
+        &self,
+        s: &'a Session,
+        owner: bool,
+        day: &str,
+    ) -> Result<(StateGuard<'a>, f64), GatewayError> {
         // Back-pressure before any lock: nobody waits behind a lock held while the database catches up.
         self.store.admit().await?;
         let Some(shared) = &self.shared else {
@@ -1321,7 +1349,7 @@ impl Gateway {
             st.user_daily = self.user_view(&s.owner);
             return Ok((StateGuard::Local { st, _owner: owner }, s.reserved_usd()));
         };
-        let mut locked = shared.lock(&s.id, &s.owner, &today(), owner).await?;
+        let mut locked = shared.lock(&s.id, &s.owner, day, owner).await?;
         if let Some(end) = locked.ended.clone() {
             self.mark_ended(s, end);
             return Err(GatewayError::SessionEnded(s.id.clone()));
@@ -1351,20 +1379,27 @@ impl Gateway {
                 Ok(durable)
             }
             StateGuard::Shared(mut locked) => {
+                let mut guard = None;
                 if let (Some(h), Some(shared)) = (hold, &self.shared) {
                     locked.hold(h.clone(), &shared.replica);
+                    guard = Some(shared.guard(h.reference()));
                 }
                 locked.commit(&writes).await?;
+                // Committed: the caller's Reservation (made before any other await) gives it back from now on.
+                if let Some(mut g) = guard {
+                    g.disarm();
+                }
                 Ok(crate::store::Pending::done())
             }
         }
     }
 
-    fn hold_row(&self, s: &Session, usd: f64, model: &str) -> HoldRow {
+    fn hold_row(&self, s: &Session, usd: f64, model: &str, day: &str) -> HoldRow {
         HoldRow {
             id: format!("h-{}", random_hex(8)),
             session: s.id.clone(),
             owner: s.owner.clone(),
+            day: day.to_owned(),
             model: model.to_owned(),
             usd,
             created_at: now(),
@@ -1394,13 +1429,14 @@ impl Gateway {
         writes.push(Write::SessionState { id: s.id.clone(), state: serde_json::to_string(&*st).expect("state") });
     }
 
-    /// Keeps a tool call's answer for a hook asking again (in the database too, for the other replicas).
-    async fn remember_tool(&self, s: &Session, event: &Event, ruling: &Ruling) {
+    /// Keeps a tool call's answer for a hook asking again (in the database too, for the other replicas,
+    /// unless `stored` with the decision already: see [`remember_with`]).
+    async fn remember_tool(&self, s: &Session, event: &Event, ruling: &Ruling, stored: bool) {
         if event.phase != Phase::ToolCall {
             return;
         }
         let Some(key) = DecidedCall::of(event) else { return };
-        if let Some(shared) = &self.shared {
+        if let (Some(shared), false) = (&self.shared, stored) {
             let call = serde_json::to_string(&key).expect("call json");
             let answer = serde_json::to_string(ruling).expect("ruling json");
             if let Err(e) = shared.remember_tool(&s.id, &key.id, &call, &answer).await {
@@ -1567,7 +1603,7 @@ impl Gateway {
         }
         if approved {
             let day = updates.iter().any(|u| matches!(u, StateUpdate::ApproveUserDaily { .. }));
-            let (mut guard, _) = self.lock_state(&session, day).await?;
+            let (mut guard, _) = self.lock_state(&session, day, &today()).await?;
             self.apply(&session, guard.state(), &updates, &mut writes);
             writes.push(Write::Audit(audit));
             let pending = self.commit_state(guard, &session, writes, None).await?;
@@ -1625,9 +1661,13 @@ impl Gateway {
     /// Holds `usd` of a request's worst case against the session's budget until it is settled (an ask a
     /// human allowed; a decision that allows holds in its own critical section, see `commit_state`).
     async fn reserve(self: &Arc<Self>, s: &Arc<Session>, usd: f64, model: &str) -> Result<Reservation, GatewayError> {
-        let row = self.hold_row(s, usd, model);
+        let row = self.hold_row(s, usd, model, &today());
         match &self.shared {
-            Some(shared) => shared.hold_now(&today(), &row).await?,
+            Some(shared) => {
+                let mut guard = shared.guard(row.reference());
+                shared.hold_now(&row).await?;
+                guard.disarm();
+            }
             None => self.hold_in_memory(s, usd),
         }
         Ok(self.reservation(s, row))
@@ -1641,8 +1681,8 @@ impl Gateway {
 
     /// The handle of a hold taken: it gives the hold back when dropped, unless a settlement did.
     fn reservation(self: &Arc<Self>, s: &Arc<Session>, hold: HoldRow) -> Reservation {
-        let row = self.shared.is_some().then_some(hold.id);
-        Reservation { gw: self.clone(), session: s.clone(), usd: hold.usd, hold: Mutex::new(row) }
+        let guard = self.shared.as_ref().map(|shared| shared.guard(hold.reference()));
+        Reservation { gw: self.clone(), session: s.clone(), usd: hold.usd, hold: Mutex::new(guard) }
     }
 
     /// Meters a model call: the session, its ancestors (sub-agent cost rolls up) and the owner's day, and
@@ -1673,15 +1713,40 @@ impl Gateway {
             stream_complete: complete,
         };
         if let Some(shared) = &self.shared {
-            let chain = shared.chain(&s.id).await?;
-            let hold_id = hold.and_then(Reservation::hold_id);
-            if !shared.settle(&chain, &charge, &m, hold_id.as_deref()).await? {
+            let held = hold.and_then(Reservation::hold_ref);
+            let mut attempt = 0;
+            let settled = loop {
+                let result = match shared.chain(&s.id).await {
+                    Ok(chain) => shared.settle(&chain, &charge, &m, held.as_ref()).await,
+                    Err(e) => Err(e),
+                };
+                attempt += 1;
+                match result {
+                    Err(e) if attempt < SETTLE_ATTEMPTS => {
+                        tracing::warn!(session = %s.id, attempt, error = %e, "metering failed; trying again");
+                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    }
+                    other => break other,
+                }
+            };
+            let settled = match settled {
+                Ok(settled) => settled,
+                Err(e) => {
+                    // The request reached the upstream: its hold is never given back uncharged. It stays
+                    // counted, and is charged at its worst case when this replica stops.
+                    if let Some(r) = hold {
+                        r.keep();
+                    }
+                    return Err(e.into());
+                }
+            };
+            if let Some(r) = hold {
+                r.keep();
+            }
+            if !settled {
                 tracing::warn!(session = %s.id, "the request's hold was charged at its worst case already (this \
                     replica was taken for stopped); not charged again");
                 return Ok(m);
-            }
-            if let Some(r) = hold {
-                r.given_back();
             }
             self.count_usage(model, usage, &m);
             return Ok(m);
@@ -1755,6 +1820,14 @@ impl crate::shared::replicas::Replica for Gateway {
     }
 }
 
+/// Replicas: stores a tool call's answer with the decision that made it, under the session's lock.
+fn remember_with(guard: &mut StateGuard<'_>, event: &Event, ruling: &Ruling) {
+    if let (StateGuard::Shared(locked), Phase::ToolCall, Some(key)) = (guard, event.phase, DecidedCall::of(event)) {
+        let call = serde_json::to_string(&key).expect("call json");
+        locked.remember_tool(&key.id, &call, &serde_json::to_string(ruling).expect("ruling json"));
+    }
+}
+
 /// A session's state locked for one decision: in memory (one gateway), or its row in the database.
 enum StateGuard<'a> {
     Local { st: tokio::sync::MutexGuard<'a, SessionState>, _owner: Option<tokio::sync::OwnedMutexGuard<()>> },
@@ -1792,34 +1865,29 @@ pub struct Reservation {
     gw: Arc<Gateway>,
     session: Arc<Session>,
     usd: f64,
-    /// With replicas: the hold's row, until the settlement gave it back.
-    hold: Mutex<Option<String>>,
+    /// With replicas: the hold's row, given back when this drops unless a settlement dealt with it.
+    hold: Mutex<Option<crate::shared::HoldGuard>>,
 }
 
 impl Reservation {
-    fn hold_id(&self) -> Option<String> {
-        self.hold.lock().expect("hold").clone()
+    fn hold_ref(&self) -> Option<crate::shared::HoldRef> {
+        self.hold.lock().expect("hold").as_ref().and_then(|g| g.hold().cloned())
     }
 
-    fn given_back(&self) {
-        *self.hold.lock().expect("hold") = None;
+    /// The settlement dealt with the hold (given back with the charge), or failed after the request reached
+    /// the upstream: either way it is not given back uncharged.
+    fn keep(&self) {
+        if let Some(g) = self.hold.lock().expect("hold").as_mut() {
+            g.disarm();
+        }
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if let Some(shared) = &self.gw.shared {
-            // Not settled (the request failed before an answer): the hold goes back without a charge.
-            let Some(id) = self.hold.lock().expect("hold").take() else { return };
-            let shared = shared.clone();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    if let Err(e) = shared.release(&id).await {
-                        tracing::warn!(hold = %id, error = %e, "cannot give a hold back; it is charged if this \
-                            replica stops");
-                    }
-                });
-            }
+        if self.gw.shared.is_some() {
+            // A hold not settled (the request failed before an answer) goes back without a charge, through its
+            // guard.
             return;
         }
         let mut r = self.session.reserved.lock().expect("reserved");

@@ -273,6 +273,13 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
+                    if !sqlite {
+                        // A lock waited on this long is a replica gone quiet mid-transaction: fail the
+                        // decision (it is refused) rather than hold a connection; and the server ends a
+                        // transaction left idle, so a partitioned replica's locks do not outlive it for hours.
+                        sqlx::query("SET lock_timeout = '10s'").execute(&mut *conn).await?;
+                        sqlx::query("SET idle_in_transaction_session_timeout = '30s'").execute(&mut *conn).await?;
+                    }
                     if sqlite {
                         // WAL: readers never block the writer. NORMAL: a commit survives a process crash
                         // (what the ledger promises); FULL also a power loss.
@@ -915,7 +922,7 @@ pub(crate) fn statement(w: &Write) -> Stmt {
         Write::SessionState { id, state } => Stmt::new(STATE_UPDATE, vec![text(state), text(id)]),
         Write::SessionEnd { id, phase, reason, ended_at } => Stmt::new(
             // An ended session's credentials are of no more use: they leave the database with it.
-            "UPDATE sessions SET phase = ?, reason = ?, ended_at = ?, credentials = '' WHERE id = ?",
+            "UPDATE sessions SET phase = ?, reason = ?, ended_at = ?, credentials = '' WHERE id = ? AND ended_at IS NULL",
             vec![text(phase), text(reason), text(ended_at), text(id)],
         ),
         Write::Charge(r) => Stmt::new(

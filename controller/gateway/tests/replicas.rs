@@ -102,3 +102,45 @@ async fn a_hold_of_a_replica_taken_for_dead_is_charged_once_and_never_again() {
     let on_b = b.gw.find_session(&id).await.unwrap();
     assert_eq!(b.gw.spend_of(&on_b).await.unwrap().1, 0.0, "nothing held any more");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_asked_on_two_replicas_at_once_is_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((a, b, _)) = two_replicas(dir.path()).await else { return };
+    let (id, _) = a.session("coder").await;
+    let (on_a, on_b) = (a.gw.find_session(&id).await.unwrap(), b.gw.find_session(&id).await.unwrap());
+    for n in 0..10 {
+        let call = Event {
+            phase: Phase::ToolCall,
+            tool: Some("Bash".into()),
+            args: serde_json::json!({"command": format!("ls {n}")}),
+            tool_id: Some(format!("toolu_{n}")),
+            ..Event::default()
+        };
+        let (ra, rb) = tokio::join!(
+            a.gw.decide(&on_a, call.clone(), Duration::ZERO),
+            b.gw.decide(&on_b, call.clone(), Duration::ZERO)
+        );
+        assert_eq!(ra.unwrap(), rb.unwrap(), "the same answer on both replicas");
+    }
+    assert_eq!(a.gw.spend_of(&on_a).await.unwrap().0.tool_calls, 10, "each call counted once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_agent_cannot_start_under_a_parent_another_replica_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((a, b, _)) = two_replicas(dir.path()).await else { return };
+    let (id, _) = a.session("coder").await;
+    let parent = a.gw.find_session(&id).await.unwrap();
+    // B ends it; A read the parent a moment ago and has not read it again.
+    b.gw.end_session(&id, "Succeeded", "done").await.unwrap();
+    assert!(parent.ended().is_none(), "A's copy is not read again within half a second");
+    let child = paddock_gateway::gateway::NewSession {
+        agent: "coder".into(),
+        owner: "alice".into(),
+        parent: Some(id.clone()),
+        ..Default::default()
+    };
+    let refused = a.gw.create_session(child).await.unwrap_err().to_string();
+    assert!(refused.contains("has ended"), "{refused}");
+}

@@ -564,7 +564,22 @@ async fn finish(
 ) -> Result<Action, Error> {
     let rt = runtime(ctx)?;
     let phase_name = if phase == SessionPhase::Succeeded { "Succeeded" } else { "Failed" };
-    rt.gateway.end_session(&session_id(s), phase_name, message).await?;
+    let id = session_id(s);
+    match rt.gateway.end_session(&id, phase_name, message).await {
+        Ok(()) => {}
+        // The gateway does not know the session: never taken for revoked (a replica that cannot see it may
+        // still take its token). Tried again with backoff; after as many attempts as a deletion gets, the
+        // Session finishes with a Warning, since a gateway that lost its database holds no token either.
+        Err(e) if e.status() == Some(404) && rt.revocation_failed(&id) >= REVOCATION_ATTEMPTS => {
+            let note = format!(
+                "the gateway does not know session `{id}` ({e}); its token could not be revoked. If the gateway's \
+                 database was replaced, no token of it works"
+            );
+            warn!(session = %key(s), session_id = %id, "finishing a session the gateway does not know");
+            publish(ctx, s, EventType::Warning, "TokenNotRevoked", "Finish", note).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
     obs.phase = phase;
     obs.completion_time = Some(now());
     obs.wants = if phase == SessionPhase::Succeeded {

@@ -31,15 +31,66 @@ pub struct Shared {
     started_at: String,
 }
 
+/// Gives a hold back when dropped armed: a hold whose request failed before its answer, or whose decision was
+/// cancelled while its commit was in flight (the client went away), never stays held by a live replica.
+/// Giving back is idempotent: a hold that is not there (never committed, or charged) is left alone.
+pub struct HoldGuard {
+    shared: Shared,
+    hold: Option<HoldRef>,
+}
+
+/// Which hold, and the owner's day it counts against (whose row is locked first to change it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HoldRef {
+    pub id: String,
+    pub owner: String,
+    pub day: String,
+}
+
+impl HoldGuard {
+    /// The hold, while armed.
+    pub fn hold(&self) -> Option<&HoldRef> {
+        self.hold.as_ref()
+    }
+
+    /// Nothing to give back: settled, or kept to be charged when this replica stops.
+    pub fn disarm(&mut self) {
+        self.hold = None;
+    }
+}
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        let Some(hold) = self.hold.take() else { return };
+        let shared = self.shared.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = shared.release(&hold).await {
+                    tracing::warn!(hold = %hold.id, error = %e, "cannot give a hold back; it is charged if this \
+                        replica stops");
+                }
+            });
+        }
+    }
+}
+
 /// A budget hold as one replica takes it: the worst case of one model request in flight.
 #[derive(Clone, Debug)]
 pub struct HoldRow {
     pub id: String,
     pub session: String,
     pub owner: String,
+    /// The owner's day it counts against: the day whose row the decision locked.
+    pub day: String,
     pub model: String,
     pub usd: f64,
     pub created_at: String,
+}
+
+impl HoldRow {
+    pub fn reference(&self) -> HoldRef {
+        HoldRef { id: self.id.clone(), owner: self.owner.clone(), day: self.day.clone() }
+    }
 }
 
 /// A session's row locked for a decision, and its owner's day (locked too when the decision may hold
@@ -56,6 +107,8 @@ pub struct Locked {
     day_reserved: f64,
     /// The hold to take with the commit, and the replica taking it.
     hold: Option<(HoldRow, String)>,
+    /// More rows to write with the commit (a tool call's answer).
+    extra: Vec<Stmt>,
 }
 
 fn state_of(session: &str, text: &str) -> Result<SessionState, StoreError> {
@@ -103,14 +156,14 @@ fn session_held(session: &str, state: Option<&str>, usd: f64) -> Stmt {
     }
 }
 
-fn hold_insert(h: &HoldRow, day: &str, replica: &str) -> Stmt {
+fn hold_insert(h: &HoldRow, replica: &str) -> Stmt {
     Stmt::new(
         "INSERT INTO holds (id, session, owner, day, model, usd, replica, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         vec![
             text(&h.id),
             text(&h.session),
             text(&h.owner),
-            text(day),
+            text(&h.day),
             text(&h.model),
             Param::Float(Some(h.usd)),
             text(replica),
@@ -134,6 +187,14 @@ fn fold_session_held(stmts: &mut Vec<Stmt>, id: &str, usd: f64) {
     }
 }
 
+fn remember_tool_stmt(session: &str, tool_id: &str, call: &str, ruling: &str) -> Stmt {
+    Stmt::new(
+        "INSERT INTO decided_tools (session, tool_id, call, ruling) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (session, tool_id) DO UPDATE SET call = excluded.call, ruling = excluded.ruling",
+        vec![text(session), text(tool_id), text(call), text(ruling)],
+    )
+}
+
 /// A hold removed: `(session, owner, day, usd)`; `None` when it was gone (charged already).
 async fn delete_hold(
     conn: &mut sqlx::AnyConnection,
@@ -151,6 +212,31 @@ impl Shared {
         Shared { pool, replica, started_at }
     }
 
+    /// The guard of a hold, armed: taken before the hold's commit is awaited.
+    pub fn guard(&self, hold: HoldRef) -> HoldGuard {
+        HoldGuard { shared: self.clone(), hold: Some(hold) }
+    }
+
+    /// Registers a sub-agent's session, unless its parent has ended: the parent's row is read under a share
+    /// lock, so an end of the parent on another replica waits for this insert and then ends the child too.
+    /// `false` when the parent has ended.
+    pub async fn insert_child(&self, row: &crate::store::SessionRow, parent: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let ended: Option<String> = sqlx::query("SELECT ended_at FROM sessions WHERE id = $1 FOR SHARE")
+            .bind(parent)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<Option<String>, _>(0))
+            .transpose()?
+            .flatten();
+        if ended.is_some() {
+            return Ok(false);
+        }
+        write_in(&mut tx, &[Write::SessionNew(row.clone())]).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Locks `session`'s row for one decision; with `lock_owner`, the owner's row of `day` first (a decision
     /// that may hold budget against the owner's day). Two round trips after `BEGIN` with the owner, one
     /// without.
@@ -160,9 +246,11 @@ impl Shared {
             true => Some(lock_owner_day(&mut tx, owner, day).await?),
             false => None,
         };
+        // What the owner holds counts whatever day its hold was taken on: a request in flight at midnight is
+        // charged to the new day.
         let row = sqlx::query(
             "SELECT s.state, s.reserved_usd, s.phase, s.reason, s.ended_at, d.cost_usd, d.approved_usd, \
-             d.reserved_usd AS day_reserved FROM sessions s \
+             (SELECT SUM(h.reserved_usd) FROM user_daily h WHERE h.owner = $2) AS owner_held FROM sessions s \
              LEFT JOIN user_daily d ON d.owner = $2 AND d.day = $3 WHERE s.id = $1 FOR UPDATE OF s",
         )
         .bind(session)
@@ -174,14 +262,14 @@ impl Shared {
             Some(_) => Some((row.try_get("phase")?, row.try_get::<Option<String>, _>("reason")?.unwrap_or_default())),
             None => None,
         };
-        let (spent, approved, held) = match locked_day {
-            Some(d) => d,
+        let (spent, approved) = match locked_day {
+            Some((spent, approved, _)) => (spent, approved),
             None => (
                 row.try_get::<Option<f64>, _>("cost_usd")?.unwrap_or(0.0),
                 row.try_get::<Option<f64>, _>("approved_usd")?.unwrap_or(0.0),
-                row.try_get::<Option<f64>, _>("day_reserved")?.unwrap_or(0.0),
             ),
         };
+        let held = row.try_get::<Option<f64>, _>("owner_held")?.unwrap_or(0.0);
         Ok(Locked {
             state: state_of(session, &row.try_get::<String, _>("state")?)?,
             reserved: row.try_get("reserved_usd")?,
@@ -190,6 +278,7 @@ impl Shared {
             day_reserved: held,
             session: session.to_owned(),
             hold: None,
+            extra: Vec::new(),
             tx,
         })
     }
@@ -226,12 +315,12 @@ impl Shared {
     }
 
     /// Takes a hold outside a decision (an ask a human allowed): the owner's day, then the session.
-    pub async fn hold_now(&self, day: &str, hold: &HoldRow) -> Result<(), StoreError> {
+    pub async fn hold_now(&self, hold: &HoldRow) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        lock_owner_day(&mut tx, &hold.owner, day).await?;
+        lock_owner_day(&mut tx, &hold.owner, &hold.day).await?;
         let stmts = [
-            hold_insert(hold, day, &self.replica),
-            day_held(&hold.owner, day, hold.usd),
+            hold_insert(hold, &self.replica),
+            day_held(&hold.owner, &hold.day, hold.usd),
             session_held(&hold.session, None, hold.usd),
         ];
         write_combined(&mut tx, &stmts).await?;
@@ -241,9 +330,11 @@ impl Shared {
 
     /// Gives a hold back without a charge (the request failed before the upstream answered). A hold already
     /// gone (charged) stays charged.
-    pub async fn release(&self, hold: &str) -> Result<(), StoreError> {
+    pub async fn release(&self, hold: &HoldRef) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        if let Some((session, owner, day, usd)) = delete_hold(&mut tx, hold).await? {
+        // The owner's day first, as everywhere.
+        lock_owner_day(&mut tx, &hold.owner, &hold.day).await?;
+        if let Some((session, owner, day, usd)) = delete_hold(&mut tx, &hold.id).await? {
             write_combined(&mut tx, &[day_held(&owner, &day, -usd), session_held(&session, None, -usd)]).await?;
         }
         tx.commit().await?;
@@ -259,12 +350,18 @@ impl Shared {
         chain: &[String],
         charge: &ChargeRow,
         m: &Metering,
-        hold: Option<&str>,
+        hold: Option<&HoldRef>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         lock_owner_day(&mut tx, &charge.owner, &charge.day).await?;
+        // A hold taken on another day (before midnight): that day's row too, before any session's.
+        if let Some(h) = hold
+            && (h.owner != charge.owner || h.day != charge.day)
+        {
+            lock_owner_day(&mut tx, &h.owner, &h.day).await?;
+        }
         let held = match hold {
-            Some(h) => match delete_hold(&mut tx, h).await? {
+            Some(h) => match delete_hold(&mut tx, &h.id).await? {
                 Some(held) => Some(held),
                 None => return Ok(false),
             },
@@ -337,16 +434,6 @@ impl Shared {
         Ok(first)
     }
 
-    /// The answer kept for a session's tool call `tool_id`: `(call, ruling)` as JSON.
-    pub async fn decided_tool(&self, session: &str, tool_id: &str) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT call, ruling FROM decided_tools WHERE session = $1 AND tool_id = $2")
-            .bind(session)
-            .bind(tool_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?))).transpose()?)
-    }
-
     /// Keeps the answer to a session's tool call (the last one for its id) for a hook asking on any replica.
     pub async fn remember_tool(
         &self,
@@ -355,16 +442,8 @@ impl Shared {
         call: &str,
         ruling: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO decided_tools (session, tool_id, call, ruling) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (session, tool_id) DO UPDATE SET call = excluded.call, ruling = excluded.ruling",
-        )
-        .bind(session)
-        .bind(tool_id)
-        .bind(call)
-        .bind(ruling)
-        .execute(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        write_combined(&mut conn, &[remember_tool_stmt(session, tool_id, call, ruling)]).await?;
         Ok(())
     }
 
@@ -403,20 +482,36 @@ impl Locked {
     }
 
     /// Holds `hold.usd` against the session and the owner's day with the commit: the check that allowed the
-    /// request and the hold commit together. The owner's row must be locked (`lock` with `lock_owner`).
+    /// request and the hold commit together. The owner's row of `hold.day` must be locked (`lock` with
+    /// `lock_owner`, on that day).
     pub fn hold(&mut self, hold: HoldRow, replica: &str) {
         self.hold = Some((hold, replica.to_owned()));
+    }
+
+    /// The answer kept for this session's tool call `tool_id`, `(call, ruling)` as JSON, read under the lock.
+    pub async fn decided_tool(&mut self, tool_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT call, ruling FROM decided_tools WHERE session = $1 AND tool_id = $2")
+            .bind(&self.session)
+            .bind(tool_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?))).transpose()?)
+    }
+
+    /// Keeps the answer to this session's tool call `tool_id` with the commit.
+    pub fn remember_tool(&mut self, tool_id: &str, call: &str, ruling: &str) {
+        self.extra.push(remember_tool_stmt(&self.session, tool_id, call, ruling));
     }
 
     /// Writes the decision's rows (its state, audit rows, an approval) and its hold in one statement, and
     /// releases the locks: with `BEGIN`, the lock and `COMMIT`, four round trips for a decision.
     pub async fn commit(mut self, writes: &[Write]) -> Result<(), StoreError> {
         let mut stmts = statements_of(writes);
+        stmts.append(&mut self.extra);
         if let Some((h, replica)) = &self.hold {
-            let day = self.day.day.clone();
             fold_session_held(&mut stmts, &self.session, h.usd);
-            stmts.push(hold_insert(h, &day, replica));
-            let held = day_held(&h.owner, &day, h.usd);
+            stmts.push(hold_insert(h, replica));
+            let held = day_held(&h.owner, &h.day, h.usd);
             if writes.iter().any(|w| matches!(w, Write::UserDaily { .. })) {
                 // The owner's row changes twice (an approved threshold too): the hold's part on its own.
                 write_combined(&mut self.tx, &[held]).await?;

@@ -150,17 +150,20 @@ impl Shared {
             };
             let m = Metering { model, usage: Usage::default(), cost_usd: Some(usd) };
             let chain = self.chain(&session).await?;
-            if self.settle(&chain, &charge, &m, Some(&id)).await? {
+            let hold = super::HoldRef { id, owner: charge.owner.clone(), day: charge.day.clone() };
+            if self.settle(&chain, &charge, &m, Some(&hold)).await? {
                 charged.push((session, usd));
             }
         }
         Ok(charged)
     }
 
-    /// Runs this replica's side of the sharing until the gateway is dropped: policy pick-up, beats, and
-    /// sweeping dead replicas' holds. Errors are logged and tried again on the next round.
+    /// Runs this replica's side of the sharing until the gateway is dropped: policy pick-up and beats in one
+    /// task, sweeping dead replicas' holds in another (a sweep waiting on a lock must not stop the beats, or
+    /// this replica would be taken for dead). Errors are logged and tried again on the next round.
     pub fn spawn(&self, host: Weak<dyn Replica>) {
         let shared = self.clone();
+        let beats = host.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(POLICY_POLL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -169,7 +172,7 @@ impl Shared {
             let mut beaten: Option<String> = None;
             for round in 0u64.. {
                 tick.tick().await;
-                let Some(host) = host.upgrade() else { return };
+                let Some(host) = beats.upgrade() else { return };
                 match shared.pushed_policies(&host.revision()).await {
                     Ok(Some((revision, _))) if refused.as_deref() == Some(revision.as_str()) => {}
                     Ok(Some((revision, body))) => match serde_json::from_str::<PolicyPush>(&body) {
@@ -187,17 +190,22 @@ impl Shared {
                 }
                 // A new revision is told at once, so that whoever pushed sees which replicas enforce it.
                 let revision = host.revision();
-                let changed = beaten.as_deref() != Some(revision.as_str());
-                if round % beat_every != 0 && !changed {
+                if round % beat_every != 0 && beaten.as_deref() == Some(revision.as_str()) {
                     continue;
                 }
                 match shared.beat(&revision).await {
                     Ok(()) => beaten = Some(revision),
                     Err(e) => tracing::warn!(error = %e, "cannot record this replica's beat"),
                 }
-                if round % beat_every != 0 {
-                    continue;
-                }
+            }
+        });
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(BEAT);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(host) = host.upgrade() else { return };
                 match shared.sweep_dead_holds().await {
                     Ok(charged) => {
                         for (session, usd) in charged {
