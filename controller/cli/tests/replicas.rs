@@ -236,6 +236,9 @@ async fn a_policy_push_reaches_every_replica(f: &Fleet) {
         let refused = ask_model(&r.url, &token, mail, false).await;
         assert_eq!(refused.status(), 403, "replica {i} enforces the pushed PII rule");
     }
+    // Which replicas exist is the admin's to read, not a session's.
+    let as_session = client().get(format!("{}/v1/replicas", f.url())).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(as_session.status(), 403);
     let listed: Value =
         client().get(format!("{}/v1/replicas", f.url())).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
     let rows = listed["replicas"].as_array().unwrap();

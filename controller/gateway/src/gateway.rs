@@ -644,13 +644,32 @@ impl Gateway {
     /// The session, read from the database when another replica started it; whether it ended is current
     /// within [`REVALIDATE`].
     pub async fn find_session(&self, id: &str) -> Option<Arc<Session>> {
-        let s = match self.session(id) {
-            Some(s) => s,
-            None if self.shared.is_some() => self.load_session(SessionKey::Id, id).await?,
-            None => return None,
-        };
+        let s = self.known_session(id).await?;
         self.still_live(&s).await;
         Some(s)
+    }
+
+    /// The session as this gateway knows it, read from the database once when another replica started it;
+    /// whether it ended is not read again (for what never changes: its owner, its parent).
+    async fn known_session(&self, id: &str) -> Option<Arc<Session>> {
+        match self.session(id) {
+            Some(s) => Some(s),
+            None if self.shared.is_some() => self.load_session(SessionKey::Id, id).await,
+            None => None,
+        }
+    }
+
+    /// The session and its ancestors, child first (sub-agent cost rolls up): parents never change, so this
+    /// reads the database only for an ancestor this replica has not seen.
+    async fn chain_of(&self, s: &Arc<Session>) -> Vec<Arc<Session>> {
+        let mut chain = vec![s.clone()];
+        while let Some(p) = chain.last().and_then(|c| c.parent.clone()) {
+            match self.known_session(&p).await {
+                Some(p) if !chain.iter().any(|c| c.id == p.id) => chain.push(p),
+                _ => break,
+            }
+        }
+        chain
     }
 
     /// The session's state and what its requests in flight hold, as of now (on every replica).
@@ -1714,12 +1733,10 @@ impl Gateway {
         };
         if let Some(shared) = &self.shared {
             let held = hold.and_then(Reservation::hold_ref);
+            let chain: Vec<String> = self.chain_of(s).await.iter().map(|c| c.id.clone()).collect();
             let mut attempt = 0;
             let settled = loop {
-                let result = match shared.chain(&s.id).await {
-                    Ok(chain) => shared.settle(&chain, &charge, &m, held.as_ref()).await,
-                    Err(e) => Err(e),
-                };
+                let result = shared.settle(&chain, &charge, &m, held.as_ref()).await;
                 attempt += 1;
                 match result {
                     Err(e) if attempt < SETTLE_ATTEMPTS => {
@@ -1752,13 +1769,7 @@ impl Gateway {
             return Ok(m);
         }
         let mut writes = vec![Write::Charge(charge)];
-        let mut chain = vec![s.clone()];
-        while let Some(p) = chain.last().and_then(|c| c.parent.clone()).and_then(|p| self.session(&p)) {
-            if chain.iter().any(|c| c.id == p.id) {
-                break;
-            }
-            chain.push(p);
-        }
+        let chain = self.chain_of(s).await;
         self.store.admit().await?;
         // Lock the whole chain (child first, as everywhere) so that the snapshots are queued in order.
         let mut guards = Vec::with_capacity(chain.len());
