@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the harness CLIs the runner drives — Claude Code and Codex, at the versions Paddock is tested
-# with — into .ci/npm (node_modules/.bin/claude, node_modules/.bin/codex). Skipped when those versions are
+# with — and the reference MCP server the MCP tests put behind the gateway (server-everything) into .ci/npm
+# (node_modules/.bin/claude, node_modules/.bin/codex, node_modules/.bin/mcp-server-everything). One npm
+# install for all of them: npm prunes what a later install into the same prefix did not name. Skipped when those versions are
 # already there; npm's own cache (~/.npm) keeps the tarballs between runs. The harness tests fail, naming
 # this script, when the CLIs are missing; they are never skipped.
 # Keep the versions in step with controller/runner/src/harness/process.rs and charts/runner/Dockerfile.
@@ -9,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 CLAUDE_CODE_VERSION=2.1.331
 CODEX_VERSION=0.169.0
+MCP_EVERYTHING_VERSION=2026.8.31
 prefix=.ci/npm
 
 installed() { # package version
@@ -23,9 +26,10 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 
 if installed @anthropic-ai/claude-code "$CLAUDE_CODE_VERSION" && installed @openai/codex "$CODEX_VERSION" \
+  && installed @modelcontextprotocol/server-everything "$MCP_EVERYTHING_VERSION" \
   && "$prefix/node_modules/.bin/claude" --version >/dev/null 2>&1 \
   && "$prefix/node_modules/.bin/codex" --version >/dev/null 2>&1; then
-  echo "install-clis: claude-code $CLAUDE_CODE_VERSION and codex $CODEX_VERSION already in $prefix"
+  echo "install-clis: claude-code $CLAUDE_CODE_VERSION, codex $CODEX_VERSION and server-everything $MCP_EVERYTHING_VERSION already in $prefix"
   exit 0
 fi
 
@@ -34,7 +38,8 @@ mkdir -p "$prefix"
 [ -f "$prefix/package.json" ] || echo '{"name": "paddock-ci-clis", "private": true}' > "$prefix/package.json"
 # --foreground-scripts: Claude Code's postinstall puts its native binary in place of bin/claude.exe.
 npm install --prefix "$prefix" --no-audit --no-fund --no-save --foreground-scripts \
-  "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION"
+  "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION" \
+  "@modelcontextprotocol/server-everything@$MCP_EVERYTHING_VERSION"
 
 "$prefix/node_modules/.bin/claude" --version
 "$prefix/node_modules/.bin/codex" --version

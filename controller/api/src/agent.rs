@@ -78,6 +78,13 @@ pub struct AgentSpec {
     /// allowed as egress by this entry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<BrokeredCredential>,
+    /// MCP servers the agent may use. A remote server (`url`) is reached through the gateway, which offers
+    /// it to the harness at `/mcp/{name}`, decides every `tools/call` and its result, and injects the
+    /// `credentials` entry for the server's host (the sandbox never holds it). A stdio server (`command`)
+    /// runs inside the sandbox; its tool calls are judged by the response gate and the harness's hook, its
+    /// network goes through the egress proxy. Tools are named `mcp__{name}__{tool}` in every harness.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_servers: Vec<McpServer>,
     /// Limits on a single session of this agent.
     #[serde(default)]
     pub limits: AgentLimits,
@@ -198,6 +205,98 @@ pub struct SecretRef {
     pub secret_name: String,
     /// The key inside the Secret.
     pub key: String,
+}
+
+/// An MCP server an agent may use: remote (`url`) or stdio (`command`), exactly one of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpServer {
+    /// The server's name in tool names (`mcp__{name}__{tool}`): lowercase letters, digits and `-`, 1 to 32
+    /// characters, unique within the Agent.
+    pub name: String,
+    /// A remote server's endpoint (MCP streamable HTTP), `https://` (or `http://` for a server on the
+    /// gateway's own network). The gateway connects to it; the harness never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A stdio server: the program and its arguments, run inside the sandbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// A stdio server's plain environment. Never credentials: a stdio server reaches the network only
+    /// through the egress proxy, whose broker injects them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+}
+
+/// The longest MCP server name.
+pub const MCP_SERVER_NAME_MAX: usize = 32;
+
+impl McpServer {
+    /// Why this entry is invalid: the field (relative to the entry; empty for the entry as a whole) and the
+    /// message; `None` when it is valid.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        let n = &self.name;
+        if n.is_empty() || n.len() > MCP_SERVER_NAME_MAX {
+            return Some(("name", format!("`{n}` must be 1 to {MCP_SERVER_NAME_MAX} characters")));
+        }
+        if !n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+            return Some(("name", format!("`{n}` may hold only lowercase letters, digits and `-`")));
+        }
+        match (&self.url, self.command.is_empty()) {
+            (Some(_), false) => {
+                Some(("", "give `url` (a remote server) or `command` (a stdio server), not both".into()))
+            }
+            (None, true) => Some(("", "give `url` (a remote server) or `command` (a stdio server)".into())),
+            (Some(u), true) => {
+                if !self.env.is_empty() {
+                    return Some(("env", "only a stdio server (`command`) has an environment".into()));
+                }
+                mcp_url_problem(u).map(|e| ("url", e))
+            }
+            (None, false) => self.command[0].trim().is_empty().then(|| ("command", "the program is empty".into())),
+        }
+    }
+
+    /// Every problem of a list of servers: each entry's, and names given twice (index, field, message).
+    pub fn problems(servers: &[McpServer]) -> Vec<(usize, &'static str, String)> {
+        let mut out: Vec<_> =
+            servers.iter().enumerate().filter_map(|(i, s)| s.problem().map(|(f, m)| (i, f, m))).collect();
+        for (i, s) in servers.iter().enumerate() {
+            if servers[..i].iter().any(|o| o.name == s.name) {
+                out.push((i, "name", format!("`{}` names two servers", s.name)));
+            }
+        }
+        out
+    }
+
+    /// The remote server's host and port, from `url`.
+    pub fn host_port(&self) -> Option<(String, u16)> {
+        let u = self.url.as_deref()?;
+        let (scheme, rest) = u.split_once("://")?;
+        let authority = rest.split(['/', '?', '#']).next()?;
+        let default = if scheme == "https" { 443 } else { 80 };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (authority, default),
+        };
+        Some((host.to_ascii_lowercase(), port))
+    }
+}
+
+fn mcp_url_problem(u: &str) -> Option<String> {
+    let Some((scheme, rest)) = u.split_once("://") else {
+        return Some(format!("`{u}` is not a URL (https://host/path)"));
+    };
+    if scheme != "https" && scheme != "http" {
+        return Some(format!("`{u}`: only https:// and http:// are MCP endpoints"));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() || authority.contains('@') {
+        return Some(format!("`{u}`: needs a host, and no user or password (give those as `credentials`)"));
+    }
+    if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!("`{}`: white space or control characters", u.escape_debug()));
+    }
+    None
 }
 
 /// A credential the gateway injects into every request to `host` (e.g. a GitHub token for `github.com` and

@@ -13,6 +13,7 @@ pub mod egress;
 pub mod gateway;
 pub mod gitwire;
 mod journal;
+pub mod mcp;
 pub mod metrics;
 pub mod policies;
 pub mod proxy;

@@ -65,6 +65,10 @@ pub fn routes(gw: Arc<Gateway>) -> Router {
         .route("/v1/policies/decisions", get(api::policy_decisions))
         .route("/v1/replicas", get(api::replicas))
         .route("/v1/egress/ca.pem", get(crate::broker::ca_pem))
+        .route(
+            "/mcp/{server}",
+            axum::routing::any(crate::mcp::endpoint).with_state((gw.clone(), crate::mcp::McpEndpoints::new(gw.clone()))),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

@@ -230,6 +230,10 @@ fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
     if let Some(w) = &spec.workspace {
         check_workspace(ctx, obj, w, Some(spec));
     }
+    for (i, field, message) in paddock_api::McpServer::problems(&spec.mcp_servers) {
+        let at = p(&["spec", "mcpServers"]).idx(i);
+        ctx.error(obj, &if field.is_empty() { at } else { at.key(field) }, message);
+    }
     for (i, env) in spec.env.iter().enumerate() {
         let at = p(&["spec", "env"]).idx(i).key("name");
         if !is_env_name(&env.name) {

@@ -502,6 +502,20 @@ pub fn headroom_usd<'a>(
         .reduce(f64::min)
 }
 
+/// The enforced rule that denies every call of the tool `name` whatever its arguments (a `tool_allowlist`
+/// that does not list it, a `tool_denylist` that does), as `policy/rule`; `None` when some call of it
+/// could be allowed. A rule whose `action` turns its deny into an ask does not count.
+pub fn denies_every_call<'a>(policies: impl IntoIterator<Item = &'a CompiledPolicy>, name: &str) -> Option<String> {
+    let tool = ToolUse::new(name, Value::Object(Default::default()), None);
+    policies
+        .into_iter()
+        .filter(|p| p.mode == PolicyMode::Enforce)
+        .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
+        .filter(|(_, r)| r.phases.contains(&Phase::ToolCall) && matches!(r.action, None | Some(Verdict::Deny)))
+        .find(|(_, r)| r.builtin.denies_every_call(&tool))
+        .map(|(p, r)| format!("{}/{}", p.name, r.name))
+}
+
 /// The RuntimeClass a runner in `environment` must use under the enforced `enforce_sandbox` rules: the Agent's
 /// own `current` when every rule accepts it, else the first class (in the first rule's order) that every rule
 /// accepts; `Ok(current)` when no rule requires one. `Err` says why no class satisfies them all.

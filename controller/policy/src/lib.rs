@@ -27,7 +27,7 @@ pub mod written;
 pub use builtins::{Mutation, REGISTRY};
 pub use engine::{
     CompiledPolicy, Decision, Hit, Level, RuleError, compile_agent_rules, compile_policy, compile_session_rules,
-    evaluate, headroom_usd, required_runtime_class, selects, session_policy_name,
+    denies_every_call, evaluate, headroom_usd, required_runtime_class, selects, session_policy_name,
 };
 pub use event::{Event, GraphqlField, GraphqlOperation, RefUpdate, ToolCall, Usage, ZERO_OID};
 pub use set::{GovernedAgent, PolicySet, SetError};

@@ -226,12 +226,27 @@ impl ToolUse {
     /// `Bash` and `exec_command`), a `*` glob over the name (`mcp__github__*`), or an MCP-agnostic suffix
     /// (`create_issue` matches `mcp__github__create_issue`).
     pub fn matches(&self, pattern: &str) -> bool {
+        let mcp = self.kind == ToolKind::Mcp;
         pattern == self.name
             || (self.kind != ToolKind::Other && pattern == self.kind.as_str())
             || (pattern.contains('*') && glob_match(pattern, &self.name))
-            || (self.kind == ToolKind::Mcp
-                && ToolKind::of(pattern) == ToolKind::Other
-                && self.name.ends_with(&format!("__{pattern}")))
+            // Claude Code's `mcp__github__push_files`, Codex's `github__push_files`: one tool, either spelling
+            // in a rule.
+            || (mcp && ToolKind::of(pattern) == ToolKind::Mcp && {
+                let (p, n) = (mcp_canonical(pattern), mcp_canonical(&self.name));
+                p == n || (pattern.contains('*') && glob_match(&p, &n))
+            })
+            || (mcp && ToolKind::of(pattern) == ToolKind::Other && self.name.ends_with(&format!("__{pattern}")))
+    }
+}
+
+/// An MCP tool's name in the form of every rule and audit row, `mcp__server__tool`: Codex's `server__tool`
+/// gets the prefix; anything else is returned as it is.
+pub fn mcp_canonical(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.starts_with("mcp__") || ToolKind::of(name) != ToolKind::Mcp {
+        name.into()
+    } else {
+        format!("mcp__{name}").into()
     }
 }
 
@@ -300,6 +315,14 @@ mod tests {
     fn patterns() {
         let t = ToolUse::new("mcp__github__create_issue", json!({}), None);
         assert!(t.matches("mcp__github__*"));
+        // Codex's spelling of the same tool, against rules in either spelling.
+        let codex = ToolUse::new("github__create_issue", json!({}), None);
+        for rule in ["mcp__github__create_issue", "github__create_issue", "mcp__github__*", "github__*", "create_issue"]
+        {
+            assert!(codex.matches(rule), "{rule}");
+            assert!(t.matches(rule), "{rule}");
+        }
+        assert!(!codex.matches("mcp__gitlab__create_issue") && !codex.matches("mcp__github__delete_*"));
         assert!(t.matches("create_issue"));
         assert!(!t.matches("issue"));
         let b = ToolUse::new("Bash", json!({}), None);

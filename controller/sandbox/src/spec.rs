@@ -51,6 +51,8 @@ pub enum SandboxError {
     Credential { index: usize, field: &'static str, message: String },
     #[error("spec.workspace.{0}")]
     Workspace(#[from] WorkspaceProblem),
+    #[error("spec.mcpServers[{index}]{}{field}: {message}", if field.is_empty() { "" } else { "." })]
+    McpServer { index: usize, field: &'static str, message: String },
 }
 
 /// Why a `secretRefs` entry is refused, and what to write instead.
@@ -104,6 +106,9 @@ impl SandboxSpec {
             cpu_millis(&s.resources.cpu).map_err(|message| SandboxError::Quantity { field: "cpu", message })?;
         let memory_bytes =
             memory_bytes(&s.resources.memory).map_err(|message| SandboxError::Quantity { field: "memory", message })?;
+        if let Some((index, field, message)) = paddock_api::McpServer::problems(&agent.mcp_servers).into_iter().next() {
+            return Err(SandboxError::McpServer { index, field, message });
+        }
         let egress = s
             .egress
             .iter()

@@ -40,6 +40,8 @@ pub struct UpstreamCall {
     pub path: String,
     /// Tool calls the scripted model asked for in its answer.
     pub tool_calls: usize,
+    /// The request as the upstream received it (what the model was shown).
+    pub request: String,
 }
 
 /// The scripted model on its own port, recording what it answered.
@@ -79,11 +81,14 @@ impl Upstream {
 
 async fn record(rec: Arc<Mutex<Vec<UpstreamCall>>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    let resp = next.run(req).await;
+    let (parts, body) = req.into_parts();
+    let sent = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+    let request = String::from_utf8_lossy(&sent).into_owned();
+    let resp = next.run(Request::from_parts(parts, Body::from(sent))).await;
     let (parts, body) = resp.into_parts();
     let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
-    rec.lock().unwrap().push(UpstreamCall { path, tool_calls: count_tool_calls(&text) });
+    rec.lock().unwrap().push(UpstreamCall { path, tool_calls: count_tool_calls(&text), request });
     Response::from_parts(parts, Body::from(bytes))
 }
 

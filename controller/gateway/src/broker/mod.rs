@@ -86,6 +86,11 @@ impl Broker {
         Ok(Broker { config, ca, upstream_tls, connections, mirrors: None })
     }
 
+    /// The TLS client configuration for upstreams (the system's roots and `egress.trust`).
+    pub fn upstream_tls(&self) -> Arc<rustls::ClientConfig> {
+        self.upstream_tls.clone()
+    }
+
     pub fn config(&self) -> &EgressConfig {
         &self.config
     }

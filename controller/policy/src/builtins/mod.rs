@@ -121,6 +121,12 @@ pub trait Builtin: Send + Sync {
     fn required_runtime_classes(&self, _environment: &str) -> Option<&[String]> {
         None
     }
+
+    /// For tool-list rules: whether this rule denies every call of `tool`, whatever its arguments. The
+    /// gateway leaves such a tool out of an MCP server's `tools/list`.
+    fn denies_every_call(&self, _tool: &ToolUse) -> bool {
+        false
+    }
 }
 
 /// A builtin's entry in the registry.

@@ -115,7 +115,12 @@ impl Builtin for Pii {
         let mut parts = Vec::new();
         if count > 0 {
             let kinds = found.into_iter().collect::<Vec<_>>().join(", ");
-            parts.push(format!("the request contains {kinds} ({count} finding{})", if count == 1 { "" } else { "s" }));
+            let what = match event.phase {
+                Phase::ToolResult => "the tool result",
+                Phase::ToolCall | Phase::LlmResponse => "the tool call",
+                _ => "the request",
+            };
+            parts.push(format!("{what} contains {kinds} ({count} finding{})", if count == 1 { "" } else { "s" }));
         }
         if too_large > 0 {
             // Fail closed: what was not read is not known to be clean.

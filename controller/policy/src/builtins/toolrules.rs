@@ -60,6 +60,10 @@ impl Builtin for ToolList {
         }
         Ok(Outcome::allow())
     }
+
+    fn denies_every_call(&self, tool: &ToolUse) -> bool {
+        self.allow != self.p.tools.iter().any(|p| tool.matches(p))
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

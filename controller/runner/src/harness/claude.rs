@@ -47,8 +47,27 @@ pub fn settings(ctx: &RunContext) -> Value {
     })
 }
 
+/// The `--mcp-config` file: the Agent's servers only (with `--strict-mcp-config`). A remote server is the
+/// gateway's endpoint with the session token; a stdio one runs here with the egress proxy's environment.
+pub fn mcp_config(ctx: &RunContext) -> Value {
+    let servers: serde_json::Map<String, Value> = super::mcp_wiring(ctx)
+        .into_iter()
+        .map(|w| match w {
+            super::McpWiring::Remote { name, url } => (
+                name,
+                json!({"type": "http", "url": url, "headers": {"Authorization": format!("Bearer {}", ctx.gateway.token)}}),
+            ),
+            super::McpWiring::Stdio { name, program, args, env } => {
+                (name, json!({"type": "stdio", "command": program, "args": args, "env": env}))
+            }
+        })
+        .collect();
+    json!({"mcpServers": servers})
+}
+
 /// The command line (without the program).
-pub fn args(ctx: &RunContext, settings_file: &str) -> Vec<String> {
+/// `mcp_file`: the `--mcp-config` file, when the Agent has MCP servers.
+pub fn args(ctx: &RunContext, settings_file: &str, mcp_file: Option<&str>) -> Vec<String> {
     let mut a: Vec<String> = [
         "-p",
         "--output-format",
@@ -73,6 +92,10 @@ pub fn args(ctx: &RunContext, settings_file: &str) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if let Some(f) = mcp_file {
+        a.push("--mcp-config".into());
+        a.push(f.to_owned());
+    }
     if !ctx.agent.tools.is_empty() {
         a.push("--tools".into());
         a.push(ctx.agent.tools.join(","));
@@ -116,9 +139,16 @@ pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<Ru
     let home = private_home("paddock-claude-")?;
     let settings_file = home.path().join("paddock-settings.json");
     std::fs::write(&settings_file, serde_json::to_vec_pretty(&settings(ctx))?).map_err(HarnessError::Config)?;
+    let mcp_file = home.path().join("paddock-mcp.json");
+    let mcp_file = if ctx.agent.mcp_servers.is_empty() {
+        None
+    } else {
+        std::fs::write(&mcp_file, serde_json::to_vec_pretty(&mcp_config(ctx))?).map_err(HarnessError::Config)?;
+        Some(mcp_file.display().to_string())
+    };
     let mut proc = CliProcess::spawn(
         &program,
-        &args(ctx, &settings_file.display().to_string()),
+        &args(ctx, &settings_file.display().to_string(), mcp_file.as_deref()),
         &env(ctx, home.path()),
         &ctx.workspace,
         Some(ctx.prompt.clone()),

@@ -57,6 +57,28 @@ pub fn config_toml(ctx: &RunContext) -> String {
         // Top-level keys must come before the first table.
         c = c.replacen("\n[history]", &format!("developer_instructions = {}\n\n[history]", toml_str(i)), 1);
     }
+    // The Agent's MCP servers: a remote one at the gateway's endpoint (the token from the environment, never
+    // written here), a stdio one started by Codex inside the sandbox.
+    for w in super::mcp_wiring(ctx) {
+        match w {
+            super::McpWiring::Remote { name, url } => c.push_str(&format!(
+                "\n[mcp_servers.{}]\nurl = {}\nbearer_token_env_var = \"{KEY_VAR}\"\n",
+                toml_str(&name),
+                toml_str(&url)
+            )),
+            super::McpWiring::Stdio { name, program, args, env } => {
+                let args: Vec<String> = args.iter().map(|a| toml_str(a)).collect();
+                let env: Vec<String> = env.iter().map(|(k, v)| format!("{} = {}", toml_str(k), toml_str(v))).collect();
+                c.push_str(&format!(
+                    "\n[mcp_servers.{}]\ncommand = {}\nargs = [{}]\nenv = {{ {} }}\n",
+                    toml_str(&name),
+                    toml_str(&program),
+                    args.join(", "),
+                    env.join(", ")
+                ));
+            }
+        }
+    }
     c
 }
 

@@ -27,6 +27,36 @@ pub enum PhaseError {
 }
 
 /// Runs the Agent's harness under [`governed`].
+/// How a harness reaches one of the Agent's MCP servers: a remote one at the gateway's endpoint (the
+/// session token as bearer), a stdio one started in the sandbox with the egress proxy in its environment.
+pub enum McpWiring {
+    Remote { name: String, url: String },
+    Stdio { name: String, program: String, args: Vec<String>, env: std::collections::BTreeMap<String, String> },
+}
+
+/// The Agent's MCP servers as every harness wires them.
+pub fn mcp_wiring(ctx: &RunContext) -> Vec<McpWiring> {
+    ctx.agent
+        .mcp_servers
+        .iter()
+        .map(|s| match &s.url {
+            Some(_) => {
+                McpWiring::Remote { name: s.name.clone(), url: format!("{}/mcp/{}", ctx.gateway.base_url, s.name) }
+            }
+            None => {
+                let mut env = ctx.egress_env();
+                env.extend(s.env.iter().map(|e| (e.name.clone(), e.value.clone())));
+                McpWiring::Stdio {
+                    name: s.name.clone(),
+                    program: s.command[0].clone(),
+                    args: s.command[1..].to_vec(),
+                    env,
+                }
+            }
+        })
+        .collect()
+}
+
 pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<RunOutcome> {
     governed(ctx, transcript, |ctx| async move {
         match ctx.agent.harness {
@@ -141,4 +171,58 @@ async fn verdict(transcript: &Transcript, phase: Phase, tool: Option<&str>, r: &
             tool: tool.map(str::to_owned),
         })
         .await;
+}
+
+#[cfg(test)]
+mod mcp_wiring_tests {
+    use super::*;
+
+    fn ctx() -> RunContext {
+        let agent: paddock_api::AgentSpec = serde_json::from_value(serde_json::json!({
+            "harness": "claude-code", "model": "claude-sonnet-4-5",
+            "mcpServers": [
+                {"name": "github", "url": "https://api.githubcopilot.com/mcp/"},
+                {"name": "files", "command": ["mcp-server-filesystem", "/workspace"], "env": [{"name": "LOG", "value": "a \"b\""}]}
+            ]
+        }))
+        .unwrap();
+        RunContext {
+            agent_name: "a".into(),
+            model: agent.model.clone(),
+            agent,
+            prompt: "p".into(),
+            workspace: "/workspace".into(),
+            gateway: crate::client::GatewayClient::new("http://gw:6767", "s-1", "tok-secret"),
+            timeout: std::time::Duration::from_secs(60),
+            max_turns: 3,
+            paddock_bin: "/bin/paddock".into(),
+            ca_bundle: None,
+        }
+    }
+
+    #[test]
+    fn every_harness_reaches_a_remote_server_at_the_gateway_and_starts_a_stdio_one_in_the_sandbox() {
+        let c = ctx();
+        let claude = claude::mcp_config(&c);
+        let gh = &claude["mcpServers"]["github"];
+        assert_eq!(gh["type"], "http");
+        assert_eq!(gh["url"], "http://gw:6767/mcp/github", "never the server's own URL");
+        assert_eq!(gh["headers"]["Authorization"], "Bearer tok-secret");
+        let files = &claude["mcpServers"]["files"];
+        assert_eq!(files["command"], "mcp-server-filesystem");
+        assert_eq!(files["args"], serde_json::json!(["/workspace"]));
+        assert_eq!(files["env"]["LOG"], "a \"b\"");
+        assert!(files["env"]["HTTPS_PROXY"].as_str().is_some_and(|p| p.contains("gw:6767")), "{files}");
+
+        let toml = codex::config_toml(&c);
+        assert!(toml.contains("[mcp_servers.\"github\"]\nurl = \"http://gw:6767/mcp/github\"\nbearer_token_env_var = \"PADDOCK_TOKEN\""), "{toml}");
+        let remote = toml.split("[mcp_servers.\"github\"]").nth(1).unwrap().split("\n\n").next().unwrap();
+        assert!(!remote.contains("tok-secret"), "a remote server's token is read from the environment: {toml}");
+        assert!(!toml.contains("githubcopilot"), "{toml}");
+        assert!(
+            toml.contains("[mcp_servers.\"files\"]\ncommand = \"mcp-server-filesystem\"\nargs = [\"/workspace\"]"),
+            "{toml}"
+        );
+        assert!(toml.contains("\"LOG\" = \"a \\\"b\\\"\""), "{toml}");
+    }
 }

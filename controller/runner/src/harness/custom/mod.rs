@@ -4,6 +4,7 @@
 //! model (`tool_result`). Anything but an allow — including an unreachable gateway — stops the tool: it fails
 //! closed.
 
+mod mcp;
 pub mod tools;
 
 use paddock_api::AgentSpec;
@@ -182,12 +183,15 @@ impl Conversation {
 
 async fn run_loop(ctx: &RunContext, transcript: &Transcript, depth: usize) -> anyhow::Result<RunOutcome> {
     let wire = wire_for(&ctx.model)?;
+    let mcp = mcp::McpServers::connect(ctx, &ctx.agent).await?;
+    let mut tools = tool_specs(&ctx.agent);
+    tools.extend(mcp.tools.iter().cloned());
     let mut convo = Conversation {
         wire,
         model: ctx.model.clone(),
         system: ctx.agent.instructions.clone(),
         messages: vec![json!({"role": "user", "content": ctx.prompt})],
-        tools: tool_specs(&ctx.agent),
+        tools,
     };
     for _ in 0..ctx.max_turns {
         let resp = ctx.gateway.llm(convo.path(), &convo.request()).await?;
@@ -208,7 +212,7 @@ async fn run_loop(ctx: &RunContext, transcript: &Transcript, depth: usize) -> an
                     args: call.args.clone(),
                 })
                 .await;
-            let (text, is_error) = tool_turn(ctx, transcript, &call, depth).await;
+            let (text, is_error) = tool_turn(ctx, transcript, &call, depth, &convo.tools, &mcp).await;
             transcript.emit(TranscriptEvent::ToolResult { id: call.id.clone(), output: text.clone(), is_error }).await;
             results.push((call.id, text, is_error));
         }
@@ -218,10 +222,22 @@ async fn run_loop(ctx: &RunContext, transcript: &Transcript, depth: usize) -> an
 }
 
 /// One tool call: admitted, run, and its result admitted. Returns the text for the model.
-async fn tool_turn(ctx: &RunContext, transcript: &Transcript, call: &Call, depth: usize) -> (String, bool) {
-    let enabled = tool_specs(&ctx.agent).iter().any(|(n, _, _)| *n == call.name);
-    if !enabled {
+async fn tool_turn(
+    ctx: &RunContext,
+    transcript: &Transcript,
+    call: &Call,
+    depth: usize,
+    offered: &[(String, String, Value)],
+    mcp: &mcp::McpServers,
+) -> (String, bool) {
+    if !offered.iter().any(|(n, _, _)| *n == call.name) {
         return (format!("`{}` is not a tool of this agent", call.name), true);
+    }
+    if mcp.is_remote(&call.name) {
+        // The gateway decides the call and its result at its MCP endpoint; deciding here too would count the
+        // call twice. Its refusal comes back as the tool's error.
+        let out = mcp.call(&call.name, &call.args).await;
+        return (out.text, out.is_error);
     }
     let ask = Event {
         phase: Phase::ToolCall,
@@ -242,6 +258,7 @@ async fn tool_turn(ctx: &RunContext, transcript: &Transcript, call: &Call, depth
     }
     let out = match call.name.strip_prefix(AGENT_TOOL) {
         Some(sub) => sub_agent(ctx, sub, &call.args, depth).await,
+        None if call.name.starts_with(mcp::PREFIX) => mcp.call(&call.name, &call.args).await,
         None => tools::run(&ctx.workspace, &ctx.egress_env(), &call.name, &call.args).await,
     };
     let check = Event {

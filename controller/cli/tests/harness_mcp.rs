@@ -1,0 +1,129 @@
+//! MCP tool calls of real harnesses, governed at the protocol: the REAL Claude Code CLI and the custom harness,
+//! each run by `paddock runner` against a real gateway (scripted model) with a remote MCP server — the stand-in
+//! with Gmail-shaped tools — reached only through the gateway's `/mcp/google`. The model drafts a mail
+//! (allowed: it runs and its result reaches the model), sends one (denied: the server never runs it) and
+//! looks up a customer (the server runs it, but its result carries personal data and never reaches the
+//! model). The stand-in's log, the model's requests and the audit log show it.
+
+#[path = "../../gateway/tests/mcp_standin/mod.rs"]
+mod mcp_standin;
+mod support;
+
+use mcp_standin::StandIn;
+use support::*;
+
+const SCRIPT: &str = r#"
+scripts:
+  - name: mail
+    match: "mail the team"
+    turns:
+      - text: "Drafting the status mail, then sending it."
+        tool_calls:
+          - {name: mcp__google__gmail_create_draft, args: {to: "team", subject: "Status", body: "All green"}}
+          - {name: mcp__google__gmail_send_message, args: {to: "team", subject: "Status", body: "All green"}}
+        usage: {input_tokens: 900, output_tokens: 50}
+      - text: "Looking up the customer."
+        tool_calls:
+          - {name: mcp__google__lookup_customer, args: {name: "Jane"}}
+        usage: {input_tokens: 1000, output_tokens: 30}
+      - text: "Done: drafted; sending is not allowed; the customer record was withheld."
+        usage: {input_tokens: 1100, output_tokens: 20}
+"#;
+
+fn agents(url: &str) -> String {
+    let agent = |name: &str, harness: &str| {
+        format!(
+            r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {{name: {name}}}
+spec:
+  harness: {harness}
+  model: claude-sonnet-4-5
+  limits: {{maxTurns: 6, timeoutSeconds: 180}}
+  mcpServers:
+    - {{name: google, url: "{url}"}}
+  rules:
+    - {{name: mail, use: gmail}}
+    - {{name: pii-results, use: deny_pii_in_llm_request, on: [tool_result], with: {{pii_types: [email, ssn]}}}}
+"#
+        )
+    };
+    [agent("claude-mail", "claude-code"), agent("custom-mail", "custom")].join("---\n")
+}
+
+struct Run {
+    _dir: tempfile::TempDir,
+    standin: StandIn,
+    gw: TestGateway,
+    session: String,
+    run: RunnerRun,
+}
+
+async fn run(agent: &str, envs: &[(&str, &std::path::Path)]) -> Run {
+    let standin = StandIn::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let agents = agents(&standin.url);
+    let gw = TestGateway::start(&dir.join("gw"), &agents, SCRIPT).await;
+    let (session, token) = gw.session(agent).await;
+    let agent_file = dir.join("agent.yaml");
+    let doc = agents.split("---\n").find(|d| d.contains(&format!("name: {agent}}}"))).unwrap().to_owned();
+    std::fs::write(&agent_file, doc).unwrap();
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let run = run_runner(&agent_file, "Please mail the team the status.", &ws, &gw.url, &session, &token, envs).await;
+    Run { _dir: tmp, standin, gw, session, run }
+}
+
+/// What every harness must show.
+async fn check(harness: &str, r: &Run) {
+    let (standin, gw, session, run) = (&r.standin, &r.gw, r.session.as_str(), &r.run);
+    assert!(run.success, "{harness}: the session failed: {:#?}\n{}", run.events, run.stderr);
+    // Only the allowed calls ran at the server; the send never reached it.
+    assert_eq!(standin.ran(), ["gmail_create_draft", "lookup_customer"], "{harness}");
+    let requests: Vec<String> = gw.upstream.calls().into_iter().map(|c| c.request).collect();
+    // The draft's result reached the model; the customer record never did, in any request.
+    assert!(requests.iter().any(|r| r.contains("draft-7")), "{harness}: the draft's result never reached the model");
+    for r in &requests {
+        assert!(!r.contains("078-05-1120") && !r.contains("jane.roe@example.com"), "{harness}: PII reached the model");
+    }
+    assert!(!format!("{:?}", run.events).contains("078-05-1120"), "{harness}: PII in the transcript");
+    let audit = gw.audit(session).await;
+    let verdicts = |tool: &str| -> Vec<(String, String)> {
+        audit
+            .iter()
+            .filter(|r| r["tool"] == tool)
+            .map(|r| (r["phase"].as_str().unwrap_or("").to_owned(), r["verdict"].as_str().unwrap_or("").to_owned()))
+            .collect()
+    };
+    let send = verdicts("mcp__google__gmail_send_message");
+    assert!(send.iter().any(|(_, v)| v == "deny") && send.iter().all(|(_, v)| v != "allow"), "{harness}: {send:?}");
+    let lookup = verdicts("mcp__google__lookup_customer");
+    assert!(lookup.contains(&("tool_result".into(), "deny".into())), "{harness}: {lookup:?}");
+    let draft = verdicts("mcp__google__gmail_create_draft");
+    assert!(draft.contains(&("tool_call".into(), "allow".into())), "{harness}: {draft:?}");
+    // Coverage, from the audit log: every MCP call the model asked for has a decision naming server and tool.
+    let asked = ["mcp__google__gmail_create_draft", "mcp__google__gmail_send_message", "mcp__google__lookup_customer"];
+    let decided = asked.iter().filter(|t| !verdicts(t).is_empty()).count();
+    assert_eq!(decided, asked.len(), "{harness}: {audit:#?}");
+    let at_endpoint = audit
+        .iter()
+        .filter(|r| r["phase"] == "tool_result" && r["tool"].as_str().is_some_and(|t| t.starts_with("mcp__")))
+        .count();
+    println!(
+        "MCP coverage ({harness}): tool calls decided {decided} / {} = 100%; ran at the server {}; results decided {at_endpoint}",
+        asked.len(),
+        standin.ran().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_custom_harness_calls_mcp_tools_through_the_gateway() {
+    check("custom", &run("custom-mail", &[]).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_calls_mcp_tools_through_the_gateway() {
+    let bin = cli("claude", "PADDOCK_CLAUDE_BIN");
+    check("claude-code", &run("claude-mail", &[("PADDOCK_CLAUDE_BIN", &bin)]).await).await;
+}

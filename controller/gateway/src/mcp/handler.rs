@@ -1,0 +1,152 @@
+//! The MCP server the harness talks to: `tools/list` and `tools/call` of the Agent's remote server, decided
+//! by the session's policies on the way. Other requests (resources, prompts, completion) are not offered:
+//! the gateway cannot yet judge them, and what it cannot judge it does not pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use paddock_api::{Phase, Verdict};
+use paddock_policy::Event;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::Value;
+
+use super::upstream::{Client, UpstreamError, Upstreams};
+use super::{McpTarget, tool_name};
+use crate::gateway::{Gateway, Ruling};
+
+pub struct McpProxy {
+    gw: Arc<Gateway>,
+    upstreams: Arc<Upstreams>,
+}
+
+impl McpProxy {
+    pub fn new(gw: Arc<Gateway>, upstreams: Arc<Upstreams>) -> McpProxy {
+        McpProxy { gw, upstreams }
+    }
+
+    async fn client(&self, t: &McpTarget) -> Result<Client, McpError> {
+        self.upstreams.client(&t.session, &t.server, &self.gw).await.map_err(|e| {
+            tracing::warn!(session = %t.session.id, server = %t.server.name, error = %e, "MCP upstream");
+            McpError::internal_error(e.to_string(), None)
+        })
+    }
+
+    /// Decides `event` for the target's session and, for an ask, waits until a human (or the approval's
+    /// expiry) has decided: the call is held, never passed while pending.
+    async fn decide_held(&self, t: &McpTarget, event: Event) -> Result<Ruling, McpError> {
+        let wait = Duration::from_secs(self.gw.limits.decide_wait_seconds.max(1));
+        let mut ruling = self.gw.decide(&t.session, event, wait).await.map_err(internal)?;
+        while ruling.verdict == Verdict::Ask && ruling.status == "pending" {
+            let id = ruling.approval_id.clone().expect("an ask has an approval");
+            if t.session.ended().is_some() {
+                return Ok(Ruling::refusal(None, "the session ended while the call waited for approval"));
+            }
+            ruling = self.gw.wait_for(&id, wait).await.map_err(internal)?;
+        }
+        Ok(ruling)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> McpError {
+    McpError::internal_error(e.to_string(), None)
+}
+
+fn target(ctx: &RequestContext<RoleServer>) -> Result<McpTarget, McpError> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<McpTarget>())
+        .cloned()
+        .ok_or_else(|| McpError::invalid_request("no session: use the session's MCP endpoint", None))
+}
+
+/// A tool result the model reads instead of the server's: why Paddock refused.
+fn refused(what: &str, name: &str, r: &Ruling) -> CallToolResponse {
+    let by = r.policy.as_deref().map(|p| format!(" (policy `{p}`)")).unwrap_or_default();
+    CallToolResult::error(vec![ContentBlock::text(format!("Paddock refused {what} `{name}`: {}{by}", r.reason))]).into()
+}
+
+impl ServerHandler for McpProxy {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("paddock-gateway", env!("CARGO_PKG_VERSION")))
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let t = target(&ctx)?;
+        let client = self.client(&t).await?;
+        let mut list = client.list_tools(request).await.map_err(|e| {
+            self.upstreams.forget(&t.session, &t.server.name);
+            internal(UpstreamError::Call(t.server.name.clone(), e.to_string()))
+        })?;
+        let set = self.gw.policies();
+        let Some(agent) = set.agent(&t.session.namespace, &t.session.agent) else {
+            return Err(McpError::invalid_request("the session's agent is no longer governed here", None));
+        };
+        list.tools.retain(|tool| {
+            let name = tool_name(&t.server.name, &tool.name);
+            paddock_policy::denies_every_call(t.session.levels(agent), &name).is_none()
+        });
+        Ok(list)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let t = target(&ctx)?;
+        let name = tool_name(&t.server.name, &request.name);
+        let args = Value::Object(request.arguments.clone().unwrap_or_default());
+        let call = Event { phase: Phase::ToolCall, tool: Some(name.clone()), args, ..Default::default() };
+        let ruling = self.decide_held(&t, call.clone()).await?;
+        if !ruling.allowed() {
+            return Ok(refused("the call", &name, &ruling));
+        }
+        let mut request = request;
+        // Rules may rewrite what is sent (redaction): the server gets the arguments as decided.
+        let args = ruling.event.map(|e| e.args).unwrap_or(call.args);
+        request.arguments = match &args {
+            Value::Object(m) => Some(m.clone()),
+            _ => None,
+        };
+        let client = self.client(&t).await?;
+        let result = match client.call_tool(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.upstreams.forget(&t.session, &t.server.name);
+                let why = UpstreamError::Call(t.server.name.clone(), e.to_string());
+                return Ok(CallToolResult::error(vec![ContentBlock::text(why.to_string())]).into());
+            }
+        };
+        let output = serde_json::to_value(&result).map_err(internal)?;
+        let seen = Event {
+            phase: Phase::ToolResult,
+            tool: Some(name.clone()),
+            args,
+            output: Some(output),
+            is_error: result.is_error.unwrap_or(false),
+            ..Default::default()
+        };
+        let ruling = self.decide_held(&t, seen).await?;
+        if !ruling.allowed() {
+            return Ok(refused("the result of", &name, &ruling));
+        }
+        // A rewritten result (redaction) replaces the server's.
+        match ruling.event.and_then(|e| e.output) {
+            Some(rewritten) => {
+                let r: CallToolResult = serde_json::from_value(rewritten).map_err(internal)?;
+                Ok(r.into())
+            }
+            None => Ok(result.into()),
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! MCP through the gateway, over loopback, with an MCP client (rmcp) in the harness's place and stand-in MCP
+//! servers (Gmail-, Drive- and GitHub-shaped tools) behind it: `tools/list` leaves out what the Agent's rules
+//! never allow, an allowed call runs and its result comes back, a denied one never reaches the server (its
+//! log shows it did not run), an ask is held until a human approves, a result with personal data never
+//! reaches the harness, the server gets the brokered credential and never the session token, and the audit
+//! log names server and tool.
+
+mod mcp_standin;
+mod support;
+
+use std::time::Duration;
+
+use mcp_standin::StandIn;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RunningService, ServiceExt};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceError};
+use serde_json::{Value, json};
+use support::*;
+
+const GITHUB_TOKEN: &str = "ghp_mcpbrokered0123456789";
+
+async fn gateway(dir: &std::path::Path, google: &StandIn, github: &StandIn) -> TestGateway {
+    write_repo(dir);
+    let agent = format!(
+        r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {{name: mcp-agent}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+  mcpServers:
+    - {{name: google, url: "http://google.mcp.test:{gp}/mcp"}}
+    - {{name: github, url: "http://github.mcp.test:{hp}/mcp"}}
+    - {{name: files, command: [mcp-server-filesystem, /workspace]}}
+  credentials:
+    - {{host: "github.mcp.test:{hp}", secretName: mcp-github, key: token}}
+  rules:
+    - {{name: mail, use: gmail}}
+    - {{name: drive, use: gdrive, with: {{read_all: false, read_files: [doc-1]}}}}
+    - {{name: no-delete, use: tool_denylist, with: {{tools: [mcp__github__delete_file]}}}}
+    - {{name: issues-asked, use: tool_denylist, with: {{tools: [mcp__github__create_issue]}}, action: ask}}
+    - {{name: pii-results, use: deny_pii_in_llm_request, on: [tool_result], with: {{pii_types: [email, ssn]}}}}
+"#,
+        gp = google.port,
+        hp = github.port
+    );
+    std::fs::write(dir.join("repo/agents/mcp-agent.yaml"), agent).unwrap();
+    std::fs::create_dir_all(dir.join("secrets/mcp-github")).unwrap();
+    std::fs::write(dir.join("secrets/mcp-github/token"), GITHUB_TOKEN).unwrap();
+    let mut cfg = config(dir);
+    cfg.egress.secrets_dir = Some(dir.join("secrets"));
+    for host in ["google.mcp.test", "github.mcp.test"] {
+        cfg.egress.resolve.insert(host.into(), "127.0.0.1".parse().unwrap());
+    }
+    TestGateway::with_config(dir, cfg).await
+}
+
+type Client = RunningService<RoleClient, ()>;
+
+async fn connect(t: &TestGateway, server: &str, token: &str) -> Result<Client, String> {
+    let config = StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp/{server}", t.url)).auth_header(token);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let transport = StreamableHttpClientTransport::with_client(reqwest_mcp::Client::new(), config);
+    ().serve(transport).await.map_err(|e| e.to_string())
+}
+
+async fn call(c: &Client, tool: &str, args: Value) -> Result<CallToolResult, ServiceError> {
+    let mut p = CallToolRequestParams::new(tool.to_owned());
+    p.arguments = args.as_object().cloned();
+    c.call_tool(p).await
+}
+
+fn text(r: &CallToolResult) -> String {
+    serde_json::to_value(&r.content).unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_calls_are_decided_at_the_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let (google, github) = (StandIn::start().await, StandIn::start().await);
+    let t = gateway(dir.path(), &google, &github).await;
+    let (session, token) = t.session("mcp-agent").await;
+
+    // tools/list: the denylisted tool is not offered; the one that is only asked about is.
+    let gh = connect(&t, "github", &token).await.unwrap();
+    let names: Vec<String> = gh.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    assert!(!names.contains(&"delete_file".to_string()), "{names:?}");
+    assert!(names.contains(&"create_issue".to_string()) && names.contains(&"push_files".to_string()), "{names:?}");
+
+    // Allowed: a draft runs and its result reaches the harness.
+    let g = connect(&t, "google", &token).await.unwrap();
+    let r = call(&g, "gmail_create_draft", json!({"to": "bob", "subject": "hi", "body": "x"})).await.unwrap();
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    assert!(text(&r).contains("draft-7"), "{r:?}");
+
+    // Denied: sending never reaches the server.
+    let r = call(&g, "gmail_send_message", json!({"to": "bob", "subject": "hi", "body": "x"})).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    assert!(text(&r).contains("sending mail is not allowed"), "{r:?}");
+    // A denylisted tool the harness calls anyway (it was never offered) does not run either.
+    let r = call(&gh, "delete_file", json!({"owner": "acme", "repo": "webshop", "path": "README.md"})).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    // The github rule judges the MCP tool by its arguments: a push to a repository it may not write.
+    let r = call(&gh, "push_files", json!({"owner": "acme", "repo": "other", "branch": "main"})).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    // Drive: a file not on the read list.
+    let r = call(&g, "drive_read_file", json!({"file_id": "doc-9"})).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    let r = call(&g, "drive_read_file", json!({"file_id": "doc-1"})).await.unwrap();
+    assert!(text(&r).contains("contents of doc-1"), "{r:?}");
+
+    // A result carrying personal data: the server ran, the harness gets a refusal instead of the record.
+    let r = call(&g, "lookup_customer", json!({"name": "Jane"})).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    assert!(!text(&r).contains("078-05-1120") && !text(&r).contains("jane.roe"), "{r:?}");
+    assert!(text(&r).contains("the tool result contains"), "{r:?}");
+
+    assert_eq!(google.ran(), ["gmail_create_draft", "drive_read_file", "lookup_customer"]);
+    assert!(github.ran().is_empty(), "{:?}", github.ran());
+
+    // An ask holds the call until a human decides; then it runs.
+    let held = {
+        let gh = gh.peer().clone();
+        tokio::spawn(async move {
+            let mut p = CallToolRequestParams::new("create_issue");
+            p.arguments = json!({"owner": "acme", "repo": "webshop", "title": "Broken"}).as_object().cloned();
+            gh.call_tool(p).await
+        })
+    };
+    let approval = wait_for_approval(&t, &session).await;
+    assert!(github.ran().is_empty(), "ran before approval: {:?}", github.ran());
+    let r = t.settle(&approval, "approve", ADMIN, Some(json!({"reason": "fine"}))).await;
+    assert_eq!(r.status(), 200);
+    let r = held.await.unwrap().unwrap();
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    assert!(text(&r).contains("issues/42"), "{r:?}");
+    assert_eq!(github.ran(), ["create_issue"]);
+
+    // The github server got the brokered credential, never the session token; the other server got neither.
+    let sent = github.calls()[0].authorization.clone();
+    assert_eq!(sent.as_deref(), Some(format!("Bearer {GITHUB_TOKEN}").as_str()));
+    assert!(google.calls().iter().all(|c| c.authorization.is_none()), "{:?}", google.calls());
+
+    // The audit log names server and tool.
+    let audit = t.audit(&session).await;
+    let row = |tool: &str, phase: &str| {
+        audit.iter().find(|r| r["tool"] == tool && r["phase"] == phase).unwrap_or_else(|| panic!("{tool}: {audit:?}"))
+    };
+    assert_eq!(row("mcp__google__gmail_send_message", "tool_call")["verdict"], "deny");
+    assert_eq!(row("mcp__google__gmail_create_draft", "tool_call")["verdict"], "allow");
+    assert_eq!(row("mcp__google__lookup_customer", "tool_result")["verdict"], "deny");
+    assert_eq!(row("mcp__github__delete_file", "tool_call")["verdict"], "deny");
+}
+
+async fn wait_for_approval(t: &TestGateway, session: &str) -> String {
+    for _ in 0..200 {
+        let r = t.client.get(format!("{}/v1/approvals", t.url)).bearer_auth(ADMIN).send().await.unwrap();
+        let list: Value = r.json().await.unwrap();
+        if let Some(a) = list.as_array().and_then(|a| {
+            a.iter().find(|a| a["session"] == session && a["status"] == "pending" && a["rule"] == "issues-asked")
+        }) {
+            return a["id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no pending approval for the MCP call");
+}
+
+#[tokio::test]
+async fn an_mcp_endpoint_admits_only_a_live_token_of_an_agent_with_that_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (google, github) = (StandIn::start().await, StandIn::start().await);
+    let t = gateway(dir.path(), &google, &github).await;
+    let (session, token) = t.session("mcp-agent").await;
+    let post = |server: &str, token: Option<&str>| {
+        let mut r = t
+            .client
+            .post(format!("{}/mcp/{server}", t.url))
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+        if let Some(tok) = token {
+            r = r.bearer_auth(tok);
+        }
+        r.send()
+    };
+    assert_eq!(post("google", None).await.unwrap().status(), 401);
+    assert_eq!(post("google", Some("not-a-token")).await.unwrap().status(), 401);
+    // The admin credential is no session: it acts for nobody at an MCP endpoint.
+    assert_eq!(post("google", Some(ADMIN)).await.unwrap().status(), 401);
+    // A server the Agent does not have, and a stdio server (it runs in the sandbox, not here).
+    let r = post("gitlab", Some(&token)).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("no MCP server `gitlab`"));
+    assert_eq!(post("files", Some(&token)).await.unwrap().status(), 404);
+    // Another agent's session has none of these servers.
+    let (_, other) = t.session("coder").await;
+    assert_eq!(post("google", Some(&other)).await.unwrap().status(), 404);
+    // Once the session ends its token opens nothing, and no call reached a server on the way.
+    let c = connect(&t, "google", &token).await.unwrap();
+    t.gw.end_session(&session, "Succeeded", "done").await.unwrap();
+    assert!(call(&c, "echo", json!({"text": "late"})).await.is_err() || google.ran().is_empty());
+    assert_eq!(post("google", Some(&token)).await.unwrap().status(), 401);
+    assert!(google.ran().is_empty(), "{:?}", google.ran());
+}
+
+/// The reference MCP server from npm (`@modelcontextprotocol/server-everything`, installed by
+/// `.ci/install-clis.sh`), serving streamable HTTP on its own port; its stdout is its log.
+struct Everything {
+    child: tokio::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Everything {
+    async fn start(dir: &std::path::Path) -> Everything {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/npm/node_modules");
+        let main = root.join("@modelcontextprotocol/server-everything/dist/index.js");
+        assert!(main.exists(), "{} is missing: run .ci/install-clis.sh", main.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = dir.join("everything.log");
+        let child = tokio::process::Command::new("node")
+            .arg(main)
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Everything { child, port, log };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server-everything did not listen on {port}");
+    }
+
+    /// The POSTs it received, by its own log.
+    fn posts(&self) -> usize {
+        std::fs::read_to_string(&self.log).unwrap_or_default().matches("Received MCP POST request").count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_mcp_server_from_npm_behind_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut everything = Everything::start(dir.path()).await;
+    write_repo(dir.path());
+    let agent = format!(
+        r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {{name: everything-agent}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+  mcpServers:
+    - {{name: everything, url: "http://127.0.0.1:{}/mcp"}}
+  rules:
+    - {{name: no-env, use: tool_denylist, with: {{tools: [mcp__everything__get-env]}}}}
+    - {{name: pii-results, use: deny_pii_in_llm_request, on: [tool_result], with: {{pii_types: [ssn]}}}}
+"#,
+        everything.port
+    );
+    std::fs::write(dir.path().join("repo/agents/everything.yaml"), agent).unwrap();
+    let t = TestGateway::with_config(dir.path(), config(dir.path())).await;
+    let (session, token) = t.session("everything-agent").await;
+    let c = connect(&t, "everything", &token).await.unwrap();
+
+    let names: Vec<String> = c.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    assert!(names.contains(&"echo".to_string()) && names.contains(&"get-sum".to_string()), "{names:?}");
+    assert!(!names.contains(&"get-env".to_string()), "a denylisted tool was offered: {names:?}");
+
+    let r = call(&c, "echo", json!({"message": "hello"})).await.unwrap();
+    assert!(text(&r).contains("Echo: hello"), "{r:?}");
+    let r = call(&c, "get-sum", json!({"a": 2, "b": 3})).await.unwrap();
+    assert!(text(&r).contains('5'), "{r:?}");
+
+    // Denied: the server never receives the call (its own log counts no POST for it).
+    let before = everything.posts();
+    let r = call(&c, "get-env", json!({})).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    assert!(text(&r).contains("denylist"), "{r:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(everything.posts(), before, "the denied call reached the server");
+
+    // The server echoes an SSN: it ran, but the harness gets a refusal, not the number.
+    let r = call(&c, "echo", json!({"message": "SSN 078-05-1120"})).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    assert!(!text(&r).contains("078-05-1120"), "{r:?}");
+
+    let audit = t.audit(&session).await;
+    assert!(audit.iter().any(|r| r["tool"] == "mcp__everything__get-env" && r["verdict"] == "deny"), "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["tool"] == "mcp__everything__echo" && r["phase"] == "tool_result" && r["verdict"] == "deny")
+    );
+    everything.child.kill().await.ok();
+}
