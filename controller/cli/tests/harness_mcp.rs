@@ -1,4 +1,4 @@
-//! MCP tool calls of real harnesses, governed at the protocol: the REAL Claude Code CLI and the custom harness,
+//! MCP tool calls of real harnesses, governed at the protocol: the REAL Claude Code and Codex CLIs and the custom harness,
 //! each run by `paddock runner` against a real gateway (scripted model) with a remote MCP server — the stand-in
 //! with Gmail-shaped tools — reached only through the gateway's `/mcp/google`. The model drafts a mail
 //! (allowed: it runs and its result reaches the model), sends one (denied: the server never runs it) and
@@ -48,7 +48,9 @@ spec:
 "#
         )
     };
-    [agent("claude-mail", "claude-code"), agent("custom-mail", "custom")].join("---\n")
+    // Codex speaks the Responses API: a gpt model, the same servers and rules.
+    let codex = agent("codex-mail", "codex").replace("claude-sonnet-4-5", "gpt-5-codex");
+    [agent("claude-mail", "claude-code"), agent("custom-mail", "custom"), codex].join("---\n")
 }
 
 struct Run {
@@ -126,4 +128,10 @@ async fn the_custom_harness_calls_mcp_tools_through_the_gateway() {
 async fn claude_code_calls_mcp_tools_through_the_gateway() {
     let bin = cli("claude", "PADDOCK_CLAUDE_BIN");
     check("claude-code", &run("claude-mail", &[("PADDOCK_CLAUDE_BIN", &bin)]).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_calls_mcp_tools_through_the_gateway() {
+    let bin = cli("codex", "PADDOCK_CODEX_BIN");
+    check("codex", &run("codex-mail", &[("PADDOCK_CODEX_BIN", &bin)]).await).await;
 }

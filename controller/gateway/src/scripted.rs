@@ -340,8 +340,14 @@ fn responses_items(id: &str, t: &Turn) -> Vec<Value> {
                           "content": [{"type": "output_text", "text": t.text, "annotations": []}]}));
     }
     for (i, c) in t.tool_calls.iter().enumerate() {
-        items.push(json!({"type": "function_call", "id": format!("fc_{id}_{i}"), "call_id": call_id(id, i),
-                          "name": c.name, "arguments": c.args.to_string(), "status": "completed"}));
+        let mut item = json!({"type": "function_call", "id": format!("fc_{id}_{i}"), "call_id": call_id(id, i),
+                              "name": c.name, "arguments": c.args.to_string(), "status": "completed"});
+        // An MCP tool is called in its server's namespace, as the Responses API does (`mcp__s__t` → `mcp__s`, `t`).
+        if let Some((server, tool)) = c.name.strip_prefix("mcp__").and_then(|r| r.split_once("__")) {
+            item["namespace"] = json!(format!("mcp__{server}"));
+            item["name"] = json!(tool);
+        }
+        items.push(item);
     }
     items
 }

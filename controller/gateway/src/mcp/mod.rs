@@ -56,6 +56,10 @@ impl McpEndpoints {
             .with_legacy_session_mode(true)
             .with_json_response(true)
             .disable_allowed_hosts()
+            // Harnesses send no `Origin`; a browser does. A page on another site gets 403 even with a token it
+            // came by (DNS rebinding, a token pasted into a page); loopback pages, as MCP's own inspector, pass.
+            .with_allowed_origins(["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"])
+            .enforce_origin_validation()
             .with_max_request_body_bytes(MAX_REQUEST_BYTES);
         McpEndpoints { service: StreamableHttpService::new(factory, Arc::new(LocalSessionManager::default()), config) }
     }

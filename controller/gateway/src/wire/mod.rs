@@ -180,7 +180,16 @@ impl Wire {
                             || ["bash_", "text_editor_", "computer_", "memory_"].iter().any(|c| kind.starts_with(c))
                     }
                     Wire::Chat => kind == "function" || kind.is_empty(),
-                    Wire::Responses => matches!(kind, "function" | "custom" | "local_shell"),
+                    // A `namespace` groups client-side tools: Codex offers each MCP server's tools as the
+                    // namespace `mcp__{server}` (its calls carry `namespace` and are decided as
+                    // `mcp__{server}__{tool}`). Kept when every tool in it is a function; Codex's other
+                    // namespaces (its own sub-agents) stay out, as before.
+                    Wire::Responses => {
+                        matches!(kind, "function" | "custom" | "local_shell")
+                            || (kind == "namespace"
+                                && t["name"].as_str().is_some_and(|n| n.starts_with("mcp__"))
+                                && t["tools"].as_array().is_some_and(|ts| ts.iter().all(|x| x["type"] == "function")))
+                    }
                 };
                 if !client_side {
                     removed.push(kind.to_owned());
@@ -328,6 +337,15 @@ mod tests {
         let mut b = json!({"model": "m", "tools": [{"type": "function", "name": "shell"}, {"type": "web_search"},
             {"type": "file_search"}, {"type": "custom", "name": "apply_patch"}]});
         assert_eq!(Wire::Responses.prepare(&mut b, "m", true), ["web_search", "file_search"]);
+        // Codex's MCP namespaces stay (their calls are decided like any function's); a namespace holding a
+        // provider-hosted tool, and Codex's own sub-agent namespace, do not.
+        let mut b = json!({"model": "m", "tools": [
+            {"type": "namespace", "name": "mcp__google", "tools": [{"type": "function", "name": "gmail_send_message"}]},
+            {"type": "namespace", "name": "mcp__x", "tools": [{"type": "function", "name": "f"}, {"type": "web_search"}]},
+            {"type": "namespace", "name": "multi_agent_v1", "tools": [{"type": "function", "name": "spawn"}]}]});
+        assert_eq!(Wire::Responses.prepare(&mut b, "m", true), ["namespace", "namespace"]);
+        assert_eq!(b["tools"][0]["name"], "mcp__google");
+        assert_eq!(b["tools"].as_array().unwrap().len(), 1);
         let mut b = json!({"model": "m", "stream": true, "web_search_options": {}, "tools": [{"type": "function"}],
                            "functions": [{"name": "f"}], "function_call": "auto"});
         assert_eq!(Wire::Chat.prepare(&mut b, "m", true), ["web_search_options", "functions", "function_call"]);

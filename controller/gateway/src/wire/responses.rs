@@ -26,6 +26,16 @@ fn item_id(item: &Value) -> String {
     item["call_id"].as_str().or(item["id"].as_str()).unwrap_or_default().to_owned()
 }
 
+/// A call's name as every rule reads it: a tool of a `namespace` tool (Codex offers each MCP server's tools
+/// as the namespace `mcp__{server}` and runs `{namespace, name}`) is `{namespace}__{name}`, the name the
+/// gateway's MCP endpoint and the other harnesses give it.
+fn namespaced(namespace: Option<&str>, name: &str) -> String {
+    match namespace.filter(|n| !n.is_empty()) {
+        Some(ns) => format!("{ns}__{name}"),
+        None => name.to_owned(),
+    }
+}
+
 /// The call an output item asks for. `local_shell_call` has no name: it is the `local_shell` tool.
 pub fn call_of(item: &Value) -> PendingCall {
     let (name, args) = match item["type"].as_str() {
@@ -35,7 +45,7 @@ pub fn call_of(item: &Value) -> PendingCall {
             json!({"input": item["input"].as_str().unwrap_or_default()}),
         ),
         _ => (
-            item["name"].as_str().unwrap_or_default().to_owned(),
+            namespaced(item["namespace"].as_str(), item["name"].as_str().unwrap_or_default()),
             parse_args(item["arguments"].as_str().unwrap_or_default()),
         ),
     };
@@ -211,6 +221,17 @@ mod tests {
 
     fn ev(v: Value) -> Sse {
         Sse::json(v["type"].as_str(), &v)
+    }
+
+    #[test]
+    fn a_namespaced_call_is_decided_under_its_whole_name() {
+        let item = json!({"type": "function_call", "call_id": "c", "namespace": "mcp__google", "name": "gmail_send_message",
+                          "arguments": "{\"to\":\"x\"}"});
+        let call = call_of(&item);
+        assert_eq!(call.name, "mcp__google__gmail_send_message");
+        assert_eq!(call.args, json!({"to": "x"}));
+        // A namespace cannot hide a tool behind an empty one, nor an empty name behind a namespace.
+        assert_eq!(call_of(&json!({"type": "function_call", "namespace": "", "name": "shell"})).name, "shell");
     }
 
     #[test]

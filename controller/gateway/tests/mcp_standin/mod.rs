@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ListToolsResult, PaginatedRequestParams,
-    ServerCapabilities, ServerConfig, Tool,
+    ResourceContents, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -59,11 +59,47 @@ fn tools() -> Vec<Tool> {
         Tool::new("delete_file", "Delete a file", schema(json!({"owner": s, "repo": s, "path": s}))),
         Tool::new("echo", "Echo the text back", schema(json!({"text": s}))),
         Tool::new("lookup_customer", "A customer's record", schema(json!({"name": s}))),
+        // The tools the official conformance suite's server scenarios call (`tools-call-*`).
+        Tool::new("test_simple_text", "Returns text", schema(json!({}))),
+        Tool::new("test_image_content", "Returns an image", schema(json!({}))),
+        Tool::new("test_audio_content", "Returns audio", schema(json!({}))),
+        Tool::new("test_embedded_resource", "Returns a resource", schema(json!({}))),
+        Tool::new("test_multiple_content_types", "Returns text, an image and a resource", schema(json!({}))),
+        Tool::new("test_error_handling", "Fails", schema(json!({}))),
     ]
+}
+
+/// A 1×1 PNG and a tiny WAV, base64.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
+const WAV: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA=";
+
+/// The conformance suite's tools.
+fn conformance_answer(tool: &str) -> Option<CallToolResult> {
+    let resource = || ContentBlock::resource(ResourceContents::text("Resource text", "test://embedded"));
+    Some(match tool {
+        "test_simple_text" => {
+            CallToolResult::success(vec![ContentBlock::text("This is a simple text response for testing.")])
+        }
+        "test_image_content" => CallToolResult::success(vec![ContentBlock::image(PNG, "image/png")]),
+        "test_audio_content" => CallToolResult::success(vec![ContentBlock::audio(WAV, "audio/wav")]),
+        "test_embedded_resource" => CallToolResult::success(vec![resource()]),
+        "test_multiple_content_types" => CallToolResult::success(vec![
+            ContentBlock::text("Multiple content types test:"),
+            ContentBlock::image(PNG, "image/png"),
+            resource(),
+        ]),
+        "test_error_handling" => {
+            CallToolResult::error(vec![ContentBlock::text("This tool intentionally returns an error for testing")])
+        }
+        _ => return None,
+    })
 }
 
 /// What a tool answers.
 fn answer(tool: &str, args: &Value) -> CallToolResult {
+    if let Some(r) = conformance_answer(tool) {
+        return r;
+    }
     let text = match tool {
         "gmail_create_draft" => json!({"id": "draft-7", "status": "draft"}).to_string(),
         "gmail_send_message" => json!({"id": "msg-1", "status": "sent"}).to_string(),
