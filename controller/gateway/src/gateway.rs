@@ -55,6 +55,8 @@ pub struct Session {
     /// Tool calls already decided by the response gate, so that a harness hook asking again about the same
     /// call gets the same answer and the call is counted once.
     decided_tools: Mutex<VecDeque<(DecidedCall, Ruling)>>,
+    /// Ids of `decided_tools` entries an MCP `tools/call` has used (see [`Gateway::decided_for_mcp`]).
+    mcp_used: Mutex<std::collections::HashSet<String>>,
     /// The next transcript sequence number, once known.
     next_event: tokio::sync::Mutex<Option<i64>>,
     /// Live transcript events for followers.
@@ -108,6 +110,7 @@ impl Session {
             state: tokio::sync::Mutex::new(state),
             reserved: Mutex::new(0.0),
             decided_tools: Mutex::new(VecDeque::new()),
+            mcp_used: Mutex::new(Default::default()),
             next_event: tokio::sync::Mutex::new(None),
             live: tokio::sync::broadcast::channel(1024).0,
             credentials,
@@ -1446,6 +1449,23 @@ impl Gateway {
             });
         }
         writes.push(Write::SessionState { id: s.id.clone(), state: serde_json::to_string(&*st).expect("state") });
+    }
+
+    /// For the MCP endpoint: the allow already given to this very call (tool and arguments) by the response
+    /// gate or a hook, if no MCP request has used it yet. A `tools/call` carries no id of the model's call;
+    /// matching it to one decided call keeps it from being decided and counted twice. Each decided call
+    /// serves one `tools/call`: a second identical request (a process in the sandbox calling on its own) is
+    /// decided afresh. `None`: decide it.
+    pub fn decided_for_mcp(&self, s: &Session, tool: &str, args: &serde_json::Value) -> Option<Ruling> {
+        let d = s.decided_tools.lock().expect("tools");
+        let mut used = s.mcp_used.lock().expect("mcp used");
+        let (k, r) =
+            d.iter().find(|(k, r)| r.allowed() && k.tool == tool && k.args == *args && !used.contains(&k.id))?;
+        if used.len() >= DECIDED_TOOLS_KEPT {
+            used.retain(|id| d.iter().any(|(k, _)| k.id == *id));
+        }
+        used.insert(k.id.clone());
+        Some(r.clone())
     }
 
     /// Keeps a tool call's answer for a hook asking again (in the database too, for the other replicas,

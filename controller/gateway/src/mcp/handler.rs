@@ -107,7 +107,10 @@ impl ServerHandler for McpProxy {
         let name = tool_name(&t.server.name, &request.name);
         let args = Value::Object(request.arguments.clone().unwrap_or_default());
         let call = Event { phase: Phase::ToolCall, tool: Some(name.clone()), args, ..Default::default() };
-        let ruling = self.decide_held(&t, call.clone()).await?;
+        let ruling = match self.gw.decided_for_mcp(&t.session, &name, &call.args) {
+            Some(r) => r,
+            None => self.decide_held(&t, call.clone()).await?,
+        };
         if !ruling.allowed() {
             return Ok(refused("the call", &name, &ruling));
         }
