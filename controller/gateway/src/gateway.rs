@@ -57,6 +57,10 @@ pub struct Session {
     decided_tools: Mutex<VecDeque<(DecidedCall, Ruling)>>,
     /// Ids of `decided_tools` entries an MCP `tools/call` has used (see [`Gateway::decided_for_mcp`]).
     mcp_used: Mutex<std::collections::HashSet<String>>,
+    /// Tool calls a human approved when the response gate asked about them at `llm_response`: the call's
+    /// id, the `(policy, rule)` asks the approval answered, and the approving ruling. The same call's
+    /// `tool_call` decision then does not ask again for the same rules (see [`Gateway::answered_ask`]).
+    approved_calls: Mutex<VecDeque<ApprovedCall>>,
     /// The next transcript sequence number, once known.
     next_event: tokio::sync::Mutex<Option<i64>>,
     /// Live transcript events for followers.
@@ -111,6 +115,7 @@ impl Session {
             reserved: Mutex::new(0.0),
             decided_tools: Mutex::new(VecDeque::new()),
             mcp_used: Mutex::new(Default::default()),
+            approved_calls: Mutex::new(VecDeque::new()),
             next_event: tokio::sync::Mutex::new(None),
             live: tokio::sync::broadcast::channel(1024).0,
             credentials,
@@ -189,6 +194,28 @@ impl DecidedCall {
     }
 }
 
+/// A tool call a human approved at `llm_response` (see [`Session::approved_calls`]).
+struct ApprovedCall {
+    id: String,
+    tool: String,
+    args: serde_json::Value,
+    asks: Vec<(String, String)>,
+    ruling: Ruling,
+}
+
+/// The call an `llm_response` ask of one tool call is about (with the asks and the pending ruling), for
+/// [`Session::approved_calls`] once a human approves it.
+fn asked_call(event: &Event, asks: Vec<(String, String)>, ruling: &Ruling) -> Option<ApprovedCall> {
+    let ([call], Phase::LlmResponse) = (event.tool_calls.as_slice(), event.phase) else { return None };
+    let id = call.id.clone().filter(|i| !i.is_empty())?;
+    Some(ApprovedCall { id, tool: call.name.clone(), args: call.args.clone(), asks, ruling: ruling.clone() })
+}
+
+/// The `(policy, rule)` of each ask of a decision.
+fn ask_keys(d: &paddock_policy::Decision) -> Vec<(String, String)> {
+    d.asks.iter().map(|h| (h.policy.clone(), h.rule.clone())).collect()
+}
+
 /// The answer to one event.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Ruling {
@@ -242,6 +269,9 @@ struct PendingApproval {
     ruling: Ruling,
     updates: Vec<StateUpdate>,
     tool: Option<(String, Option<String>)>,
+    /// The one tool call an `llm_response` ask is about, and the `(policy, rule)` it asks for: kept for the
+    /// call's `tool_call` decision once approved (see [`Gateway::answered_ask`]).
+    call: Option<ApprovedCall>,
     tx: watch::Sender<Option<Resolution>>,
 }
 
@@ -1259,10 +1289,24 @@ impl Gateway {
             a.reason = hit.reason.clone();
             writes.push(Write::Audit(a));
         }
+        if let Some(answered) = self.answered_ask(s, &event, &decision) {
+            // A human already approved this very call for these rules when the response gate asked.
+            decision.verdict = Verdict::Allow;
+            decision.reason = format!(
+                "approved by {} for this call at llm_response ({})",
+                answered.decided_by.as_deref().unwrap_or("a human"),
+                answered.approval_id.as_deref().unwrap_or("approval")
+            );
+            ruling.verdict = Verdict::Allow;
+            ruling.reason = decision.reason.clone();
+            ruling.decided_by = answered.decided_by;
+            ruling.approval_id = answered.approval_id;
+        }
         audit.policy = decision.policy.clone();
         audit.rule = decision.rule.clone();
         audit.verdict = Verdict::as_str(decision.verdict).into();
         audit.reason = decision.reason.clone();
+        let asked = ask_keys(&decision);
         match decision.verdict {
             Verdict::Allow => {
                 self.apply(s, guard.state(), &decision.state_updates, &mut writes);
@@ -1315,6 +1359,7 @@ impl Gateway {
                     ruling: ruling.clone(),
                     updates: decision.state_updates.clone(),
                     tool: tool.clone(),
+                    call: asked_call(&event, asked, &ruling),
                     tx,
                 };
                 self.approvals.lock().expect("approvals").insert(id.clone(), Arc::new(Mutex::new(pending)));
@@ -1449,6 +1494,23 @@ impl Gateway {
             });
         }
         writes.push(Write::SessionState { id: s.id.clone(), state: serde_json::to_string(&*st).expect("state") });
+    }
+
+    /// The human approval that already answers every ask of `decision`, a `tool_call` decision of a call
+    /// approved at `llm_response` for the same rules: one call, one approval. A rule that asks only at
+    /// `tool_call`, or another call, still asks.
+    fn answered_ask(&self, s: &Session, event: &Event, decision: &paddock_policy::Decision) -> Option<Ruling> {
+        if decision.verdict != Verdict::Ask || event.phase != Phase::ToolCall {
+            return None;
+        }
+        let id = event.tool_id.as_deref().filter(|i| !i.is_empty())?;
+        let asks = ask_keys(decision);
+        let calls = s.approved_calls.lock().expect("approved calls");
+        // The very call the human saw: its id, tool and arguments (a hook or runner cannot reuse an approval
+        // for other arguments under the same id).
+        let c =
+            calls.iter().rev().find(|c| c.id == id && Some(&c.tool) == event.tool.as_ref() && c.args == event.args)?;
+        asks.iter().all(|a| c.asks.contains(a)).then(|| c.ruling.clone())
     }
 
     /// For the MCP endpoint: the allow already given to this very call (tool and arguments) by the response
@@ -1605,11 +1667,28 @@ impl Gateway {
         r: Resolution,
         record: bool,
     ) -> Result<ApprovalRow, GatewayError> {
-        let (session, ruling, updates, tool, mut row, phase) = {
-            let p = entry.lock().expect("approval");
-            (p.session.clone(), p.ruling.clone(), p.updates.clone(), p.tool.clone(), p.row.clone(), p.row.phase.clone())
+        let (session, ruling, updates, tool, mut row, phase, call) = {
+            let mut p = entry.lock().expect("approval");
+            let call = p.call.take();
+            (
+                p.session.clone(),
+                p.ruling.clone(),
+                p.updates.clone(),
+                p.tool.clone(),
+                p.row.clone(),
+                p.row.phase.clone(),
+                call,
+            )
         };
         let approved = r.approved && session.ended().is_none();
+        if let (true, Some(mut call)) = (approved, call) {
+            call.ruling = final_ruling(&ruling, &r);
+            let mut calls = session.approved_calls.lock().expect("approved calls");
+            if calls.len() >= DECIDED_TOOLS_KEPT {
+                calls.pop_front();
+            }
+            calls.push_back(call);
+        }
         let status = if approved {
             "approved"
         } else if r.by == "timeout" {

@@ -407,3 +407,36 @@ async fn the_mcp_endpoint_passes_the_official_conformance_suite_for_a_proxy_of_t
     assert!(audit.iter().any(|r| r["tool"] == "mcp__conformance__test_error_handling" && r["phase"] == "tool_result"));
     forwarder.abort();
 }
+
+/// One call, one approval: a call a human approved when the response gate asked (`llm_response`) is not asked
+/// about again at its `tool_call` decision — but only that very call (id, tool and arguments).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_call_is_not_asked_about_twice_and_its_approval_serves_no_other_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let (google, github) = (StandIn::start().await, StandIn::start().await);
+    let t = gateway(dir.path(), &google, &github).await;
+    let (session, token) = t.session("mcp-agent").await;
+    let decide = |event: Value| {
+        let url = format!("{}/v1/sessions/{session}/decide?wait=false", t.url);
+        let r = t.client.post(url).bearer_auth(&token).json(&event).send();
+        async move { r.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let tool = "mcp__github__create_issue";
+    let args = json!({"owner": "acme", "repo": "webshop", "title": "Broken"});
+    let r = decide(json!({"phase": "llm_response", "model": "claude-sonnet-4-5",
+        "tool_calls": [{"id": "call-1", "name": tool, "args": args}]}))
+    .await;
+    assert_eq!(r["status"], "pending", "{r}");
+    let aid = r["approval_id"].as_str().unwrap().to_owned();
+    assert_eq!(t.settle(&aid, "approve", ADMIN, Some(json!({"reason": "ok"}))).await.status(), 200);
+    // The runner's or hook's tool_call decision of the same call: allowed with the human's answer.
+    let r = decide(json!({"phase": "tool_call", "tool": tool, "args": args, "tool_id": "call-1"})).await;
+    assert_eq!(r["verdict"], "allow", "{r}");
+    assert_eq!(r["decided_by"], "admin", "{r}");
+    // Other arguments under the same id, or the same arguments under another id: asked about afresh.
+    let other = json!({"owner": "acme", "repo": "webshop", "title": "Something else"});
+    let r = decide(json!({"phase": "tool_call", "tool": tool, "args": other, "tool_id": "call-1"})).await;
+    assert_eq!(r["status"], "pending", "{r}");
+    let r = decide(json!({"phase": "tool_call", "tool": tool, "args": args, "tool_id": "call-2"})).await;
+    assert_eq!(r["status"], "pending", "{r}");
+}
