@@ -218,6 +218,10 @@ pub struct McpServer {
     /// gateway's own network). The gateway connects to it; the harness never does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// A remote server's transport: `streamable-http` (the default) or `sse` (the older HTTP+SSE transport:
+    /// `url` is its event stream, which names where messages are posted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<McpTransport>,
     /// A stdio server: the program and its arguments, run inside the sandbox.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
@@ -225,6 +229,15 @@ pub struct McpServer {
     /// through the egress proxy, whose broker injects them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+}
+
+/// How the gateway talks to a remote MCP server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum McpTransport {
+    #[default]
+    StreamableHttp,
+    Sse,
 }
 
 /// The longest MCP server name.
@@ -251,6 +264,9 @@ impl McpServer {
                     return Some(("env", "only a stdio server (`command`) has an environment".into()));
                 }
                 mcp_url_problem(u).map(|e| ("url", e))
+            }
+            (None, false) if self.transport.is_some() => {
+                Some(("transport", "only a remote server (`url`) has a transport; a stdio server speaks stdio".into()))
             }
             (None, false) => self.command[0].trim().is_empty().then(|| ("command", "the program is empty".into())),
         }

@@ -12,7 +12,9 @@ pub mod policy;
 pub mod session;
 pub mod status;
 
-pub use agent::{Agent, AgentSpec, AgentStatus, BrokeredCredential, CredentialScheme, Harness, McpServer};
+pub use agent::{
+    Agent, AgentSpec, AgentStatus, BrokeredCredential, CredentialScheme, Harness, McpServer, McpTransport,
+};
 pub use approval::{Approval, ApprovalSpec, ApprovalStatus, Decision};
 pub use gitsource::{GitSource, GitSourceSpec, GitSourceStatus};
 pub use policy::{Phase, Policy, PolicyRule, PolicySpec, PolicyStatus, Verdict};

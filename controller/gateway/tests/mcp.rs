@@ -226,15 +226,16 @@ struct Everything {
 }
 
 impl Everything {
-    async fn start(dir: &std::path::Path) -> Everything {
+    /// `mode`: `streamableHttp` (at `/mcp`) or `sse` (the older transport, at `/sse`).
+    async fn start(dir: &std::path::Path, mode: &str) -> Everything {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/npm/node_modules");
         let main = root.join("@modelcontextprotocol/server-everything/dist/index.js");
         assert!(main.exists(), "{} is missing: run .ci/install-clis.sh", main.display());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = dir.join("everything.log");
+        let log = dir.join(format!("everything-{mode}.log"));
         let child = tokio::process::Command::new("node")
             .arg(main)
-            .arg("streamableHttp")
+            .arg(mode)
             .env("PORT", port.to_string())
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::process::Stdio::null())
@@ -259,7 +260,7 @@ impl Everything {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_mcp_server_from_npm_behind_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let mut everything = Everything::start(dir.path()).await;
+    let mut everything = Everything::start(dir.path(), "streamableHttp").await;
     write_repo(dir.path());
     let agent = format!(
         r#"apiVersion: paddock.dev/v1alpha1
@@ -439,4 +440,30 @@ async fn an_approved_call_is_not_asked_about_twice_and_its_approval_serves_no_ot
     assert_eq!(r["status"], "pending", "{r}");
     let r = decide(json!({"phase": "tool_call", "tool": tool, "args": args, "tool_id": "call-2"})).await;
     assert_eq!(r["status"], "pending", "{r}");
+}
+
+/// The same server over MCP's older HTTP+SSE transport (`transport: sse`): the gateway opens the event
+/// stream, posts to the endpoint it names, and decides as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_the_older_sse_transport_behind_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut everything = Everything::start(dir.path(), "sse").await;
+    write_repo(dir.path());
+    let agent = format!(
+        "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {{name: sse-agent}}\nspec:\n  harness: custom\n  model: claude-sonnet-4-5\n  mcpServers:\n    - {{name: everything, url: \"http://127.0.0.1:{}/sse\", transport: sse}}\n  rules:\n    - {{name: no-env, use: tool_denylist, with: {{tools: [get-env]}}}}\n",
+        everything.port
+    );
+    std::fs::write(dir.path().join("repo/agents/sse.yaml"), agent).unwrap();
+    let t = TestGateway::with_config(dir.path(), config(dir.path())).await;
+    let (session, token) = t.session("sse-agent").await;
+    let c = connect(&t, "everything", &token).await.unwrap();
+    let names: Vec<String> = c.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
+    assert!(names.contains(&"echo".to_string()) && !names.contains(&"get-env".to_string()), "{names:?}");
+    let r = call(&c, "echo", json!({"message": "over sse"})).await.unwrap();
+    assert!(text(&r).contains("Echo: over sse"), "{r:?}");
+    let r = call(&c, "get-env", json!({})).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    let audit = t.audit(&session).await;
+    assert!(audit.iter().any(|r| r["tool"] == "mcp__everything__echo" && r["verdict"] == "allow"), "{audit:?}");
+    everything.child.kill().await.ok();
 }

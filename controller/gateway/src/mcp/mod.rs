@@ -9,6 +9,7 @@
 //! gives them; rules written for that name match Codex's and the custom harness's calls alike.
 
 mod handler;
+mod legacy_sse;
 mod upstream;
 
 use std::sync::Arc;

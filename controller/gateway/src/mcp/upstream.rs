@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use paddock_api::McpServer;
+use paddock_api::{McpServer, McpTransport};
 use rmcp::RoleClient;
 use rmcp::service::{RunningService, ServiceExt};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
+use super::legacy_sse::LegacySse;
 use crate::gateway::{Gateway, Session};
 
 /// Open connections at most; the oldest is closed for a new one beyond this.
@@ -66,11 +67,10 @@ impl Upstreams {
             return Ok(c.clone());
         }
         let url = server.url.clone().expect("a remote server");
-        let mut config = StreamableHttpClientTransportConfig::with_uri(url);
+        let mut headers = HashMap::new();
         if let Some((host, port)) = server.host_port()
             && let Some(cred) = gw.broker.credential(s, &host, port)
         {
-            let mut headers = HashMap::new();
             let name = http::HeaderName::from_bytes(cred.header.as_bytes());
             let value = http::HeaderValue::from_str(&cred.value);
             match (name, value) {
@@ -80,13 +80,26 @@ impl Upstreams {
                 }
                 _ => return Err(UpstreamError::Connect(server.name.clone(), "its credential is no header".into())),
             }
-            config = config.custom_headers(headers);
         }
-        let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
-        let client = tokio::time::timeout(self.connect_timeout * 2, ().serve(transport))
+        let connect = async {
+            match server.transport.unwrap_or_default() {
+                McpTransport::StreamableHttp => {
+                    let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
+                    let transport = StreamableHttpClientTransport::with_client(self.http.clone(), config);
+                    ().serve(transport).await.map_err(|e| e.to_string())
+                }
+                McpTransport::Sse => {
+                    let transport = LegacySse::connect(self.http.clone(), &url, headers.into_iter().collect())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    ().serve(transport).await.map_err(|e| e.to_string())
+                }
+            }
+        };
+        let client = tokio::time::timeout(self.connect_timeout * 2, connect)
             .await
             .map_err(|_| UpstreamError::Connect(server.name.clone(), "no answer to `initialize`".into()))?
-            .map_err(|e| UpstreamError::Connect(server.name.clone(), e.to_string()))?;
+            .map_err(|e| UpstreamError::Connect(server.name.clone(), e))?;
         let client = Arc::new(client);
         let n = self.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut open = self.open.lock().expect("mcp upstreams");
