@@ -467,3 +467,49 @@ async fn a_server_on_the_older_sse_transport_behind_the_gateway() {
     assert!(audit.iter().any(|r| r["tool"] == "mcp__everything__echo" && r["verdict"] == "allow"), "{audit:?}");
     everything.child.kill().await.ok();
 }
+
+/// The state rules keep from MCP results: `gmail` learns the drafts this session created (only those may be
+/// changed), and `risk_score` adds a result's sensitivity label to the session's score, after which a guarded
+/// tool is refused. Decided from real MCP traffic, end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gmail_and_risk_score_learn_from_mcp_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let google = StandIn::start().await;
+    write_repo(dir.path());
+    let agent = format!(
+        r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {{name: stateful}}
+spec:
+  harness: custom
+  model: claude-sonnet-4-5
+  mcpServers:
+    - {{name: google, url: "{}"}}
+  rules:
+    - {{name: mail, use: gmail}}
+    - name: risk
+      use: risk_score
+      with: {{threshold: 50, sensitive_labels: {{confidential: 60}}, guarded_tools: [mcp__google__gmail_create_draft], escalate_action: deny}}
+"#,
+        google.url
+    );
+    std::fs::write(dir.path().join("repo/agents/stateful.yaml"), agent).unwrap();
+    let t = TestGateway::with_config(dir.path(), config(dir.path())).await;
+    let (session, token) = t.session("stateful").await;
+    let g = connect(&t, "google", &token).await.unwrap();
+    // Not a draft of this session: refused.
+    let r = call(&g, "gmail_update_draft", json!({"draft_id": "draft-7", "body": "x"})).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    // Created here (the id comes back in the result, which the rule reads at tool_result): then it may change.
+    call(&g, "gmail_create_draft", json!({"to": "team", "subject": "s", "body": "b"})).await.unwrap();
+    let r = call(&g, "gmail_update_draft", json!({"draft_id": "draft-7", "body": "y"})).await.unwrap();
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    // A confidential file raises the score past the threshold: the guarded tool is refused from now on.
+    let r = call(&g, "drive_read_file", json!({"file_id": "secret-plan"})).await.unwrap();
+    assert!(text(&r).contains("plans"), "{r:?}");
+    assert_eq!(t.session_info(&session).await["riskScore"], 60);
+    let r = call(&g, "gmail_create_draft", json!({"to": "team", "subject": "s", "body": "b"})).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{r:?}");
+    assert!(text(&r).contains("risk score"), "{r:?}");
+    assert_eq!(google.ran(), ["gmail_create_draft", "gmail_update_draft", "drive_read_file"]);
+}

@@ -52,6 +52,7 @@ fn tools() -> Vec<Tool> {
     vec![
         Tool::new("gmail_create_draft", "Draft an e-mail", schema(json!({"to": s, "subject": s, "body": s}))),
         Tool::new("gmail_send_message", "Send an e-mail", schema(json!({"to": s, "subject": s, "body": s}))),
+        Tool::new("gmail_update_draft", "Change a draft", schema(json!({"draft_id": s, "body": s}))),
         Tool::new("drive_read_file", "Read a Drive file", schema(json!({"file_id": s}))),
         Tool::new("drive_update_file", "Write a Drive file", schema(json!({"file_id": s, "content": s}))),
         Tool::new("create_issue", "Open an issue", schema(json!({"owner": s, "repo": s, "title": s}))),
@@ -103,7 +104,12 @@ fn answer(tool: &str, args: &Value) -> CallToolResult {
     let text = match tool {
         "gmail_create_draft" => json!({"id": "draft-7", "status": "draft"}).to_string(),
         "gmail_send_message" => json!({"id": "msg-1", "status": "sent"}).to_string(),
-        "drive_read_file" => format!("contents of {}", args["file_id"].as_str().unwrap_or("?")),
+        // A file whose id starts with `secret` comes with a sensitivity label, as Drive's API reports one.
+        "drive_read_file" => match args["file_id"].as_str().unwrap_or("?") {
+            id if id.starts_with("secret") => json!({"id": id, "classification": "confidential", "text": "plans"}).to_string(),
+            id => format!("contents of {id}"),
+        },
+        "gmail_update_draft" => json!({"id": args["draft_id"], "status": "draft"}).to_string(),
         "drive_update_file" => "updated".into(),
         "create_issue" => json!({"number": 42, "html_url": "https://github.com/acme/web/issues/42"}).to_string(),
         "push_files" => json!({"commit": "0123abcd"}).to_string(),
