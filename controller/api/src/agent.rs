@@ -79,8 +79,8 @@ pub struct AgentSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<BrokeredCredential>,
     /// MCP servers the agent may use. A remote server (`url`) is reached through the gateway, which offers
-    /// it to the harness at `/mcp/{name}`, decides every `tools/call` and its result, and injects the
-    /// `credentials` entry for the server's host (the sandbox never holds it). A stdio server (`command`)
+    /// it to the harness at `/mcp/{name}`, decides every `tools/call` and its result, and adds the server's
+    /// `credential` to its own requests (the sandbox never holds it). A stdio server (`command`)
     /// runs inside the sandbox; its tool calls are judged by the response gate and the harness's hook, its
     /// network goes through the egress proxy. Tools are named `mcp__{name}__{tool}` in every harness.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -222,6 +222,10 @@ pub struct McpServer {
     /// `url` is its event stream, which names where messages are posted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport: Option<McpTransport>,
+    /// A remote server's credential: a Secret the gateway adds to its own requests to the server. Not an
+    /// egress credential: the sandbox cannot reach the server through the egress proxy with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<McpCredential>,
     /// A stdio server: the program and its arguments, run inside the sandbox.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
@@ -229,6 +233,39 @@ pub struct McpServer {
     /// through the egress proxy, whose broker injects them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+}
+
+/// A remote MCP server's credential, sent the way a brokered one is (see [`BrokeredCredential`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct McpCredential {
+    /// The Secret (same namespace; locally, `paddock up`'s secrets) that holds it.
+    pub secret_name: String,
+    /// The key inside the Secret.
+    pub key: String,
+    /// `bearer` (`Authorization: Bearer …`), `basic` or `header`.
+    #[serde(default)]
+    pub scheme: CredentialScheme,
+    /// For `basic`: the user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// For `header`: the header's name, e.g. `X-Api-Key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
+impl McpCredential {
+    /// The same credential as a brokered one for `host` (`host:port`), to check and send it alike.
+    pub fn brokered(&self, host: String) -> BrokeredCredential {
+        BrokeredCredential {
+            host,
+            secret_name: self.secret_name.clone(),
+            key: self.key.clone(),
+            scheme: self.scheme,
+            username: self.username.clone(),
+            header: self.header.clone(),
+        }
+    }
 }
 
 /// How the gateway talks to a remote MCP server.
@@ -268,6 +305,12 @@ impl McpServer {
             (None, false) if self.transport.is_some() => {
                 Some(("transport", "only a remote server (`url`) has a transport; a stdio server speaks stdio".into()))
             }
+            (None, false) if self.credential.is_some() => Some((
+                "credential",
+                "only a remote server (`url`) has a credential; a stdio server reaches the network through the \
+                 egress proxy, whose `credentials` broker it"
+                    .into(),
+            )),
             (None, false) => self.command[0].trim().is_empty().then(|| ("command", "the program is empty".into())),
         }
     }
@@ -282,6 +325,12 @@ impl McpServer {
             }
         }
         out
+    }
+
+    /// The remote server's credential as a brokered one for its host and port.
+    pub fn brokered_credential(&self) -> Option<BrokeredCredential> {
+        let (host, port) = self.host_port()?;
+        Some(self.credential.as_ref()?.brokered(format!("{host}:{port}")))
     }
 
     /// The remote server's host and port, from `url`.
@@ -307,7 +356,7 @@ fn mcp_url_problem(u: &str) -> Option<String> {
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.is_empty() || authority.contains('@') {
-        return Some(format!("`{u}`: needs a host, and no user or password (give those as `credentials`)"));
+        return Some(format!("`{u}`: needs a host, and no user or password (give a credential as `credential`)"));
     }
     if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Some(format!("`{}`: white space or control characters", u.escape_debug()));

@@ -72,7 +72,7 @@ fn validate_reports_file_line_column_field_and_fails() {
 
 #[test]
 fn validate_names_the_mcp_server_entry_that_is_wrong() {
-    let agent = "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: mcp}\nspec:\n  harness: claude-code\n  model: claude-sonnet-4-5\n  mcpServers:\n    - {name: GitHub, url: \"https://api.githubcopilot.com/mcp/\"}\n    - {name: mail, url: \"ftp://mail.example\"}\n    - {name: both, url: \"https://x.example/mcp\", command: [srv]}\n    - {name: mail, command: [mcp-mail]}\n    - {name: secret, url: \"https://user:pw@x.example/mcp\"}\n    - {name: local, command: [srv], transport: sse}\n";
+    let agent = "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: mcp}\nspec:\n  harness: claude-code\n  model: claude-sonnet-4-5\n  mcpServers:\n    - {name: GitHub, url: \"https://api.githubcopilot.com/mcp/\"}\n    - {name: mail, url: \"ftp://mail.example\"}\n    - {name: both, url: \"https://x.example/mcp\", command: [srv]}\n    - {name: mail, command: [mcp-mail]}\n    - {name: secret, url: \"https://user:pw@x.example/mcp\"}\n    - {name: local, command: [srv], transport: sse}\n    - {name: keyed, url: \"https://k.example/mcp\", credential: {secretName: Bad_Name, key: token}}\n";
     let dir = temp_repo("mcp", &[("agents/mcp.yaml", agent)]);
     let o = paddock(&["validate", dir.to_str().unwrap()]);
     let out = text(&o);
@@ -82,8 +82,9 @@ fn validate_names_the_mcp_server_entry_that_is_wrong() {
         "agents/mcp.yaml:9:25: error: spec.mcpServers[1].url: `ftp://mail.example`: only https:// and http:// are MCP endpoints",
         "error: spec.mcpServers[2]: give `url` (a remote server) or `command` (a stdio server), not both",
         "error: spec.mcpServers[3].name: `mail` names two servers",
-        "error: spec.mcpServers[4].url: `https://user:pw@x.example/mcp`: needs a host, and no user or password (give those as `credentials`)",
+        "error: spec.mcpServers[4].url: `https://user:pw@x.example/mcp`: needs a host, and no user or password (give a credential as `credential`)",
         "error: spec.mcpServers[5].transport: only a remote server (`url`) has a transport; a stdio server speaks stdio",
+        "error: spec.mcpServers[6].credential.secretName: `Bad_Name` is not a Secret name (lowercase DNS name)",
     ] {
         assert!(out.contains(want), "missing `{want}` in:\n{out}");
     }

@@ -322,6 +322,10 @@ pub struct SessionCredential {
     /// Lowercase header name, e.g. `authorization`.
     pub header: String,
     pub value: String,
+    /// Set for a remote MCP server's credential (`spec.mcpServers[].credential`): only the gateway's MCP
+    /// client sends it, to that server; the egress proxy never brokers it.
+    #[serde(default, rename = "mcpServer", skip_serializing_if = "Option::is_none")]
+    pub mcp_server: Option<String>,
 }
 
 /// Never shows the value.
@@ -839,7 +843,11 @@ impl Gateway {
                 runtime_class_name: req.runtime_class_name.clone().or_else(|| spec.sandbox.runtime_class_name.clone()),
                 egress: spec.sandbox.egress.clone(),
                 writable_paths: spec.sandbox.writable_paths.clone(),
-                brokered: credentials.iter().map(|c| format!("{}:{}", c.host, c.port)).collect(),
+                brokered: credentials
+                    .iter()
+                    .filter(|c| c.mcp_server.is_none())
+                    .map(|c| format!("{}:{}", c.host, c.port))
+                    .collect(),
             },
             environment: Some(req.environment.clone().unwrap_or_else(|| "local".into())),
             rules,
@@ -926,7 +934,11 @@ impl Gateway {
         {
             for (i, c) in child.spec.credentials.iter().enumerate() {
                 let held = c.host_port().and_then(|(host, port)| {
-                    parent.credentials.iter().find(|p| p.host == host && p.port == port).cloned()
+                    parent
+                        .credentials
+                        .iter()
+                        .find(|p| p.host == host && p.port == port && p.mcp_server.is_none())
+                        .cloned()
                 });
                 let Some(held) = held else {
                     return Err(GatewayError::Invalid(format!(
@@ -935,6 +947,23 @@ impl Gateway {
                     )));
                 };
                 credentials.push(held);
+            }
+            // An MCP server's credential, for a server of the same name and host the parent holds one for.
+            for m in child.spec.mcp_servers.iter().filter(|m| m.credential.is_some()) {
+                let held = m.host_port().and_then(|(host, port)| {
+                    parent
+                        .credentials
+                        .iter()
+                        .find(|p| p.mcp_server.as_deref() == Some(m.name.as_str()) && p.host == host && p.port == port)
+                });
+                let Some(held) = held else {
+                    return Err(GatewayError::Invalid(format!(
+                        "agent: `{agent}` cannot start: its MCP server `{}` has a credential session `{}` does not \
+                         hold; a sub-agent borrows its credentials from its parent",
+                        m.name, parent.id
+                    )));
+                };
+                credentials.push(held.clone());
             }
         }
         self.create_session(NewSession {
@@ -1505,12 +1534,16 @@ impl Gateway {
         }
         let id = event.tool_id.as_deref().filter(|i| !i.is_empty())?;
         let asks = ask_keys(decision);
-        let calls = s.approved_calls.lock().expect("approved calls");
+        let mut calls = s.approved_calls.lock().expect("approved calls");
         // The very call the human saw: its id, tool and arguments (a hook or runner cannot reuse an approval
-        // for other arguments under the same id).
-        let c =
-            calls.iter().rev().find(|c| c.id == id && Some(&c.tool) == event.tool.as_ref() && c.args == event.args)?;
-        asks.iter().all(|a| c.asks.contains(a)).then(|| c.ruling.clone())
+        // for other arguments under the same id). Used once: the same call posted again is asked about again.
+        let at = calls.iter().rposition(|c| {
+            c.id == id
+                && Some(&c.tool) == event.tool.as_ref()
+                && c.args == event.args
+                && asks.iter().all(|a| c.asks.contains(a))
+        })?;
+        calls.remove(at).map(|c| c.ruling)
     }
 
     /// For the MCP endpoint: the allow already given to this very call (tool and arguments) by the response

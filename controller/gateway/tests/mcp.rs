@@ -32,10 +32,8 @@ spec:
   model: claude-sonnet-4-5
   mcpServers:
     - {{name: google, url: "http://google.mcp.test:{gp}/mcp"}}
-    - {{name: github, url: "http://github.mcp.test:{hp}/mcp"}}
+    - {{name: github, url: "http://github.mcp.test:{hp}/mcp", credential: {{secretName: mcp-github, key: token}}}}
     - {{name: files, command: [mcp-server-filesystem, /workspace]}}
-  credentials:
-    - {{host: "github.mcp.test:{hp}", secretName: mcp-github, key: token}}
   rules:
     - {{name: mail, use: gmail}}
     - {{name: drive, use: gdrive, with: {{read_all: false, read_files: [doc-1]}}}}
@@ -88,6 +86,10 @@ async fn mcp_calls_are_decided_at_the_protocol() {
     let names: Vec<String> = gh.list_all_tools().await.unwrap().into_iter().map(|t| t.name.to_string()).collect();
     assert!(!names.contains(&"delete_file".to_string()), "{names:?}");
     assert!(names.contains(&"create_issue".to_string()) && names.contains(&"push_files".to_string()), "{names:?}");
+    // A name a harness would rewrite is neither offered nor called.
+    assert!(!names.contains(&"files.delete".to_string()), "{names:?}");
+    let r = call(&gh, "files.delete", json!({"path": "x"})).await.unwrap();
+    assert_eq!(r.is_error, Some(true), "{r:?}");
 
     // Allowed: a draft runs and its result reaches the harness.
     let g = connect(&t, "google", &token).await.unwrap();
@@ -212,7 +214,7 @@ async fn an_mcp_endpoint_admits_only_a_live_token_of_an_agent_with_that_server()
     // Once the session ends its token opens nothing, and no call reached a server on the way.
     let c = connect(&t, "google", &token).await.unwrap();
     t.gw.end_session(&session, "Succeeded", "done").await.unwrap();
-    assert!(call(&c, "echo", json!({"text": "late"})).await.is_err() || google.ran().is_empty());
+    assert!(call(&c, "echo", json!({"text": "late"})).await.is_err(), "a call after the end was answered");
     assert_eq!(post("google", Some(&token)).await.unwrap().status(), 401);
     assert!(google.ran().is_empty(), "{:?}", google.ran());
 }
@@ -434,6 +436,17 @@ async fn an_approved_call_is_not_asked_about_twice_and_its_approval_serves_no_ot
     let r = decide(json!({"phase": "tool_call", "tool": tool, "args": args, "tool_id": "call-1"})).await;
     assert_eq!(r["verdict"], "allow", "{r}");
     assert_eq!(r["decided_by"], "admin", "{r}");
+    // The approval is used up. Once the call's answer has left the gateway's memory of decided calls (here by
+    // 1,024 other decisions), the same call posted again is asked about again, never allowed by the old answer.
+    for i in 0..1024 {
+        let r = decide(
+            json!({"phase": "tool_call", "tool": "mcp__google__echo", "args": {"i": i}, "tool_id": format!("x{i}")}),
+        )
+        .await;
+        assert_eq!(r["verdict"], "allow", "{r}");
+    }
+    let r = decide(json!({"phase": "tool_call", "tool": tool, "args": args, "tool_id": "call-1"})).await;
+    assert_eq!(r["status"], "pending", "an approval was used twice: {r}");
     // Other arguments under the same id, or the same arguments under another id: asked about afresh.
     let other = json!({"owner": "acme", "repo": "webshop", "title": "Something else"});
     let r = decide(json!({"phase": "tool_call", "tool": tool, "args": other, "tool_id": "call-1"})).await;
@@ -512,4 +525,39 @@ spec:
     assert_eq!(r.is_error, Some(true), "{r:?}");
     assert!(text(&r).contains("risk score"), "{r:?}");
     assert_eq!(google.ran(), ["gmail_create_draft", "gmail_update_draft", "drive_read_file"]);
+}
+
+/// The MCP server's credential is not an egress credential: a process in the sandbox that goes around the
+/// gateway's MCP endpoint (a `CONNECT` or a plain-HTTP request through the egress proxy, with the session's
+/// token) is refused, and no request carrying the credential reaches the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_credential_cannot_be_used_around_the_endpoint() {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let (google, github) = (StandIn::start().await, StandIn::start().await);
+    let t = gateway(dir.path(), &google, &github).await;
+    let (session, token) = t.session("mcp-agent").await;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("paddock:{token}"));
+    let addr = t.url.trim_start_matches("http://").to_owned();
+    let target = format!("github.mcp.test:{}", github.port);
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_file","arguments":{}}}"#;
+    for req in [
+        format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"),
+        format!(
+            "POST http://{target}/mcp HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\
+             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    ] {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf)).await.unwrap().unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    }
+    assert!(github.calls().is_empty(), "{:?}", github.calls());
+    let audit = t.audit(&session).await;
+    assert!(audit.iter().filter(|r| r["phase"] == "egress").all(|r| r["verdict"] == "deny"), "{audit:?}");
 }

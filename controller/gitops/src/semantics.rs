@@ -234,6 +234,10 @@ fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
         let at = p(&["spec", "mcpServers"]).idx(i);
         ctx.error(obj, &if field.is_empty() { at } else { at.key(field) }, message);
     }
+    for (i, field, message) in paddock_sandbox::credentials::mcp_credential_problems(&spec.mcp_servers) {
+        let at = field.split('.').fold(p(&["spec", "mcpServers"]).idx(i), |at, k| at.key(k));
+        ctx.error(obj, &at, message);
+    }
     for (i, env) in spec.env.iter().enumerate() {
         let at = p(&["spec", "env"]).idx(i).key("name");
         if !is_env_name(&env.name) {

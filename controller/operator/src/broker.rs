@@ -86,6 +86,18 @@ pub async fn session_credentials(
         };
         out.push(session_credential(c, &value));
     }
+    for (i, m) in agent.mcp_servers.iter().enumerate() {
+        let Some(c) = m.brokered_credential() else { continue };
+        let at = format!("spec.mcpServers[{i}].credential");
+        let value = match read_secret(secrets, &c.secret_name, &at).await? {
+            Ok(secret) => match value(&secret, &c.secret_name, &c.key, &at) {
+                Ok(v) => v,
+                Err(r) => return Ok(Err(r)),
+            },
+            Err(r) => return Ok(Err(r)),
+        };
+        out.push(SessionCredential { mcp_server: Some(m.name.clone()), ..session_credential(&c, &value) });
+    }
     if let Some((ws, owner)) = workspace
         && let Some(secret_ref) = &ws.secret_ref
     {
@@ -107,7 +119,7 @@ pub async fn session_credentials(
 fn session_credential(c: &BrokeredCredential, secret: &str) -> SessionCredential {
     let (host, port) = c.host_port().expect("checked by SandboxSpec::for_agent and check_workspace");
     let (header, value) = c.header(secret);
-    SessionCredential { host, port, header, value }
+    SessionCredential { host, port, header, value, mcp_server: None }
 }
 
 fn value_of(secret: &Secret, key: &str) -> Option<String> {

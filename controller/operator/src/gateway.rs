@@ -91,6 +91,10 @@ pub struct SessionCredential {
     /// Lowercase header name, e.g. `authorization`.
     pub header: String,
     pub value: String,
+    /// A remote MCP server's credential (`spec.mcpServers[].credential`): the gateway's MCP client sends it to
+    /// that server only; its egress proxy never brokers it.
+    #[serde(rename = "mcpServer", skip_serializing_if = "Option::is_none")]
+    pub mcp_server: Option<String>,
 }
 
 /// Never shows the value.
@@ -486,6 +490,7 @@ mod tests {
             port: 443,
             header: "authorization".into(),
             value: "Bearer ghp_s3cret".into(),
+            mcp_server: None,
         };
         let s = NewSession { credentials: vec![c], ..Default::default() };
         let shown = format!("{s:?}");

@@ -92,6 +92,21 @@ pub fn credential_problems(credentials: &[BrokeredCredential]) -> Vec<Credential
     out
 }
 
+/// Every problem of the remote MCP servers' `credential`s, checked as brokered credentials for their hosts:
+/// `(server index, field under the server, message)`, e.g. `(0, "credential.secretName", …)`.
+pub fn mcp_credential_problems(servers: &[paddock_api::McpServer]) -> Vec<(usize, String, String)> {
+    servers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((i, s.brokered_credential()?)))
+        .flat_map(|(i, c)| {
+            credential_problems(std::slice::from_ref(&c))
+                .into_iter()
+                .map(move |p| (i, format!("credential.{}", p.field), p.message))
+        })
+        .collect()
+}
+
 /// Whether `value` (a Secret's value) can be sent as a header value: visible ASCII and spaces, nothing that
 /// would end the header line.
 pub fn is_header_value(value: &str) -> bool {

@@ -52,7 +52,7 @@ pub enum SandboxError {
     #[error("spec.workspace.{0}")]
     Workspace(#[from] WorkspaceProblem),
     #[error("spec.mcpServers[{index}]{}{field}: {message}", if field.is_empty() { "" } else { "." })]
-    McpServer { index: usize, field: &'static str, message: String },
+    McpServer { index: usize, field: String, message: String },
 }
 
 /// Why a `secretRefs` entry is refused, and what to write instead.
@@ -106,7 +106,11 @@ impl SandboxSpec {
             cpu_millis(&s.resources.cpu).map_err(|message| SandboxError::Quantity { field: "cpu", message })?;
         let memory_bytes =
             memory_bytes(&s.resources.memory).map_err(|message| SandboxError::Quantity { field: "memory", message })?;
-        if let Some((index, field, message)) = paddock_api::McpServer::problems(&agent.mcp_servers).into_iter().next() {
+        let mcp = paddock_api::McpServer::problems(&agent.mcp_servers)
+            .into_iter()
+            .map(|(i, f, m)| (i, f.to_owned(), m))
+            .chain(crate::credentials::mcp_credential_problems(&agent.mcp_servers));
+        if let Some((index, field, message)) = mcp.into_iter().next() {
             return Err(SandboxError::McpServer { index, field, message });
         }
         let egress = s

@@ -36,14 +36,26 @@ pub fn resolve(
                     c.host_port().ok_or_else(|| format!("{at}.host: `{}` is not a host name or host:port", c.host))?;
                 let secret = read_secret(secrets_dir, &c.secret_name, &c.key).map_err(|e| format!("{at}: {e}"))?;
                 let (header, value) = c.header(&secret);
-                let cred = SessionCredential { host, port, header, value };
+                let cred = SessionCredential { host, port, header, value, mcp_server: None };
                 check(&cred).map_err(|e| format!("{at}: {e}"))?;
                 Ok(cred)
             })
+            .chain(spec.mcp_servers.iter().enumerate().filter_map(|(i, m)| {
+                let at = format!("spec.mcpServers[{i}].credential");
+                let c = m.brokered_credential()?;
+                Some((|| {
+                    let (host, port) = c.host_port().ok_or_else(|| format!("{at}: `{}` is not a host", c.host))?;
+                    let secret = read_secret(secrets_dir, &c.secret_name, &c.key).map_err(|e| format!("{at}: {e}"))?;
+                    let (header, value) = c.header(&secret);
+                    let cred = SessionCredential { host, port, header, value, mcp_server: Some(m.name.clone()) };
+                    check(&cred).map_err(|e| format!("{at}: {e}"))?;
+                    Ok(cred)
+                })())
+            }))
             .collect::<Result<Vec<_>, String>>()?
     };
     for (i, c) in creds.iter().enumerate() {
-        if creds[..i].iter().any(|o| o.host == c.host && o.port == c.port) {
+        if creds[..i].iter().any(|o| o.host == c.host && o.port == c.port && o.mcp_server == c.mcp_server) {
             return Err(format!("credentials[{i}]: `{}:{}` has two credentials; give one per host", c.host, c.port));
         }
     }
@@ -198,6 +210,7 @@ mod tests {
             port: 443,
             header: "authorization".into(),
             value: "Bearer ghp_sealed".into(),
+            mcp_server: None,
         }];
         let sealed = seal(&[7; 32], &c);
         assert!(!sealed.contains("ghp_sealed") && sealed != seal(&[7; 32], &c));
@@ -214,6 +227,7 @@ mod tests {
             port: 443,
             header: "authorization".into(),
             value: "Bearer s3cret\r\nX-Evil: 1".into(),
+            mcp_server: None,
         };
         let e = resolve(&agent("[]"), vec![bad.clone()], None).unwrap_err();
         assert!(!e.contains("s3cret"), "{e}");

@@ -110,7 +110,18 @@ impl Broker {
         if s.ended().is_some() {
             return None;
         }
-        s.credentials.iter().find(|c| c.port == port && c.host.eq_ignore_ascii_case(host)).cloned()
+        s.credentials
+            .iter()
+            .find(|c| c.mcp_server.is_none() && c.port == port && c.host.eq_ignore_ascii_case(host))
+            .cloned()
+    }
+
+    /// The credential the gateway's MCP client sends to a live session's remote MCP server `server`.
+    pub fn mcp_credential(&self, s: &Session, server: &str) -> Option<SessionCredential> {
+        if s.ended().is_some() {
+            return None;
+        }
+        s.credentials.iter().find(|c| c.mcp_server.as_deref() == Some(server)).cloned()
     }
 }
 

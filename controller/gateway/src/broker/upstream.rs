@@ -223,6 +223,7 @@ mod tests {
             port: 8443,
             header: "x-api-key".into(),
             value: "brokered".into(),
+            mcp_server: None,
         };
         let up = Upstream::new(&broker, "api.example.com", 8443, Some(credential), &Default::default());
         let req = Request::builder()

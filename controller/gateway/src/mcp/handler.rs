@@ -14,6 +14,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::upstream::{Client, UpstreamError, Upstreams};
 use super::{McpTarget, tool_name};
@@ -31,25 +32,51 @@ impl McpProxy {
 
     async fn client(&self, t: &McpTarget) -> Result<Client, McpError> {
         self.upstreams.client(&t.session, &t.server, &self.gw).await.map_err(|e| {
+            let e = self.scrub(t, &e.to_string());
             tracing::warn!(session = %t.session.id, server = %t.server.name, error = %e, "MCP upstream");
-            McpError::internal_error(e.to_string(), None)
+            McpError::internal_error(e, None)
         })
+    }
+
+    /// An upstream's error text without the server's credential (a server or proxy may echo headers back).
+    fn scrub(&self, t: &McpTarget, text: &str) -> String {
+        match self.gw.broker.mcp_credential(&t.session, &t.server.name) {
+            Some(c) if !c.value.is_empty() => text.replace(&c.value, "***"),
+            _ => text.to_owned(),
+        }
     }
 
     /// Decides `event` for the target's session and, for an ask, waits until a human (or the approval's
     /// expiry) has decided: the call is held, never passed while pending.
-    async fn decide_held(&self, t: &McpTarget, event: Event) -> Result<Ruling, McpError> {
+    async fn decide_held(&self, t: &McpTarget, event: Event, ct: &CancellationToken) -> Result<Ruling, McpError> {
         let wait = Duration::from_secs(self.gw.limits.decide_wait_seconds.max(1));
         let mut ruling = self.gw.decide(&t.session, event, wait).await.map_err(internal)?;
+        // What the rules rewrote (a redaction) before asking: an answer read back from the database after the
+        // wait does not carry it, and the call must not go on without it.
+        let rewritten = ruling.event.clone();
         while ruling.verdict == Verdict::Ask && ruling.status == "pending" {
             let id = ruling.approval_id.clone().expect("an ask has an approval");
             if t.session.ended().is_some() {
                 return Ok(Ruling::refusal(None, "the session ended while the call waited for approval"));
             }
-            ruling = self.gw.wait_for(&id, wait).await.map_err(internal)?;
+            ruling = tokio::select! {
+                r = self.gw.wait_for(&id, wait) => r.map_err(internal)?,
+                // The harness gave up on the call (cancelled it, or went away): nothing runs for it later.
+                _ = ct.cancelled() => {
+                    return Err(McpError::internal_error("the call was cancelled while it waited for approval", None));
+                }
+            };
+        }
+        if ruling.event.is_none() {
+            ruling.event = rewritten;
         }
         Ok(ruling)
     }
+}
+
+/// The names every harness shows as they are: what they would rewrite cannot be matched to its decisions.
+fn plain_tool_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn internal(e: impl std::fmt::Display) -> McpError {
@@ -85,7 +112,7 @@ impl ServerHandler for McpProxy {
         let client = self.client(&t).await?;
         let mut list = client.list_tools(request).await.map_err(|e| {
             self.upstreams.forget(&t.session, &t.server.name);
-            internal(UpstreamError::Call(t.server.name.clone(), e.to_string()))
+            internal(self.scrub(&t, &UpstreamError::Call(t.server.name.clone(), e.to_string()).to_string()))
         })?;
         let set = self.gw.policies();
         let Some(agent) = set.agent(&t.session.namespace, &t.session.agent) else {
@@ -93,6 +120,12 @@ impl ServerHandler for McpProxy {
         };
         list.tools.retain(|tool| {
             let name = tool_name(&t.server.name, &tool.name);
+            // A name a harness would rewrite (Claude Code and Codex replace what is not `[A-Za-z0-9_-]`) would
+            // be decided under one spelling and shown under another: such a tool is not offered.
+            if !plain_tool_name(&tool.name) {
+                tracing::warn!(server = %t.server.name, tool = %tool.name, "MCP tool not offered: its name is not [A-Za-z0-9_-]");
+                return false;
+            }
             paddock_policy::denies_every_call(t.session.levels(agent), &name).is_none()
         });
         Ok(list)
@@ -104,19 +137,27 @@ impl ServerHandler for McpProxy {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let t = target(&ctx)?;
+        if !plain_tool_name(&request.name) {
+            let why = format!(
+                "`{}` is not a tool name this gateway offers (only `[A-Za-z0-9_-]`)",
+                request.name.escape_debug()
+            );
+            return Ok(CallToolResult::error(vec![ContentBlock::text(why)]).into());
+        }
         let name = tool_name(&t.server.name, &request.name);
         let args = Value::Object(request.arguments.clone().unwrap_or_default());
         let call = Event { phase: Phase::ToolCall, tool: Some(name.clone()), args, ..Default::default() };
         let ruling = match self.gw.decided_for_mcp(&t.session, &name, &call.args) {
             Some(r) => r,
-            None => self.decide_held(&t, call.clone()).await?,
+            None => self.decide_held(&t, call.clone(), &ctx.ct).await?,
         };
         if !ruling.allowed() {
             return Ok(refused("the call", &name, &ruling));
         }
-        let mut request = request;
-        // Rules may rewrite what is sent (redaction): the server gets the arguments as decided.
+        // The server gets the call as decided, nothing else the harness sent with it (`_meta`, request state):
+        // its name and the arguments, as rules rewrote them (redaction).
         let args = ruling.event.map(|e| e.args).unwrap_or(call.args);
+        let mut request = CallToolRequestParams::new(request.name.clone());
         request.arguments = match &args {
             Value::Object(m) => Some(m.clone()),
             _ => None,
@@ -126,8 +167,8 @@ impl ServerHandler for McpProxy {
             Ok(r) => r,
             Err(e) => {
                 self.upstreams.forget(&t.session, &t.server.name);
-                let why = UpstreamError::Call(t.server.name.clone(), e.to_string());
-                return Ok(CallToolResult::error(vec![ContentBlock::text(why.to_string())]).into());
+                let why = self.scrub(&t, &UpstreamError::Call(t.server.name.clone(), e.to_string()).to_string());
+                return Ok(CallToolResult::error(vec![ContentBlock::text(why)]).into());
             }
         };
         let output = serde_json::to_value(&result).map_err(internal)?;
@@ -139,7 +180,7 @@ impl ServerHandler for McpProxy {
             is_error: result.is_error.unwrap_or(false),
             ..Default::default()
         };
-        let ruling = self.decide_held(&t, seen).await?;
+        let ruling = self.decide_held(&t, seen, &ctx.ct).await?;
         if !ruling.allowed() {
             return Ok(refused("the result of", &name, &ruling));
         }

@@ -60,7 +60,12 @@ impl Upstreams {
 
     /// The session's connection to `server`, opened (and initialised) when there is none.
     pub async fn client(&self, s: &Session, server: &McpServer, gw: &Gateway) -> Result<Client, UpstreamError> {
-        let key = (s.id.clone(), server.name.clone());
+        // The server's whole definition is in the key: a pushed policy set that moves a server (another URL or
+        // transport) gets a new connection, never the old one.
+        let key = (
+            s.id.clone(),
+            format!("{}\u{0}{}\u{0}{:?}", server.name, server.url.as_deref().unwrap_or(""), server.transport),
+        );
         if let Some((_, c)) = self.open.lock().expect("mcp upstreams").get(&key)
             && !c.is_closed()
         {
@@ -68,9 +73,7 @@ impl Upstreams {
         }
         let url = server.url.clone().expect("a remote server");
         let mut headers = HashMap::new();
-        if let Some((host, port)) = server.host_port()
-            && let Some(cred) = gw.broker.credential(s, &host, port)
-        {
+        if let Some(cred) = gw.broker.mcp_credential(s, &server.name) {
             let name = http::HeaderName::from_bytes(cred.header.as_bytes());
             let value = http::HeaderValue::from_str(&cred.value);
             match (name, value) {
@@ -115,6 +118,7 @@ impl Upstreams {
 
     /// Forgets the session's connection to `server` (after it failed), so that the next call opens another.
     pub fn forget(&self, s: &Session, server: &str) {
-        self.open.lock().expect("mcp upstreams").remove(&(s.id.clone(), server.to_owned()));
+        let prefix = format!("{server}\u{0}");
+        self.open.lock().expect("mcp upstreams").retain(|(id, k), _| !(*id == s.id && k.starts_with(&prefix)));
     }
 }

@@ -30,9 +30,11 @@ fn item_id(item: &Value) -> String {
 /// as the namespace `mcp__{server}` and runs `{namespace, name}`) is `{namespace}__{name}`, the name the
 /// gateway's MCP endpoint and the other harnesses give it.
 fn namespaced(namespace: Option<&str>, name: &str) -> String {
-    match namespace.filter(|n| !n.is_empty()) {
+    match namespace {
+        // Codex runs a call in `functions` (the default namespace) as the plain tool: `exec_command` stays the
+        // shell it is, whatever the model wrote.
+        None | Some("" | "functions") => name.to_owned(),
         Some(ns) => format!("{ns}__{name}"),
-        None => name.to_owned(),
     }
 }
 
@@ -41,7 +43,7 @@ pub fn call_of(item: &Value) -> PendingCall {
     let (name, args) = match item["type"].as_str() {
         Some("local_shell_call") => ("local_shell".to_owned(), item["action"].clone()),
         Some("custom_tool_call") => (
-            item["name"].as_str().unwrap_or_default().to_owned(),
+            namespaced(item["namespace"].as_str(), item["name"].as_str().unwrap_or_default()),
             json!({"input": item["input"].as_str().unwrap_or_default()}),
         ),
         _ => (
@@ -230,8 +232,14 @@ mod tests {
         let call = call_of(&item);
         assert_eq!(call.name, "mcp__google__gmail_send_message");
         assert_eq!(call.args, json!({"to": "x"}));
-        // A namespace cannot hide a tool behind an empty one, nor an empty name behind a namespace.
-        assert_eq!(call_of(&json!({"type": "function_call", "namespace": "", "name": "shell"})).name, "shell");
+        // The default namespace (empty, or Codex's `functions`) is the plain tool: a shell stays a shell.
+        for ns in ["", "functions"] {
+            let item = json!({"type": "function_call", "namespace": ns, "name": "exec_command", "arguments": "{}"});
+            assert_eq!(call_of(&item).name, "exec_command", "{ns}");
+        }
+        // Any other namespace is part of the name, for a custom tool too.
+        let item = json!({"type": "custom_tool_call", "namespace": "mcp__x", "name": "apply_patch", "input": ""});
+        assert_eq!(call_of(&item).name, "mcp__x__apply_patch");
     }
 
     #[test]

@@ -60,6 +60,8 @@ fn tools() -> Vec<Tool> {
         Tool::new("delete_file", "Delete a file", schema(json!({"owner": s, "repo": s, "path": s}))),
         Tool::new("echo", "Echo the text back", schema(json!({"text": s}))),
         Tool::new("lookup_customer", "A customer's record", schema(json!({"name": s}))),
+        // A name Claude Code and Codex would rewrite (`files_delete`): decided under one spelling, shown under another.
+        Tool::new("files.delete", "Delete a file", schema(json!({"path": s}))),
         // The tools the official conformance suite's server scenarios call (`tools-call-*`).
         Tool::new("test_simple_text", "Returns text", schema(json!({}))),
         Tool::new("test_image_content", "Returns an image", schema(json!({}))),
@@ -106,7 +108,9 @@ fn answer(tool: &str, args: &Value) -> CallToolResult {
         "gmail_send_message" => json!({"id": "msg-1", "status": "sent"}).to_string(),
         // A file whose id starts with `secret` comes with a sensitivity label, as Drive's API reports one.
         "drive_read_file" => match args["file_id"].as_str().unwrap_or("?") {
-            id if id.starts_with("secret") => json!({"id": id, "classification": "confidential", "text": "plans"}).to_string(),
+            id if id.starts_with("secret") => {
+                json!({"id": id, "classification": "confidential", "text": "plans"}).to_string()
+            }
             id => format!("contents of {id}"),
         },
         "gmail_update_draft" => json!({"id": args["draft_id"], "status": "draft"}).to_string(),

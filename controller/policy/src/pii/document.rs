@@ -51,6 +51,11 @@ fn slot(o: &serde_json::Map<String, Value>) -> Option<(Slot, &'static str)> {
         };
         return Some((Slot::FileData { prefix, media_type }, "file_data"));
     }
+    // MCP's resource contents: `{uri, mimeType, blob}`, the blob bare base64 (a tool's embedded resource).
+    if let Some(Value::String(_)) = o.get("blob") {
+        let media = ["mimeType", "mime_type"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)).unwrap_or("");
+        return Some((Slot::Data { media_type: media.to_ascii_lowercase() }, "blob"));
+    }
     if !matches!(o.get("data"), Some(Value::String(_))) {
         return None;
     }
@@ -155,8 +160,11 @@ mod tests {
             {"type": "file", "file": {"filename": "a.txt", "file_data": b64(t)}},
             {"inline_data": {"mime_type": "text/csv", "data": b64(t)}},
             {"inlineData": {"mimeType": "application/octet-stream", "data": b64(t).trim_end_matches('=')}},
+            // An MCP tool's embedded resource, with and without its type.
+            {"type": "resource", "resource": {"uri": "file:///a.txt", "mimeType": "text/plain", "blob": b64(t)}},
+            {"type": "resource", "resource": {"uri": "file:///a", "blob": b64(t)}},
         ]);
-        assert_eq!(texts(&v), (0..5).map(|_| DocumentText::Text(t.into())).collect::<Vec<_>>());
+        assert_eq!(texts(&v), (0..7).map(|_| DocumentText::Text(t.into())).collect::<Vec<_>>());
     }
 
     #[test]
