@@ -361,6 +361,14 @@ fn mcp_url_problem(u: &str) -> Option<String> {
     if u.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Some(format!("`{}`: white space or control characters", u.escape_debug()));
     }
+    if authority.starts_with('[') {
+        return Some(format!("`{u}`: give the server's host name, not an IPv6 address"));
+    }
+    if let Some((_, port)) = authority.rsplit_once(':')
+        && port.parse::<u16>().map_or(true, |p| p == 0)
+    {
+        return Some(format!("`{u}`: `{port}` is not a port"));
+    }
     None
 }
 

@@ -303,6 +303,11 @@ pub struct NewSession {
     /// Session's namespace. In local mode the gateway reads them itself (`egress.secretsDir`).
     #[serde(default)]
     pub credentials: Vec<SessionCredential>,
+    /// The credentials of the Agent's remote MCP servers, as the controller read them (each names its server
+    /// in `mcpServer`); apart from `credentials`, so that a gateway that does not know them refuses the
+    /// session instead of brokering them.
+    #[serde(default, rename = "mcpCredentials")]
+    pub mcp_credentials: Vec<SessionCredential>,
     /// The Session's own rules (`spec.policy`), evaluated before its Agent's; they may deny or ask, never
     /// allow.
     #[serde(default)]
@@ -826,9 +831,13 @@ impl Gateway {
             return Err(GatewayError::Conflict(format!("session `{id}` already exists")));
         }
         let spec = &agent.spec;
-        let credentials =
-            crate::broker::credentials::resolve(spec, req.credentials, self.broker.config().secrets_dir.as_deref())
-                .map_err(|e| GatewayError::Invalid(format!("agent `{}`: {e}", agent.name)))?;
+        let credentials = crate::broker::credentials::resolve(
+            spec,
+            req.credentials,
+            req.mcp_credentials,
+            self.broker.config().secrets_dir.as_deref(),
+        )
+        .map_err(|e| GatewayError::Invalid(format!("agent `{}`: {e}", agent.name)))?;
         let state = SessionState {
             session: id.clone(),
             agent: agent.name.clone(),
@@ -1618,7 +1627,15 @@ impl Gateway {
             Some(r) => Ok(final_ruling(&pending, &r)),
             None => {
                 let open = self.approvals.lock().expect("approvals").contains_key(approval);
-                if open { Ok(pending) } else { Box::pin(self.settled_ruling(approval)).await }
+                if open {
+                    return Ok(pending);
+                }
+                // Decided meanwhile: the stored answer, with what the rules rewrote (the database keeps no event).
+                let mut r = Box::pin(self.settled_ruling(approval)).await?;
+                if r.event.is_none() {
+                    r.event = pending.event;
+                }
+                Ok(r)
             }
         }
     }
@@ -1714,14 +1731,6 @@ impl Gateway {
             )
         };
         let approved = r.approved && session.ended().is_none();
-        if let (true, Some(mut call)) = (approved, call) {
-            call.ruling = final_ruling(&ruling, &r);
-            let mut calls = session.approved_calls.lock().expect("approved calls");
-            if calls.len() >= DECIDED_TOOLS_KEPT {
-                calls.pop_front();
-            }
-            calls.push_back(call);
-        }
         let status = if approved {
             "approved"
         } else if r.by == "timeout" {
@@ -1759,6 +1768,15 @@ impl Gateway {
             writes.push(Write::Audit(audit));
             let pending = self.commit_state(guard, &session, writes, None).await?;
             pending.wait().await?;
+            // Only an approval that is recorded answers the call's `tool_call` decision too.
+            if let Some(mut call) = call {
+                call.ruling = final_ruling(&ruling, &r);
+                let mut calls = session.approved_calls.lock().expect("approved calls");
+                if calls.len() >= DECIDED_TOOLS_KEPT {
+                    calls.pop_front();
+                }
+                calls.push_back(call);
+            }
         } else {
             writes.push(Write::Audit(audit));
             self.store.commit(writes).await?;

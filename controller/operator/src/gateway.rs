@@ -72,6 +72,10 @@ pub struct NewSession {
     /// injects them; the sandbox never sees them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<SessionCredential>,
+    /// The credentials of the Agent's remote MCP servers (`spec.mcpServers[].credential`), apart from the
+    /// brokered ones: a gateway that does not know them refuses the session rather than broker them.
+    #[serde(rename = "mcpCredentials", skip_serializing_if = "Vec::is_empty")]
+    pub mcp_credentials: Vec<SessionCredential>,
     /// The Session's own rules (`spec.policy`): the gateway evaluates them before the Agent's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<paddock_api::SessionPolicy>,

@@ -396,7 +396,8 @@ async fn start(
                     environment: Some(environment.clone()),
                     workspace_repo: workspace.map(|w| w.git.clone()),
                     runtime_class_name: sandbox.runtime_class_name.clone(),
-                    credentials,
+                    mcp_credentials: credentials.iter().filter(|c| c.mcp_server.is_some()).cloned().collect(),
+                    credentials: credentials.into_iter().filter(|c| c.mcp_server.is_none()).collect(),
                     policy: s.spec.policy.clone(),
                     expires_in_seconds: Some(token_lifetime(&agent.spec)),
                 };

@@ -92,6 +92,10 @@ pub fn credential_problems(credentials: &[BrokeredCredential]) -> Vec<Credential
     out
 }
 
+/// Headers of MCP's streamable HTTP transport that the gateway's MCP client sets.
+const MCP_CLIENT_HEADERS: &[&str] =
+    &["accept", "content-type", "mcp-session-id", "mcp-protocol-version", "last-event-id"];
+
 /// Every problem of the remote MCP servers' `credential`s, checked as brokered credentials for their hosts:
 /// `(server index, field under the server, message)`, e.g. `(0, "credential.secretName", …)`.
 pub fn mcp_credential_problems(servers: &[paddock_api::McpServer]) -> Vec<(usize, String, String)> {
@@ -100,9 +104,24 @@ pub fn mcp_credential_problems(servers: &[paddock_api::McpServer]) -> Vec<(usize
         .enumerate()
         .filter_map(|(i, s)| Some((i, s.brokered_credential()?)))
         .flat_map(|(i, c)| {
-            credential_problems(std::slice::from_ref(&c))
+            let mut found: Vec<_> = credential_problems(std::slice::from_ref(&c))
                 .into_iter()
-                .map(move |p| (i, format!("credential.{}", p.field), p.message))
+                // The host is the server's `url`'s.
+                .map(|p| {
+                    (i, if p.field == "host" { "url".to_owned() } else { format!("credential.{}", p.field) }, p.message)
+                })
+                .collect();
+            // Headers the MCP client sets itself.
+            if let Some(h) =
+                c.header.as_deref().filter(|h| MCP_CLIENT_HEADERS.contains(&h.to_ascii_lowercase().as_str()))
+            {
+                found.push((
+                    i,
+                    "credential.header".into(),
+                    format!("`{h}` is set by the gateway's MCP client; it cannot carry a credential"),
+                ));
+            }
+            found
         })
         .collect()
 }

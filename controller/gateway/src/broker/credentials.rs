@@ -13,19 +13,31 @@ use crate::gateway::SessionCredential;
 pub fn resolve(
     spec: &AgentSpec,
     given: Vec<SessionCredential>,
+    given_mcp: Vec<SessionCredential>,
     secrets_dir: Option<&Path>,
 ) -> Result<Vec<SessionCredential>, String> {
-    let creds = if !given.is_empty() {
-        given
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut c)| {
+    let creds = if !given.is_empty() || !given_mcp.is_empty() {
+        let tagged = |(list, mcp): (Vec<SessionCredential>, bool)| {
+            let field = if mcp { "mcpCredentials" } else { "credentials" };
+            list.into_iter().enumerate().map(move |(i, mut c)| {
+                // An MCP server's credential names its server and comes apart from the brokered ones.
+                if c.mcp_server.is_some() != mcp {
+                    return Err(format!(
+                        "{field}[{i}]: {}",
+                        if mcp {
+                            "names no MCP server (`mcpServer`)"
+                        } else {
+                            "names an MCP server; send it in mcpCredentials"
+                        }
+                    ));
+                }
                 c.host = c.host.to_ascii_lowercase();
                 c.header = c.header.to_ascii_lowercase();
-                check(&c).map_err(|e| format!("credentials[{i}]: {e}"))?;
+                check(&c).map_err(|e| format!("{field}[{i}]: {e}"))?;
                 Ok(c)
             })
-            .collect::<Result<Vec<_>, String>>()?
+        };
+        [(given, false), (given_mcp, true)].into_iter().flat_map(tagged).collect::<Result<Vec<_>, String>>()?
     } else {
         spec.credentials
             .iter()
@@ -186,21 +198,21 @@ mod tests {
             "[{host: api.github.com, secretName: gh, key: token}, {host: 'GitHub.com', secretName: gh, key: token, \
              scheme: basic, username: x-access-token}]",
         );
-        let c = resolve(&spec, vec![], Some(dir.path())).unwrap();
+        let c = resolve(&spec, vec![], vec![], Some(dir.path())).unwrap();
         assert_eq!((c[0].host.as_str(), c[0].port, c[0].header.as_str()), ("api.github.com", 443, "authorization"));
         assert_eq!(c[0].value, "Bearer ghp_abc");
         assert_eq!(c[1].host, "github.com");
         assert!(c[1].value.starts_with("Basic "));
 
         let spec = agent("[{host: api.github.com, secretName: gh, key: missing}]");
-        let e = resolve(&spec, vec![], Some(dir.path())).unwrap_err();
+        let e = resolve(&spec, vec![], vec![], Some(dir.path())).unwrap_err();
         assert!(e.starts_with("spec.credentials[0]: ") && e.contains("gh/missing"), "{e}");
-        let e = resolve(&spec, vec![], None).unwrap_err();
+        let e = resolve(&spec, vec![], vec![], None).unwrap_err();
         assert!(e.contains("egress.secretsDir"), "{e}");
         let spec = agent("[{host: api.github.com, secretName: '..', key: token}]");
-        assert!(resolve(&spec, vec![], Some(dir.path())).unwrap_err().contains("plain names"));
+        assert!(resolve(&spec, vec![], vec![], Some(dir.path())).unwrap_err().contains("plain names"));
         let spec = agent("[{host: 'api.github.com/x', secretName: gh, key: token}]");
-        assert!(resolve(&spec, vec![], Some(dir.path())).unwrap_err().contains("spec.credentials[0].host"));
+        assert!(resolve(&spec, vec![], vec![], Some(dir.path())).unwrap_err().contains("spec.credentials[0].host"));
     }
 
     #[test]
@@ -229,12 +241,21 @@ mod tests {
             value: "Bearer s3cret\r\nX-Evil: 1".into(),
             mcp_server: None,
         };
-        let e = resolve(&agent("[]"), vec![bad.clone()], None).unwrap_err();
+        let e = resolve(&agent("[]"), vec![bad.clone()], vec![], None).unwrap_err();
         assert!(!e.contains("s3cret"), "{e}");
         let hop = SessionCredential { header: "connection".into(), value: "x".into(), ..bad.clone() };
-        assert!(resolve(&agent("[]"), vec![hop], None).is_err());
+        assert!(resolve(&agent("[]"), vec![hop], vec![], None).is_err());
         let ok = SessionCredential { value: "Bearer x".into(), ..bad };
-        let twice = resolve(&agent("[]"), vec![ok.clone(), ok], None).unwrap_err();
+        let twice = resolve(&agent("[]"), vec![ok.clone(), ok.clone()], vec![], None).unwrap_err();
         assert!(twice.contains("two credentials"), "{twice}");
+        // An MCP server's credential comes apart and names its server; never mixed with the brokered ones.
+        let mcp = SessionCredential { mcp_server: Some("github".into()), ..ok.clone() };
+        let e = resolve(&agent("[]"), vec![mcp.clone()], vec![], None).unwrap_err();
+        assert!(e.starts_with("credentials[0]: names an MCP server"), "{e}");
+        let e = resolve(&agent("[]"), vec![], vec![ok.clone()], None).unwrap_err();
+        assert!(e.starts_with("mcpCredentials[0]: names no MCP server"), "{e}");
+        // The same host as a brokered credential and as an MCP server's: two credentials, kept apart.
+        let both = resolve(&agent("[]"), vec![ok], vec![mcp], None).unwrap();
+        assert_eq!(both.iter().filter(|c| c.mcp_server.is_some()).count(), 1);
     }
 }

@@ -116,13 +116,44 @@ impl Broker {
             .cloned()
     }
 
-    /// The credential the gateway's MCP client sends to a live session's remote MCP server `server`.
-    pub fn mcp_credential(&self, s: &Session, server: &str) -> Option<SessionCredential> {
+    /// The credential the gateway's MCP client sends to a live session's remote MCP server: the one held for
+    /// that server's name *and* host (a pushed policy set that moves the server elsewhere gets none).
+    pub fn mcp_credential(&self, s: &Session, server: &paddock_api::McpServer) -> Option<SessionCredential> {
         if s.ended().is_some() {
             return None;
         }
-        s.credentials.iter().find(|c| c.mcp_server.as_deref() == Some(server)).cloned()
+        let (host, port) = server.host_port()?;
+        s.credentials
+            .iter()
+            .find(|c| c.mcp_server.as_deref() == Some(server.name.as_str()) && c.host == host && c.port == port)
+            .cloned()
     }
+
+    /// Every credential of a session's MCP servers, ended or not: to blank them out of texts shown elsewhere.
+    pub fn mcp_secrets(s: &Session) -> Vec<String> {
+        s.credentials.iter().filter(|c| c.mcp_server.is_some()).flat_map(|c| secret_parts(&c.value)).collect()
+    }
+}
+
+/// A header value and the secret inside it: `Bearer tok` → itself and `tok`; `Basic b64` → itself, `b64`, and
+/// the decoded `user:secret` and `secret`.
+fn secret_parts(value: &str) -> Vec<String> {
+    use base64::Engine as _;
+    let mut out = vec![value.to_owned()];
+    if let Some((scheme, rest)) = value.split_once(' ') {
+        out.push(rest.to_owned());
+        if scheme.eq_ignore_ascii_case("basic")
+            && let Some(plain) =
+                base64::engine::general_purpose::STANDARD.decode(rest).ok().and_then(|b| String::from_utf8(b).ok())
+        {
+            if let Some((_, secret)) = plain.split_once(':') {
+                out.push(secret.to_owned());
+            }
+            out.push(plain);
+        }
+    }
+    out.retain(|p| p.len() >= 4);
+    out
 }
 
 /// `GET /v1/egress/ca.pem`: the CA certificate sandboxes trust. Public: it is a certificate, not a secret.

@@ -40,10 +40,10 @@ impl McpProxy {
 
     /// An upstream's error text without the server's credential (a server or proxy may echo headers back).
     fn scrub(&self, t: &McpTarget, text: &str) -> String {
-        match self.gw.broker.mcp_credential(&t.session, &t.server.name) {
-            Some(c) if !c.value.is_empty() => text.replace(&c.value, "***"),
-            _ => text.to_owned(),
-        }
+        let mut parts = crate::broker::Broker::mcp_secrets(&t.session);
+        // Longest first, so that a secret inside a longer form is blanked with it.
+        parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        parts.iter().fold(text.to_owned(), |t, p| t.replace(p.as_str(), "***"))
     }
 
     /// Decides `event` for the target's session and, for an ask, waits until a human (or the approval's

@@ -58,7 +58,17 @@ impl LegacySse {
         if !resp.status().is_success() {
             return Err(fail(format!("GET {url} answered {}", resp.status())));
         }
-        let mut events = sse_stream::SseStream::from_bytes_stream(resp.bytes_stream());
+        // The parser buffers an event until it ends: a stream whose event never ends is cut at the limit.
+        let bounded = resp.bytes_stream().scan(0usize, |open, chunk| {
+            if let Ok(c) = &chunk {
+                *open = match c.windows(2).rposition(|w| w == b"\n\n") {
+                    Some(i) => c.len() - i - 2,
+                    None => *open + c.len(),
+                };
+            }
+            std::future::ready((*open <= MAX_EVENT_BYTES).then_some(chunk))
+        });
+        let mut events = sse_stream::SseStream::from_bytes_stream(Box::pin(bounded));
         let endpoint = loop {
             match events.next().await {
                 Some(Ok(ev)) if ev.event.as_deref() == Some("endpoint") => {
@@ -154,6 +164,31 @@ mod tests {
                 .with_root_certificates(rustls::RootCertStore::empty())
                 .with_no_client_auth();
         reqwest_mcp::Client::builder().tls_backend_preconfigured(tls).build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_event_that_never_ends_is_cut_at_the_limit() {
+        let app = axum::Router::new().route(
+            "/sse",
+            axum::routing::get(|| async {
+                // `data: xxxx…` forever, the event never ended.
+                let first =
+                    futures_util::stream::once(async { Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"data: ")) });
+                let endless =
+                    first.chain(futures_util::stream::repeat_with(|| Ok(bytes::Bytes::from(vec![b'x'; 64 << 10]))));
+                ([("content-type", "text/event-stream")], axum::body::Body::from_stream(endless))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://127.0.0.1:{}/sse", listener.local_addr().unwrap().port());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let connect = LegacySse::connect(http(), &url, HeaderMap::new());
+        let e = tokio::time::timeout(std::time::Duration::from_secs(60), connect)
+            .await
+            .expect("the endless event was cut, not buffered forever")
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("ended before naming its endpoint"), "{e}");
     }
 
     #[tokio::test]

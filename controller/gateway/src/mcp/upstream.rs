@@ -73,7 +73,7 @@ impl Upstreams {
         }
         let url = server.url.clone().expect("a remote server");
         let mut headers = HashMap::new();
-        if let Some(cred) = gw.broker.mcp_credential(s, &server.name) {
+        if let Some(cred) = gw.broker.mcp_credential(s, server) {
             let name = http::HeaderName::from_bytes(cred.header.as_bytes());
             let value = http::HeaderValue::from_str(&cred.value);
             match (name, value) {

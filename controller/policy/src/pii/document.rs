@@ -39,30 +39,36 @@ enum Slot {
     FileData { prefix: String, media_type: String },
 }
 
-/// The payload slot of this object, if it is one, and the key holding the base64.
-fn slot(o: &serde_json::Map<String, Value>) -> Option<(Slot, &'static str)> {
+/// The payload slots of this object and the key holding each one's base64: every one there is, so that a key
+/// a consumer might read is never left unscanned because another sits next to it.
+fn slots(o: &serde_json::Map<String, Value>) -> Vec<(Slot, &'static str)> {
+    let mut out = Vec::new();
     if let Some(Value::String(fd)) = o.get("file_data") {
-        let (prefix, media_type) = match fd.strip_prefix("data:").and_then(|r| r.split_once(',')) {
-            Some((meta, _)) if meta.ends_with(";base64") => {
-                (format!("data:{meta},"), meta.trim_end_matches(";base64").to_ascii_lowercase())
-            }
-            Some(_) => return None, // a data URL that is not base64 is plain text: scanned already
-            None => (String::new(), String::new()),
-        };
-        return Some((Slot::FileData { prefix, media_type }, "file_data"));
+        match fd.strip_prefix("data:").and_then(|r| r.split_once(',')) {
+            Some((meta, _)) if meta.ends_with(";base64") => out.push((
+                Slot::FileData {
+                    prefix: format!("data:{meta},"),
+                    media_type: meta.trim_end_matches(";base64").to_ascii_lowercase(),
+                },
+                "file_data",
+            )),
+            Some(_) => {} // a data URL that is not base64 is plain text: scanned already
+            None => out.push((Slot::FileData { prefix: String::new(), media_type: String::new() }, "file_data")),
+        }
     }
     // MCP's resource contents: `{uri, mimeType, blob}`, the blob bare base64 (a tool's embedded resource).
     if let Some(Value::String(_)) = o.get("blob") {
         let media = ["mimeType", "mime_type"].iter().find_map(|k| o.get(*k).and_then(Value::as_str)).unwrap_or("");
-        return Some((Slot::Data { media_type: media.to_ascii_lowercase() }, "blob"));
+        out.push((Slot::Data { media_type: media.to_ascii_lowercase() }, "blob"));
     }
-    if !matches!(o.get("data"), Some(Value::String(_))) {
-        return None;
+    if let Some(Value::String(_)) = o.get("data")
+        && let Some(media) =
+            ["media_type", "mime_type", "mimeType"].iter().find_map(|k| o.get(*k).and_then(Value::as_str))
+        && (o.get("type").and_then(Value::as_str) == Some("base64") || !o.contains_key("media_type"))
+    {
+        out.push((Slot::Data { media_type: media.to_ascii_lowercase() }, "data"));
     }
-    let media = ["media_type", "mime_type", "mimeType"].iter().find_map(|k| o.get(*k).and_then(Value::as_str))?;
-    let base64_source = o.get("type").and_then(Value::as_str) == Some("base64");
-    let gemini = !o.contains_key("media_type");
-    (base64_source || gemini).then(|| (Slot::Data { media_type: media.to_ascii_lowercase() }, "data"))
+    out
 }
 
 fn media_type(s: &Slot) -> &str {
@@ -92,16 +98,15 @@ pub fn for_each_document(v: &Value, f: &mut dyn FnMut(DocumentText)) {
     match v {
         Value::Array(a) => a.iter().for_each(|x| for_each_document(x, f)),
         Value::Object(o) => {
-            if let Some((s, key)) = slot(o)
-                && may_be_text(media_type(&s))
-                && let Some(Value::String(data)) = o.get(key)
-            {
-                let b64 = match &s {
-                    Slot::FileData { prefix, .. } => &data[prefix.len()..],
-                    Slot::Data { .. } => data,
-                };
-                if let Some(text) = decode(b64) {
-                    f(text);
+            for (s, key) in slots(o) {
+                if let (true, Some(Value::String(data))) = (may_be_text(media_type(&s)), o.get(key)) {
+                    let b64 = match &s {
+                        Slot::FileData { prefix, .. } => &data[prefix.len()..],
+                        Slot::Data { .. } => data,
+                    };
+                    if let Some(text) = decode(b64) {
+                        f(text);
+                    }
                 }
             }
             o.values().for_each(|x| for_each_document(x, f));
@@ -115,18 +120,17 @@ pub fn map_documents(v: &mut Value, f: &mut dyn FnMut(&str) -> Option<String>) {
     match v {
         Value::Array(a) => a.iter_mut().for_each(|x| map_documents(x, f)),
         Value::Object(o) => {
-            if let Some((s, key)) = slot(o)
-                && may_be_text(media_type(&s))
-                && let Some(Value::String(data)) = o.get_mut(key)
-            {
-                let prefix = match &s {
-                    Slot::FileData { prefix, .. } => prefix.as_str(),
-                    Slot::Data { .. } => "",
-                };
-                if let Some(DocumentText::Text(text)) = decode(&data[prefix.len()..])
-                    && let Some(new) = f(&text)
-                {
-                    *data = format!("{prefix}{}", general_purpose::STANDARD.encode(new));
+            for (s, key) in slots(o) {
+                if let (true, Some(Value::String(data))) = (may_be_text(media_type(&s)), o.get_mut(key)) {
+                    let prefix = match &s {
+                        Slot::FileData { prefix, .. } => prefix.as_str(),
+                        Slot::Data { .. } => "",
+                    };
+                    if let Some(DocumentText::Text(text)) = decode(&data[prefix.len()..])
+                        && let Some(new) = f(&text)
+                    {
+                        *data = format!("{prefix}{}", general_purpose::STANDARD.encode(new));
+                    }
                 }
             }
             o.values_mut().for_each(|x| map_documents(x, f));
@@ -163,8 +167,10 @@ mod tests {
             // An MCP tool's embedded resource, with and without its type.
             {"type": "resource", "resource": {"uri": "file:///a.txt", "mimeType": "text/plain", "blob": b64(t)}},
             {"type": "resource", "resource": {"uri": "file:///a", "blob": b64(t)}},
+            // A blob beside a data payload: both are read, whichever a consumer takes.
+            {"inlineData": {"mimeType": "text/plain", "data": b64(t), "blob": b64(t)}},
         ]);
-        assert_eq!(texts(&v), (0..7).map(|_| DocumentText::Text(t.into())).collect::<Vec<_>>());
+        assert_eq!(texts(&v), (0..9).map(|_| DocumentText::Text(t.into())).collect::<Vec<_>>());
     }
 
     #[test]
