@@ -343,7 +343,7 @@ fn responses_items(id: &str, t: &Turn) -> Vec<Value> {
         let mut item = json!({"type": "function_call", "id": format!("fc_{id}_{i}"), "call_id": call_id(id, i),
                               "name": c.name, "arguments": c.args.to_string(), "status": "completed"});
         // An MCP tool is called in its server's namespace, as the Responses API does (`mcp__s__t` → `mcp__s`, `t`).
-        if let Some((server, tool)) = c.name.strip_prefix("mcp__").and_then(|r| r.split_once("__")) {
+        if let Some((server, tool)) = paddock_policy::tools::split_mcp_tool_name(&c.name) {
             item["namespace"] = json!(format!("mcp__{server}"));
             item["name"] = json!(tool);
         }

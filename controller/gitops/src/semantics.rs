@@ -230,12 +230,8 @@ fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
     if let Some(w) = &spec.workspace {
         check_workspace(ctx, obj, w, Some(spec));
     }
-    for (i, field, message) in paddock_api::McpServer::problems(&spec.mcp_servers) {
-        let at = p(&["spec", "mcpServers"]).idx(i);
-        ctx.error(obj, &if field.is_empty() { at } else { at.key(field) }, message);
-    }
-    for (i, field, message) in paddock_sandbox::credentials::mcp_credential_problems(&spec.mcp_servers) {
-        let at = field.split('.').fold(p(&["spec", "mcpServers"]).idx(i), |at, k| at.key(k));
+    for (i, field, message) in paddock_sandbox::credentials::mcp_server_problems(&spec.mcp_servers) {
+        let at = field.split('.').filter(|k| !k.is_empty()).fold(p(&["spec", "mcpServers"]).idx(i), |at, k| at.key(k));
         ctx.error(obj, &at, message);
     }
     for (i, env) in spec.env.iter().enumerate() {

@@ -240,6 +240,16 @@ impl ToolUse {
     }
 }
 
+/// The name of `tool` of the MCP server `server` in every harness, rule, decision and audit row.
+pub fn mcp_tool_name(server: &str, tool: &str) -> String {
+    format!("mcp__{server}__{tool}")
+}
+
+/// The server and tool of a name made by [`mcp_tool_name`]; `None` for any other name.
+pub fn split_mcp_tool_name(name: &str) -> Option<(&str, &str)> {
+    name.strip_prefix("mcp__")?.split_once("__")
+}
+
 /// An MCP tool's name in the form of every rule and audit row, `mcp__server__tool`: Codex's `server__tool`
 /// gets the prefix; anything else is returned as it is.
 pub fn mcp_canonical(name: &str) -> std::borrow::Cow<'_, str> {
@@ -323,6 +333,8 @@ mod tests {
             assert!(t.matches(rule), "{rule}");
         }
         assert!(!codex.matches("mcp__gitlab__create_issue") && !codex.matches("mcp__github__delete_*"));
+        assert_eq!(split_mcp_tool_name(&mcp_tool_name("github", "create_issue")), Some(("github", "create_issue")));
+        assert_eq!(split_mcp_tool_name("github__create_issue"), None);
         assert!(t.matches("create_issue"));
         assert!(!t.matches("issue"));
         let b = ToolUse::new("Bash", json!({}), None);

@@ -92,13 +92,23 @@ pub fn credential_problems(credentials: &[BrokeredCredential]) -> Vec<Credential
     out
 }
 
+/// Every problem of `spec.mcpServers`: each entry's own ([`paddock_api::McpServer::problems`]) and its
+/// credential's, as `(server index, field under the server, message)`; the field is empty for the entry.
+pub fn mcp_server_problems(servers: &[paddock_api::McpServer]) -> Vec<(usize, String, String)> {
+    paddock_api::McpServer::problems(servers)
+        .into_iter()
+        .map(|(i, f, m)| (i, f.to_owned(), m))
+        .chain(mcp_credential_problems(servers))
+        .collect()
+}
+
 /// Headers of MCP's streamable HTTP transport that the gateway's MCP client sets.
 const MCP_CLIENT_HEADERS: &[&str] =
     &["accept", "content-type", "mcp-session-id", "mcp-protocol-version", "last-event-id"];
 
 /// Every problem of the remote MCP servers' `credential`s, checked as brokered credentials for their hosts:
 /// `(server index, field under the server, message)`, e.g. `(0, "credential.secretName", …)`.
-pub fn mcp_credential_problems(servers: &[paddock_api::McpServer]) -> Vec<(usize, String, String)> {
+fn mcp_credential_problems(servers: &[paddock_api::McpServer]) -> Vec<(usize, String, String)> {
     servers
         .iter()
         .enumerate()

@@ -106,11 +106,9 @@ impl SandboxSpec {
             cpu_millis(&s.resources.cpu).map_err(|message| SandboxError::Quantity { field: "cpu", message })?;
         let memory_bytes =
             memory_bytes(&s.resources.memory).map_err(|message| SandboxError::Quantity { field: "memory", message })?;
-        let mcp = paddock_api::McpServer::problems(&agent.mcp_servers)
-            .into_iter()
-            .map(|(i, f, m)| (i, f.to_owned(), m))
-            .chain(crate::credentials::mcp_credential_problems(&agent.mcp_servers));
-        if let Some((index, field, message)) = mcp.into_iter().next() {
+        if let Some((index, field, message)) =
+            crate::credentials::mcp_server_problems(&agent.mcp_servers).into_iter().next()
+        {
             return Err(SandboxError::McpServer { index, field, message });
         }
         let egress = s

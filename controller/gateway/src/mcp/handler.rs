@@ -17,7 +17,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::upstream::{Client, UpstreamError, Upstreams};
-use super::{McpTarget, tool_name};
+use paddock_policy::tools::mcp_tool_name;
+
+use super::McpTarget;
 use crate::gateway::{Gateway, Ruling};
 
 pub struct McpProxy {
@@ -119,7 +121,7 @@ impl ServerHandler for McpProxy {
             return Err(McpError::invalid_request("the session's agent is no longer governed here", None));
         };
         list.tools.retain(|tool| {
-            let name = tool_name(&t.server.name, &tool.name);
+            let name = mcp_tool_name(&t.server.name, &tool.name);
             // A name a harness would rewrite (Claude Code and Codex replace what is not `[A-Za-z0-9_-]`) would
             // be decided under one spelling and shown under another: such a tool is not offered.
             if !plain_tool_name(&tool.name) {
@@ -144,7 +146,7 @@ impl ServerHandler for McpProxy {
             );
             return Ok(CallToolResult::error(vec![ContentBlock::text(why)]).into());
         }
-        let name = tool_name(&t.server.name, &request.name);
+        let name = mcp_tool_name(&t.server.name, &request.name);
         let args = Value::Object(request.arguments.clone().unwrap_or_default());
         let call = Event { phase: Phase::ToolCall, tool: Some(name.clone()), args, ..Default::default() };
         let ruling = match self.gw.decided_for_mcp(&t.session, &name, &call.args) {

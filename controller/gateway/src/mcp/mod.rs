@@ -102,8 +102,3 @@ pub async fn endpoint(
 fn refuse(status: StatusCode, why: &str) -> Response {
     (status, axum::Json(serde_json::json!({"error": why}))).into_response()
 }
-
-/// The name every decision, audit row and transcript uses for `tool` of `server`.
-pub fn tool_name(server: &str, tool: &str) -> String {
-    format!("mcp__{server}__{tool}")
-}

@@ -145,10 +145,9 @@ fn tool_call(item: &Value) -> Option<(String, Value)> {
         "command_execution" => Some(("exec_command".into(), json!({"cmd": item["command"]}))),
         "file_change" => Some(("apply_patch".into(), json!({"changes": item["changes"]}))),
         "mcp_tool_call" => Some((
-            format!(
-                "mcp__{}__{}",
+            paddock_policy::tools::mcp_tool_name(
                 item["server"].as_str().unwrap_or_default(),
-                item["tool"].as_str().unwrap_or_default()
+                item["tool"].as_str().unwrap_or_default(),
             ),
             item["arguments"].clone(),
         )),

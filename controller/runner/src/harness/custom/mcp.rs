@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::sync::Arc;
 
-use paddock_api::AgentSpec;
+use paddock_policy::tools::{mcp_tool_name, split_mcp_tool_name};
 use rmcp::RoleClient;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::{RunningService, ServiceExt};
@@ -16,9 +16,7 @@ use serde_json::Value;
 
 use super::tools::ToolOutput;
 use crate::RunContext;
-
-/// The prefix of every MCP tool name.
-pub const PREFIX: &str = "mcp__";
+use crate::harness::{McpWiring, mcp_wiring};
 
 struct Server {
     name: String,
@@ -49,39 +47,41 @@ fn http_client() -> reqwest_mcp::Client {
 impl McpServers {
     /// Connects to every server of the Agent and lists its tools. A server that cannot be reached is an
     /// error naming it: the agent was defined with it, so running without it would be another agent.
-    pub async fn connect(ctx: &RunContext, agent: &AgentSpec) -> anyhow::Result<McpServers> {
+    pub async fn connect(ctx: &RunContext) -> anyhow::Result<McpServers> {
         let mut out = McpServers::default();
-        for s in &agent.mcp_servers {
-            let client = match &s.url {
-                Some(_) => {
-                    let url = format!("{}/mcp/{}", ctx.gateway.base_url, s.name);
+        for w in mcp_wiring(ctx) {
+            let (name, remote) = match &w {
+                McpWiring::Remote { name, .. } => (name.clone(), true),
+                McpWiring::Stdio { name, .. } => (name.clone(), false),
+            };
+            let client = match w {
+                McpWiring::Remote { url, .. } => {
                     let config =
                         StreamableHttpClientTransportConfig::with_uri(url).auth_header(ctx.gateway.token.clone());
                     ().serve(StreamableHttpClientTransport::with_client(http_client(), config)).await
                 }
-                None => {
-                    let mut cmd = tokio::process::Command::new(&s.command[0]);
-                    cmd.args(&s.command[1..]).current_dir(&ctx.workspace).env_clear();
+                McpWiring::Stdio { program, args, env, .. } => {
+                    let mut cmd = tokio::process::Command::new(&program);
+                    cmd.args(&args).current_dir(&ctx.workspace).env_clear();
                     cmd.envs(std::env::vars().filter(|(k, _)| k == "PATH" || k == "HOME" || k == "LANG"));
-                    cmd.envs(ctx.egress_env()).envs(s.env.iter().map(|e| (e.name.clone(), e.value.clone())));
-                    let child =
-                        TokioChildProcess::builder(cmd).stderr(Stdio::null()).spawn().map(|(t, _)| t).map_err(|e| {
-                            anyhow::anyhow!("MCP server `{}`: cannot start `{}`: {e}", s.name, s.command[0])
-                        })?;
+                    cmd.envs(env);
+                    let child = TokioChildProcess::builder(cmd)
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .map(|(t, _)| t)
+                        .map_err(|e| anyhow::anyhow!("MCP server `{name}`: cannot start `{program}`: {e}"))?;
                     ().serve(child).await
                 }
             }
-            .map_err(|e| anyhow::anyhow!("MCP server `{}`: {e}", s.name))?;
-            let listed = client
-                .list_all_tools()
-                .await
-                .map_err(|e| anyhow::anyhow!("MCP server `{}`: tools/list: {e}", s.name))?;
+            .map_err(|e| anyhow::anyhow!("MCP server `{name}`: {e}"))?;
+            let listed =
+                client.list_all_tools().await.map_err(|e| anyhow::anyhow!("MCP server `{name}`: tools/list: {e}"))?;
             for t in listed {
                 let schema = Value::Object((*t.input_schema).clone());
                 let desc = t.description.as_deref().unwrap_or_default().to_owned();
-                out.tools.push((format!("{PREFIX}{}__{}", s.name, t.name), desc, schema));
+                out.tools.push((mcp_tool_name(&name, &t.name), desc, schema));
             }
-            out.servers.push(Server { name: s.name.clone(), remote: s.url.is_some(), client });
+            out.servers.push(Server { name, remote, client });
         }
         Ok(out)
     }
@@ -92,7 +92,7 @@ impl McpServers {
     }
 
     fn server_of<'a>(&self, name: &'a str) -> Option<(&Server, &'a str)> {
-        let (server, tool) = name.strip_prefix(PREFIX)?.split_once("__")?;
+        let (server, tool) = split_mcp_tool_name(name)?;
         Some((self.servers.iter().find(|s| s.name == server)?, tool))
     }
 

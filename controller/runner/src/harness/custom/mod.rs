@@ -183,7 +183,7 @@ impl Conversation {
 
 async fn run_loop(ctx: &RunContext, transcript: &Transcript, depth: usize) -> anyhow::Result<RunOutcome> {
     let wire = wire_for(&ctx.model)?;
-    let mcp = mcp::McpServers::connect(ctx, &ctx.agent).await?;
+    let mcp = mcp::McpServers::connect(ctx).await?;
     let mut tools = tool_specs(&ctx.agent);
     tools.extend(mcp.tools.iter().cloned());
     let mut convo = Conversation {
@@ -258,7 +258,9 @@ async fn tool_turn(
     }
     let out = match call.name.strip_prefix(AGENT_TOOL) {
         Some(sub) => sub_agent(ctx, sub, &call.args, depth).await,
-        None if call.name.starts_with(mcp::PREFIX) => mcp.call(&call.name, &call.args).await,
+        None if paddock_policy::tools::split_mcp_tool_name(&call.name).is_some() => {
+            mcp.call(&call.name, &call.args).await
+        }
         None => tools::run(&ctx.workspace, &ctx.egress_env(), &call.name, &call.args).await,
     };
     let check = Event {
