@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::agent::LocalObjectReference;
 use crate::status::Condition;
 
+/// The annotation naming who decided: the Approval's creator (the chart's admission policy checks that it is
+/// the requesting user; `paddock approve --cluster` and the web console set it).
+pub const DECIDED_BY_ANNOTATION: &str = "paddock.dev/decided-by";
+
 /// The decision and the ask it answers.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(

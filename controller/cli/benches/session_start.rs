@@ -86,7 +86,7 @@ fn main() {
         .arg(d.join("script.yaml"))
         .arg("--data-dir")
         .arg(d.join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--console-listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -64,6 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
         let gw = paddock_gateway::server::build(&cfg).await?;
+        paddock_gateway::server::start_console(&gw, &cfg, paddock_gateway::server::shutdown()).await?;
         paddock_gateway::server::serve(gw, &cfg.listen, cfg.tls.as_ref()).await
     })?;
     Ok(ExitCode::SUCCESS)

@@ -35,7 +35,7 @@ fn up(dir: &Path, envs: &[(&str, &str)]) -> Up {
         .arg(dir.join("script.yaml"))
         .arg("--data-dir")
         .arg(&data)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--console-listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -164,7 +164,7 @@ fn the_demo_tells_its_story_unattended() {
     let out = Command::new(PADDOCK)
         .args(["up", "--demo", "--data-dir"])
         .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--console-listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .output()
         .unwrap();

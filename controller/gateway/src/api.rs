@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::gateway::{Gateway, GatewayError, NewSession, Resolution, Session};
 use crate::proxy::{bearer, parse_json, read_body};
 
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -96,7 +96,7 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-async fn session_json(gw: &Gateway, s: &Session) -> Result<Value, GatewayError> {
+pub(crate) async fn session_json(gw: &Gateway, s: &Session) -> Result<Value, GatewayError> {
     let (st, _) = gw.spend_of(s).await?;
     let (phase, reason) = s.ended().unwrap_or_else(|| ("Running".into(), String::new()));
     Ok(json!({
@@ -377,16 +377,24 @@ pub async fn get_events(
             .collect();
         return Ok(Json(out).into_response());
     }
+    transcript_response(&gw, &s, offset, true).await
+}
+
+/// The transcript of `s` from `offset` on as server-sent events: the stored events, then live ones. With
+/// `stop_at_done` the stream ends after the session's `done` event (the CLI's `--follow`); without, it keeps
+/// following (the console, where comments arrive after the end).
+pub(crate) async fn transcript_response(gw: &Arc<Gateway>, s: &Session, offset: i64, stop_at_done: bool) -> ApiResult {
     // Subscribe before reading the stored events, so nothing falls between the two.
-    let live = gw.follow(&s);
-    let stored = gw.store.events(&id, offset).await.map_err(GatewayError::from)?;
+    let live = gw.follow(s);
+    let stored = gw.store.events(&s.id, offset).await.map_err(GatewayError::from)?;
     let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
+    let ended = stop_at_done && s.ended().is_some();
     if gw.shared().is_some() {
         // Replicas: events another replica appends reach this one through the database only.
-        let stream = polled_transcript(gw.clone(), id, stored, s.ended().is_some());
+        let stream = polled_transcript(gw.clone(), s.id.clone(), stored, ended, stop_at_done);
         return Ok((headers, Body::from_stream(stream)).into_response());
     }
-    let stream = transcript_stream(stored, s.ended().is_some(), live);
+    let stream = transcript_stream(stored, ended, live, stop_at_done);
     Ok((headers, Body::from_stream(stream)).into_response())
 }
 
@@ -408,8 +416,9 @@ fn polled_transcript(
     id: String,
     stored: Vec<(i64, String)>,
     ended: bool,
+    stop_at_done: bool,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
-    let finished = ended || stored.iter().any(|(_, e)| is_done(e));
+    let finished = ended || (stop_at_done && stored.iter().any(|(_, e)| is_done(e)));
     let last = stored.last().map(|(s, _)| *s).unwrap_or(-1);
     let queue: std::collections::VecDeque<(i64, String)> = stored.into();
     futures_util::stream::unfold((queue, last, finished), move |(mut queue, last, finished)| {
@@ -417,7 +426,7 @@ fn polled_transcript(
         async move {
             loop {
                 if let Some((seq, e)) = queue.pop_front() {
-                    let done = is_done(&e);
+                    let done = stop_at_done && is_done(&e);
                     let rest = if done { Default::default() } else { queue };
                     return Some((Ok(frame(seq, &e)), (rest, seq, finished || done)));
                 }
@@ -443,11 +452,12 @@ fn transcript_stream(
     stored: Vec<(i64, String)>,
     ended: bool,
     live: Live,
+    stop_at_done: bool,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
-    let finished = ended || stored.iter().any(|(_, e)| is_done(e));
+    let finished = ended || (stop_at_done && stored.iter().any(|(_, e)| is_done(e)));
     let last = stored.last().map(|(s, _)| *s).unwrap_or(-1);
     let replay: Vec<Result<bytes::Bytes, std::io::Error>> = stored.iter().map(|(s, e)| Ok(frame(*s, e))).collect();
-    let follow = futures_util::stream::unfold((live, last, finished), |(mut rx, last, finished)| async move {
+    let follow = futures_util::stream::unfold((live, last, finished), move |(mut rx, last, finished)| async move {
         if finished {
             return None;
         }
@@ -455,7 +465,7 @@ fn transcript_stream(
             match rx.recv().await {
                 Ok((seq, e)) if seq > last => {
                     let data = e.to_string();
-                    let done = is_done(&data);
+                    let done = stop_at_done && is_done(&data);
                     return Some((Ok(frame(seq, &data)), (rx, seq, done)));
                 }
                 Ok(_) => continue,

@@ -38,6 +38,58 @@ pub struct GatewayConfig {
     /// serves on loopback and a Unix socket.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// The web console, on its own listener (see [`crate::console`]). Absent: no console.
+    #[serde(default)]
+    pub console: Option<ConsoleConfig>,
+}
+
+/// The web console: where it listens and who may sign in besides the admin credential.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// `host:port` of the console's own listener (served over TLS when `tls` is set).
+    pub listen: String,
+    /// People who sign in with a token of their own, each with a role. The admin credential signs in as
+    /// `admin`, who may do everything; a session token never signs in.
+    #[serde(default)]
+    pub users: Vec<ConsoleUser>,
+    /// How long a sign-in lasts, in hours.
+    #[serde(default = "default_sign_in_hours")]
+    pub sign_in_hours: u64,
+    /// In Kubernetes: people sign in with their own Kubernetes bearer token, checked with `TokenReview`,
+    /// and see and do what `SubjectAccessReview` says their RBAC allows (`get sessions`, `create approvals`
+    /// per namespace); their decisions are Approval objects created with their token. The gateway's
+    /// ServiceAccount needs `create` on `tokenreviews` and `subjectaccessreviews` (the chart grants it).
+    #[serde(default)]
+    pub kubernetes: bool,
+}
+
+fn default_sign_in_hours() -> u64 {
+    12
+}
+
+/// One console user.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConsoleUser {
+    /// The name recorded with what they do (approvals, comments, share links).
+    pub name: String,
+    /// The token they sign in with.
+    pub token: SecretSource,
+    /// `viewer` (sees sessions, transcripts, approvals, audit; comments; shares) or `approver` (also decides
+    /// asks).
+    pub role: ConsoleRole,
+}
+
+/// What a console user may do.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleRole {
+    Viewer,
+    Approver,
+    /// The admin credential's own role; not given to a configured user.
+    #[serde(skip)]
+    Admin,
 }
 
 /// The gateway's serving certificate and key, as PEM files (a mounted `kubernetes.io/tls` Secret). They are
@@ -137,6 +189,7 @@ impl Default for GatewayConfig {
             providers: Vec::new(),
             egress: EgressConfig::default(),
             tls: None,
+            console: None,
         }
     }
 }
@@ -224,6 +277,36 @@ pub struct SecretSource {
     pub file: Option<PathBuf>,
 }
 
+impl ConsoleConfig {
+    fn check(&self, gateway_listen: &str) -> Result<(), String> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("console.listen: `{}` is not a host:port address", self.listen));
+        }
+        if self.listen == gateway_listen {
+            return Err("console.listen: the console needs a port of its own, not the gateway's `listen`".into());
+        }
+        if self.sign_in_hours == 0 || self.sign_in_hours > 24 * 30 {
+            return Err("console.signInHours: must be between 1 and 720".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            let ok = !u.name.is_empty()
+                && u.name.len() <= 64
+                && u.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+            if !ok {
+                return Err(format!(
+                    "console.users[{i}].name: `{}` is not 1-64 letters, digits, `-`, `_`, `.` or `@`",
+                    u.name.escape_debug()
+                ));
+            }
+            if u.name == "admin" || !names.insert(u.name.as_str()) {
+                return Err(format!("console.users[{i}].name: `{}` is taken (by `admin` or an earlier user)", u.name));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl SecretSource {
     pub fn read(&self, what: &str) -> anyhow::Result<String> {
         let v = match (&self.env, &self.file) {
@@ -264,6 +347,9 @@ impl GatewayConfig {
         }
         if let Some(f) = cfg.admin_token.as_mut().and_then(|k| k.file.as_mut()) {
             fix(f);
+        }
+        for u in cfg.console.iter_mut().flat_map(|c| c.users.iter_mut()) {
+            u.token.file.as_mut().map(fix);
         }
         cfg.egress.trust.iter_mut().for_each(fix);
         cfg.egress.secrets_dir.as_mut().map(fix);
@@ -322,6 +408,9 @@ impl GatewayConfig {
         }
         if e.max_inspect_bytes == 0 {
             return Err("egress.maxInspectBytes: must be more than 0".into());
+        }
+        if let Some(c) = &self.console {
+            c.check(&self.listen)?;
         }
         if let Some(tls) = &self.tls {
             for (field, path) in [("tls.certFile", &tls.cert_file), ("tls.keyFile", &tls.key_file)] {

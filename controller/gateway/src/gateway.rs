@@ -1142,6 +1142,17 @@ impl Gateway {
         }
     }
 
+    /// An audit row for something a person did in the web console rather than a policy decided (a share link
+    /// made or revoked): `phase` and `verdict` say what, `by` who.
+    pub fn person_audit_row(&self, s: &Session, phase: &str, verdict: &str, by: &str, reason: String) -> AuditRow {
+        let mut row = self.audit_row(s, &self.policies().revision, Phase::ToolCall, None);
+        row.phase = phase.to_owned();
+        row.verdict = verdict.to_owned();
+        row.decided_by = Some(by.to_owned());
+        row.reason = reason;
+        row
+    }
+
     /// Records a refusal the gateway made itself, before any policy ran (`policy` names the gateway's check,
     /// e.g. `paddock/provider-features`): a deny row in the audit log and a verdict in the transcript.
     pub async fn refuse(&self, s: &Session, phase: Phase, policy: &str, reason: &str) -> Result<(), GatewayError> {
@@ -2064,6 +2075,8 @@ impl Drop for Reservation {
 pub const TRANSCRIPT_GATEWAY: &str = "gateway";
 /// The `source` of transcript events a runner posted (whatever the runner put there).
 pub const TRANSCRIPT_RUNNER: &str = "runner";
+/// The `source` of comments people post in the web console.
+pub const TRANSCRIPT_CONSOLE: &str = "console";
 
 /// A decision's transcript fields.
 fn verdict_fields(e: &Event, r: &Ruling) -> serde_json::Value {

@@ -9,6 +9,7 @@ pub mod api;
 mod applier;
 pub mod broker;
 pub mod config;
+pub mod console;
 pub mod egress;
 pub mod gateway;
 pub mod gitwire;

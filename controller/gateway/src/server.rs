@@ -226,6 +226,35 @@ pub async fn serve(gw: Arc<Gateway>, listen: &str, tls: Option<&TlsConfig>) -> a
     Ok(())
 }
 
+/// Starts the web console on its own listener when `cfg.console` is set (over TLS when `cfg.tls` is): returns
+/// its base URL and state, the server running in the background until `stop` completes.
+pub async fn start_console(
+    gw: &Arc<Gateway>,
+    cfg: &GatewayConfig,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Option<(String, Arc<crate::console::Console>)>> {
+    let Some(c) = &cfg.console else { return Ok(None) };
+    let data_dir = cfg.data_dir.clone().unwrap_or_else(default_data_dir);
+    let admin = admin_token(cfg, &data_dir)?;
+    let tls = cfg.tls.as_ref().map(crate::tls::server_config).transpose()?;
+    let kube = match c.kubernetes {
+        true => Some(crate::console::kube_auth::KubeAuth::from_environment().await?),
+        false => None,
+    };
+    let console = crate::console::Console::new(gw.clone(), c, &admin, tls.is_some(), kube)?;
+    let listener =
+        tokio::net::TcpListener::bind(&c.listen).await.with_context(|| format!("console: cannot listen on {}", c.listen))?;
+    let url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, listener.local_addr()?);
+    tracing::info!(address = %url, "console listening");
+    let task = crate::console::serve_on(listener, console.clone(), tls, stop);
+    tokio::spawn(async move {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "the console stopped");
+        }
+    });
+    Ok(Some((url, console)))
+}
+
 /// Serves a router on a bound listener until `stop` completes.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,

@@ -56,6 +56,23 @@ pub enum Write {
     ApprovalNew(ApprovalRow),
     ApprovalDecided { id: String, status: String, decided_by: String, reason: String, decided_at: String },
     Event { session: String, seq: i64, ts: String, event: String },
+    ShareNew(ShareRow),
+    ShareRevoked { id: String, revoked_by: String, revoked_at: String },
+}
+
+/// A read-only link to one session, made in the web console.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ShareRow {
+    pub id: String,
+    pub session: String,
+    #[serde(skip)]
+    pub token_hash: String,
+    pub created_by: String,
+    pub created_at: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub revoked_by: Option<String>,
+    pub revoked_at: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -560,6 +577,37 @@ impl Store {
             .collect()
     }
 
+    /// The share links of a session (`Some`), or the one whose token hashes to `token_hash`.
+    pub async fn shares(&self, session: Option<&str>, token_hash: Option<&str>) -> Result<Vec<ShareRow>, StoreError> {
+        self.caught_up().await?;
+        let sql = "SELECT id, session, token_hash, created_by, created_at, expires_at, revoked_by, revoked_at \
+                   FROM shares";
+        let rows = match (session, token_hash) {
+            (_, Some(h)) => sqlx::query(&format!("{sql} WHERE token_hash = $1")).bind(h).fetch_all(&self.pool).await?,
+            (Some(s), None) => {
+                sqlx::query(&format!("{sql} WHERE session = $1 ORDER BY created_at, id"))
+                    .bind(s)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            (None, None) => sqlx::query(&format!("{sql} ORDER BY created_at, id")).fetch_all(&self.pool).await?,
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(ShareRow {
+                    id: r.try_get("id")?,
+                    session: r.try_get("session")?,
+                    token_hash: r.try_get("token_hash")?,
+                    created_by: r.try_get("created_by")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                    revoked_by: r.try_get("revoked_by")?,
+                    revoked_at: r.try_get("revoked_at")?,
+                })
+            })
+            .collect()
+    }
+
     /// The audit log, oldest first; `session` filters.
     pub async fn audit(&self, session: Option<&str>) -> Result<Vec<AuditRow>, StoreError> {
         self.caught_up().await?;
@@ -974,6 +1022,24 @@ pub(crate) fn statement(w: &Write) -> Stmt {
         Write::Event { session, seq, ts, event } => Stmt::new(
             "INSERT INTO events (session, seq, ts, event) VALUES (?, ?, ?, ?)",
             vec![text(session), Int(*seq), text(ts), text(event)],
+        ),
+        Write::ShareNew(r) => Stmt::new(
+            "INSERT INTO shares (id, session, token_hash, created_by, created_at, expires_at, revoked_by, revoked_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                text(&r.id),
+                text(&r.session),
+                text(&r.token_hash),
+                text(&r.created_by),
+                text(&r.created_at),
+                Int(r.expires_at),
+                opt_text(&r.revoked_by),
+                opt_text(&r.revoked_at),
+            ],
+        ),
+        Write::ShareRevoked { id, revoked_by, revoked_at } => Stmt::new(
+            "UPDATE shares SET revoked_by = ?, revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            vec![text(revoked_by), text(revoked_at), text(id)],
         ),
         Write::ApprovalDecided { id, status, decided_by, reason, decided_at } => Stmt::new(
             "UPDATE approvals SET status = ?, decided_by = ?, decision_reason = ?, decided_at = ? \

@@ -24,8 +24,7 @@ use crate::gateway::GatewayError;
 use crate::session::session_id;
 use crate::{Context, Error, FIELD_MANAGER};
 
-/// The user who created the Approval (set by `paddock approve`, enforced by the chart's admission policy).
-pub const DECIDED_BY_ANNOTATION: &str = "paddock.dev/decided-by";
+pub use paddock_api::approval::DECIDED_BY_ANNOTATION;
 
 fn key(a: &Approval) -> String {
     format!("Approval/{}/{}", a.namespace().unwrap_or_default(), a.name_any())

@@ -187,6 +187,9 @@ pub fn render(ev: &Value, st: &Style) -> Option<String> {
                 .map(|r| format!(": {}", terminal::line(r)))
                 .unwrap_or_default()
         ),
+        "comment" if ev["source"] == "console" => {
+            format!("{} {}: {}", st.paint("34", "✎"), field(ev, "by"), terminal::indented(ev["text"].as_str()?, "  │ "))
+        }
         "usage" => {
             st.paint("2", &terminal::line(&format!("  tokens: {} in, {} out", ev["input_tokens"], ev["output_tokens"])))
         }
@@ -299,14 +302,15 @@ async fn decide_ask(c: &Client, a: &Value, on_ask: OnAsk, st: &Style, shown: boo
             true
         }
         OnAsk::Prompt => {
-            print!("  approve? [y/N] ");
+            print!("  approve? [y/N] (or decide in the console) ");
             std::io::stdout().flush()?;
-            let line = tokio::task::spawn_blocking(|| {
-                let mut s = String::new();
-                std::io::stdin().read_line(&mut s).map(|_| s)
-            })
-            .await??;
-            matches!(line.trim(), "y" | "Y" | "yes")
+            match typed_or_decided(c, raw_id).await? {
+                Ok(line) => matches!(line.trim(), "y" | "Y" | "yes"),
+                Err((status, by)) => {
+                    println!("\n  {}", st.paint("2", &format!("{status} by {by} elsewhere")));
+                    return Ok(());
+                }
+            }
         }
     };
     let by = if on_ask == OnAsk::AutoApprove { "demo (on your behalf)".to_owned() } else { whoami() };
@@ -314,6 +318,43 @@ async fn decide_ask(c: &Client, a: &Value, on_ask: OnAsk, st: &Style, shown: boo
     c.post(&format!("/v1/approvals/{raw_id}/{verb}"), json!({"by": by})).await?;
     println!("  {}", st.paint(if approve { "32" } else { "31" }, &format!("{verb}d by {}", terminal::line(&by))));
     Ok(())
+}
+
+/// Lines typed on the terminal, read by one thread for the whole process: a prompt that was answered
+/// elsewhere leaves no reader of its own behind to swallow the next prompt's answer.
+fn typed_lines() -> &'static tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>> {
+    static LINES: std::sync::OnceLock<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>> =
+        std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                if tx.send(std::mem::take(&mut line)).is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::sync::Mutex::new(rx)
+    })
+}
+
+/// The line the user types, or, if the ask is decided elsewhere first (the web console, another terminal),
+/// `Err((status, by))`.
+async fn typed_or_decided(c: &Client, approval: &str) -> anyhow::Result<Result<String, (String, String)>> {
+    let mut lines = typed_lines().lock().await;
+    loop {
+        tokio::select! {
+            line = lines.recv() => return Ok(Ok(line.unwrap_or_default())),
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                let all = c.get("/v1/approvals?status=all").await?;
+                let row = all.as_array().into_iter().flatten().find(|a| a["id"] == approval);
+                if let Some(a) = row.filter(|a| a["status"] != "pending") {
+                    return Ok(Err((field(a, "status").into_owned(), field(a, "decided_by").into_owned())));
+                }
+            }
+        }
+    }
 }
 
 pub fn whoami() -> String {
@@ -358,5 +399,12 @@ mod tests {
         let ask = shown(json!({"type": "ask", "source": "gateway", "policy": "p", "phase": "tool_call",
             "approval": "a-1", "reason": "x\ny", "summary": "s\r"}));
         assert_eq!(ask, "? p asks (tool_call, a-1): x\\ny\n    s\\r");
+    }
+
+    #[test]
+    fn console_comments_are_shown_inert_and_only_from_the_console() {
+        let c = shown(json!({"type": "comment", "source": "console", "by": "ali\x1b[2Kce", "text": "ok\n● Failed"}));
+        assert_eq!(c, "✎ ali\\x1b[2Kce: ok\n  │ ● Failed");
+        assert!(super::render(&json!({"type": "comment", "source": "runner", "by": "x", "text": "y"}), &Style { color: false }).is_none());
     }
 }

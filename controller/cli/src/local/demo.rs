@@ -66,10 +66,13 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let workspace = data.join("workspaces/demo");
     std::fs::create_dir_all(&workspace)?;
     let listen = if args.listen == "127.0.0.1:6767" { "127.0.0.1:0".to_owned() } else { args.listen.clone() };
+    let console_listen =
+        if args.console_listen == "127.0.0.1:6768" { "127.0.0.1:0".to_owned() } else { args.console_listen.clone() };
     let up = Args {
         repo: repo.clone(),
         demo: true,
         listen,
+        console_listen,
         data_dir: Some(data.clone()),
         script: Some(data.join("script.yaml")),
         ..args.clone()
@@ -83,6 +86,12 @@ pub async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         local.url,
         local.agents.join(", "),
         local.revision
+    );
+    println!(
+        "console {} — sign in with {} (or the admin token in {}); asks below can be approved there too.\n",
+        local.console_url,
+        local.console_login,
+        data.join("admin-token").display()
     );
     let on_ask = if std::io::stdin().is_terminal() { OnAsk::Prompt } else { OnAsk::AutoApprove };
     let mut sessions = Vec::new();

@@ -30,6 +30,9 @@ pub struct Args {
     /// Address of the gateway.
     #[arg(long, default_value = "127.0.0.1:6767")]
     pub listen: String,
+    /// Address of the web console (sign in with the admin token or the one-time link printed at start).
+    #[arg(long, default_value = "127.0.0.1:6768")]
+    pub console_listen: String,
     /// Where sessions, ledger and audit log live (default: the user's data directory).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -63,6 +66,9 @@ fn parse_resolve(s: &str) -> Result<(String, std::net::IpAddr), String> {
 /// A running local Paddock.
 pub struct Local {
     pub url: String,
+    /// The web console's base URL and a one-time sign-in link (full URL).
+    pub console_url: String,
+    pub console_login: String,
     pub admin_token: String,
     pub revision: String,
     pub agents: Vec<String>,
@@ -120,6 +126,12 @@ pub async fn start(args: &Args, quiet: bool) -> anyhow::Result<Local> {
     cfg.egress.trust = args.egress_trust.clone();
     // The gateway runs on the user's machine: an address entry for `127.0.0.1` (a local database) is real.
     cfg.egress.allow_loopback = true;
+    cfg.console = Some(paddock_gateway::config::ConsoleConfig {
+        listen: args.console_listen.clone(),
+        users: Vec::new(),
+        sign_in_hours: 12,
+        kubernetes: false,
+    });
     cfg.check().map_err(|e| anyhow::anyhow!("{e}"))?;
     let gw = server::build(&cfg).await?;
     gw.set_policies(first.set);
@@ -153,8 +165,13 @@ pub async fn start(args: &Args, quiet: bool) -> anyhow::Result<Local> {
             tracing::error!(error = %e, "the sandbox socket stopped");
         }
     });
+    let (console_url, console) = server::start_console(&gw, &cfg, server::shutdown())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the console is not configured"))?;
+    let console_login = format!("{console_url}{}", console.login_link());
     if !quiet {
         println!("paddock: gateway on {url} (sandboxes reach it through {})", socket.display());
+        println!("paddock: console on {console_url}; sign in with the admin token or, once, {console_login}");
         println!("paddock: {} at revision {}: agents {}", source.path.display(), first.id, first.agents.join(", "));
         println!("paddock: data in {} (admin token in admin-token)", data_dir.display());
         if let Some(dir) = &cfg.egress.secrets_dir {
@@ -167,7 +184,7 @@ pub async fn start(args: &Args, quiet: bool) -> anyhow::Result<Local> {
     }
     let revision = first.id.clone();
     tokio::spawn(watch(source, gw, first.id, quiet));
-    Ok(Local { url, admin_token, revision, agents: first.agents })
+    Ok(Local { url, console_url, console_login, admin_token, revision, agents: first.agents })
 }
 
 fn which(bin: &str) -> Option<PathBuf> {

@@ -55,7 +55,7 @@ pub fn up_args(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Up {
         .arg(dir.join("script.yaml"))
         .arg("--data-dir")
         .arg(&data)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--console-listen", "127.0.0.1:0"])
         .args(args)
         .envs(envs.iter().copied())
         .stdin(Stdio::null())

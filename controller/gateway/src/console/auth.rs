@@ -1,0 +1,349 @@
+//! Signing in to the console and who is signed in: a signed cookie names the user; their role is looked up
+//! again on every request, so that a user taken out of the configuration (or given a new token) is signed
+//! out at once. In Kubernetes the cookie carries the person's own token, sealed (AES-GCM) with a key only
+//! the gateway has, and the API server is asked again who it is (see [`super::kube_auth`]). State changes
+//! need the CSRF token of the sign-in (a form field or `X-CSRF-Token`) and, when the browser sends one, an
+//! `Origin` of the console's own.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde::Deserialize;
+
+use super::kube_auth::KubeUser;
+use super::{Console, view};
+use crate::config::ConsoleRole;
+use crate::gateway::{hash_token, random_hex, unix_now};
+
+const COOKIE: &str = "paddock_console";
+/// The fingerprint field of a Kubernetes user's cookie (a configured user's is their token's hash).
+const KUBE: &str = "kube";
+
+/// What the person signed in may do, and on whose word.
+#[derive(Clone, Debug)]
+pub enum Authority {
+    /// The admin credential or a configured user: the same everywhere.
+    Role(ConsoleRole),
+    /// A Kubernetes user: per namespace, as their RBAC says; `token` acts for them.
+    Kube { user: KubeUser, token: String },
+}
+
+/// The person signed in.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    pub name: String,
+    pub authority: Authority,
+    /// The token a state change must carry (see [`Viewer::check`]).
+    pub csrf: String,
+}
+
+/// What a page or an action needs, in the namespace of the session it is about.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Access {
+    /// See sessions, transcripts, asks, audit rows; comment; share. Kubernetes: `get sessions`.
+    View,
+    /// Approve or deny asks. Kubernetes: `create approvals`.
+    Decide,
+}
+
+impl Viewer {
+    /// The role to show beside the name.
+    pub fn role_name(&self) -> &'static str {
+        match &self.authority {
+            Authority::Role(ConsoleRole::Viewer) => "viewer",
+            Authority::Role(ConsoleRole::Approver) => "approver",
+            Authority::Role(ConsoleRole::Admin) => "admin",
+            Authority::Kube { .. } => "Kubernetes RBAC",
+        }
+    }
+
+    /// A state change is this viewer's own: it carries their CSRF token (a form field `given` or the
+    /// `X-CSRF-Token` header), and an `Origin` header, when there is one, names the host it was sent to.
+    pub fn check(&self, headers: &HeaderMap, given: Option<&str>) -> Result<(), Response> {
+        if !same_origin(headers) {
+            return Err(view::error_page(StatusCode::FORBIDDEN, "This request came from another site."));
+        }
+        let header = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+        match given.or(header) {
+            // Compared as digests, so the comparison's time says nothing about the token.
+            Some(t) if hash_token(t) == hash_token(&self.csrf) => Ok(()),
+            _ => Err(view::error_page(
+                StatusCode::FORBIDDEN,
+                "This form has expired or did not come from the console; reload the page and try again.",
+            )),
+        }
+    }
+}
+
+/// `Origin`, when the browser sends it, is `http(s)://<Host>`.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let origin = origin.to_str().unwrap_or("");
+    !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"))
+}
+
+impl Console {
+    /// Whether `v` may do `access` in `namespace`.
+    pub async fn may(&self, v: &Viewer, access: Access, namespace: &str) -> bool {
+        match (&v.authority, access) {
+            (Authority::Role(_), Access::View) => true,
+            (Authority::Role(r), Access::Decide) => *r >= ConsoleRole::Approver,
+            (Authority::Kube { user, .. }, access) => {
+                let Some(kube) = &self.kube else { return false };
+                match access {
+                    Access::View => kube.allows(user, "get", "sessions", namespace).await,
+                    Access::Decide => kube.allows(user, "create", "approvals", namespace).await,
+                }
+            }
+        }
+    }
+
+    /// The role of a user by name, as configured now; `None` for a name no longer there.
+    fn role_of(&self, name: &str, fingerprint: &str) -> Option<ConsoleRole> {
+        if name == "admin" {
+            return (fingerprint == "admin").then_some(ConsoleRole::Admin);
+        }
+        self.users.iter().find(|(n, h, _)| n == name && h[..16] == *fingerprint).map(|(_, _, r)| *r)
+    }
+
+    /// Who a token signs in as, and the cookie's fingerprint and sealed token: the admin credential, a
+    /// configured user's token, or (in Kubernetes) a token the API server authenticates. Never a session
+    /// token: those are refused before anything else is asked.
+    async fn sign_in_as(&self, token: &str) -> Result<Option<(String, String, String)>, String> {
+        if self.gw.is_admin(token) {
+            return Ok(Some(("admin".into(), "admin".into(), String::new())));
+        }
+        let h = hash_token(token);
+        if let Some((n, uh, _)) = self.users.iter().find(|(_, uh, _)| *uh == h) {
+            return Ok(Some((n.clone(), uh[..16].to_owned(), String::new())));
+        }
+        let Some(kube) = &self.kube else { return Ok(None) };
+        Ok(kube.review(token).await?.map(|u| (u.username, KUBE.to_owned(), self.seal(token))))
+    }
+
+    fn tag(&self, what: &str) -> String {
+        B64.encode(ring::hmac::sign(&self.key, what.as_bytes()).as_ref())
+    }
+
+    /// A Kubernetes token sealed for the cookie: nonce and AES-256-GCM ciphertext.
+    fn seal(&self, token: &str) -> String {
+        let mut nonce = [0u8; 12];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+        let key = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &self.seal_key).expect("key"));
+        let mut data = token.as_bytes().to_vec();
+        key.seal_in_place_append_tag(ring::aead::Nonce::assume_unique_for_key(nonce), ring::aead::Aad::empty(), &mut data)
+            .expect("seal");
+        let mut out = nonce.to_vec();
+        out.extend(data);
+        B64.encode(out)
+    }
+
+    fn unseal(&self, sealed: &str) -> Option<String> {
+        let raw = B64.decode(sealed).ok()?;
+        if raw.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, data) = raw.split_at(12);
+        let key = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &self.seal_key).ok()?);
+        let mut data = data.to_vec();
+        let plain = key
+            .open_in_place(ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?, ring::aead::Aad::empty(), &mut data)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+
+    /// A signed cookie for `name`, lasting the configured sign-in time.
+    fn cookie_for(&self, name: &str, fingerprint: &str, sealed: &str) -> HeaderValue {
+        let expires = unix_now() + self.sign_in.as_secs() as i64;
+        let payload = format!("{name}\n{expires}\n{}\n{fingerprint}\n{sealed}", random_hex(16));
+        let value = format!("{}.{}", B64.encode(payload.as_bytes()), self.tag(&payload));
+        let secure = if self.secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            self.sign_in.as_secs()
+        ))
+        .expect("cookie is ASCII")
+    }
+
+    /// The viewer a request's cookie names, if its signature holds, it has not expired and its user is still
+    /// configured with the same token (or, in Kubernetes, the API server still authenticates their token).
+    pub(super) async fn viewer(&self, headers: &HeaderMap) -> Option<Viewer> {
+        let value = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))?;
+        let (payload, tag) = value.split_once('.')?;
+        let payload = String::from_utf8(B64.decode(payload).ok()?).ok()?;
+        let tag = B64.decode(tag).ok()?;
+        ring::hmac::verify(&self.key, payload.as_bytes(), &tag).ok()?;
+        let mut parts = payload.split('\n');
+        let (name, expires, nonce, fingerprint) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let sealed = parts.next().unwrap_or("");
+        if expires.parse::<i64>().ok()? <= unix_now() {
+            return None;
+        }
+        let csrf = self.tag(&format!("csrf\n{nonce}"));
+        if fingerprint == KUBE {
+            let token = self.unseal(sealed)?;
+            let user = self.kube.as_ref()?.review(&token).await.ok()??;
+            if user.username != name {
+                return None;
+            }
+            return Some(Viewer { name: name.to_owned(), authority: Authority::Kube { user, token }, csrf });
+        }
+        let role = self.role_of(name, fingerprint)?;
+        Some(Viewer { name: name.to_owned(), authority: Authority::Role(role), csrf })
+    }
+}
+
+impl FromRequestParts<Arc<Console>> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Arc<Console>) -> Result<Viewer, Response> {
+        if let Some(v) = console.viewer(&parts.headers).await {
+            return Ok(v);
+        }
+        // A page asks the browser to sign in first; anything else (a script's request) is refused.
+        let wants_page = parts.method == axum::http::Method::GET
+            && parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+        if wants_page {
+            let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/ui/sessions");
+            let to = format!("/ui/login?next={}", view::query_escape(next));
+            return Err(Redirect::to(&to).into_response());
+        }
+        Err(view::error_page(StatusCode::UNAUTHORIZED, "Sign in to the console first."))
+    }
+}
+
+/// Where to go after signing in: a console page, never another site (`//host`, `/\host`).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with("/ui/") && !n.contains('\\') && !n.starts_with("//") => n.to_owned(),
+        _ => "/ui/sessions".to_owned(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    code: Option<String>,
+    next: Option<String>,
+}
+
+/// `GET /ui/login`: the sign-in form, or a one-time link's code signing in at once.
+pub async fn login_page(State(console): State<Arc<Console>>, Query(q): Query<LoginQuery>) -> Response {
+    if let Some(code) = q.code.as_deref() {
+        if console.take_login_code(code) {
+            tracing::info!(user = "admin", "signed in to the console with a one-time link");
+            return signed_in(&console, "admin", "admin", "", "/ui/sessions");
+        }
+        return view::login_form(
+            StatusCode::UNAUTHORIZED,
+            Some("This sign-in link has been used or has expired. Sign in with the admin token."),
+            "/ui/sessions",
+        );
+    }
+    view::login_form(StatusCode::OK, None, &safe_next(q.next.as_deref()))
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `POST /ui/login`: a token in, a cookie out.
+pub async fn login(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    let next = safe_next(form.next.as_deref());
+    if !same_origin(&headers) {
+        return view::error_page(StatusCode::FORBIDDEN, "This request came from another site.");
+    }
+    let token = form.token.trim();
+    // A session token is refused before anything else is asked: it is never sent to the API server.
+    if console.gw.session_for_token(token).await.is_some() {
+        tracing::warn!("a session token was offered to the console's sign-in and refused");
+        let message = "A session token cannot sign in to the console. Use your own token or the admin token.";
+        return view::login_form(StatusCode::UNAUTHORIZED, Some(message), &next);
+    }
+    match console.sign_in_as(token).await {
+        Ok(Some((name, fingerprint, sealed))) => {
+            tracing::info!(user = %name, "signed in to the console");
+            signed_in(&console, &name, &fingerprint, &sealed, &next)
+        }
+        Ok(None) => {
+            let message = if console.kube.is_some() {
+                "The API server does not accept that token, and it is not the admin token."
+            } else {
+                "That token is not the admin token or a console user's."
+            };
+            view::login_form(StatusCode::UNAUTHORIZED, Some(message), &next)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the console could not review a token");
+            view::login_form(StatusCode::SERVICE_UNAVAILABLE, Some("The API server cannot be asked who you are; try again."), &next)
+        }
+    }
+}
+
+fn signed_in(console: &Console, name: &str, fingerprint: &str, sealed: &str, next: &str) -> Response {
+    let mut r = Redirect::to(next).into_response();
+    r.headers_mut().insert(header::SET_COOKIE, console.cookie_for(name, fingerprint, sealed));
+    r
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: Option<String>,
+}
+
+/// `POST /ui/logout`: the cookie is cleared.
+pub async fn logout(viewer: Viewer, headers: HeaderMap, axum::Form(form): axum::Form<CsrfForm>) -> Response {
+    if let Err(r) = viewer.check(&headers, form.csrf.as_deref()) {
+        return r;
+    }
+    let mut r = Redirect::to("/ui/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("paddock_console=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_sign_in_only_console_pages() {
+        assert_eq!(safe_next(Some("/ui/audit?session=s-1")), "/ui/audit?session=s-1");
+        for hostile in ["//evil.example/ui/", "https://evil.example/", "/ui/\\evil", "/v1/audit", ""] {
+            assert_eq!(safe_next(Some(hostile)), "/ui/sessions", "{hostile}");
+        }
+    }
+
+    #[test]
+    fn origin_must_be_the_console() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:6768"));
+        assert!(same_origin(&h), "no Origin: a same-origin form in an older browser");
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:6768"));
+        assert!(same_origin(&h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        assert!(!same_origin(&h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(!same_origin(&h));
+    }
+}

@@ -1,0 +1,177 @@
+//! The web console (docs/console.md): sessions, live transcripts, approvals, the audit log, the Policies
+//! that govern each Agent, read-only share links and comments, served as HTML by the gateway on a listener
+//! of its own (`console.listen`), so that it is never on the address sandboxes reach.
+//!
+//! Pages are rendered on the server with `maud`, which escapes every value it is given: agent-controlled
+//! text (model output, tool output, comments, names) reaches the page only as text. The little JavaScript
+//! there is (`assets/console.js`) adds live updates and builds transcript entries with `textContent`. Every
+//! response carries a strict Content-Security-Policy (scripts and styles from this origin only, no inline
+//! script) and `Referrer-Policy: same-origin`, so that a share link's token never leaves in a Referer (and
+//! the browser still sends `Origin` on the console's own forms, which `no-referrer` would make `null`).
+
+mod actions;
+mod auth;
+pub mod kube_auth;
+mod pages;
+mod shared_view;
+mod view;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+pub use auth::{Access, Authority, Viewer};
+
+use crate::config::{ConsoleConfig, ConsoleRole};
+use crate::gateway::{Gateway, hash_token, random_hex};
+
+/// One-time sign-in links not yet used, at most.
+const MAX_LOGIN_CODES: usize = 16;
+/// How long a one-time sign-in link works.
+const LOGIN_CODE_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// The console's state: the gateway it shows, who may sign in, and the key that signs their cookies.
+pub struct Console {
+    gw: Arc<Gateway>,
+    /// `(name, sha256 of the token, role)` of each configured user.
+    users: Vec<(String, String, ConsoleRole)>,
+    /// Signs sign-in cookies and derives CSRF tokens. Derived from the admin credential, so that every
+    /// replica with the same credential accepts the same cookies, and rotating it signs everyone out.
+    key: ring::hmac::Key,
+    /// Seals a Kubernetes user's token into their cookie (AES-256-GCM); derived like `key`.
+    seal_key: [u8; 32],
+    /// In Kubernetes: the API server says who signs in and what they may do.
+    kube: Option<kube_auth::KubeAuth>,
+    sign_in: Duration,
+    /// Served over TLS: cookies are `Secure`.
+    secure: bool,
+    /// One-time sign-in links: the code's hash and when it stops working.
+    login_codes: Mutex<HashMap<String, Instant>>,
+}
+
+impl Console {
+    /// The console of `gw`: its users' tokens are read now (a missing one stops the gateway from starting).
+    /// `kube`: people sign in with Kubernetes tokens as well (`console.kubernetes`).
+    pub fn new(
+        gw: Arc<Gateway>,
+        cfg: &ConsoleConfig,
+        admin_token: &str,
+        secure: bool,
+        kube: Option<kube_auth::KubeAuth>,
+    ) -> anyhow::Result<Arc<Console>> {
+        let mut users = Vec::new();
+        for (i, u) in cfg.users.iter().enumerate() {
+            let token = u.token.read(&format!("console.users[{i}].token"))?;
+            if hash_token(&token) == hash_token(admin_token) {
+                anyhow::bail!("console.users[{i}].token: is the admin credential; give `{}` a token of their own", u.name);
+            }
+            if u.role == ConsoleRole::Admin {
+                anyhow::bail!("console.users[{i}].role: must be viewer or approver");
+            }
+            users.push((u.name.clone(), hash_token(&token), u.role));
+        }
+        let seed = ring::digest::digest(&ring::digest::SHA256, format!("paddock console\n{admin_token}").as_bytes());
+        let seal = ring::digest::digest(&ring::digest::SHA256, format!("paddock console seal\n{admin_token}").as_bytes());
+        Ok(Arc::new(Console {
+            gw,
+            users,
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, seed.as_ref()),
+            seal_key: seal.as_ref().try_into().expect("32 bytes"),
+            kube,
+            sign_in: Duration::from_secs(cfg.sign_in_hours * 3600),
+            secure,
+            login_codes: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// A one-time sign-in link's path and query (`/ui/login?code=…`), good for 15 minutes, that signs its
+    /// first visitor in as `admin`: what `paddock up` prints.
+    pub fn login_link(&self) -> String {
+        let code = random_hex(24);
+        let mut codes = self.login_codes.lock().expect("login codes");
+        let now = Instant::now();
+        codes.retain(|_, until| *until > now);
+        if codes.len() >= MAX_LOGIN_CODES
+            && let Some(oldest) = codes.iter().min_by_key(|(_, until)| **until).map(|(k, _)| k.clone())
+        {
+            codes.remove(&oldest);
+        }
+        codes.insert(hash_token(&code), now + LOGIN_CODE_LIFETIME);
+        format!("/ui/login?code={code}")
+    }
+
+    /// Uses up a one-time sign-in code: true once, for a code [`Console::login_link`] made that has not expired.
+    fn take_login_code(&self, code: &str) -> bool {
+        let mut codes = self.login_codes.lock().expect("login codes");
+        codes.remove(&hash_token(code)).is_some_and(|until| until > Instant::now())
+    }
+}
+
+/// The console's routes, for its own listener.
+pub fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/", get(|| async { axum::response::Redirect::to("/ui/sessions") }))
+        .route("/ui", get(|| async { axum::response::Redirect::to("/ui/sessions") }))
+        .route("/ui/login", get(auth::login_page).post(auth::login))
+        .route("/ui/logout", post(auth::logout))
+        .route("/ui/sessions", get(pages::sessions))
+        .route("/ui/sessions/{id}", get(pages::session))
+        .route("/ui/sessions/{id}/summary", get(pages::session_summary))
+        .route("/ui/sessions/{id}/events", get(actions::events))
+        .route("/ui/sessions/{id}/comments", post(actions::comment))
+        .route("/ui/sessions/{id}/shares", post(actions::share))
+        .route("/ui/shares/{id}/revoke", post(actions::revoke_share))
+        .route("/ui/approvals", get(pages::approvals))
+        .route("/ui/approvals/{id}/decide", post(actions::decide))
+        .route("/ui/audit", get(pages::audit))
+        .route("/ui/audit.jsonl", get(pages::audit_export))
+        .route("/ui/policies", get(pages::policies))
+        .route("/ui/shared/{token}", get(shared_view::page))
+        .route("/ui/shared/{token}/events", get(shared_view::events))
+        .route("/ui/assets/console.js", get(|| async { asset("text/javascript", include_str!("assets/console.js")) }))
+        .route("/ui/assets/console.css", get(|| async { asset("text/css", include_str!("assets/console.css")) }))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(console)
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    let mut r = Response::new(axum::body::Body::from(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    r
+}
+
+/// What every console response carries: no script or style but the console's own files, no framing, no
+/// Referer to another site (share tokens are in URLs), no caching of pages that show who is signed in.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Serves the console on a bound listener until `stop` completes: over TLS when `tls` is given.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    console: Arc<Console>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        Some(tls) => crate::server::serve_tls_on(listener, tls, router(console), stop).await,
+        None => crate::server::serve_on(listener, router(console), stop).await,
+    }
+}
