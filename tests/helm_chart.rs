@@ -229,3 +229,61 @@ fn the_gateway_service_monitor_scrapes_over_tls_with_the_ca() {
     let controller = get(&objects, "ServiceMonitor", "paddock-controller");
     assert_eq!(controller["spec"]["endpoints"][0]["port"], "http");
 }
+
+/// Whether `role` grants `verb` on `resource` of `group`.
+fn grants(role: &Value, group: &str, resource: &str, verb: &str) -> bool {
+    role["rules"].as_array().unwrap().iter().any(|r| {
+        let has = |k: &str, v: &str| r[k].as_array().unwrap().iter().any(|x| x == v || x == "*");
+        has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+    })
+}
+
+#[test]
+fn the_console_is_served_on_its_own_port_and_asks_the_api_server_only_who_and_what() {
+    let objects = render(&[]);
+    let cfg = gateway_config(&objects);
+    assert_eq!(cfg["console"]["listen"], "0.0.0.0:6768");
+    assert_eq!(cfg["console"]["kubernetes"], true);
+    let service = get(&objects, "Service", "paddock-gateway");
+    let ports: Vec<_> = service["spec"]["ports"].as_array().unwrap().iter().map(|p| (p["name"].clone(), p["port"].clone())).collect();
+    assert!(ports.contains(&(Value::from("console"), Value::from(6768))), "{ports:?}");
+    let deployment = get(&objects, "Deployment", "paddock-gateway");
+    assert_eq!(deployment["spec"]["template"]["spec"]["automountServiceAccountToken"], true, "TokenReview needs the token");
+    // The gateway's ServiceAccount may create TokenReviews and SubjectAccessReviews: nothing else.
+    let role = get(&objects, "ClusterRole", "paddock-gateway-console");
+    assert!(grants(role, "authentication.k8s.io", "tokenreviews", "create"));
+    assert!(grants(role, "authorization.k8s.io", "subjectaccessreviews", "create"));
+    assert_eq!(role["rules"].as_array().unwrap().len(), 2);
+    for r in role["rules"].as_array().unwrap() {
+        assert_eq!(r["verbs"], serde_json::json!(["create"]));
+    }
+    let binding = get(&objects, "ClusterRoleBinding", "paddock-gateway-console");
+    assert_eq!(binding["subjects"][0]["name"], "paddock-gateway");
+    // Without named peers the console's port is not opened by the NetworkPolicy (port-forward still works).
+    let np = get(&objects, "NetworkPolicy", "paddock-gateway");
+    assert_eq!(np["spec"]["ingress"].as_array().unwrap().len(), 1);
+    assert!(find(&objects, "Ingress", "paddock-gateway-console").is_none());
+    // An Ingress, with the ingress controller's pods let in to the console's port only.
+    let objects = render(&[
+        "gateway.console.ingress.enabled=true",
+        "gateway.console.ingress.host=paddock.example.com",
+        "networkPolicy.consoleIngress[0].namespaceSelector.matchLabels.name=ingress-nginx",
+    ]);
+    let ingress = get(&objects, "Ingress", "paddock-gateway-console");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "paddock.example.com");
+    assert_eq!(ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"], "console");
+    let np = get(&objects, "NetworkPolicy", "paddock-gateway");
+    let console_rule = &np["spec"]["ingress"][1];
+    assert_eq!(console_rule["ports"][0]["port"], 6768);
+    assert_eq!(console_rule["from"][0]["namespaceSelector"]["matchLabels"]["name"], "ingress-nginx");
+    let err = try_render(&["gateway.console.ingress.enabled=true"]).unwrap_err();
+    assert!(err.contains("gateway.console.ingress.host"), "{err}");
+    // Turned off: no port, no role, and no ServiceAccount token in the gateway's pod.
+    let objects = render(&["gateway.console.enabled=false"]);
+    assert!(gateway_config(&objects)["console"].is_null());
+    assert!(find(&objects, "ClusterRole", "paddock-gateway-console").is_none());
+    let deployment = get(&objects, "Deployment", "paddock-gateway");
+    assert_eq!(deployment["spec"]["template"]["spec"]["automountServiceAccountToken"], false);
+    let service = get(&objects, "Service", "paddock-gateway");
+    assert_eq!(service["spec"]["ports"].as_array().unwrap().len(), 1);
+}

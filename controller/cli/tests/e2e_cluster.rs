@@ -241,10 +241,19 @@ async fn session_stack(
     lease: &str,
     agents: &[Value],
     policies: &[Value],
+    console: bool,
 ) -> SessionStack {
     let st = stack(path).await;
     fresh_namespace(&st.admin, ns).await;
-    let gw = gateway(st.dir.path(), SCRIPT).await;
+    let gw = if console {
+        // The console acts as the chart's gateway ServiceAccount: what the chart grants it is all it has.
+        let kubeconfig = st.dir.path().join("gateway.kubeconfig");
+        let sa = cluster::find(&st.objects, "ServiceAccount", "-gateway")["metadata"]["name"].as_str().unwrap().to_owned();
+        cluster::service_account_kubeconfig(&st.admin, &st.admin_path, cluster::SYSTEM_NS, &sa, &kubeconfig).await;
+        cluster::gateway_with(st.dir.path(), SCRIPT, Some(&kubeconfig)).await
+    } else {
+        gateway(st.dir.path(), SCRIPT).await
+    };
     let ctl = controller(ControllerRun {
         objects: &st.objects,
         kubeconfig: &st.controller_kubeconfig,
@@ -312,6 +321,7 @@ async fn a_session_starts_runs_finishes_and_goes_with_its_objects() {
         "paddock-e2e-sessions",
         &[agent("e2e-coder", &["list_dir"], None), agent("needs-gvisor", &["list_dir"], Some("gvisor"))],
         &[],
+        false,
     )
     .await;
     let admin = &s.st.admin;
@@ -420,6 +430,7 @@ async fn an_ask_waits_for_an_approval_created_by_an_approver() {
         "paddock-e2e-approvals",
         &[agent("deployer", &["list_dir", "deploy"], None)],
         &[ask_deploy],
+        false,
     )
     .await;
     let admin = &s.st.admin;
@@ -483,6 +494,113 @@ async fn an_ask_waits_for_an_approval_created_by_an_approver() {
     wait_phase(&sessions, "ship", "Succeeded").await;
     sessions.delete("ship", &DeleteParams::foreground()).await.unwrap();
     println!("e2e approvals: passed");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The web console
+
+/// Signs in to the console with `token`: the cookie, the page's CSRF token, or the status refused with.
+async fn console_sign_in(console: &str, token: &str) -> Result<(String, String), u16> {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http.post(format!("{console}/ui/login")).form(&[("token", token)]).send().await.unwrap();
+    if r.status() != 303 {
+        return Err(r.status().as_u16());
+    }
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = http.get(format!("{console}/ui/sessions")).header("cookie", &cookie).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let csrf = html.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    Ok((cookie, csrf))
+}
+
+async fn console_page(console: &str, cookie: &str, path: &str) -> (u16, String) {
+    let r = reqwest::Client::new().get(format!("{console}{path}")).header("cookie", cookie).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_console_shows_what_rbac_allows_and_a_decision_there_is_the_approvers_own_approval() {
+    let Some(path) = cluster::kubeconfig("console") else { return };
+    if !cluster::plays_kubelet("console") {
+        return;
+    }
+    let ns = "paddock-e2e-console";
+    let ask_deploy = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "Policy", "metadata": {"name": "ask-deploy"},
+        "spec": {"rules": [{"name": "deploys-are-asked", "use": "tool_denylist", "action": "ask", "with": {"tools": ["deploy"]}}]}});
+    let s = session_stack(path, ns, "paddock-e2e-console", &[agent("deployer", &["deploy"], None)], &[ask_deploy], true)
+        .await;
+    let console = s.gw.console.clone().expect("the console");
+    let admin = &s.st.admin;
+    let dir = s.st.dir.path();
+    let alice = user(admin, &s.st.admin_path, dir, ns, "alice", &["session-user"]).await;
+    let bob = user(admin, &s.st.admin_path, dir, ns, "bob", &["approver"]).await;
+    let carol = user(admin, &s.st.admin_path, dir, ns, "carol", &[]).await;
+    let sessions: Api<Session> = Api::namespaced(alice.client.clone(), ns);
+    sessions.create(&PostParams::default(), &session_json("ship", "deployer", &alice.name, "Deploy it.")).await.unwrap();
+    let pod = wait_for(Duration::from_secs(60), "the runner Pod", || async {
+        get_json(&sessions, "ship").await?["status"]["podName"].as_str().map(str::to_owned)
+    })
+    .await;
+    kubelet::set_phase(admin, ns, &pod, "Running").await;
+    wait_phase(&sessions, "ship", "Running").await;
+    let id = sessions.get("ship").await.unwrap().uid().unwrap();
+    let token = kubelet::runner_token(admin, ns, &paddock_sandbox::ObjectNames::of("ship").secret).await;
+    let ruling = kubelet::decide(&s.gw.url, &token, &id, "deploy", json!({"env": "prod"})).await;
+    let request = ruling["approval_id"].as_str().or(ruling["approvalId"].as_str()).expect("an approval id").to_owned();
+
+    // The runner's token is a gateway session token: it never signs in.
+    assert_eq!(console_sign_in(&console, &token).await, Err(401));
+    assert_eq!(console_sign_in(&console, "not-a-token").await, Err(401));
+    // carol has no role in the namespace: signed in, she sees nothing of it.
+    let (carol_cookie, _) = console_sign_in(&console, &carol.token).await.expect("carol signs in");
+    let (_, list) = console_page(&console, &carol_cookie, "/ui/sessions").await;
+    assert!(list.contains(&carol.name) && !list.contains(&id), "carol sees no session");
+    assert_eq!(console_page(&console, &carol_cookie, &format!("/ui/sessions/{id}")).await.0, 404);
+    // alice (session-user) sees the session and its ask, and no approve button; deciding is refused.
+    let (alice_cookie, alice_csrf) = console_sign_in(&console, &alice.token).await.expect("alice signs in");
+    let (_, list) = console_page(&console, &alice_cookie, "/ui/sessions").await;
+    assert!(list.contains(&id), "alice sees her session");
+    let (_, asks) = console_page(&console, &alice_cookie, "/ui/approvals").await;
+    assert!(asks.contains(&request) && !asks.contains("class=\"approve\"") && asks.contains("Only an approver can decide"));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http
+        .post(format!("{console}/ui/approvals/{request}/decide"))
+        .header("cookie", &alice_cookie)
+        .form(&[("csrf", alice_csrf.as_str()), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // bob (approver) approves in the console: an Approval created with his token, naming him, relayed.
+    let (bob_cookie, bob_csrf) = console_sign_in(&console, &bob.token).await.expect("bob signs in");
+    let (_, asks) = console_page(&console, &bob_cookie, "/ui/approvals").await;
+    assert!(asks.contains("class=\"approve\""), "bob may decide");
+    let r = http
+        .post(format!("{console}/ui/approvals/{request}/decide"))
+        .header("cookie", &bob_cookie)
+        .form(&[("csrf", bob_csrf.as_str()), ("decision", "approve"), ("reason", "ship it")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let decided = kubelet::approval(&s.gw.url, &token, &id, &request, 30).await;
+    println!("e2e console: the runner got {decided}");
+    assert_eq!(decided["verdict"], "allow", "{decided}");
+    let made = Api::<Approval>::namespaced(admin.clone(), ns).list(&ListParams::default()).await.unwrap();
+    let a = made.items.iter().find(|a| a.spec.request_id == request).expect("an Approval");
+    assert!(a.name_any().starts_with("console-"), "{}", a.name_any());
+    assert_eq!(a.annotations()["paddock.dev/decided-by"], bob.name);
+    assert_eq!(a.spec.reason.as_deref(), Some("ship it"));
+    let relayed = wait_for(Duration::from_secs(30), "the Approval's status", || async {
+        let o = get_json(&Api::<Approval>::namespaced(admin.clone(), ns), &a.name_any()).await?;
+        o["status"]["relayedAt"].is_string().then_some(o)
+    })
+    .await;
+    assert_eq!(relayed["status"]["decidedBy"], bob.name.as_str(), "{relayed}");
+    kubelet::set_phase(admin, ns, &pod, "Succeeded").await;
+    wait_phase(&sessions, "ship", "Succeeded").await;
+    sessions.delete("ship", &DeleteParams::foreground()).await.unwrap();
+    println!("e2e console: passed");
 }
 
 // ---------------------------------------------------------------------------------------------------------

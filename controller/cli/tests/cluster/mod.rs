@@ -216,7 +216,8 @@ where
 
 /// A kubeconfig that authenticates with a ServiceAccount token from the TokenRequest API, for the same
 /// API server as the admin's.
-pub async fn service_account_kubeconfig(admin: &Client, admin_path: &Path, ns: &str, sa: &str, out: &Path) {
+/// Writes a kubeconfig for ServiceAccount `ns/sa` (a TokenRequest token) to `out`; returns the token.
+pub async fn service_account_kubeconfig(admin: &Client, admin_path: &Path, ns: &str, sa: &str, out: &Path) -> String {
     let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
     let req: TokenRequest =
         serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
@@ -255,6 +256,7 @@ pub async fn service_account_kubeconfig(admin: &Client, admin_path: &Path, ns: &
     // A credential: readable by this user only.
     let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(out).unwrap();
     f.write_all(text.as_bytes()).unwrap();
+    token
 }
 
 /// A user of the chart's roles: a ServiceAccount of `ns` bound there to `<release>-<role>` (`session-user`,
@@ -262,6 +264,8 @@ pub async fn service_account_kubeconfig(admin: &Client, admin_path: &Path, ns: &
 pub struct User {
     pub name: String,
     pub client: Client,
+    /// Its bearer token (what a person pastes into the web console).
+    pub token: String,
 }
 
 pub async fn user(admin: &Client, admin_path: &Path, dir: &Path, ns: &str, sa: &str, roles: &[&str]) -> User {
@@ -283,8 +287,8 @@ pub async fn user(admin: &Client, admin_path: &Path, dir: &Path, ns: &str, sa: &
         .await;
     }
     let path = dir.join(format!("{sa}.kubeconfig"));
-    service_account_kubeconfig(admin, admin_path, ns, sa, &path).await;
-    User { name: format!("system:serviceaccount:{ns}:{sa}"), client: client_from(&path).await }
+    let token = service_account_kubeconfig(admin, admin_path, ns, sa, &path).await;
+    User { name: format!("system:serviceaccount:{ns}:{sa}"), client: client_from(&path).await, token }
 }
 
 /// A child process killed when dropped; its output goes to `log`.
@@ -339,9 +343,17 @@ pub struct Gateway {
     pub url: String,
     pub admin_token: String,
     pub admin_token_file: PathBuf,
+    pub console: Option<String>,
 }
 
 pub async fn gateway(dir: &Path, script: &str) -> Gateway {
+    gateway_with(dir, script, None).await
+}
+
+/// [`gateway`] with its web console on another port, signing people in by Kubernetes token: the gateway acts
+/// as the chart's `paddock-gateway` ServiceAccount (its `kubeconfig`), whose only rights are the chart's
+/// console role. Returns the console's URL in [`Gateway::console`].
+pub async fn gateway_with(dir: &Path, script: &str, console_kubeconfig: Option<&Path>) -> Gateway {
     let port = free_port();
     let admin_token = format!("pdk_admin_e2e{}", std::process::id());
     let token_file = dir.join("admin-token");
@@ -357,8 +369,16 @@ pub async fn gateway(dir: &Path, script: &str) -> Gateway {
         ),
     )
     .unwrap();
+    let console_port = free_port();
+    if console_kubeconfig.is_some() {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&config).unwrap();
+        writeln!(f, "console: {{listen: 127.0.0.1:{console_port}, kubernetes: true}}").unwrap();
+    }
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_paddock"));
     cmd.args(["gateway", "--config"]).arg(&config);
+    if let Some(kc) = console_kubeconfig {
+        cmd.env("KUBECONFIG", kc);
+    }
     let proc = spawn("paddock gateway", cmd, dir.join("gateway.log"));
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
@@ -366,7 +386,8 @@ pub async fn gateway(dir: &Path, script: &str) -> Gateway {
         http.get(format!("{url}/healthz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
     })
     .await;
-    Gateway { proc, url, admin_token, admin_token_file: token_file }
+    let console = console_kubeconfig.map(|_| format!("http://127.0.0.1:{console_port}"));
+    Gateway { proc, url, admin_token, admin_token_file: token_file, console }
 }
 
 /// `paddock controller` as the chart's Deployment runs it (its rendered arguments), authenticated as the
