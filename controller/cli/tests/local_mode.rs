@@ -179,6 +179,7 @@ fn the_demo_tells_its_story_unattended() {
         ("the force push was denied", "was blocked by policy `github-rules`"),
         ("costs are summarised", "total $"),
         ("the audit log is summarised", "2 denied, 1 asked a human"),
+        ("the console's address and one-time sign-in link", "/ui/login?code="),
     ] {
         assert!(text.contains(needle), "{what}: `{needle}` missing from:\n{text}");
     }
@@ -194,6 +195,103 @@ fn the_demo_tells_its_story_unattended() {
     let mut calc = String::new();
     std::fs::File::open(ws.join("calc.sh")).unwrap().read_to_string(&mut calc).unwrap();
     assert!(calc.contains("add()"));
+}
+
+/// What a terminal shows: the text with escape sequences and carriage returns taken out.
+fn shown_text(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ … final byte in @–~.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if ('@'..='~').contains(&d) {
+                        break;
+                    }
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The demo in a terminal (util-linux `script` gives it one) prompts at the budget's ask; the ask is
+/// approved in the web console instead, with the one-time link the demo printed, and the story goes on.
+#[tokio::test]
+async fn the_demos_ask_can_be_approved_in_the_console_while_the_terminal_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!(
+        "{PADDOCK} up --demo --data-dir {} --listen 127.0.0.1:0 --console-listen 127.0.0.1:0",
+        dir.path().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _stdin = child.stdin.take().unwrap(); // kept open: the terminal never answers
+    let mut out = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let wait_for = |needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let text = shown_text(&seen.lock().unwrap());
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(std::time::Instant::now() < deadline, "`{needle}` never appeared:\n{text}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let text = wait_for("approve? [y/N] (or decide in the console)");
+    let link = text
+        .lines()
+        .find_map(|l| l.split("sign in with ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the demo prints the console's one-time link")
+        .to_owned();
+    let console = link.split("/ui/login").next().unwrap().to_owned();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = http.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = http.get(format!("{console}/ui/approvals")).header("cookie", &cookie).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let ask = html.split("data-approval=\"").nth(1).expect("the pending ask").split('"').next().unwrap().to_owned();
+    let csrf = html.split("name=\"csrf-token\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let r = http
+        .post(format!("{console}/ui/approvals/{ask}/decide"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("decision", "approve"), ("reason", "fine for a demo")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    wait_for("approved by admin elsewhere");
+    let text = wait_for("2 denied, 1 asked a human");
+    assert!(text.contains("was blocked by policy `github-rules`"), "the story went on:\n{text}");
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(status.success(), "{}", shown_text(&seen.lock().unwrap()));
 }
 
 #[test]
