@@ -245,10 +245,14 @@ fn the_console_is_served_on_its_own_port_and_asks_the_api_server_only_who_and_wh
     assert_eq!(cfg["console"]["listen"], "0.0.0.0:6768");
     assert_eq!(cfg["console"]["kubernetes"], true);
     let service = get(&objects, "Service", "paddock-gateway");
-    let ports: Vec<_> = service["spec"]["ports"].as_array().unwrap().iter().map(|p| (p["name"].clone(), p["port"].clone())).collect();
+    let ports: Vec<_> =
+        service["spec"]["ports"].as_array().unwrap().iter().map(|p| (p["name"].clone(), p["port"].clone())).collect();
     assert!(ports.contains(&(Value::from("console"), Value::from(6768))), "{ports:?}");
     let deployment = get(&objects, "Deployment", "paddock-gateway");
-    assert_eq!(deployment["spec"]["template"]["spec"]["automountServiceAccountToken"], true, "TokenReview needs the token");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["automountServiceAccountToken"], true,
+        "TokenReview needs the token"
+    );
     // The gateway's ServiceAccount may create TokenReviews and SubjectAccessReviews: nothing else.
     let role = get(&objects, "ClusterRole", "paddock-gateway-console");
     assert!(grants(role, "authentication.k8s.io", "tokenreviews", "create"));

@@ -248,7 +248,8 @@ async fn session_stack(
     let gw = if console {
         // The console acts as the chart's gateway ServiceAccount: what the chart grants it is all it has.
         let kubeconfig = st.dir.path().join("gateway.kubeconfig");
-        let sa = cluster::find(&st.objects, "ServiceAccount", "-gateway")["metadata"]["name"].as_str().unwrap().to_owned();
+        let sa =
+            cluster::find(&st.objects, "ServiceAccount", "-gateway")["metadata"]["name"].as_str().unwrap().to_owned();
         cluster::service_account_kubeconfig(&st.admin, &st.admin_path, cluster::SYSTEM_NS, &sa, &kubeconfig).await;
         cluster::gateway_with(st.dir.path(), SCRIPT, Some(&kubeconfig)).await
     } else {
@@ -527,8 +528,9 @@ async fn the_console_shows_what_rbac_allows_and_a_decision_there_is_the_approver
     let ns = "paddock-e2e-console";
     let ask_deploy = json!({"apiVersion": "paddock.dev/v1alpha1", "kind": "Policy", "metadata": {"name": "ask-deploy"},
         "spec": {"rules": [{"name": "deploys-are-asked", "use": "tool_denylist", "action": "ask", "with": {"tools": ["deploy"]}}]}});
-    let s = session_stack(path, ns, "paddock-e2e-console", &[agent("deployer", &["deploy"], None)], &[ask_deploy], true)
-        .await;
+    let s =
+        session_stack(path, ns, "paddock-e2e-console", &[agent("deployer", &["deploy"], None)], &[ask_deploy], true)
+            .await;
     let console = s.gw.console.clone().expect("the console");
     let admin = &s.st.admin;
     let dir = s.st.dir.path();
@@ -536,7 +538,10 @@ async fn the_console_shows_what_rbac_allows_and_a_decision_there_is_the_approver
     let bob = user(admin, &s.st.admin_path, dir, ns, "bob", &["approver"]).await;
     let carol = user(admin, &s.st.admin_path, dir, ns, "carol", &[]).await;
     let sessions: Api<Session> = Api::namespaced(alice.client.clone(), ns);
-    sessions.create(&PostParams::default(), &session_json("ship", "deployer", &alice.name, "Deploy it.")).await.unwrap();
+    sessions
+        .create(&PostParams::default(), &session_json("ship", "deployer", &alice.name, "Deploy it."))
+        .await
+        .unwrap();
     let pod = wait_for(Duration::from_secs(60), "the runner Pod", || async {
         get_json(&sessions, "ship").await?["status"]["podName"].as_str().map(str::to_owned)
     })
@@ -561,7 +566,9 @@ async fn the_console_shows_what_rbac_allows_and_a_decision_there_is_the_approver
     let (_, list) = console_page(&console, &alice_cookie, "/ui/sessions").await;
     assert!(list.contains(&id), "alice sees her session");
     let (_, asks) = console_page(&console, &alice_cookie, "/ui/approvals").await;
-    assert!(asks.contains(&request) && !asks.contains("class=\"approve\"") && asks.contains("Only an approver can decide"));
+    assert!(
+        asks.contains(&request) && !asks.contains("class=\"approve\"") && asks.contains("Only an approver can decide")
+    );
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = http
         .post(format!("{console}/ui/approvals/{request}/decide"))

@@ -242,8 +242,9 @@ pub async fn start_console(
         false => None,
     };
     let console = crate::console::Console::new(gw.clone(), c, &admin, tls.is_some(), kube)?;
-    let listener =
-        tokio::net::TcpListener::bind(&c.listen).await.with_context(|| format!("console: cannot listen on {}", c.listen))?;
+    let listener = tokio::net::TcpListener::bind(&c.listen)
+        .await
+        .with_context(|| format!("console: cannot listen on {}", c.listen))?;
     let url = format!("{}://{}", if tls.is_some() { "https" } else { "http" }, listener.local_addr()?);
     tracing::info!(address = %url, "console listening");
     let task = crate::console::serve_on(listener, console.clone(), tls, stop);

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use paddock_gateway::config::{ConsoleConfig, ConsoleRole, ConsoleUser, SecretSource};
 use paddock_gateway::console::Console as ConsoleState;
 use paddock_gateway::console::kube_auth::KubeAuth;
-use paddock_gateway::config::{ConsoleConfig, ConsoleRole, ConsoleUser, SecretSource};
 use paddock_gateway::{Gateway, GatewayConfig};
 use serde_json::{Value, json};
 use support::{ADMIN, database};
@@ -125,7 +125,8 @@ impl Console {
             None => paddock_gateway::server::start_console(&gw, &cfg, std::future::pending()).await.unwrap().unwrap().0,
             Some(kube) => {
                 let admin = std::fs::read_to_string(d.join("admin-token")).unwrap();
-                let console = ConsoleState::new(gw.clone(), cfg.console.as_ref().unwrap(), &admin, false, Some(kube)).unwrap();
+                let console =
+                    ConsoleState::new(gw.clone(), cfg.console.as_ref().unwrap(), &admin, false, Some(kube)).unwrap();
                 let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let url = format!("http://{}", l.local_addr().unwrap());
                 tokio::spawn(paddock_gateway::console::serve_on(l, console, None, std::future::pending()));
@@ -214,9 +215,11 @@ fn driver() -> Option<Driver> {
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver starts");
+    // Dropped (and killed) on every path from here.
+    let driver = Driver { child, url: format!("http://127.0.0.1:{port}") };
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Driver { child, url: format!("http://127.0.0.1:{port}") });
+            return Some(driver);
         }
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -293,7 +296,8 @@ async fn sign_in_follow_a_session_live_and_approve_its_ask_from_the_console() {
     wait_text(&b, "h1", &format!("Session {id}")).await;
     wait_text(&b, "#transcript li", "Deploy the fix to staging").await;
     // Live: what the runner posts now appears without a reload.
-    c.post_events(&id, &token, json!([{"type": "message", "role": "assistant", "text": "Running the tests first."}])).await;
+    c.post_events(&id, &token, json!([{"type": "message", "role": "assistant", "text": "Running the tests first."}]))
+        .await;
     wait_text(&b, "#transcript li", "Running the tests first.").await;
     // The agent wants to deploy: the policy asks, and the decision is held.
     let held = c.held_decision(&id, &token, "deploy", json!({"env": "staging"}));
@@ -305,15 +309,29 @@ async fn sign_in_follow_a_session_live_and_approve_its_ask_from_the_console() {
     assert!(!held.is_finished(), "the decision waits for a human");
     let form = format!("div.ask[data-approval='{ask}'] form.decide");
     b.find(Locator::Css(&format!("{form} input[name=reason]"))).await.unwrap().send_keys("staging only").await.unwrap();
-    b.find(Locator::Css(&format!("{form} input[name=comment]"))).await.unwrap().send_keys("Tests passed; go.").await.unwrap();
+    b.find(Locator::Css(&format!("{form} input[name=comment]")))
+        .await
+        .unwrap()
+        .send_keys("Tests passed; go.")
+        .await
+        .unwrap();
     b.find(Locator::Css(&format!("{form} button.approve"))).await.unwrap().click().await.unwrap();
     // The held decision is released as allowed, recorded with the approver's name.
     let ruling = tokio::time::timeout(WAIT, held).await.expect("released").unwrap();
     assert_eq!(ruling["verdict"], "allow", "{ruling}");
     wait_text(&b, "table td", "admin").await;
-    let audit: Vec<Value> =
-        c.http.get(format!("{}/v1/audit?session={id}", c.api)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
-    let decided = audit.iter().find(|r| r["approval_id"] == ask.as_str() && r["verdict"] == "allow").expect("audit row");
+    let audit: Vec<Value> = c
+        .http
+        .get(format!("{}/v1/audit?session={id}", c.api))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let decided =
+        audit.iter().find(|r| r["approval_id"] == ask.as_str() && r["verdict"] == "allow").expect("audit row");
     assert_eq!(decided["decided_by"], "admin");
     assert!(decided["reason"].as_str().unwrap().contains("staging only"), "{decided}");
     // The session goes on: its next events show on its page, after the approval and the comment.
@@ -362,7 +380,8 @@ async fn a_viewer_sees_no_approve_button_and_is_refused() {
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("only an approver can decide"));
     // A console token is not an API credential either.
-    let r = c.http.post(format!("{}/v1/approvals/{ask}/approve", c.api)).bearer_auth(VIEWER_TOKEN).send().await.unwrap();
+    let r =
+        c.http.post(format!("{}/v1/approvals/{ask}/approve", c.api)).bearer_auth(VIEWER_TOKEN).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(c.pending().await.iter().any(|a| a["id"] == ask.as_str()), "still pending");
     assert!(!held.is_finished());
@@ -373,8 +392,16 @@ async fn a_viewer_sees_no_approve_button_and_is_refused() {
     b2.wait().at_most(WAIT).for_element(Locator::Css("button.deny")).await.unwrap().click().await.unwrap();
     let ruling = tokio::time::timeout(WAIT, held).await.unwrap().unwrap();
     assert_eq!(ruling["verdict"], "deny", "{ruling}");
-    let all: Vec<Value> =
-        c.http.get(format!("{}/v1/approvals?status=all", c.api)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let all: Vec<Value> = c
+        .http
+        .get(format!("{}/v1/approvals?status=all", c.api))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(all.iter().find(|a| a["id"] == ask.as_str()).unwrap()["decided_by"], "bob");
     b.close().await.unwrap();
     b2.close().await.unwrap();
@@ -385,7 +412,8 @@ async fn a_share_link_shows_the_session_signed_out_until_revoked() {
     let Some(d) = driver() else { return };
     let c = Console::start().await;
     let (id, token) = c.session().await;
-    c.post_events(&id, &token, json!([{"type": "message", "role": "assistant", "text": "Shared progress report"}])).await;
+    c.post_events(&id, &token, json!([{"type": "message", "role": "assistant", "text": "Shared progress report"}]))
+        .await;
     let owner = browser(&d).await;
     sign_in(&owner, &c.url, APPROVER_TOKEN).await;
     owner.goto(&format!("{}/ui/sessions/{id}", c.url)).await.unwrap();
@@ -406,8 +434,7 @@ async fn a_share_link_shows_the_session_signed_out_until_revoked() {
     guest.wait().at_most(WAIT).for_element(Locator::Css("#token")).await.unwrap();
     // A stream opened through the link now ends once the link is revoked.
     let token_part = link.rsplit('/').next().unwrap().to_owned();
-    let stream =
-        c.http.get(format!("{}/ui/shared/{token_part}/events", c.url)).send().await.unwrap();
+    let stream = c.http.get(format!("{}/ui/shared/{token_part}/events", c.url)).send().await.unwrap();
     assert_eq!(stream.status(), 200);
     owner.goto(&format!("{}/ui/sessions/{id}", c.url)).await.unwrap();
     owner.wait().at_most(WAIT).for_element(Locator::Css("button.revoke")).await.unwrap().click().await.unwrap();
@@ -417,8 +444,16 @@ async fn a_share_link_shows_the_session_signed_out_until_revoked() {
     guest.goto(&link).await.unwrap();
     wait_text(&guest, "p.error", "This link does not work").await;
     // Both are in the audit log, with who did them.
-    let audit: Vec<Value> =
-        c.http.get(format!("{}/v1/audit?session={id}", c.api)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let audit: Vec<Value> = c
+        .http
+        .get(format!("{}/v1/audit?session={id}", c.api))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let shares: Vec<_> = audit.iter().filter(|r| r["phase"] == "share").collect();
     assert_eq!(shares.len(), 2, "{audit:?}");
     assert_eq!((shares[0]["verdict"].as_str(), shares[1]["verdict"].as_str()), (Some("created"), Some("revoked")));
@@ -448,7 +483,12 @@ async fn comments_reach_another_browser_live_and_agent_text_stays_text() {
     // The first browser comments on the model's message; the second shows it without a reload.
     let first = a.find(Locator::Css("#ev-0 button.comment-on")).await.unwrap();
     first.click().await.unwrap();
-    a.find(Locator::Css("#comment-text")).await.unwrap().send_keys("Why <b>this</b>? <img src=x onerror=\"window.pwned=4\">").await.unwrap();
+    a.find(Locator::Css("#comment-text"))
+        .await
+        .unwrap()
+        .send_keys("Why <b>this</b>? <img src=x onerror=\"window.pwned=4\">")
+        .await
+        .unwrap();
     a.find(Locator::Css("#comment-send")).await.unwrap().click().await.unwrap();
     let shown = wait_text(&b, "#ev-0 li.comment", "Why <b>this</b>?").await;
     assert!(shown.starts_with("admin"), "attributed: {shown}");
@@ -456,7 +496,10 @@ async fn comments_reach_another_browser_live_and_agent_text_stays_text() {
     for br in [&a, &b] {
         let pwned = br.execute("return window.pwned === undefined", vec![]).await.unwrap();
         assert_eq!(pwned, json!(true), "no injected script ran");
-        let made = br.execute("return document.querySelectorAll('main img, main script, main b, #transcript a').length", vec![]).await.unwrap();
+        let made = br
+            .execute("return document.querySelectorAll('main img, main script, main b, #transcript a').length", vec![])
+            .await
+            .unwrap();
         assert_eq!(made, json!(0));
     }
     b.goto(&format!("{}/ui/approvals", c.url)).await.unwrap();
@@ -464,10 +507,21 @@ async fn comments_reach_another_browser_live_and_agent_text_stays_text() {
     assert_eq!(b.execute("return document.querySelectorAll('main img').length", vec![]).await.unwrap(), json!(0));
     assert_eq!(b.execute("return window.pwned === undefined", vec![]).await.unwrap(), json!(true));
     // Durable: the comment is part of the stored transcript, by the signed-in user.
-    let events: Vec<Value> =
-        c.http.get(format!("{}/v1/sessions/{id}/events", c.api)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let events: Vec<Value> = c
+        .http
+        .get(format!("{}/v1/sessions/{id}/events", c.api))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let comment = events.iter().map(|e| &e["event"]).find(|e| e["type"] == "comment").unwrap();
-    assert_eq!((comment["by"].as_str(), comment["on"].as_i64(), comment["source"].as_str()), (Some("admin"), Some(0), Some("console")));
+    assert_eq!(
+        (comment["by"].as_str(), comment["on"].as_i64(), comment["source"].as_str()),
+        (Some("admin"), Some(0), Some("console"))
+    );
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
@@ -497,14 +551,23 @@ async fn the_console_refuses_session_tokens_forged_requests_and_other_sites() {
     // Nor does a made-up one; nor is a made-up cookie believed.
     let r = c.http.post(format!("{}/ui/login", c.url)).form(&[("token", "guess")]).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = c.http.get(format!("{}/ui/audit", c.url)).header("cookie", "paddock_console=YWRtaW4.AAAA").send().await.unwrap();
+    let r = c
+        .http
+        .get(format!("{}/ui/audit", c.url))
+        .header("cookie", "paddock_console=YWRtaW4.AAAA")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let (cookie, csrf) = http_sign_in(&c, ADMIN).await;
     // Every page carries the headers that keep agent text inert and share tokens private.
     let r = c.http.get(format!("{}/ui/sessions/{id}", c.url)).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let csp = r.headers()["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'none'") && !csp.contains("unsafe"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("default-src 'none'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
     assert_eq!(r.headers()["referrer-policy"], "same-origin");
     assert_eq!(r.headers()["x-frame-options"], "DENY");
     let set = c.http.post(format!("{}/ui/login", c.url)).form(&[("token", ADMIN)]).send().await.unwrap();
@@ -548,8 +611,16 @@ async fn the_console_refuses_session_tokens_forged_requests_and_other_sites() {
         assert_eq!(r.status(), 422, "{body}");
         assert!(r.text().await.unwrap().contains(says), "{says}");
     }
-    let events: Vec<Value> =
-        c.http.get(format!("{}/v1/sessions/{id}/events", c.api)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+    let events: Vec<Value> = c
+        .http
+        .get(format!("{}/v1/sessions/{id}/events", c.api))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(events.iter().filter(|e| e["event"]["type"] == "comment").count(), 1, "only the good comment");
     // A runner cannot post a comment in a person's name.
     let r = c
@@ -571,10 +642,14 @@ async fn the_console_refuses_session_tokens_forged_requests_and_other_sites() {
         .unwrap();
     assert_eq!(r.headers()["location"], "/ui/sessions");
     // The audit export is the filtered log as JSON lines.
-    let r = c.http.get(format!("{}/ui/audit.jsonl?session={id}", c.url)).header("cookie", &cookie).send().await.unwrap();
+    let r =
+        c.http.get(format!("{}/ui/audit.jsonl?session={id}", c.url)).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "application/x-ndjson");
     let text = r.text().await.unwrap();
-    assert!(text.lines().count() >= 1 && text.lines().all(|l| serde_json::from_str::<Value>(l).unwrap()["session"] == id.as_str()));
+    assert!(
+        text.lines().count() >= 1
+            && text.lines().all(|l| serde_json::from_str::<Value>(l).unwrap()["session"] == id.as_str())
+    );
     let none = c.http.get(format!("{}/ui/audit.jsonl?session={id}&verdict=nothing", c.url)).header("cookie", &cookie);
     assert_eq!(none.send().await.unwrap().text().await.unwrap(), "");
     let _ = &c.gw;
@@ -613,7 +688,8 @@ type Seen = Arc<std::sync::Mutex<Vec<(String, String, String, Value)>>>;
 /// alice@example.com; anything else is not authenticated), SubjectAccessReview (alice may see team-a only, and
 /// create Approvals there), the Sessions of team-a (one, whose uid is `uid`), and Approvals created.
 fn api_server(client: &str, uid: String, seen: Seen) -> kube::Client {
-    let (service, mut handle) = tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+    let (service, mut handle) =
+        tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
     let who = client.to_owned();
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
@@ -708,7 +784,9 @@ async fn in_kubernetes_people_see_and_decide_what_their_rbac_allows_as_themselve
     assert_eq!(seen.lock().unwrap().len(), reviews_before, "a session token never goes to the API server");
     let (cookie, csrf) = http_sign_in(&c, "k8s-alice").await;
     // The cookie does not carry the token in the clear.
-    assert!(!cookie.contains("k8s-alice") && !String::from_utf8_lossy(&base64_decode_part(&cookie)).contains("k8s-alice"));
+    assert!(
+        !cookie.contains("k8s-alice") && !String::from_utf8_lossy(&base64_decode_part(&cookie)).contains("k8s-alice")
+    );
     let page = |path: String| {
         let (http, cookie) = (c.http.clone(), cookie.clone());
         async move { http.get(path).header("cookie", cookie).send().await.unwrap() }
@@ -738,12 +816,19 @@ async fn in_kubernetes_people_see_and_decide_what_their_rbac_allows_as_themselve
     assert_eq!(client, "user:k8s-alice", "created with the person's token, not the gateway's");
     assert_eq!(path, "/apis/paddock.dev/v1alpha1/namespaces/team-a/approvals");
     assert_eq!(body["metadata"]["annotations"]["paddock.dev/decided-by"], "alice@example.com");
-    assert_eq!(body["spec"], json!({"sessionRef": {"name": "fix-login"}, "requestId": ask_a, "decision": "Approve", "reason": "looks right"}));
+    assert_eq!(
+        body["spec"],
+        json!({"sessionRef": {"name": "fix-login"}, "requestId": ask_a, "decision": "Approve", "reason": "looks right"})
+    );
     assert!(c.pending().await.iter().any(|p| p["id"] == ask_a.as_str()), "pending until the controller relays it");
     assert!(!held_a.is_finished());
     // The gateway's own identity only reviewed.
-    let gateway_calls: Vec<_> = seen.lock().unwrap().iter().filter(|(w, ..)| w == "gateway").map(|(_, m, p, _)| format!("{m} {p}")).collect();
-    assert!(gateway_calls.iter().all(|c| c.ends_with("/tokenreviews") || c.ends_with("/subjectaccessreviews")), "{gateway_calls:?}");
+    let gateway_calls: Vec<_> =
+        seen.lock().unwrap().iter().filter(|(w, ..)| w == "gateway").map(|(_, m, p, _)| format!("{m} {p}")).collect();
+    assert!(
+        gateway_calls.iter().all(|c| c.ends_with("/tokenreviews") || c.ends_with("/subjectaccessreviews")),
+        "{gateway_calls:?}"
+    );
     // An ask of a namespace alice may not see cannot be decided by her, even by hand: it is not there.
     let (d, d_token) = &ids[2];
     let _held_d = c.held_decision(d, d_token, "deploy", json!({}));

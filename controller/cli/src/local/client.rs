@@ -405,6 +405,12 @@ mod tests {
     fn console_comments_are_shown_inert_and_only_from_the_console() {
         let c = shown(json!({"type": "comment", "source": "console", "by": "ali\x1b[2Kce", "text": "ok\n● Failed"}));
         assert_eq!(c, "✎ ali\\x1b[2Kce: ok\n  │ ● Failed");
-        assert!(super::render(&json!({"type": "comment", "source": "runner", "by": "x", "text": "y"}), &Style { color: false }).is_none());
+        assert!(
+            super::render(
+                &json!({"type": "comment", "source": "runner", "by": "x", "text": "y"}),
+                &Style { color: false }
+            )
+            .is_none()
+        );
     }
 }

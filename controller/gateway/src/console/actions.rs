@@ -12,6 +12,7 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::kube_auth::AskAnswer;
 use super::view::{self, html_response};
 use super::{Access, Authority, Console, Viewer, pages};
 use crate::gateway::{GatewayError, Resolution, Session, TRANSCRIPT_CONSOLE, hash_token, now, random_hex, unix_now};
@@ -35,7 +36,6 @@ pub(super) fn resume_offset(headers: &HeaderMap) -> i64 {
         .and_then(|v| v.trim().parse::<i64>().ok())
         .map_or(0, |n| n.saturating_add(1).max(0))
 }
-
 
 /// `GET /ui/sessions/{id}/events`: the transcript, then live events, as server-sent events. It does not end
 /// at the session's end: comments still arrive.
@@ -81,7 +81,13 @@ fn comment_text(text: &str) -> Result<String, String> {
 
 /// Appends a comment by `by` to the session's transcript: it is stored like every transcript event and
 /// reaches every follower live.
-async fn post_comment(console: &Console, s: &Session, by: &str, on: Option<i64>, text: String) -> Result<i64, GatewayError> {
+async fn post_comment(
+    console: &Console,
+    s: &Session,
+    by: &str,
+    on: Option<i64>,
+    text: String,
+) -> Result<i64, GatewayError> {
     let mut ev = json!({"type": "comment", "source": TRANSCRIPT_CONSOLE, "by": by, "text": text});
     if let Some(on) = on {
         ev["on"] = json!(on);
@@ -103,7 +109,7 @@ pub async fn comment(
     body: Bytes,
 ) -> Response {
     if let Err(r) = viewer.check(&headers, None) {
-        return r;
+        return r.into_response();
     }
     if body.len() > 64 * 1024 {
         return json_error(StatusCode::PAYLOAD_TOO_LARGE, "body: at most 64 KiB");
@@ -161,13 +167,16 @@ pub async fn decide(
     axum::Form(form): axum::Form<DecideForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&headers, form.csrf.as_deref()) {
-        return r;
+        return r.into_response();
     }
     let approved = match form.decision.as_str() {
         "approve" => true,
         "deny" => false,
         other => {
-            return view::error_page(StatusCode::UNPROCESSABLE_ENTITY, &format!("decision: `{other}` is not approve or deny"));
+            return view::error_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("decision: `{other}` is not approve or deny"),
+            );
         }
     };
     let comment = match form.comment.trim() {
@@ -199,7 +208,14 @@ pub async fn decide(
     if let Authority::Kube { user, token } = &viewer.authority {
         // In Kubernetes a decision is an Approval the person creates themselves; the controller relays it.
         let kube = console.kube.as_ref().expect("a Kubernetes user implies the Kubernetes console");
-        return match kube.create_approval(token, user, &s.namespace, &s.id, &id, approved, &reason).await {
+        let ask = AskAnswer {
+            namespace: &s.namespace,
+            session_uid: &s.id,
+            request_id: &id,
+            approve: approved,
+            reason: &reason,
+        };
+        return match kube.create_approval(token, user, &ask).await {
             Ok(name) => {
                 tracing::info!(approval = %id, by = %viewer.name, object = %name, "Approval created in the console");
                 if let Some(text) = comment
@@ -241,7 +257,7 @@ pub async fn share(
     axum::Form(form): axum::Form<ShareForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&headers, form.csrf.as_deref()) {
-        return r;
+        return r.into_response();
     }
     if !(1..=MAX_SHARE_HOURS).contains(&form.hours) {
         return view::error_page(
@@ -301,7 +317,7 @@ pub async fn revoke_share(
     axum::Form(form): axum::Form<super::auth::CsrfForm>,
 ) -> Response {
     if let Err(r) = viewer.check(&headers, form.csrf.as_deref()) {
-        return r;
+        return r.into_response();
     }
     let share = match console.gw.store.shares(None, None).await {
         Ok(all) => all.into_iter().find(|s| s.id == id),
@@ -322,8 +338,10 @@ pub async fn revoke_share(
             &viewer.name,
             format!("read-only link {id} revoked by {}", viewer.name),
         );
-        let writes =
-            vec![Write::ShareRevoked { id: id.clone(), revoked_by: viewer.name.clone(), revoked_at: now() }, Write::Audit(audit)];
+        let writes = vec![
+            Write::ShareRevoked { id: id.clone(), revoked_by: viewer.name.clone(), revoked_at: now() },
+            Write::Audit(audit),
+        ];
         if let Err(e) = console.gw.store.commit(writes).await {
             return gateway_error(e.into());
         }

@@ -64,19 +64,26 @@ impl Viewer {
 
     /// A state change is this viewer's own: it carries their CSRF token (a form field `given` or the
     /// `X-CSRF-Token` header), and an `Origin` header, when there is one, names the host it was sent to.
-    pub fn check(&self, headers: &HeaderMap, given: Option<&str>) -> Result<(), Response> {
+    pub fn check(&self, headers: &HeaderMap, given: Option<&str>) -> Result<(), Refused> {
         if !same_origin(headers) {
-            return Err(view::error_page(StatusCode::FORBIDDEN, "This request came from another site."));
+            return Err(Refused("This request came from another site."));
         }
         let header = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
         match given.or(header) {
             // Compared as digests, so the comparison's time says nothing about the token.
             Some(t) if hash_token(t) == hash_token(&self.csrf) => Ok(()),
-            _ => Err(view::error_page(
-                StatusCode::FORBIDDEN,
-                "This form has expired or did not come from the console; reload the page and try again.",
-            )),
+            _ => Err(Refused("This form has expired or did not come from the console; reload the page and try again.")),
         }
+    }
+}
+
+/// A state change refused by [`Viewer::check`]: a 403 page saying why.
+#[derive(Debug)]
+pub struct Refused(&'static str);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        view::error_page(StatusCode::FORBIDDEN, self.0)
     }
 }
 
@@ -135,10 +142,16 @@ impl Console {
     fn seal(&self, token: &str) -> String {
         let mut nonce = [0u8; 12];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
-        let key = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &self.seal_key).expect("key"));
+        let key = ring::aead::LessSafeKey::new(
+            ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &self.seal_key).expect("key"),
+        );
         let mut data = token.as_bytes().to_vec();
-        key.seal_in_place_append_tag(ring::aead::Nonce::assume_unique_for_key(nonce), ring::aead::Aad::empty(), &mut data)
-            .expect("seal");
+        key.seal_in_place_append_tag(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::empty(),
+            &mut data,
+        )
+        .expect("seal");
         let mut out = nonce.to_vec();
         out.extend(data);
         B64.encode(out)
@@ -150,10 +163,15 @@ impl Console {
             return None;
         }
         let (nonce, data) = raw.split_at(12);
-        let key = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &self.seal_key).ok()?);
+        let key =
+            ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &self.seal_key).ok()?);
         let mut data = data.to_vec();
         let plain = key
-            .open_in_place(ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?, ring::aead::Aad::empty(), &mut data)
+            .open_in_place(
+                ring::aead::Nonce::try_assume_unique_for_key(nonce).ok()?,
+                ring::aead::Aad::empty(),
+                &mut data,
+            )
             .ok()?;
         String::from_utf8(plain.to_vec()).ok()
     }
@@ -292,7 +310,11 @@ pub async fn login(
         }
         Err(e) => {
             tracing::warn!(error = %e, "the console could not review a token");
-            view::login_form(StatusCode::SERVICE_UNAVAILABLE, Some("The API server cannot be asked who you are; try again."), &next)
+            view::login_form(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("The API server cannot be asked who you are; try again."),
+                &next,
+            )
         }
     }
 }
@@ -312,7 +334,7 @@ pub struct CsrfForm {
 /// `POST /ui/logout`: the cookie is cleared.
 pub async fn logout(viewer: Viewer, headers: HeaderMap, axum::Form(form): axum::Form<CsrfForm>) -> Response {
     if let Err(r) = viewer.check(&headers, form.csrf.as_deref()) {
-        return r;
+        return r.into_response();
     }
     let mut r = Redirect::to("/ui/login").into_response();
     r.headers_mut().insert(

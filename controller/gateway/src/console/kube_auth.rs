@@ -15,8 +15,8 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Resource, ResourceExt};
-use paddock_api::approval::{ApprovalSpec, DECIDED_BY_ANNOTATION, Decision};
 use paddock_api::agent::LocalObjectReference;
+use paddock_api::approval::{ApprovalSpec, DECIDED_BY_ANNOTATION, Decision};
 use paddock_api::{Approval, Session};
 
 /// How long a review's answer is used before the API server is asked again.
@@ -31,6 +31,16 @@ pub struct KubeUser {
     pub uid: Option<String>,
     pub groups: Vec<String>,
     pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// A person's answer to one ask of a session (the gateway's session id is its Session's uid).
+#[derive(Clone, Copy, Debug)]
+pub struct AskAnswer<'a> {
+    pub namespace: &'a str,
+    pub session_uid: &'a str,
+    pub request_id: &'a str,
+    pub approve: bool,
+    pub reason: &'a str,
 }
 
 /// Makes a client that acts with a person's bearer token (and nothing of the gateway's own credentials).
@@ -144,16 +154,8 @@ impl KubeAuth {
 
     /// Decides an ask by creating an Approval in `namespace` as the person whose `token` this is: the
     /// controller relays it to the gateway. Returns the Approval's name.
-    pub async fn create_approval(
-        &self,
-        token: &str,
-        user: &KubeUser,
-        namespace: &str,
-        session_uid: &str,
-        request_id: &str,
-        approve: bool,
-        reason: &str,
-    ) -> Result<String, String> {
+    pub async fn create_approval(&self, token: &str, user: &KubeUser, ask: &AskAnswer<'_>) -> Result<String, String> {
+        let AskAnswer { namespace, session_uid, request_id, approve, reason } = *ask;
         let client = (self.as_user)(token)?;
         // The gateway knows a session by its Session's uid; an Approval names the Session.
         let sessions: Api<Session> = Api::namespaced(client.clone(), namespace);

@@ -68,7 +68,10 @@ impl Console {
         for (i, u) in cfg.users.iter().enumerate() {
             let token = u.token.read(&format!("console.users[{i}].token"))?;
             if hash_token(&token) == hash_token(admin_token) {
-                anyhow::bail!("console.users[{i}].token: is the admin credential; give `{}` a token of their own", u.name);
+                anyhow::bail!(
+                    "console.users[{i}].token: is the admin credential; give `{}` a token of their own",
+                    u.name
+                );
             }
             if u.role == ConsoleRole::Admin {
                 anyhow::bail!("console.users[{i}].role: must be viewer or approver");
@@ -76,7 +79,8 @@ impl Console {
             users.push((u.name.clone(), hash_token(&token), u.role));
         }
         let seed = ring::digest::digest(&ring::digest::SHA256, format!("paddock console\n{admin_token}").as_bytes());
-        let seal = ring::digest::digest(&ring::digest::SHA256, format!("paddock console seal\n{admin_token}").as_bytes());
+        let seal =
+            ring::digest::digest(&ring::digest::SHA256, format!("paddock console seal\n{admin_token}").as_bytes());
         Ok(Arc::new(Console {
             gw,
             users,

@@ -263,8 +263,14 @@ pub(super) async fn session_page(
     let may_decide = console.may(viewer, Access::Decide, &s.namespace).await;
     let gw = &console.gw;
     let summary = summary_block(console, &s).await?;
-    let pending: Vec<ApprovalRow> =
-        gw.store.approvals(Some("pending")).await.map_err(unavailable)?.into_iter().filter(|a| a.session == id).collect();
+    let pending: Vec<ApprovalRow> = gw
+        .store
+        .approvals(Some("pending"))
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .filter(|a| a.session == id)
+        .collect();
     let children: Vec<Arc<Session>> =
         gw.all_sessions().await.map_err(unavailable)?.into_iter().filter(|c| c.parent.as_deref() == Some(id)).collect();
     let shares = gw.store.shares(Some(id), None).await.map_err(unavailable)?;
@@ -422,7 +428,9 @@ impl AuditQuery {
         ];
         pairs
             .iter()
-            .filter_map(|(k, v)| v.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{k}={}", view::query_escape(v))))
+            .filter_map(|(k, v)| {
+                v.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{k}={}", view::query_escape(v)))
+            })
             .collect::<Vec<_>>()
             .join("&")
     }
@@ -432,8 +440,14 @@ impl AuditQuery {
 async fn audit_rows(console: &Console, viewer: &Viewer, q: &AuditQuery) -> Result<Vec<AuditRow>, Response> {
     let session = q.session.as_deref().filter(|s| !s.is_empty());
     let rows = console.gw.store.audit(session).await.map_err(unavailable)?;
-    let namespaces: std::collections::HashMap<String, String> =
-        console.gw.all_sessions().await.map_err(unavailable)?.iter().map(|s| (s.id.clone(), s.namespace.clone())).collect();
+    let namespaces: std::collections::HashMap<String, String> = console
+        .gw
+        .all_sessions()
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .map(|s| (s.id.clone(), s.namespace.clone()))
+        .collect();
     let visible = Visible::new(console, viewer);
     let mut out = Vec::new();
     for r in rows.into_iter().filter(|r| q.keeps(r)) {
@@ -494,7 +508,11 @@ pub async fn audit(State(console): State<Arc<Console>>, viewer: Viewer, Query(q)
 }
 
 /// `GET /ui/audit.jsonl`: the filtered audit log, oldest first, one JSON object per line.
-pub async fn audit_export(State(console): State<Arc<Console>>, viewer: Viewer, Query(q): Query<AuditQuery>) -> Response {
+pub async fn audit_export(
+    State(console): State<Arc<Console>>,
+    viewer: Viewer,
+    Query(q): Query<AuditQuery>,
+) -> Response {
     let rows = match audit_rows(&console, &viewer, &q).await {
         Ok(r) => r,
         Err(r) => return r,

@@ -23,7 +23,10 @@ const REVOCATION_CHECK: Duration = Duration::from_secs(2);
 /// The live link a token opens, if any.
 async fn live_share(console: &Console, token: &str) -> Result<ShareRow, Response> {
     let gone = || {
-        view::error_page(StatusCode::NOT_FOUND, "This link does not work: it was revoked, it expired, or it never existed.")
+        view::error_page(
+            StatusCode::NOT_FOUND,
+            "This link does not work: it was revoked, it expired, or it never existed.",
+        )
     };
     // A token is 48 hex digits; anything else is not looked up.
     if token.len() != 48 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -51,7 +51,10 @@ pub fn html_response(status: StatusCode, m: Markup) -> Response {
 
 /// A page that says what went wrong.
 pub fn error_page(status: StatusCode, message: &str) -> Response {
-    html_response(status, page(status.canonical_reason().unwrap_or("Error"), None, html! { p.error role="alert" { (message) } }))
+    html_response(
+        status,
+        page(status.canonical_reason().unwrap_or("Error"), None, html! { p.error role="alert" { (message) } }),
+    )
 }
 
 pub fn login_form(status: StatusCode, message: Option<&str>, next: &str) -> Response {
@@ -70,7 +73,13 @@ pub fn login_form(status: StatusCode, message: Option<&str>, next: &str) -> Resp
 
 /// A dollar amount as the console shows it.
 pub fn usd(v: f64) -> String {
-    if v == 0.0 { "$0".into() } else if v < 0.01 { format!("${v:.4}") } else { format!("${v:.2}") }
+    if v == 0.0 {
+        "$0".into()
+    } else if v < 0.01 {
+        format!("${v:.4}")
+    } else {
+        format!("${v:.2}")
+    }
 }
 
 /// Percent-encodes a query value.
