@@ -73,6 +73,9 @@ pub struct ShareRow {
     pub expires_at: i64,
     pub revoked_by: Option<String>,
     pub revoked_at: Option<String>,
+    /// Who made it, as they signed in (JSON): the link works only while they may still see the session.
+    #[serde(skip)]
+    pub authority: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -580,8 +583,8 @@ impl Store {
     /// The share links of a session (`Some`), or the one whose token hashes to `token_hash`.
     pub async fn shares(&self, session: Option<&str>, token_hash: Option<&str>) -> Result<Vec<ShareRow>, StoreError> {
         self.caught_up().await?;
-        let sql = "SELECT id, session, token_hash, created_by, created_at, expires_at, revoked_by, revoked_at \
-                   FROM shares";
+        let sql = "SELECT id, session, token_hash, created_by, created_at, expires_at, revoked_by, revoked_at, \
+                   authority FROM shares";
         let rows = match (session, token_hash) {
             (_, Some(h)) => sqlx::query(&format!("{sql} WHERE token_hash = $1")).bind(h).fetch_all(&self.pool).await?,
             (Some(s), None) => {
@@ -603,6 +606,7 @@ impl Store {
                     expires_at: r.try_get("expires_at")?,
                     revoked_by: r.try_get("revoked_by")?,
                     revoked_at: r.try_get("revoked_at")?,
+                    authority: r.try_get("authority")?,
                 })
             })
             .collect()
@@ -1024,8 +1028,8 @@ pub(crate) fn statement(w: &Write) -> Stmt {
             vec![text(session), Int(*seq), text(ts), text(event)],
         ),
         Write::ShareNew(r) => Stmt::new(
-            "INSERT INTO shares (id, session, token_hash, created_by, created_at, expires_at, revoked_by, revoked_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO shares (id, session, token_hash, created_by, created_at, expires_at, revoked_by, revoked_at, \
+             authority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
                 text(&r.id),
                 text(&r.session),
@@ -1035,6 +1039,7 @@ pub(crate) fn statement(w: &Write) -> Stmt {
                 Int(r.expires_at),
                 opt_text(&r.revoked_by),
                 opt_text(&r.revoked_at),
+                text(&r.authority),
             ],
         ),
         Write::ShareRevoked { id, revoked_by, revoked_at } => Stmt::new(

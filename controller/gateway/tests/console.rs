@@ -688,6 +688,11 @@ type Seen = Arc<std::sync::Mutex<Vec<(String, String, String, Value)>>>;
 /// alice@example.com; anything else is not authenticated), SubjectAccessReview (alice may see team-a only, and
 /// create Approvals there), the Sessions of team-a (one, whose uid is `uid`), and Approvals created.
 fn api_server(client: &str, uid: String, seen: Seen) -> kube::Client {
+    api_server_with(client, uid, seen, Default::default())
+}
+
+/// [`api_server`] whose RBAC answers turn to "denied" once `revoked` is set (alice's RoleBinding removed).
+fn api_server_with(client: &str, uid: String, seen: Seen, revoked: Arc<std::sync::atomic::AtomicBool>) -> kube::Client {
     let (service, mut handle) =
         tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
     let who = client.to_owned();
@@ -700,15 +705,24 @@ fn api_server(client: &str, uid: String, seen: Seen) -> kube::Client {
             seen.lock().unwrap().push((who.clone(), parts.method.to_string(), path.clone(), body.clone()));
             let answer = match path.as_str() {
                 "/apis/authentication.k8s.io/v1/tokenreviews" => {
-                    let ok = body["spec"]["token"] == "k8s-alice";
+                    let user = match body["spec"]["token"].as_str().unwrap_or("") {
+                        "k8s-alice" => json!({"username": "alice@example.com", "uid": "u-1",
+                            "groups": ["team-a-devs", "system:authenticated"]}),
+                        // The same person through a token scoped down: no groups.
+                        "k8s-alice-scoped" => json!({"username": "alice@example.com", "uid": "u-1", "groups": []}),
+                        "k8s-admin" => json!({"username": "admin", "groups": ["team-a-devs"]}),
+                        "k8s-bob" => json!({"username": "bob", "groups": ["team-a-devs"]}),
+                        "k8s-newline" => json!({"username": "admin\n99999999999\nx\nadmin", "groups": ["team-a-devs"]}),
+                        _ => Value::Null,
+                    };
                     json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {},
-                        "status": if ok { json!({"authenticated": true, "user": {"username": "alice@example.com",
-                            "uid": "u-1", "groups": ["team-a-devs", "system:authenticated"]}}) }
-                            else { json!({"authenticated": false}) }})
+                        "status": if user.is_null() { json!({"authenticated": false}) }
+                            else { json!({"authenticated": true, "user": user}) }})
                 }
                 "/apis/authorization.k8s.io/v1/subjectaccessreviews" => {
                     let a = &body["spec"]["resourceAttributes"];
-                    let allowed = body["spec"]["user"] == "alice@example.com"
+                    let allowed = !revoked.load(std::sync::atomic::Ordering::SeqCst)
+                        && body["spec"]["user"] == "alice@example.com"
                         && body["spec"]["groups"][0] == "team-a-devs"
                         && a["group"] == "paddock.dev"
                         && a["namespace"] == "team-a"
@@ -853,4 +867,110 @@ fn base64_decode_part(cookie: &str) -> Vec<u8> {
     use base64::Engine;
     let value = cookie.split_once('=').unwrap().1;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value.split('.').next().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn in_kubernetes_names_are_checked_and_lost_rights_end_streams_and_links() {
+    let seen: Seen = Default::default();
+    let revoked: Arc<std::sync::atomic::AtomicBool> = Default::default();
+    let gateway_client = api_server_with("gateway", String::new(), seen.clone(), revoked.clone());
+    let as_user: paddock_gateway::console::kube_auth::UserClient = Box::new(|_: &str| Err("not used".into()));
+    // Answers kept 300 ms instead of 30 s, so that a lost right shows within the test.
+    let kube = KubeAuth::new(gateway_client, as_user).with_ttl(Duration::from_millis(300));
+    let c = Console::start_with(Some(kube)).await;
+    let r = c
+        .http
+        .post(format!("{}/v1/sessions", c.api))
+        .bearer_auth(ADMIN)
+        .json(&json!({"namespace": "team-a", "agent": "coder", "owner": "alice@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    let a = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    // A name that would spill into the cookie's other fields, or that is the admin's or a configured user's,
+    // does not sign in.
+    for (token, says) in [
+        ("k8s-newline", "cannot be shown safely"),
+        ("k8s-admin", "also a console user's"),
+        ("k8s-bob", "also a console user's"),
+    ] {
+        let r = c.http.post(format!("{}/ui/login", c.url)).form(&[("token", token)]).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{token}");
+        assert!(r.headers().get("set-cookie").is_none());
+        assert!(r.text().await.unwrap().contains(says), "{token}");
+    }
+    // The same name with fewer groups gets its own answer: the scoped token sees nothing of team-a.
+    let (cookie, csrf) = http_sign_in(&c, "k8s-alice").await;
+    let list = c.http.get(format!("{}/ui/sessions", c.url)).header("cookie", &cookie).send().await.unwrap();
+    assert!(list.text().await.unwrap().contains(&a));
+    let (scoped, _) = http_sign_in(&c, "k8s-alice-scoped").await;
+    let list = c.http.get(format!("{}/ui/sessions", c.url)).header("cookie", &scoped).send().await.unwrap();
+    assert!(!list.text().await.unwrap().contains(&a), "a scoped token does not inherit the full token's rights");
+    // alice shares the session and opens its transcript; the guest opens the link's.
+    let r = c
+        .http
+        .post(format!("{}/ui/sessions/{a}/shares", c.url))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("hours", "24")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let html = r.text().await.unwrap();
+    let link =
+        html.split("id=\"share-url\" type=\"text\" readonly value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    let shared = c.http.get(format!("{}/ui/shared/{token}", c.url)).send().await.unwrap();
+    assert_eq!(shared.status(), 200);
+    let own = c.http.get(format!("{}/ui/sessions/{a}/events", c.url)).header("cookie", &cookie).send().await.unwrap();
+    let guest = c.http.get(format!("{}/ui/shared/{token}/events", c.url)).send().await.unwrap();
+    assert_eq!((own.status().as_u16(), guest.status().as_u16()), (200, 200));
+    // alice's RoleBinding goes: her open stream ends, and so does the link she made (page and stream).
+    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(tokio::time::timeout(Duration::from_secs(10), own.bytes()).await.is_ok(), "her stream ended");
+    assert!(tokio::time::timeout(Duration::from_secs(10), guest.bytes()).await.is_ok(), "the link's stream ended");
+    let shared = c.http.get(format!("{}/ui/shared/{token}", c.url)).send().await.unwrap();
+    assert_eq!(shared.status(), 404, "a link lives no longer than its creator's right to see");
+    // Guessing is bounded: after 100 failed sign-ins in 10 s the console stops asking the API server.
+    let reviews = |seen: &Seen| seen.lock().unwrap().iter().filter(|(_, _, p, _)| p.ends_with("/tokenreviews")).count();
+    let mut last = 0;
+    for i in 0..101 {
+        let r =
+            c.http.post(format!("{}/ui/login", c.url)).form(&[("token", format!("guess-{i}"))]).send().await.unwrap();
+        last = r.status().as_u16();
+    }
+    assert_eq!(last, 429);
+    let before = reviews(&seen);
+    let r = c.http.post(format!("{}/ui/login", c.url)).form(&[("token", "guess-again")]).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(reviews(&seen), before, "no TokenReview while limited");
+    // The admin token is checked locally and still signs in.
+    let r = c.http.post(format!("{}/ui/login", c.url)).form(&[("token", ADMIN)]).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+}
+
+#[tokio::test]
+async fn over_tls_the_cookie_is_host_only_and_secure() {
+    let c = Console::start().await;
+    let console = ConsoleState::new(
+        c.gw.clone(),
+        &ConsoleConfig { listen: "127.0.0.1:0".into(), users: vec![], sign_in_hours: 1, kubernetes: false },
+        ADMIN,
+        true,
+        None,
+    )
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(paddock_gateway::console::serve_on(l, console, None, std::future::pending()));
+    let r = c.http.post(format!("{url}/ui/login")).form(&[("token", ADMIN)]).send().await.unwrap();
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.starts_with("__Host-paddock_console=") && set.contains("; Secure") && set.contains("Path=/"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let page = c.http.get(format!("{url}/ui/sessions")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    // The plain name is not read over TLS: a cookie another host could set is not a sign-in.
+    let plain = cookie.replacen("__Host-", "", 1);
+    let page = c.http.get(format!("{url}/ui/sessions")).header("cookie", &plain).send().await.unwrap();
+    assert_eq!(page.status(), 401);
 }

@@ -37,8 +37,14 @@ pub(super) fn resume_offset(headers: &HeaderMap) -> i64 {
         .map_or(0, |n| n.saturating_add(1).max(0))
 }
 
+/// How often an open transcript stream checks that its reader is still signed in and may still see it (in
+/// Kubernetes, as often as RBAC's answers are renewed).
+fn reauthorize_every(console: &Console) -> std::time::Duration {
+    console.kube.as_ref().map_or(super::kube_auth::REVIEW_TTL, |k| k.ttl())
+}
+
 /// `GET /ui/sessions/{id}/events`: the transcript, then live events, as server-sent events. It does not end
-/// at the session's end: comments still arrive.
+/// at the session's end (comments still arrive), but does when the reader's sign-in or access goes.
 pub async fn events(
     State(console): State<Arc<Console>>,
     viewer: Viewer,
@@ -49,9 +55,23 @@ pub async fn events(
         Ok(s) => s,
         Err(r) => return r,
     };
-    crate::api::transcript_response(&console.gw, &s, resume_offset(&headers), false)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    let watcher = {
+        let (console, headers, namespace) = (console.clone(), headers.clone(), s.namespace.clone());
+        let every = reauthorize_every(&console);
+        async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let still = match console.viewer(&headers).await {
+                    Some(v) => console.may(&v, Access::View, &namespace).await,
+                    None => false,
+                };
+                if !still {
+                    return;
+                }
+            }
+        }
+    };
+    super::shared_view::transcript_until(&console, &s, &headers, console.streams.clone(), watcher).await
 }
 
 #[derive(Deserialize)]
@@ -279,6 +299,7 @@ pub async fn share(
         expires_at: unix_now() + form.hours * 3600,
         revoked_by: None,
         revoked_at: None,
+        authority: serde_json::to_string(&super::shared_view::Creator::of(&viewer)).expect("json"),
     };
     let audit = console.gw.person_audit_row(
         &s,

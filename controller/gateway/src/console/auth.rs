@@ -20,9 +20,38 @@ use super::{Console, view};
 use crate::config::ConsoleRole;
 use crate::gateway::{hash_token, random_hex, unix_now};
 
+/// The sign-in cookie's name over plain HTTP (loopback); over TLS it is `__Host-` prefixed, so that no
+/// other host (a sibling subdomain) can set it.
 const COOKIE: &str = "paddock_console";
-/// The fingerprint field of a Kubernetes user's cookie (a configured user's is their token's hash).
-const KUBE: &str = "kube";
+/// Failed sign-ins the console answers in a [`FAILURE_WINDOW`] before it answers 429: bounds online guessing
+/// and the TokenReviews an anonymous caller can make the gateway send.
+const MAX_FAILURES: u32 = 100;
+const FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a sign-in cookie says, signed as JSON (so that no field can spill into another).
+#[derive(Clone, Debug, serde::Serialize, Deserialize)]
+pub(super) struct SignIn {
+    pub kind: SignInKind,
+    pub name: String,
+    /// A configured user's token fingerprint: a new token signs the old sign-ins out.
+    #[serde(default)]
+    pub fingerprint: String,
+    /// A Kubernetes user's token, sealed.
+    #[serde(default)]
+    pub sealed: String,
+    #[serde(default)]
+    pub expires: i64,
+    #[serde(default)]
+    pub nonce: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum SignInKind {
+    Admin,
+    User,
+    Kube,
+}
 
 /// What the person signed in may do, and on whose word.
 #[derive(Clone, Debug)]
@@ -111,27 +140,81 @@ impl Console {
         }
     }
 
-    /// The role of a user by name, as configured now; `None` for a name no longer there.
-    fn role_of(&self, name: &str, fingerprint: &str) -> Option<ConsoleRole> {
-        if name == "admin" {
-            return (fingerprint == "admin").then_some(ConsoleRole::Admin);
-        }
+    /// The role of a configured user, as configured now: `None` for a name no longer there or a token
+    /// changed since (`fingerprint`).
+    pub(super) fn role_of(&self, name: &str, fingerprint: &str) -> Option<ConsoleRole> {
         self.users.iter().find(|(n, h, _)| n == name && h[..16] == *fingerprint).map(|(_, _, r)| *r)
     }
 
-    /// Who a token signs in as, and the cookie's fingerprint and sealed token: the admin credential, a
-    /// configured user's token, or (in Kubernetes) a token the API server authenticates. Never a session
-    /// token: those are refused before anything else is asked.
-    async fn sign_in_as(&self, token: &str) -> Result<Option<(String, String, String)>, String> {
+    /// Who a token signs in as: the admin credential, a configured user's token, or (in Kubernetes) a token
+    /// the API server authenticates. `Err`: a status and what the sign-in page says.
+    async fn sign_in_as(&self, token: &str) -> Result<Option<SignIn>, (StatusCode, &'static str)> {
+        let blank = |kind, name: &str, fingerprint: &str| SignIn {
+            kind,
+            name: name.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            sealed: String::new(),
+            expires: 0,
+            nonce: String::new(),
+        };
         if self.gw.is_admin(token) {
-            return Ok(Some(("admin".into(), "admin".into(), String::new())));
+            return Ok(Some(blank(SignInKind::Admin, "admin", "")));
         }
         let h = hash_token(token);
         if let Some((n, uh, _)) = self.users.iter().find(|(_, uh, _)| *uh == h) {
-            return Ok(Some((n.clone(), uh[..16].to_owned(), String::new())));
+            return Ok(Some(blank(SignInKind::User, n, &uh[..16])));
         }
         let Some(kube) = &self.kube else { return Ok(None) };
-        Ok(kube.review(token).await?.map(|u| (u.username, KUBE.to_owned(), self.seal(token))))
+        if !self.failures_allow() {
+            return Err((StatusCode::TOO_MANY_REQUESTS, "Too many failed sign-ins; wait a few seconds and try again."));
+        }
+        let user = match kube.review(token).await {
+            Ok(Some(u)) => u,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(error = %e, "the console could not review a token");
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The API server cannot be asked who you are; try again.",
+                ));
+            }
+        };
+        // A name is what the console records (comments, share links, decisions): it must be one line, and
+        // never the admin's or a configured user's, so that nobody is taken for somebody else.
+        if user.username.chars().any(char::is_control) || user.username.len() > 512 {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "Your Kubernetes user name cannot be shown safely; the console refuses it.",
+            ));
+        }
+        if user.username == "admin" || self.users.iter().any(|(n, _, _)| *n == user.username) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "Your Kubernetes user name is also a console user's here; the console cannot tell you apart.",
+            ));
+        }
+        let mut signed = blank(SignInKind::Kube, &user.username, "");
+        signed.sealed = self.seal(token);
+        Ok(Some(signed))
+    }
+
+    /// Counts one failed sign-in; false once [`MAX_FAILURES`] were counted in the current window.
+    fn note_failure(&self) {
+        let mut f = self.failures.lock().expect("failures");
+        if f.0.elapsed() > FAILURE_WINDOW {
+            *f = (std::time::Instant::now(), 0);
+        }
+        f.1 += 1;
+    }
+
+    fn failures_allow(&self) -> bool {
+        let f = self.failures.lock().expect("failures");
+        f.0.elapsed() > FAILURE_WINDOW || f.1 < MAX_FAILURES
+    }
+
+    /// The sign-in cookie's name: `__Host-` prefixed over TLS.
+    fn cookie_name(&self) -> &'static str {
+        if self.secure { "__Host-paddock_console" } else { COOKIE }
     }
 
     fn tag(&self, what: &str) -> String {
@@ -176,49 +259,56 @@ impl Console {
         String::from_utf8(plain.to_vec()).ok()
     }
 
-    /// A signed cookie for `name`, lasting the configured sign-in time.
-    fn cookie_for(&self, name: &str, fingerprint: &str, sealed: &str) -> HeaderValue {
-        let expires = unix_now() + self.sign_in.as_secs() as i64;
-        let payload = format!("{name}\n{expires}\n{}\n{fingerprint}\n{sealed}", random_hex(16));
+    /// A signed cookie for a sign-in, lasting the configured sign-in time.
+    fn cookie_for(&self, mut signed: SignIn) -> HeaderValue {
+        signed.expires = unix_now() + self.sign_in.as_secs() as i64;
+        signed.nonce = random_hex(16);
+        let payload = serde_json::to_string(&signed).expect("json");
         let value = format!("{}.{}", B64.encode(payload.as_bytes()), self.tag(&payload));
         let secure = if self.secure { "; Secure" } else { "" };
         HeaderValue::from_str(&format!(
-            "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+            self.cookie_name(),
             self.sign_in.as_secs()
         ))
         .expect("cookie is ASCII")
     }
 
-    /// The viewer a request's cookie names, if its signature holds, it has not expired and its user is still
-    /// configured with the same token (or, in Kubernetes, the API server still authenticates their token).
-    pub(super) async fn viewer(&self, headers: &HeaderMap) -> Option<Viewer> {
+    /// The sign-in a request's cookie carries, if its signature holds and it has not expired.
+    fn cookie_sign_in(&self, headers: &HeaderMap) -> Option<SignIn> {
+        let prefix = format!("{}=", self.cookie_name());
         let value = headers
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned))?;
+            .find_map(|c| c.trim().strip_prefix(&prefix).map(str::to_owned))?;
         let (payload, tag) = value.split_once('.')?;
-        let payload = String::from_utf8(B64.decode(payload).ok()?).ok()?;
+        let payload = B64.decode(payload).ok()?;
         let tag = B64.decode(tag).ok()?;
-        ring::hmac::verify(&self.key, payload.as_bytes(), &tag).ok()?;
-        let mut parts = payload.split('\n');
-        let (name, expires, nonce, fingerprint) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let sealed = parts.next().unwrap_or("");
-        if expires.parse::<i64>().ok()? <= unix_now() {
-            return None;
-        }
-        let csrf = self.tag(&format!("csrf\n{nonce}"));
-        if fingerprint == KUBE {
-            let token = self.unseal(sealed)?;
-            let user = self.kube.as_ref()?.review(&token).await.ok()??;
-            if user.username != name {
-                return None;
+        ring::hmac::verify(&self.key, &payload, &tag).ok()?;
+        let signed: SignIn = serde_json::from_slice(&payload).ok()?;
+        (signed.expires > unix_now()).then_some(signed)
+    }
+
+    /// The viewer a request's cookie names, if its signature holds, it has not expired and its user is still
+    /// configured with the same token (or, in Kubernetes, the API server still authenticates their token).
+    pub(super) async fn viewer(&self, headers: &HeaderMap) -> Option<Viewer> {
+        let signed = self.cookie_sign_in(headers)?;
+        let csrf = self.tag(&format!("csrf\n{}", signed.nonce));
+        let authority = match signed.kind {
+            SignInKind::Admin => Authority::Role(ConsoleRole::Admin),
+            SignInKind::User => Authority::Role(self.role_of(&signed.name, &signed.fingerprint)?),
+            SignInKind::Kube => {
+                let token = self.unseal(&signed.sealed)?;
+                let user = self.kube.as_ref()?.review(&token).await.ok()??;
+                if user.username != signed.name {
+                    return None;
+                }
+                Authority::Kube { user, token }
             }
-            return Some(Viewer { name: name.to_owned(), authority: Authority::Kube { user, token }, csrf });
-        }
-        let role = self.role_of(name, fingerprint)?;
-        Some(Viewer { name: name.to_owned(), authority: Authority::Role(role), csrf })
+        };
+        Some(Viewer { name: signed.name, authority, csrf })
     }
 }
 
@@ -260,7 +350,15 @@ pub async fn login_page(State(console): State<Arc<Console>>, Query(q): Query<Log
     if let Some(code) = q.code.as_deref() {
         if console.take_login_code(code) {
             tracing::info!(user = "admin", "signed in to the console with a one-time link");
-            return signed_in(&console, "admin", "admin", "", "/ui/sessions");
+            let admin = SignIn {
+                kind: SignInKind::Admin,
+                name: "admin".into(),
+                fingerprint: String::new(),
+                sealed: String::new(),
+                expires: 0,
+                nonce: String::new(),
+            };
+            return signed_in(&console, admin, "/ui/sessions");
         }
         return view::login_form(
             StatusCode::UNAUTHORIZED,
@@ -296,11 +394,12 @@ pub async fn login(
         return view::login_form(StatusCode::UNAUTHORIZED, Some(message), &next);
     }
     match console.sign_in_as(token).await {
-        Ok(Some((name, fingerprint, sealed))) => {
-            tracing::info!(user = %name, "signed in to the console");
-            signed_in(&console, &name, &fingerprint, &sealed, &next)
+        Ok(Some(signed)) => {
+            tracing::info!(user = %signed.name, "signed in to the console");
+            signed_in(&console, signed, &next)
         }
         Ok(None) => {
+            console.note_failure();
             let message = if console.kube.is_some() {
                 "The API server does not accept that token, and it is not the admin token."
             } else {
@@ -308,20 +407,16 @@ pub async fn login(
             };
             view::login_form(StatusCode::UNAUTHORIZED, Some(message), &next)
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "the console could not review a token");
-            view::login_form(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Some("The API server cannot be asked who you are; try again."),
-                &next,
-            )
+        Err((status, message)) => {
+            console.note_failure();
+            view::login_form(status, Some(message), &next)
         }
     }
 }
 
-fn signed_in(console: &Console, name: &str, fingerprint: &str, sealed: &str, next: &str) -> Response {
+fn signed_in(console: &Console, signed: SignIn, next: &str) -> Response {
     let mut r = Redirect::to(next).into_response();
-    r.headers_mut().insert(header::SET_COOKIE, console.cookie_for(name, fingerprint, sealed));
+    r.headers_mut().insert(header::SET_COOKIE, console.cookie_for(signed));
     r
 }
 
@@ -332,15 +427,19 @@ pub struct CsrfForm {
 }
 
 /// `POST /ui/logout`: the cookie is cleared.
-pub async fn logout(viewer: Viewer, headers: HeaderMap, axum::Form(form): axum::Form<CsrfForm>) -> Response {
+pub async fn logout(
+    State(console): State<Arc<Console>>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<CsrfForm>,
+) -> Response {
     if let Err(r) = viewer.check(&headers, form.csrf.as_deref()) {
         return r.into_response();
     }
     let mut r = Redirect::to("/ui/login").into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("paddock_console=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
+    let secure = if console.secure { "; Secure" } else { "" };
+    let clear = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}", console.cookie_name());
+    r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&clear).expect("ASCII"));
     r
 }
 

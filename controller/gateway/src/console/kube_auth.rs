@@ -25,7 +25,7 @@ pub const REVIEW_TTL: Duration = Duration::from_secs(30);
 const MAX_KEPT: usize = 4096;
 
 /// A person as the API server knows them.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct KubeUser {
     pub username: String,
     pub uid: Option<String>,
@@ -52,13 +52,17 @@ pub struct KubeAuth {
     /// The gateway's own identity: it creates TokenReviews and SubjectAccessReviews, nothing else.
     client: kube::Client,
     as_user: UserClient,
+    /// How long an answer is used ([`REVIEW_TTL`]; shorter in tests).
+    ttl: Duration,
     reviews: Kept<String, Option<KubeUser>>,
+    /// Keyed by the whole person (name, uid, groups, extra: two tokens of one name may carry different
+    /// groups), the verb, the resource and the namespace.
     access: Kept<(String, &'static str, &'static str, String), bool>,
 }
 
-fn kept<K: std::hash::Hash + Eq + Clone, V: Clone>(map: &Kept<K, V>, key: &K) -> Option<V> {
+fn kept<K: std::hash::Hash + Eq + Clone, V: Clone>(map: &Kept<K, V>, key: &K, ttl: Duration) -> Option<V> {
     let map = map.lock().expect("kept");
-    map.get(key).filter(|(at, _)| at.elapsed() < REVIEW_TTL).map(|(_, v)| v.clone())
+    map.get(key).filter(|(at, _)| at.elapsed() < ttl).map(|(_, v)| v.clone())
 }
 
 fn keep<K: std::hash::Hash + Eq + Clone, V>(map: &Kept<K, V>, key: K, value: V) {
@@ -66,7 +70,11 @@ fn keep<K: std::hash::Hash + Eq + Clone, V>(map: &Kept<K, V>, key: K, value: V) 
     if map.len() >= MAX_KEPT {
         map.retain(|_, (at, _)| at.elapsed() < REVIEW_TTL);
         if map.len() >= MAX_KEPT {
-            map.clear();
+            // Still full of fresh answers (a flood of new tokens): the oldest quarter goes, not everyone's.
+            let mut ages: Vec<Instant> = map.values().map(|(at, _)| *at).collect();
+            ages.sort_unstable();
+            let cut = ages[MAX_KEPT / 4];
+            map.retain(|_, (at, _)| *at > cut);
         }
     }
     map.insert(key, (Instant::now(), value));
@@ -88,13 +96,30 @@ impl KubeAuth {
     }
 
     pub fn new(client: kube::Client, as_user: UserClient) -> KubeAuth {
-        KubeAuth { client, as_user, reviews: Mutex::new(HashMap::new()), access: Mutex::new(HashMap::new()) }
+        KubeAuth {
+            client,
+            as_user,
+            ttl: REVIEW_TTL,
+            reviews: Mutex::new(HashMap::new()),
+            access: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Answers are used for `ttl` instead of [`REVIEW_TTL`].
+    pub fn with_ttl(mut self, ttl: Duration) -> KubeAuth {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long an answer is used: a lost right takes effect within it.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Who `token` belongs to: `Ok(None)` when the API server does not authenticate it.
     pub async fn review(&self, token: &str) -> Result<Option<KubeUser>, String> {
         let key = crate::gateway::hash_token(token);
-        if let Some(v) = kept(&self.reviews, &key) {
+        if let Some(v) = kept(&self.reviews, &key, self.ttl) {
             return Ok(v);
         }
         let review = TokenReview {
@@ -119,8 +144,9 @@ impl KubeAuth {
 
     /// Whether `user` may `verb` `resource` (of group `paddock.dev`) in `namespace`. An error is a no.
     pub async fn allows(&self, user: &KubeUser, verb: &'static str, resource: &'static str, namespace: &str) -> bool {
-        let key = (user.username.clone(), verb, resource, namespace.to_owned());
-        if let Some(v) = kept(&self.access, &key) {
+        let who = crate::gateway::hash_token(&serde_json::to_string(user).expect("json"));
+        let key = (who, verb, resource, namespace.to_owned());
+        if let Some(v) = kept(&self.access, &key, self.ttl) {
             return v;
         }
         let review = SubjectAccessReview {
@@ -187,5 +213,25 @@ impl KubeAuth {
             e => format!("cannot create the Approval: {e}"),
         })?;
         Ok(created.name_any())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_answers_evicts_the_oldest_not_everyone() {
+        let kept: Kept<String, bool> = Mutex::new(HashMap::new());
+        keep(&kept, "early".into(), true);
+        std::thread::sleep(Duration::from_millis(2));
+        for i in 0..MAX_KEPT * 2 {
+            keep(&kept, format!("flood-{i}"), false);
+        }
+        let map = kept.lock().unwrap();
+        assert!(map.len() <= MAX_KEPT);
+        assert!(!map.contains_key("early"), "the oldest went first");
+        assert!(map.contains_key(&format!("flood-{}", MAX_KEPT * 2 - 1)), "the newest stays");
+        assert!(map.len() > MAX_KEPT / 2, "not cleared: {}", map.len());
     }
 }

@@ -30,6 +30,16 @@ pub use auth::{Access, Authority, Viewer};
 use crate::config::{ConsoleConfig, ConsoleRole};
 use crate::gateway::{Gateway, hash_token, random_hex};
 
+/// Open transcript streams at most: for signed-in pages, and (apart, so that link holders cannot crowd out
+/// the people signed in) for share links.
+const MAX_STREAMS: usize = 512;
+const MAX_SHARED_STREAMS: usize = 128;
+/// PBKDF2 rounds from the admin token to the console's keys: a page's CSRF token is an HMAC anyone signed in
+/// can see, so a weak admin token must be slow to guess from it offline.
+const KEY_ROUNDS: u32 = 100_000;
+/// The shortest token a configured console user may have.
+const MIN_USER_TOKEN: usize = 16;
+
 /// One-time sign-in links not yet used, at most.
 const MAX_LOGIN_CODES: usize = 16;
 /// How long a one-time sign-in link works.
@@ -52,6 +62,11 @@ pub struct Console {
     secure: bool,
     /// One-time sign-in links: the code's hash and when it stops working.
     login_codes: Mutex<HashMap<String, Instant>>,
+    /// Failed sign-ins in the current window: (its start, how many).
+    failures: Mutex<(Instant, u32)>,
+    /// Permits for open transcript streams (signed in; share links).
+    streams: Arc<tokio::sync::Semaphore>,
+    shared_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl Console {
@@ -67,6 +82,12 @@ impl Console {
         let mut users = Vec::new();
         for (i, u) in cfg.users.iter().enumerate() {
             let token = u.token.read(&format!("console.users[{i}].token"))?;
+            if token.chars().count() < MIN_USER_TOKEN {
+                anyhow::bail!(
+                    "console.users[{i}].token: `{}`'s token is shorter than {MIN_USER_TOKEN} characters",
+                    u.name
+                );
+            }
             if hash_token(&token) == hash_token(admin_token) {
                 anyhow::bail!(
                     "console.users[{i}].token: is the admin credential; give `{}` a token of their own",
@@ -78,15 +99,23 @@ impl Console {
             }
             users.push((u.name.clone(), hash_token(&token), u.role));
         }
-        let seed = ring::digest::digest(&ring::digest::SHA256, format!("paddock console\n{admin_token}").as_bytes());
-        let seal =
-            ring::digest::digest(&ring::digest::SHA256, format!("paddock console seal\n{admin_token}").as_bytes());
+        let mut keys = [0u8; 64];
+        ring::pbkdf2::derive(
+            ring::pbkdf2::PBKDF2_HMAC_SHA256,
+            std::num::NonZeroU32::new(KEY_ROUNDS).expect("rounds"),
+            b"paddock console keys v1",
+            admin_token.as_bytes(),
+            &mut keys,
+        );
         Ok(Arc::new(Console {
             gw,
             users,
-            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, seed.as_ref()),
-            seal_key: seal.as_ref().try_into().expect("32 bytes"),
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &keys[..32]),
+            seal_key: keys[32..].try_into().expect("32 bytes"),
             kube,
+            failures: Mutex::new((Instant::now(), 0)),
+            streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            shared_streams: Arc::new(tokio::sync::Semaphore::new(MAX_SHARED_STREAMS)),
             sign_in: Duration::from_secs(cfg.sign_in_hours * 3600),
             secure,
             login_codes: Mutex::new(HashMap::new()),
