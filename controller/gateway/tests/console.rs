@@ -351,6 +351,17 @@ async fn sign_in_follow_a_session_live_and_approve_its_ask_from_the_console() {
     let row = wait_text(&b, "#policies tbody tr", "deploys-need-a-human").await;
     assert!(row.contains("default/coder"), "{row}");
     screenshot(&b, "policies").await;
+    // Readable on a phone: at 390 px nothing but tables scrolls sideways, and the approve form still fits.
+    b.set_window_size(390, 844).await.unwrap();
+    for path in [format!("/ui/sessions/{id}"), "/ui/sessions".to_owned(), "/ui/approvals".to_owned()] {
+        b.goto(&format!("{}{path}", c.url)).await.unwrap();
+        b.wait().at_most(WAIT).for_element(Locator::Css("main h1")).await.unwrap();
+        let wide = b.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await.unwrap();
+        assert!(wide.as_i64().unwrap() <= 0, "{path} scrolls sideways by {wide} px on a phone");
+    }
+    b.goto(&format!("{}/ui/sessions/{id}", c.url)).await.unwrap();
+    wait_text(&b, "#transcript li", "deployed to staging").await;
+    screenshot(&b, "phone-session").await;
     b.close().await.unwrap();
 }
 
