@@ -165,9 +165,15 @@ impl Console {
         })
     }
 
+    /// `GET` of the gateway's API as the admin, as JSON.
+    async fn admin_get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let r = self.http.get(format!("{}{path}", self.api)).bearer_auth(ADMIN).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.json().await.unwrap()
+    }
+
     async fn pending(&self) -> Vec<Value> {
-        let r = self.http.get(format!("{}/v1/approvals", self.api)).bearer_auth(ADMIN).send().await.unwrap();
-        r.json::<Vec<Value>>().await.unwrap()
+        self.admin_get("/v1/approvals").await
     }
 
     async fn wait_for_ask(&self, session: &str) -> String {
@@ -320,16 +326,7 @@ async fn sign_in_follow_a_session_live_and_approve_its_ask_from_the_console() {
     let ruling = tokio::time::timeout(WAIT, held).await.expect("released").unwrap();
     assert_eq!(ruling["verdict"], "allow", "{ruling}");
     wait_text(&b, "table td", "admin").await;
-    let audit: Vec<Value> = c
-        .http
-        .get(format!("{}/v1/audit?session={id}", c.api))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Vec<Value> = c.admin_get(&format!("/v1/audit?session={id}")).await;
     let decided =
         audit.iter().find(|r| r["approval_id"] == ask.as_str() && r["verdict"] == "allow").expect("audit row");
     assert_eq!(decided["decided_by"], "admin");
@@ -403,16 +400,7 @@ async fn a_viewer_sees_no_approve_button_and_is_refused() {
     b2.wait().at_most(WAIT).for_element(Locator::Css("button.deny")).await.unwrap().click().await.unwrap();
     let ruling = tokio::time::timeout(WAIT, held).await.unwrap().unwrap();
     assert_eq!(ruling["verdict"], "deny", "{ruling}");
-    let all: Vec<Value> = c
-        .http
-        .get(format!("{}/v1/approvals?status=all", c.api))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Vec<Value> = c.admin_get(&format!("/v1/approvals?status=all")).await;
     assert_eq!(all.iter().find(|a| a["id"] == ask.as_str()).unwrap()["decided_by"], "bob");
     b.close().await.unwrap();
     b2.close().await.unwrap();
@@ -455,16 +443,7 @@ async fn a_share_link_shows_the_session_signed_out_until_revoked() {
     guest.goto(&link).await.unwrap();
     wait_text(&guest, "p.error", "This link does not work").await;
     // Both are in the audit log, with who did them.
-    let audit: Vec<Value> = c
-        .http
-        .get(format!("{}/v1/audit?session={id}", c.api))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Vec<Value> = c.admin_get(&format!("/v1/audit?session={id}")).await;
     let shares: Vec<_> = audit.iter().filter(|r| r["phase"] == "share").collect();
     assert_eq!(shares.len(), 2, "{audit:?}");
     assert_eq!((shares[0]["verdict"].as_str(), shares[1]["verdict"].as_str()), (Some("created"), Some("revoked")));
@@ -518,16 +497,7 @@ async fn comments_reach_another_browser_live_and_agent_text_stays_text() {
     assert_eq!(b.execute("return document.querySelectorAll('main img').length", vec![]).await.unwrap(), json!(0));
     assert_eq!(b.execute("return window.pwned === undefined", vec![]).await.unwrap(), json!(true));
     // Durable: the comment is part of the stored transcript, by the signed-in user.
-    let events: Vec<Value> = c
-        .http
-        .get(format!("{}/v1/sessions/{id}/events", c.api))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Vec<Value> = c.admin_get(&format!("/v1/sessions/{id}/events")).await;
     let comment = events.iter().map(|e| &e["event"]).find(|e| e["type"] == "comment").unwrap();
     assert_eq!(
         (comment["by"].as_str(), comment["on"].as_i64(), comment["source"].as_str()),
@@ -622,16 +592,7 @@ async fn the_console_refuses_session_tokens_forged_requests_and_other_sites() {
         assert_eq!(r.status(), 422, "{body}");
         assert!(r.text().await.unwrap().contains(says), "{says}");
     }
-    let events: Vec<Value> = c
-        .http
-        .get(format!("{}/v1/sessions/{id}/events", c.api))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Vec<Value> = c.admin_get(&format!("/v1/sessions/{id}/events")).await;
     assert_eq!(events.iter().filter(|e| e["event"]["type"] == "comment").count(), 1, "only the good comment");
     // A runner cannot post a comment in a person's name.
     let r = c
@@ -666,24 +627,21 @@ async fn the_console_refuses_session_tokens_forged_requests_and_other_sites() {
     let _ = &c.gw;
 }
 
+/// A second console of `c`'s gateway, admin only, served on loopback (`secure`: as over TLS); its URL.
+async fn another_console(c: &Console, secure: bool) -> (Arc<ConsoleState>, String) {
+    let cfg = ConsoleConfig { listen: "127.0.0.1:0".into(), users: vec![], sign_in_hours: 1, kubernetes: false };
+    let console = ConsoleState::new(c.gw.clone(), &cfg, ADMIN, secure, None).unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(paddock_gateway::console::serve_on(l, console.clone(), None, std::future::pending()));
+    (console, url)
+}
+
 #[tokio::test]
 async fn a_one_time_link_signs_in_once() {
     let c = Console::start().await;
-    let console = ConsoleState::new(
-        c.gw.clone(),
-        &ConsoleConfig { listen: "127.0.0.1:0".into(), users: vec![], sign_in_hours: 1, kubernetes: false },
-        ADMIN,
-        false,
-        None,
-    )
-    .unwrap();
-    let (listener, url) = {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", l.local_addr().unwrap());
-        (l, url)
-    };
+    let (console, url) = another_console(&c, false).await;
     let link = console.login_link();
-    tokio::spawn(paddock_gateway::console::serve_on(listener, console, None, std::future::pending()));
     let r = c.http.get(format!("{url}{link}")).send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert!(r.headers()["set-cookie"].to_str().unwrap().starts_with("paddock_console="));
@@ -963,17 +921,7 @@ async fn in_kubernetes_names_are_checked_and_lost_rights_end_streams_and_links()
 #[tokio::test]
 async fn over_tls_the_cookie_is_host_only_and_secure() {
     let c = Console::start().await;
-    let console = ConsoleState::new(
-        c.gw.clone(),
-        &ConsoleConfig { listen: "127.0.0.1:0".into(), users: vec![], sign_in_hours: 1, kubernetes: false },
-        ADMIN,
-        true,
-        None,
-    )
-    .unwrap();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(paddock_gateway::console::serve_on(l, console, None, std::future::pending()));
+    let (_console, url) = another_console(&c, true).await;
     let r = c.http.post(format!("{url}/ui/login")).form(&[("token", ADMIN)]).send().await.unwrap();
     let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set.starts_with("__Host-paddock_console=") && set.contains("; Secure") && set.contains("Path=/"), "{set}");
