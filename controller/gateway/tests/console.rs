@@ -400,7 +400,7 @@ async fn a_viewer_sees_no_approve_button_and_is_refused() {
     b2.wait().at_most(WAIT).for_element(Locator::Css("button.deny")).await.unwrap().click().await.unwrap();
     let ruling = tokio::time::timeout(WAIT, held).await.unwrap().unwrap();
     assert_eq!(ruling["verdict"], "deny", "{ruling}");
-    let all: Vec<Value> = c.admin_get(&format!("/v1/approvals?status=all")).await;
+    let all: Vec<Value> = c.admin_get("/v1/approvals?status=all").await;
     assert_eq!(all.iter().find(|a| a["id"] == ask.as_str()).unwrap()["decided_by"], "bob");
     b.close().await.unwrap();
     b2.close().await.unwrap();
