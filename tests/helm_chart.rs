@@ -275,6 +275,15 @@ fn the_console_is_served_on_its_own_port_and_asks_the_api_server_only_who_and_wh
     ]);
     let ingress = get(&objects, "Ingress", "paddock-gateway-console");
     assert_eq!(ingress["spec"]["rules"][0]["host"], "paddock.example.com");
+    // The console's port speaks TLS (the gateway's default): the ingress controller is told so.
+    assert_eq!(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"], "HTTPS");
+    let plain = render(&[
+        "gateway.console.ingress.enabled=true",
+        "gateway.console.ingress.host=paddock.example.com",
+        "gateway.tls.enabled=false",
+    ]);
+    let plain = get(&plain, "Ingress", "paddock-gateway-console");
+    assert!(plain["metadata"]["annotations"].is_null(), "{plain}");
     assert_eq!(ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"], "console");
     let np = get(&objects, "NetworkPolicy", "paddock-gateway");
     let console_rule = &np["spec"]["ingress"][1];

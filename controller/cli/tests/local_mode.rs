@@ -53,6 +53,12 @@ fn up(dir: &Path, envs: &[(&str, &str)]) -> Up {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
+    // Next, the console's address and a one-time sign-in link on it.
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let console = line.strip_prefix("paddock: console on http://127.0.0.1:").expect("the console's address");
+    let link = console.rsplit("once, ").next().unwrap().trim();
+    assert!(link.starts_with("http://127.0.0.1:") && link.contains("/ui/login?code="), "{line}");
     // Keep draining what it prints, so that it never blocks on a full pipe.
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     Up { child, url, data }

@@ -102,7 +102,7 @@ pub fn load_policy_set(dir: &Path) -> anyhow::Result<PolicySet> {
     let files = load_dir(dir).with_context(|| format!("cannot read `{}`", dir.display()))?;
     let report = validate_files(&files);
     if !report.is_ok() {
-        anyhow::bail!("`{}` does not validate:\n{}{}", dir.display(), report.render(), report.summary());
+        anyhow::bail!("`{}` does not validate:\n{}", dir.display(), report.render());
     }
     let mut hash = Sha256::new();
     for f in &files {

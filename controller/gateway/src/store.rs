@@ -580,6 +580,17 @@ impl Store {
             .collect()
     }
 
+    /// The policy revision of a session's latest decision (not a console action such as a share link).
+    pub async fn last_revision(&self, session: &str) -> Result<Option<String>, StoreError> {
+        self.caught_up().await?;
+        let row =
+            sqlx::query("SELECT revision FROM audit WHERE session = $1 AND phase <> 'share' ORDER BY seq DESC LIMIT 1")
+                .bind(session)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| r.try_get("revision")).transpose().map_err(Into::into)
+    }
+
     /// The share links of a session (`Some`), or the one whose token hashes to `token_hash`.
     pub async fn shares(&self, session: Option<&str>, token_hash: Option<&str>) -> Result<Vec<ShareRow>, StoreError> {
         self.caught_up().await?;

@@ -120,6 +120,8 @@ impl Console {
             ..GatewayConfig::default()
         };
         cfg.limits.ask_timeout_seconds = 60;
+        std::fs::write(d.join("script.yaml"), support::SCRIPT).unwrap();
+        cfg.providers.push(paddock_gateway::config::ProviderConfig::scripted(d.join("script.yaml"), &["claude-*"]));
         let (gw, api, _server) = paddock_gateway::server::serve_loopback(&cfg).await.unwrap();
         let url = match kube {
             None => paddock_gateway::server::start_console(&gw, &cfg, std::future::pending()).await.unwrap().unwrap().0,
@@ -170,6 +172,14 @@ impl Console {
         let r = self.http.get(format!("{}{path}", self.api)).bearer_auth(ADMIN).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         r.json().await.unwrap()
+    }
+
+    /// A model request of the session through the gateway (the scripted model answers with usage).
+    async fn model_call(&self, token: &str) {
+        let (path, body) = support::request("anthropic", "claude-sonnet-4-5", &[("user", "hello")], false);
+        let r =
+            self.http.post(format!("{}{path}", self.api)).header("x-api-key", token).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
 
     async fn pending(&self) -> Vec<Value> {
@@ -305,10 +315,24 @@ async fn sign_in_follow_a_session_live_and_approve_its_ask_from_the_console() {
     c.post_events(&id, &token, json!([{"type": "message", "role": "assistant", "text": "Running the tests first."}]))
         .await;
     wait_text(&b, "#transcript li", "Running the tests first.").await;
+    // The cost grows on the page as the model is called.
+    assert_eq!(b.find(Locator::Css("#cost-value")).await.unwrap().text().await.unwrap(), "$0");
+    c.model_call(&token).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while b.find(Locator::Css("#cost-value")).await.unwrap().text().await.unwrap() == "$0" {
+        assert!(std::time::Instant::now() < deadline, "the cost did not grow on the page");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_text(&b, "#summary", "100 in, 10 out").await;
+    // Each tool call's verdict and the policy that gave it, allowed ones included.
+    let read = c.held_decision(&id, &token, "Read", json!({"file_path": "README.md"}));
+    assert_eq!(read.await.unwrap()["verdict"], "allow");
+    wait_text(&b, "#decisions tbody tr", "Read").await;
     // The agent wants to deploy: the policy asks, and the decision is held.
     let held = c.held_decision(&id, &token, "deploy", json!({"env": "staging"}));
     let ask = c.wait_for_ask(&id).await;
     wait_text(&b, "#transcript li.ev-ask", "(deploys-need-a-human").await;
+    wait_text(&b, "#decisions tbody tr", "deploys-need-a-human / ask-before-deploy").await;
     b.goto(&format!("{}/ui/approvals", c.url)).await.unwrap();
     wait_text(&b, &format!("div.ask[data-approval='{ask}']"), "deploy").await;
     screenshot(&b, "approvals").await;
@@ -419,6 +443,13 @@ async fn a_share_link_shows_the_session_signed_out_until_revoked() {
     owner.wait().at_most(WAIT).for_element(Locator::Css("#share-create")).await.unwrap().click().await.unwrap();
     let link = owner.wait().at_most(WAIT).for_element(Locator::Css("#share-url")).await.unwrap();
     let link = link.prop("value").await.unwrap().unwrap();
+    // The page that answered the form shows the session's own address, and commenting still works there.
+    let path = owner.execute("return location.pathname", vec![]).await.unwrap();
+    assert_eq!(path, json!(format!("/ui/sessions/{id}")));
+    owner.wait().at_most(WAIT).for_element(Locator::Css("#ev-0")).await.unwrap();
+    owner.find(Locator::Css("#comment-text")).await.unwrap().send_keys("Shared with the reviewers.").await.unwrap();
+    owner.find(Locator::Css("#comment-send")).await.unwrap().click().await.unwrap();
+    wait_text(&owner, "#transcript li.comment", "Shared with the reviewers.").await;
     assert!(link.starts_with(&format!("{}/ui/shared/", c.url)), "{link}");
     // Signed out, in another browser: the session and its transcript, live, and nothing to act with.
     let guest = browser(&d).await;
@@ -594,6 +625,74 @@ async fn the_console_refuses_session_tokens_forged_requests_and_other_sites() {
     }
     let events: Vec<Value> = c.admin_get(&format!("/v1/sessions/{id}/events")).await;
     assert_eq!(events.iter().filter(|e| e["event"]["type"] == "comment").count(), 1, "only the good comment");
+    // A comment on a comment is refused: comments are about transcript events.
+    let events: Vec<Value> = c.admin_get(&format!("/v1/sessions/{id}/events")).await;
+    let comment_seq = events.iter().find(|e| e["event"]["type"] == "comment").unwrap()["seq"].as_i64().unwrap();
+    let r = c
+        .http
+        .post(format!("{}/ui/sessions/{id}/comments", c.url))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"text": "x", "on": comment_seq}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("is a comment"));
+    // Every other state change wants the CSRF token and the console's own origin too; nothing happens without.
+    let held = c.held_decision(&id, &token, "deploy", json!({}));
+    let ask = c.wait_for_ask(&id).await;
+    let forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (format!("/ui/approvals/{ask}/decide"), vec![("decision", "approve")]),
+        (format!("/ui/sessions/{id}/shares"), vec![("hours", "1")]),
+        ("/ui/logout".to_owned(), vec![]),
+    ];
+    for (path, fields) in &forms {
+        for (with_token, origin) in [(false, None), (true, Some("https://evil.example")), (true, Some("null"))] {
+            let mut form = fields.clone();
+            if with_token {
+                form.push(("csrf", csrf.as_str()));
+            }
+            let mut r = c.http.post(format!("{}{path}", c.url)).header("cookie", &cookie).form(&form);
+            if let Some(o) = origin {
+                r = r.header("origin", o);
+            }
+            assert_eq!(r.send().await.unwrap().status(), 403, "{path} token={with_token} origin={origin:?}");
+        }
+    }
+    assert!(c.pending().await.iter().any(|a| a["id"] == ask.as_str()), "no forged decision");
+    assert!(c.gw.store.shares(Some(&id), None).await.unwrap().is_empty(), "no forged share link");
+    assert!(!held.is_finished());
+    // Revoking wants them too: a link made properly is not revoked by a forged request.
+    let r = c
+        .http
+        .post(format!("{}/ui/sessions/{id}/shares", c.url))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("hours", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let share = c.gw.store.shares(Some(&id), None).await.unwrap().remove(0);
+    let r =
+        c.http.post(format!("{}/ui/shares/{}/revoke", c.url, share.id)).header("cookie", &cookie).form(&[("x", "y")]);
+    assert_eq!(r.send().await.unwrap().status(), 403);
+    assert!(c.gw.store.shares(Some(&id), None).await.unwrap()[0].revoked_at.is_none());
+    // A link past its time does not open.
+    let expired_token = "ab".repeat(24);
+    let expired = paddock_gateway::store::ShareRow {
+        id: "sh-expired".into(),
+        session: id.clone(),
+        token_hash: paddock_gateway::gateway::hash_token(&expired_token),
+        created_by: "admin".into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        expires_at: paddock_gateway::gateway::unix_now() - 1,
+        revoked_by: None,
+        revoked_at: None,
+        authority: r#"{"kind":"admin"}"#.into(),
+    };
+    c.gw.store.commit(vec![paddock_gateway::store::Write::ShareNew(expired)]).await.unwrap();
+    assert_eq!(c.http.get(format!("{}/ui/shared/{expired_token}", c.url)).send().await.unwrap().status(), 404);
     // A runner cannot post a comment in a person's name.
     let r = c
         .http
@@ -624,6 +723,49 @@ async fn the_console_refuses_session_tokens_forged_requests_and_other_sites() {
     );
     let none = c.http.get(format!("{}/ui/audit.jsonl?session={id}&verdict=nothing", c.url)).header("cookie", &cookie);
     assert_eq!(none.send().await.unwrap().text().await.unwrap(), "");
+    // Each filter keeps what it names: agent, policy, phase, verdict, and time (a prefix takes a whole day).
+    let export = |query: String| {
+        let (http, cookie, url) = (c.http.clone(), cookie.clone(), c.url.clone());
+        async move {
+            let text = http.get(format!("{url}/ui/audit.jsonl?{query}")).header("cookie", cookie).send().await.unwrap();
+            text.text().await.unwrap().lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).collect::<Vec<_>>()
+        }
+    };
+    let asks = export("policy=deploys-need-a-human&verdict=ask".into()).await;
+    assert!(!asks.is_empty() && asks.iter().all(|r| r["policy"] == "deploys-need-a-human" && r["verdict"] == "ask"));
+    let shares = export("phase=share".into()).await;
+    assert!(!shares.is_empty() && shares.iter().all(|r| r["phase"] == "share"));
+    assert!(export("agent=nobody".into()).await.is_empty());
+    assert_eq!(export("agent=coder".into()).await.len(), export(String::new()).await.len());
+    let today = asks[0]["ts"].as_str().unwrap()[..10].to_owned();
+    assert_eq!(export(format!("since={today}&until={today}")).await.len(), export(String::new()).await.len());
+    assert!(export("since=2999-01-01".into()).await.is_empty());
+    assert!(export("until=2000-01-01".into()).await.is_empty());
+    // The sessions page's search and phase filter.
+    let (other, _) = c.session().await;
+    let r = c
+        .http
+        .post(format!("{}/v1/sessions/{other}/end", c.api))
+        .bearer_auth(ADMIN)
+        .json(&json!({"phase": "Succeeded"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list = |query: &'static str| {
+        let (http, cookie, url) = (c.http.clone(), cookie.clone(), c.url.clone());
+        async move {
+            let r = http.get(format!("{url}/ui/sessions?{query}")).header("cookie", cookie).send().await.unwrap();
+            r.text().await.unwrap()
+        }
+    };
+    let succeeded = list("phase=Succeeded").await;
+    assert!(succeeded.contains(&other) && !succeeded.contains(&id));
+    let running = list("phase=Running&fragment=rows").await;
+    assert!(running.contains(&id) && !running.contains(&other) && !running.contains("<html"));
+    let searched = list("q=nobody-like-this").await;
+    assert!(!searched.contains(&id) && searched.contains("No sessions match."));
+    assert!(list("q=CODER").await.contains(&id), "search ignores case");
     let _ = &c.gw;
 }
 
@@ -654,8 +796,9 @@ async fn a_one_time_link_signs_in_once() {
 type Seen = Arc<std::sync::Mutex<Vec<(String, String, String, Value)>>>;
 
 /// A mocked API server (kube's `tower-test`) answering for `client`: TokenReview (`k8s-alice` is
-/// alice@example.com; anything else is not authenticated), SubjectAccessReview (alice may see team-a only, and
-/// create Approvals there), the Sessions of team-a (one, whose uid is `uid`), and Approvals created.
+/// alice@example.com, and a few other tokens below; anything else is not authenticated), SubjectAccessReview
+/// (alice, with her group, may get and list team-a's Sessions only, and create Approvals there), the Sessions
+/// of team-a (one, whose uid is `uid`), and Approvals created.
 fn api_server(client: &str, uid: String, seen: Seen) -> kube::Client {
     api_server_with(client, uid, seen, Default::default())
 }
@@ -695,7 +838,7 @@ fn api_server_with(client: &str, uid: String, seen: Seen, revoked: Arc<std::sync
                         && body["spec"]["groups"][0] == "team-a-devs"
                         && a["group"] == "paddock.dev"
                         && a["namespace"] == "team-a"
-                        && ((a["verb"] == "get" && a["resource"] == "sessions")
+                        && (((a["verb"] == "get" || a["verb"] == "list") && a["resource"] == "sessions")
                             || (a["verb"] == "create" && a["resource"] == "approvals"));
                     json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {},
                         "status": {"allowed": allowed}})
@@ -765,6 +908,21 @@ async fn in_kubernetes_people_see_and_decide_what_their_rbac_allows_as_themselve
     let r = c.http.post(format!("{}/ui/login", c.url)).form(&[("token", a_token.as_str())]).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(seen.lock().unwrap().len(), reviews_before, "a session token never goes to the API server");
+    // Nor does the token of a session that has ended.
+    let (ended, ended_token) = &ids[1];
+    let r = c
+        .http
+        .post(format!("{}/v1/sessions/{ended}/end", c.api))
+        .bearer_auth(ADMIN)
+        .json(&json!({"phase": "Succeeded"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let reviews_before = seen.lock().unwrap().len();
+    let r = c.http.post(format!("{}/ui/login", c.url)).form(&[("token", ended_token.as_str())]).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(seen.lock().unwrap().len(), reviews_before, "an ended session's token never goes to the API server");
     let (cookie, csrf) = http_sign_in(&c, "k8s-alice").await;
     // The cookie does not carry the token in the clear.
     assert!(
@@ -805,6 +963,21 @@ async fn in_kubernetes_people_see_and_decide_what_their_rbac_allows_as_themselve
     );
     assert!(c.pending().await.iter().any(|p| p["id"] == ask_a.as_str()), "pending until the controller relays it");
     assert!(!held_a.is_finished());
+    // Once decided (here by the admin's API, as the controller relays), deciding again is refused with who did.
+    let r = c.http.post(format!("{}/v1/approvals/{ask_a}/approve", c.api)).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .http
+        .post(format!("{}/ui/approvals/{ask_a}/decide", c.url))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("decision", "deny")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("already approved by admin"));
+    let made = seen.lock().unwrap().iter().filter(|(_, m, p, _)| m == "POST" && p.ends_with("/approvals")).count();
+    assert_eq!(made, 1, "no second Approval");
     // The gateway's own identity only reviewed.
     let gateway_calls: Vec<_> =
         seen.lock().unwrap().iter().filter(|(w, ..)| w == "gateway").map(|(_, m, p, _)| format!("{m} {p}")).collect();

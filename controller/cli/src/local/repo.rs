@@ -90,7 +90,7 @@ impl RepoSource {
         };
         let report = validate_files(&files);
         if !report.is_ok() {
-            anyhow::bail!("revision {id} does not validate:\n{}{}", report.render(), report.summary());
+            anyhow::bail!("revision {id} does not validate:\n{}", report.render());
         }
         let set = paddock_gateway::server::policy_set(&id, &report.objects)?;
         let mut agents: Vec<String> = set.agents().map(|a| a.name.clone()).collect();

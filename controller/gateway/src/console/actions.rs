@@ -147,12 +147,18 @@ pub async fn comment(
         Err(_) => return json_error(StatusCode::NOT_FOUND, format!("there is no session `{id}` you may see")),
     };
     if let Some(on) = req.on {
-        let last = match console.gw.store.max_event_seq(&id).await {
-            Ok(n) => n,
+        let target = match console.gw.store.events(&id, on.max(0)).await {
+            Ok(rows) => rows.into_iter().next().filter(|(seq, _)| *seq == on),
             Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         };
-        if on < 0 || on > last {
+        let Some((_, event)) = target else {
             return json_error(StatusCode::UNPROCESSABLE_ENTITY, format!("on: the transcript has no event {on}"));
+        };
+        if serde_json::from_str::<serde_json::Value>(&event).is_ok_and(|e| e["type"] == "comment") {
+            return json_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("on: event {on} is a comment; comment on the event it is about"),
+            );
         }
     }
     match post_comment(&console, &s, &viewer.name, req.on, text).await {
@@ -223,8 +229,12 @@ pub async fn decide(
             &format!("{} may see this ask but only an approver can decide it.", viewer.name),
         );
     }
-    let back = form.back.filter(|b| b.starts_with("/ui/") && !b.contains('\\') && !b.starts_with("//"));
-    let back = back.as_deref().unwrap_or("/ui/approvals");
+    if row.status != "pending" {
+        let by = row.decided_by.as_deref().unwrap_or("someone");
+        return view::error_page(StatusCode::CONFLICT, &format!("This ask was already {} by {by}.", row.status));
+    }
+    let back = super::auth::console_path(form.back.as_deref(), "/ui/approvals");
+    let back = back.as_str();
     if let Authority::Kube { user, token } = &viewer.authority {
         // In Kubernetes a decision is an Approval the person creates themselves; the controller relays it.
         let kube = console.kube.as_ref().expect("a Kubernetes user implies the Kubernetes console");
@@ -245,7 +255,7 @@ pub async fn decide(
                 }
                 Redirect::to(back).into_response()
             }
-            Err(e) => view::error_page(StatusCode::CONFLICT, &e),
+            Err((status, e)) => view::error_page(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), &e),
         };
     }
     if let Err(e) = console.gw.resolve(&id, Resolution { approved, by: viewer.name.clone(), reason }).await {

@@ -134,7 +134,11 @@ impl Console {
                 let Some(kube) = &self.kube else { return false };
                 match access {
                     Access::View => kube.allows(user, "get", "sessions", namespace).await,
-                    Access::Decide => kube.allows(user, "create", "approvals", namespace).await,
+                    // Deciding creates an Approval naming the Session, found by listing them.
+                    Access::Decide => {
+                        kube.allows(user, "create", "approvals", namespace).await
+                            && kube.allows(user, "list", "sessions", namespace).await
+                    }
                 }
             }
         }
@@ -148,7 +152,11 @@ impl Console {
 
     /// Who a token signs in as: the admin credential, a configured user's token, or (in Kubernetes) a token
     /// the API server authenticates. `Err`: a status and what the sign-in page says.
-    async fn sign_in_as(&self, token: &str) -> Result<Option<SignIn>, (StatusCode, &'static str)> {
+    async fn sign_in_as(
+        &self,
+        token: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Option<SignIn>, (StatusCode, &'static str)> {
         let blank = |kind, name: &str, fingerprint: &str| SignIn {
             kind,
             name: name.to_owned(),
@@ -165,7 +173,7 @@ impl Console {
             return Ok(Some(blank(SignInKind::User, n, &uh[..16])));
         }
         let Some(kube) = &self.kube else { return Ok(None) };
-        if !self.failures_allow() {
+        if !self.failures_allow(client) {
             return Err((StatusCode::TOO_MANY_REQUESTS, "Too many failed sign-ins; wait a few seconds and try again."));
         }
         let user = match kube.review(token).await {
@@ -198,18 +206,27 @@ impl Console {
         Ok(Some(signed))
     }
 
-    /// Counts one failed sign-in; false once [`MAX_FAILURES`] were counted in the current window.
-    fn note_failure(&self) {
-        let mut f = self.failures.lock().expect("failures");
+    /// Counts one failed sign-in from `client`.
+    fn note_failure(&self, client: Option<std::net::IpAddr>) {
+        let mut map = self.failures.lock().expect("failures");
+        if map.len() >= 4096 {
+            map.retain(|_, (start, _)| start.elapsed() <= FAILURE_WINDOW);
+            if map.len() >= 4096 {
+                map.clear();
+            }
+        }
+        let f = map.entry(client).or_insert((std::time::Instant::now(), 0));
         if f.0.elapsed() > FAILURE_WINDOW {
             *f = (std::time::Instant::now(), 0);
         }
         f.1 += 1;
     }
 
-    fn failures_allow(&self) -> bool {
-        let f = self.failures.lock().expect("failures");
-        f.0.elapsed() > FAILURE_WINDOW || f.1 < MAX_FAILURES
+    /// Whether `client` is under [`MAX_FAILURES`] in its current window (per address, so that one client
+    /// guessing does not lock everybody else out).
+    fn failures_allow(&self, client: Option<std::net::IpAddr>) -> bool {
+        let map = self.failures.lock().expect("failures");
+        map.get(&client).is_none_or(|f| f.0.elapsed() > FAILURE_WINDOW || f.1 < MAX_FAILURES)
     }
 
     /// The sign-in cookie's name: `__Host-` prefixed over TLS.
@@ -333,9 +350,22 @@ impl FromRequestParts<Arc<Console>> for Viewer {
 
 /// Where to go after signing in: a console page, never another site (`//host`, `/\host`).
 fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with("/ui/") && !n.contains('\\') && !n.starts_with("//") => n.to_owned(),
-        _ => "/ui/sessions".to_owned(),
+    console_path(next, "/ui/sessions")
+}
+
+/// A path of the console's own to send the browser to after a form, else `default`: under `/ui/`, visible
+/// ASCII only (a control character would make the `Location` header fail), never `//host` or `\`.
+pub(super) fn console_path(path: Option<&str>, default: &str) -> String {
+    match path {
+        Some(p)
+            if p.starts_with("/ui/")
+                && !p.contains('\\')
+                && p.bytes().all(|b| b.is_ascii_graphic())
+                && p.len() <= 2048 =>
+        {
+            p.to_owned()
+        }
+        _ => default.to_owned(),
     }
 }
 
@@ -379,27 +409,36 @@ pub struct LoginForm {
 /// `POST /ui/login`: a token in, a cookie out.
 pub async fn login(
     State(console): State<Arc<Console>>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
+    // The peer's address when the console is served with it (`serve_on`); a router served otherwise counts
+    // everyone together.
+    let client = extensions.get::<axum::extract::ConnectInfo<super::ClientAddr>>().map(|c| c.0.0.ip());
     let next = safe_next(form.next.as_deref());
     if !same_origin(&headers) {
         return view::error_page(StatusCode::FORBIDDEN, "This request came from another site.");
     }
     let token = form.token.trim();
-    // A session token is refused before anything else is asked: it is never sent to the API server.
-    if console.gw.session_for_token(token).await.is_some() {
+    // A session token, live or ended, is refused before anything else is asked: it is never sent to the API
+    // server.
+    let ended_session = matches!(
+        console.gw.store.session_where(crate::store::SessionKey::TokenHash, &hash_token(token)).await,
+        Ok(Some(_))
+    );
+    if ended_session || console.gw.session_for_token(token).await.is_some() {
         tracing::warn!("a session token was offered to the console's sign-in and refused");
         let message = "A session token cannot sign in to the console. Use your own token or the admin token.";
         return view::login_form(StatusCode::UNAUTHORIZED, Some(message), &next);
     }
-    match console.sign_in_as(token).await {
+    match console.sign_in_as(token, client).await {
         Ok(Some(signed)) => {
             tracing::info!(user = %signed.name, "signed in to the console");
             signed_in(&console, signed, &next)
         }
         Ok(None) => {
-            console.note_failure();
+            console.note_failure(client);
             let message = if console.kube.is_some() {
                 "The API server does not accept that token, and it is not the admin token."
             } else {
@@ -408,7 +447,7 @@ pub async fn login(
             view::login_form(StatusCode::UNAUTHORIZED, Some(message), &next)
         }
         Err((status, message)) => {
-            console.note_failure();
+            console.note_failure(client);
             view::login_form(status, Some(message), &next)
         }
     }
@@ -450,7 +489,9 @@ mod tests {
     #[test]
     fn after_sign_in_only_console_pages() {
         assert_eq!(safe_next(Some("/ui/audit?session=s-1")), "/ui/audit?session=s-1");
-        for hostile in ["//evil.example/ui/", "https://evil.example/", "/ui/\\evil", "/v1/audit", ""] {
+        for hostile in
+            ["//evil.example/ui/", "https://evil.example/", "/ui/\\evil", "/v1/audit", "", "/ui/a\nb", "/ui/a b"]
+        {
             assert_eq!(safe_next(Some(hostile)), "/ui/sessions", "{hostile}");
         }
     }

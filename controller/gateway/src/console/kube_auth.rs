@@ -21,7 +21,7 @@ use paddock_api::{Approval, Session};
 
 /// How long a review's answer is used before the API server is asked again.
 pub const REVIEW_TTL: Duration = Duration::from_secs(30);
-/// Answers kept at most (each map); past it the oldest half is dropped.
+/// Answers kept at most (each map); past it the stale ones go, then the oldest quarter.
 const MAX_KEPT: usize = 4096;
 
 /// A person as the API server knows them.
@@ -180,21 +180,29 @@ impl KubeAuth {
 
     /// Decides an ask by creating an Approval in `namespace` as the person whose `token` this is: the
     /// controller relays it to the gateway. Returns the Approval's name.
-    pub async fn create_approval(&self, token: &str, user: &KubeUser, ask: &AskAnswer<'_>) -> Result<String, String> {
+    /// `Err`: an HTTP status for the page (the API server's own when it refused) and what happened.
+    pub async fn create_approval(
+        &self,
+        token: &str,
+        user: &KubeUser,
+        ask: &AskAnswer<'_>,
+    ) -> Result<String, (u16, String)> {
         let AskAnswer { namespace, session_uid, request_id, approve, reason } = *ask;
-        let client = (self.as_user)(token)?;
+        let client = (self.as_user)(token).map_err(|e| (502, e))?;
         // The gateway knows a session by its Session's uid; an Approval names the Session.
         let sessions: Api<Session> = Api::namespaced(client.clone(), namespace);
         let list = sessions.list(&ListParams::default()).await.map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 403 => format!("you may not list Sessions in namespace `{namespace}`"),
-            e => format!("cannot list Sessions in namespace `{namespace}`: {e}"),
+            kube::Error::Api(s) if s.code == 403 => {
+                (403, format!("you may not list Sessions in namespace `{namespace}`"))
+            }
+            e => (502, format!("cannot list Sessions in namespace `{namespace}`: {e}")),
         })?;
         let session = list
             .items
             .iter()
             .find(|s| s.meta().uid.as_deref() == Some(session_uid))
             .map(|s| s.name_any())
-            .ok_or_else(|| format!("no Session in namespace `{namespace}` has uid `{session_uid}`"))?;
+            .ok_or_else(|| (404, format!("no Session in namespace `{namespace}` has uid `{session_uid}`")))?;
         let mut approval = Approval::new(
             "",
             ApprovalSpec {
@@ -209,8 +217,8 @@ impl KubeAuth {
         approval.metadata.annotations = Some([(DECIDED_BY_ANNOTATION.to_owned(), user.username.clone())].into());
         let api: Api<Approval> = Api::namespaced(client, namespace);
         let created = api.create(&PostParams::default(), &approval).await.map_err(|e| match e {
-            kube::Error::Api(s) => format!("the API server refused the Approval: {}", s.message),
-            e => format!("cannot create the Approval: {e}"),
+            kube::Error::Api(s) => (s.code, format!("the API server refused the Approval: {}", s.message)),
+            e => (502, format!("cannot create the Approval: {e}")),
         })?;
         Ok(created.name_any())
     }

@@ -62,8 +62,8 @@ pub struct Console {
     secure: bool,
     /// One-time sign-in links: the code's hash and when it stops working.
     login_codes: Mutex<HashMap<String, Instant>>,
-    /// Failed sign-ins in the current window: (its start, how many).
-    failures: Mutex<(Instant, u32)>,
+    /// Failed sign-ins per client address (`None`: not known) in its current window: (start, how many).
+    failures: Mutex<HashMap<Option<std::net::IpAddr>, (Instant, u32)>>,
     /// Permits for open transcript streams (signed in; share links).
     streams: Arc<tokio::sync::Semaphore>,
     shared_streams: Arc<tokio::sync::Semaphore>,
@@ -113,7 +113,7 @@ impl Console {
             key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &keys[..32]),
             seal_key: keys[32..].try_into().expect("32 bytes"),
             kube,
-            failures: Mutex::new((Instant::now(), 0)),
+            failures: Mutex::new(HashMap::new()),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             shared_streams: Arc::new(tokio::sync::Semaphore::new(MAX_SHARED_STREAMS)),
             sign_in: Duration::from_secs(cfg.sign_in_hours * 3600),
@@ -155,6 +155,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/ui/sessions", get(pages::sessions))
         .route("/ui/sessions/{id}", get(pages::session))
         .route("/ui/sessions/{id}/summary", get(pages::session_summary))
+        .route("/ui/sessions/{id}/decisions", get(pages::session_decisions))
         .route("/ui/sessions/{id}/events", get(actions::events))
         .route("/ui/sessions/{id}/comments", post(actions::comment))
         .route("/ui/sessions/{id}/shares", post(actions::share))
@@ -166,6 +167,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/ui/policies", get(pages::policies))
         .route("/ui/shared/{token}", get(shared_view::page))
         .route("/ui/shared/{token}/events", get(shared_view::events))
+        .route("/ui/shared/{token}/summary", get(shared_view::summary))
         .route("/ui/assets/console.js", get(|| async { asset("text/javascript", include_str!("assets/console.js")) }))
         .route("/ui/assets/console.css", get(|| async { asset("text/css", include_str!("assets/console.css")) }))
         .layer(axum::middleware::map_response(security_headers))
@@ -196,6 +198,40 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
+/// The address a request came from (the connection's peer), for counting failed sign-ins per client.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NoDelay>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, NoDelay>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+/// The console's plain-HTTP listener: `TCP_NODELAY` on every connection.
+pub struct NoDelay(tokio::net::TcpListener);
+
+impl axum::serve::Listener for NoDelay {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        let _ = io.set_nodelay(true);
+        (io, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> ClientAddr {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
 /// Serves the console on a bound listener until `stop` completes: over TLS when `tls` is given.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
@@ -203,8 +239,17 @@ pub async fn serve_on(
     tls: Option<Arc<rustls::ServerConfig>>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Sign-in failures are counted per client address: the router is served with connection info.
+    let app = router(console).into_make_service_with_connect_info::<ClientAddr>();
     match tls {
-        Some(tls) => crate::server::serve_tls_on(listener, tls, router(console), stop).await,
-        None => crate::server::serve_on(listener, router(console), stop).await,
+        Some(tls) => {
+            let listener = crate::tls::TlsListener::new(listener, tls)?;
+            axum::serve(listener, app).with_graceful_shutdown(stop).await
+        }
+        None => {
+            // Small SSE writes must not wait on Nagle's algorithm and the client's delayed ACK.
+            let listener = NoDelay(listener);
+            axum::serve(listener, app).with_graceful_shutdown(stop).await
+        }
     }
 }

@@ -16,6 +16,12 @@ use crate::store::{ApprovalRow, AuditRow};
 
 /// Rows the audit page shows at most (newest first); the export has them all.
 const AUDIT_PAGE_ROWS: usize = 500;
+/// Sessions the sessions page shows at most (newest first that match).
+const SESSION_PAGE_ROWS: usize = 200;
+/// Decisions a session's page shows at most (newest first); the audit page has them all.
+const SESSION_DECISIONS: usize = 200;
+/// Decided asks the approvals page shows (newest first).
+const DECIDED_SHOWN: usize = 200;
 
 fn unavailable(e: impl std::fmt::Display) -> Response {
     view::error_page(StatusCode::SERVICE_UNAVAILABLE, &format!("The gateway cannot read its database: {e}"))
@@ -71,23 +77,29 @@ pub async fn sessions(State(console): State<Arc<Console>>, viewer: Viewer, Query
     let phase = q.phase.as_deref().unwrap_or("");
     let visible = Visible::new(&console, &viewer);
     let mut rows = Vec::new();
+    let mut matching = 0usize;
     for s in all.iter().rev() {
-        if !visible.may(&s.namespace).await {
-            continue;
-        }
         if !needle.is_empty()
             && ![&s.id, &s.agent, &s.owner, &s.namespace].iter().any(|f| f.to_lowercase().contains(&needle))
         {
             continue;
         }
-        let sum = match summary_of(&console, s, &pending).await {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
-        if !phase.is_empty() && sum.text("phase") != phase {
+        // The phase is known without reading the session's state: filter before the costlier summary.
+        let session_phase = s.ended().map_or_else(|| "Running".to_owned(), |(p, _)| p);
+        if !phase.is_empty() && session_phase != phase {
             continue;
         }
-        rows.push((s.clone(), sum));
+        if !visible.may(&s.namespace).await {
+            continue;
+        }
+        matching += 1;
+        if rows.len() < SESSION_PAGE_ROWS {
+            let sum = match summary_of(&console, s, &pending).await {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            rows.push((s.clone(), sum));
+        }
     }
     let tbody = html! {
         @for (s, sum) in &rows {
@@ -121,7 +133,7 @@ pub async fn sessions(State(console): State<Arc<Console>>, viewer: Viewer, Query
             button type="submit" { "Filter" }
         }
         table #sessions {
-            caption { (rows.len()) " sessions" }
+            caption { (matching) " sessions" @if matching > rows.len() { ", the newest " (rows.len()) " shown" } }
             thead { tr { th { "Session" } th { "Agent" } th { "Owner" } th { "Phase" } th { "Model" } th { "Cost" } th { "Risk" } th { "Approvals" } th { "Started" } } }
             tbody data-refresh="rows" { (tbody) }
         }
@@ -168,11 +180,9 @@ pub(super) async fn summary_block(console: &Console, s: &Session) -> Result<Mark
     let revision = console
         .gw
         .store
-        .audit(Some(&s.id))
+        .last_revision(&s.id)
         .await
         .map_err(unavailable)?
-        .last()
-        .map(|a| a.revision.clone())
         .unwrap_or_else(|| console.gw.policies().revision.clone());
     let u = &sum.v["usage"];
     Ok(html! {
@@ -205,14 +215,55 @@ pub async fn session_summary(State(console): State<Arc<Console>>, viewer: Viewer
     }
 }
 
+/// The session's decisions from the audit log, newest first (at most [`SESSION_DECISIONS`]).
+pub(super) async fn decisions_table(console: &Console, s: &Session) -> Result<Markup, Response> {
+    let rows = console.gw.store.audit(Some(&s.id)).await.map_err(unavailable)?;
+    Ok(html! {
+        table.decisions {
+            caption { (rows.len()) " decisions" @if rows.len() > SESSION_DECISIONS { ", the newest " (SESSION_DECISIONS) " shown" } }
+            thead { tr { th { "When" } th { "Phase" } th { "Tool" } th { "Verdict" } th { "Policy / rule" } th { "Reason" } th { "By" } } }
+            tbody {
+                @for r in rows.iter().rev().take(SESSION_DECISIONS) {
+                    tr {
+                        td { time { (r.ts) } }
+                        td { (r.phase) }
+                        td { (r.tool.as_deref().unwrap_or("")) }
+                        td { span class={"badge " (verdict_class(&r.verdict))} { (r.verdict) } }
+                        td { (r.policy.as_deref().unwrap_or("")) @if let Some(rule) = &r.rule { " / " (rule) } }
+                        td { (r.reason) }
+                        td { (r.decided_by.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// `GET /ui/sessions/{id}/decisions`: [`decisions_table`] alone.
+pub async fn session_decisions(
+    State(console): State<Arc<Console>>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Response {
+    let s = match visible_session(&console, &viewer, &id).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match decisions_table(&console, &s).await {
+        Ok(m) => html_response(StatusCode::OK, m),
+        Err(r) => r,
+    }
+}
+
 /// The live transcript and the comment form: filled by `console.js` from `events` (server-sent events).
-pub(super) fn transcript(events: &str, comments: bool) -> Markup {
+/// `comments`: where comments are posted (none on a shared view).
+pub(super) fn transcript(events: &str, comments: Option<&str>) -> Markup {
     html! {
         section aria-labelledby="transcript-title" {
             h2 #transcript-title { "Transcript" }
             ol #transcript data-events=(events) aria-live="polite" {}
-            @if comments {
-                form #comment-form {
+            @if let Some(url) = comments {
+                form #comment-form data-comments=(url) {
                     label for="comment-text" { "Comment" span #comment-on {} }
                     input #comment-seq type="hidden" name="on" value="";
                     textarea #comment-text name="text" rows="2" maxlength="4000" required {}
@@ -278,7 +329,7 @@ pub(super) async fn session_page(
     let back = format!("/ui/sessions/{id}");
     let body = html! {
         @if let Some(n) = notice { (n) }
-        div #summary data-summary={"/ui/sessions/" (id) "/summary"} { (summary) }
+        div #summary data-refresh-url={"/ui/sessions/" (id) "/summary"} { (summary) }
         @if !pending.is_empty() {
             section aria-labelledby="pending-title" {
                 h2 #pending-title { "Waiting for approval" }
@@ -328,9 +379,14 @@ pub(super) async fn session_page(
                 }
             }
         }
-        (transcript(&format!("/ui/sessions/{id}/events"), true))
+        section aria-labelledby="decisions-title" {
+            h2 #decisions-title { "Decisions" }
+            p.hint { "Every decision this session got, newest first: each tool call's verdict and the policy and rule that gave it." }
+            div #decisions data-refresh-url={"/ui/sessions/" (id) "/decisions"} { (decisions_table(console, &s).await?) }
+        }
+        (transcript(&format!("/ui/sessions/{id}/events"), Some(&format!("/ui/sessions/{id}/comments"))))
     };
-    Ok(page(&format!("Session {id}"), Some(viewer), body))
+    Ok(view::page_at(&format!("Session {id}"), Some(viewer), Some(&back), body))
 }
 
 /// `GET /ui/approvals`: pending asks across sessions, then the latest decisions and who made them.
@@ -341,15 +397,31 @@ pub async fn approvals(State(console): State<Arc<Console>>, viewer: Viewer) -> R
     };
     // Only the asks of sessions the viewer may see, each with whether they may decide it.
     let visible = Visible::new(&console, &viewer);
-    let mut shown = Vec::new();
-    for a in all {
-        let Some(s) = console.gw.find_session(&a.session).await else { continue };
-        if visible.may(&s.namespace).await {
-            let decide = a.status == "pending" && console.may(&viewer, Access::Decide, &s.namespace).await;
-            shown.push((a, decide));
+    let (mut pending_rows, mut decided_rows): (Vec<_>, Vec<_>) = all.into_iter().partition(|a| a.status == "pending");
+    // The latest decisions first; only as many as are shown are looked at.
+    decided_rows.sort_by(|a, b| b.decided_at.cmp(&a.decided_at));
+    let mut namespaces: std::collections::HashMap<String, Option<String>> = std::collections::HashMap::new();
+    let mut pending = Vec::new();
+    let mut decided = Vec::new();
+    for a in pending_rows.drain(..).chain(decided_rows.drain(..)) {
+        if a.status != "pending" && decided.len() >= DECIDED_SHOWN {
+            break;
+        }
+        if !namespaces.contains_key(&a.session) {
+            let ns = console.gw.find_session(&a.session).await.map(|s| s.namespace.clone());
+            namespaces.insert(a.session.clone(), ns);
+        }
+        let Some(Some(ns)) = namespaces.get(&a.session) else { continue };
+        if !visible.may(ns).await {
+            continue;
+        }
+        if a.status == "pending" {
+            let decide = console.may(&viewer, Access::Decide, ns).await;
+            pending.push((a, decide));
+        } else {
+            decided.push((a, false));
         }
     }
-    let (pending, decided): (Vec<_>, Vec<_>) = shown.into_iter().partition(|(a, _)| a.status == "pending");
     let body = html! {
         section aria-labelledby="pending-title" {
             h2 #pending-title { "Pending (" (pending.len()) ")" }
@@ -367,7 +439,7 @@ pub async fn approvals(State(console): State<Arc<Console>>, viewer: Viewer) -> R
             table {
                 thead { tr { th { "When" } th { "Session" } th { "Ask" } th { "Decision" } th { "By" } th { "Reason" } } }
                 tbody {
-                    @for (a, _) in decided.iter().rev().take(200) {
+                    @for (a, _) in &decided {
                         tr {
                             td { (a.decided_at.as_deref().unwrap_or("")) }
                             td { a href={"/ui/sessions/" (a.session)} { (a.session) } }

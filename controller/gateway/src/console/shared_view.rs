@@ -98,10 +98,22 @@ pub async fn page(State(console): State<Arc<Console>>, Path(token): Path<String>
         .unwrap_or_default();
     let body = html! {
         p.notice role="status" { "A read-only view shared by " (share.created_by) ", until " (until) "." }
-        div #summary { (summary) }
-        (pages::transcript(&format!("/ui/shared/{token}/events"), false))
+        div #summary data-refresh-url={"/ui/shared/" (token) "/summary"} { (summary) }
+        (pages::transcript(&format!("/ui/shared/{token}/events"), None))
     };
     html_response(StatusCode::OK, view::page(&format!("Session {} (shared)", s.id), None, body))
+}
+
+/// `GET /ui/shared/{token}/summary`: the shared session's summary, refreshed by the page.
+pub async fn summary(State(console): State<Arc<Console>>, Path(token): Path<String>) -> Response {
+    let (_, s) = match live_share(&console, &token).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match pages::summary_block(&console, &s).await {
+        Ok(m) => html_response(StatusCode::OK, m),
+        Err(r) => r,
+    }
 }
 
 /// `GET /ui/shared/{token}/events`: the shared session's transcript as server-sent events, ending when the

@@ -9,6 +9,12 @@ use super::Viewer;
 
 /// A whole page: navigation, who is signed in, the CSRF token for scripts, and `body`.
 pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {
+    page_at(title, viewer, None, body)
+}
+
+/// [`page`], answering a form's `POST` at another address: the browser shows `canonical` instead (so that a
+/// reload reads the page rather than sending the form again).
+pub fn page_at(title: &str, viewer: Option<&Viewer>, canonical: Option<&str>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -17,6 +23,9 @@ pub fn page(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 @if let Some(v) = viewer {
                     meta name="csrf-token" content=(v.csrf);
+                }
+                @if let Some(c) = canonical {
+                    meta name="canonical-path" content=(c);
                 }
                 title { (title) " · Paddock" }
                 link rel="stylesheet" href="/ui/assets/console.css";

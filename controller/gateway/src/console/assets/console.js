@@ -87,10 +87,12 @@
   function addComment(seq, ev) {
     if (ev.source !== 'console') return addEvent(seq, { type: 'runner reports comment', text: JSON.stringify(ev) });
     if (document.getElementById('ev-' + seq)) return;
-    const target = ev.on !== undefined ? document.getElementById('ev-' + ev.on) : null;
+    // The event commented on (a comment on a comment joins the event that one is about).
+    const on = ev.on !== undefined ? document.getElementById('ev-' + ev.on) : null;
+    const target = on ? on.closest('li.ev') : null;
     const li = commentItem(ev);
     li.id = 'ev-' + seq;
-    if (target) {
+    if (target && target.querySelector('ul.comments')) {
       target.querySelector('ul.comments').appendChild(li);
     } else {
       const wrap = el('li', 'ev ev-comment');
@@ -144,7 +146,7 @@
       const body = { text: text.value };
       if (on !== '') body.on = Number(on);
       try {
-        const r = await fetch(location.pathname.replace(/\/$/, '') + '/comments', {
+        const r = await fetch(form.dataset.comments, {
           method: 'POST',
           credentials: 'same-origin',
           headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf() },
@@ -164,8 +166,13 @@
     });
   }
 
-  const summary = document.getElementById('summary');
-  if (summary && summary.dataset.summary) refresh(summary, summary.dataset.summary, 2000);
+  // A page that answered a form's POST shows its own address, so that a reload does not send the form again.
+  const canonical = document.querySelector('meta[name="canonical-path"]');
+  if (canonical && canonical.content !== location.pathname) history.replaceState(null, '', canonical.content);
+
+  document.querySelectorAll('[data-refresh-url]').forEach(function (el) {
+    refresh(el, el.dataset.refreshUrl, 2000);
+  });
 
   const rows = document.querySelector('tbody[data-refresh="rows"]');
   if (rows) {
