@@ -79,10 +79,12 @@ spec:
 /// A gateway with its console on loopback.
 struct Console {
     gw: Arc<Gateway>,
+    /// The first replica's configuration, for starting another on the same database.
+    cfg: GatewayConfig,
     api: String,
     url: String,
     http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Console {
@@ -136,7 +138,17 @@ impl Console {
             }
         };
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Console { gw, api, url, http, _dir: dir }
+        Console { gw, api, url, http, cfg, dir }
+    }
+
+    /// Another replica of the gateway with its console, on the same PostgreSQL database and admin token (only
+    /// with `PADDOCK_TEST_POSTGRES`): its console's URL.
+    async fn replica(&self) -> Option<String> {
+        self.cfg.database.as_ref()?;
+        let mut cfg = self.cfg.clone();
+        cfg.data_dir = Some(self.dir.path().join("data-2"));
+        let (gw, _api, _server) = paddock_gateway::server::serve_loopback(&cfg).await.unwrap();
+        Some(paddock_gateway::server::start_console(&gw, &cfg, std::future::pending()).await.unwrap().unwrap().0)
     }
 
     /// A new session of `coder`: (id, token).
@@ -316,10 +328,13 @@ async fn sign_in_follow_a_session_live_and_approve_its_ask_from_the_console() {
         .await;
     wait_text(&b, "#transcript li", "Running the tests first.").await;
     // The cost grows on the page as the model is called.
-    assert_eq!(b.find(Locator::Css("#cost-value")).await.unwrap().text().await.unwrap(), "$0");
+    // Read in one step: the summary is replaced every 2 s, so an element found first may be gone when read.
+    let cost =
+        || async { b.execute("return document.getElementById('cost-value').textContent", vec![]).await.unwrap() };
+    assert_eq!(cost().await, json!("$0"));
     c.model_call(&token).await;
     let deadline = std::time::Instant::now() + WAIT;
-    while b.find(Locator::Css("#cost-value")).await.unwrap().text().await.unwrap() == "$0" {
+    while cost().await == json!("$0") {
         assert!(std::time::Instant::now() < deadline, "the cost did not grow on the page");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1105,4 +1120,54 @@ async fn over_tls_the_cookie_is_host_only_and_secure() {
     let plain = cookie.replacen("__Host-", "", 1);
     let page = c.http.get(format!("{url}/ui/sessions")).header("cookie", &plain).send().await.unwrap();
     assert_eq!(page.status(), 401);
+}
+
+#[tokio::test]
+async fn on_replicas_a_sign_in_a_comment_and_a_share_link_work_on_every_replica() {
+    let c = Console::start().await;
+    let Some(other) = c.replica().await else {
+        eprintln!("skipped: replicas share PostgreSQL (PADDOCK_TEST_POSTGRES); .ci/run runs this there");
+        return;
+    };
+    let (id, token) = c.session().await;
+    c.post_events(&id, &token, json!([{"type": "message", "role": "assistant", "text": "On replica one."}])).await;
+    let (cookie, csrf) = http_sign_in(&c, APPROVER_TOKEN).await;
+    // The other replica takes the same sign-in and streams the session another replica started.
+    let mut stream =
+        c.http.get(format!("{other}/ui/sessions/{id}/events")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let r = c
+        .http
+        .post(format!("{}/ui/sessions/{id}/comments", c.url))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"text": "Seen from replica one.", "on": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !seen.contains("Seen from replica one.") {
+        let chunk =
+            tokio::time::timeout_at(deadline, stream.chunk()).await.expect("the comment reached the other replica");
+        seen.push_str(&String::from_utf8_lossy(&chunk.unwrap().expect("the stream is open")));
+    }
+    assert!(seen.contains("On replica one.") && seen.contains("\"by\":\"bob\""), "{seen}");
+    // A link made on one replica opens on the other.
+    let r = c
+        .http
+        .post(format!("{}/ui/sessions/{id}/shares", c.url))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("hours", "1")])
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    let link =
+        html.split("id=\"share-url\" type=\"text\" readonly value=\"").nth(1).unwrap().split('"').next().unwrap();
+    let token_part = link.rsplit('/').next().unwrap();
+    let page = c.http.get(format!("{other}/ui/shared/{token_part}")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains(&id));
 }
