@@ -387,6 +387,19 @@ async fn sign_in_follow_a_session_live_and_approve_its_ask_from_the_console() {
     let row = wait_text(&b, "#policies tbody tr", "deploys-need-a-human").await;
     assert!(row.contains("default/coder"), "{row}");
     screenshot(&b, "policies").await;
+    // Every field on every page has a label.
+    for path in ["/ui/sessions", "/ui/approvals", "/ui/audit", "/ui/policies", &format!("/ui/sessions/{id}")] {
+        b.goto(&format!("{}{path}", c.url)).await.unwrap();
+        b.wait().at_most(WAIT).for_element(Locator::Css("main h1")).await.unwrap();
+        let unlabelled = b
+            .execute(
+                "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]                 .filter(e => e.labels.length === 0).map(e => e.id || e.name)",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(unlabelled, json!([]), "{path}");
+    }
     // Readable on a phone: at 390 px nothing but tables scrolls sideways, and the approve form still fits.
     b.set_window_size(390, 844).await.unwrap();
     for path in [format!("/ui/sessions/{id}"), "/ui/sessions".to_owned(), "/ui/approvals".to_owned()] {
@@ -436,9 +449,20 @@ async fn a_viewer_sees_no_approve_button_and_is_refused() {
     let b2 = browser(&d).await;
     sign_in(&b2, &c.url, APPROVER_TOKEN).await;
     b2.goto(&format!("{}/ui/sessions/{id}", c.url)).await.unwrap();
-    b2.wait().at_most(WAIT).for_element(Locator::Css("button.deny")).await.unwrap().click().await.unwrap();
+    // With the keyboard alone: the reason field by its label, then Tab past the comment and Approve to Deny.
+    b2.wait().at_most(WAIT).for_element(Locator::Css("button.deny")).await.unwrap();
+    b2.find(Locator::XPath("//label[normalize-space()='Reason']")).await.unwrap().click().await.unwrap();
+    let focused = b2.execute("return document.activeElement.name", vec![]).await.unwrap();
+    assert_eq!(focused, json!("reason"), "the label focuses its field");
+    let tab = fantoccini::key::Key::Tab.to_string();
+    let keys = format!("not in prod{tab}{tab}{tab}");
+    b2.active_element().await.unwrap().send_keys(&keys).await.unwrap();
+    let focused = b2.execute("return document.activeElement.className", vec![]).await.unwrap();
+    assert_eq!(focused, json!("deny"), "Tab reaches Deny");
+    b2.active_element().await.unwrap().send_keys(&fantoccini::key::Key::Enter.to_string()).await.unwrap();
     let ruling = tokio::time::timeout(WAIT, held).await.unwrap().unwrap();
     assert_eq!(ruling["verdict"], "deny", "{ruling}");
+    assert!(ruling["reason"].as_str().unwrap_or("").contains("not in prod"), "{ruling}");
     let all: Vec<Value> = c.admin_get("/v1/approvals?status=all").await;
     assert_eq!(all.iter().find(|a| a["id"] == ask.as_str()).unwrap()["decided_by"], "bob");
     b.close().await.unwrap();
