@@ -195,13 +195,7 @@ pub async fn session_approval(
     headers: HeaderMap,
 ) -> ApiResult {
     own_session(&gw, &headers, &id, true).await?;
-    let belongs = gw
-        .store
-        .approvals(None)
-        .await
-        .map_err(GatewayError::from)?
-        .into_iter()
-        .any(|a| a.id == approval && a.session == id);
+    let belongs = gw.store.approval(&approval).await.map_err(GatewayError::from)?.is_some_and(|a| a.session == id);
     if !belongs {
         return Err(GatewayError::NoApproval(approval).into());
     }
@@ -287,16 +281,19 @@ pub async fn audit(State(gw): State<Arc<Gateway>>, Query(q): Query<AuditQuery>, 
     let rows = gw.store.audit(q.session.as_deref()).await.map_err(GatewayError::from)?;
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(rows).into_response()),
-        Some("jsonl") => {
-            let mut out = String::new();
-            for r in &rows {
-                out.push_str(&serde_json::to_string(r).expect("json"));
-                out.push('\n');
-            }
-            Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response())
-        }
+        Some("jsonl") => Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], jsonl(&rows)).into_response()),
         Some(other) => Err(ApiError(StatusCode::BAD_REQUEST, format!("format: `{other}` is not json or jsonl"))),
     }
+}
+
+/// Audit rows as JSON lines (the API's `?format=jsonl` and the console's export).
+pub(crate) fn jsonl(rows: &[crate::store::AuditRow]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&serde_json::to_string(r).expect("json"));
+        out.push('\n');
+    }
+    out
 }
 
 /// Transcript events in one request.

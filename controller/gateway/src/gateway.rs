@@ -1652,13 +1652,7 @@ impl Gateway {
     }
 
     async fn settled_ruling(&self, approval: &str) -> Result<Ruling, GatewayError> {
-        let row = self
-            .store
-            .approvals(None)
-            .await?
-            .into_iter()
-            .find(|a| a.id == approval)
-            .ok_or_else(|| GatewayError::NoApproval(approval.into()))?;
+        let row = self.store.approval(approval).await?.ok_or_else(|| GatewayError::NoApproval(approval.into()))?;
         let approved = row.status == "approved";
         let pending = Ruling {
             verdict: Verdict::Ask,
@@ -1687,7 +1681,7 @@ impl Gateway {
     pub async fn resolve(&self, approval: &str, r: Resolution) -> Result<ApprovalRow, GatewayError> {
         let entry = self.approvals.lock().expect("approvals").remove(approval);
         let Some(entry) = entry else {
-            let known = self.store.approvals(None).await?.into_iter().find(|a| a.id == approval);
+            let known = self.store.approval(approval).await?;
             return match known {
                 // Another replica holds this ask: record the decision; that replica sees it and releases it.
                 Some(mut a) if a.status == "pending" => {
@@ -1822,8 +1816,10 @@ impl Gateway {
                     let _ = gw.resolve(&approval, Resolution { approved: false, by: "timeout".into(), reason }).await;
                     return;
                 }
-                let Ok(rows) = gw.store.approvals(None).await else { continue };
-                let Some(row) = rows.into_iter().find(|a| a.id == approval && a.status != "pending") else { continue };
+                let Ok(Some(row)) = gw.store.approval(&approval).await else { continue };
+                if row.status == "pending" {
+                    continue;
+                }
                 let entry = gw.approvals.lock().expect("approvals").remove(&approval);
                 if let Some(entry) = entry {
                     let r = Resolution {

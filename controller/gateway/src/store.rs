@@ -156,6 +156,14 @@ pub struct ApprovalRow {
 
 type Batch = (Vec<Write>, oneshot::Sender<Result<(), String>>);
 
+/// How [`Store::shares_where`] finds share links.
+#[derive(Clone, Copy, Debug)]
+pub enum ShareKey {
+    Id,
+    Session,
+    TokenHash,
+}
+
 /// How [`Store::session_where`] finds a session.
 #[derive(Clone, Copy, Debug)]
 pub enum SessionKey {
@@ -165,6 +173,26 @@ pub enum SessionKey {
 
 const SESSION_COLUMNS: &str = "SELECT id, namespace, agent, owner, parent, token_hash, phase, reason, created_at, \
                                ended_at, state, credentials FROM sessions";
+
+const APPROVAL_COLUMNS: &str = "SELECT id, session, phase, summary, reason, policy, rule, status, decided_by, \
+                                decision_reason, created_at, decided_at FROM approvals";
+
+fn approval_row(r: &sqlx::any::AnyRow) -> Result<ApprovalRow, StoreError> {
+    Ok(ApprovalRow {
+        id: r.try_get("id")?,
+        session: r.try_get("session")?,
+        phase: r.try_get("phase")?,
+        summary: r.try_get("summary")?,
+        reason: r.try_get("reason")?,
+        policy: r.try_get("policy")?,
+        rule: r.try_get("rule")?,
+        status: r.try_get("status")?,
+        decided_by: r.try_get("decided_by")?,
+        decision_reason: r.try_get("decision_reason")?,
+        created_at: r.try_get("created_at")?,
+        decided_at: r.try_get("decided_at")?,
+    })
+}
 
 fn session_row(r: &sqlx::any::AnyRow) -> Result<SessionRow, StoreError> {
     Ok(SessionRow {
@@ -530,35 +558,23 @@ impl Store {
 
     pub async fn approvals(&self, status: Option<&str>) -> Result<Vec<ApprovalRow>, StoreError> {
         self.caught_up().await?;
-        let sql = "SELECT id, session, phase, summary, reason, policy, rule, status, decided_by, decision_reason, \
-                   created_at, decided_at FROM approvals";
         let rows = match status {
             Some(s) => {
-                sqlx::query(&format!("{sql} WHERE status = $1 ORDER BY created_at, id"))
+                sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE status = $1 ORDER BY created_at, id"))
                     .bind(s)
                     .fetch_all(&self.pool)
                     .await?
             }
-            None => sqlx::query(&format!("{sql} ORDER BY created_at, id")).fetch_all(&self.pool).await?,
+            None => sqlx::query(&format!("{APPROVAL_COLUMNS} ORDER BY created_at, id")).fetch_all(&self.pool).await?,
         };
-        rows.iter()
-            .map(|r| {
-                Ok(ApprovalRow {
-                    id: r.try_get("id")?,
-                    session: r.try_get("session")?,
-                    phase: r.try_get("phase")?,
-                    summary: r.try_get("summary")?,
-                    reason: r.try_get("reason")?,
-                    policy: r.try_get("policy")?,
-                    rule: r.try_get("rule")?,
-                    status: r.try_get("status")?,
-                    decided_by: r.try_get("decided_by")?,
-                    decision_reason: r.try_get("decision_reason")?,
-                    created_at: r.try_get("created_at")?,
-                    decided_at: r.try_get("decided_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(approval_row).collect()
+    }
+
+    /// One approval by its id.
+    pub async fn approval(&self, id: &str) -> Result<Option<ApprovalRow>, StoreError> {
+        self.caught_up().await?;
+        let row = sqlx::query(&format!("{APPROVAL_COLUMNS} WHERE id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(approval_row).transpose()
     }
 
     /// How often each policy decided, per session namespace: `(namespace, policy, verdict, count)` over the
@@ -591,21 +607,19 @@ impl Store {
         row.map(|r| r.try_get("revision")).transpose().map_err(Into::into)
     }
 
-    /// The share links of a session (`Some`), or the one whose token hashes to `token_hash`.
-    pub async fn shares(&self, session: Option<&str>, token_hash: Option<&str>) -> Result<Vec<ShareRow>, StoreError> {
+    /// Share links by `key`: one by its id or by its token's hash, or all of a session's, oldest first.
+    pub async fn shares_where(&self, key: ShareKey, value: &str) -> Result<Vec<ShareRow>, StoreError> {
         self.caught_up().await?;
-        let sql = "SELECT id, session, token_hash, created_by, created_at, expires_at, revoked_by, revoked_at, \
-                   authority FROM shares";
-        let rows = match (session, token_hash) {
-            (_, Some(h)) => sqlx::query(&format!("{sql} WHERE token_hash = $1")).bind(h).fetch_all(&self.pool).await?,
-            (Some(s), None) => {
-                sqlx::query(&format!("{sql} WHERE session = $1 ORDER BY created_at, id"))
-                    .bind(s)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            (None, None) => sqlx::query(&format!("{sql} ORDER BY created_at, id")).fetch_all(&self.pool).await?,
+        let column = match key {
+            ShareKey::Id => "id",
+            ShareKey::Session => "session",
+            ShareKey::TokenHash => "token_hash",
         };
+        let sql = format!(
+            "SELECT id, session, token_hash, created_by, created_at, expires_at, revoked_by, revoked_at, authority \
+             FROM shares WHERE {column} = $1 ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(&sql).bind(value).fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(ShareRow {

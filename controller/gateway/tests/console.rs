@@ -132,10 +132,7 @@ impl Console {
                 let admin = std::fs::read_to_string(d.join("admin-token")).unwrap();
                 let console =
                     ConsoleState::new(gw.clone(), cfg.console.as_ref().unwrap(), &admin, false, Some(kube)).unwrap();
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let url = format!("http://{}", l.local_addr().unwrap());
-                tokio::spawn(paddock_gateway::console::serve_on(l, console, None, std::future::pending()));
-                url
+                serve(console).await
             }
         };
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -704,7 +701,10 @@ async fn the_console_refuses_session_tokens_forged_requests_and_other_sites() {
         }
     }
     assert!(c.pending().await.iter().any(|a| a["id"] == ask.as_str()), "no forged decision");
-    assert!(c.gw.store.shares(Some(&id), None).await.unwrap().is_empty(), "no forged share link");
+    assert!(
+        c.gw.store.shares_where(paddock_gateway::store::ShareKey::Session, &id).await.unwrap().is_empty(),
+        "no forged share link"
+    );
     assert!(!held.is_finished());
     // Revoking wants them too: a link made properly is not revoked by a forged request.
     let r = c
@@ -716,11 +716,13 @@ async fn the_console_refuses_session_tokens_forged_requests_and_other_sites() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let share = c.gw.store.shares(Some(&id), None).await.unwrap().remove(0);
+    let share = c.gw.store.shares_where(paddock_gateway::store::ShareKey::Session, &id).await.unwrap().remove(0);
     let r =
         c.http.post(format!("{}/ui/shares/{}/revoke", c.url, share.id)).header("cookie", &cookie).form(&[("x", "y")]);
     assert_eq!(r.send().await.unwrap().status(), 403);
-    assert!(c.gw.store.shares(Some(&id), None).await.unwrap()[0].revoked_at.is_none());
+    assert!(
+        c.gw.store.shares_where(paddock_gateway::store::ShareKey::Session, &id).await.unwrap()[0].revoked_at.is_none()
+    );
     // A link past its time does not open.
     let expired_token = "ab".repeat(24);
     let expired = paddock_gateway::store::ShareRow {
@@ -736,6 +738,13 @@ async fn the_console_refuses_session_tokens_forged_requests_and_other_sites() {
     };
     c.gw.store.commit(vec![paddock_gateway::store::Write::ShareNew(expired)]).await.unwrap();
     assert_eq!(c.http.get(format!("{}/ui/shared/{expired_token}", c.url)).send().await.unwrap().status(), 404);
+    // Nor does a guess, another spelling of a token, or a path in its place.
+    for guess in
+        ["cd".repeat(24), "AB".repeat(24), "zz".repeat(24), format!("{expired_token}0"), "..%2F..%2Fv1%2Faudit".into()]
+    {
+        let r = c.http.get(format!("{}/ui/shared/{guess}", c.url)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{guess}");
+    }
     // A runner cannot post a comment in a person's name.
     let r = c
         .http
@@ -816,10 +825,15 @@ async fn the_console_refuses_session_tokens_forged_requests_and_other_sites() {
 async fn another_console(c: &Console, secure: bool) -> (Arc<ConsoleState>, String) {
     let cfg = ConsoleConfig { listen: "127.0.0.1:0".into(), users: vec![], sign_in_hours: 1, kubernetes: false };
     let console = ConsoleState::new(c.gw.clone(), &cfg, ADMIN, secure, None).unwrap();
+    (console.clone(), serve(console).await)
+}
+
+/// Serves a console on a loopback port (plain HTTP); its URL.
+async fn serve(console: Arc<ConsoleState>) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(paddock_gateway::console::serve_on(l, console.clone(), None, std::future::pending()));
-    (console, url)
+    tokio::spawn(paddock_gateway::console::serve_on(l, console, None, std::future::pending()));
+    url
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use super::kube_auth::AskAnswer;
 use super::view::{self, html_response};
 use super::{Access, Authority, Console, Viewer, pages};
 use crate::gateway::{GatewayError, Resolution, Session, TRANSCRIPT_CONSOLE, hash_token, now, random_hex, unix_now};
-use crate::store::{ShareRow, Write};
+use crate::store::{ShareKey, ShareRow, Write};
 
 /// The longest comment, in characters.
 pub const MAX_COMMENT_CHARS: usize = 4000;
@@ -213,8 +213,8 @@ pub async fn decide(
         },
     };
     let reason: String = form.reason.trim().chars().take(2000).collect();
-    let row = match console.gw.store.approvals(None).await {
-        Ok(all) => all.into_iter().find(|a| a.id == id),
+    let row = match console.gw.store.approval(&id).await {
+        Ok(row) => row,
         Err(e) => return gateway_error(e.into()),
     };
     let missing = || view::error_page(StatusCode::NOT_FOUND, &format!("There is no ask `{id}` you may see."));
@@ -350,8 +350,8 @@ pub async fn revoke_share(
     if let Err(r) = viewer.check(&headers, form.csrf.as_deref()) {
         return r.into_response();
     }
-    let share = match console.gw.store.shares(None, None).await {
-        Ok(all) => all.into_iter().find(|s| s.id == id),
+    let share = match console.gw.store.shares_where(ShareKey::Id, &id).await {
+        Ok(mut found) => found.pop(),
         Err(e) => return gateway_error(e.into()),
     };
     let Some(share) = share else {

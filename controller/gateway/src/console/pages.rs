@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::view::{self, html_response, page, usd, verdict_class};
 use super::{Access, Console, Viewer};
 use crate::gateway::Session;
-use crate::store::{ApprovalRow, AuditRow};
+use crate::store::{ApprovalRow, AuditRow, ShareKey};
 
 /// Rows the audit page shows at most (newest first); the export has them all.
 const AUDIT_PAGE_ROWS: usize = 500;
@@ -215,17 +215,26 @@ pub async fn session_summary(State(console): State<Arc<Console>>, viewer: Viewer
     }
 }
 
-/// The session's decisions from the audit log, newest first (at most [`SESSION_DECISIONS`]).
-pub(super) async fn decisions_table(console: &Console, s: &Session) -> Result<Markup, Response> {
-    let rows = console.gw.store.audit(Some(&s.id)).await.map_err(unavailable)?;
-    Ok(html! {
-        table.decisions {
-            caption { (rows.len()) " decisions" @if rows.len() > SESSION_DECISIONS { ", the newest " (SESSION_DECISIONS) " shown" } }
-            thead { tr { th { "When" } th { "Phase" } th { "Tool" } th { "Verdict" } th { "Policy / rule" } th { "Reason" } th { "By" } } }
+/// Audit rows as a table, newest first, at most `shown`; `with_session`: with each row's session and agent.
+fn audit_table(id: Option<&str>, rows: &[AuditRow], shown: usize, with_session: bool) -> Markup {
+    html! {
+        table id=[id] {
+            caption { (rows.len()) " decisions" @if rows.len() > shown { ", the newest " (shown) " shown" } }
+            thead {
+                tr {
+                    th { "When" }
+                    @if with_session { th { "Session" } th { "Agent" } }
+                    th { "Phase" } th { "Tool" } th { "Verdict" } th { "Policy / rule" } th { "Reason" } th { "By" }
+                }
+            }
             tbody {
-                @for r in rows.iter().rev().take(SESSION_DECISIONS) {
+                @for r in rows.iter().rev().take(shown) {
                     tr {
                         td { time { (r.ts) } }
+                        @if with_session {
+                            td { a href={"/ui/sessions/" (r.session)} { (r.session) } }
+                            td { (r.agent) }
+                        }
                         td { (r.phase) }
                         td { (r.tool.as_deref().unwrap_or("")) }
                         td { span class={"badge " (verdict_class(&r.verdict))} { (r.verdict) } }
@@ -236,7 +245,13 @@ pub(super) async fn decisions_table(console: &Console, s: &Session) -> Result<Ma
                 }
             }
         }
-    })
+    }
+}
+
+/// The session's decisions from the audit log, newest first (at most [`SESSION_DECISIONS`]).
+pub(super) async fn decisions_table(console: &Console, s: &Session) -> Result<Markup, Response> {
+    let rows = console.gw.store.audit(Some(&s.id)).await.map_err(unavailable)?;
+    Ok(audit_table(None, &rows, SESSION_DECISIONS, false))
 }
 
 /// `GET /ui/sessions/{id}/decisions`: [`decisions_table`] alone.
@@ -324,7 +339,7 @@ pub(super) async fn session_page(
         .collect();
     let children: Vec<Arc<Session>> =
         gw.all_sessions().await.map_err(unavailable)?.into_iter().filter(|c| c.parent.as_deref() == Some(id)).collect();
-    let shares = gw.store.shares(Some(id), None).await.map_err(unavailable)?;
+    let shares = gw.store.shares_where(ShareKey::Session, id).await.map_err(unavailable)?;
     let now = crate::gateway::unix_now();
     let back = format!("/ui/sessions/{id}");
     let body = html! {
@@ -556,25 +571,7 @@ pub async fn audit(State(console): State<Arc<Console>>, viewer: Viewer, Query(q)
             button type="submit" { "Filter" }
             a #export href={"/ui/audit.jsonl?" (q.as_query())} download="audit.jsonl" { "Export JSONL" }
         }
-        table #audit {
-            caption { (rows.len()) " decisions" @if rows.len() > AUDIT_PAGE_ROWS { ", the newest " (AUDIT_PAGE_ROWS) " shown" } }
-            thead { tr { th { "When" } th { "Session" } th { "Agent" } th { "Phase" } th { "Tool" } th { "Verdict" } th { "Policy / rule" } th { "Reason" } th { "By" } } }
-            tbody {
-                @for r in rows.iter().rev().take(AUDIT_PAGE_ROWS) {
-                    tr {
-                        td { time { (r.ts) } }
-                        td { a href={"/ui/sessions/" (r.session)} { (r.session) } }
-                        td { (r.agent) }
-                        td { (r.phase) }
-                        td { (r.tool.as_deref().unwrap_or("")) }
-                        td { span class={"badge " (verdict_class(&r.verdict))} { (r.verdict) } }
-                        td { (r.policy.as_deref().unwrap_or("")) @if let Some(rule) = &r.rule { " / " (rule) } }
-                        td { (r.reason) }
-                        td { (r.decided_by.as_deref().unwrap_or("")) }
-                    }
-                }
-            }
-        }
+        (audit_table(Some("audit"), &rows, AUDIT_PAGE_ROWS, true))
     };
     html_response(StatusCode::OK, page("Audit", Some(&viewer), body))
 }
@@ -589,17 +586,12 @@ pub async fn audit_export(
         Ok(r) => r,
         Err(r) => return r,
     };
-    let mut out = String::new();
-    for r in &rows {
-        out.push_str(&serde_json::to_string(r).expect("json"));
-        out.push('\n');
-    }
     (
         [
             (header::CONTENT_TYPE, "application/x-ndjson"),
             (header::CONTENT_DISPOSITION, "attachment; filename=\"audit.jsonl\""),
         ],
-        out,
+        crate::api::jsonl(&rows),
     )
         .into_response()
 }

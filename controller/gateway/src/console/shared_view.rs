@@ -19,7 +19,7 @@ use super::view::{self, html_response};
 use super::{Authority, Console, Viewer, pages};
 use crate::config::ConsoleRole;
 use crate::gateway::{Session, hash_token, unix_now};
-use crate::store::ShareRow;
+use crate::store::{ShareKey, ShareRow};
 
 /// How often an open shared transcript checks that its link still works.
 const RECHECK: Duration = Duration::from_secs(2);
@@ -71,7 +71,7 @@ async fn live_share(console: &Console, token: &str) -> Result<(ShareRow, Arc<Ses
     if token.len() != 48 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(gone());
     }
-    let rows = console.gw.store.shares(None, Some(&hash_token(token))).await.map_err(|e| {
+    let rows = console.gw.store.shares_where(ShareKey::TokenHash, &hash_token(token)).await.map_err(|e| {
         view::error_page(StatusCode::SERVICE_UNAVAILABLE, &format!("The gateway cannot read its database: {e}"))
     })?;
     let share = rows.into_iter().find(|s| s.revoked_at.is_none() && s.expires_at > unix_now()).ok_or_else(gone)?;
