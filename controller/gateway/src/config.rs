@@ -231,6 +231,8 @@ impl Default for Limits {
 pub enum ProviderKind {
     Anthropic,
     Openai,
+    /// Google's Gemini API (`generativelanguage.googleapis.com`), keyed by `x-goog-api-key`.
+    Google,
     /// Replays a script; for demos and tests.
     Scripted,
 }
@@ -438,7 +440,7 @@ impl GatewayConfig {
                         return Err(format!("{at}: a scripted provider has no baseUrl or apiKey"));
                     }
                 }
-                ProviderKind::Anthropic | ProviderKind::Openai => {
+                ProviderKind::Anthropic | ProviderKind::Openai | ProviderKind::Google => {
                     let url = p.base_url.as_deref().unwrap_or("");
                     if !(url.starts_with("https://") || url.starts_with("http://")) {
                         return Err(format!("{at}.baseUrl: an http(s) URL is required, got `{url}`"));

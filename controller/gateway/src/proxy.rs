@@ -1,4 +1,4 @@
-//! The LLM endpoints: one flow for the three wire formats. A request is authenticated by its session
+//! The LLM endpoints: one flow for the four wire formats. A request is authenticated by its session
 //! token, decided at `llm_request` (and possibly rewritten), reserved against the budget at its worst case,
 //! sent upstream with the provider's key, metered from the response's usage before the response is
 //! released, and its tool calls pass `llm_response` and `tool_call` before the client sees them.
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path as AxumPath, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::gateway::{Gateway, GatewayError, Reservation, Ruling, Session};
 use crate::metrics::{ProviderLabels, WireLabels};
 use crate::upstream::UpstreamResponse;
-use crate::wire::{PendingCall, Sse, SseParser, Step, Wire, provider_side};
+use crate::wire::{PendingCall, Sse, SseParser, Step, Wire, gemini, provider_side};
 
 /// A complete upstream response larger than this is refused.
 const MAX_UPSTREAM_BODY: usize = 64 << 20;
@@ -34,11 +34,13 @@ fn wire_error(wire: Wire, status: StatusCode, message: &str) -> Response {
     (status, axum::Json(wire.error_body(status.as_u16(), message))).into_response()
 }
 
-/// The session token from `x-api-key` (Anthropic SDKs) or `Authorization: Bearer` (OpenAI SDKs,
-/// `ANTHROPIC_AUTH_TOKEN`).
+/// The session token from `x-api-key` (Anthropic SDKs), `x-goog-api-key` (Google's) or `Authorization:
+/// Bearer` (OpenAI SDKs, `ANTHROPIC_AUTH_TOKEN`).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(k.trim());
+    for h in ["x-api-key", "x-goog-api-key"] {
+        if let Some(k) = headers.get(h).and_then(|v| v.to_str().ok()) {
+            return Some(k.trim());
+        }
     }
     let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = auth.split_once(' ')?;
@@ -92,9 +94,65 @@ pub async fn count_tokens(State(gw): State<Arc<Gateway>>, headers: HeaderMap, bo
         Ok(v) => v,
         Err(e) => return wire_error(wire, StatusCode::BAD_REQUEST, &e),
     };
+    axum::Json(json!({"input_tokens": estimate_tokens(&v)})).into_response()
+}
+
+/// `POST /llm/google/{version}/models/{model}:{method}`: Google's Gemini API. The key Google's SDKs send
+/// (`x-goog-api-key`, or `?key=`) is the session token. `countTokens` is answered here with an estimate, as
+/// Anthropic's `count_tokens` is.
+pub async fn gemini(
+    State(gw): State<Arc<Gateway>>,
+    AxumPath((version, target)): AxumPath<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let wire = Wire::Gemini;
+    if !matches!(version.as_str(), "v1beta" | "v1") {
+        return wire_error(
+            wire,
+            StatusCode::NOT_FOUND,
+            &format!("API version `{version}`: the gateway serves v1beta and v1"),
+        );
+    }
+    let target = match gemini::Target::parse(&target) {
+        Ok(t) => t,
+        Err(e) => return wire_error(wire, StatusCode::NOT_FOUND, &e),
+    };
+    let query: Vec<(String, String)> =
+        uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let token =
+        bearer(&headers).map(str::to_owned).or_else(|| query.iter().find(|(k, _)| k == "key").map(|(_, v)| v.clone()));
+    let session = match token {
+        Some(t) => gw.session_for_token(t.trim()).await,
+        None => None,
+    };
+    let Some(session) = session else {
+        return wire_error(wire, StatusCode::UNAUTHORIZED, "invalid or expired session token");
+    };
+    if target.method == gemini::Method::CountTokens {
+        return match read_body(body, gw.limits.max_body_bytes).await.and_then(|b| parse_json(&b)) {
+            Ok(v) => axum::Json(json!({"totalTokens": estimate_tokens(&v)})).into_response(),
+            Err(e) => wire_error(wire, StatusCode::BAD_REQUEST, &e),
+        };
+    }
+    // Without `alt=sse` Google streams one JSON array; the gateway streams (and gates) events only.
+    if target.method == gemini::Method::StreamGenerate && !query.iter().any(|(k, v)| k == "alt" && v == "sse") {
+        return wire_error(
+            wire,
+            StatusCode::BAD_REQUEST,
+            "streamGenerateContent is served as server-sent events only: add `alt=sse` to the query",
+        );
+    }
+    let span = tracing::info_span!("llm", wire = wire.as_str(), session = %session.id);
+    llm_session(wire, gw, session, Some(target), uri, headers, body).instrument(span).await
+}
+
+/// Tokens in a request, estimated at four characters of its strings a token.
+fn estimate_tokens(v: &Value) -> usize {
     let mut chars = 0usize;
-    paddock_policy::event::walk_strings(&v, &mut |s| chars += s.len());
-    axum::Json(json!({"input_tokens": chars.div_ceil(4)})).into_response()
+    paddock_policy::event::walk_strings(v, &mut |s| chars += s.len());
+    chars.div_ceil(4)
 }
 
 async fn llm(wire: Wire, gw: Arc<Gateway>, uri: Uri, headers: HeaderMap, body: Body) -> Response {
@@ -106,13 +164,15 @@ async fn llm(wire: Wire, gw: Arc<Gateway>, uri: Uri, headers: HeaderMap, body: B
         return wire_error(wire, StatusCode::UNAUTHORIZED, "invalid or expired session token");
     };
     let span = tracing::info_span!("llm", wire = wire.as_str(), session = %session.id);
-    llm_session(wire, gw, session, uri, headers, body).instrument(span).await
+    llm_session(wire, gw, session, None, uri, headers, body).instrument(span).await
 }
 
+/// One model request of a session. `target` is Gemini's model and method, from the path.
 async fn llm_session(
     wire: Wire,
     gw: Arc<Gateway>,
     session: Arc<Session>,
+    target: Option<gemini::Target>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
@@ -125,7 +185,11 @@ async fn llm_session(
         Ok(v) => v,
         Err(e) => return wire_error(wire, StatusCode::BAD_REQUEST, &e),
     };
-    let info = match wire.request_info(&body) {
+    let info = match &target {
+        Some(t) => gemini::request_info(&body, t),
+        None => wire.request_info(&body),
+    };
+    let info = match info {
         Ok(i) => i,
         Err(e) => return wire_error(wire, StatusCode::BAD_REQUEST, &e),
     };
@@ -194,6 +258,11 @@ async fn llm_session(
         );
         return wire_error(wire, StatusCode::BAD_REQUEST, &msg);
     }
+    if wire == Wire::Gemini
+        && let Err(e) = gemini::check_model(&model)
+    {
+        return wire_error(wire, StatusCode::BAD_REQUEST, &e);
+    }
     let removed = wire.prepare(&mut body, &model, info.stream);
     if !removed.is_empty() {
         tracing::info!(removed = ?removed, "removed provider-hosted tools: they would run where no policy sees them");
@@ -202,7 +271,8 @@ async fn llm_session(
     wire.cap_output(&mut body, max_tokens);
     let out = serde_json::to_vec(&body).expect("json");
     let started = Instant::now();
-    let upstream = match gw.providers.send(provider, wire, uri.query(), &headers, out).await {
+    let path = wire.upstream_path(&model, info.stream, uri.query());
+    let upstream = match gw.providers.send(provider, wire, &path, &headers, out).await {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(error = %e, "upstream failed");
@@ -452,7 +522,15 @@ fn delta_chars(v: &Value) -> usize {
             _ => 0,
         }
     };
-    of(&v["delta"]) + v["choices"].as_array().into_iter().flatten().map(|c| of(&c["delta"])).sum::<usize>()
+    // Gemini: each chunk's new parts, text and whole calls.
+    let gemini: usize = v["candidates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["content"]["parts"].as_array().into_iter().flatten())
+        .map(|p| p["text"].as_str().map_or(0, str::len) + p.get("functionCall").map_or(0, |f| f.to_string().len()))
+        .sum();
+    of(&v["delta"]) + v["choices"].as_array().into_iter().flatten().map(|c| of(&c["delta"])).sum::<usize>() + gemini
 }
 
 fn stream_error(wire: Wire, message: &str) -> Sse {
@@ -462,6 +540,8 @@ fn stream_error(wire: Wire, message: &str) -> Sse {
         Wire::Responses => {
             Sse::json(Some("error"), &json!({"type": "error", "code": "upstream_error", "message": message}))
         }
+        // Google's SDKs read a chunk with a top-level `error` as the stream's failure.
+        Wire::Gemini => Sse::json(None, &wire.error_body(502, message)),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The `scripted` provider: a model that replays a YAML script of turns (text, tool calls, usage) in each
-//! wire format, streamed or not. It is for the demo and for tests — it is not a model and says so in every
+//! wire format (Anthropic, OpenAI Chat and Responses, Gemini), streamed or not. It is for the demo and for tests — it is not a model and says so in every
 //! response id (`scripted-…`). It runs in-process as a provider, or on its own port as a mock upstream.
 //!
 //! Which turn to play is derived from the request alone (how many times the assistant has already spoken
@@ -100,21 +100,52 @@ impl ScriptFile {
     }
 }
 
-/// The router that answers all three wire formats, at the same paths as the real providers.
+/// The router that answers all four wire formats, at the same paths as the real providers.
 pub fn router(script: Arc<ScriptFile>) -> Router {
     Router::new()
         .route("/v1/messages", post(|s, b| answer(Wire::Anthropic, s, b)))
         .route("/v1/chat/completions", post(|s, b| answer(Wire::Chat, s, b)))
         .route("/v1/responses", post(|s, b| answer(Wire::Responses, s, b)))
+        .route("/v1beta/models/{target}", post(gemini_answer))
         .with_state(script)
+}
+
+fn bad_request(wire: Wire, message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, axum::Json(wire.error_body(400, message))).into_response()
+}
+
+/// Gemini's model and stream flag are in the path.
+async fn gemini_answer(
+    State(script): State<Arc<ScriptFile>>,
+    axum::extract::Path(target): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let target = match crate::wire::gemini::Target::parse(&target) {
+        Ok(t) => t,
+        Err(e) => return bad_request(Wire::Gemini, &e),
+    };
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(Wire::Gemini, &e.to_string()),
+    };
+    let stream = target.method == crate::wire::gemini::Method::StreamGenerate;
+    play(Wire::Gemini, &script, &req, body.len(), &target.model, stream).await
 }
 
 async fn answer(wire: Wire, State(script): State<Arc<ScriptFile>>, body: Bytes) -> Response {
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return (StatusCode::BAD_REQUEST, axum::Json(wire.error_body(400, &e.to_string()))).into_response(),
+        Err(e) => return bad_request(wire, &e.to_string()),
     };
-    let (first_user, spoken) = history(wire, &req);
+    let model = req["model"].as_str().unwrap_or("scripted").to_owned();
+    let stream = req["stream"].as_bool() == Some(true);
+    play(wire, &script, &req, body.len(), &model, stream).await
+}
+
+/// Answers `req` with the script's next turn.
+async fn play(wire: Wire, script: &ScriptFile, req: &Value, size: usize, model: &str, stream: bool) -> Response {
+    let model = model.to_owned();
+    let (first_user, spoken) = history(wire, req);
     let script = script.pick(&first_user);
     let turn = script.turns.get(spoken).cloned().unwrap_or_else(|| Turn {
         text: format!("(scripted model: script `{}` has no turn {})", script.name, spoken + 1),
@@ -123,27 +154,27 @@ async fn answer(wire: Wire, State(script): State<Arc<ScriptFile>>, body: Bytes) 
     if turn.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(turn.delay_ms)).await;
     }
-    let model = req["model"].as_str().unwrap_or("scripted").to_owned();
     let usage = turn.usage.unwrap_or(ScriptedUsage {
-        input_tokens: (body.len() as u64 / 4).max(1),
+        input_tokens: (size as u64 / 4).max(1),
         output_tokens: 5
             + (turn.text.len() + turn.tool_calls.iter().map(|c| c.args.to_string().len()).sum::<usize>()) as u64 / 4,
         cache_read_input_tokens: 0,
     });
     let id = format!("scripted-{}-{}", script.name, spoken + 1);
-    let stream = req["stream"].as_bool() == Some(true);
     if !stream {
         let body = match wire {
             Wire::Anthropic => anthropic_message(&id, &model, &turn, usage),
             Wire::Chat => chat_completion(&id, &model, &turn, usage),
             Wire::Responses => response_object(&id, &model, &turn, usage),
+            Wire::Gemini => gemini_response(&id, &model, &turn, usage),
         };
         return axum::Json(body).into_response();
     }
     let events = match wire {
         Wire::Anthropic => anthropic_stream(&id, &model, &turn, usage),
-        Wire::Chat => chat_stream(&id, &model, &turn, usage, &req),
+        Wire::Chat => chat_stream(&id, &model, &turn, usage, req),
         Wire::Responses => responses_stream(&id, &model, &turn, usage),
+        Wire::Gemini => gemini_stream(&id, &model, &turn, usage),
     };
     let pace = Duration::from_millis(turn.chunk_delay_ms);
     let bytes = futures_util::stream::iter(events.into_iter().map(|e| e.encode())).then(move |b| async move {
@@ -167,6 +198,7 @@ fn history(wire: Wire, req: &Value) -> (String, usize) {
             Value::Array(a) => a.as_slice(),
             _ => &[],
         },
+        Wire::Gemini => return gemini_history(req),
     };
     let mut first_user = None;
     let mut spoken = 0;
@@ -192,6 +224,72 @@ fn history(wire: Wire, req: &Value) -> (String, usize) {
         }
     }
     (first_user.unwrap_or_default(), spoken)
+}
+
+/// Gemini's history: `user` and `model` turns, parts inside.
+fn gemini_history(req: &Value) -> (String, usize) {
+    let mut first_user = None;
+    let mut spoken = 0;
+    let mut in_model_run = false;
+    for c in req["contents"].as_array().into_iter().flatten() {
+        let model = c["role"] == "model";
+        if model && !in_model_run {
+            spoken += 1;
+        }
+        in_model_run = model;
+        if c["role"] == "user" && first_user.is_none() {
+            let mut text = String::new();
+            for p in c["parts"].as_array().into_iter().flatten() {
+                if let Some(t) = p["text"].as_str() {
+                    text.push_str(t);
+                    text.push('\n');
+                }
+            }
+            first_user = Some(text);
+        }
+    }
+    (first_user.unwrap_or_default(), spoken)
+}
+
+fn gemini_usage(u: ScriptedUsage) -> Value {
+    json!({"promptTokenCount": u.input_tokens + u.cache_read_input_tokens, "candidatesTokenCount": u.output_tokens,
+           "totalTokenCount": u.input_tokens + u.cache_read_input_tokens + u.output_tokens,
+           "cachedContentTokenCount": u.cache_read_input_tokens})
+}
+
+fn gemini_calls(t: &Turn) -> Vec<Value> {
+    t.tool_calls.iter().map(|c| json!({"functionCall": {"name": c.name, "args": c.args}})).collect()
+}
+
+fn gemini_response(id: &str, model: &str, t: &Turn, u: ScriptedUsage) -> Value {
+    let mut parts = Vec::new();
+    if !t.text.is_empty() {
+        parts.push(json!({"text": t.text}));
+    }
+    parts.extend(gemini_calls(t));
+    json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+           "usageMetadata": gemini_usage(u), "modelVersion": model, "responseId": id})
+}
+
+/// Text in pieces, running usage on each; the calls (whole, as Gemini sends them), the finish reason and
+/// the final usage on the last chunk.
+fn gemini_stream(id: &str, model: &str, t: &Turn, u: ScriptedUsage) -> Vec<Sse> {
+    let mut out = Vec::new();
+    let running = json!({"promptTokenCount": u.input_tokens + u.cache_read_input_tokens,
+                         "totalTokenCount": u.input_tokens + u.cache_read_input_tokens});
+    for p in pieces(&t.text).into_iter().filter(|p| !p.is_empty()) {
+        out.push(Sse::json(
+            None,
+            &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": p}]}, "index": 0}],
+                    "usageMetadata": running, "modelVersion": model, "responseId": id}),
+        ));
+    }
+    out.push(Sse::json(
+        None,
+        &json!({"candidates": [{"content": {"role": "model", "parts": gemini_calls(t)}, "finishReason": "STOP", "index": 0}],
+                "usageMetadata": gemini_usage(u), "modelVersion": model, "responseId": id}),
+    ));
+    out
 }
 
 fn call_id(id: &str, i: usize) -> String {

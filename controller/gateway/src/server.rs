@@ -50,6 +50,7 @@ pub fn routes(gw: Arc<Gateway>) -> Router {
         .route("/llm/anthropic/v1/messages/count_tokens", post(proxy::count_tokens))
         .route("/llm/openai/v1/chat/completions", post(proxy::chat))
         .route("/llm/openai/v1/responses", post(proxy::responses))
+        .route("/llm/google/{version}/models/{target}", post(proxy::gemini))
         .route("/v1/sessions", post(api::create_session).get(api::list_sessions))
         .route("/v1/sessions/{id}", get(api::get_session))
         .route("/v1/sessions/{id}/end", post(api::end_session))

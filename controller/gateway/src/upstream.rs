@@ -46,7 +46,8 @@ impl Provider {
     pub fn speaks(&self, wire: Wire) -> bool {
         match self.kind {
             ProviderKind::Anthropic => wire == Wire::Anthropic,
-            ProviderKind::Openai => wire != Wire::Anthropic,
+            ProviderKind::Openai => matches!(wire, Wire::Chat | Wire::Responses),
+            ProviderKind::Google => wire == Wire::Gemini,
             ProviderKind::Scripted => true,
         }
     }
@@ -77,7 +78,7 @@ impl Providers {
                     let script = ScriptFile::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
                     Backend::Scripted(scripted::router(Arc::new(script)))
                 }
-                ProviderKind::Anthropic | ProviderKind::Openai => Backend::Http {
+                ProviderKind::Anthropic | ProviderKind::Openai | ProviderKind::Google => Backend::Http {
                     base_url: p.base_url.clone().expect("checked").trim_end_matches('/').to_owned(),
                     key: match &p.api_key {
                         Some(k) => Some(k.read(&format!("provider `{}` apiKey", p.name))?),
@@ -100,25 +101,21 @@ impl Providers {
         self.list.iter().map(|p| format!("{} ({})", p.name, p.models.join(", "))).collect()
     }
 
-    /// Sends a request body upstream. `query` is passed through (Claude Code sends `?beta=true`), as are the
-    /// Anthropic version and beta headers.
+    /// Sends a request body upstream to `path` ([`Wire::upstream_path`]), with the Anthropic version and
+    /// beta headers passed through.
     pub async fn send(
         &self,
         p: &Provider,
         wire: Wire,
-        query: Option<&str>,
+        path: &str,
         headers: &axum::http::HeaderMap,
         body: Vec<u8>,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let path = match query {
-            Some(q) if !q.is_empty() => format!("{}?{q}", wire.path()),
-            _ => wire.path().to_owned(),
-        };
         let timeout = self.response_timeout;
         let unreachable = |message: String| UpstreamError::Unreachable { provider: p.name.clone(), message };
         match &p.backend {
             Backend::Scripted(router) => {
-                let req = axum::http::Request::post(&path)
+                let req = axum::http::Request::post(path)
                     .header("content-type", "application/json")
                     .body(Body::from(body))
                     .expect("request");
@@ -142,6 +139,7 @@ impl Providers {
                 if let Some(k) = key {
                     req = match p.kind {
                         ProviderKind::Anthropic => req.header("x-api-key", k),
+                        ProviderKind::Google => req.header("x-goog-api-key", k),
                         _ => req.bearer_auth(k),
                     };
                 }

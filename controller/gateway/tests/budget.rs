@@ -23,7 +23,11 @@ fn honours_the_cap(path: &str, body: &Value) -> axum::response::Response {
 /// The text of a forwarded request's first message, in any wire format: the stand-ins below read from it how
 /// to answer.
 fn first_text(body: &Value) -> &str {
-    body["messages"][0]["content"].as_str().or(body["input"][0]["content"][0]["text"].as_str()).unwrap_or("")
+    body["messages"][0]["content"]
+        .as_str()
+        .or(body["input"][0]["content"][0]["text"].as_str())
+        .or(body["contents"][0]["parts"][0]["text"].as_str())
+        .unwrap_or("")
 }
 
 fn charges(info: &Value) -> Vec<Value> {
@@ -361,6 +365,31 @@ fn placed(wire: &str, how: Placement) -> axum::response::Response {
             }
             axum::Json(a).into_response()
         }
+        ("gemini", streamed) => {
+            let usage = json!({"promptTokenCount": 1200, "cachedContentTokenCount": 200, "candidatesTokenCount": 300,
+                "totalTokenCount": 1500});
+            let done = |parts: Value| {
+                json!({"candidates": [{"content": {"role": "model", "parts": parts},
+                "finishReason": "STOP", "index": 0}], "modelVersion": "gemini-2.5-pro"})
+            };
+            if !streamed {
+                let mut a = done(json!([{"text": "Hello"}]));
+                if with {
+                    a["usageMetadata"] = usage;
+                }
+                return axum::Json(a).into_response();
+            }
+            // Final: running counts on the way and the full count on the finishing chunk; on finish: only there.
+            let mut first = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hello"}]}}]});
+            if how == Placement::Final {
+                first["usageMetadata"] = json!({"promptTokenCount": 1200, "totalTokenCount": 1200});
+            }
+            let mut last = done(json!([{"text": "!"}]));
+            if with {
+                last["usageMetadata"] = usage;
+            }
+            sse_response(&[first, last])
+        }
         _ => {
             let usage = json!({"input_tokens": 1200, "output_tokens": 300, "total_tokens": 1500,
                 "input_tokens_details": {"cached_tokens": 200}});
@@ -393,25 +422,31 @@ async fn every_usage_placement_is_charged_exactly_or_the_hold() {
         let wire = match path {
             "/v1/messages" => "anthropic",
             "/v1/chat/completions" => "chat",
+            p if p.starts_with("/v1beta/models/") => "gemini",
             _ => "responses",
         };
+        let streamed = b["stream"] == true || path.ends_with(":streamGenerateContent");
         let how = match how {
             "body" => Placement::Body,
             "final" => Placement::Final,
             "on finish" => Placement::OnFinish,
             _ => Placement::Missing,
         };
-        let wire = if b["stream"] == true { wire.to_owned() } else { format!("{wire}-complete") };
+        let wire = if streamed { wire.to_owned() } else { format!("{wire}-complete") };
         placed(&wire, how)
     })
     .await;
     let t = TestGateway::with_config(dir.path(), config_with_upstream(dir.path(), &base)).await;
     let mut charged_missing = std::collections::BTreeMap::<&str, u64>::new();
-    for wire in WIRES {
+    for wire in WIRES.into_iter().chain(["gemini"]) {
         for how in ["body", "final", "on finish", "missing", "missing, complete"] {
             let streamed = !matches!(how, "body" | "missing, complete");
             let (id, token) = t.session("coder").await;
-            let model = if wire == "anthropic" { "claude-sonnet-4-5" } else { "gpt-5" };
+            let model = match wire {
+                "anthropic" => "claude-sonnet-4-5",
+                "gemini" => "gemini-2.5-pro",
+                _ => "gpt-5",
+            };
             let (path, body) = request(wire, model, &[("user", how)], streamed);
             let r = post(&t, &token, path, &body).await;
             assert_eq!(r.status(), 200, "{wire} {how}");
@@ -437,7 +472,9 @@ async fn every_usage_placement_is_charged_exactly_or_the_hold() {
         }
     }
     let metrics = t.client.get(format!("{}/metrics", t.url)).send().await.unwrap().text().await.unwrap();
-    for (wire, label) in [("anthropic", "anthropic"), ("chat", "openai-chat"), ("responses", "openai-responses")] {
+    for (wire, label) in
+        [("anthropic", "anthropic"), ("chat", "openai-chat"), ("responses", "openai-responses"), ("gemini", "gemini")]
+    {
         let line = format!("paddock_gateway_usage_missing_total{{wire=\"{label}\"}} {}", charged_missing[wire]);
         assert!(metrics.contains(&line), "`{line}` in:\n{metrics}");
     }

@@ -1,4 +1,4 @@
-//! The LLM proxy over loopback, in all three wire formats, streamed and not.
+//! The LLM proxy over loopback, in all four wire formats, streamed and not.
 
 mod support;
 
@@ -322,4 +322,45 @@ async fn anthropic_beta_headers_and_query_pass_through_and_only_the_provider_key
     assert_eq!(headers["x-api-key"], "sk-ant-provider-secret");
     assert!(headers.get("authorization").is_none());
     assert!(!format!("{headers:?}").contains(&token), "the session token never leaves the gateway");
+}
+
+/// A hostile provider writes a tool call into an event the gateway's JSON parser refuses but the client's
+/// accepts (a lone surrogate escape: JavaScript and Python read it, serde does not). Such an event is
+/// dropped, in every wire format, so no call reaches the client without a decision.
+#[tokio::test]
+async fn a_call_in_an_event_the_gateway_cannot_read_never_reaches_the_client() {
+    let push = r#"git push --force origin main"#;
+    let hostile = move |path: &str| -> String {
+        match path {
+            "/v1/messages" => format!(
+                r#"{{"type":"content_block_start","index":0,"content_block":{{"type":"tool_use","id":"t\ud800","name":"Bash","input":{{"command":"{push}"}}}}}}"#
+            ),
+            "/v1/chat/completions" => format!(
+                r#"{{"choices":[{{"index":0,"delta":{{"tool_calls":[{{"index":0,"id":"c\ud800","type":"function","function":{{"name":"Bash","arguments":"{{\"command\":\"{push}\"}}"}}}}]}},"finish_reason":"tool_calls"}}]}}"#
+            ),
+            "/v1/responses" => format!(
+                r#"{{"type":"response.output_item.done","output_index":0,"item":{{"type":"function_call","id":"f\ud800","call_id":"c1","name":"shell","arguments":"{{\"command\":\"{push}\"}}"}}}}"#
+            ),
+            _ => format!(
+                r#"{{"candidates":[{{"content":{{"role":"model","parts":[{{"functionCall":{{"id":"g\ud800","name":"run_shell_command","args":{{"command":"{push}"}}}}}}]}},"finishReason":"STOP"}}]}}"#
+            ),
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let (base, _) = upstream(0, move |path, _| sse_response(&[Value::String(hostile(path))])).await;
+    let t = TestGateway::with_config(dir.path(), config_with_upstream(dir.path(), &base)).await;
+    for wire in WIRES.into_iter().chain(["gemini"]) {
+        let (_, token) = t.session("coder").await;
+        let model = match wire {
+            "anthropic" => "claude-sonnet-4-5",
+            "gemini" => "gemini-2.5-pro",
+            _ => "gpt-5",
+        };
+        let (path, body) = request(wire, model, &[("user", "hi")], true);
+        let r = post(&t, &token, path, &body).await;
+        assert_eq!(r.status(), 200, "{wire}");
+        let text = r.text().await.unwrap();
+        assert!(!text.contains("git push"), "{wire}: the smuggled call reached the client:\n{text}");
+    }
 }

@@ -62,22 +62,27 @@ impl ToolKind {
         match name {
             "Bash" | "bash" | "shell" | "exec_command" | "shell_command" | "local_shell" | "container.exec"
             | "Shell" | "terminal" | "write_stdin" | "unified_exec" | "sys_os_shell" | "execute_command"
-            | "run_command" | "Monitor" => ToolKind::Shell,
-            "Read" | "read_file" | "view" | "view_image" | "sys_os_read" | "NotebookRead" => ToolKind::ReadFile,
-            "Write" | "write_file" | "create_file" | "sys_os_write" => ToolKind::WriteFile,
-            "Edit" | "MultiEdit" | "NotebookEdit" | "edit_file" | "apply_patch" | "str_replace" | "sys_os_edit" => {
-                ToolKind::EditFile
+            | "run_command" | "Monitor" | "run_shell_command" => ToolKind::Shell,
+            "Read" | "read" | "read_file" | "view" | "view_image" | "sys_os_read" | "NotebookRead" => {
+                ToolKind::ReadFile
             }
+            "Write" | "write" | "write_file" | "create_file" | "sys_os_write" => ToolKind::WriteFile,
+            "Edit" | "MultiEdit" | "NotebookEdit" | "edit_file" | "apply_patch" | "str_replace" | "sys_os_edit"
+            | "replace" | "edit" => ToolKind::EditFile,
             "LS" | "list_dir" | "list_directory" => ToolKind::ListDir,
             "Glob" | "glob" | "find_files" => ToolKind::Glob,
-            "Grep" | "grep" | "grep_files" | "search_files" => ToolKind::Grep,
+            "Grep" | "grep" | "grep_files" | "search_files" | "grep_search" => ToolKind::Grep,
             "WebFetch" | "web_fetch" | "fetch" => ToolKind::WebFetch,
-            "WebSearch" | "web_search" => ToolKind::WebSearch,
+            "WebSearch" | "web_search" | "google_web_search" => ToolKind::WebSearch,
             "Task" | "Agent" | "agent" => ToolKind::Agent,
             _ => ToolKind::Other,
         }
     }
 }
+
+/// The fields in which file tools name their file, across harnesses. A call that carries two of them with
+/// different values is ambiguous ([`shapes`]).
+pub const FILE_PATH_FIELDS: [&str; 5] = ["file_path", "path", "filePath", "absolute_path", "notebook_path"];
 
 /// A tool use with its kind worked out.
 #[derive(Clone, Debug, PartialEq)]
@@ -201,10 +206,11 @@ impl ToolUse {
         }
     }
 
-    /// The file paths a file tool touches: `file_path` (Claude Code), `path` (ours), `notebook_path`, and
-    /// the files named in an `apply_patch` patch (Codex).
+    /// The file paths a file tool touches: `file_path` (Claude Code, Gemini CLI), `path` (ours, Pi's),
+    /// `filePath` (OpenCode), `absolute_path` (Gemini CLI), `notebook_path`, and the files named in an
+    /// `apply_patch` patch (Codex).
     pub fn paths(&self) -> Vec<String> {
-        let mut out: Vec<String> = ["file_path", "path", "notebook_path"]
+        let mut out: Vec<String> = FILE_PATH_FIELDS
             .iter()
             .filter_map(|k| self.args.get(*k).and_then(Value::as_str).map(str::to_owned))
             .collect();

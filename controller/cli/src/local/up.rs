@@ -98,6 +98,17 @@ pub fn providers(script: Option<PathBuf>) -> Vec<ProviderConfig> {
             models: vec!["gpt-*".into(), "o1*".into(), "o3*".into(), "o4*".into(), "codex-*".into()],
         });
     }
+    // Google's key goes by either name (its SDKs read both).
+    if let Some(var) = ["GEMINI_API_KEY", "GOOGLE_API_KEY"].into_iter().find(|v| std::env::var_os(v).is_some()) {
+        out.push(ProviderConfig {
+            name: "google".into(),
+            kind: ProviderKind::Google,
+            base_url: Some(env_or("GOOGLE_GEMINI_BASE_URL", "https://generativelanguage.googleapis.com")),
+            api_key: Some(SecretSource { env: Some(var.into()), file: None }),
+            script: None,
+            models: vec!["gemini-*".into()],
+        });
+    }
     if let Some(s) = script {
         out.push(ProviderConfig::scripted(s, &["scripted*"]));
     }

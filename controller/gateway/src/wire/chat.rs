@@ -135,7 +135,7 @@ impl StreamGate {
 
 impl Gate for StreamGate {
     fn push(&mut self, ev: Sse) -> Vec<Step> {
-        let Ok(mut chunk) = serde_json::from_str::<Value>(&ev.data) else { return vec![Step::Emit(vec![ev])] };
+        let Ok(mut chunk) = serde_json::from_str::<Value>(&ev.data) else { return super::unreadable(ev) };
         let mut steps = Vec::new();
         if !self.model_seen
             && let Some(m) = chunk["model"].as_str()

@@ -1,7 +1,7 @@
-//! The three wire formats the gateway speaks — Anthropic Messages, OpenAI Chat Completions and OpenAI
-//! Responses — for the parts it must understand: a request's model, stream flag and output limit; a
-//! response's usage and tool calls; and the rewrite that removes a denied tool call before the client sees
-//! it. Streaming responses go through a [`Gate`] per format.
+//! The four wire formats the gateway speaks — Anthropic Messages, OpenAI Chat Completions, OpenAI Responses
+//! and Google's Gemini API — for the parts it must understand: a request's model, stream flag and output
+//! limit; a response's usage and tool calls; and the rewrite that removes a denied tool call before the
+//! client sees it. Streaming responses go through a [`Gate`] per format.
 //!
 //! The rewrite, per format (a denied call is removed and the turn ends with a text that says why):
 //! - Anthropic: the `tool_use` block is dropped, later blocks are renumbered, a `text` block with the notes is
@@ -10,9 +10,11 @@
 //!   `finish_reason: tool_calls` becomes `stop` when no call is left.
 //! - Responses: the `function_call` (or `custom_tool_call`, `local_shell_call`) item is dropped and a `message`
 //!   item with the notes is added last, in the stream and in `response.completed`.
+//! - Gemini: the `functionCall` part is dropped and a `text` part with the notes is added to its candidate.
 
 pub mod anthropic;
 pub mod chat;
+pub mod gemini;
 pub mod provider_side;
 pub mod responses;
 pub mod sse;
@@ -27,6 +29,8 @@ pub enum Wire {
     Anthropic,
     Chat,
     Responses,
+    /// Google's Gemini API (`generateContent`); its model and stream flag are in the path.
+    Gemini,
 }
 
 impl Wire {
@@ -35,15 +39,23 @@ impl Wire {
             Wire::Anthropic => "anthropic",
             Wire::Chat => "openai-chat",
             Wire::Responses => "openai-responses",
+            Wire::Gemini => "gemini",
         }
     }
 
-    /// The upstream path, below the provider's base URL.
-    pub fn path(self) -> &'static str {
-        match self {
+    /// The upstream path and query, below the provider's base URL. The client's query goes on for the
+    /// Anthropic and OpenAI formats (Claude Code sends `?beta=true`); Gemini's names the model and carries
+    /// the client's key (`?key=`), so the gateway writes its own.
+    pub fn upstream_path(self, model: &str, stream: bool, query: Option<&str>) -> String {
+        let path = match self {
             Wire::Anthropic => "/v1/messages",
             Wire::Chat => "/v1/chat/completions",
             Wire::Responses => "/v1/responses",
+            Wire::Gemini => return gemini::upstream_path(model, stream),
+        };
+        match query {
+            Some(q) if !q.is_empty() => format!("{path}?{q}"),
+            _ => path.to_owned(),
         }
     }
 
@@ -59,6 +71,7 @@ impl Wire {
                 "param": null,
                 "code": openai_error_code(status),
             }}),
+            Wire::Gemini => gemini::error_body(status, message),
         }
     }
 
@@ -67,10 +80,12 @@ impl Wire {
             Wire::Anthropic => Box::new(anthropic::StreamGate::default()),
             Wire::Chat => Box::new(chat::StreamGate::new(include_usage)),
             Wire::Responses => Box::new(responses::StreamGate::default()),
+            Wire::Gemini => Box::new(gemini::StreamGate::default()),
         }
     }
 
-    /// Reads what the gateway needs from a request body.
+    /// Reads what the gateway needs from a request body (Gemini's: [`gemini::request_info`], which needs
+    /// the path too).
     pub fn request_info(self, body: &Value) -> Result<RequestInfo, String> {
         let obj = body.as_object().ok_or("the request body must be a JSON object")?;
         let model = match obj.get("model") {
@@ -123,6 +138,7 @@ impl Wire {
             Wire::Anthropic => &["max_tokens"],
             Wire::Chat => &["max_completion_tokens", "max_tokens"],
             Wire::Responses => &["max_output_tokens"],
+            Wire::Gemini => &[],
         }
     }
 
@@ -131,6 +147,9 @@ impl Wire {
     /// set (`max_completion_tokens` for Chat, which OpenAI's reasoning models require). An Anthropic
     /// thinking budget must stay below `max_tokens`, so it is lowered with it.
     pub fn cap_output(self, body: &mut Value, cap: u64) {
+        if self == Wire::Gemini {
+            return gemini::cap_output(body, cap);
+        }
         let Some(obj) = body.as_object_mut() else { return };
         let mut present = false;
         for f in self.output_limit_fields() {
@@ -156,6 +175,11 @@ impl Wire {
     /// metering needs, and without provider-hosted tools (web search, code execution, remote MCP servers):
     /// the provider would run those itself, where no policy can see them. Returns what was removed.
     pub fn prepare(self, body: &mut Value, model: &str, stream: bool) -> Vec<String> {
+        if self == Wire::Gemini {
+            // The model is in the upstream's path; a stray `model` field would be refused by Google.
+            body.as_object_mut().map(|o| o.remove("model"));
+            return gemini::remove_provider_tools(body);
+        }
         body["model"] = Value::String(model.to_owned());
         if self == Wire::Chat && stream {
             body["stream_options"]["include_usage"] = Value::Bool(true);
@@ -184,6 +208,7 @@ impl Wire {
                     // namespace `mcp__{server}` (its calls carry `namespace` and are decided as
                     // `mcp__{server}__{tool}`). Kept when every tool in it is a function; Codex's other
                     // namespaces (its own sub-agents) stay out, as before.
+                    Wire::Gemini => unreachable!("returned above"),
                     Wire::Responses => {
                         matches!(kind, "function" | "custom" | "local_shell")
                             || (kind == "namespace"
@@ -213,6 +238,7 @@ impl Wire {
             Wire::Anthropic => anthropic::parse_response(body),
             Wire::Chat => chat::parse_response(body),
             Wire::Responses => responses::parse_response(body),
+            Wire::Gemini => gemini::parse_response(body),
         }
     }
 
@@ -222,6 +248,7 @@ impl Wire {
             Wire::Anthropic => anthropic::rewrite_response(body, denied, notes),
             Wire::Chat => chat::rewrite_response(body, denied, notes),
             Wire::Responses => responses::rewrite_response(body, denied, notes),
+            Wire::Gemini => gemini::rewrite_response(body, denied, notes),
         }
     }
 }
@@ -307,6 +334,18 @@ pub trait Gate: Send {
     fn resolve(&mut self, id: &str, denied: Option<String>) -> Vec<Step>;
     /// The upstream stream ended (normally or not). Returns usage still unmetered, if any is known.
     fn finish(&mut self) -> Vec<Step>;
+}
+
+/// A streamed event the gateway cannot read as JSON. The client's parser may read it all the same
+/// (JavaScript's and Python's accept a lone surrogate escape, which serde's refuses), and it could carry a
+/// tool call no policy saw: it is dropped, not passed on. Chat's end marker `[DONE]` is the one event that
+/// is not JSON.
+pub(crate) fn unreadable(ev: Sse) -> Vec<Step> {
+    if ev.data.trim() == "[DONE]" {
+        return vec![Step::Emit(vec![ev])];
+    }
+    tracing::warn!(bytes = ev.data.len(), "dropped a streamed event that is not JSON: it would pass ungated");
+    vec![]
 }
 
 /// Parses a tool call's streamed argument text; an empty string is no arguments.

@@ -83,8 +83,35 @@ pub fn uses(wire: Wire, body: &Value) -> Vec<Use> {
                 }
             }
         }
+        Wire::Gemini => {
+            if !body["cachedContent"].is_null() {
+                found(Feature::StoredState, "cachedContent".to_owned());
+            }
+            gemini_parts(&body["systemInstruction"]["parts"], "systemInstruction.parts", &mut found);
+            for (i, c) in body["contents"].as_array().into_iter().flatten().enumerate() {
+                gemini_parts(&c["parts"], &format!("contents[{i}].parts"), &mut found);
+            }
+        }
     }
     out
+}
+
+/// Gemini's parts: `fileData.fileUri` is fetched by Google (a URL, or a file uploaded to its File API);
+/// a function's response may carry parts of its own.
+fn gemini_parts(v: &Value, at: &str, found: &mut impl FnMut(Feature, String)) {
+    for (i, part) in v.as_array().into_iter().flatten().enumerate() {
+        let at = format!("{at}[{i}]");
+        if let Some(file) = part.get("fileData").filter(|f| !f.is_null()) {
+            let feature = match file["fileUri"].as_str() {
+                Some(u) if u.starts_with("https://generativelanguage.googleapis.com/") || u.starts_with("files/") => {
+                    Feature::StoredState
+                }
+                _ => Feature::UrlInputs,
+            };
+            found(feature, format!("{at}.fileData"));
+        }
+        gemini_parts(&part["functionResponse"]["parts"], &format!("{at}.functionResponse.parts"), found);
+    }
 }
 
 /// Content blocks (or parts) in any of the three formats, and the blocks nested in them (tool results,
@@ -139,6 +166,27 @@ mod tests {
 
     fn found(wire: Wire, body: Value) -> Vec<(&'static str, String)> {
         uses(wire, &body).into_iter().map(|u| (u.feature.as_str(), u.at)).collect()
+    }
+
+    #[test]
+    fn gemini_file_data_and_cached_content() {
+        let body = json!({"cachedContent": "cachedContents/abc",
+            "systemInstruction": {"parts": [{"fileData": {"fileUri": "https://evil.example/s"}}]},
+            "contents": [{"role": "user", "parts": [{"text": "hi"},
+                {"fileData": {"fileUri": "https://generativelanguage.googleapis.com/v1beta/files/f1", "mimeType": "text/plain"}},
+                {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"fileData": {"fileUri": "https://not-fetched"}}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {},
+                "parts": [{"fileData": {"fileUri": "gs://bucket/x"}}]}}]}]});
+        assert_eq!(
+            found(Wire::Gemini, body),
+            [
+                ("stored_state", "cachedContent".into()),
+                ("url_inputs", "systemInstruction.parts[0].fileData".into()),
+                ("stored_state", "contents[0].parts[1].fileData".into()),
+                ("url_inputs", "contents[2].parts[0].functionResponse.parts[0].fileData".into()),
+            ]
+        );
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl StreamGate {
 
 impl Gate for StreamGate {
     fn push(&mut self, ev: Sse) -> Vec<Step> {
-        let Ok(mut data) = serde_json::from_str::<Value>(&ev.data) else { return vec![Step::Emit(vec![ev])] };
+        let Ok(mut data) = serde_json::from_str::<Value>(&ev.data) else { return super::unreadable(ev) };
         let kind = data["type"].as_str().or(ev.event.as_deref()).unwrap_or_default().to_owned();
         let index = data["output_index"].as_u64();
         if let Some(i) = index {

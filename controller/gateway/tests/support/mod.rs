@@ -345,6 +345,19 @@ pub fn request(wire: &str, model: &str, messages: &[(&str, &str)], stream: bool)
                         "content": [{"type": if *r == "user" { "input_text" } else { "output_text" }, "text": t}]}))
                         .collect::<Vec<_>>()}),
         ),
+        // Gemini's model and stream flag are in the path.
+        "gemini" => {
+            assert_eq!(model, "gemini-2.5-pro", "the Gemini requests of these tests are for gemini-2.5-pro");
+            let path = match stream {
+                true => "/llm/google/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+                false => "/llm/google/v1beta/models/gemini-2.5-pro:generateContent",
+            };
+            let contents: Vec<Value> = messages
+                .iter()
+                .map(|(r, t)| json!({"role": if *r == "assistant" { "model" } else { r }, "parts": [{"text": t}]}))
+                .collect();
+            (path, json!({"contents": contents, "generationConfig": {"maxOutputTokens": 1024}}))
+        }
         _ => unreachable!(),
     }
 }
@@ -400,6 +413,7 @@ pub fn config_with_upstream(dir: &Path, base: &str) -> GatewayConfig {
     for (name, kind, models) in [
         ("anthropic", ProviderKind::Anthropic, vec!["claude-*".to_owned()]),
         ("openai", ProviderKind::Openai, vec!["gpt-*".to_owned(), "my-*".to_owned()]),
+        ("google", ProviderKind::Google, vec!["gemini-*".to_owned()]),
     ] {
         cfg.providers.insert(
             0,

@@ -123,8 +123,19 @@ const SHAPES: &[Shape] = &[
         executed: Executed::Script { field: "command", required: false },
         other: &["description", "timeout_ms", "ws"],
     },
-    // Anthropic's `bash` tool: `{command}`, or `{restart: true}`.
-    Shape { names: &["bash"], executed: Executed::Script { field: "command", required: false }, other: &["restart"] },
+    // Anthropic's `bash` tool (`{command}`, or `{restart: true}`), Pi's (`{command, timeout}`) and
+    // OpenCode's (`{command, timeout, workdir, description}`).
+    Shape {
+        names: &["bash"],
+        executed: Executed::Script { field: "command", required: false },
+        other: &["restart", "timeout", "workdir", "description"],
+    },
+    // Gemini CLI's, which runs `bash -c <command>`.
+    Shape {
+        names: &["run_shell_command"],
+        executed: Executed::Script { field: "command", required: true },
+        other: &["description", "dir_path", "is_background", "delay_ms"],
+    },
 ];
 
 /// Keys that some parser reads as a command line; in a call of unknown shape more than one of them is
@@ -337,7 +348,7 @@ fn file_paths_agree(name: &str, args: &Value) -> Option<String> {
             )
         })
     };
-    conflict(&["file_path", "path", "notebook_path"])
+    conflict(&super::FILE_PATH_FIELDS)
         .or_else(|| if name == "apply_patch" { conflict(&["input", "patch"]) } else { None })
 }
 
