@@ -29,9 +29,16 @@ use crate::status::Condition;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AgentSpec {
-    /// The program that drives the model: `claude-code` (the Claude Code CLI), `codex` (the Codex CLI) or
-    /// `custom` (Paddock's own agent loop with the builtin tools named in `tools`).
+    /// The program that drives the model: `claude-code` (the Claude Code CLI), `codex` (the Codex CLI),
+    /// `gemini-cli` (Google's Gemini CLI), `pi` (the Pi coding agent), `opencode` (OpenCode), `command` (any
+    /// program, named in `command`: an agent written with the Claude Agent SDK or the OpenAI Agents SDK, or
+    /// one of your own) or `custom` (Paddock's own agent loop with the builtin tools named in `tools`).
     pub harness: Harness,
+    /// For `harness: command`: the program and its arguments, run in the workspace with the gateway's base
+    /// URLs, the session token as every provider's key and the egress proxy in its environment. The prompt
+    /// is on its stdin; its stdout's last line (or `{"type": "result", "result": …}`) is the answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
     /// The model id, e.g. `claude-sonnet-4-5` or `gpt-5`. It must be in Paddock's model catalog (which holds
     /// its prices) unless `allowUnlistedModel` is true.
     pub model: String,
@@ -100,16 +107,32 @@ fn is_false(b: &bool) -> bool {
 pub enum Harness {
     ClaudeCode,
     Codex,
+    GeminiCli,
+    Pi,
+    Opencode,
+    Command,
     Custom,
 }
 
 impl Harness {
-    pub const ALL: [Harness; 3] = [Harness::ClaudeCode, Harness::Codex, Harness::Custom];
+    pub const ALL: [Harness; 7] = [
+        Harness::ClaudeCode,
+        Harness::Codex,
+        Harness::GeminiCli,
+        Harness::Pi,
+        Harness::Opencode,
+        Harness::Command,
+        Harness::Custom,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Harness::ClaudeCode => "claude-code",
             Harness::Codex => "codex",
+            Harness::GeminiCli => "gemini-cli",
+            Harness::Pi => "pi",
+            Harness::Opencode => "opencode",
+            Harness::Command => "command",
             Harness::Custom => "custom",
         }
     }

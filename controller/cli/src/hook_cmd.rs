@@ -1,8 +1,13 @@
-//! `paddock hook claude`: Claude Code's PreToolUse command hook. Reads the hook's JSON from stdin, asks
-//! the gateway's admission API about the tool call and answers the way Claude Code reads it: exit 0 with
-//! an `allow` decision on stdout, or exit 2 with the reason on stderr, which blocks the call and shows the
-//! reason to the model. It fails closed: a denial, an ask that was not approved, malformed input, a missing
-//! setting, an unreachable gateway — any error — is exit 2.
+//! `paddock hook claude` and `paddock hook gemini`: Claude Code's PreToolUse and Gemini CLI's BeforeTool
+//! command hooks. Reads the hook's JSON from stdin, asks the gateway's admission API about the tool call
+//! and answers the way the CLI reads it: exit 0 with an `allow` decision on stdout, or exit 2 with the
+//! reason on stderr, which blocks the call and shows the reason to the model. It fails closed: a denial,
+//! an ask that was not approved, malformed input, a missing setting, an unreachable gateway — any error —
+//! is exit 2.
+//!
+//! Claude Code names the call (`tool_use_id`), so its hook decides it, tied to the response gate's
+//! decision of the same call. Gemini CLI's hook input names no call; its hook asks a deny-only check
+//! (`check=deny-only`), which can refuse the call where it runs but never counts or asks about it again.
 //!
 //! The hook runs inside the workspace, so for a shell tool it reads the remotes of the repository the
 //! command runs in (see [`git_remotes`]) and sends them with the event: the `github` rule then judges a
@@ -30,6 +35,18 @@ enum HookHarness {
     /// Claude Code's PreToolUse hook (command type). Reads the hook input on stdin; needs
     /// PADDOCK_GATEWAY_URL, PADDOCK_SESSION and PADDOCK_TOKEN. Exit 0 allows the call, exit 2 blocks it.
     Claude,
+    /// Gemini CLI's BeforeTool hook (command type), a deny-only check; the same settings and exits.
+    Gemini,
+}
+
+impl HookHarness {
+    /// The hook event the CLI names in its input.
+    fn event_name(&self) -> &'static str {
+        match self {
+            HookHarness::Claude => "PreToolUse",
+            HookHarness::Gemini => "BeforeTool",
+        }
+    }
 }
 
 /// A larger input (a `Write` of a huge file) is refused rather than read without bound.
@@ -40,16 +57,19 @@ const MAX_INPUT: u64 = 16 << 20;
 const DECIDE_LIMIT: Duration = Duration::from_secs(3600);
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let HookHarness::Claude = args.harness;
-    // Nothing but the answer goes to stdout and stderr: Claude Code parses the one and shows the other to
-    // the model. No logging is set up.
-    Ok(match claude() {
+    let harness = args.harness;
+    // Nothing but the answer goes to stdout and stderr: the CLI parses the one and shows the other to the
+    // model. No logging is set up.
+    Ok(match decide(&harness) {
         Ok(reason) => {
-            let answer = json!({"hookSpecificOutput": {
-                "hookEventName": "PreToolUse",
-                "permissionDecision": "allow",
-                "permissionDecisionReason": format!("Paddock: {reason}"),
-            }});
+            let answer = match harness {
+                HookHarness::Claude => json!({"hookSpecificOutput": {
+                    "hookEventName": "PreToolUse",
+                    "permissionDecision": "allow",
+                    "permissionDecisionReason": format!("Paddock: {reason}"),
+                }}),
+                HookHarness::Gemini => json!({"decision": "allow", "reason": format!("Paddock: {reason}")}),
+            };
             println!("{answer}");
             ExitCode::SUCCESS
         }
@@ -61,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// `Ok(reason)` to allow, `Err(reason)` to block.
-fn claude() -> Result<String, String> {
+fn decide(harness: &HookHarness) -> Result<String, String> {
     let mut input = Vec::new();
     std::io::stdin()
         .take(MAX_INPUT + 1)
@@ -70,7 +90,7 @@ fn claude() -> Result<String, String> {
     if input.len() as u64 > MAX_INPUT {
         return Err(format!("[paddock] The tool call was blocked: the hook input is larger than {MAX_INPUT} bytes."));
     }
-    let mut event = event_of(&input)?;
+    let mut event = event_of(&input, harness.event_name())?;
     let tool = event.tool.clone().unwrap_or_default();
     if ToolKind::of(&tool) == ToolKind::Shell {
         let dir = cwd_of(&input);
@@ -96,7 +116,12 @@ fn claude() -> Result<String, String> {
     let client = GatewayClient::new(&url, &session, &token);
     // The client's errors name the URL and the gateway's answer, never the token.
     let ruling = rt
-        .block_on(async { tokio::time::timeout(DECIDE_LIMIT, client.decide(&event)).await })
+        .block_on(async {
+            match harness {
+                HookHarness::Claude => tokio::time::timeout(DECIDE_LIMIT, client.decide(&event)).await,
+                HookHarness::Gemini => tokio::time::timeout(DECIDE_LIMIT, client.check(&event)).await,
+            }
+        })
         .map_err(|_| format!("[paddock] The tool call `{tool}` was blocked: the gateway did not decide in time."))?
         .map_err(|e| format!("[paddock] The tool call `{tool}` was blocked: the gateway could not decide it ({e})."))?;
     if ruling.allowed() {
@@ -186,13 +211,13 @@ fn git(dir: &Path, args: &[&str]) -> Result<Option<String>, String> {
 }
 
 /// The admission event of a PreToolUse input.
-fn event_of(input: &[u8]) -> Result<Event, String> {
+fn event_of(input: &[u8], expected: &str) -> Result<Event, String> {
     let bad = |why: &str| format!("[paddock] The tool call was blocked: the hook input {why}.");
     let v: Value = serde_json::from_slice(input).map_err(|e| bad(&format!("is not JSON ({e})")))?;
     if let Some(name) = v["hook_event_name"].as_str()
-        && name != "PreToolUse"
+        && name != expected
     {
-        return Err(bad(&format!("is a `{name}` event, not PreToolUse")));
+        return Err(bad(&format!("is a `{name}` event, not {expected}")));
     }
     let tool = v["tool_name"].as_str().filter(|t| !t.is_empty()).ok_or_else(|| bad("has no `tool_name`"))?;
     let args = match &v["tool_input"] {
@@ -218,12 +243,22 @@ mod tests {
         let e = event_of(
             br#"{"session_id":"x","hook_event_name":"PreToolUse","tool_name":"Bash",
                  "tool_input":{"command":"ls"},"tool_use_id":"toolu_1"}"#,
+            "PreToolUse",
         )
         .unwrap();
         assert_eq!(e.phase, Phase::ToolCall);
         assert_eq!(e.tool.as_deref(), Some("Bash"));
         assert_eq!(e.args, json!({"command": "ls"}));
         assert_eq!(e.tool_id.as_deref(), Some("toolu_1"));
+        // Gemini CLI's input is the same but for the event's name and the call's id, which it lacks.
+        let e = event_of(
+            br#"{"session_id":"x","hook_event_name":"BeforeTool","tool_name":"run_shell_command",
+                 "tool_input":{"command":"ls"},"cwd":"/w"}"#,
+            "BeforeTool",
+        )
+        .unwrap();
+        assert_eq!((e.tool.as_deref(), e.tool_id), (Some("run_shell_command"), None));
+        assert!(event_of(br#"{"hook_event_name":"PreToolUse","tool_name":"Bash"}"#, "BeforeTool").is_err());
     }
 
     #[test]
@@ -250,7 +285,7 @@ mod tests {
             br#"{"hook_event_name":"PreToolUse"}"#,
             br#"{"tool_name":"Bash","tool_input":"rm -rf /"}"#,
         ] {
-            let e = event_of(input).unwrap_err();
+            let e = event_of(input, "PreToolUse").unwrap_err();
             assert!(e.starts_with("[paddock] The tool call was blocked"), "{e}");
         }
     }

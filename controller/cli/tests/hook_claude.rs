@@ -1,6 +1,7 @@
 //! `paddock hook claude`, Claude Code's PreToolUse command hook, as Claude Code runs it: JSON on stdin, the
 //! session's gateway and token in the environment; exit 0 with an allow decision, or exit 2 with the
-//! reason on stderr. Every failure blocks.
+//! reason on stderr. Every failure blocks. `paddock hook gemini` answers Gemini CLI's BeforeTool the same
+//! way, as a deny-only check.
 
 mod support;
 
@@ -15,8 +16,12 @@ use support::*;
 type Env = Vec<(&'static str, String)>;
 
 fn hook(input: &[u8], env: &[(&str, &str)]) -> Output {
+    hook_of("claude", input, env)
+}
+
+fn hook_of(harness: &str, input: &[u8], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
-        .args(["hook", "claude"])
+        .args(["hook", harness])
         .env_clear()
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
@@ -114,4 +119,47 @@ async fn the_hook_allows_denies_and_fails_closed() {
         assert!(!stderr.contains(&token), "{what}: the token is printed");
         assert!(out.stdout.is_empty(), "{what}");
     }
+}
+
+/// Gemini CLI's hook input names no call, so its hook is a deny-only check: a call the policies refuse
+/// where it runs is blocked and recorded, and an allowed one is neither recorded nor counted again (the
+/// response gate already did both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gemini_hook_only_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = TestGateway::start(dir.path(), CLAUDE_AGENT, "scripts: [{name: none, turns: []}]").await;
+    let (session, token) = gw.session("claude-coder").await;
+    let env: Env =
+        vec![("PADDOCK_GATEWAY_URL", gw.url.clone()), ("PADDOCK_SESSION", session.clone()), ("PADDOCK_TOKEN", token)];
+    let before_tool = |command: &str| {
+        json!({"session_id": "g1", "cwd": "/w", "hook_event_name": "BeforeTool", "tool_name": "run_shell_command",
+               "tool_input": {"command": command}})
+        .to_string()
+        .into_bytes()
+    };
+    let run = |input: Vec<u8>, env: Env| {
+        tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            hook_of("gemini", &input, &env)
+        })
+    };
+    let out = run(before_tool("ls -la"), env.clone()).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["decision"], "allow");
+    assert!(gw.audit(&session).await.is_empty(), "an allowed check records nothing");
+
+    let out = run(before_tool("git push --force origin main"), env.clone()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("blocked by policy `github-rules`"), "{stderr}");
+    let audit = gw.audit(&session).await;
+    assert_eq!(audit.len(), 1, "{audit:#?}");
+    assert_eq!((audit[0]["phase"].as_str(), audit[0]["verdict"].as_str()), (Some("tool_call"), Some("deny")));
+    assert!(audit[0]["reason"].as_str().unwrap().contains("checked again by the harness's hook"), "{audit:#?}");
+
+    // A PreToolUse input is not Gemini's: refused, as every malformed input is.
+    let claude_input = pre_tool_use("Bash", json!({"command": "ls"}), "toolu_9");
+    let out = run(claude_input, env).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -10,11 +10,12 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use paddock_api::Phase;
 use paddock_policy::Event;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::gateway::{Gateway, GatewayError, NewSession, Resolution, Session};
+use crate::gateway::{Gateway, GatewayError, NewSession, Resolution, Ruling, Session};
 use crate::proxy::{bearer, parse_json, read_body};
 
 pub struct ApiError(pub StatusCode, pub String);
@@ -163,7 +164,15 @@ pub struct DecideQuery {
     /// `false`: answer `pending` at once when a human must decide.
     #[serde(default)]
     pub wait: Option<bool>,
+    /// `deny-only`: a second look at a tool call the response gate already decided (a harness's hook
+    /// whose input names no call id, so its decision cannot be tied to that one): only a deny is decided
+    /// and recorded; any other verdict changes nothing and answers `allow` with status `checked`.
+    #[serde(default)]
+    pub check: Option<String>,
 }
+
+/// How a deny of a `check=deny-only` decision reads in the audit log.
+const HOOK_CHECK_READING: &str = "checked again by the harness's hook where the call runs";
 
 /// `POST /v1/sessions/{id}/decide`: an event in, a ruling out.
 pub async fn decide(
@@ -175,6 +184,19 @@ pub async fn decide(
 ) -> ApiResult {
     let s = own_session(&gw, &headers, &id, false).await?;
     let event: Event = json_body(&gw, body).await?;
+    match q.check.as_deref() {
+        None => {}
+        Some("deny-only") if event.phase == Phase::ToolCall => {
+            let ruling = gw.deny_early(&s, event, HOOK_CHECK_READING).await?.unwrap_or_else(Ruling::checked);
+            return Ok(Json(ruling).into_response());
+        }
+        Some("deny-only") => {
+            return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "check=deny-only is for `tool_call` events".into()));
+        }
+        Some(other) => {
+            return Err(ApiError(StatusCode::BAD_REQUEST, format!("check: `{other}` is not known (deny-only)")));
+        }
+    }
     let wait = if q.wait == Some(false) { Duration::ZERO } else { Duration::from_secs(gw.limits.decide_wait_seconds) };
     let ruling = gw.decide(&s, event, wait).await?;
     Ok(Json(ruling).into_response())

@@ -241,6 +241,20 @@ impl Ruling {
 
     /// A deny decided now by `policy` (a policy's name, or the name of a check of the gateway's own such as
     /// `paddock/egress-ssrf`), no rule and no approval.
+    /// The answer to a deny-only check that found nothing to refuse (see `check=deny-only` of the decide API).
+    pub fn checked() -> Ruling {
+        Ruling {
+            verdict: Verdict::Allow,
+            reason: "no policy refuses it where it runs; the response gate decided it".into(),
+            policy: None,
+            rule: None,
+            approval_id: None,
+            status: "checked".into(),
+            decided_by: None,
+            event: None,
+        }
+    }
+
     pub fn refusal(policy: Option<&str>, reason: &str) -> Ruling {
         Ruling {
             verdict: Verdict::Deny,

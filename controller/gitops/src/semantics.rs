@@ -189,6 +189,23 @@ fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
             ctx.error(obj, &path, format!("Agent `{name}` is not defined{hint}"));
         }
     }
+    match (spec.harness, spec.command.first()) {
+        (Harness::Command, None) => ctx.error(
+            obj,
+            &p(&["spec", "command"]),
+            "`harness: command` needs the program to run, e.g. `[node, agent.mjs]`",
+        ),
+        (Harness::Command, Some(program)) if program.trim().is_empty() => {
+            ctx.error(obj, &p(&["spec", "command"]).idx(0), "the program is empty")
+        }
+        (Harness::Command, _) => {}
+        (other, Some(_)) => ctx.error(
+            obj,
+            &p(&["spec", "command"]),
+            format!("only `harness: command` runs a command; this agent's harness is `{}`", other.as_str()),
+        ),
+        (_, None) => {}
+    }
     if spec.harness == Harness::Custom {
         for (i, tool) in spec.tools.iter().enumerate() {
             if !CUSTOM_TOOLS.contains(&tool.as_str()) {

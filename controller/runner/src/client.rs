@@ -137,6 +137,13 @@ impl GatewayClient {
         Ok(ruling)
     }
 
+    /// A deny-only second look at a tool call the response gate already decided (`check=deny-only`): a
+    /// hook whose input names no call id asks this, so the call is neither counted nor asked about twice.
+    pub async fn check(&self, event: &Event) -> Result<Ruling, ClientError> {
+        let v = self.post(&format!("/v1/sessions/{}/decide?check=deny-only", self.session), event).await?;
+        serde_json::from_value(v.clone()).map_err(|e| ClientError::Status { status: 200, body: format!("{e}: {v}") })
+    }
+
     pub async fn post_events(&self, events: &[TranscriptEvent]) -> Result<(), ClientError> {
         self.post(&format!("/v1/sessions/{}/events", self.session), &events).await.map(|_| ())
     }

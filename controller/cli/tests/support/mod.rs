@@ -92,20 +92,42 @@ async fn record(rec: Arc<Mutex<Vec<UpstreamCall>>>, req: Request, next: Next) ->
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// Tool calls in a model answer, streamed (SSE) or not, Anthropic or Responses.
+/// Tool calls in a model answer, streamed (SSE) or not, in any of the four wire formats.
 fn count_tool_calls(body: &str) -> usize {
+    // Gemini's calls are parts of candidates; Chat's are in `tool_calls` (streamed: the chunk with the id).
+    let gemini = |v: &Value| {
+        v["candidates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["content"]["parts"].as_array().cloned().unwrap_or_default())
+            .filter(|p| p.get("functionCall").is_some())
+            .count()
+    };
+    let chat = |v: &Value, key: &str| {
+        v["choices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c[key]["tool_calls"].as_array().cloned().unwrap_or_default())
+            .filter(|t| t.get("id").is_some_and(|i| !i.is_null()))
+            .count()
+    };
     if let Ok(v) = serde_json::from_str::<Value>(body) {
         let items = v["content"].as_array().or(v["output"].as_array()).cloned().unwrap_or_default();
-        return items.iter().filter(|i| matches!(i["type"].as_str(), Some("tool_use" | "function_call"))).count();
+        return items.iter().filter(|i| matches!(i["type"].as_str(), Some("tool_use" | "function_call"))).count()
+            + gemini(&v)
+            + chat(&v, "message");
     }
     body.split("\n\n")
         .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter(|e| {
-            (e["type"] == "content_block_start" && e["content_block"]["type"] == "tool_use")
-                || (e["type"] == "response.output_item.added" && e["item"]["type"] == "function_call")
+        .map(|e| {
+            let one = (e["type"] == "content_block_start" && e["content_block"]["type"] == "tool_use")
+                || (e["type"] == "response.output_item.added" && e["item"]["type"] == "function_call");
+            usize::from(one) + gemini(&e) + chat(&e, "delta")
         })
-        .count()
+        .sum()
 }
 
 pub struct TestGateway {
@@ -141,6 +163,7 @@ impl TestGateway {
         for (name, kind, models) in [
             ("anthropic", ProviderKind::Anthropic, vec!["claude-*".to_owned()]),
             ("openai", ProviderKind::Openai, vec!["gpt-*".to_owned(), "o*".to_owned()]),
+            ("google", ProviderKind::Google, vec!["gemini-*".to_owned()]),
         ] {
             cfg.providers.push(ProviderConfig {
                 name: name.into(),
@@ -215,7 +238,7 @@ pub fn cli(name: &str, env_var: &str) -> PathBuf {
     assert!(
         p.is_file(),
         "the real `{name}` CLI is not installed at {}: run `.ci/install-clis.sh` (it installs the pinned Claude \
-         Code and Codex from npm), or set {env_var} to the executable",
+         Code, Codex, Gemini CLI, Pi and OpenCode from npm), or set {env_var} to the executable",
         p.display()
     );
     p

@@ -63,6 +63,123 @@ scripts:
         usage: {input_tokens: 1700, output_tokens: 20}
 "#;
 
+/// The scenario's turns in the shape of a harness's two tools: `shell(command)` runs a command, `write`
+/// writes `notes.md` (given the workspace) with `notes`.
+fn scenario_script(shell: &str, write: impl Fn(&str) -> String, first: &str) -> String {
+    format!(
+        r#"
+scripts:{first}
+  - name: scenario
+    match: "tidy the repository"
+    turns:
+      - text: "I will leave a marker and publish the branch."
+        tool_calls:
+          - {{name: {shell}, args: {{command: "echo ran > allowed.txt"}}}}
+          - {{name: {shell}, args: {{command: "git push --force origin main"}}}}
+        usage: {{input_tokens: 1200, output_tokens: 60}}
+      - text: "Now the notes."
+        tool_calls:
+          - {write}
+        usage: {{input_tokens: 1500, output_tokens: 40}}
+      - text: "Done: marker left, notes written; the force push was blocked by policy."
+        usage: {{input_tokens: 1700, output_tokens: 20}}
+"#,
+        write = write("notes.md"),
+    )
+}
+
+pub const GEMINI_AGENT: &str = r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: gemini-coder}
+spec:
+  harness: gemini-cli
+  model: gemini-2.5-pro
+  instructions: Keep answers short.
+  limits: {maxTurns: 10, timeoutSeconds: 180}
+"#;
+
+/// Gemini CLI's tools: `run_shell_command {command}`, `write_file {file_path, content}` (an absolute path).
+pub fn gemini_script(ws: &std::path::Path) -> String {
+    let ws = ws.display().to_string();
+    scenario_script(
+        "run_shell_command",
+        |f| format!(r#"{{name: write_file, args: {{file_path: "{ws}/{f}", content: "written by gemini\n"}}}}"#),
+        "",
+    )
+}
+
+pub const PI_AGENT: &str = r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: pi-coder}
+spec:
+  harness: pi
+  model: gpt-5
+  instructions: Keep answers short.
+  limits: {maxTurns: 10, timeoutSeconds: 180}
+"#;
+
+/// Pi's tools: `bash {command}`, `write {path, content}`; it speaks Chat Completions for an OpenAI model.
+pub fn pi_script(_: &std::path::Path) -> String {
+    scenario_script("bash", |f| format!(r#"{{name: write, args: {{path: "{f}", content: "written by pi\n"}}}}"#), "")
+}
+
+pub const OPENCODE_AGENT: &str = r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {name: opencode-coder}
+spec:
+  harness: opencode
+  model: claude-sonnet-4-5
+  instructions: Keep answers short.
+  limits: {maxTurns: 10, timeoutSeconds: 180}
+"#;
+
+/// OpenCode's tools: `bash {command, description}`, `write {filePath, content}` (an absolute path). It asks
+/// the model for a title first, in a request of its own: the first script answers that.
+pub fn opencode_script(ws: &std::path::Path) -> String {
+    let ws = ws.display().to_string();
+    scenario_script(
+        "bash",
+        |f| format!(r#"{{name: write, args: {{filePath: "{ws}/{f}", content: "written by opencode\n"}}}}"#),
+        r#"
+  - name: title
+    match: "Generate a title for this conversation"
+    turns:
+      - text: "Tidying the repository"
+        usage: {input_tokens: 0, output_tokens: 0}"#,
+    )
+}
+
+/// A `command` Agent running one of the SDK examples in `examples/programs`, with `env` (`NAME: value`).
+pub fn command_agent(name: &str, model: &str, command: &[&str], env: &[(&str, String)]) -> String {
+    let command: Vec<String> = command.iter().map(|c| serde_json::to_string(c).unwrap()).collect();
+    let env: Vec<String> =
+        env.iter().map(|(k, v)| format!("{{name: {k}, value: {}}}", serde_json::to_string(v).unwrap())).collect();
+    format!(
+        r#"apiVersion: paddock.dev/v1alpha1
+kind: Agent
+metadata: {{name: {name}}}
+spec:
+  harness: command
+  command: [{}]
+  model: {model}
+  instructions: Keep answers short.
+  env: [{}]
+  limits: {{maxTurns: 10, timeoutSeconds: 180}}
+"#,
+        command.join(", "),
+        env.join(", ")
+    )
+}
+
+/// The OpenAI Agents SDK example's tools: `shell {command}`, `write_file {path, content}`.
+pub fn openai_agents_script(_: &std::path::Path) -> String {
+    scenario_script(
+        "shell",
+        |f| format!(r#"{{name: write_file, args: {{path: "{f}", content: "written by the openai agent\n"}}}}"#),
+        "",
+    )
+}
+
 use paddock_runner::TranscriptEvent;
 use serde_json::Value;
 
@@ -90,6 +207,16 @@ impl Scenario {
         cli_bin: (&str, &str),
     ) -> Scenario {
         let bin = cli(cli_bin.0, cli_bin.1);
+        Scenario::run_with(agent_yaml, agent, script, &[(cli_bin.1, bin.as_path())]).await
+    }
+
+    /// [`Scenario::run`] with the runner's environment given (`command` harnesses find no CLI).
+    pub async fn run_with(
+        agent_yaml: &str,
+        agent: &str,
+        script: impl FnOnce(&std::path::Path) -> String,
+        envs: &[(&str, &std::path::Path)],
+    ) -> Scenario {
         let dir = tempfile::tempdir().unwrap();
         let (ws, remote) = git_workspace(dir.path());
         let remote_main = git(&remote, &["rev-parse", "main"]);
@@ -97,16 +224,7 @@ impl Scenario {
         let (session, token) = gw.session(agent).await;
         let agent_file = dir.path().join("agent.yaml");
         std::fs::write(&agent_file, agent_yaml).unwrap();
-        let run = run_runner(
-            &agent_file,
-            "Please tidy the repository.",
-            &ws,
-            &gw.url,
-            &session,
-            &token,
-            &[(cli_bin.1, &bin)],
-        )
-        .await;
+        let run = run_runner(&agent_file, "Please tidy the repository.", &ws, &gw.url, &session, &token, envs).await;
         Scenario { _dir: dir, ws, remote, remote_main, gw, session, token, run }
     }
 
@@ -120,6 +238,18 @@ impl Scenario {
         harness: &str,
         notes: &str,
         denied_tool: &str,
+    ) -> (Vec<(String, Value)>, Vec<Value>, Vec<UpstreamCall>) {
+        self.check_common_with(harness, notes, denied_tool, 0).await
+    }
+
+    /// [`Scenario::check_common`] for a harness that makes `extra` model requests of its own beside the
+    /// scenario's three (OpenCode asks for a title), each governed like the rest.
+    pub async fn check_common_with(
+        &self,
+        harness: &str,
+        notes: &str,
+        denied_tool: &str,
+        extra: usize,
     ) -> (Vec<(String, Value)>, Vec<Value>, Vec<UpstreamCall>) {
         let ev = &self.run.events;
         assert!(self.run.success, "the session failed: {ev:#?}\n{}", self.run.stderr);
@@ -186,7 +316,7 @@ impl Scenario {
         let cov = Coverage::of(&audit, &upstream);
         println!("{}", cov.report(harness));
         assert!(cov.is_full(), "{} — audit: {audit:#?}", cov.report(harness));
-        assert_eq!(upstream.len(), 3, "{upstream:?}");
+        assert_eq!(upstream.len(), 3 + extra, "{upstream:?}");
         // The CLI's own background connections (Codex: update checks, telemetry, experiments) go to the egress
         // proxy like every other connection and are refused there: nothing in this Agent's egress allows them.
         let (egress, decided): (Vec<&Value>, Vec<&Value>) = audit.iter().partition(|r| r["phase"] == "egress");

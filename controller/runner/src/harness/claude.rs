@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value, json};
 
-use super::process::{CLAUDE_CODE_VERSION, CliProcess, CliSpec, HarnessError, base_env, paddock_notes, private_home};
+use super::process::{
+    CLAUDE_CODE_VERSION, CliProcess, CliSpec, HarnessError, assistant_text, base_env, paddock_notes, private_home,
+};
 use crate::transcript::{Transcript, TranscriptEvent};
 use crate::{RunContext, RunOutcome};
 
@@ -197,7 +199,9 @@ impl StreamState {
                         continue;
                     }
                     match block["type"].as_str() {
-                        Some("text") => text_events(block["text"].as_str().unwrap_or_default(), &mut out),
+                        Some("text") => {
+                            assistant_text(block["text"].as_str().unwrap_or_default(), &mut out);
+                        }
                         Some("tool_use") => {
                             let id = block["id"].as_str().unwrap_or_default().to_owned();
                             let name = block["name"].as_str().unwrap_or_default().to_owned();
@@ -260,25 +264,6 @@ impl StreamState {
             _ => {}
         }
         out
-    }
-}
-
-/// An assistant text: the gateway's notes about removed tool calls become verdicts, the rest a message.
-fn text_events(text: &str, out: &mut Vec<TranscriptEvent>) {
-    let notes = paddock_notes(text);
-    let rest: Vec<&str> = text.lines().filter(|l| !l.contains("[paddock]")).collect();
-    let rest = rest.join("\n");
-    if !rest.trim().is_empty() {
-        out.push(TranscriptEvent::Message { role: "assistant".into(), text: rest.trim().to_owned() });
-    }
-    for (tool, policy, reason) in notes {
-        out.push(TranscriptEvent::Verdict {
-            phase: "llm_response".into(),
-            verdict: "deny".into(),
-            reason,
-            policy,
-            tool,
-        });
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::process::{CODEX_VERSION, CliProcess, CliSpec, HarnessError, base_env, paddock_notes, private_home};
+use super::process::{CODEX_VERSION, CliProcess, CliSpec, HarnessError, assistant_text, base_env, private_home};
 use crate::transcript::{Transcript, TranscriptEvent};
 use crate::{RunContext, RunOutcome};
 
@@ -200,22 +200,9 @@ impl StreamState {
             }
             Some("item.completed") => match item["type"].as_str() {
                 Some("agent_message") => {
-                    let text = item["text"].as_str().unwrap_or_default();
-                    let notes = paddock_notes(text);
-                    let rest: Vec<&str> = text.lines().filter(|l| !l.contains("[paddock]")).collect();
-                    let rest = rest.join("\n").trim().to_owned();
+                    let rest = assistant_text(item["text"].as_str().unwrap_or_default(), &mut out);
                     if !rest.is_empty() {
-                        self.last_message = Some(rest.clone());
-                        out.push(TranscriptEvent::Message { role: "assistant".into(), text: rest });
-                    }
-                    for (tool, policy, reason) in notes {
-                        out.push(TranscriptEvent::Verdict {
-                            phase: "llm_response".into(),
-                            verdict: "deny".into(),
-                            reason,
-                            policy,
-                            tool,
-                        });
+                        self.last_message = Some(rest);
                     }
                 }
                 // Codex's own notices (e.g. that it has no metadata for a model id it does not know) are

@@ -5,7 +5,11 @@
 
 pub mod claude;
 pub mod codex;
+pub mod command;
 pub mod custom;
+pub mod gemini;
+pub mod opencode;
+pub mod pi;
 pub mod process;
 
 use std::future::Future;
@@ -63,6 +67,10 @@ pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<Ru
             Harness::Custom => custom::run(&ctx, transcript).await,
             Harness::ClaudeCode => claude::run(&ctx, transcript).await,
             Harness::Codex => codex::run(&ctx, transcript).await,
+            Harness::GeminiCli => gemini::run(&ctx, transcript).await,
+            Harness::Pi => pi::run(&ctx, transcript).await,
+            Harness::Opencode => opencode::run(&ctx, transcript).await,
+            Harness::Command => command::run(&ctx, transcript).await,
         }
     })
     .await

@@ -1,4 +1,4 @@
-//! Running a vendor CLI (Claude Code, Codex) as a child process: found on PATH or through an env override,
+//! Running a vendor CLI (Claude Code, Codex, Gemini CLI, Pi, OpenCode, a `command`) as a child process: found on PATH or through an env override,
 //! started in the workspace with a cleared environment, its JSON-lines stdout read line by line, its
 //! stderr kept (last few KiB, secrets redacted) for error messages, and its whole process group killed when
 //! the run ends or is dropped (the session's timeout drops the harness future).
@@ -18,6 +18,9 @@ use crate::RunContext;
 /// same; a unit test keeps them in step).
 pub const CLAUDE_CODE_VERSION: &str = "2.1.331";
 pub const CODEX_VERSION: &str = "0.169.0";
+pub const GEMINI_CLI_VERSION: &str = "0.61.0";
+pub const PI_VERSION: &str = "0.73.1";
+pub const OPENCODE_VERSION: &str = "1.18.33";
 
 /// How much of a CLI's stderr is kept for the error message.
 const STDERR_KEPT: usize = 4096;
@@ -190,6 +193,17 @@ impl CliProcess {
     /// When the CLI exits, the rest of its group is killed, so a background command that inherited stdout
     /// cannot keep the stream open.
     pub async fn next_json(&mut self) -> Result<Option<Value>, HarnessError> {
+        while let Some(line) = self.next_line().await? {
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) if v.is_object() => return Ok(Some(v)),
+                _ => tracing::debug!(program = %self.program, line = %self.redact(&line), "non-JSON output"),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next line on stdout that is not blank, trimmed; `None` at the end. See [`CliProcess::next_json`].
+    pub async fn next_line(&mut self) -> Result<Option<String>, HarnessError> {
         loop {
             let line = if self.exited.is_some() {
                 self.lines.next_line().await
@@ -207,12 +221,8 @@ impl CliProcess {
             let line = line.map_err(|source| HarnessError::Read { program: self.program.clone(), source })?;
             let Some(line) = line else { return Ok(None) };
             let line = line.trim();
-            if line.is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<Value>(line) {
-                Ok(v) if v.is_object() => return Ok(Some(v)),
-                _ => tracing::debug!(program = %self.program, line = %self.redact(line), "non-JSON output"),
+            if !line.is_empty() {
+                return Ok(Some(line.to_owned()));
             }
         }
     }
@@ -293,6 +303,53 @@ impl Drop for CliProcess {
     }
 }
 
+/// The provider API a CLI speaks for `model`: the model catalog's provider, else the id's family. The
+/// scripted model speaks every format; the CLIs are given Anthropic's for it.
+pub fn provider_of(model: &str) -> paddock_api::catalog::Provider {
+    use paddock_api::catalog::{ModelCatalog, Provider};
+    match ModelCatalog::builtin().lookup(model).map(|m| m.provider) {
+        Some(Provider::Scripted) => Provider::Anthropic,
+        Some(p) => p,
+        None if model.starts_with("claude") => Provider::Anthropic,
+        None if model.starts_with("gemini") => Provider::Google,
+        None => Provider::Openai,
+    }
+}
+
+/// The gateway's model endpoints as SDKs take their base URLs: Anthropic's (`…/llm/anthropic`, the SDK adds
+/// `/v1/messages`), OpenAI's (`…/llm/openai/v1`) and Google's (`…/llm/google`, the SDK adds `/v1beta`).
+pub fn llm_base_urls(ctx: &RunContext) -> [(paddock_api::catalog::Provider, String); 3] {
+    use paddock_api::catalog::Provider;
+    let base = &ctx.gateway.base_url;
+    [
+        (Provider::Anthropic, format!("{base}/llm/anthropic")),
+        (Provider::Openai, format!("{base}/llm/openai/v1")),
+        (Provider::Google, format!("{base}/llm/google")),
+    ]
+}
+
+/// An assistant's text as transcript events: the gateway's notes about removed tool calls (and a hook's
+/// reasons) become deny verdicts, the rest a message. Returns the rest (empty when it was only notes).
+pub fn assistant_text(text: &str, out: &mut Vec<crate::transcript::TranscriptEvent>) -> String {
+    use crate::transcript::TranscriptEvent;
+    let notes = paddock_notes(text);
+    let rest: Vec<&str> = text.lines().filter(|l| !l.contains("[paddock]")).collect();
+    let rest = rest.join("\n").trim().to_owned();
+    if !rest.is_empty() {
+        out.push(TranscriptEvent::Message { role: "assistant".into(), text: rest.clone() });
+    }
+    for (tool, policy, reason) in notes {
+        out.push(TranscriptEvent::Verdict {
+            phase: "llm_response".into(),
+            verdict: "deny".into(),
+            reason,
+            policy,
+            tool,
+        });
+    }
+    rest
+}
+
 /// Lines of a `[paddock]` note (the gateway's text for a removed tool call, or the hook's reason), as
 /// (tool, policy, reason) for a transcript verdict.
 pub fn paddock_notes(text: &str) -> Vec<(Option<String>, Option<String>, String)> {
@@ -344,6 +401,21 @@ mod tests {
                     || text.contains(&format!("CODEX_VERSION={CODEX_VERSION}")),
                 "{file} does not pin Codex {CODEX_VERSION}"
             );
+            for (package, version) in [
+                ("@google/gemini-cli", GEMINI_CLI_VERSION),
+                ("@mariozechner/pi-coding-agent", PI_VERSION),
+                ("opencode-ai", OPENCODE_VERSION),
+            ] {
+                let var = match package {
+                    "@google/gemini-cli" => "GEMINI_CLI_VERSION",
+                    "opencode-ai" => "OPENCODE_VERSION",
+                    _ => "PI_VERSION",
+                };
+                assert!(
+                    text.contains(&format!("{package}@{version}")) || text.contains(&format!("{var}={version}")),
+                    "{file} does not pin {package} {version}"
+                );
+            }
         }
     }
 
