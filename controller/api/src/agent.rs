@@ -58,6 +58,15 @@ pub struct AgentSpec {
     /// child session under its own policies; its cost counts towards the parent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sub_agents: Vec<String>,
+    /// How this agent's sub-agents run as a team: how many at once, how deep, with what share of the budget.
+    /// The gateway enforces it when a sub-agent starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamSpec>,
+    /// A second model the agent may consult through a `consult_advisor` tool (`custom` harness): a cheap
+    /// worker model with a frontier advisor. Each consultation is a model request of the session, decided
+    /// and metered like the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisor: Option<AdvisorSpec>,
     /// Where and how the agent's sessions are isolated.
     #[serde(default)]
     pub sandbox: AgentSandbox,
@@ -458,6 +467,63 @@ pub enum CredentialScheme {
     Bearer,
     Basic,
     Header,
+}
+
+/// A team of sub-agents (see [`AgentSpec::team`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamSpec {
+    /// Most sub-agent sessions of one session alive at once, counted by the gateway across the session's
+    /// turns (a sub-agent counts from its start until its session ends). The custom harness starts the
+    /// sub-agents one turn asks for in parallel, up to this many.
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: u32,
+    /// How deep sub-agents may nest below a session of this agent: 1, its sub-agents start none.
+    #[serde(default = "default_max_depth")]
+    pub max_depth: u32,
+    /// Each sub-agent's budget as a share (0 < share ≤ 1) of what its parent has left when it starts. A
+    /// parent without a budget or a hard limit has nothing to share; give `childBudgetUsd` then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_share: Option<f64>,
+    /// Each sub-agent's budget in US dollars (the smaller one applies when `budgetShare` gives one too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_budget_usd: Option<f64>,
+}
+
+fn default_max_parallel() -> u32 {
+    4
+}
+fn default_max_depth() -> u32 {
+    2
+}
+
+impl Default for TeamSpec {
+    fn default() -> Self {
+        Self {
+            max_parallel: default_max_parallel(),
+            max_depth: default_max_depth(),
+            budget_share: None,
+            child_budget_usd: None,
+        }
+    }
+}
+
+/// The advisor of a worker/advisor pairing (see [`AgentSpec::advisor`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdvisorSpec {
+    /// The advisor's model id, from the model catalog (or any with `allowUnlistedModel`).
+    pub model: String,
+    /// The advisor's system instructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// Most consultations in one session.
+    #[serde(default = "default_max_consultations")]
+    pub max_consultations: u32,
+}
+
+fn default_max_consultations() -> u32 {
+    5
 }
 
 /// Per-session limits.

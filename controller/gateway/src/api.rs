@@ -34,6 +34,7 @@ impl From<GatewayError> for ApiError {
             GatewayError::SessionEnded(_) => StatusCode::GONE,
             GatewayError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             GatewayError::Conflict(_) => StatusCode::CONFLICT,
+            GatewayError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
         };
         ApiError(status, e.to_string())
     }
@@ -106,7 +107,7 @@ pub(crate) async fn session_json(gw: &Gateway, s: &Session) -> Result<Value, Gat
         "usage": {"inputTokens": st.usage.input_tokens, "outputTokens": st.usage.output_tokens,
                   "cacheReadTokens": st.usage.cache_read_tokens, "cacheWriteTokens": st.usage.cache_write_tokens,
                   "costUsd": st.usage.cost_usd, "unpricedTokens": st.usage.unpriced_tokens},
-        "toolCalls": st.tool_calls, "riskScore": st.risk_score,
+        "toolCalls": st.tool_calls, "riskScore": st.risk_score, "budgetUsd": st.budget_usd,
     }))
 }
 
@@ -135,6 +136,8 @@ pub async fn get_session(State(gw): State<Arc<Gateway>>, Path(id): Path<String>,
     let pending = gw.store.approvals(Some("pending")).await.map_err(GatewayError::from)?;
     v["pendingApprovals"] = json!(pending.into_iter().filter(|a| a.session == id).collect::<Vec<_>>());
     v["charges"] = json!(gw.store.charges(&id).await.map_err(GatewayError::from)?);
+    let row = gw.store.session_where(crate::store::SessionKey::Id, &id).await.map_err(GatewayError::from)?;
+    v["endedAt"] = json!(row.and_then(|r| r.ended_at));
     Ok(Json(v).into_response())
 }
 
@@ -152,7 +155,9 @@ pub async fn end_session(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    admin(&gw, &headers).await?;
+    // The admin, or the session itself: a runner ends the sub-agent sessions it started with their own
+    // tokens, so that a team's live children are counted right. Ending is all a token can do here.
+    own_session(&gw, &headers, &id, true).await?;
     let req: EndSession = json_body(&gw, body).await?;
     gw.end_session(&id, &req.phase, &req.reason).await?;
     let s = gw.find_session(&id).await.ok_or_else(|| GatewayError::NoSession(id.clone()))?;
@@ -229,6 +234,9 @@ pub async fn session_approval(
 pub struct ApprovalsQuery {
     #[serde(default)]
     pub status: Option<String>,
+    /// Only the asks of this session and of the sub-agent sessions below it: a team's one inbox.
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 pub async fn list_approvals(
@@ -249,6 +257,13 @@ pub async fn list_approvals(
                 StatusCode::BAD_REQUEST,
                 format!("status: `{other}` is not one of pending, approved, denied, expired, all"),
             ));
+        }
+    };
+    let rows = match &q.session {
+        None => rows,
+        Some(id) => {
+            let tree = gw.tree_of(id).await?;
+            rows.into_iter().filter(|a| tree.contains(&a.session)).collect()
         }
     };
     Ok(Json(rows).into_response())

@@ -36,6 +36,9 @@ pub enum GatewayError {
     Conflict(String),
     #[error("approval `{0}` does not exist")]
     NoApproval(String),
+    /// A bound on what runs at once (a team's live sub-agents): try again once something has ended.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// A session the gateway governs.
@@ -74,6 +77,8 @@ pub struct Session {
     pub token_expires_at: Option<i64>,
     /// Replicas on a shared database: when this replica last read whether the session has ended.
     checked: Mutex<Instant>,
+    /// Held while a sub-agent of this session starts (see [`Gateway::create_child`]).
+    starting: tokio::sync::Mutex<()>,
 }
 
 /// Shows who the session is and which hosts it has credentials for, never their values or its token.
@@ -121,6 +126,7 @@ impl Session {
             credentials,
             own_rules,
             checked: Mutex::new(Instant::now()),
+            starting: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -728,6 +734,42 @@ impl Gateway {
         chain
     }
 
+    /// The session and every session below it (its sub-agents, theirs, …), by id; `NoSession` when it is
+    /// not known.
+    pub async fn tree_of(&self, id: &str) -> Result<std::collections::HashSet<String>, GatewayError> {
+        let all = self.all_sessions().await?;
+        if !all.iter().any(|s| s.id == id) {
+            return Err(GatewayError::NoSession(id.to_owned()));
+        }
+        let mut tree = std::collections::HashSet::from([id.to_owned()]);
+        // Parents are created before their children, but not necessarily listed before them: repeat until
+        // nothing is added.
+        loop {
+            let before = tree.len();
+            for s in &all {
+                if s.parent.as_ref().is_some_and(|p| tree.contains(p)) {
+                    tree.insert(s.id.clone());
+                }
+            }
+            if tree.len() == before {
+                return Ok(tree);
+            }
+        }
+    }
+
+    /// The ids of the session's children that have not ended (on every replica).
+    async fn live_children(&self, id: &str) -> Result<Vec<String>, GatewayError> {
+        Ok(match &self.shared {
+            Some(shared) => shared.live_children(id).await?,
+            None => self
+                .sessions()
+                .into_iter()
+                .filter(|c| c.parent.as_deref() == Some(id) && c.ended().is_none())
+                .map(|c| c.id.clone())
+                .collect(),
+        })
+    }
+
     /// The session's state and what its requests in flight hold, as of now (on every replica).
     pub async fn spend_of(&self, s: &Session) -> Result<(SessionState, f64), GatewayError> {
         match &self.shared {
@@ -932,6 +974,39 @@ impl Gateway {
                 }
             )));
         }
+        // The team's bounds, from every Agent above the new session: how deep it would nest below each
+        // (an Agent without `team` keeps the defaults), and how many children its parent has alive.
+        let chain = self
+            .chain_of(&self.known_session(&parent.id).await.ok_or_else(|| GatewayError::NoSession(parent.id.clone()))?)
+            .await;
+        for (i, above) in chain.iter().enumerate() {
+            let depth = i as u32 + 1;
+            let max = set
+                .agent(&above.namespace, &above.agent)
+                .and_then(|a| a.spec.team.clone())
+                .unwrap_or_default()
+                .max_depth;
+            if depth > max {
+                return Err(GatewayError::Invalid(format!(
+                    "agent: `{agent}` cannot start: it would nest {depth} deep below session `{}` of agent `{}`, \
+                     whose team.maxDepth is {max}",
+                    above.id, above.agent
+                )));
+            }
+        }
+        let team = spec.spec.team.clone().unwrap_or_default();
+        // One start at a time per parent, so that two starts cannot both see room for one more.
+        let _starting = parent.starting.lock().await;
+        let live = self.live_children(&parent.id).await?;
+        if live.len() >= team.max_parallel as usize {
+            return Err(GatewayError::Busy(format!(
+                "agent: `{agent}` cannot start: session `{}` has {} sub-agents alive ({}), its team.maxParallel; \
+                 start it when one has ended",
+                parent.id,
+                live.len(),
+                live.join(", ")
+            )));
+        }
         // A child spends from what its parent has left: the parent's own budget and every hard limit that
         // governs it, less what it has spent and holds.
         let (st, reserved) = self.spend_of(parent).await?;
@@ -939,8 +1014,8 @@ impl Gateway {
         let own = st.budget_usd.map(|b| b - spent);
         let model = st.model.clone().unwrap_or_default();
         let by_rules = paddock_policy::headroom_usd(parent.levels(spec), &model, &st).map(|h| h - reserved);
-        let budget = [own, by_rules].into_iter().flatten().reduce(f64::min);
-        if let Some(b) = budget
+        let headroom = [own, by_rules].into_iter().flatten().reduce(f64::min);
+        if let Some(b) = headroom
             && b <= 0.0
         {
             return Err(GatewayError::Invalid(format!(
@@ -948,6 +1023,25 @@ impl Gateway {
                 parent.id
             )));
         }
+        // Its share of that, and the team's fixed amount: the smallest applies.
+        let share = match (headroom, team.budget_share) {
+            (Some(h), Some(f)) => Some(h * f),
+            _ => None,
+        };
+        let budget = [headroom, share, team.child_budget_usd].into_iter().flatten().reduce(f64::min);
+        // A share is a hard limit of the child's own, whatever its Agent's policies say: a rule of its session.
+        let policy = match (team.budget_share, team.child_budget_usd, budget) {
+            (None, None, _) | (_, _, None) => None,
+            (_, _, Some(b)) => Some(paddock_api::SessionPolicy {
+                rules: vec![paddock_api::PolicyRule {
+                    name: format!("team-budget-share-{}", chain.len()),
+                    uses: "cost_budget".into(),
+                    params: Some(serde_json::json!({"max_cost_usd": b})),
+                    on: Vec::new(),
+                    action: None,
+                }],
+            }),
+        };
         // Where the gateway cannot read Secrets itself (Kubernetes: the controller hands them over, and it
         // never sees a sub-agent start), a child gets its parent's credential for each host its own Agent
         // brokers: never more hosts than the child's Agent names, never a credential the parent did not hold.
@@ -965,7 +1059,8 @@ impl Gateway {
                 });
                 let Some(held) = held else {
                     return Err(GatewayError::Invalid(format!(
-                        "agent: `{agent}` cannot start: its spec.credentials[{i}] (`{}`) is not brokered for session                          `{}`; a sub-agent borrows its credentials from its parent",
+                        "agent: `{agent}` cannot start: its spec.credentials[{i}] (`{}`) is not brokered for \
+                         session `{}`; a sub-agent borrows its credentials from its parent",
                         c.host, parent.id
                     )));
                 };
@@ -995,6 +1090,7 @@ impl Gateway {
             owner: parent.owner.clone(),
             parent: Some(parent.id.clone()),
             budget_usd: budget,
+            policy,
             credentials,
             // The parent's own rules and its token's lifetime bind the child: `create_session` sees to both.
             ..NewSession::default()
@@ -1078,16 +1174,7 @@ impl Gateway {
         if let Some(shared) = &self.shared {
             shared.forget_tools(id).await?;
         }
-        let children: Vec<String> = match &self.shared {
-            Some(shared) => shared.live_children(id).await?,
-            None => self
-                .sessions()
-                .into_iter()
-                .filter(|c| c.parent.as_deref() == Some(id) && c.ended().is_none())
-                .map(|c| c.id.clone())
-                .collect(),
-        };
-        for c in children {
+        for c in self.live_children(id).await? {
             Box::pin(self.end_session(&c, phase, &format!("its parent session ended: {reason}"))).await?;
         }
         // Its open asks, wherever they wait: one held by another replica is denied in the database, and that

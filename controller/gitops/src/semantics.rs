@@ -189,6 +189,44 @@ fn check_agent(ctx: &mut Ctx, obj: &LoadedObject, spec: &AgentSpec) {
             ctx.error(obj, &path, format!("Agent `{name}` is not defined{hint}"));
         }
     }
+    if let Some(team) = &spec.team {
+        let at = |f: &str| p(&["spec", "team", f]);
+        if spec.sub_agents.is_empty() {
+            ctx.error(obj, &p(&["spec", "team"]), "a team needs `subAgents` to run");
+        }
+        if !(1..=64).contains(&team.max_parallel) {
+            ctx.error(obj, &at("maxParallel"), format!("must be 1 to 64, got {}", team.max_parallel));
+        }
+        if !(1..=8).contains(&team.max_depth) {
+            ctx.error(obj, &at("maxDepth"), format!("must be 1 to 8, got {}", team.max_depth));
+        }
+        if let Some(share) = team.budget_share
+            && !(share > 0.0 && share <= 1.0)
+        {
+            ctx.error(obj, &at("budgetShare"), format!("must be above 0 and at most 1, got {share}"));
+        }
+        if let Some(usd) = team.child_budget_usd
+            && !(usd > 0.0 && usd.is_finite())
+        {
+            ctx.error(obj, &at("childBudgetUsd"), format!("must be a positive amount, got {usd}"));
+        }
+    }
+    if let Some(advisor) = &spec.advisor {
+        if spec.harness != Harness::Custom {
+            ctx.error(
+                obj,
+                &p(&["spec", "advisor"]),
+                format!(
+                    "the `consult_advisor` tool is the custom harness's; this agent's harness is `{}`",
+                    spec.harness.as_str()
+                ),
+            );
+        }
+        check_model(ctx, obj, &p(&["spec", "advisor", "model"]), &advisor.model, spec.allow_unlisted_model);
+        if advisor.max_consultations == 0 {
+            ctx.error(obj, &p(&["spec", "advisor", "maxConsultations"]), "must be at least 1");
+        }
+    }
     match (spec.harness, spec.command.first()) {
         (Harness::Command, None) => ctx.error(
             obj,

@@ -148,6 +148,13 @@ impl GatewayClient {
         self.post(&format!("/v1/sessions/{}/events", self.session), &events).await.map(|_| ())
     }
 
+    /// Ends this client's session (a sub-agent's, with its own token) as `Succeeded` or `Failed`.
+    pub async fn end(&self, phase: &str, reason: &str) -> Result<(), ClientError> {
+        self.post(&format!("/v1/sessions/{}/end", self.session), &serde_json::json!({"phase": phase, "reason": reason}))
+            .await
+            .map(|_| ())
+    }
+
     /// Starts a child session of `agent` (one of this Agent's sub-agents).
     pub async fn start_child(&self, agent: &str) -> Result<Child, ClientError> {
         let v =

@@ -329,13 +329,15 @@ pub(super) async fn session_page(
     let may_decide = console.may(viewer, Access::Decide, &s.namespace).await;
     let gw = &console.gw;
     let summary = summary_block(console, &s).await?;
+    // A team's asks in one inbox: this session's and its sub-agents'.
+    let tree = gw.tree_of(id).await.map_err(unavailable)?;
     let pending: Vec<ApprovalRow> = gw
         .store
         .approvals(Some("pending"))
         .await
         .map_err(unavailable)?
         .into_iter()
-        .filter(|a| a.session == id)
+        .filter(|a| tree.contains(&a.session))
         .collect();
     let children: Vec<Arc<Session>> =
         gw.all_sessions().await.map_err(unavailable)?.into_iter().filter(|c| c.parent.as_deref() == Some(id)).collect();
@@ -351,6 +353,9 @@ pub(super) async fn session_page(
                 @for a in &pending {
                     div.ask data-approval=(a.id) {
                         p { strong { (a.phase) } ": " (a.summary) }
+                        @if a.session != id {
+                            p.hint { "asked by sub-agent session " a href={"/ui/sessions/" (a.session)} { (a.session) } }
+                        }
                         p.hint { (a.reason) @if let Some(p) = &a.policy { " (policy " (p) ")" } }
                         (decide_form(viewer, a, &back, may_decide))
                     }

@@ -1,8 +1,12 @@
 //! The `custom` harness: Paddock's own agent loop over the gateway. It speaks Anthropic Messages or OpenAI
-//! Chat Completions, by the model's provider, offers the Agent's enabled builtin tools and its sub-agents,
-//! and asks the admission API before every tool runs (`tool_call`) and before every result goes back to the
-//! model (`tool_result`). Anything but an allow — including an unreachable gateway — stops the tool: it fails
-//! closed.
+//! Chat Completions, by the model's provider, offers the Agent's enabled builtin tools, its sub-agents and
+//! its advisor, and asks the admission API before every tool runs (`tool_call`) and before every result goes
+//! back to the model (`tool_result`). Anything but an allow — including an unreachable gateway — stops the
+//! tool: it fails closed.
+//!
+//! Sub-agents the model asks for in one turn run in parallel, up to the Agent's `team.maxParallel` at once;
+//! the gateway counts live sub-agents across turns and refuses one past the limit. Each sub-agent's session
+//! is ended when it finishes, so that it stops counting.
 
 mod mcp;
 pub mod tools;
@@ -21,8 +25,10 @@ use crate::{RunContext, RunOutcome};
 const MAX_TOKENS: u64 = 8192;
 /// Prefix of the tools that hand work to a sub-agent.
 const AGENT_TOOL: &str = "agent__";
-/// Sub-agents within sub-agents, at most.
-const MAX_DEPTH: usize = 3;
+/// The tool that asks the Agent's advisor model.
+const ADVISOR_TOOL: &str = "consult_advisor";
+/// Sub-agents within sub-agents, at most, in one runner (the gateway enforces the teams' `maxDepth`, at most 8).
+const MAX_DEPTH: usize = 9;
 
 pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<RunOutcome> {
     run_loop(ctx, transcript, 0).await
@@ -53,6 +59,16 @@ fn tool_specs(agent: &AgentSpec) -> Vec<(String, String, Value)> {
         if let Some((desc, schema)) = tools::schema(name) {
             out.push((name.clone(), desc.to_owned(), schema));
         }
+    }
+    if agent.advisor.is_some() {
+        out.push((
+            ADVISOR_TOOL.to_owned(),
+            "Ask the advisor, a stronger model, for advice on a hard question. Give it all the context it needs: \
+             it sees only the question."
+                .to_owned(),
+            json!({"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"],
+                   "additionalProperties": false}),
+        ));
     }
     for sub in &agent.sub_agents {
         out.push((
@@ -193,6 +209,9 @@ async fn run_loop(ctx: &RunContext, transcript: &Transcript, depth: usize) -> an
         messages: vec![json!({"role": "user", "content": ctx.prompt})],
         tools,
     };
+    let team = ctx.agent.team.clone().unwrap_or_default();
+    let slots = tokio::sync::Semaphore::new(team.max_parallel.max(1) as usize);
+    let advice = std::sync::atomic::AtomicU32::new(0);
     for _ in 0..ctx.max_turns {
         let resp = ctx.gateway.llm(convo.path(), &convo.request()).await?;
         let (text, calls, (input, output)) = convo.take(&resp);
@@ -204,17 +223,29 @@ async fn run_loop(ctx: &RunContext, transcript: &Transcript, depth: usize) -> an
             return Ok(RunOutcome::succeeded(text));
         }
         let mut results = Vec::new();
-        for call in calls {
-            transcript
-                .emit(TranscriptEvent::ToolCall {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    args: call.args.clone(),
-                })
-                .await;
-            let (text, is_error) = tool_turn(ctx, transcript, &call, depth, &convo.tools, &mcp).await;
-            transcript.emit(TranscriptEvent::ToolResult { id: call.id.clone(), output: text.clone(), is_error }).await;
-            results.push((call.id, text, is_error));
+        // In order, but the sub-agents the turn asks for one after another run together.
+        let mut rest = calls.as_slice();
+        while let Some(first) = rest.first() {
+            let n = match first.name.starts_with(AGENT_TOOL) {
+                true => rest.iter().take_while(|c| c.name.starts_with(AGENT_TOOL)).count(),
+                false => 1,
+            };
+            let (batch, after) = rest.split_at(n);
+            rest = after;
+            for call in batch {
+                let (id, name, args) = (call.id.clone(), call.name.clone(), call.args.clone());
+                transcript.emit(TranscriptEvent::ToolCall { id, name, args }).await;
+            }
+            let run = batch.iter().map(|call| async {
+                let _slot = slots.acquire().await.expect("never closed");
+                tool_turn(ctx, transcript, call, depth, &convo.tools, &mcp, &advice).await
+            });
+            for (call, (text, is_error)) in batch.iter().zip(futures::future::join_all(run).await) {
+                transcript
+                    .emit(TranscriptEvent::ToolResult { id: call.id.clone(), output: text.clone(), is_error })
+                    .await;
+                results.push((call.id.clone(), text, is_error));
+            }
         }
         convo.push_results(results);
     }
@@ -229,6 +260,7 @@ async fn tool_turn(
     depth: usize,
     offered: &[(String, String, Value)],
     mcp: &mcp::McpServers,
+    advice: &std::sync::atomic::AtomicU32,
 ) -> (String, bool) {
     if !offered.iter().any(|(n, _, _)| *n == call.name) {
         return (format!("`{}` is not a tool of this agent", call.name), true);
@@ -258,6 +290,7 @@ async fn tool_turn(
     }
     let out = match call.name.strip_prefix(AGENT_TOOL) {
         Some(sub) => sub_agent(ctx, sub, &call.args, depth).await,
+        None if call.name == ADVISOR_TOOL => consult_advisor(ctx, transcript, &call.args, advice).await,
         None if paddock_policy::tools::split_mcp_tool_name(&call.name).is_some() => {
             mcp.call(&call.name, &call.args).await
         }
@@ -285,10 +318,50 @@ async fn tool_turn(
     }
 }
 
+/// Asks the Agent's advisor model one question, through the gateway like every model request of the
+/// session (decided at `llm_request`, metered on this session), at most `maxConsultations` times.
+async fn consult_advisor(
+    ctx: &RunContext,
+    transcript: &Transcript,
+    args: &Value,
+    advice: &std::sync::atomic::AtomicU32,
+) -> tools::ToolOutput {
+    let fail = |text: String| tools::ToolOutput { text, is_error: true };
+    let Some(advisor) = &ctx.agent.advisor else { return fail("this agent has no advisor".into()) };
+    let Some(question) = args.get("question").and_then(Value::as_str) else {
+        return fail("argument `question` (a string) is required".into());
+    };
+    let asked = advice.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    if asked >= advisor.max_consultations {
+        return fail(format!("the advisor was consulted {} times already, its limit", advisor.max_consultations));
+    }
+    let wire = match wire_for(&advisor.model) {
+        Ok(w) => w,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let mut convo = Conversation {
+        wire,
+        model: advisor.model.clone(),
+        system: advisor.instructions.clone(),
+        messages: vec![json!({"role": "user", "content": question})],
+        tools: Vec::new(),
+    };
+    match ctx.gateway.llm(convo.path(), &convo.request()).await {
+        Ok(resp) => {
+            let (text, _, (input, output)) = convo.take(&resp);
+            transcript.emit(TranscriptEvent::Usage { input_tokens: input, output_tokens: output }).await;
+            tools::ToolOutput { text, is_error: false }
+        }
+        Err(e) => fail(format!("the advisor could not be consulted: {e}")),
+    }
+}
+
 /// Runs a sub-agent as a child session: its own token, its own Agent's policies, its cost rolled up into
-/// this session's by the gateway. Its transcript goes to the child session.
+/// this session's by the gateway. Its transcript goes to the child session; its session is ended when it
+/// finishes (its own token ends it), so that the team's live sub-agents are counted right.
 async fn sub_agent(ctx: &RunContext, agent: &str, args: &Value, depth: usize) -> tools::ToolOutput {
     let fail = |text: String| tools::ToolOutput { text, is_error: true };
+    // The gateway refuses a start past the team's depth; this only keeps a runaway loop bounded here.
     if depth + 1 >= MAX_DEPTH {
         return fail(format!("sub-agents may nest at most {MAX_DEPTH} deep"));
     }
@@ -320,7 +393,7 @@ async fn sub_agent(ctx: &RunContext, agent: &str, args: &Value, depth: usize) ->
         // Its commands go out with its own token (its own session's policies), trusting the same CA.
         ca_bundle: ctx.ca_bundle.clone(),
     };
-    let child_transcript = Transcript::new(Some(gateway), false);
+    let child_transcript = Transcript::new(Some(gateway.clone()), false);
     // A sub-agent's session has its own prompt and final answer, decided by its own Agent's policies like
     // any session's: a refusal is the tool's error.
     let transcript = &child_transcript;
@@ -333,5 +406,8 @@ async fn sub_agent(ctx: &RunContext, agent: &str, args: &Value, depth: usize) ->
     child_transcript
         .emit(TranscriptEvent::Done { phase: outcome.phase.clone(), message: outcome.message.clone() })
         .await;
+    if let Err(e) = gateway.end(&outcome.phase, &outcome.message).await {
+        tracing::warn!(session = %child.id, error = %e, "could not end the sub-agent's session");
+    }
     tools::ToolOutput { text: outcome.message, is_error: outcome.phase != "Succeeded" }
 }
