@@ -40,13 +40,13 @@ async fn a_token_acts_only_for_its_own_live_session_and_never_approves() {
     let r = decide(&t, &token_a, &b, ls.clone(), "").await;
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains(&format!("cannot act for session `{b}`")));
-    // Session management and approvals need the admin credential.
+    // Session management and approvals need the admin credential; a token may end its own session only.
     for (method, path) in [
         ("POST", "/v1/sessions".to_owned()),
         ("GET", "/v1/approvals".to_owned()),
         ("POST", "/v1/approvals/a-123/approve".to_owned()),
         ("GET", "/v1/audit".to_owned()),
-        ("POST", format!("/v1/sessions/{a}/end")),
+        ("POST", format!("/v1/sessions/{b}/end")),
     ] {
         let req = t.client.request(method.parse().unwrap(), format!("{}{path}", t.url)).bearer_auth(&token_a);
         let r = req.json(&json!({})).send().await.unwrap();
