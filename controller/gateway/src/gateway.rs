@@ -1084,18 +1084,46 @@ impl Gateway {
                 credentials.push(held.clone());
             }
         }
-        self.create_session(NewSession {
-            namespace: Some(parent.namespace.clone()),
-            agent: agent.to_owned(),
-            owner: parent.owner.clone(),
-            parent: Some(parent.id.clone()),
-            budget_usd: budget,
-            policy,
-            credentials,
-            // The parent's own rules and its token's lifetime bind the child: `create_session` sees to both.
-            ..NewSession::default()
-        })
-        .await
+        let child = self
+            .create_session(NewSession {
+                namespace: Some(parent.namespace.clone()),
+                agent: agent.to_owned(),
+                owner: parent.owner.clone(),
+                parent: Some(parent.id.clone()),
+                budget_usd: budget,
+                policy,
+                credentials,
+                // The parent's own rules and its token's lifetime bind the child: `create_session` sees to both.
+                ..NewSession::default()
+            })
+            .await?;
+        // Replicas: the lock above holds on this replica only. Counted again now that the child is in the
+        // shared database: a start that another replica's made one too many is ended at once and refused, so
+        // the live children never pass the cap (two racing starts may both be refused; neither runs).
+        if self.shared.is_some() {
+            let started = |s: &Session| {
+                let at = time::OffsetDateTime::parse(&s.created_at, &time::format_description::well_known::Rfc3339);
+                (at.ok(), s.id.clone())
+            };
+            let mut live: Vec<Arc<Session>> = self
+                .all_sessions()
+                .await?
+                .into_iter()
+                .filter(|c| c.parent.as_deref() == Some(parent.id.as_str()) && c.ended().is_none())
+                .collect();
+            live.sort_by_key(|c| started(c));
+            if live.iter().position(|c| c.id == child.0.id).is_none_or(|i| i >= team.max_parallel as usize) {
+                let why = format!(
+                    "agent: `{agent}` cannot start: session `{}` had {} sub-agents alive as it started (another \
+                     replica started one at the same moment), past its team.maxParallel",
+                    parent.id,
+                    live.len()
+                );
+                self.end_session(&child.0.id, "Failed", &why).await?;
+                return Err(GatewayError::Busy(why));
+            }
+        }
+        Ok(child)
     }
 
     /// Writes an event of the gateway's own to the session's transcript (a decision, an ask, its answer, the

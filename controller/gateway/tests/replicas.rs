@@ -144,3 +144,36 @@ async fn a_sub_agent_cannot_start_under_a_parent_another_replica_ended() {
     let refused = a.gw.create_session(child).await.unwrap_err().to_string();
     assert!(refused.contains("has ended"), "{refused}");
 }
+
+/// A team's cap on live sub-agents holds across replicas: two replicas starting the last place at the same
+/// moment never both succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_starting_the_last_sub_agent_at_once_never_both_start_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("repo/agents")).unwrap();
+    std::fs::write(
+        dir.path().join("repo/agents/lead.yaml"),
+        "apiVersion: paddock.dev/v1alpha1\nkind: Agent\nmetadata: {name: lead}\nspec:\n  harness: custom\n  \
+         model: claude-sonnet-4-5\n  subAgents: [coder]\n  team: {maxParallel: 1}\n",
+    )
+    .unwrap();
+    let Some((a, b, _)) = two_replicas(dir.path()).await else { return };
+    let (id, _) = a.session("lead").await;
+    for round in 0..6 {
+        let (pa, pb) = (a.gw.find_session(&id).await.unwrap(), b.gw.find_session(&id).await.unwrap());
+        let (ra, rb) = tokio::join!(a.gw.create_child(&pa, "coder"), b.gw.create_child(&pb, "coder"));
+        let started: Vec<_> = [ra, rb].into_iter().filter_map(Result::ok).collect();
+        assert!(started.len() <= 1, "round {round}: both replicas started one");
+        let live: Vec<_> =
+            a.gw.all_sessions()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|s| s.parent.as_deref() == Some(id.as_str()) && s.ended().is_none())
+                .collect();
+        assert!(live.len() <= 1, "round {round}: {} live", live.len());
+        for s in live {
+            a.gw.end_session(&s.id, "Succeeded", "done").await.unwrap();
+        }
+    }
+}
