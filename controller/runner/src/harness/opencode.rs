@@ -1,10 +1,11 @@
 //! The `opencode` harness: the real OpenCode (`opencode run --format json`, the prompt on stdin) with its
 //! whole configuration given in `OPENCODE_CONFIG_CONTENT` (which outranks every file) and a project's own
-//! configuration and plugins switched off: one provider, the gateway, in the wire format of the model's
-//! provider, the session token as its key. OpenCode's hooks are JavaScript plugins, not commands, so the
-//! gateway's response gate is the guarantee: a denied call is removed from the model's answer before
-//! OpenCode sees it. It also asks the model for a title for the session: one more request, governed like
-//! the rest. Its JSON events become the transcript.
+//! configuration switched off: one provider, the gateway, in the wire format of the model's provider, the
+//! session token as its key. The gateway's response gate removes a denied call from the model's answer
+//! before OpenCode sees it, and a plugin of ours (OpenCode's hooks are JavaScript plugins) asks the gateway
+//! again before each call runs, by the call's id, through `paddock hook claude`, failing closed. It also
+//! asks the model for a title for the session: one more request, governed like the rest. Its JSON events
+//! become the transcript.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,7 +33,7 @@ const KEY_VAR: &str = "PADDOCK_TOKEN";
 
 /// The configuration: the gateway as the one provider (an AI SDK package OpenCode ships), the session's
 /// model for the work and for titles, and the Agent's MCP servers.
-pub fn config(ctx: &RunContext) -> Value {
+pub fn config(ctx: &RunContext, plugin: Option<&Path>) -> Value {
     let urls = llm_base_urls(ctx);
     let url = |p: Provider| urls.iter().find(|(q, _)| *q == p).map(|(_, u)| u.clone()).unwrap_or_default();
     let (npm, base) = match provider_of(&ctx.model) {
@@ -71,6 +72,9 @@ pub fn config(ctx: &RunContext) -> Value {
         "share": "disabled",
         "mcp": mcp,
     });
+    if let Some(p) = plugin {
+        c["plugin"] = json!([format!("file://{}", p.display())]);
+    }
     if let Some(i) = ctx.agent.instructions.as_deref().filter(|i| !i.trim().is_empty()) {
         c["agent"] = json!({"build": {"prompt": i}});
     }
@@ -84,16 +88,17 @@ pub fn args(ctx: &RunContext) -> Vec<String> {
         "json".into(),
         "-m".into(),
         format!("{PROVIDER}/{}", ctx.model),
-        // No plugins: code from the workspace or the home the Agent did not name.
-        "--pure".into(),
         // The gateway decides every call; a permission OpenCode would ask about is refused in `run`.
         "--auto".into(),
     ]
 }
 
-pub fn env(ctx: &RunContext, home: &Path) -> BTreeMap<String, String> {
+/// `plugin`: the hook plugin's file.
+pub fn env(ctx: &RunContext, home: &Path, plugin: Option<&Path>) -> BTreeMap<String, String> {
     let mut env = base_env(ctx, home);
-    env.insert("OPENCODE_CONFIG_CONTENT".into(), config(ctx).to_string());
+    env.insert("OPENCODE_CONFIG_CONTENT".into(), config(ctx, plugin).to_string());
+    env.insert("PADDOCK_GATEWAY_URL".into(), ctx.gateway.base_url.clone());
+    env.insert("PADDOCK_SESSION".into(), ctx.gateway.session.clone());
     for (k, v) in [
         ("OPENCODE_DISABLE_PROJECT_CONFIG", "1"),
         // The model catalog is not fetched from models.dev, nor anything else at start.
@@ -111,6 +116,19 @@ pub fn env(ctx: &RunContext, home: &Path) -> BTreeMap<String, String> {
         env.remove(k);
     }
     env
+}
+
+/// The plugin that asks the gateway before each tool call (`tool.execute.before`; throwing blocks it).
+pub fn gate_plugin(ctx: &RunContext) -> String {
+    super::process::js_gate(
+        &ctx.paddock_bin,
+        r#"export const PaddockGate = async () => ({
+  "tool.execute.before": async (input, output) => {
+    const why = gate(input.tool, output.args, input.callID);
+    if (why !== null) throw new Error(why);
+  },
+});"#,
+    )
 }
 
 /// OpenCode installs its plugin package into its configuration directory at start (from npm); a directory
@@ -132,10 +150,12 @@ pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<Ru
     let program = CLI.locate()?;
     let home = private_home("paddock-opencode-")?;
     seed_config_dir(home.path()).map_err(HarnessError::Config)?;
+    let plugin = home.path().join("paddock-gate.js");
+    std::fs::write(&plugin, gate_plugin(ctx)).map_err(HarnessError::Config)?;
     let mut proc = CliProcess::spawn(
         &program,
         &args(ctx),
-        &env(ctx, home.path()),
+        &env(ctx, home.path(), Some(&plugin)),
         &ctx.workspace,
         Some(ctx.prompt.clone()),
         vec![ctx.gateway.token.clone()],

@@ -1,9 +1,10 @@
 //! The `pi` harness: the real Pi coding agent (`pi -p --mode json`, the prompt on stdin) with a private
 //! agent directory whose `models.json` names one provider, the gateway, in the wire format of the model's
 //! provider (Anthropic Messages, OpenAI Chat Completions or Gemini), the session token as its key. Pi asks
-//! no one before a tool runs and has no command hooks (only TypeScript extensions, which are switched
-//! off), so the gateway's response gate is the guarantee: a denied call is removed from the model's answer
-//! before Pi sees it. Its JSON events become the transcript.
+//! no one before a tool runs; the gateway's response gate removes a denied call from the model's answer
+//! before Pi sees it, and an extension of ours (Pi's hooks are TypeScript extensions; discovery of any
+//! other is off) asks the gateway again before each call runs, by the call's id, through
+//! `paddock hook claude`, failing closed. Its JSON events become the transcript.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -50,7 +51,21 @@ pub fn models_json(ctx: &RunContext) -> Value {
     }}})
 }
 
-pub fn args(ctx: &RunContext) -> Vec<String> {
+/// The extension that asks the gateway before each tool call (`pi.on("tool_call")`, `{block, reason}`).
+pub fn gate_extension(ctx: &RunContext) -> String {
+    super::process::js_gate(
+        &ctx.paddock_bin,
+        r#"export default function (pi) {
+  pi.on("tool_call", async (event) => {
+    const why = gate(event.toolName, event.input, event.toolCallId);
+    return why === null ? undefined : { block: true, reason: why };
+  });
+}"#,
+    )
+}
+
+/// The command line; `gate`: the hook extension's file.
+pub fn args(ctx: &RunContext, gate: &Path) -> Vec<String> {
     let mut a: Vec<String> = [
         "-p",
         "--mode",
@@ -70,6 +85,9 @@ pub fn args(ctx: &RunContext) -> Vec<String> {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    // The one extension: the hook (an explicit `-e` loads even with discovery off).
+    a.push("-e".into());
+    a.push(gate.display().to_string());
     if !ctx.agent.tools.is_empty() {
         a.push("--tools".into());
         a.push(ctx.agent.tools.join(","));
@@ -87,6 +105,8 @@ pub fn env(ctx: &RunContext, home: &Path) -> BTreeMap<String, String> {
     env.insert("PI_OFFLINE".into(), "1".into());
     env.insert("PI_TELEMETRY".into(), "0".into());
     env.insert(KEY_VAR.into(), ctx.gateway.token.clone());
+    env.insert("PADDOCK_GATEWAY_URL".into(), ctx.gateway.base_url.clone());
+    env.insert("PADDOCK_SESSION".into(), ctx.gateway.session.clone());
     // Pi's built-in providers read these; only the gateway's provider is named, but none may be there.
     for k in ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "AZURE_OPENAI_BASE_URL"] {
         env.remove(k);
@@ -101,9 +121,11 @@ pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<Ru
     std::fs::create_dir_all(&dir).map_err(HarnessError::Config)?;
     std::fs::write(dir.join("models.json"), serde_json::to_vec_pretty(&models_json(ctx))?)
         .map_err(HarnessError::Config)?;
+    let gate = home.path().join("paddock-gate.ts");
+    std::fs::write(&gate, gate_extension(ctx)).map_err(HarnessError::Config)?;
     let mut proc = CliProcess::spawn(
         &program,
-        &args(ctx),
+        &args(ctx, &gate),
         &env(ctx, home.path()),
         &ctx.workspace,
         Some(ctx.prompt.clone()),

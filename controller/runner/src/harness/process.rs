@@ -350,6 +350,29 @@ pub fn assistant_text(text: &str, out: &mut Vec<crate::transcript::TranscriptEve
     rest
 }
 
+/// A JavaScript module of the hook that a harness whose hooks are code (Pi's extensions, OpenCode's
+/// plugins) loads: before each tool call it runs `paddock hook claude` with a PreToolUse input built from the
+/// call (its id ties it to the response gate's decision of the same call) and blocks the call unless the
+/// hook exits 0 — any failure, the hook missing included, blocks. `export` is the harness's hook shape
+/// around `gate(tool, input, id)`, which returns `null` to allow or the reason to block.
+pub fn js_gate(paddock_bin: &Path, export: &str) -> String {
+    let bin = serde_json::to_string(&paddock_bin.display().to_string()).expect("string");
+    format!(
+        r#"// Written by the Paddock runner for one session: every tool call is asked of the gateway before it runs.
+import {{ spawnSync }} from "node:child_process";
+const PADDOCK = {bin};
+function gate(tool, input, id) {{
+  const hook = JSON.stringify({{ hook_event_name: "PreToolUse", tool_name: tool, tool_input: input ?? {{}}, tool_use_id: id, cwd: process.cwd() }});
+  const r = spawnSync(PADDOCK, ["hook", "claude"], {{ input: hook, encoding: "utf8", timeout: 600000 }});
+  if (r.status === 0) return null;
+  const why = (r.stderr || "").trim();
+  return why || `[paddock] The tool call \`${{tool}}\` was blocked: the hook could not decide it (${{r.error ? r.error.message : "exit " + r.status}}).`;
+}}
+{export}
+"#
+    )
+}
+
 /// Lines of a `[paddock]` note (the gateway's text for a removed tool call, or the hook's reason), as
 /// (tool, policy, reason) for a transcript verdict.
 pub fn paddock_notes(text: &str) -> Vec<(Option<String>, Option<String>, String)> {
