@@ -14,6 +14,8 @@ use crate::source::{Content, MAX_FILE_BYTES, SourceFile};
 use crate::yaml::{self, Limits, Node, PathSeg, Pos, display_path};
 
 /// A decoded Paddock object.
+// One per manifest, made once per load: boxing the larger kinds would buy nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Object {
     Agent(Agent),
