@@ -148,13 +148,11 @@ pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<Ru
         std::fs::write(&mcp_file, serde_json::to_vec_pretty(&mcp_config(ctx))?).map_err(HarnessError::Config)?;
         Some(mcp_file.display().to_string())
     };
-    let mut proc = CliProcess::spawn(
+    let mut proc = CliProcess::for_session(
         &program,
         &args(ctx, &settings_file.display().to_string(), mcp_file.as_deref()),
         &env(ctx, home.path()),
-        &ctx.workspace,
-        Some(ctx.prompt.clone()),
-        vec![ctx.gateway.token.clone()],
+        ctx,
     )?;
     let mut state = StreamState::default();
     let status = proc.stream_into(transcript, |ev| state.events(ev)).await?;

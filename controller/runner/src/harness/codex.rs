@@ -112,14 +112,7 @@ pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<Ru
     let codex_home = home.path().join("codex");
     std::fs::create_dir_all(&codex_home).map_err(HarnessError::Config)?;
     std::fs::write(codex_home.join("config.toml"), config_toml(ctx)).map_err(HarnessError::Config)?;
-    let mut proc = CliProcess::spawn(
-        &program,
-        &args(ctx),
-        &env(ctx, home.path()),
-        &ctx.workspace,
-        Some(ctx.prompt.clone()),
-        vec![ctx.gateway.token.clone()],
-    )?;
+    let mut proc = CliProcess::for_session(&program, &args(ctx), &env(ctx, home.path()), ctx)?;
     let mut state = StreamState::default();
     let status = proc.stream_into(transcript, |ev| state.events(ev)).await?;
     Ok(match (&state.failed, status.success()) {

@@ -83,14 +83,7 @@ fn program(ctx: &RunContext) -> Result<PathBuf, HarnessError> {
 pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<RunOutcome> {
     let program = program(ctx)?;
     let home = private_home("paddock-command-")?;
-    let mut proc = CliProcess::spawn(
-        &program,
-        &ctx.agent.command[1..],
-        &env(ctx, home.path()),
-        &ctx.workspace,
-        Some(ctx.prompt.clone()),
-        vec![ctx.gateway.token.clone()],
-    )?;
+    let mut proc = CliProcess::for_session(&program, &ctx.agent.command[1..], &env(ctx, home.path()), ctx)?;
     let mut state = StreamState::default();
     while let Some(line) = proc.next_line().await? {
         for ev in state.line(&line) {

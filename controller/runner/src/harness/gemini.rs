@@ -105,14 +105,7 @@ pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<Ru
     for file in [user_dir.join("settings.json"), home.path().join("system-settings.json")] {
         std::fs::write(file, &text).map_err(HarnessError::Config)?;
     }
-    let mut proc = CliProcess::spawn(
-        &program,
-        &args(ctx),
-        &env(ctx, home.path()),
-        &ctx.workspace,
-        Some(ctx.prompt.clone()),
-        vec![ctx.gateway.token.clone()],
-    )?;
+    let mut proc = CliProcess::for_session(&program, &args(ctx), &env(ctx, home.path()), ctx)?;
     let mut state = StreamState::default();
     let status = proc.stream_into(transcript, |ev| state.events(ev)).await?;
     for t in state.flush() {

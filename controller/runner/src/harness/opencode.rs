@@ -152,14 +152,7 @@ pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<Ru
     seed_config_dir(home.path()).map_err(HarnessError::Config)?;
     let plugin = home.path().join("paddock-gate.js");
     std::fs::write(&plugin, gate_plugin(ctx)).map_err(HarnessError::Config)?;
-    let mut proc = CliProcess::spawn(
-        &program,
-        &args(ctx),
-        &env(ctx, home.path(), Some(&plugin)),
-        &ctx.workspace,
-        Some(ctx.prompt.clone()),
-        vec![ctx.gateway.token.clone()],
-    )?;
+    let mut proc = CliProcess::for_session(&program, &args(ctx), &env(ctx, home.path(), Some(&plugin)), ctx)?;
     let mut state = StreamState::default();
     let status = proc.stream_into(transcript, |ev| state.events(ev)).await?;
     Ok(match (&state.failed, status.success()) {

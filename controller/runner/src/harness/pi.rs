@@ -123,14 +123,7 @@ pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<Ru
         .map_err(HarnessError::Config)?;
     let gate = home.path().join("paddock-gate.ts");
     std::fs::write(&gate, gate_extension(ctx)).map_err(HarnessError::Config)?;
-    let mut proc = CliProcess::spawn(
-        &program,
-        &args(ctx, &gate),
-        &env(ctx, home.path()),
-        &ctx.workspace,
-        Some(ctx.prompt.clone()),
-        vec![ctx.gateway.token.clone()],
-    )?;
+    let mut proc = CliProcess::for_session(&program, &args(ctx, &gate), &env(ctx, home.path()), ctx)?;
     let mut state = StreamState::default();
     let status = proc.stream_into(transcript, |ev| state.events(ev)).await?;
     Ok(match (&state.failed, state.ended, status.success()) {

@@ -189,6 +189,17 @@ impl CliProcess {
         })
     }
 
+    /// Starts a harness's program for `ctx`'s session: in its workspace, the prompt on stdin, the session
+    /// token redacted from what is kept of its stderr.
+    pub fn for_session(
+        program: &Path,
+        args: &[String],
+        env: &BTreeMap<String, String>,
+        ctx: &RunContext,
+    ) -> Result<CliProcess, HarnessError> {
+        CliProcess::spawn(program, args, env, &ctx.workspace, Some(ctx.prompt.clone()), vec![ctx.gateway.token.clone()])
+    }
+
     /// The next JSON object on stdout; `None` at the end. Lines that are not JSON are logged and skipped.
     /// When the CLI exits, the rest of its group is killed, so a background command that inherited stdout
     /// cannot keep the stream open.
