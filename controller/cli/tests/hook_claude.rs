@@ -122,12 +122,15 @@ async fn the_hook_allows_denies_and_fails_closed() {
 }
 
 /// Gemini CLI's hook input names no call, so its hook is a deny-only check: a call the policies refuse
-/// where it runs is blocked and recorded, and an allowed one is neither recorded nor counted again (the
-/// response gate already did both).
+/// where it runs is blocked and recorded, an allowed one is neither recorded nor counted again (the
+/// response gate already did both), and one a rule asks about waits for a human.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gemini_hook_only_refuses() {
     let dir = tempfile::tempdir().unwrap();
-    let gw = TestGateway::start(dir.path(), CLAUDE_AGENT, "scripts: [{name: none, turns: []}]").await;
+    let agent = format!(
+        "{CLAUDE_AGENT}  rules:\n    - {{name: ask-deploy, use: tool_denylist, with: {{tools: [deploy]}}, action: ask}}\n"
+    );
+    let gw = TestGateway::start(dir.path(), &agent, "scripts: [{name: none, turns: []}]").await;
     let (session, token) = gw.session("claude-coder").await;
     let env: Env =
         vec![("PADDOCK_GATEWAY_URL", gw.url.clone()), ("PADDOCK_SESSION", session.clone()), ("PADDOCK_TOKEN", token)];
@@ -157,6 +160,43 @@ async fn the_gemini_hook_only_refuses() {
     assert_eq!(audit.len(), 1, "{audit:#?}");
     assert_eq!((audit[0]["phase"].as_str(), audit[0]["verdict"].as_str()), (Some("tool_call"), Some("deny")));
     assert!(audit[0]["reason"].as_str().unwrap().contains("checked again by the harness's hook"), "{audit:#?}");
+
+    // What the check cannot pass alone is decided in full: a rule that asks waits for a human.
+    let approver = {
+        let (http, url) = (gw.client.clone(), gw.url.clone());
+        tokio::spawn(async move {
+            loop {
+                let pending: Vec<Value> = http
+                    .get(format!("{url}/v1/approvals?status=pending"))
+                    .bearer_auth(ADMIN)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if let Some(a) = pending.first() {
+                    let id = a["id"].as_str().unwrap();
+                    let r = http
+                        .post(format!("{url}/v1/approvals/{id}/approve"))
+                        .bearer_auth(ADMIN)
+                        .json(&json!({"by": "carol"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 200);
+                    return a.clone();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let deploy = json!({"session_id": "g1", "cwd": "/w", "hook_event_name": "BeforeTool", "tool_name": "deploy",
+                        "tool_input": {"target": "prod"}});
+    let out = run(deploy.to_string().into_bytes(), env.clone()).await.unwrap();
+    let asked = approver.await.unwrap();
+    assert_eq!(asked["phase"], "tool_call", "{asked}");
+    assert_eq!(out.status.code(), Some(0), "approved: {}", String::from_utf8_lossy(&out.stderr));
 
     // A PreToolUse input is not Gemini's: refused, as every malformed input is.
     let claude_input = pre_tool_use("Bash", json!({"command": "ls"}), "toolu_9");

@@ -15,7 +15,7 @@ use paddock_policy::Event;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::gateway::{Gateway, GatewayError, NewSession, Resolution, Ruling, Session};
+use crate::gateway::{Early, Gateway, GatewayError, NewSession, Resolution, Ruling, Session};
 use crate::proxy::{bearer, parse_json, read_body};
 
 pub struct ApiError(pub StatusCode, pub String);
@@ -170,8 +170,9 @@ pub struct DecideQuery {
     #[serde(default)]
     pub wait: Option<bool>,
     /// `deny-only`: a second look at a tool call the response gate already decided (a harness's hook
-    /// whose input names no call id, so its decision cannot be tied to that one): only a deny is decided
-    /// and recorded; any other verdict changes nothing and answers `allow` with status `checked`.
+    /// whose input names no call id, so its decision cannot be tied to that one): a deny is decided and
+    /// recorded; an allow changes nothing and answers `allow` with status `checked`; an ask is decided in
+    /// full (recorded, counted, a human asked).
     #[serde(default)]
     pub check: Option<String>,
 }
@@ -192,8 +193,13 @@ pub async fn decide(
     match q.check.as_deref() {
         None => {}
         Some("deny-only") if event.phase == Phase::ToolCall => {
-            let ruling = gw.deny_early(&s, event, HOOK_CHECK_READING).await?.unwrap_or_else(Ruling::checked);
-            return Ok(Json(ruling).into_response());
+            match gw.deny_early(&s, event.clone(), HOOK_CHECK_READING).await? {
+                Early::Denied(ruling) => return Ok(Json(*ruling).into_response()),
+                Early::Passes => return Ok(Json(Ruling::checked()).into_response()),
+                // What the gate could not see (where the workspace's remotes point) makes a rule ask: a
+                // human decides, as for any ask, rather than the call passing. Decided in full, so counted.
+                Early::WouldAsk => {}
+            }
         }
         Some("deny-only") => {
             return Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, "check=deny-only is for `tool_call` events".into()));

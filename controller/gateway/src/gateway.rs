@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::config::Limits;
 use crate::metrics::{DecisionLabels, ModelLabels, PhaseLabels, TokenLabels};
-use crate::shared::{HoldRow, Locked, REVALIDATE, Shared};
+use crate::shared::{ChildInsert, HoldRow, Locked, REVALIDATE, Shared};
 use crate::store::{ApprovalRow, AuditRow, ChargeRow, SessionKey, SessionRow, Store, StoreError, Write};
 use crate::upstream::Providers;
 
@@ -222,6 +222,17 @@ fn ask_keys(d: &paddock_policy::Decision) -> Vec<(String, String)> {
     d.asks.iter().map(|h| (h.policy.clone(), h.rule.clone())).collect()
 }
 
+/// What [`Gateway::deny_early`] found.
+#[derive(Debug)]
+pub enum Early {
+    /// Denied, recorded and counted.
+    Denied(Box<Ruling>),
+    /// A rule would ask: nothing recorded.
+    WouldAsk,
+    /// Nothing refuses it: nothing recorded.
+    Passes,
+}
+
 /// The answer to one event.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Ruling {
@@ -328,6 +339,10 @@ pub struct NewSession {
     /// session instead of brokering them.
     #[serde(default, rename = "mcpCredentials")]
     pub mcp_credentials: Vec<SessionCredential>,
+    /// A sub-agent's start ([`Gateway::create_child`]): refused when its parent already has this many
+    /// children alive. Not part of the API.
+    #[serde(skip)]
+    pub max_live_siblings: Option<usize>,
     /// The Session's own rules (`spec.policy`), evaluated before its Agent's; they may deny or ask, never
     /// allow.
     #[serde(default)]
@@ -935,9 +950,10 @@ impl Gateway {
             credentials: crate::broker::credentials::seal(&self.broker.ca.sealing_key(), &credentials),
         };
         let inserted = match (&self.shared, &req.parent) {
-            // Replicas: the parent's end, on any replica, waits for this insert and then ends the child too.
-            (Some(shared), Some(p)) => shared.insert_child(&row, p).await,
-            _ => self.store.commit(vec![Write::SessionNew(row.clone())]).await.map(|()| true),
+            // Replicas: the parent's end, on any replica, waits for this insert and then ends the child too;
+            // its live children are counted under the same lock.
+            (Some(shared), Some(p)) => shared.insert_child(&row, p, req.max_live_siblings).await,
+            _ => self.store.commit(vec![Write::SessionNew(row.clone())]).await.map(|()| ChildInsert::Inserted),
         };
         let inserted = inserted.map_err(|e| match e {
             StoreError::Db(sqlx::Error::Database(d)) if d.is_unique_violation() => {
@@ -945,9 +961,19 @@ impl Gateway {
             }
             e => e.into(),
         })?;
-        if !inserted {
-            let parent = req.parent.as_deref().unwrap_or_default();
-            return Err(GatewayError::Invalid(format!("parent: session `{parent}` has ended")));
+        let parent = req.parent.as_deref().unwrap_or_default();
+        match inserted {
+            ChildInsert::Inserted => {}
+            ChildInsert::ParentEnded => {
+                return Err(GatewayError::Invalid(format!("parent: session `{parent}` has ended")));
+            }
+            ChildInsert::Full(live) => {
+                return Err(GatewayError::Busy(format!(
+                    "agent: `{}` cannot start: session `{parent}` has {live} sub-agents alive, its \
+                     team.maxParallel; start it when one has ended",
+                    req.agent
+                )));
+            }
         }
         let hash = row.token_hash.clone();
         let s = Arc::new(Session::of(row, None, state, credentials, Ok(own_rules)));
@@ -1084,46 +1110,21 @@ impl Gateway {
                 credentials.push(held.clone());
             }
         }
-        let child = self
-            .create_session(NewSession {
-                namespace: Some(parent.namespace.clone()),
-                agent: agent.to_owned(),
-                owner: parent.owner.clone(),
-                parent: Some(parent.id.clone()),
-                budget_usd: budget,
-                policy,
-                credentials,
-                // The parent's own rules and its token's lifetime bind the child: `create_session` sees to both.
-                ..NewSession::default()
-            })
-            .await?;
-        // Replicas: the lock above holds on this replica only. Counted again now that the child is in the
-        // shared database: a start that another replica's made one too many is ended at once and refused, so
-        // the live children never pass the cap (two racing starts may both be refused; neither runs).
-        if self.shared.is_some() {
-            let started = |s: &Session| {
-                let at = time::OffsetDateTime::parse(&s.created_at, &time::format_description::well_known::Rfc3339);
-                (at.ok(), s.id.clone())
-            };
-            let mut live: Vec<Arc<Session>> = self
-                .all_sessions()
-                .await?
-                .into_iter()
-                .filter(|c| c.parent.as_deref() == Some(parent.id.as_str()) && c.ended().is_none())
-                .collect();
-            live.sort_by_key(|c| started(c));
-            if live.iter().position(|c| c.id == child.0.id).is_none_or(|i| i >= team.max_parallel as usize) {
-                let why = format!(
-                    "agent: `{agent}` cannot start: session `{}` had {} sub-agents alive as it started (another \
-                     replica started one at the same moment), past its team.maxParallel",
-                    parent.id,
-                    live.len()
-                );
-                self.end_session(&child.0.id, "Failed", &why).await?;
-                return Err(GatewayError::Busy(why));
-            }
-        }
-        Ok(child)
+        self.create_session(NewSession {
+            namespace: Some(parent.namespace.clone()),
+            agent: agent.to_owned(),
+            owner: parent.owner.clone(),
+            parent: Some(parent.id.clone()),
+            budget_usd: budget,
+            policy,
+            credentials,
+            // Replicas count the live children again under the parent's row lock (this replica's lock
+            // above holds here only).
+            max_live_siblings: Some(team.max_parallel as usize),
+            // The parent's own rules and its token's lifetime bind the child: `create_session` sees to both.
+            ..NewSession::default()
+        })
+        .await
     }
 
     /// Writes an event of the gateway's own to the session's transcript (a decision, an ask, its answer, the
@@ -1342,14 +1343,15 @@ impl Gateway {
         s: &Arc<Session>,
         event: Event,
         reading: &str,
-    ) -> Result<Option<Ruling>, GatewayError> {
+    ) -> Result<Early, GatewayError> {
         let decided = self.decide_or_pass(s, event, Duration::ZERO, 0.0, Some(reading)).await?;
         match decided {
+            Some(d) if d.ruling.verdict == Verdict::Ask => Ok(Early::WouldAsk),
             Some(d) => {
                 d.durable.wait().await?;
-                Ok(Some(d.ruling))
+                Ok(Early::Denied(Box::new(d.ruling)))
             }
-            None => Ok(None),
+            None => Ok(Early::Passes),
         }
     }
 
@@ -1434,10 +1436,15 @@ impl Gateway {
         };
         let mut decision = evaluate(&event, &view, s.levels(agent));
         if let Some(reading) = early {
-            if decision.verdict != Verdict::Deny {
-                return Ok(None);
+            match decision.verdict {
+                Verdict::Allow => return Ok(None),
+                // Nothing recorded: the caller says what an ask means for it.
+                Verdict::Ask => {
+                    let ruling = Ruling { verdict: Verdict::Ask, ..Ruling::refusal(None, &decision.reason) };
+                    return Ok(Some(Decided::now(ruling, crate::store::Pending::done())));
+                }
+                Verdict::Deny => decision.reason = format!("{} ({reading})", decision.reason.trim_end()),
             }
-            decision.reason = format!("{} ({reading})", decision.reason.trim_end());
         }
         if decided_before {
             decision.state_updates.clear();

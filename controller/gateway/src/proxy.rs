@@ -426,6 +426,12 @@ async fn complete(
     let Ok(mut body) = serde_json::from_slice::<Value>(&buf) else {
         return wire_error(wire, StatusCode::BAD_GATEWAY, "the upstream sent a response that is not JSON");
     };
+    // A response the gateway cannot read as its format's object could carry calls it does not see.
+    if !body.is_object() {
+        return wire_error(wire, StatusCode::BAD_GATEWAY, "the upstream sent a response that is not a JSON object");
+    }
+    // Gemini's calls get the gateway's ids; the client then gets the body as decided, with them.
+    let named = wire == Wire::Gemini && gemini::name_calls(&mut body, &gemini::nonce(), 0);
     let parsed = wire.parse_response(&body);
     // No usage block: charge the worst case rather than nothing.
     let usage = parsed.usage.unwrap_or_else(|| {
@@ -450,7 +456,7 @@ async fn complete(
             notes.push(note);
         }
     }
-    if denied.is_empty() {
+    if denied.is_empty() && !named {
         // Nothing changed: the upstream's bytes go back as they came.
         return ([(header::CONTENT_TYPE, "application/json")], buf).into_response();
     }

@@ -86,6 +86,9 @@ async fn a_gemini_session_is_gated_metered_and_keyed_by_the_gateway() {
         let parts = parts_of(&chunks);
         let commands: Vec<&str> = parts.iter().filter_map(|p| p["functionCall"]["args"]["command"].as_str()).collect();
         assert_eq!(commands, ["ls -la"], "stream {stream}: the force push never reaches the client: {text}");
+        // Google sent no ids: the client gets the gateway's, under which the call was decided.
+        let ids: Vec<&str> = parts.iter().filter_map(|p| p["functionCall"]["id"].as_str()).collect();
+        assert!(ids.len() == 1 && ids[0].starts_with("gemini-"), "stream {stream}: {text}");
         assert!(
             parts.iter().any(|p| p["text"].as_str().is_some_and(|t| t.contains("force push"))),
             "stream {stream}: a text part says why: {text}"

@@ -113,7 +113,19 @@ impl GatewayClient {
 
     /// Asks the admission API; waits (bounded by the gateway) for a human when a rule asks, polling on.
     pub async fn decide(&self, event: &Event) -> Result<Ruling, ClientError> {
-        let v = self.post(&format!("/v1/sessions/{}/decide", self.session), event).await?;
+        self.decide_at(&format!("/v1/sessions/{}/decide", self.session), event).await
+    }
+
+    /// A deny-only second look at a tool call the response gate already decided (`check=deny-only`): a
+    /// hook whose input names no call id asks this, so the call is neither counted nor asked about twice.
+    /// A rule that asks there is decided in full: this then waits for the human, as [`GatewayClient::decide`].
+    pub async fn check(&self, event: &Event) -> Result<Ruling, ClientError> {
+        self.decide_at(&format!("/v1/sessions/{}/decide?check=deny-only", self.session), event).await
+    }
+
+    /// Posts `event` to `path` and waits out a pending ask.
+    async fn decide_at(&self, path: &str, event: &Event) -> Result<Ruling, ClientError> {
+        let v = self.post(path, event).await?;
         let mut ruling: Ruling = serde_json::from_value(v.clone())
             .map_err(|e| ClientError::Status { status: 200, body: format!("{e}: {v}") })?;
         while ruling.status == "pending" {
@@ -135,13 +147,6 @@ impl GatewayClient {
                 .map_err(|e| ClientError::Status { status, body: format!("{e}: {text}") })?;
         }
         Ok(ruling)
-    }
-
-    /// A deny-only second look at a tool call the response gate already decided (`check=deny-only`): a
-    /// hook whose input names no call id asks this, so the call is neither counted nor asked about twice.
-    pub async fn check(&self, event: &Event) -> Result<Ruling, ClientError> {
-        let v = self.post(&format!("/v1/sessions/{}/decide?check=deny-only", self.session), event).await?;
-        serde_json::from_value(v.clone()).map_err(|e| ClientError::Status { status: 200, body: format!("{e}: {v}") })
     }
 
     pub async fn post_events(&self, events: &[TranscriptEvent]) -> Result<(), ClientError> {

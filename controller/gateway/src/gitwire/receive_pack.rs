@@ -26,7 +26,7 @@ use super::commands::{self, Commands};
 use super::mirror::{Mirrors, Remote};
 use super::report::{self, Answer, RefStatus};
 use crate::broker::upstream::{BoxError, ProxyBody};
-use crate::gateway::{Gateway, Ruling, Session};
+use crate::gateway::{Early, Gateway, Ruling, Session};
 
 /// The most of a body's head read to find its commands (a push of thousands of refs fits).
 const HEAD_MAX: usize = 8 << 20;
@@ -146,8 +146,9 @@ where
         ..Event::default()
     };
     match gw.deny_early(s, lenient.clone(), LENIENT_READING).await {
-        Ok(None) => {}
-        Ok(Some(ruling)) => {
+        // An ask is the real event's to raise, once its ancestry is known.
+        Ok(Early::Passes | Early::WouldAsk) => {}
+        Ok(Early::Denied(ruling)) => {
             crate::egress::count(gw, Phase::GitPush, "", "deny");
             tracing::info!(session = %s.id, remote = ?remote, "push refused before its mirror was read");
             return refused(gw, s, &commands, &lenient, &ruling).await;

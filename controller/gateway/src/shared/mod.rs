@@ -217,12 +217,18 @@ impl Shared {
         HoldGuard { shared: self.clone(), hold: Some(hold) }
     }
 
-    /// Registers a sub-agent's session, unless its parent has ended: the parent's row is read under a share
-    /// lock, so an end of the parent on another replica waits for this insert and then ends the child too.
-    /// `false` when the parent has ended.
-    pub async fn insert_child(&self, row: &crate::store::SessionRow, parent: &str) -> Result<bool, StoreError> {
+    /// Registers a sub-agent's session, unless its parent has ended or already has `max_live` children
+    /// alive. The parent's row is locked, so an end of the parent on another replica waits for this insert
+    /// and then ends the child too, and two replicas starting children of one parent count them one after
+    /// the other.
+    pub async fn insert_child(
+        &self,
+        row: &crate::store::SessionRow,
+        parent: &str,
+        max_live: Option<usize>,
+    ) -> Result<ChildInsert, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let ended: Option<String> = sqlx::query("SELECT ended_at FROM sessions WHERE id = $1 FOR SHARE")
+        let ended: Option<String> = sqlx::query("SELECT ended_at FROM sessions WHERE id = $1 FOR UPDATE")
             .bind(parent)
             .fetch_optional(&mut *tx)
             .await?
@@ -230,11 +236,21 @@ impl Shared {
             .transpose()?
             .flatten();
         if ended.is_some() {
-            return Ok(false);
+            return Ok(ChildInsert::ParentEnded);
+        }
+        if let Some(max) = max_live {
+            let live: i64 = sqlx::query("SELECT COUNT(*) FROM sessions WHERE parent = $1 AND ended_at IS NULL")
+                .bind(parent)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            if live as usize >= max {
+                return Ok(ChildInsert::Full(live as usize));
+            }
         }
         write_in(&mut tx, &[Write::SessionNew(row.clone())]).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(ChildInsert::Inserted)
     }
 
     /// Locks `session`'s row for one decision; with `lock_owner`, the owner's row of `day` first (a decision
@@ -523,4 +539,13 @@ impl Locked {
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+/// What [`Shared::insert_child`] did.
+#[derive(Debug, PartialEq)]
+pub enum ChildInsert {
+    Inserted,
+    ParentEnded,
+    /// The parent has this many children alive, its limit.
+    Full(usize),
 }

@@ -4,8 +4,9 @@
 //! are decided and passed on without the denied ones, with a text part that says why. Usage is
 //! `usageMetadata`: running on every chunk, final on the chunk whose candidate has a `finishReason`.
 //!
-//! Gemini's calls need not carry an `id`; the gateway names each by where it is (response, chunk,
-//! candidate, part), so a decision and the rewrite that follows it find the same part.
+//! Gemini's calls need not carry an `id`; the gateway gives each one of its own (a nonce of the response
+//! and where the call is) and the client gets them, so the decision, the rewrite and a hook that asks again
+//! all know the call by the same id.
 
 use paddock_policy::Usage;
 use serde_json::{Value, json};
@@ -69,10 +70,93 @@ pub fn upstream_path(model: &str, stream: bool) -> String {
     }
 }
 
+/// The request's shape, as far as the gateway reads it. Google's API also takes snake_case field names
+/// (`generation_config`, `file_data`, `cached_content`) and a single object where a list belongs (`"parts":
+/// {…}`, `"tools": {…}`); the gateway reads one spelling only, so every other is refused rather than
+/// forwarded unread — a `file_data` the gateway did not see is a URL the provider fetches. Checked: the
+/// request's own keys, `generationConfig` and its `thinkingConfig`, `systemInstruction`, each content, each
+/// part (and the parts of a function's response), each tool and `toolConfig`; not what the caller owns
+/// inside them (a call's `args`, a function's `response`, a schema).
+pub fn check_request(body: &Value) -> Result<(), String> {
+    fn keys(v: &Value, at: &str) -> Result<(), String> {
+        let Some(obj) = v.as_object() else { return Err(format!("`{at}` must be an object")) };
+        match obj.keys().find(|k| k.contains('_')) {
+            Some(k) => Err(format!(
+                "`{at}.{k}`: the gateway reads Gemini requests in camelCase (`{}`); other spellings are refused",
+                camel(k)
+            )),
+            None => Ok(()),
+        }
+    }
+    fn camel(k: &str) -> String {
+        let mut out = String::new();
+        let mut up = false;
+        for ch in k.chars() {
+            match (ch, up) {
+                ('_', _) => up = true,
+                (c, true) => {
+                    out.extend(c.to_uppercase());
+                    up = false
+                }
+                (c, false) => out.push(c),
+            }
+        }
+        out
+    }
+    fn list<'a>(v: &'a Value, at: &str) -> Result<&'a [Value], String> {
+        match v {
+            Value::Null => Ok(&[]),
+            Value::Array(a) => Ok(a),
+            _ => Err(format!("`{at}` must be a list")),
+        }
+    }
+    fn parts(v: &Value, at: &str) -> Result<(), String> {
+        for (i, part) in list(v, at)?.iter().enumerate() {
+            let at = format!("{at}[{i}]");
+            keys(part, &at)?;
+            if let Some(r) = part.get("functionResponse").filter(|r| !r.is_null()) {
+                keys(r, &format!("{at}.functionResponse"))?;
+                parts(&r["parts"], &format!("{at}.functionResponse.parts"))?;
+            }
+        }
+        Ok(())
+    }
+    keys(body, "body")?;
+    for (field, inner) in [("generationConfig", Some("thinkingConfig")), ("toolConfig", None)] {
+        if let Some(c) = body.get(field).filter(|c| !c.is_null()) {
+            keys(c, field)?;
+            if let Some(inner) = inner
+                && let Some(t) = c.get(inner).filter(|t| !t.is_null())
+            {
+                keys(t, &format!("{field}.{inner}"))?;
+            }
+        }
+    }
+    if let Some(si) = body.get("systemInstruction").filter(|s| !s.is_null()) {
+        match si {
+            // A bare string is the API's shorthand for one text part.
+            Value::String(_) => {}
+            _ => {
+                keys(si, "systemInstruction")?;
+                parts(&si["parts"], "systemInstruction.parts")?;
+            }
+        }
+    }
+    for (i, c) in list(&body["contents"], "contents")?.iter().enumerate() {
+        keys(c, &format!("contents[{i}]"))?;
+        parts(&c["parts"], &format!("contents[{i}].parts"))?;
+    }
+    for (i, t) in list(&body["tools"], "tools")?.iter().enumerate() {
+        keys(t, &format!("tools[{i}]"))?;
+    }
+    Ok(())
+}
+
 /// What the gateway needs from a request: the output limit (`generationConfig.maxOutputTokens`) and that one
 /// candidate is asked for (each candidate's calls would need decisions and its output a hold of its own).
 pub fn request_info(body: &Value, target: &Target) -> Result<RequestInfo, String> {
     let obj = body.as_object().ok_or("the request body must be a JSON object")?;
+    check_request(body)?;
     let config = match obj.get("generationConfig") {
         None | Some(Value::Null) => None,
         Some(Value::Object(c)) => Some(c),
@@ -155,19 +239,35 @@ pub fn usage_of(v: &Value) -> Usage {
     }
 }
 
-/// A call's id: its own `id` when it has one, else where it is.
-fn call_id(response: &Value, chunk: usize, candidate: usize, part: usize, call: &Value) -> String {
-    match call["id"].as_str().filter(|i| !i.is_empty()) {
-        Some(id) => id.to_owned(),
-        None => {
-            let rid = response["responseId"].as_str().unwrap_or("gemini");
-            format!("{rid}#{chunk}.{candidate}.{part}")
+/// Gives every `functionCall` part without an `id` one of the gateway's: `gemini-{nonce}#{chunk}.{candidate}.{part}`.
+/// The client gets the response with these ids, so a call is known by the same id to the gateway's decision,
+/// the client and a hook that asks again. `nonce` is this response's own (see [`nonce`]): an id the provider
+/// would choose (or none at all) could repeat, and a later call with an earlier one's id would have that
+/// one's decision stand for it. Returns whether any part was named.
+pub fn name_calls(response: &mut Value, nonce: &str, chunk: usize) -> bool {
+    let mut named = false;
+    for (c, cand) in response["candidates"].as_array_mut().into_iter().flatten().enumerate() {
+        for (p, part) in cand["content"]["parts"].as_array_mut().into_iter().flatten().enumerate() {
+            let Some(call) = part.get_mut("functionCall").and_then(Value::as_object_mut) else { continue };
+            if call.get("id").and_then(Value::as_str).is_none_or(str::is_empty) {
+                call.insert("id".into(), json!(format!("gemini-{nonce}#{chunk}.{c}.{p}")));
+                named = true;
+            }
         }
     }
+    named
 }
 
-/// Every `functionCall` part of a response (or a chunk of one), with its place.
-fn calls_of(response: &Value, chunk: usize) -> Vec<(PendingCall, usize, usize)> {
+/// A response's nonce for [`name_calls`]: random, the same for every chunk of one response.
+pub fn nonce() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::rng().random::<u64>())
+}
+
+/// Every `functionCall` part of a response (or a chunk of one), with its place. Its id is its own: the
+/// gateway names every call ([`name_calls`]) before it reads them; one that is still without an id (a
+/// `functionCall` that is not an object) is named by its place.
+fn calls_of(response: &Value) -> Vec<(PendingCall, usize, usize)> {
     let mut out = Vec::new();
     for (c, cand) in response["candidates"].as_array().into_iter().flatten().enumerate() {
         for (p, part) in cand["content"]["parts"].as_array().into_iter().flatten().enumerate() {
@@ -176,7 +276,10 @@ fn calls_of(response: &Value, chunk: usize) -> Vec<(PendingCall, usize, usize)> 
                 Value::Null => json!({}),
                 a => a.clone(),
             };
-            let id = call_id(response, chunk, c, p, call);
+            let id = match call["id"].as_str().filter(|i| !i.is_empty()) {
+                Some(id) => id.to_owned(),
+                None => format!("unnamed#{c}.{p}"),
+            };
             // A call without a string name is still a call: decided as the empty name, which no allow rule names.
             let name = call["name"].as_str().unwrap_or_default().to_owned();
             out.push((PendingCall { id, name, args }, c, p));
@@ -189,7 +292,7 @@ pub fn parse_response(body: &Value) -> ParsedResponse {
     ParsedResponse {
         model: body["modelVersion"].as_str().map(str::to_owned),
         usage: body.get("usageMetadata").filter(|v| v.is_object()).map(usage_of),
-        calls: calls_of(body, 0).into_iter().map(|(c, _, _)| c).collect(),
+        calls: calls_of(body).into_iter().map(|(c, _, _)| c).collect(),
     }
 }
 
@@ -214,7 +317,7 @@ fn remove_parts(body: &mut Value, mut places: Vec<(usize, usize)>, notes: &str) 
 }
 
 pub fn rewrite_response(body: &mut Value, denied: &[String], notes: &str) {
-    let places = calls_of(body, 0).into_iter().filter(|(call, _, _)| denied.contains(&call.id)).map(|(_, c, p)| (c, p));
+    let places = calls_of(body).into_iter().filter(|(call, _, _)| denied.contains(&call.id)).map(|(_, c, p)| (c, p));
     let places: Vec<(usize, usize)> = places.collect();
     if !places.is_empty() {
         remove_parts(body, places, notes);
@@ -235,13 +338,20 @@ struct Held {
     notes: Vec<String>,
 }
 
-#[derive(Default)]
 pub struct StreamGate {
+    /// This response's nonce for the ids of its calls ([`name_calls`]).
+    nonce: String,
     chunks: usize,
     held: Option<Held>,
     model_seen: bool,
     metered: bool,
     running: Option<Usage>,
+}
+
+impl Default for StreamGate {
+    fn default() -> StreamGate {
+        StreamGate { nonce: nonce(), chunks: 0, held: None, model_seen: false, metered: false, running: None }
+    }
 }
 
 impl StreamGate {
@@ -257,7 +367,7 @@ impl StreamGate {
 
 impl Gate for StreamGate {
     fn push(&mut self, ev: Sse) -> Vec<Step> {
-        let Ok(chunk) = serde_json::from_str::<Value>(&ev.data) else { return super::unreadable(ev) };
+        let Ok(mut chunk) = serde_json::from_str::<Value>(&ev.data) else { return super::unreadable(ev) };
         let n = self.chunks;
         self.chunks += 1;
         let mut steps = Vec::new();
@@ -278,7 +388,9 @@ impl Gate for StreamGate {
                 self.running = Some(usage);
             }
         }
-        let calls = calls_of(&chunk, n);
+        // A chunk with calls goes out re-written anyway (when they are decided), with the gateway's ids.
+        name_calls(&mut chunk, &self.nonce, n);
+        let calls = calls_of(&chunk);
         if calls.is_empty() {
             steps.push(Step::Emit(vec![ev]));
             return steps;
@@ -406,6 +518,49 @@ mod tests {
     }
 
     #[test]
+    fn other_spellings_and_shapes_are_refused_not_forwarded_unread() {
+        let t = Target::parse("gemini-2.5-pro:generateContent").unwrap();
+        let refused = |b: Value| request_info(&b, &t).unwrap_err();
+        let text = json!([{"text": "hi"}]);
+        for (body, says) in [
+            (json!({"contents": [], "generation_config": {"candidate_count": 8}}), "generationConfig"),
+            (json!({"contents": [], "generationConfig": {"max_output_tokens": 65536}}), "maxOutputTokens"),
+            (
+                json!({"contents": [], "generationConfig": {"thinkingConfig": {"thinking_budget": -1}}}),
+                "thinkingBudget",
+            ),
+            (json!({"contents": [], "cached_content": "cachedContents/x"}), "cachedContent"),
+            (
+                json!({"contents": [{"role": "user", "parts": [{"file_data": {"file_uri": "https://evil/?d=x"}}]}]}),
+                "fileData",
+            ),
+            (
+                json!({"contents": [{"role": "user", "parts": {"fileData": {"fileUri": "https://evil/"}}}]}),
+                "must be a list",
+            ),
+            (json!({"contents": [{"role": "user", "parts": text}], "tools": {"googleSearch": {}}}), "must be a list"),
+            (json!({"contents": [], "tools": [{"url_context": {}}]}), "urlContext"),
+            (json!({"contents": [], "system_instruction": {"parts": text}}), "systemInstruction"),
+            (
+                json!({"contents": [{"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {},
+                "parts": [{"file_data": {}}]}}]}]}),
+                "fileData",
+            ),
+            (json!({"contents": [], "tool_config": {}}), "toolConfig"),
+        ] {
+            let e = refused(body.clone());
+            assert!(e.contains(says), "{body}: {e}");
+        }
+        // What the caller owns inside (a call's arguments, a function's response, a schema) is its own.
+        let ok = json!({"contents": [
+            {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"file_path": "a", "dir_path": "b"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"exit_code": 0}}}]}],
+            "tools": [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": {"properties": {"file_path": {}}}}]}],
+            "systemInstruction": "be brief"});
+        assert!(request_info(&ok, &t).is_ok());
+    }
+
+    #[test]
     fn only_function_declarations_leave() {
         let mut b = json!({"tools": [{"functionDeclarations": [{"name": "run_shell_command"}]}, {"googleSearch": {}},
             {"codeExecution": {}}, {"functionDeclarations": [], "urlContext": {}}, "x"]});
@@ -431,9 +586,12 @@ mod tests {
             {"functionCall": {"name": "run_shell_command", "args": {"command": "ls"}}},
             {"functionCall": {"name": "run_shell_command", "args": {"command": "git push"}}}]},
             "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5}});
+        assert!(name_calls(&mut body, "n1", 0));
         let parsed = parse_response(&body);
         assert_eq!(parsed.calls.len(), 2);
-        assert_eq!(parsed.calls[1].id, "r1#0.0.2");
+        assert_eq!(parsed.calls[1].id, "gemini-n1#0.0.2");
+        // Named once: a call that has an id keeps it.
+        assert!(!name_calls(&mut body, "n2", 0));
         assert_eq!(parsed.calls[1].args["command"], "git push");
         rewrite_response(&mut body, &[parsed.calls[1].id.clone()], "[paddock] denied");
         let parts = &body["candidates"][0]["content"]["parts"];
@@ -457,13 +615,18 @@ mod tests {
         let steps = g.push(Sse::json(None, &calls));
         assert_eq!(usages(&steps), [Usage { input_tokens: 10, output_tokens: 30, ..Usage::default() }]);
         let asked = decides(&steps);
-        assert_eq!(asked.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["r#1.0.0", "own"]);
+        assert!(asked[0].id.starts_with("gemini-") && asked[0].id.ends_with("#1.0.0"), "{asked:?}");
+        assert_eq!(asked[1].id, "own");
         assert!(emitted(&steps).is_empty(), "nothing of the chunk before its calls are decided");
-        assert!(g.resolve("r#1.0.0", Some("[paddock] no push".into())).is_empty());
+        assert!(g.resolve(&asked[0].id, Some("[paddock] no push".into())).is_empty());
         let out = emitted(&g.resolve("own", None));
         let parts = &out[0]["candidates"][0]["content"]["parts"];
         assert_eq!(parts.as_array().unwrap().len(), 2);
         assert_eq!(parts[0]["functionCall"]["args"]["command"], "ls");
+        // Another response's calls get other ids, even when the provider repeats its response id.
+        let mut other = StreamGate::default();
+        let again = decides(&other.push(Sse::json(None, &calls)));
+        assert_ne!(again[0].id, asked[0].id);
         assert_eq!(parts[1]["text"], "[paddock] no push");
         // A repeat of the final usage is not metered again; nothing is left for the end.
         let again = json!({"candidates": [{"content": {"parts": []}, "finishReason": "STOP"}],

@@ -105,7 +105,8 @@ struct Github {
 const WORKSPACE_DIR: &str = "/workspace";
 
 /// Tool arguments that set the directory a shell command runs in (Codex `workdir`).
-const WORKDIR_ARGS: &[&str] = &["workdir", "cwd", "working_directory", "working_dir", "dir", "directory"];
+const WORKDIR_ARGS: &[&str] =
+    &["workdir", "cwd", "working_directory", "working_dir", "dir", "directory", "dir_path", "directory_path"];
 
 /// Wrappers that may run their command in another directory or on another machine (`env -C`, `sudo -D`,
 /// `find -execdir`, `ssh host …`, git itself for `submodule foreach`).

@@ -96,7 +96,19 @@ pub fn env(ctx: &RunContext, home: &Path) -> BTreeMap<String, String> {
     env
 }
 
+/// Settings of the workspace's own that the CLI would read beside the runner's: a trusted folder's
+/// `.gemini/settings.json` adds hooks, MCP servers and tool-discovery commands the CLI runs without a
+/// decision (its merge keeps both), and can switch the runner's hook off by its command.
+const WORKSPACE_SETTINGS: [&str; 2] = [".gemini/settings.json", ".gemini/settings.jsonc"];
+
 pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<RunOutcome> {
+    if let Some(found) = WORKSPACE_SETTINGS.iter().find(|f| ctx.workspace.join(f).exists()) {
+        return Ok(RunOutcome::failed(format!(
+            "the workspace has Gemini CLI settings of its own (`{found}`), which the CLI would read with the \
+             runner's: hooks and commands no policy decides. Remove the file from the repository (or move it out \
+             of `.gemini/`) to run this agent; the gemini-cli harness did not start"
+        )));
+    }
     let program = CLI.locate()?;
     let home = private_home("paddock-gemini-")?;
     let text = serde_json::to_vec_pretty(&settings(ctx))?;

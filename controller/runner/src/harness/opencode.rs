@@ -121,7 +121,7 @@ pub fn env(ctx: &RunContext, home: &Path, plugin: Option<&Path>) -> BTreeMap<Str
 /// The plugin that asks the gateway before each tool call (`tool.execute.before`; throwing blocks it).
 pub fn gate_plugin(ctx: &RunContext) -> String {
     super::process::js_gate(
-        &ctx.paddock_bin,
+        ctx,
         r#"export const PaddockGate = async () => ({
   "tool.execute.before": async (input, output) => {
     const why = gate(input.tool, output.args, input.callID);

@@ -54,7 +54,7 @@ pub fn models_json(ctx: &RunContext) -> Value {
 /// The extension that asks the gateway before each tool call (`pi.on("tool_call")`, `{block, reason}`).
 pub fn gate_extension(ctx: &RunContext) -> String {
     super::process::js_gate(
-        &ctx.paddock_bin,
+        ctx,
         r#"export default function (pi) {
   pi.on("tool_call", async (event) => {
     const why = gate(event.toolName, event.input, event.toolCallId);

@@ -365,16 +365,23 @@ pub fn assistant_text(text: &str, out: &mut Vec<crate::transcript::TranscriptEve
 /// plugins) loads: before each tool call it runs `paddock hook claude` with a PreToolUse input built from the
 /// call (its id ties it to the response gate's decision of the same call) and blocks the call unless the
 /// hook exits 0 — any failure, the hook missing included, blocks. `export` is the harness's hook shape
-/// around `gate(tool, input, id)`, which returns `null` to allow or the reason to block.
-pub fn js_gate(paddock_bin: &Path, export: &str) -> String {
-    let bin = serde_json::to_string(&paddock_bin.display().to_string()).expect("string");
+/// around `gate(tool, input, id)`, which returns `null` to allow or the reason to block. For a model the
+/// gateway speaks Gemini's API to, a client's own call ids are not the gateway's (Google sends none, and an
+/// SDK may not keep the ones the gateway adds), so the hook is the deny-only check (`paddock hook gemini`),
+/// which does not count a call again.
+pub fn js_gate(ctx: &RunContext, export: &str) -> String {
+    let bin = serde_json::to_string(&ctx.paddock_bin.display().to_string()).expect("string");
+    let (hook, event) = match provider_of(&ctx.model) {
+        paddock_api::catalog::Provider::Google => ("gemini", "BeforeTool"),
+        _ => ("claude", "PreToolUse"),
+    };
     format!(
         r#"// Written by the Paddock runner for one session: every tool call is asked of the gateway before it runs.
 import {{ spawnSync }} from "node:child_process";
 const PADDOCK = {bin};
 function gate(tool, input, id) {{
-  const hook = JSON.stringify({{ hook_event_name: "PreToolUse", tool_name: tool, tool_input: input ?? {{}}, tool_use_id: id, cwd: process.cwd() }});
-  const r = spawnSync(PADDOCK, ["hook", "claude"], {{ input: hook, encoding: "utf8", timeout: 600000 }});
+  const hook = JSON.stringify({{ hook_event_name: "{event}", tool_name: tool, tool_input: input ?? {{}}, tool_use_id: id, cwd: process.cwd() }});
+  const r = spawnSync(PADDOCK, ["hook", "{hook}"], {{ input: hook, encoding: "utf8", timeout: 600000 }});
   if (r.status === 0) return null;
   const why = (r.stderr || "").trim();
   return why || `[paddock] The tool call \`${{tool}}\` was blocked: the hook could not decide it (${{r.error ? r.error.message : "exit " + r.status}}).`;

@@ -372,14 +372,22 @@ async fn sub_agent(ctx: &RunContext, agent: &str, args: &Value, depth: usize) ->
         Ok(c) => c,
         Err(e) => return fail(format!("cannot start sub-agent `{agent}`: {e}")),
     };
-    let spec: AgentSpec = match serde_json::from_value(child.spec) {
+    let gateway: GatewayClient = ctx.gateway.child(&child.id, &child.token);
+    // A child that cannot run here is ended at once: alive, it would count against the team's places.
+    let not_run = |why: String| async {
+        if let Err(e) = gateway.end("Failed", &why).await {
+            tracing::warn!(session = %child.id, error = %e, "could not end the sub-agent's session");
+        }
+        fail(why)
+    };
+    let spec: AgentSpec = match serde_json::from_value(child.spec.clone()) {
         Ok(s) => s,
-        Err(e) => return fail(format!("sub-agent `{agent}`: the gateway sent no usable definition: {e}")),
+        Err(e) => return not_run(format!("sub-agent `{agent}`: the gateway sent no usable definition: {e}")).await,
     };
     if spec.harness != paddock_api::Harness::Custom {
-        return fail(format!("sub-agent `{agent}` uses another harness; only custom sub-agents run in-process"));
+        return not_run(format!("sub-agent `{agent}` uses another harness; only custom sub-agents run in-process"))
+            .await;
     }
-    let gateway: GatewayClient = ctx.gateway.child(&child.id, &child.token);
     let child_ctx = RunContext {
         agent_name: agent.into(),
         model: spec.model.clone(),
