@@ -248,15 +248,22 @@ pub fn name_calls(response: &mut Value, nonce: &str, chunk: usize) -> bool {
     let mut named = false;
     for (c, cand) in response["candidates"].as_array_mut().into_iter().flatten().enumerate() {
         for (p, part) in cand["content"]["parts"].as_array_mut().into_iter().flatten().enumerate() {
-            let Some(call) = part.get_mut("functionCall").and_then(Value::as_object_mut) else { continue };
-            if call.get("id").and_then(Value::as_str).is_none_or(str::is_empty) {
-                call.insert("id".into(), json!(format!("gemini-{nonce}#{chunk}.{c}.{p}")));
-                named = true;
+            for (k, key) in CALL_KEYS.iter().enumerate() {
+                let Some(call) = part.get_mut(*key).and_then(Value::as_object_mut) else { continue };
+                if call.get("id").and_then(Value::as_str).is_none_or(str::is_empty) {
+                    let suffix = if k == 0 { "" } else { ".s" };
+                    call.insert("id".into(), json!(format!("gemini-{nonce}#{chunk}.{c}.{p}{suffix}")));
+                    named = true;
+                }
             }
         }
     }
     named
 }
+
+/// The keys of a part that hold a call: Google's, and its snake_case spelling, which Google's Python SDK
+/// also reads — a provider that sends it gets it decided (and removed) like any call.
+const CALL_KEYS: [&str; 2] = ["functionCall", "function_call"];
 
 /// A response's nonce for [`name_calls`]: random, the same for every chunk of one response.
 pub fn nonce() -> String {
@@ -271,18 +278,21 @@ fn calls_of(response: &Value) -> Vec<(PendingCall, usize, usize)> {
     let mut out = Vec::new();
     for (c, cand) in response["candidates"].as_array().into_iter().flatten().enumerate() {
         for (p, part) in cand["content"]["parts"].as_array().into_iter().flatten().enumerate() {
-            let Some(call) = part.get("functionCall").filter(|f| !f.is_null()) else { continue };
-            let args = match &call["args"] {
-                Value::Null => json!({}),
-                a => a.clone(),
-            };
-            let id = match call["id"].as_str().filter(|i| !i.is_empty()) {
-                Some(id) => id.to_owned(),
-                None => format!("unnamed#{c}.{p}"),
-            };
-            // A call without a string name is still a call: decided as the empty name, which no allow rule names.
-            let name = call["name"].as_str().unwrap_or_default().to_owned();
-            out.push((PendingCall { id, name, args }, c, p));
+            for key in CALL_KEYS {
+                let Some(call) = part.get(key).filter(|f| !f.is_null()) else { continue };
+                let args = match &call["args"] {
+                    Value::Null => json!({}),
+                    a => a.clone(),
+                };
+                let id = match call["id"].as_str().filter(|i| !i.is_empty()) {
+                    Some(id) => id.to_owned(),
+                    None => format!("unnamed#{c}.{p}.{key}"),
+                };
+                // A call without a string name is still a call: decided as the empty name, which no allow rule
+                // names.
+                let name = call["name"].as_str().unwrap_or_default().to_owned();
+                out.push((PendingCall { id, name, args }, c, p));
+            }
         }
     }
     out
@@ -300,6 +310,8 @@ pub fn parse_response(body: &Value) -> ParsedResponse {
 /// lost one.
 fn remove_parts(body: &mut Value, mut places: Vec<(usize, usize)>, notes: &str) {
     places.sort_unstable();
+    // A part with two calls (both spellings) is one part.
+    places.dedup();
     for (c, p) in places.iter().rev() {
         if let Some(parts) = body["candidates"][*c]["content"]["parts"].as_array_mut()
             && *p < parts.len()
@@ -633,6 +645,22 @@ mod tests {
             "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 30}});
         assert_eq!(usages(&g.push(Sse::json(None, &again))), []);
         assert_eq!(usages(&g.finish()), []);
+    }
+
+    #[test]
+    fn a_call_in_the_snake_case_spelling_is_decided_too() {
+        let mut body = json!({"candidates": [{"content": {"parts": [
+            {"function_call": {"name": "run_shell_command", "args": {"command": "git push --force"}}},
+            {"functionCall": {"name": "a"}, "function_call": {"name": "b"}},
+            {"text": "ok"}]}}]});
+        name_calls(&mut body, "n", 0);
+        let calls = parse_response(&body).calls;
+        assert_eq!(calls.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["run_shell_command", "a", "b"]);
+        let denied = vec![calls[0].id.clone(), calls[2].id.clone()];
+        rewrite_response(&mut body, &denied, "[paddock] no");
+        let parts = body["candidates"][0]["content"]["parts"].as_array().unwrap();
+        assert_eq!(parts.len(), 2, "the two parts with a denied call are gone, the text stays: {parts:?}");
+        assert_eq!(parts[0]["text"], "ok");
     }
 
     #[test]
