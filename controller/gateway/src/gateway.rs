@@ -222,6 +222,14 @@ fn ask_keys(d: &paddock_policy::Decision) -> Vec<(String, String)> {
     d.asks.iter().map(|h| (h.policy.clone(), h.rule.clone())).collect()
 }
 
+/// A sub-agent start refused because its parent has `live` children alive, its team's `maxParallel`.
+fn children_full(agent: &str, parent: &str, live: usize) -> GatewayError {
+    GatewayError::Busy(format!(
+        "agent: `{agent}` cannot start: session `{parent}` has {live} sub-agents alive, its team.maxParallel; \
+         start it when one has ended"
+    ))
+}
+
 /// What [`Gateway::deny_early`] found.
 #[derive(Debug)]
 pub enum Early {
@@ -967,13 +975,7 @@ impl Gateway {
             ChildInsert::ParentEnded => {
                 return Err(GatewayError::Invalid(format!("parent: session `{parent}` has ended")));
             }
-            ChildInsert::Full(live) => {
-                return Err(GatewayError::Busy(format!(
-                    "agent: `{}` cannot start: session `{parent}` has {live} sub-agents alive, its \
-                     team.maxParallel; start it when one has ended",
-                    req.agent
-                )));
-            }
+            ChildInsert::Full(live) => return Err(children_full(&req.agent, parent, live)),
         }
         let hash = row.token_hash.clone();
         let s = Arc::new(Session::of(row, None, state, credentials, Ok(own_rules)));
@@ -1021,17 +1023,14 @@ impl Gateway {
             }
         }
         let team = spec.spec.team.clone().unwrap_or_default();
-        // One start at a time per parent, so that two starts cannot both see room for one more.
+        // One start at a time per parent, so that two starts cannot both see room for one more. With replicas
+        // the live children are counted in the insert's own transaction instead (see `create_session`).
         let _starting = parent.starting.lock().await;
-        let live = self.live_children(&parent.id).await?;
-        if live.len() >= team.max_parallel as usize {
-            return Err(GatewayError::Busy(format!(
-                "agent: `{agent}` cannot start: session `{}` has {} sub-agents alive ({}), its team.maxParallel; \
-                 start it when one has ended",
-                parent.id,
-                live.len(),
-                live.join(", ")
-            )));
+        if self.shared.is_none() {
+            let live = self.live_children(&parent.id).await?.len();
+            if live >= team.max_parallel as usize {
+                return Err(children_full(agent, &parent.id, live));
+            }
         }
         // A child spends from what its parent has left: the parent's own budget and every hard limit that
         // governs it, less what it has spent and holds.

@@ -125,12 +125,11 @@ pub fn env(ctx: &RunContext, home: &std::path::Path) -> BTreeMap<String, String>
         // Claude Code retries a refused request (even the 401 of an ended session) ten times, for minutes; a
         // few retries are enough to ride out a busy upstream.
         ("CLAUDE_CODE_MAX_RETRIES", "3".into()),
-        ("PADDOCK_GATEWAY_URL", gw.base_url.clone()),
-        ("PADDOCK_SESSION", gw.session.clone()),
-        ("PADDOCK_TOKEN", gw.token.clone()),
     ] {
         env.insert(k.into(), v);
     }
+    // For the hook.
+    env.extend(super::process::hook_env(ctx).map(|(k, v)| (k.to_owned(), v)));
     // A key from elsewhere would bypass the gateway's accounting; only the session token is a key here.
     env.remove("ANTHROPIC_AUTH_TOKEN");
     env

@@ -36,10 +36,8 @@ pub fn env(ctx: &RunContext, home: &Path) -> BTreeMap<String, String> {
             env.insert((*k).into(), gw.token.clone());
         }
     }
+    env.extend(super::process::hook_env(ctx).map(|(k, v)| (k.to_owned(), v)));
     for (k, v) in [
-        ("PADDOCK_GATEWAY_URL", gw.base_url.clone()),
-        ("PADDOCK_SESSION", gw.session.clone()),
-        ("PADDOCK_TOKEN", gw.token.clone()),
         ("PADDOCK_MODEL", ctx.model.clone()),
         // The SDKs' own traffic to their vendors (traces, telemetry) would only be refused at the proxy.
         ("OPENAI_AGENTS_DISABLE_TRACING", "1".into()),
@@ -73,11 +71,7 @@ fn program(ctx: &RunContext) -> Result<PathBuf, HarnessError> {
         let p = ctx.workspace.join(name);
         return if p.is_file() { Ok(p) } else { Err(missing(format!("`{}` is not a file", p.display()))) };
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| missing(format!("`{name}` is not on PATH")))
+    super::process::on_path(name).ok_or_else(|| missing(format!("`{name}` is not on PATH")))
 }
 
 pub async fn run(ctx: &RunContext, transcript: &Transcript) -> anyhow::Result<RunOutcome> {

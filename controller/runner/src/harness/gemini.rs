@@ -83,12 +83,11 @@ pub fn env(ctx: &RunContext, home: &Path) -> BTreeMap<String, String> {
         // One process: no relaunch with a larger heap outside the runner's process group bookkeeping.
         ("GEMINI_CLI_NO_RELAUNCH", "true".into()),
         ("GEMINI_TELEMETRY_ENABLED", "false".into()),
-        ("PADDOCK_GATEWAY_URL", gw.base_url.clone()),
-        ("PADDOCK_SESSION", gw.session.clone()),
-        ("PADDOCK_TOKEN", gw.token.clone()),
     ] {
         env.insert(k.into(), v);
     }
+    // For the hook.
+    env.extend(super::process::hook_env(ctx).map(|(k, v)| (k.to_owned(), v)));
     // Another key, Vertex AI or a cloud project would send the model traffic elsewhere.
     for k in ["GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_CLOUD_PROJECT", "GOOGLE_APPLICATION_CREDENTIALS"] {
         env.remove(k);

@@ -29,7 +29,7 @@ pub const CLI: CliSpec = CliSpec {
 };
 
 const PROVIDER: &str = "paddock";
-const KEY_VAR: &str = "PADDOCK_TOKEN";
+const KEY_VAR: &str = super::process::TOKEN_VAR;
 
 /// The configuration: the gateway as the one provider (an AI SDK package OpenCode ships), the session's
 /// model for the work and for titles, and the Agent's MCP servers.
@@ -97,8 +97,8 @@ pub fn args(ctx: &RunContext) -> Vec<String> {
 pub fn env(ctx: &RunContext, home: &Path, plugin: Option<&Path>) -> BTreeMap<String, String> {
     let mut env = base_env(ctx, home);
     env.insert("OPENCODE_CONFIG_CONTENT".into(), config(ctx, plugin).to_string());
-    env.insert("PADDOCK_GATEWAY_URL".into(), ctx.gateway.base_url.clone());
-    env.insert("PADDOCK_SESSION".into(), ctx.gateway.session.clone());
+    // What the hook needs, the token (KEY_VAR) the provider's key too.
+    env.extend(super::process::hook_env(ctx).map(|(k, v)| (k.to_owned(), v)));
     for (k, v) in [
         ("OPENCODE_DISABLE_PROJECT_CONFIG", "1"),
         // The model catalog is not fetched from models.dev, nor anything else at start.
@@ -111,7 +111,6 @@ pub fn env(ctx: &RunContext, home: &Path, plugin: Option<&Path>) -> BTreeMap<Str
     ] {
         env.insert(k.into(), v.into());
     }
-    env.insert(KEY_VAR.into(), ctx.gateway.token.clone());
     for k in ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "GEMINI_API_KEY"] {
         env.remove(k);
     }

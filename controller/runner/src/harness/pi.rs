@@ -29,7 +29,7 @@ pub const CLI: CliSpec = CliSpec {
 /// The provider's name in `models.json`.
 const PROVIDER: &str = "paddock";
 /// The env var `models.json` names as the key (Pi reads a key named by a variable from the environment).
-const KEY_VAR: &str = "PADDOCK_TOKEN";
+const KEY_VAR: &str = super::process::TOKEN_VAR;
 
 /// `models.json`: one provider, the gateway, serving the session's model.
 pub fn models_json(ctx: &RunContext) -> Value {
@@ -104,9 +104,8 @@ pub fn env(ctx: &RunContext, home: &Path) -> BTreeMap<String, String> {
     env.insert("PI_CODING_AGENT_DIR".into(), home.join("pi").display().to_string());
     env.insert("PI_OFFLINE".into(), "1".into());
     env.insert("PI_TELEMETRY".into(), "0".into());
-    env.insert(KEY_VAR.into(), ctx.gateway.token.clone());
-    env.insert("PADDOCK_GATEWAY_URL".into(), ctx.gateway.base_url.clone());
-    env.insert("PADDOCK_SESSION".into(), ctx.gateway.session.clone());
+    // The key `models.json` names (KEY_VAR), and what the hook needs.
+    env.extend(super::process::hook_env(ctx).map(|(k, v)| (k.to_owned(), v)));
     // Pi's built-in providers read these; only the gateway's provider is named, but none may be there.
     for k in ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "AZURE_OPENAI_BASE_URL"] {
         env.remove(k);

@@ -76,12 +76,28 @@ impl CliSpec {
                 Err(missing(format!("{} is set to `{}`, which is not a file", self.env_var, p.display())))
             };
         }
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .map(|d| d.join(self.program))
-            .find(|p| p.is_file())
-            .ok_or_else(|| missing(format!("it is not on PATH and {} is not set", self.env_var)))
+        on_path(self.program).ok_or_else(|| missing(format!("it is not on PATH and {} is not set", self.env_var)))
     }
+}
+
+/// The variable that carries the session token to a harness's program and its hook.
+pub const TOKEN_VAR: &str = "PADDOCK_TOKEN";
+
+/// `name` as the runner's PATH finds it.
+pub fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// What `paddock hook …` needs to reach the gateway for the session: its address, the session and its
+/// token. Every harness whose program runs a hook (or is one's) puts these in its environment.
+pub fn hook_env(ctx: &RunContext) -> [(&'static str, String); 3] {
+    let gw = &ctx.gateway;
+    [
+        ("PADDOCK_GATEWAY_URL", gw.base_url.clone()),
+        ("PADDOCK_SESSION", gw.session.clone()),
+        (TOKEN_VAR, gw.token.clone()),
+    ]
 }
 
 /// The environment every CLI starts from: nothing of the runner's own environment but PATH (to find
