@@ -219,6 +219,15 @@ fn with_tls_off_everything_is_plain_http_again() {
 }
 
 #[test]
+fn traces_are_off_by_default_and_the_telemetry_value_reaches_the_gateways_config() {
+    assert!(gateway_config(&render(&[])).get("telemetry").is_none(), "off by default");
+    let objects = render(&["gateway.telemetry.endpoint=http://otel-collector.observability:4318/v1/traces"]);
+    assert_eq!(gateway_config(&objects)["telemetry"]["endpoint"], "http://otel-collector.observability:4318/v1/traces");
+    let e = try_render(&["gateway.telemetry.endpoint=otel-collector:4318"]).unwrap_err();
+    assert!(e.contains("gateway.telemetry.endpoint"), "a URL is required: {e}");
+}
+
+#[test]
 fn the_gateway_service_monitor_scrapes_over_tls_with_the_ca() {
     let objects = render(&["metrics.serviceMonitor.enabled=true"]);
     let sm = get(&objects, "ServiceMonitor", "paddock-gateway");

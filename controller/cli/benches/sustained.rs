@@ -10,6 +10,8 @@
 //! cargo bench -p paddock-cli --bench sustained -- --only proxy       # or: admission
 //! cargo bench -p paddock-cli --bench sustained -- --cores 2          # the gateway on both cores, not pinned
 //! cargo bench -p paddock-cli --bench sustained -- --million          # 1,000,000 proxied requests, one session
+//! cargo bench -p paddock-cli --bench sustained -- --soak --seconds 60 # 5,000 decisions/s and streaming
+//!                                                                    # proxy traffic, an upstream fault mid-run
 //! cargo bench -p paddock-cli --bench sustained -- --database postgres://postgres@127.0.0.1:55432/bench \
 //!     --replicas 3                                                   # replicas sharing PostgreSQL
 //! ```
@@ -42,6 +44,7 @@ struct Opts {
     only: Option<String>,
     pinned: bool,
     million: bool,
+    soak: bool,
     sessions: usize,
     rate: u64,
     database: Option<String>,
@@ -56,6 +59,7 @@ fn opts() -> Opts {
         only: value("--only"),
         pinned: value("--cores").is_none_or(|c| c == "1"),
         million: args.iter().any(|a| a == "--million"),
+        soak: args.iter().any(|a| a == "--soak"),
         sessions: value("--sessions").map_or(1000, |v| v.parse().expect("--sessions N")),
         rate: value("--rate").map_or(2000, |v| v.parse().expect("--rate N")),
         database: value("--database"),
@@ -299,15 +303,38 @@ fn main() {
         pin_to(1).expect("pin the load generator to core 1");
     }
     let dir = tempfile::tempdir().unwrap();
-    // The mock upstream: the scripted provider, answering at once, on a runtime of its own.
+    // The mock upstream: the scripted provider, answering at once, on a runtime of its own. While `fault`
+    // is set (the soak's middle), it resets every connection after the response's head instead.
+    let fault = Arc::new(AtomicBool::new(false));
     let (tx, rx) = std::sync::mpsc::channel();
+    let broken = fault.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
             let script = ScriptFile::parse(SCRIPT, "bench").unwrap();
-            paddock_gateway::server::serve_on(listener, router(Arc::new(script)), std::future::pending()).await
+            let app = router(Arc::new(script)).layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let broken = broken.load(Ordering::Relaxed);
+                    async move {
+                        if !broken {
+                            return next.run(req).await;
+                        }
+                        let cut = futures_util::stream::iter([
+                            Ok(axum::body::Bytes::from_static(
+                                b"event: message_start\ndata: {\"type\":\"message_start\"",
+                            )),
+                            Err(std::io::Error::other("the soak's fault")),
+                        ]);
+                        axum::response::Response::builder()
+                            .header("content-type", "text/event-stream")
+                            .body(axum::body::Body::from_stream(cut))
+                            .unwrap()
+                    }
+                },
+            ));
+            paddock_gateway::server::serve_on(listener, app, std::future::pending()).await
         })
     });
     let upstream = rx.recv().unwrap();
@@ -325,6 +352,9 @@ fn main() {
     );
     if o.million {
         return million(&addr, pid);
+    }
+    if o.soak {
+        return soak(&addr, pid, &fault, o.seconds);
     }
     println!(
         "| workload | sessions | load | requests/s | gateway CPU | p50 ms | p99 ms | max ms | p99 from schedule ms | errors | RSS start MiB | RSS end MiB |"
@@ -437,4 +467,93 @@ fn replicas(dir: &Path, upstream: &str, pinned: bool, database: &str, n: usize, 
         vec![workload(direct_addr, "proxy", &sid, &token).replace("/llm/anthropic/v1/messages", "/v1/messages")];
     print("upstream alone", "c=1", &closed_loop(&[direct_addr], &direct, 1, seconds, None));
     print("upstream alone", "c=8", &closed_loop(&[direct_addr], &direct, 8, seconds, None));
+}
+
+/// The soak: an open loop of 5,000 decisions a second and, beside it, eight connections streaming proxied
+/// answers back to back, for `seconds` in three stretches: before, during and after a fault in the middle
+/// (for a sixth of the run the upstream resets every stream after its first bytes). Each stretch reports
+/// its rates, tails, errors and the gateway's resident set at its end.
+fn soak(addr: &str, pid: u32, fault: &AtomicBool, seconds: u64) {
+    let (sid, token) = session(addr);
+    let decisions = vec![workload(addr, "admission", &sid, &token)];
+    let (_, stream_token) = session(addr);
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 256, "stream": true,
+        "messages": [{"role": "user", "content": "stream me an answer"}]});
+    let streamed = request(addr, "POST", "/llm/anthropic/v1/messages", &stream_token, &body.to_string());
+    closed_loop(&[addr], &decisions, 8, 3, None);
+    println!(
+        "| stretch | seconds | decisions/s | decide p50 ms | decide p99 ms | decide max ms | decide errors | streams/s | stream p99 ms | streams cut | RSS end MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let rss_start = rss_mib(pid);
+    let fault_secs = (seconds / 6).max(1);
+    let calm = (seconds - fault_secs) / 2;
+    for (name, secs, broken) in
+        [("before", calm, false), ("fault", fault_secs, true), ("after", seconds - calm - fault_secs, false)]
+    {
+        fault.store(broken, Ordering::Relaxed);
+        let streams = std::thread::scope(|scope| {
+            let streaming: Vec<_> = (0..8).map(|_| scope.spawn(|| stream_loop(addr, &streamed, secs))).collect();
+            let decided = open_loop(addr, &decisions, 5000, secs);
+            let mut s = (Vec::new(), 0u64);
+            for t in streaming {
+                let (lat, cut) = t.join().unwrap();
+                s.0.extend(lat);
+                s.1 += cut;
+            }
+            s.0.sort();
+            (decided, s)
+        });
+        let (d, (stream_lat, cut)) = streams;
+        println!(
+            "| {name} | {secs} | {:.0} | {} | {} | {} | {} | {:.0} | {} | {cut} | {:.1} |",
+            d.achieved(),
+            ms(percentile(&d.latency, 0.5)),
+            ms(percentile(&d.latency, 0.99)),
+            ms(d.latency.last().copied().unwrap_or_default()),
+            d.errors,
+            stream_lat.len() as f64 / secs as f64,
+            ms(percentile(&stream_lat, 0.99)),
+            rss_mib(pid),
+        );
+    }
+    fault.store(false, Ordering::Relaxed);
+    settle(addr);
+    println!("\nRSS at the start {rss_start:.1} MiB, after the database caught up {:.1} MiB", rss_mib(pid));
+}
+
+/// One connection streaming answers back to back for `secs`: each answer's latency to its last byte, and
+/// how many ended in an error event (cut by the fault) or not at all.
+fn stream_loop(addr: &str, request: &str, secs: u64) -> (Vec<Duration>, u64) {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let (mut lat, mut cut) = (Vec::new(), 0u64);
+    let connect = || {
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        c
+    };
+    let mut conn = connect();
+    let mut chunk = [0u8; 16384];
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        let mut buf = Vec::new();
+        let mut ok = conn.write_all(request.as_bytes()).is_ok();
+        // A streamed answer is chunked; it ends with the zero-length chunk.
+        while ok && !buf.ends_with(b"0\r\n\r\n") {
+            match conn.read(&mut chunk) {
+                Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                _ => ok = false,
+            }
+        }
+        lat.push(t.elapsed());
+        let text = String::from_utf8_lossy(&buf);
+        if !ok || !text.starts_with("HTTP/1.1 200") || text.contains("event: error") {
+            cut += 1;
+        }
+        if !ok {
+            conn = connect();
+        }
+    }
+    (lat, cut)
 }

@@ -60,12 +60,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cfg.tls = Some(paddock_gateway::config::TlsConfig { cert_file, key_file });
     }
     cfg.fsync |= args.fsync;
+    cfg.telemetry = paddock_gateway::telemetry::switched(cfg.telemetry.take(), |k| std::env::var(k).ok());
     cfg.check().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     rt.block_on(async {
         let gw = paddock_gateway::server::build(&cfg).await?;
         paddock_gateway::server::start_console(&gw, &cfg, paddock_gateway::server::shutdown()).await?;
-        paddock_gateway::server::serve(gw, &cfg.listen, cfg.tls.as_ref()).await
+        let telemetry = gw.telemetry().cloned();
+        let served = paddock_gateway::server::serve(gw, &cfg.listen, cfg.tls.as_ref()).await;
+        // The spans still batched go out before the process ends (the exporter blocks: off the runtime).
+        if let Some(t) = telemetry
+            && let Ok(Err(e)) = tokio::task::spawn_blocking(move || t.shutdown()).await
+        {
+            tracing::warn!(error = %e, "exporting the last spans failed");
+        }
+        served
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -73,6 +73,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let workspace = std::fs::canonicalize(&args.workspace)
         .with_context(|| format!("workspace `{}` does not exist", args.workspace.display()))?;
     let prompt = prompt(&args)?;
+    // The session's trace: the one `TRACEPARENT` names (the operator's, a CI job's), else a new one. Every
+    // request of the runner, its harness and its hooks carries it, so the gateway's spans join one trace.
+    let trace = paddock_runner::client::new_traceparent();
+    let client = |url: &str| {
+        let c = GatewayClient::new(url, &args.session, &token);
+        match c.traceparent() {
+            Some(_) => c,
+            None => c.with_traceparent(&trace),
+        }
+    };
     let ctx = RunContext {
         agent_name: name,
         model: args.model.unwrap_or_else(|| agent.model.clone()),
@@ -81,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         agent,
         prompt,
         workspace,
-        gateway: GatewayClient::new(&args.gateway, &args.session, &token),
+        gateway: client(&args.gateway),
         paddock_bin: std::env::current_exe().context("cannot find the paddock executable")?,
         // Fetched from the gateway when the run starts (after the relay is up).
         ca_bundle: None,
@@ -99,10 +109,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut ctx = ctx;
         if let Some(socket) = args.gateway.strip_prefix("unix:") {
             let url = paddock_runner::forward::relay_to_socket(socket.into()).await?;
-            ctx.gateway = GatewayClient::new(&url, &args.session, &token);
+            ctx.gateway = client(&url);
         } else if args.gateway.starts_with("https://") {
             let url = paddock_runner::forward::relay_to_tls(&args.gateway, args.gateway_ca.as_deref()).await?;
-            ctx.gateway = GatewayClient::new(&url, &args.session, &token);
+            ctx.gateway = client(&url);
         } else if let Some(ca) = &args.gateway_ca {
             anyhow::bail!("--gateway-ca `{}` is for an https:// gateway, not `{}`", ca.display(), args.gateway);
         }

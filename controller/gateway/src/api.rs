@@ -180,7 +180,8 @@ pub struct DecideQuery {
 /// How a deny of a `check=deny-only` decision reads in the audit log.
 const HOOK_CHECK_READING: &str = "checked again by the harness's hook where the call runs";
 
-/// `POST /v1/sessions/{id}/decide`: an event in, a ruling out.
+/// `POST /v1/sessions/{id}/decide`: an event in, a ruling out. With traces on, the decision's span is
+/// under the caller's `traceparent` (a hook's, the runner's).
 pub async fn decide(
     State(gw): State<Arc<Gateway>>,
     Path(id): Path<String>,
@@ -188,6 +189,15 @@ pub async fn decide(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
+    if gw.telemetry().is_none() {
+        return decide_event(gw, id, q, headers, body).await;
+    }
+    use opentelemetry::context::FutureExt;
+    let parent = crate::telemetry::Telemetry::parent(&headers);
+    decide_event(gw, id, q, headers, body).with_context(parent).await
+}
+
+async fn decide_event(gw: Arc<Gateway>, id: String, q: DecideQuery, headers: HeaderMap, body: Body) -> ApiResult {
     let s = own_session(&gw, &headers, &id, false).await?;
     let event: Event = json_body(&gw, body).await?;
     match q.check.as_deref() {

@@ -41,6 +41,9 @@ pub struct GatewayConfig {
     /// The web console, on its own listener (see [`crate::console`]). Absent: no console.
     #[serde(default)]
     pub console: Option<ConsoleConfig>,
+    /// OpenTelemetry traces over OTLP/HTTP ([`crate::telemetry`]); off when absent.
+    #[serde(default)]
+    pub telemetry: Option<crate::telemetry::TelemetryConfig>,
 }
 
 /// The web console: where it listens and who may sign in besides the admin credential.
@@ -190,6 +193,7 @@ impl Default for GatewayConfig {
             egress: EgressConfig::default(),
             tls: None,
             console: None,
+            telemetry: None,
         }
     }
 }

@@ -385,6 +385,8 @@ impl std::fmt::Debug for SessionCredential {
 
 pub struct Gateway {
     pub limits: Limits,
+    /// OpenTelemetry traces, when configured ([`Gateway::telemetry`]).
+    telemetry: std::sync::OnceLock<crate::telemetry::Telemetry>,
     /// The credential broker: the egress configuration, the CA, the upstream TLS client.
     pub broker: crate::broker::Broker,
     pub store: Store,
@@ -476,6 +478,7 @@ impl Gateway {
         metrics.register_backlog(&store.backlog);
         let gw = Gateway {
             limits,
+            telemetry: std::sync::OnceLock::new(),
             broker,
             providers,
             metrics,
@@ -1282,6 +1285,16 @@ impl Gateway {
         row
     }
 
+    /// The tracer, when traces are on.
+    pub fn telemetry(&self) -> Option<&crate::telemetry::Telemetry> {
+        self.telemetry.get()
+    }
+
+    /// Turns traces on (once, as the gateway is built).
+    pub fn trace_with(&self, telemetry: crate::telemetry::Telemetry) {
+        let _ = self.telemetry.set(telemetry);
+    }
+
     /// Records a refusal the gateway made itself, before any policy ran (`policy` names the gateway's check,
     /// e.g. `paddock/provider-features`): a deny row in the audit log and a verdict in the transcript.
     pub async fn refuse(&self, s: &Session, phase: Phase, policy: &str, reason: &str) -> Result<(), GatewayError> {
@@ -1293,6 +1306,9 @@ impl Gateway {
         self.store.commit(vec![Write::Audit(audit)]).await?;
         let ruling = Ruling::refusal(Some(policy), reason);
         let event = Event { phase, ..Event::default() };
+        if let Some(t) = self.telemetry() {
+            t.decision(&s.id, phase.as_str(), None, Some(&ruling), std::time::SystemTime::now());
+        }
         self.count(phase, &ruling, Instant::now());
         self.record(s, "verdict", verdict_fields(&event, &ruling)).await;
         Ok(())
@@ -1354,8 +1370,29 @@ impl Gateway {
         }
     }
 
-    /// [`Gateway::decide_deferred`]; with `early` ([`Gateway::deny_early`]), only a deny is decided.
+    /// [`Gateway::decide_deferred`]; with `early` ([`Gateway::deny_early`]), only a deny is decided. With
+    /// traces on, each decision is a span under the current one (an early check that passes is none).
     async fn decide_or_pass(
+        self: &Arc<Self>,
+        s: &Arc<Session>,
+        event: Event,
+        wait: Duration,
+        hold_usd: f64,
+        early: Option<&str>,
+    ) -> Result<Option<Decided>, GatewayError> {
+        let Some(t) = self.telemetry() else { return self.decide_untraced(s, event, wait, hold_usd, early).await };
+        let started = std::time::SystemTime::now();
+        let (phase, tool) = (event.phase, event.tool.clone());
+        let decided = self.decide_untraced(s, event, wait, hold_usd, early).await;
+        match &decided {
+            Ok(Some(d)) => t.decision(&s.id, phase.as_str(), tool.as_deref(), Some(&d.ruling), started),
+            Ok(None) => {}
+            Err(_) => t.decision(&s.id, phase.as_str(), tool.as_deref(), None, started),
+        }
+        decided
+    }
+
+    async fn decide_untraced(
         self: &Arc<Self>,
         s: &Arc<Session>,
         event: Event,
@@ -2008,6 +2045,9 @@ impl Gateway {
         hold: Option<&Reservation>,
     ) -> Result<Metering, GatewayError> {
         let m = meter(ModelCatalog::builtin(), model, usage);
+        if self.telemetry().is_some() {
+            crate::telemetry::usage(&usage);
+        }
         let day = today();
         let charge = ChargeRow {
             id: format!("c-{}", random_hex(8)),

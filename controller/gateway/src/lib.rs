@@ -22,6 +22,7 @@ pub mod scripted;
 pub mod server;
 pub mod shared;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub mod upstream;
 pub mod wire;
@@ -29,3 +30,6 @@ pub mod wire;
 pub use config::GatewayConfig;
 pub use gateway::{Gateway, NewSession, Ruling};
 pub use journal::JournalError;
+/// The log's reader, for the fuzz targets (`fuzz/`) only: the log itself is private.
+#[doc(hidden)]
+pub use journal::{decode_framed as fuzz_journal_record, recover_count as fuzz_journal_recover};

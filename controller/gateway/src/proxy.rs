@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
+use opentelemetry::context::FutureExt as _;
 use paddock_api::Phase;
 use paddock_api::catalog::ModelCatalog;
 use paddock_policy::cost::worst_case_usd;
@@ -24,6 +25,7 @@ use tracing::Instrument;
 
 use crate::gateway::{Gateway, GatewayError, Reservation, Ruling, Session};
 use crate::metrics::{ProviderLabels, WireLabels};
+use crate::telemetry::{self, Telemetry};
 use crate::upstream::UpstreamResponse;
 use crate::wire::{PendingCall, Sse, SseParser, Step, Wire, gemini, provider_side};
 
@@ -144,8 +146,7 @@ pub async fn gemini(
             "streamGenerateContent is served as server-sent events only: add `alt=sse` to the query",
         );
     }
-    let span = tracing::info_span!("llm", wire = wire.as_str(), session = %session.id);
-    llm_session(wire, gw, session, Some(target), uri, headers, body).instrument(span).await
+    session_request(wire, gw, session, Some(target), uri, headers, body).await
 }
 
 /// Tokens in a request, estimated at four characters of its strings a token.
@@ -163,8 +164,29 @@ async fn llm(wire: Wire, gw: Arc<Gateway>, uri: Uri, headers: HeaderMap, body: B
     let Some(session) = session else {
         return wire_error(wire, StatusCode::UNAUTHORIZED, "invalid or expired session token");
     };
+    session_request(wire, gw, session, None, uri, headers, body).await
+}
+
+/// One model request of a session, in its log span, and with traces on in its OpenTelemetry span (under
+/// the caller's `traceparent`), which ends with the response (a streamed one's when its stream ends).
+async fn session_request(
+    wire: Wire,
+    gw: Arc<Gateway>,
+    session: Arc<Session>,
+    target: Option<gemini::Target>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let span = tracing::info_span!("llm", wire = wire.as_str(), session = %session.id);
-    llm_session(wire, gw, session, None, uri, headers, body).instrument(span).await
+    let Some(t) = gw.telemetry() else {
+        return llm_session(wire, gw, session, target, uri, headers, body).instrument(span).await;
+    };
+    let cx = t.llm(&Telemetry::parent(&headers), wire, &session.id);
+    let response =
+        llm_session(wire, gw, session, target, uri, headers, body).instrument(span).with_context(cx.clone()).await;
+    telemetry::outcome(&cx, response.status().as_u16());
+    response
 }
 
 /// One model request of a session. `target` is Gemini's model and method, from the path.
@@ -193,6 +215,9 @@ async fn llm_session(
         Ok(i) => i,
         Err(e) => return wire_error(wire, StatusCode::BAD_REQUEST, &e),
     };
+    if gw.telemetry().is_some() {
+        telemetry::request(wire, &info.model, info.max_tokens);
+    }
     let provider_side = provider_side::uses(wire, &body);
     if !provider_side.is_empty() && !gw.governed_by(&session, PROVIDER_FEATURES) {
         let message = provider_side_refused(&provider_side);
@@ -291,7 +316,7 @@ async fn llm_session(
         .get_or_create(&ProviderLabels { provider: provider.name.clone() })
         .observe(started.elapsed().as_secs_f64());
     if !(200..300).contains(&upstream.status) {
-        return pass_through(upstream).await;
+        return pass_through(wire, upstream).await;
     }
     let streaming = info.stream && upstream.content_type.as_deref().is_some_and(|c| c.starts_with("text/event-stream"));
     if streaming {
@@ -299,7 +324,12 @@ async fn llm_session(
         let gate = wire.gate(info.client_wants_usage);
         let ceiling = ceiling.map(|c| c.priced(&model));
         let hold = Hold { reservation, worst };
-        tokio::spawn(drive_stream(gw.clone(), session, wire, model, upstream, gate, hold, ceiling, tx));
+        let stream = drive_stream(gw.clone(), session, wire, model, upstream, gate, hold, ceiling, tx);
+        match gw.telemetry() {
+            // The request's span lives until the stream is read to its end.
+            Some(_) => tokio::spawn(stream.with_context(opentelemetry::Context::current())),
+            None => tokio::spawn(stream),
+        };
         let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
         return Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
@@ -353,24 +383,42 @@ fn denied_message(r: &Ruling) -> String {
     format!("Paddock policy {} denied this request: {}", policy_name(r), r.reason)
 }
 
-async fn pass_through(mut up: UpstreamResponse) -> Response {
+/// A provider's error answer (not 2xx): nothing was generated, so nothing is charged and the hold goes
+/// back. The provider's own error object reaches the client as it came (its SDK reads it); a body that is
+/// not one (a proxy's HTML page, an answer cut off, one too large) becomes an error in the client's format
+/// with the provider's status.
+async fn pass_through(wire: Wire, mut up: UpstreamResponse) -> Response {
     let mut buf = Vec::new();
-    while let Some(Ok(chunk)) = up.body.next().await {
-        if buf.len() + chunk.len() > MAX_UPSTREAM_BODY {
-            break;
+    let mut whole = true;
+    while let Some(chunk) = up.body.next().await {
+        match chunk {
+            Ok(c) if buf.len() + c.len() <= MAX_UPSTREAM_BODY => buf.extend_from_slice(&c),
+            _ => {
+                whole = false;
+                break;
+            }
         }
-        buf.extend_from_slice(&chunk);
     }
-    let mut r = Response::builder().status(up.status);
-    if let Some(ct) = up.content_type {
-        r = r.header(header::CONTENT_TYPE, ct);
+    let status = StatusCode::from_u16(up.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let readable = whole && serde_json::from_slice::<Value>(&buf).is_ok_and(|v| v.is_object());
+    if !readable {
+        let how = if whole { "a body that is not an error object" } else { "a body that broke off" };
+        return wire_error(wire, status, &format!("the provider answered HTTP {} with {how}", up.status));
     }
-    r.body(Body::from(buf)).expect("response")
+    (status, [(header::CONTENT_TYPE, "application/json")], buf).into_response()
 }
 
 /// Decides one tool call of a response: `llm_response`, then `tool_call`. `None` lets it through;
 /// `Some(note)` removes it, with the note the client gets instead.
 async fn gate_call(gw: &Arc<Gateway>, s: &Arc<Session>, model: &str, call: &PendingCall) -> Option<String> {
+    match gw.telemetry() {
+        None => decide_call(gw, s, model, call).await,
+        // The call's span, under the request's, holds its two decisions.
+        Some(t) => decide_call(gw, s, model, call).with_context(t.tool_call(&s.id, &call.name, &call.id)).await,
+    }
+}
+
+async fn decide_call(gw: &Arc<Gateway>, s: &Arc<Session>, model: &str, call: &PendingCall) -> Option<String> {
     let wait = Duration::from_secs(gw.limits.ask_timeout_seconds + 5);
     let tc = ToolCall { name: call.name.clone(), args: call.args.clone(), id: Some(call.id.clone()) };
     let events = [
@@ -417,28 +465,34 @@ async fn complete(
     while let Some(chunk) = up.body.next().await {
         match chunk {
             Ok(c) if buf.len() + c.len() <= MAX_UPSTREAM_BODY => buf.extend_from_slice(&c),
-            Ok(_) => return wire_error(wire, StatusCode::BAD_GATEWAY, "the upstream response is too large"),
+            Ok(_) => return unread(&gw, &s, wire, &model, hold, "the upstream response is too large").await,
             Err(e) => {
-                return wire_error(wire, StatusCode::BAD_GATEWAY, &format!("the upstream response broke off: {e}"));
+                return unread(&gw, &s, wire, &model, hold, &format!("the upstream response broke off: {e}")).await;
             }
         }
     }
     let Ok(mut body) = serde_json::from_slice::<Value>(&buf) else {
-        return wire_error(wire, StatusCode::BAD_GATEWAY, "the upstream sent a response that is not JSON");
+        return unread(&gw, &s, wire, &model, hold, "the upstream sent a response that is not JSON").await;
     };
     // A response the gateway cannot read as its format's object could carry calls it does not see.
     if !body.is_object() {
-        return wire_error(wire, StatusCode::BAD_GATEWAY, "the upstream sent a response that is not a JSON object");
+        return unread(&gw, &s, wire, &model, hold, "the upstream sent a response that is not a JSON object").await;
     }
     // Gemini's calls get the gateway's ids; the client then gets the body as decided, with them.
     let named = wire == Wire::Gemini && gemini::name_calls(&mut body, &gemini::nonce(), 0);
     let parsed = wire.parse_response(&body);
-    // No usage block: charge the worst case rather than nothing.
-    let usage = parsed.usage.unwrap_or_else(|| {
-        tracing::warn!(usage = ?hold.worst, "the response has no usage; charging the worst case");
-        usage_missing(&gw, wire);
-        hold.worst
-    });
+    if let Some(m) = parsed.model.as_deref().filter(|_| gw.telemetry().is_some()) {
+        telemetry::response_model(m);
+    }
+    // No usage block, or one no provider could mean: charge the worst case rather than nothing.
+    let usage = match parsed.usage {
+        Some(u) if u.is_plausible() => u,
+        unusable => {
+            tracing::warn!(reported = ?unusable, usage = ?hold.worst, "the response has no usable usage; charging the worst case");
+            usage_missing(&gw, wire);
+            hold.worst
+        }
+    };
     if let Err(e) = gw.settle(&s, &model, usage, true, hold.reservation.as_ref()).await {
         tracing::error!(error = %e, "metering failed; withholding the response");
         return wire_error(
@@ -462,6 +516,19 @@ async fn complete(
     }
     wire.rewrite_response(&mut body, &denied, &notes.join("\n"));
     axum::Json(body).into_response()
+}
+
+/// A successful answer the gateway could not read (cut off, too large, not JSON): the provider produced it
+/// and bills it, so the request's worst case is charged, never nothing, and the client gets a 502 in its
+/// format. Nothing of the answer is passed on: it could carry calls no policy saw.
+async fn unread(gw: &Gateway, s: &Arc<Session>, wire: Wire, model: &str, hold: Hold, why: &str) -> Response {
+    tracing::warn!(why, usage = ?hold.worst, "an answer the gateway could not read; charging the worst case");
+    usage_missing(gw, wire);
+    if let Err(e) = gw.settle(s, model, hold.worst, false, hold.reservation.as_ref()).await {
+        tracing::error!(error = %e, "metering the unreadable answer's worst case failed");
+    }
+    drop(hold);
+    wire_error(wire, StatusCode::BAD_GATEWAY, why)
 }
 
 /// A streamed answer's running cost against a budget's hard limit: input from the provider's count when it
@@ -637,7 +704,11 @@ async fn drive_stream(
         // No final usage (cut off, malformed, or a server that never sends it): the worst case the hold
         // reserved is charged, never nothing. Usage the stream announced on the way (the input count of
         // Anthropic's message_start, a running count) raises it; so does text beyond the cap.
-        let announced = gate.finish().into_iter().find_map(|st| if let Step::Usage(u) = st { Some(u) } else { None });
+        let announced = gate
+            .finish()
+            .into_iter()
+            .find_map(|st| if let Step::Usage(u) = st { Some(u) } else { None })
+            .filter(Usage::is_plausible);
         let usage = worst_case(hold.worst, announced, ceiling.as_ref().map(Ceiling::usage));
         tracing::warn!(complete, ?usage, "the stream ended without final usage; charging the worst case");
         usage_missing(&gw, wire);
@@ -702,12 +773,17 @@ async fn run_steps(
                     queue.insert(i, st);
                 }
             }
+            // A count no provider could mean is not metered: the stream's end charges the worst case.
+            Step::Usage(u) if !u.is_plausible() => {
+                tracing::warn!(reported = ?u, "the stream reported an impossible usage; it is not used");
+            }
             Step::Usage(u) => {
                 relay.metered = true;
                 gw.settle(s, model, u, true, relay.reservation)
                     .await
                     .map_err(|e| format!("the gateway could not record the cost: {e}"))?;
             }
+            Step::Model(m) if gw.telemetry().is_some() => telemetry::response_model(&m),
             Step::Model(_) => {}
         }
     }

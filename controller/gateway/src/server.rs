@@ -201,7 +201,11 @@ pub async fn build(cfg: &GatewayConfig) -> anyhow::Result<Arc<Gateway>> {
     let providers = Providers::from_config(cfg)?;
     let admin = admin_token(cfg, &data_dir)?;
     let broker = crate::broker::Broker::new(cfg.egress.clone(), &data_dir)?;
-    Ok(Gateway::with_broker(cfg.limits.clone(), store, providers, policies, &admin, broker).await?)
+    let gw = Gateway::with_broker(cfg.limits.clone(), store, providers, policies, &admin, broker).await?;
+    if let Some(t) = &cfg.telemetry {
+        gw.trace_with(crate::telemetry::Telemetry::start(t)?);
+    }
+    Ok(gw)
 }
 
 /// A database URL without its password, for messages.

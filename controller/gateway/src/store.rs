@@ -25,6 +25,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("the database writer has stopped")]
     WriterGone,
+    /// A commit failed (the log could not be written: a full disk; or PostgreSQL refused or went away). The
+    /// rows were not recorded, and what waited on them is refused.
+    #[error("could not record it: {0}")]
+    Commit(String),
     #[error("the gateway's log: {0}")]
     Journal(#[from] JournalError),
     #[error("the database is more than {0:?} behind the gateway's log")]
@@ -235,7 +239,7 @@ impl Pending {
         let Some(rx) = self.0 else { return Ok(()) };
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StoreError::Db(sqlx::Error::Protocol(e))),
+            Ok(Err(e)) => Err(StoreError::Commit(e)),
             Err(_) => Err(StoreError::WriterGone),
         }
     }

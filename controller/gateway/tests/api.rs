@@ -575,23 +575,10 @@ async fn an_ask_held_by_one_replica_is_decided_through_another() {
     );
 }
 
-/// Runs a gateway in this test binary's own process when asked to (by the test below), so that it can be
-/// killed like a real one.
-fn serve_as_child_if_asked() {
-    let Ok(dir) = std::env::var("PADDOCK_TEST_CHILD_GATEWAY") else { return };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let t = TestGateway::start(Path::new(&dir)).await;
-        let file = Path::new(&dir).join("child-url");
-        std::fs::write(file.with_extension("tmp"), &t.url).unwrap();
-        std::fs::rename(file.with_extension("tmp"), file).unwrap();
-        std::future::pending::<()>().await;
-    });
-}
-
 #[test]
 fn a_killed_gateway_loses_no_decision_it_answered() {
-    serve_as_child_if_asked();
+    // The gateway to kill runs in this test binary's own process, run again.
+    ChildGateway::serve_if_asked("PADDOCK_TEST_CHILD_GATEWAY", || {}, config);
     tokio::runtime::Runtime::new().unwrap().block_on(killed_gateway_scenario());
 }
 
@@ -599,19 +586,10 @@ async fn killed_gateway_scenario() {
     let dir = tempfile::tempdir().unwrap();
     write_repo(dir.path());
     let _ = database(dir.path()); // a PostgreSQL run: the child and the restarted gateway share one database
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["a_killed_gateway_loses_no_decision_it_answered", "--exact", "--nocapture", "--test-threads=1"])
-        .env("PADDOCK_TEST_CHILD_GATEWAY", dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = loop {
-        if let Ok(url) = std::fs::read_to_string(dir.path().join("child-url")) {
-            break url;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "the child gateway exited");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let mut child =
+        ChildGateway::spawn("a_killed_gateway_loses_no_decision_it_answered", "PADDOCK_TEST_CHILD_GATEWAY", dir.path())
+            .await;
+    let url = child.url.clone();
     let client = reqwest::Client::new();
     let (id, token) = new_session(&client, &url, "coder").await;
     // Sixteen clients decide as fast as they can; the gateway is killed while they do.
@@ -634,8 +612,8 @@ async fn killed_gateway_scenario() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.process.kill().unwrap();
+    child.process.wait().unwrap();
     for c in clients {
         c.await.unwrap();
     }

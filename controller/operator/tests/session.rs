@@ -1204,6 +1204,27 @@ async fn deleting_a_session_while_the_gateway_is_down_gives_up_after_five_attemp
     assert_eq!(code, 200);
 }
 
+/// The controller's gateway unreachable when a Session is applied: nothing starts (no pod runs without a
+/// session at the gateway), the error says why, it is tried again, and once the gateway is back the Session
+/// starts without anyone touching it.
+#[tokio::test]
+async fn a_session_applied_while_the_gateway_is_down_starts_when_it_is_back() {
+    let h = harness(true, vec![], Duration::ZERO).await;
+    h.gateway_down.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        let err = h.try_reconcile().await.expect_err("the gateway is down: tried again later");
+        assert!(err.to_string().contains("503"), "{err}");
+        assert!(h.objects.get(POD).is_none(), "no pod without a session at the gateway");
+        assert!(h.objects.get(SECRET).is_none(), "no token without a session at the gateway");
+    }
+    h.gateway_down.store(false, Ordering::SeqCst);
+    h.reconcile().await;
+    assert!(h.objects.get(POD).is_some(), "the pod is created once the gateway is back");
+    let token = h.token();
+    let (code, _) = h.gw(reqwest::Method::GET, &format!("/v1/sessions/{UID}"), &token, None).await;
+    assert_eq!(code, 200, "its token works at the gateway");
+}
+
 #[tokio::test]
 async fn deleting_a_session_when_the_gateway_comes_back_revokes_its_token() {
     let h = harness(true, vec![], Duration::ZERO).await;

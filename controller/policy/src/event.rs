@@ -175,6 +175,20 @@ pub struct Usage {
     pub cache_creation_input_tokens: u64,
 }
 
+/// The most tokens a provider may report in any one count of one request: fifty times the largest context
+/// window of any model. A larger count comes from a broken or hostile provider; it is not used (the gateway
+/// charges the request's worst case instead), so no count can overflow a total or a ledger column.
+pub const MAX_PLAUSIBLE_TOKENS: u64 = 100_000_000;
+
+impl Usage {
+    /// Every count is one a real provider could report (see [`MAX_PLAUSIBLE_TOKENS`]).
+    pub fn is_plausible(&self) -> bool {
+        [self.input_tokens, self.output_tokens, self.cache_read_input_tokens, self.cache_creation_input_tokens]
+            .iter()
+            .all(|n| *n <= MAX_PLAUSIBLE_TOKENS)
+    }
+}
+
 impl Event {
     /// A copy without the request and result content (body, messages, system, output, text), which can be
     /// large; for consumers that look only at the event's shape.

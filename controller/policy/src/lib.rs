@@ -29,7 +29,7 @@ pub use engine::{
     CompiledPolicy, Decision, Hit, Level, RuleError, compile_agent_rules, compile_policy, compile_session_rules,
     denies_every_call, evaluate, headroom_usd, required_runtime_class, selects, session_policy_name,
 };
-pub use event::{Event, GraphqlField, GraphqlOperation, RefUpdate, ToolCall, Usage, ZERO_OID};
+pub use event::{Event, GraphqlField, GraphqlOperation, MAX_PLAUSIBLE_TOKENS, RefUpdate, ToolCall, Usage, ZERO_OID};
 pub use set::{GovernedAgent, PolicySet, SetError};
 pub use state::{SessionState, StateUpdate};
 pub use tools::{ToolKind, ToolUse};

@@ -1261,16 +1261,25 @@ impl<'o> Parser<'o> {
     /// Scans `((…))` from the cursor. On success the cursor is after `))`; otherwise everything
     /// (cursor, depth, output, heredocs) is restored and false returned.
     fn scan_arith(&mut self) -> Res<bool> {
-        let saved =
-            (self.pos, self.depth, self.out.cmds.len(), self.heredocs.len(), self.pending.len(), self.deferred.len());
+        // The attempt may cross a newline, which reads (and takes) the heredocs pending before it and runs
+        // the deferred ones: the lists are restored as they were, not cut to their old lengths (found by
+        // fuzzing: a heredoc started in the attempt then took the place of one read in it, and its id
+        // pointed past the heredocs kept).
+        let saved = (self.pos, self.depth, self.out.cmds.len(), self.heredocs.len());
+        let (pending, deferred, deferred_code) =
+            (self.pending.clone(), self.deferred.clone(), self.deferred_code.clone());
         let result = self.scan_arith_inner();
         if !matches!(result, Ok(true)) {
             self.pos = saved.0;
             self.depth = saved.1;
             self.out.cmds.truncate(saved.2);
             self.heredocs.truncate(saved.3);
-            self.pending.truncate(saved.4);
-            self.deferred.truncate(saved.5);
+            for &id in &pending {
+                self.heredocs[id].body = None;
+            }
+            self.pending = pending;
+            self.deferred = deferred;
+            self.deferred_code = deferred_code;
         }
         // A malformed arithmetic expression is re-read as a command substitution or subshell,
         // which reports the real problem.
@@ -2259,6 +2268,8 @@ impl<'o> Parser<'o> {
             let end = next.min(words.len());
             words.splice(i..end, parts);
         }
+        // An option whose value is missing (`env -u` last) moves past the end (found by fuzzing).
+        let i = i.min(words.len());
         let assignments = words[i..].iter().take_while(|a| is_assignment_str(a)).count();
         if i + assignments < words.len() {
             return Ok(Step::Peel(words[i..].to_vec()));
@@ -3214,6 +3225,24 @@ mod tests {
         assert_eq!(argvs("cat <<EOF\ngit push -f\nEOF\necho done"), vec![v(&["cat"]), v(&["echo", "done"])]);
         assert_eq!(argvs("cat <<-'E O'\n\tgit push -f\n\tE O\nls"), vec![v(&["cat"]), v(&["ls"])]);
         assert_eq!(argvs("cat <<A <<B\na\nA\nb\nB\nls"), vec![v(&["cat"]), v(&["ls"])]);
+    }
+
+    #[test]
+    fn an_env_option_whose_value_is_missing_is_not_a_panic() {
+        // Found by the `shell` fuzz target: `env -a` with nothing after it moved the reader past the words.
+        for line in ["env - -G\0,pytho^^^^^^^^^^owa ", "env -u", "env -S", "env -i -C"] {
+            let _ = parse_commands(line);
+        }
+        let cmds = parse_commands("env -u").unwrap();
+        assert_eq!(cmds[0].argv[0], "env");
+    }
+
+    #[test]
+    fn an_arithmetic_attempt_across_a_heredoc_leaves_the_heredocs_as_they_were() {
+        // Found by the `shell` fuzz target: `$((` read across a newline took the pending heredoc's body,
+        // failed, and left a later heredoc's id pending; the next body read indexed past the heredocs.
+        let line = "cat <<EOFnhfs(($$(($$(((((((k\u{0000}\u{0000}\u{0000}teask[\\n$$=$$$$$$$(prmcin &&alias g\u{0000}\u{0000}Z\u{0000} 5\u{0000}tf '%s' puAsh -f\nEOF\nsh\u{0006}\u{0006}\u{0006}\u{0006}<<EOF$> r\"\"\"\"\".sh";
+        let _ = parse_commands(line);
     }
 
     #[test]

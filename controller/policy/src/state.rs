@@ -169,17 +169,17 @@ impl SessionState {
     /// Records a model call's usage. Always applied: the tokens were spent whatever the verdict.
     pub fn meter(&mut self, m: &Metering) {
         let u = &mut self.usage;
-        u.input_tokens += m.usage.input_tokens;
-        u.output_tokens += m.usage.output_tokens;
-        u.cache_read_tokens += m.usage.cache_read_input_tokens;
-        u.cache_write_tokens += m.usage.cache_creation_input_tokens;
+        u.input_tokens = u.input_tokens.saturating_add(m.usage.input_tokens);
+        u.output_tokens = u.output_tokens.saturating_add(m.usage.output_tokens);
+        u.cache_read_tokens = u.cache_read_tokens.saturating_add(m.usage.cache_read_input_tokens);
+        u.cache_write_tokens = u.cache_write_tokens.saturating_add(m.usage.cache_creation_input_tokens);
         match m.cost_usd {
             Some(c) => {
                 u.cost_usd += c;
                 self.user_daily.cost_usd += c;
             }
             None => {
-                u.unpriced_tokens += m.tokens();
+                u.unpriced_tokens = u.unpriced_tokens.saturating_add(m.tokens());
                 if !u.unpriced_models.contains(&m.model) {
                     u.unpriced_models.push(m.model.clone());
                 }

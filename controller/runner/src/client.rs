@@ -14,6 +14,9 @@ pub struct GatewayClient {
     pub base_url: String,
     pub session: String,
     pub token: String,
+    /// The W3C trace context this session's requests carry (`traceparent`), so that the gateway's spans
+    /// join the caller's trace; from the `TRACEPARENT` variable (OpenTelemetry's environment carrier).
+    traceparent: Option<String>,
     http: reqwest::Client,
 }
 
@@ -79,7 +82,26 @@ impl GatewayClient {
             base_url: base_url.trim_end_matches('/').to_owned(),
             session: session.to_owned(),
             token: token.to_owned(),
+            traceparent: std::env::var("TRACEPARENT").ok().filter(|t| is_traceparent(t)),
             http,
+        }
+    }
+
+    /// This client's requests in the trace `traceparent` names (a malformed one is ignored).
+    pub fn with_traceparent(mut self, traceparent: &str) -> GatewayClient {
+        self.traceparent = Some(traceparent.to_owned()).filter(|t| is_traceparent(t));
+        self
+    }
+
+    /// The trace context the requests carry, for the programs the runner starts (`TRACEPARENT`).
+    pub fn traceparent(&self) -> Option<&str> {
+        self.traceparent.as_deref()
+    }
+
+    fn traced(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.traceparent {
+            Some(t) => r.header("traceparent", t),
+            None => r,
         }
     }
 
@@ -91,8 +113,7 @@ impl GatewayClient {
     async fn post(&self, path: &str, body: &impl serde::Serialize) -> Result<Value, ClientError> {
         let url = format!("{}{path}", self.base_url);
         let r = self
-            .http
-            .post(&url)
+            .traced(self.http.post(&url))
             .bearer_auth(&self.token)
             .json(body)
             .send()
@@ -132,8 +153,7 @@ impl GatewayClient {
             let Some(id) = ruling.approval_id.clone() else { break };
             let url = format!("{}/v1/sessions/{}/approvals/{id}?wait=30", self.base_url, self.session);
             let r = self
-                .http
-                .get(&url)
+                .traced(self.http.get(&url))
                 .bearer_auth(&self.token)
                 .send()
                 .await
@@ -179,4 +199,33 @@ impl GatewayClient {
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
+}
+
+/// A W3C `traceparent`: `00-{32 hex trace id}-{16 hex span id}-{2 hex flags}`, ids not all zeros.
+fn is_traceparent(t: &str) -> bool {
+    let parts: Vec<&str> = t.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    parts.len() == 4
+        && parts[0] == "00"
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].bytes().any(|b| b != b'0')
+        && parts[2].bytes().any(|b| b != b'0')
+}
+
+/// A new trace for one session: a random trace id and span id, sampled (`-01`).
+pub fn new_traceparent() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 24];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_err() {
+        // No randomness to be had: ids from the clock and the process, still unique enough to tell runs apart.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        bytes[..16].copy_from_slice(&nanos.to_le_bytes());
+        bytes[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+        bytes[20] = 1;
+    }
+    bytes[23] |= 1;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("00-{}-{}-01", &hex[..32], &hex[32..])
 }

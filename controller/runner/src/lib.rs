@@ -8,6 +8,7 @@ pub mod confine;
 pub mod egress;
 pub mod forward;
 pub mod harness;
+pub mod hook_input;
 pub mod transcript;
 
 use std::path::PathBuf;

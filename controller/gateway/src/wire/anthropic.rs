@@ -104,7 +104,13 @@ impl StreamGate {
 impl Gate for StreamGate {
     fn push(&mut self, ev: Sse) -> Vec<Step> {
         let Ok(mut data) = serde_json::from_str::<Value>(&ev.data) else { return super::unreadable(ev) };
-        let kind = data["type"].as_str().or(ev.event.as_deref()).unwrap_or_default().to_owned();
+        let Some(fields) = data.as_object_mut() else { return super::unreadable(ev) };
+        // The gate reads an event by its `type`, else by its SSE name; clients differ (the SDKs filter on the
+        // name and accumulate by the `type`). Every event leaves with both set to what the gate read, so that
+        // a call is delivered as it was decided (found by fuzzing: a delta with no `type` counted in the
+        // decided arguments, then reached the client nameless, and the client's arguments were others).
+        let kind = fields.get("type").and_then(Value::as_str).or(ev.event.as_deref()).unwrap_or_default().to_owned();
+        fields.insert("type".into(), Value::String(kind.clone()));
         let index = data["index"].as_u64();
         match kind.as_str() {
             "message_start" => {
@@ -164,7 +170,8 @@ impl Gate for StreamGate {
                 vec![Step::Decide(call)]
             }
             "content_block_start" | "content_block_delta" | "content_block_stop" => {
-                let Some(i) = index else { return vec![Step::Emit(vec![ev])] };
+                // A block event no client can place (no index) is not passed on.
+                let Some(i) = index else { return super::unreadable(ev) };
                 vec![Step::Emit(vec![self.renumber(std::mem::take(&mut data), i, &kind)])]
             }
             "message_delta" => {
@@ -196,7 +203,7 @@ impl Gate for StreamGate {
                 steps.push(Step::Emit(out));
                 steps
             }
-            _ => vec![Step::Emit(vec![ev])],
+            _ => vec![Step::Emit(vec![Sse::json((!kind.is_empty()).then_some(kind.as_str()), &data)])],
         }
     }
 
@@ -239,6 +246,39 @@ mod tests {
 
     fn ev(v: Value) -> Sse {
         Sse::json(v["type"].as_str(), &v)
+    }
+
+    /// Found by the `llm_stream` fuzz target: a delta named only by its SSE event (no `type` in its data)
+    /// counted in the arguments the gate decided, but left nameless, so a client that accumulates by `type`
+    /// built other arguments than the ones decided.
+    #[test]
+    fn a_delta_named_only_by_its_event_reaches_the_client_as_it_was_decided() {
+        let mut g = StreamGate::default();
+        let start = json!({"type": "content_block_start", "index": 1,
+            "content_block": {"type": "tool_use", "id": "t1", "name": "Bash", "input": {}}});
+        assert!(g.push(ev(start)).is_empty());
+        let typeless =
+            json!({"index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"command\":\"git pu"}});
+        assert!(g.push(Sse::json(Some("content_block_delta"), &typeless)).is_empty());
+        let rest = json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "sh -f\"}"}});
+        assert!(g.push(ev(rest)).is_empty());
+        let steps = g.push(ev(json!({"type": "content_block_stop", "index": 1})));
+        let [Step::Decide(call)] = &steps[..] else { panic!("{steps:?}") };
+        assert_eq!(call.args, json!({"command": "git push -f"}));
+        let [Step::Emit(out)] = &g.resolve("t1", None)[..] else { panic!() };
+        let mut args = String::new();
+        for e in out {
+            let v: Value = serde_json::from_str(&e.data).unwrap();
+            assert_eq!(e.event.as_deref(), v["type"].as_str(), "name and type agree: {e:?}");
+            if v["type"] == "content_block_delta" {
+                args.push_str(v["delta"]["partial_json"].as_str().unwrap());
+            }
+        }
+        assert_eq!(args, "{\"command\":\"git push -f\"}", "the client builds the decided arguments");
+        // A block event that names no index cannot be placed by a client: it is not passed on.
+        assert!(
+            g.push(ev(json!({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "x"}}))).is_empty()
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{Gate, ParsedResponse, PendingCall, Sse, Step, parse_args, u};
 
 pub fn usage_of(v: &Value) -> Usage {
-    let cached = v["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+    let cached = u(&v["prompt_tokens_details"], "cached_tokens");
     Usage {
         // OpenAI counts cached tokens inside prompt_tokens; the price table prices them apart.
         input_tokens: u(v, "prompt_tokens").saturating_sub(cached),
@@ -46,27 +46,28 @@ pub fn parse_response(body: &Value) -> ParsedResponse {
 
 pub fn rewrite_response(body: &mut Value, denied: &[String], notes: &str) {
     let Some(choices) = body.get_mut("choices").and_then(Value::as_array_mut) else { return };
-    for choice in choices {
-        let msg = &mut choice["message"];
+    // Read with `get_mut`, never by indexing, which panics on a value of another type (a provider's choice
+    // that is not an object).
+    for choice in choices.iter_mut().filter_map(Value::as_object_mut) {
+        let Some(msg) = choice.get_mut("message").and_then(Value::as_object_mut) else { continue };
         let Some(calls) = msg.get_mut("tool_calls").and_then(Value::as_array_mut) else { continue };
         let before = calls.len();
         calls.retain(|c| !denied.iter().any(|d| c["id"].as_str() == Some(d)));
         if calls.len() == before {
             continue;
         }
-        let left = calls.len();
-        if left == 0 {
-            msg.as_object_mut().map(|m| m.remove("tool_calls"));
-            if choice["finish_reason"] == "tool_calls" {
-                choice["finish_reason"] = json!("stop");
-            }
+        if calls.is_empty() {
+            msg.remove("tool_calls");
         }
-        let msg = &mut choice["message"];
-        let text = match msg["content"].as_str() {
+        let text = match msg.get("content").and_then(Value::as_str) {
             Some(c) if !c.is_empty() => format!("{c}\n\n{notes}"),
             _ => notes.to_owned(),
         };
-        msg["content"] = json!(text);
+        msg.insert("content".into(), json!(text));
+        let none_left = !msg.contains_key("tool_calls");
+        if none_left && choice.get("finish_reason").is_some_and(|f| f == "tool_calls") {
+            choice.insert("finish_reason".into(), json!("stop"));
+        }
     }
 }
 
@@ -135,13 +136,22 @@ impl StreamGate {
 
 impl Gate for StreamGate {
     fn push(&mut self, ev: Sse) -> Vec<Step> {
-        let Ok(mut chunk) = serde_json::from_str::<Value>(&ev.data) else { return super::unreadable(ev) };
+        // A chunk is an object; anything else (a number, a list) is not read, nor passed on (found by fuzzing:
+        // a number panicked the stream's task before the answer was metered).
+        let Some(mut chunk) = serde_json::from_str::<Value>(&ev.data).ok().filter(Value::is_object) else {
+            return super::unreadable(ev);
+        };
         let mut steps = Vec::new();
         if !self.model_seen
             && let Some(m) = chunk["model"].as_str()
         {
             self.model_seen = true;
             steps.push(Step::Model(m.to_owned()));
+        }
+        // The gateway asks for one choice (`n` is refused). A chunk with more, or with one that is not an
+        // object, is not read: a call in a second choice would pass undecided.
+        if chunk["choices"].as_array().is_some_and(|c| c.len() > 1 || c.first().is_some_and(|c| !c.is_object())) {
+            return super::unreadable(ev);
         }
         let usage = chunk.get("usage").filter(|v| v.is_object()).map(usage_of);
         let no_choices = chunk["choices"].as_array().is_none_or(|c| c.is_empty());

@@ -231,9 +231,9 @@ pub fn usage_of(v: &Value) -> Usage {
     Usage {
         // Gemini counts cached tokens inside promptTokenCount; the price table prices them apart. The
         // results of tools Google ran are input too.
-        input_tokens: (u(v, "promptTokenCount") + u(v, "toolUsePromptTokenCount")).saturating_sub(cached),
+        input_tokens: u(v, "promptTokenCount").saturating_add(u(v, "toolUsePromptTokenCount")).saturating_sub(cached),
         // Thinking is billed as output.
-        output_tokens: u(v, "candidatesTokenCount") + u(v, "thoughtsTokenCount"),
+        output_tokens: u(v, "candidatesTokenCount").saturating_add(u(v, "thoughtsTokenCount")),
         cache_read_input_tokens: cached,
         cache_creation_input_tokens: 0,
     }
@@ -246,8 +246,9 @@ pub fn usage_of(v: &Value) -> Usage {
 /// one's decision stand for it. Returns whether any part was named.
 pub fn name_calls(response: &mut Value, nonce: &str, chunk: usize) -> bool {
     let mut named = false;
-    for (c, cand) in response["candidates"].as_array_mut().into_iter().flatten().enumerate() {
-        for (p, part) in cand["content"]["parts"].as_array_mut().into_iter().flatten().enumerate() {
+    let candidates = response.get_mut("candidates").and_then(Value::as_array_mut);
+    for (c, cand) in candidates.into_iter().flatten().enumerate() {
+        for (p, part) in parts_of(cand).into_iter().flatten().enumerate() {
             for (k, key) in CALL_KEYS.iter().enumerate() {
                 let Some(call) = part.get_mut(*key).and_then(Value::as_object_mut) else { continue };
                 if call.get("id").and_then(Value::as_str).is_none_or(str::is_empty) {
@@ -313,7 +314,7 @@ fn remove_parts(body: &mut Value, mut places: Vec<(usize, usize)>, notes: &str) 
     // A part with two calls (both spellings) is one part.
     places.dedup();
     for (c, p) in places.iter().rev() {
-        if let Some(parts) = body["candidates"][*c]["content"]["parts"].as_array_mut()
+        if let Some(parts) = candidate(body, *c).and_then(parts_of)
             && *p < parts.len()
         {
             parts.remove(*p);
@@ -322,10 +323,21 @@ fn remove_parts(body: &mut Value, mut places: Vec<(usize, usize)>, notes: &str) 
     let mut touched: Vec<usize> = places.iter().map(|(c, _)| *c).collect();
     touched.dedup();
     for c in touched {
-        if let Some(parts) = body["candidates"][c]["content"]["parts"].as_array_mut() {
+        if let Some(parts) = candidate(body, c).and_then(parts_of) {
             parts.push(json!({"text": notes}));
         }
     }
+}
+
+/// A candidate of a response, when the response has it. A provider's answer is read with `get_mut`, never
+/// by indexing, which panics on a value of another type (found by fuzzing).
+fn candidate(body: &mut Value, c: usize) -> Option<&mut Value> {
+    body.get_mut("candidates")?.get_mut(c)
+}
+
+/// A candidate's parts, when it has them as a list.
+fn parts_of(candidate: &mut Value) -> Option<&mut Vec<Value>> {
+    candidate.get_mut("content")?.get_mut("parts")?.as_array_mut()
 }
 
 pub fn rewrite_response(body: &mut Value, denied: &[String], notes: &str) {
@@ -379,7 +391,11 @@ impl StreamGate {
 
 impl Gate for StreamGate {
     fn push(&mut self, ev: Sse) -> Vec<Step> {
-        let Ok(mut chunk) = serde_json::from_str::<Value>(&ev.data) else { return super::unreadable(ev) };
+        // A chunk is an object; anything else (a number, a list) is not read, nor passed on (found by fuzzing:
+        // a number panicked the stream's task before the answer was metered).
+        let Some(mut chunk) = serde_json::from_str::<Value>(&ev.data).ok().filter(Value::is_object) else {
+            return super::unreadable(ev);
+        };
         let n = self.chunks;
         self.chunks += 1;
         let mut steps = Vec::new();

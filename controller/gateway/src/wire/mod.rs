@@ -356,13 +356,47 @@ pub(crate) fn parse_args(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
+/// A provider's token count: 0 when absent. A count that is there but not a whole number of tokens (a
+/// float, a string, a negative) reads as `u64::MAX`, which no usage may hold (`Usage::is_plausible`): the
+/// gateway then charges the request's worst case, never nothing.
 pub(crate) fn u(v: &Value, key: &str) -> u64 {
-    v.get(key).and_then(Value::as_u64).unwrap_or(0)
+    match v.get(key) {
+        None | Some(Value::Null) => 0,
+        Some(n) => n.as_u64().unwrap_or(u64::MAX),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `llm_stream` fuzz target: chunks of the wrong shape (a number; a Gemini candidate whose
+    /// content is a string) panicked the Chat and Gemini gates, which ended the stream's task before the
+    /// answer was metered. And a Chat chunk with a second choice would have passed a call in it undecided.
+    #[test]
+    fn chunks_of_the_wrong_shape_are_dropped_or_passed_without_a_panic() {
+        let hostile = [
+            "5",
+            "[1, 2]",
+            "\"text\"",
+            r#"{"candidates": [{"content": "STOP"}], "responseId": "r"}"#,
+            r#"{"candidates": ["x", {"content": {"parts": "y"}}]}"#,
+            r#"{"choices": [5]}"#,
+            r#"{"type": "message_start", "message": 7}"#,
+            r#"{"type": "response.completed", "response": [1]}"#,
+        ];
+        for wire in [Wire::Anthropic, Wire::Chat, Wire::Responses, Wire::Gemini] {
+            for data in hostile {
+                let mut gate = wire.gate(false);
+                let _ = gate.push(Sse::new(None, data));
+                let _ = gate.finish();
+            }
+        }
+        let second_choice = r#"{"choices": [{"index": 0, "delta": {}}, {"index": 1, "delta": {"tool_calls": [
+            {"index": 0, "id": "c1", "type": "function", "function": {"name": "Bash", "arguments": "{}"}}]}}]}"#;
+        let mut gate = Wire::Chat.gate(false);
+        assert!(gate.push(Sse::new(None, second_choice)).is_empty(), "a chunk with two choices is not passed on");
+    }
 
     #[test]
     fn provider_hosted_tools_never_leave() {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{Gate, ParsedResponse, PendingCall, Sse, Step, parse_args, u};
 
 pub fn usage_of(v: &Value) -> Usage {
-    let cached = v["input_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+    let cached = u(&v["input_tokens_details"], "cached_tokens");
     Usage {
         input_tokens: u(v, "input_tokens").saturating_sub(cached),
         output_tokens: u(v, "output_tokens"),
@@ -130,7 +130,12 @@ impl StreamGate {
 impl Gate for StreamGate {
     fn push(&mut self, ev: Sse) -> Vec<Step> {
         let Ok(mut data) = serde_json::from_str::<Value>(&ev.data) else { return super::unreadable(ev) };
-        let kind = data["type"].as_str().or(ev.event.as_deref()).unwrap_or_default().to_owned();
+        let Some(fields) = data.as_object_mut() else { return super::unreadable(ev) };
+        // Read by its `type`, else its SSE name; it leaves with both set to that reading, so a client that
+        // goes by either sees the event the gate saw (see the Anthropic gate).
+        let kind = fields.get("type").and_then(Value::as_str).or(ev.event.as_deref()).unwrap_or_default().to_owned();
+        fields.insert("type".into(), Value::String(kind.clone()));
+        let ev = Sse::json((!kind.is_empty()).then_some(kind.as_str()), &data);
         let index = data["output_index"].as_u64();
         if let Some(i) = index {
             self.max_index = self.max_index.max(i + 1);
@@ -207,7 +212,7 @@ impl Gate for StreamGate {
             }
             None => {
                 self.allowed.insert(id.to_owned());
-                vec![Step::Emit(events)]
+                vec![Step::Emit(events.into_iter().filter_map(as_decided).collect())]
             }
         }
     }
@@ -217,12 +222,60 @@ impl Gate for StreamGate {
     }
 }
 
+/// A held event of an allowed call, as the client gets it: the call is decided on its `output_item.done`
+/// item, so that item is the one place its arguments reach the client. The streamed argument events
+/// (`…arguments.delta`/`.done`, a custom tool's input deltas) could say something else (a hostile provider's
+/// decoy) and are dropped; the `added` item leaves without arguments, as providers send it.
+fn as_decided(ev: Sse) -> Option<Sse> {
+    match ev.event.as_deref() {
+        Some("response.output_item.done") => Some(ev),
+        Some("response.output_item.added") => {
+            let mut data: Value = serde_json::from_str(&ev.data).ok()?;
+            for key in ["arguments", "input"] {
+                if let Some(v) = data["item"].get_mut(key) {
+                    *v = Value::String(String::new());
+                }
+            }
+            if let Some(action) = data["item"].as_object_mut().and_then(|i| i.get_mut("action")) {
+                *action = json!({});
+            }
+            Some(Sse::json(Some("response.output_item.added"), &data))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ev(v: Value) -> Sse {
         Sse::json(v["type"].as_str(), &v)
+    }
+
+    /// The call is decided on its `done` item; streamed argument events that say something else (a decoy)
+    /// must not reach the client, nor an event the gate read by its SSE name but the client by its `type`.
+    #[test]
+    fn an_allowed_call_reaches_the_client_only_as_it_was_decided() {
+        let mut g = StreamGate::default();
+        let added = json!({"type": "response.output_item.added", "output_index": 0,
+            "item": {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "shell", "arguments": "{\"command\":\"git push -f\"}"}});
+        assert!(g.push(ev(added)).is_empty());
+        let decoy = json!({"output_index": 0, "item_id": "fc_1", "delta": "{\"command\":\"git push -f\"}"});
+        assert!(g.push(Sse::json(Some("response.function_call_arguments.delta"), &decoy)).is_empty());
+        let done_args = json!({"type": "response.function_call_arguments.done", "output_index": 0, "item_id": "fc_1",
+            "arguments": "{\"command\":\"git push -f\"}"});
+        assert!(g.push(ev(done_args)).is_empty());
+        let done = json!({"type": "response.output_item.done", "output_index": 0,
+            "item": {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "shell", "arguments": "{\"command\":\"ls\"}"}});
+        let steps = g.push(ev(done));
+        let Some(Step::Decide(call)) = steps.last() else { panic!("{steps:?}") };
+        assert_eq!(call.args, json!({"command": "ls"}));
+        let [Step::Emit(out)] = &g.resolve(&call.id, None)[..] else { panic!() };
+        let text: String = out.iter().map(|e| e.data.clone()).collect();
+        assert!(!text.contains("git push"), "only the decided arguments reach the client: {text}");
+        let names: Vec<&str> = out.iter().filter_map(|e| e.event.as_deref()).collect();
+        assert_eq!(names, ["response.output_item.added", "response.output_item.done"]);
     }
 
     #[test]

@@ -483,3 +483,52 @@ pub async fn echo_server() -> u16 {
     });
     port
 }
+
+/// A gateway in a process of its own, to be killed (or limited) like a real one: this test binary run again
+/// with only `test` and `var` set to the gateway's directory; the child serves `cfg(dir)` and writes its URL
+/// to `dir/child-url`. The child is killed when this is dropped.
+pub struct ChildGateway {
+    pub process: std::process::Child,
+    pub url: String,
+}
+
+impl ChildGateway {
+    pub async fn spawn(test: &str, var: &str, dir: &Path) -> ChildGateway {
+        let mut process = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env(var, dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = loop {
+            if let Ok(url) = std::fs::read_to_string(dir.join("child-url")) {
+                break url;
+            }
+            assert!(process.try_wait().unwrap().is_none(), "the child gateway exited");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        ChildGateway { process, url }
+    }
+
+    /// In the child (when `var` is set): serves `cfg(dir)` until killed; else returns at once.
+    pub fn serve_if_asked(var: &str, before: impl FnOnce(), cfg: impl FnOnce(&Path) -> GatewayConfig) {
+        let Ok(dir) = std::env::var(var) else { return };
+        before();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let dir = Path::new(&dir);
+            let t = TestGateway::with_config(dir, cfg(dir)).await;
+            let file = dir.join("child-url");
+            std::fs::write(file.with_extension("tmp"), &t.url).unwrap();
+            std::fs::rename(file.with_extension("tmp"), file).unwrap();
+            std::future::pending::<()>().await;
+        });
+    }
+}
+
+impl Drop for ChildGateway {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}

@@ -128,6 +128,10 @@ pub fn env(ctx: &RunContext, home: &std::path::Path) -> BTreeMap<String, String>
     ] {
         env.insert(k.into(), v);
     }
+    // Claude Code sends these headers with every model request: its requests join the session's trace.
+    if let Some(t) = gw.traceparent() {
+        env.insert("ANTHROPIC_CUSTOM_HEADERS".into(), format!("traceparent: {t}"));
+    }
     // For the hook.
     env.extend(super::process::hook_env(ctx).map(|(k, v)| (k.to_owned(), v)));
     // A key from elsewhere would bypass the gateway's accounting; only the session token is a key here.

@@ -114,6 +114,10 @@ pub fn base_env(ctx: &RunContext, home: &Path) -> BTreeMap<String, String> {
     env.insert("HOME".into(), home.display().to_string());
     env.insert("TMPDIR".into(), home.join("tmp").display().to_string());
     env.insert("LANG".into(), "C.UTF-8".into());
+    // OpenTelemetry's environment carrier: the hooks the CLI starts ask the gateway in the session's trace.
+    if let Some(t) = ctx.gateway.traceparent() {
+        env.insert("TRACEPARENT".into(), t.to_owned());
+    }
     env.insert("TERM".into(), "dumb".into());
     env.insert("NO_COLOR".into(), "1".into());
     env.extend(ctx.egress_env());
