@@ -523,7 +523,7 @@ fn soak(addr: &str, pid: u32, fault: &AtomicBool, seconds: u64) {
 }
 
 /// One connection streaming answers back to back for `secs`: each answer's latency to its last byte, and
-/// how many ended in an error event (cut by the fault) or not at all.
+/// how many failed (an error event, an error status, or no end).
 fn stream_loop(addr: &str, request: &str, secs: u64) -> (Vec<Duration>, u64) {
     use std::io::Read;
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -539,8 +539,17 @@ fn stream_loop(addr: &str, request: &str, secs: u64) -> (Vec<Duration>, u64) {
         let t = Instant::now();
         let mut buf = Vec::new();
         let mut ok = conn.write_all(request.as_bytes()).is_ok();
-        // A streamed answer is chunked; it ends with the zero-length chunk.
-        while ok && !buf.ends_with(b"0\r\n\r\n") {
+        // A streamed answer is chunked and ends with the zero-length chunk; an error before the stream began
+        // (a 502 when the upstream failed at once) has a length.
+        let complete = |buf: &[u8]| {
+            let Some(head) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+            let text = String::from_utf8_lossy(&buf[..head]).to_ascii_lowercase();
+            match text.lines().find_map(|l| l.strip_prefix("content-length:")) {
+                Some(len) => buf.len() >= head + 4 + len.trim().parse::<usize>().unwrap_or(0),
+                None => buf.ends_with(b"0\r\n\r\n"),
+            }
+        };
+        while ok && !complete(&buf) {
             match conn.read(&mut chunk) {
                 Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
                 _ => ok = false,

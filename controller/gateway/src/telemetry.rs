@@ -13,7 +13,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider};
 use serde::Deserialize;
 
 use crate::wire::Wire;
@@ -71,6 +71,9 @@ impl Telemetry {
             resource = resource.with_service_name(cfg.service_name.clone().unwrap_or_else(|| "paddock-gateway".into()));
         }
         let provider = SdkTracerProvider::builder()
+            // Every request is traced: a caller's `traceparent` names the trace, but its sampled flag does not
+            // decide (an agent could otherwise switch off the traces of its own requests with `-00`).
+            .with_sampler(Sampler::AlwaysOn)
             .with_span_processor(BatchSpanProcessor::builder(exporter).with_batch_config(batch.build()).build())
             .with_resource(resource.build())
             .build();
@@ -118,12 +121,12 @@ impl Telemetry {
         let parent = Context::current();
         let span = self
             .tracer
-            .span_builder(format!("execute_tool {name}"))
+            .span_builder(format!("execute_tool {}", bounded(name)))
             .with_kind(SpanKind::Internal)
             .with_attributes([
                 KeyValue::new("gen_ai.operation.name", "execute_tool"),
-                KeyValue::new("gen_ai.tool.name", name.to_owned()),
-                KeyValue::new("gen_ai.tool.call.id", id.to_owned()),
+                KeyValue::new("gen_ai.tool.name", bounded(name)),
+                KeyValue::new("gen_ai.tool.call.id", bounded(id)),
                 KeyValue::new("gen_ai.tool.type", "function"),
                 KeyValue::new("paddock.session.id", session.to_owned()),
             ])
@@ -146,7 +149,7 @@ impl Telemetry {
             KeyValue::new("paddock.phase", phase.to_owned()),
         ];
         if let Some(tool) = tool {
-            attributes.push(KeyValue::new("gen_ai.tool.name", tool.to_owned()));
+            attributes.push(KeyValue::new("gen_ai.tool.name", bounded(tool)));
         }
         if let Some(r) = ruling {
             attributes.push(KeyValue::new("paddock.policy.verdict", r.verdict.as_str()));
@@ -169,6 +172,21 @@ impl Telemetry {
         }
         span.end();
     }
+}
+
+/// Strings an agent or a provider chose (a model name, a tool name) go into spans at most this long: a span
+/// queue of 2,048 must not hold megabytes of them.
+const MAX_ATTRIBUTE_BYTES: usize = 256;
+
+fn bounded(s: &str) -> String {
+    if s.len() <= MAX_ATTRIBUTE_BYTES {
+        return s.to_owned();
+    }
+    let mut end = MAX_ATTRIBUTE_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 /// Sets attributes on the current span, if there is one: the LLM request's model, usage, response model.
@@ -215,8 +233,9 @@ pub fn request(wire: Wire, model: &str, max_tokens: Option<u64>) {
     }
     let span = cx.span();
     let (operation, _) = operation_of(wire);
+    let model = bounded(model);
     span.update_name(format!("{operation} {model}"));
-    span.set_attribute(KeyValue::new("gen_ai.request.model", model.to_owned()));
+    span.set_attribute(KeyValue::new("gen_ai.request.model", model));
     if let Some(n) = max_tokens {
         span.set_attribute(KeyValue::new("gen_ai.request.max_tokens", n.min(i64::MAX as u64) as i64));
     }
@@ -224,7 +243,7 @@ pub fn request(wire: Wire, model: &str, max_tokens: Option<u64>) {
 
 /// The model the provider says answered.
 pub fn response_model(model: &str) {
-    annotate(|| vec![KeyValue::new("gen_ai.response.model", model.to_owned())]);
+    annotate(|| vec![KeyValue::new("gen_ai.response.model", bounded(model))]);
 }
 
 /// How the request ended, for the client: an error status marks the span failed (`error.type`).
@@ -258,6 +277,14 @@ mod tests {
 
     fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn strings_an_agent_chose_are_bounded_in_spans() {
+        assert_eq!(bounded("claude-sonnet-4-5"), "claude-sonnet-4-5");
+        let long = "é".repeat(1000);
+        let b = bounded(&long);
+        assert!(b.len() <= MAX_ATTRIBUTE_BYTES + "…".len() && b.ends_with('…'), "{}", b.len());
     }
 
     #[test]

@@ -63,7 +63,7 @@ fn sqlite_config(dir: &Path) -> paddock_gateway::GatewayConfig {
     cfg
 }
 
-/// The largest file the gateway writes under `dir`.
+/// The largest file under `dir`.
 fn largest_file(dir: &Path) -> u64 {
     fn walk(p: &Path, max: &mut u64) {
         for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
@@ -116,8 +116,9 @@ fn a_full_disk_refuses_decisions_clearly_keeps_what_was_answered_and_recovers_wi
             assert_eq!(r.status(), 200);
             answered.push(format!("before-{n}"));
         }
-        // The disk fills: no file may grow past a few KiB beyond the largest there is now.
-        set_file_size_limit(child.id(), largest_file(dir.path()) + 8 * 1024);
+        // The disk fills: no file may grow past a few KiB beyond the log's segment as it is now (the log is
+        // what a decision waits for; the database files behind it fail as soon as they grow too).
+        set_file_size_limit(child.id(), largest_file(&dir.path().join("gateway.db.paddock-log")) + 8 * 1024);
         let mut refused = None;
         for n in 0..5000 {
             let tool_id = format!("during-{n}");

