@@ -224,7 +224,7 @@ fn traces_are_off_by_default_and_the_telemetry_value_reaches_the_gateways_config
     let objects = render(&["gateway.telemetry.endpoint=http://otel-collector.observability:4318/v1/traces"]);
     assert_eq!(gateway_config(&objects)["telemetry"]["endpoint"], "http://otel-collector.observability:4318/v1/traces");
     let e = try_render(&["gateway.telemetry.endpoint=otel-collector:4318"]).unwrap_err();
-    assert!(e.contains("gateway.telemetry.endpoint"), "a URL is required: {e}");
+    assert!(e.contains("/gateway/telemetry/endpoint"), "a URL is required: {e}");
 }
 
 #[test]
