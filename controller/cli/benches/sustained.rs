@@ -8,6 +8,7 @@
 //! cargo bench -p paddock-cli --bench sustained                       # every row, 60 s each
 //! cargo bench -p paddock-cli --bench sustained -- --seconds 10       # shorter rows
 //! cargo bench -p paddock-cli --bench sustained -- --only proxy       # or: admission
+//! cargo bench -p paddock-cli --bench sustained -- --loads c=8,c=32   # some loads only (c=1,c=8,c=32,open)
 //! cargo bench -p paddock-cli --bench sustained -- --cores 2          # the gateway on both cores, not pinned
 //! cargo bench -p paddock-cli --bench sustained -- --million          # 1,000,000 proxied requests, one session
 //! cargo bench -p paddock-cli --bench sustained -- --soak --seconds 60 # 5,000 decisions/s and streaming
@@ -49,6 +50,8 @@ struct Opts {
     rate: u64,
     database: Option<String>,
     replicas: usize,
+    /// The loads of the table's rows: `c=N` closed loops and `open` (the `--rate`).
+    loads: Vec<String>,
 }
 
 fn opts() -> Opts {
@@ -64,6 +67,7 @@ fn opts() -> Opts {
         rate: value("--rate").map_or(2000, |v| v.parse().expect("--rate N")),
         database: value("--database"),
         replicas: value("--replicas").map_or(1, |v| v.parse().expect("--replicas N")),
+        loads: value("--loads").unwrap_or_else(|| "c=1,c=8,c=32,open".into()).split(',').map(str::to_owned).collect(),
     }
 }
 
@@ -371,11 +375,11 @@ fn main() {
         // Warm-up: 5 s on the long-lived session.
         closed_loop(&[&addr], &one, 8, 5, None);
         for (sessions, requests) in [("one".to_owned(), &one), (format!("{}", o.sessions), &spread)] {
-            for load in ["c=1", "c=8", "c=32", "open"] {
+            for load in &o.loads {
                 settle(&addr);
                 let rss_start = rss_mib(pid);
                 let cpu_start = cpu_time(pid);
-                let mut row = match load {
+                let mut row = match load.as_str() {
                     "open" => {
                         let r = open_loop(&addr, requests, o.rate, o.seconds);
                         Row {
@@ -386,12 +390,15 @@ fn main() {
                             ..Row::default()
                         }
                     }
-                    c => closed_loop(&[&addr], requests, c[2..].parse().unwrap(), o.seconds, None),
+                    c => {
+                        let conc = c.strip_prefix("c=").and_then(|n| n.parse().ok()).expect("--loads c=N,...,open");
+                        closed_loop(&[&addr], requests, conc, o.seconds, None)
+                    }
                 };
                 row.rss_start = rss_start;
                 row.rss_end = rss_mib(pid);
                 row.cpu = cpu_time(pid).saturating_sub(cpu_start);
-                let load = if load == "open" { format!("{}/s", o.rate) } else { load.to_owned() };
+                let load = if load == "open" { format!("{}/s", o.rate) } else { load.clone() };
                 print_row(which, &sessions, &load, &row);
             }
         }

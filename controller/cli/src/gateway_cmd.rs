@@ -62,7 +62,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     cfg.fsync |= args.fsync;
     cfg.telemetry = paddock_gateway::telemetry::switched(cfg.telemetry.take(), |k| std::env::var(k).ok());
     cfg.check().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // On one core (a pinned process, a pod limited to one CPU), one thread serves every request: the
+    // multi-threaded scheduler with its one worker cost a fifth of the requests a core can proxy
+    // (`docs/performance.md`, "Gateway under sustained load"). The log's applier keeps its own thread.
+    let one_core = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let rt = if one_core {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Runtime::new()
+    }
+    .context("cannot start the async runtime")?;
+    if one_core {
+        tracing::info!("one core available: serving every request on one thread");
+    }
     rt.block_on(async {
         let gw = paddock_gateway::server::build(&cfg).await?;
         paddock_gateway::server::start_console(&gw, &cfg, paddock_gateway::server::shutdown()).await?;

@@ -15,6 +15,10 @@ mod validate;
 
 use std::process::ExitCode;
 
+/// mimalloc, not glibc's malloc: a tenth of the gateway's CPU per proxied request was malloc and free.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// Paddock — GitOps for AI agents on Kubernetes.

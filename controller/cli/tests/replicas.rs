@@ -24,6 +24,11 @@ struct Fleet {
 impl Fleet {
     /// `n` replicas on `database`, or one gateway on its own SQLite file.
     async fn start(n: usize, database: Option<String>) -> Fleet {
+        Fleet::start_with(n, database, false).await
+    }
+
+    /// [`Fleet::start`], each replica pinned to one core with `one_core`.
+    async fn start_with(n: usize, database: Option<String>, one_core: bool) -> Fleet {
         let dir = tempfile::tempdir().unwrap();
         let repo = dir.path().join("repo");
         write_repo(&repo);
@@ -32,7 +37,7 @@ impl Fleet {
         for i in 0..n {
             let home = dir.path().join(format!("replica-{i}"));
             let db = database.clone().unwrap_or_else(|| format!("sqlite://{}", home.join("gateway.db").display()));
-            replicas.push(Replica::start(&home, &db, &repo, &upstream.url).await);
+            replicas.push(Replica::start_with(&home, &db, &repo, &upstream.url, one_core).await);
         }
         let balancer = Balancer::start(replicas.iter().map(|r| r.addr).collect()).await;
         Fleet { upstream, replicas, balancer, _dir: dir }
@@ -302,4 +307,14 @@ async fn three_replicas_on_postgresql_share_sessions_limits_revocation_and_polic
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gateway_on_sqlite_keeps_the_same_guarantees() {
     the_guarantees(&Fleet::start(1, None).await).await;
+}
+
+/// Given one core, the gateway serves every request on one thread (its log's applier on another); the same
+/// guarantees hold there, concurrent requests and streams included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_on_one_core_serves_on_one_thread_with_the_same_guarantees() {
+    let f = Fleet::start_with(1, None, true).await;
+    let log = f.replicas[0].log_text();
+    assert!(log.contains("one core available: serving every request on one thread"), "{log}");
+    the_guarantees(&f).await;
 }

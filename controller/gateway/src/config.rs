@@ -449,6 +449,9 @@ impl GatewayConfig {
                     if !(url.starts_with("https://") || url.starts_with("http://")) {
                         return Err(format!("{at}.baseUrl: an http(s) URL is required, got `{url}`"));
                     }
+                    if let Err(e) = url::Url::parse(url) {
+                        return Err(format!("{at}.baseUrl: `{url}` is not a URL: {e}"));
+                    }
                     if p.script.is_some() {
                         return Err(format!("{at}.script: only a scripted provider has a script"));
                     }

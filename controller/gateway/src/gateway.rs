@@ -414,13 +414,23 @@ pub fn hash_token(token: &str) -> String {
 }
 
 pub fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     hex_of(&buf)
+}
+
+/// An id for a row of an append-only table (audit, charges, holds): `{prefix}-` then the time in milliseconds
+/// (12 hex digits) and 64 random bits. Ids in time order go in at the end of the table's primary-key index;
+/// random ones landed on a random page of it each, so a transaction of the log's records wrote back one page
+/// per row, and the applier fell behind under load (`docs/performance.md`, "Gateway under sustained load").
+/// Uniqueness is the random part's, as before.
+pub fn ordered_id(prefix: &str) -> String {
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    format!("{prefix}-{:012x}{}", millis & 0xffff_ffff_ffff, random_hex(8))
 }
 
 pub fn now() -> String {
@@ -1255,7 +1265,7 @@ impl Gateway {
     fn audit_row(&self, s: &Session, revision: &str, phase: Phase, tool: Option<(String, Option<String>)>) -> AuditRow {
         let (tool, tool_id) = tool.map_or((None, None), |(t, id)| (Some(t), id));
         AuditRow {
-            id: format!("d-{}", random_hex(8)),
+            id: ordered_id("d"),
             seq: self.seq.fetch_add(1, Ordering::Relaxed) as i64 + 1,
             ts: now(),
             session: s.id.clone(),
@@ -1684,7 +1694,7 @@ impl Gateway {
 
     fn hold_row(&self, s: &Session, usd: f64, model: &str, day: &str) -> HoldRow {
         HoldRow {
-            id: format!("h-{}", random_hex(8)),
+            id: ordered_id("h"),
             session: s.id.clone(),
             owner: s.owner.clone(),
             day: day.to_owned(),
@@ -2050,7 +2060,7 @@ impl Gateway {
         }
         let day = today();
         let charge = ChargeRow {
-            id: format!("c-{}", random_hex(8)),
+            id: ordered_id("c"),
             ts: now(),
             session: s.id.clone(),
             owner: s.owner.clone(),
@@ -2329,4 +2339,27 @@ fn summary(e: &Event) -> String {
         s.push('…');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordered_id;
+
+    #[test]
+    fn row_ids_sort_in_the_order_they_were_made_and_do_not_repeat() {
+        let mut made = Vec::new();
+        for _ in 0..4 {
+            made.push(ordered_id("d"));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let mut sorted = made.clone();
+        sorted.sort();
+        assert_eq!(sorted, made, "ids made a millisecond apart sort as they were made");
+        let id = &made[0];
+        assert!(id.starts_with("d-") && id.len() == 2 + 12 + 16, "{id}");
+        assert!(id[2..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+        // Within one millisecond the random part keeps them apart.
+        let many: std::collections::HashSet<String> = (0..20_000).map(|_| ordered_id("c")).collect();
+        assert_eq!(many.len(), 20_000);
+    }
 }

@@ -31,7 +31,7 @@ pub enum UpstreamError {
 }
 
 enum Backend {
-    Http { base_url: String, key: Option<String>, client: reqwest::Client },
+    Http { base: url::Url, key: Option<String>, client: reqwest::Client },
     Scripted(axum::Router),
 }
 
@@ -51,6 +51,19 @@ impl Provider {
             ProviderKind::Scripted => true,
         }
     }
+}
+
+/// The provider's base URL with `path` (and its query, if any) after the base's own path. The base is parsed
+/// once, at start: parsing the whole URL again for every request was 2–3 % of a proxied request's CPU.
+fn upstream_url(base: &url::Url, path: &str) -> url::Url {
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let mut url = base.clone();
+    url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+    url.set_query(query);
+    url
 }
 
 #[derive(Default)]
@@ -79,7 +92,11 @@ impl Providers {
                     Backend::Scripted(scripted::router(Arc::new(script)))
                 }
                 ProviderKind::Anthropic | ProviderKind::Openai | ProviderKind::Google => Backend::Http {
-                    base_url: p.base_url.clone().expect("checked").trim_end_matches('/').to_owned(),
+                    base: {
+                        let base_url = p.base_url.as_deref().expect("checked");
+                        url::Url::parse(base_url)
+                            .map_err(|e| anyhow::anyhow!("provider `{}`: baseUrl `{base_url}`: {e}", p.name))?
+                    },
                     key: match &p.api_key {
                         Some(k) => Some(k.read(&format!("provider `{}` apiKey", p.name))?),
                         None => None,
@@ -126,8 +143,8 @@ impl Providers {
                     body: Box::pin(resp.into_body().into_data_stream().map_err(|e| e.to_string())),
                 })
             }
-            Backend::Http { base_url, key, client } => {
-                let mut req = client.post(format!("{base_url}{path}")).header("content-type", "application/json");
+            Backend::Http { base, key, client } => {
+                let mut req = client.post(upstream_url(base, path)).header("content-type", "application/json");
                 for h in ["anthropic-version", "anthropic-beta", "openai-beta"] {
                     if let Some(v) = headers.get(h) {
                         req = req.header(h, v.clone());
@@ -174,4 +191,30 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The URL built from the base parsed once is the one parsing the base and the path together gave.
+    #[test]
+    fn the_upstream_url_is_the_base_followed_by_the_path_and_its_query() {
+        for (base, path, want) in [
+            ("http://127.0.0.1:9/", "/v1/messages", "http://127.0.0.1:9/v1/messages"),
+            ("https://api.example.com", "/v1/chat/completions", "https://api.example.com/v1/chat/completions"),
+            ("https://h.example/openai/", "/v1/responses?x=1", "https://h.example/openai/v1/responses?x=1"),
+            (
+                "https://h.example/g",
+                "/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+                "https://h.example/g/v1beta/models/gemini-2.5-pro:streamGenerateContent?alt=sse",
+            ),
+            ("http://h.example/a", "/v1/messages?q=a b&c=%20", "http://h.example/a/v1/messages?q=a%20b&c=%20"),
+        ] {
+            let got = upstream_url(&url::Url::parse(base).unwrap(), path);
+            assert_eq!(got.as_str(), want, "{base} + {path}");
+            let joined = url::Url::parse(&format!("{}{path}", base.trim_end_matches('/'))).unwrap();
+            assert_eq!(got, joined, "{base} + {path}: as one parse gives it");
+        }
+    }
 }

@@ -181,6 +181,13 @@ impl Replica {
     /// Starts a replica with its own data directory under `dir`, on `database`, governing `repo`, with the
     /// upstream as its Anthropic provider; returns once it is ready.
     pub async fn start(dir: &Path, database: &str, repo: &Path, upstream: &str) -> Replica {
+        Replica::start_with(dir, database, repo, upstream, false).await
+    }
+
+    /// [`Replica::start`]; with `one_core`, the process is pinned to core 0 from its start, as
+    /// `taskset -c 0` would.
+    pub async fn start_with(dir: &Path, database: &str, repo: &Path, upstream: &str, one_core: bool) -> Replica {
+        use std::os::unix::process::CommandExt;
         std::fs::create_dir_all(dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -194,16 +201,29 @@ impl Replica {
         std::fs::write(dir.join("gateway.yaml"), config).unwrap();
         let log = dir.join("gateway.log");
         let out = std::fs::File::create(&log).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_paddock"))
-            .args(["gateway", "-c"])
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_paddock"));
+        cmd.args(["gateway", "-c"])
             .arg(dir.join("gateway.yaml"))
             .env("FLEET_ADMIN", ADMIN)
             .env("FLEET_KEY", "sk-upstream")
             .env("RUST_LOG", "info")
             .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("paddock gateway starts");
+            .stderr(out);
+        if one_core {
+            // SAFETY: between fork and exec only sched_setaffinity runs, which is async-signal-safe; the
+            // set is zeroed, then CPU_SET writes inside it.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(0, &mut set);
+                    match libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    }
+                });
+            }
+        }
+        let child = cmd.spawn().expect("paddock gateway starts");
         let r = Replica { url: format!("http://{addr}"), addr, child, log };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
