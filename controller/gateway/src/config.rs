@@ -449,8 +449,16 @@ impl GatewayConfig {
                     if !(url.starts_with("https://") || url.starts_with("http://")) {
                         return Err(format!("{at}.baseUrl: an http(s) URL is required, got `{url}`"));
                     }
-                    if let Err(e) = url::Url::parse(url) {
-                        return Err(format!("{at}.baseUrl: `{url}` is not a URL: {e}"));
+                    match url::Url::parse(url) {
+                        Err(e) => return Err(format!("{at}.baseUrl: `{url}` is not a URL: {e}")),
+                        // Each request sets the path after the base's and the client's query: a query or
+                        // fragment of the base would be dropped without a word.
+                        Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+                            return Err(format!(
+                                "{at}.baseUrl: `{url}` has a query or fragment; give the scheme, host and path only"
+                            ));
+                        }
+                        Ok(_) => {}
                     }
                     if p.script.is_some() {
                         return Err(format!("{at}.script: only a scripted provider has a script"));
@@ -488,6 +496,11 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("providers[0].apiKey"), "{e}");
+        for base in ["https://", "https://h.example/openai?api-version=1", "https://h.example/#x"] {
+            let yaml = format!("providers:\n- {{name: a, kind: openai, baseUrl: '{base}', models: ['*']}}\n");
+            let e = GatewayConfig::parse(&yaml, "g.yaml").unwrap_err().to_string();
+            assert!(e.contains("providers[0].baseUrl") && e.contains(base), "{e}");
+        }
         for (yaml, field) in [
             ("egress: {maxConnectionsPerSession: 0}\n", "egress.maxConnectionsPerSession"),
             ("egress: {tunnelIdleTimeoutSeconds: 0}\n", "egress.tunnelIdleTimeoutSeconds"),

@@ -423,11 +423,11 @@ pub fn random_hex(bytes: usize) -> String {
     hex_of(&buf)
 }
 
-/// An id for a row of an append-only table (audit, charges, holds): `{prefix}-` then the time in milliseconds
-/// (12 hex digits) and 64 random bits. Ids in time order go in at the end of the table's primary-key index;
-/// random ones landed on a random page of it each, so a transaction of the log's records wrote back one page
-/// per row, and the applier fell behind under load (`docs/performance.md`, "Gateway under sustained load").
-/// Uniqueness is the random part's, as before.
+/// An id for a row inserted at the rate of requests (audit, charges; holds too, on PostgreSQL): `{prefix}-`
+/// then the time in milliseconds (12 hex digits) and 64 random bits. Ids in time order go in at the end of
+/// the table's primary-key index; random ones landed on a random page of it each, so a transaction of the
+/// log's records wrote back one page per row, and the applier fell behind under load (`docs/performance.md`,
+/// "Gateway under sustained load"). Uniqueness is the random part's, as before.
 pub fn ordered_id(prefix: &str) -> String {
     let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
     format!("{prefix}-{:012x}{}", millis & 0xffff_ffff_ffff, random_hex(8))

@@ -76,7 +76,9 @@ pub fn routes(gw: Arc<Gateway>) -> Router {
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 // At debug: an info span per request (created, formatted and entered by the log's subscriber)
-                // was 2 % of a proxied request's CPU. A request's warnings carry what they are about (session, provider).
+                // was 2 % of a proxied request's CPU. At the default level a request's own log lines (and
+                // tower_http's line for a 5xx) no longer carry its method and path; the LLM proxy's and the
+                // egress proxy's spans still name the session.
                 .make_span_with(|req: &axum::http::Request<_>| {
                     tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
                 })
