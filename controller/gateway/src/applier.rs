@@ -8,7 +8,7 @@
 //! the applying thread it is a small fraction of that (`docs/performance.md`, "Gateway under sustained load").
 //! The log's records keep their format: the same statements and values, replayed here.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::{Connection, ToSql, TransactionBehavior};
 use tokio::sync::{mpsc, watch};
 
-use crate::journal::Record;
+use crate::journal::{Record, delete_segment};
 use crate::store::{AUDIT_COLUMNS, AUDIT_INSERT, Param, Stmt, audit_insert_sql, supersede_states};
 
 /// Records per transaction: small transactions move `applied` on often, so that a writer held by the log's
@@ -35,6 +35,13 @@ const BACKGROUND_NICE: i32 = 5;
 /// The longest the applying thread runs before the scheduler may hand the core back to a request: its
 /// transactions run in short turns between requests instead of holding the core for milliseconds.
 const BACKGROUND_SLICE: Duration = Duration::from_micros(100);
+
+/// WAL pages after which a commit also copies them into the database file (SQLite's `wal_autocheckpoint`,
+/// 1,000 by default: under load, many checkpoints a second). A page written again before the next
+/// checkpoint is copied once, so with a WAL of up to 40 MiB the pages every request rewrites (the tables'
+/// last pages, the sessions' rows) are copied a tenth as often, and the applier waits on a checkpoint's
+/// fsyncs a tenth as often (`docs/performance.md`, "Gateway under sustained load").
+const CHECKPOINT_PAGES: i64 = 10_000;
 
 /// Shapes of statement kept prepared: every statement the log holds has one of a few fixed texts.
 const PREPARED: usize = 32;
@@ -69,6 +76,7 @@ impl Applier {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(PREPARED);
         Ok(Applier { conn, audit_row: audit_insert_sql(1) })
@@ -143,11 +151,13 @@ fn background_priority() {
 
 /// The applying thread's loop: takes the records the log hands over, several per transaction, and
 /// publishes the last one applied. A failed transaction is retried (the records are safe in the log) and
-/// makes the gateway not ready meanwhile. Returns once every store is gone and everything handed over is
-/// applied (or cannot be: then the log keeps it for the next start).
+/// makes the gateway not ready meanwhile. After each transaction it deletes the log's segments the log gave
+/// up (`retired`): off the threads that answer requests. Returns once every store is gone and everything
+/// handed over is applied (or cannot be: then the log keeps it for the next start).
 pub(crate) fn run(
     mut db: Applier,
     mut rx: mpsc::UnboundedReceiver<Record>,
+    retired: std::sync::mpsc::Receiver<PathBuf>,
     applied: watch::Sender<u64>,
     healthy: Arc<AtomicBool>,
     // The log's lock, released once the last record is applied: a gateway started next must not replay
@@ -182,6 +192,7 @@ pub(crate) fn run(
                         // Every store is gone: stop and free the log's lock; the records are safe in the log
                         // and a gateway started next applies them.
                         tracing::error!(error = %e, through, "stopping with the gateway's log not fully applied");
+                        retired.try_iter().for_each(|p| delete_segment(&p));
                         return;
                     }
                     healthy.store(false, Ordering::Release);
@@ -193,7 +204,9 @@ pub(crate) fn run(
         };
         healthy.store(true, Ordering::Release);
         applied.send_replace(last);
+        retired.try_iter().for_each(|p| delete_segment(&p));
     }
+    retired.try_iter().for_each(|p| delete_segment(&p));
 }
 
 #[cfg(test)]

@@ -280,6 +280,8 @@ struct LogWriter {
     queue: std::sync::Mutex<LogQueue>,
     journal: std::sync::Mutex<Journal>,
     apply: mpsc::UnboundedSender<Record>,
+    /// Applied segments of the log, for the applier's thread to delete.
+    retired: std::sync::mpsc::Sender<PathBuf>,
     /// The last record appended, and the last one the database holds.
     journaled: AtomicU64,
     applied: watch::Receiver<u64>,
@@ -379,16 +381,18 @@ impl Store {
         let (applied_tx, applied_rx) = watch::channel(applied);
         let healthy = Arc::new(AtomicBool::new(true));
         let (apply_tx, apply_rx) = mpsc::unbounded_channel::<Record>();
+        let (retired_tx, retired_rx) = std::sync::mpsc::channel();
         // Its own thread: applying wakes only this thread, never the threads that answer requests.
         let thread_healthy = healthy.clone();
         std::thread::Builder::new()
             .name("paddock-applier".into())
-            .spawn(move || crate::applier::run(db, apply_rx, applied_tx, thread_healthy, lock))
+            .spawn(move || crate::applier::run(db, apply_rx, retired_rx, applied_tx, thread_healthy, lock))
             .map_err(StoreError::Applier)?;
         let log = LogWriter {
             queue: Default::default(),
             journal: std::sync::Mutex::new(journal),
             apply: apply_tx,
+            retired: retired_tx,
             journaled: AtomicU64::new(applied),
             applied: applied_rx,
             healthy,
@@ -729,7 +733,12 @@ impl LogWriter {
             for (_, done) in batch {
                 let _ = done.send(result.clone().map(|_| ()));
             }
-            journal.retire(*self.applied.borrow());
+            for path in journal.retire(*self.applied.borrow()) {
+                if let Err(unsent) = self.retired.send(path) {
+                    // The applier is gone (the gateway is stopping): nothing is waiting for this thread.
+                    crate::journal::delete_segment(&unsent.0);
+                }
+            }
         }
     }
 
@@ -1132,6 +1141,47 @@ pub(crate) mod tests {
         drop(store);
         let store = Store::open(&url).await.unwrap();
         assert_eq!(store.audit(Some("s-3")).await.unwrap().len(), (0..5000).filter(|i| i % 7 == 3).count());
+    }
+
+    /// The log does not grow without end: once the database holds a full segment's records, the segment is
+    /// deleted (by the applier's thread, after its next transaction), and what remains is only the segment
+    /// being written. Every row is in the database, also after a reopen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn applied_segments_of_the_log_are_deleted_and_their_rows_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        let log = dir.path().join("gateway.db.paddock-log");
+        let segments = || {
+            std::fs::read_dir(&log)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+                .count()
+        };
+        let store = Store::open(&url).await.unwrap();
+        // Rows with a 4 KiB reason: about 2,100 of them fill a segment (8 MiB).
+        let big = |i: usize| {
+            let mut r = row(i);
+            r.reason = "x".repeat(4096);
+            Write::Audit(r)
+        };
+        let mut i = 0;
+        while segments() < 3 {
+            store.commit((i..i + 50).map(big).collect()).await.unwrap();
+            i += 50;
+        }
+        // The next commit finds the full segments applied and hands them to the applier's thread.
+        store.caught_up().await.unwrap();
+        store.commit(vec![big(i)]).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while segments() > 1 && std::time::Instant::now() < deadline {
+            store.commit(vec![big(i + 1)]).await.unwrap();
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(segments(), 1, "only the segment being written is left");
+        drop(store);
+        let store = Store::open(&url).await.unwrap();
+        assert_eq!(store.audit(None).await.unwrap().len(), i + 1, "every row, applied before its segment went");
     }
 
     /// A store dropped while its database cannot be written frees the log at once (a gateway started next in
