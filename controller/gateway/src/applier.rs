@@ -38,7 +38,7 @@ const BACKGROUND_SLICE: Duration = Duration::from_micros(100);
 
 /// WAL pages after which a commit also copies them into the database file (SQLite's `wal_autocheckpoint`,
 /// 1,000 by default: under load, many checkpoints a second). A page written again before the next
-/// checkpoint is copied once, so with a WAL of up to 40 MiB the pages every request rewrites (the tables'
+/// checkpoint is copied once, so with a WAL of about 40 MiB the pages every request rewrites (the tables'
 /// last pages, the sessions' rows) are copied a tenth as often, and the applier waits on a checkpoint's
 /// fsyncs a tenth as often (`docs/performance.md`, "Gateway under sustained load").
 const CHECKPOINT_PAGES: i64 = 10_000;
