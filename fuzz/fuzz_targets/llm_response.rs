@@ -36,9 +36,17 @@ fuzz_target!(|data: &[u8]| {
             denied.push(call.id.clone());
         }
     }
+    // Calls of tools the gateway never offers are removed as the gateway does, without a decision.
+    denied.extend(parsed.refused.iter().map(|(id, _)| id.clone()));
     wire.rewrite_response(&mut body, &denied, "denied by the fuzzer");
     let after = wire.parse_response(&body);
     for call in &after.calls {
         assert!(!denied.contains(&call.id), "{}: denied call {} is still in the answer", wire.as_str(), call.id);
     }
+    assert!(
+        after.refused.is_empty(),
+        "{}: a call never offered is still in the answer: {:?}",
+        wire.as_str(),
+        after.refused
+    );
 });

@@ -13,6 +13,8 @@
 //! cargo bench -p paddock-cli --bench sustained -- --million          # 1,000,000 proxied requests, one session
 //! cargo bench -p paddock-cli --bench sustained -- --soak --seconds 60 # 5,000 decisions/s and streaming
 //!                                                                    # proxy traffic, an upstream fault mid-run
+//! cargo bench -p paddock-cli --bench sustained -- --machine          # no gateway: the stalls of the machine
+//!                                                                    # itself on the gateway's core
 //! cargo bench -p paddock-cli --bench sustained -- --database postgres://postgres@127.0.0.1:55432/bench \
 //!     --replicas 3                                                   # replicas sharing PostgreSQL
 //! ```
@@ -46,6 +48,7 @@ struct Opts {
     pinned: bool,
     million: bool,
     soak: bool,
+    machine: bool,
     sessions: usize,
     rate: u64,
     database: Option<String>,
@@ -63,6 +66,7 @@ fn opts() -> Opts {
         pinned: value("--cores").is_none_or(|c| c == "1"),
         million: args.iter().any(|a| a == "--million"),
         soak: args.iter().any(|a| a == "--soak"),
+        machine: args.iter().any(|a| a == "--machine"),
         sessions: value("--sessions").map_or(1000, |v| v.parse().expect("--sessions N")),
         rate: value("--rate").map_or(2000, |v| v.parse().expect("--rate N")),
         database: value("--database"),
@@ -302,6 +306,10 @@ fn main() {
     let o = opts();
     let two_cores = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     let pinned = o.pinned && two_cores;
+    println!("{}", damon_state());
+    if o.machine {
+        return machine(o.seconds, two_cores);
+    }
     if pinned {
         // This process (load generator and mock upstream) keeps off the gateway's core.
         pin_to(1).expect("pin the load generator to core 1");
@@ -405,6 +413,63 @@ fn main() {
     }
     settle(&addr);
     println!("\nRSS after the database caught up: {:.1} MiB", rss_mib(pid));
+}
+
+/// Whether the kernel's DAMON threads (`kdamond`, memory monitoring and reclaim) run: on some virtual machines
+/// they page out cold memory in bursts of 10–20 ms of CPU every few seconds, on whichever core they land.
+fn damon_state() -> String {
+    let states: Vec<String> = std::fs::read_dir("/sys/kernel/mm/damon/admin/kdamonds")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("state")).ok())
+        .map(|s| s.trim().to_owned())
+        .collect();
+    match states.is_empty() {
+        true => "DAMON: no kdamond configured".into(),
+        false => format!("DAMON kdamond threads: {}", states.join(", ")),
+    }
+}
+
+/// The machine's own stalls, with no gateway: a thread spinning on core 0 (the gateway's) reads the clock
+/// without pause while another spins on core 1 (as the load generator keeps it busy), for `secs`. Every gap
+/// between two reads is time core 0 gave to something else (a kernel thread, an interrupt, the hypervisor):
+/// a floor under the slowest request any process pinned there can show.
+fn machine(secs: u64, two_cores: bool) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let other = two_cores.then(|| {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            pin_to(1).expect("pin to core 1");
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+    });
+    pin_to(0).expect("pin to core 0");
+    let (started, mut last) = (Instant::now(), Instant::now());
+    let mut gaps: Vec<Duration> = Vec::new();
+    while last.duration_since(started) < Duration::from_secs(secs) {
+        let now = Instant::now();
+        let gap = now - last;
+        if gap > Duration::from_micros(500) {
+            gaps.push(gap);
+        }
+        last = now;
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(t) = other {
+        t.join().unwrap();
+    }
+    gaps.sort();
+    let over = |ms: u64| gaps.iter().filter(|g| **g > Duration::from_millis(ms)).count();
+    println!(
+        "| seconds | gaps > 2 ms | gaps > 5 ms | gaps > 10 ms | longest gap ms |\n|---|---|---|---|---|\n| {secs} | {} | {} | {} | {} |",
+        over(2),
+        over(5),
+        over(10),
+        ms(gaps.last().copied().unwrap_or_default()),
+    );
 }
 
 /// 1,000,000 proxied requests within one session, eight connections: the gateway's resident set along the way.

@@ -165,7 +165,7 @@ pub(crate) fn run(
     _lock: Arc<std::fs::File>,
 ) {
     background_priority();
-    while let Some(first) = rx.blocking_recv() {
+    'applying: while let Some(first) = rx.blocking_recv() {
         let mut size = first.stmts.len();
         let mut records = vec![first];
         if rx.len() < APPLY_RECORDS {
@@ -192,8 +192,7 @@ pub(crate) fn run(
                         // Every store is gone: stop and free the log's lock; the records are safe in the log
                         // and a gateway started next applies them.
                         tracing::error!(error = %e, through, "stopping with the gateway's log not fully applied");
-                        retired.try_iter().for_each(|p| delete_segment(&p));
-                        return;
+                        break 'applying;
                     }
                     healthy.store(false, Ordering::Release);
                     tracing::error!(error = %e, through, "cannot apply the gateway's log to the database; retrying");

@@ -153,9 +153,8 @@ impl Journal {
     /// deleted here, because this runs on the thread that answers requests and deleting an 8 MiB file frees
     /// its cached pages (about a millisecond, every half second under load; `docs/performance.md`).
     pub fn retire(&mut self, applied: u64) -> Vec<PathBuf> {
-        let (done, open) = std::mem::take(&mut self.closed).into_iter().partition(|(_, last)| *last <= applied);
-        self.closed = open;
-        done.into_iter().map(|(path, _)| path).collect()
+        // Called after every append: nothing is allocated unless a segment is given up.
+        self.closed.extract_if(.., |(_, last)| *last <= applied).map(|(path, _)| path).collect()
     }
 }
 
@@ -167,7 +166,8 @@ pub fn delete_segment(path: &Path) {
     }
 }
 
-fn segments(dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
+/// The log's segment files in `dir`, in log order.
+pub(crate) fn segments(dir: &Path) -> Result<Vec<PathBuf>, JournalError> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io_err(dir))?
         .filter_map(|e| e.ok().map(|e| e.path()))

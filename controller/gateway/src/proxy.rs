@@ -510,6 +510,11 @@ async fn complete(
             notes.push(note);
         }
     }
+    for (id, note) in parsed.refused {
+        tracing::warn!(%note, "the provider answered with a call of a tool the gateway never offers; removed");
+        denied.push(id);
+        notes.push(note);
+    }
     if denied.is_empty() && !named {
         // Nothing changed: the upstream's bytes go back as they came.
         return ([(header::CONTENT_TYPE, "application/json")], buf).into_response();

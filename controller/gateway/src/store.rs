@@ -1151,12 +1151,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
         let log = dir.path().join("gateway.db.paddock-log");
-        let segments = || {
-            std::fs::read_dir(&log)
-                .unwrap()
-                .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
-                .count()
-        };
+        let segments = || crate::journal::segments(&log).unwrap().len();
         let store = Store::open(&url).await.unwrap();
         // Rows with a 4 KiB reason: about 2,100 of them fill a segment (8 MiB).
         let big = |i: usize| {

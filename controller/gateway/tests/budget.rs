@@ -442,11 +442,7 @@ async fn every_usage_placement_is_charged_exactly_or_the_hold() {
         for how in ["body", "final", "on finish", "missing", "missing, complete"] {
             let streamed = !matches!(how, "body" | "missing, complete");
             let (id, token) = t.session("coder").await;
-            let model = match wire {
-                "anthropic" => "claude-sonnet-4-5",
-                "gemini" => "gemini-2.5-pro",
-                _ => "gpt-5",
-            };
+            let model = model_of(wire);
             let (path, body) = request(wire, model, &[("user", how)], streamed);
             let r = post(&t, &token, path, &body).await;
             assert_eq!(r.status(), 200, "{wire} {how}");
@@ -476,6 +472,81 @@ async fn every_usage_placement_is_charged_exactly_or_the_hold() {
         [("anthropic", "anthropic"), ("chat", "openai-chat"), ("responses", "openai-responses"), ("gemini", "gemini")]
     {
         let line = format!("paddock_gateway_usage_missing_total{{wire=\"{label}\"}} {}", charged_missing[wire]);
+        assert!(metrics.contains(&line), "`{line}` in:\n{metrics}");
+    }
+}
+
+/// The answer of `path` with a usage object that counts nothing (`{}`) wherever its final usage goes.
+fn usage_counting_nothing(path: &str, streamed: bool) -> axum::response::Response {
+    let empty = json!({});
+    match (path, streamed) {
+        ("/v1/messages", true) => sse_response(&[
+            json!({"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant",
+                "model": "claude-sonnet-4-5", "content": [], "usage": empty}}),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}),
+            json!({"type": "content_block_stop", "index": 0}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": empty}),
+            json!({"type": "message_stop"}),
+        ]),
+        ("/v1/chat/completions", true) => sse_response(&chat_chunks(Some(empty.clone()), Some(empty))),
+        ("/v1/responses", true) => sse_response(&[
+            json!({"type": "response.created", "response": {"id": "r", "model": "gpt-5", "status": "in_progress"}}),
+            json!({"type": "response.output_text.delta", "item_id": "m", "output_index": 0, "content_index": 0,
+                "delta": "Hello"}),
+            json!({"type": "response.completed", "response": {"id": "r", "model": "gpt-5", "status": "completed",
+                "output": [{"type": "message", "id": "m", "role": "assistant", "status": "completed",
+                    "content": [{"type": "output_text", "text": "Hello", "annotations": []}]}], "usage": empty}}),
+        ]),
+        (p, streamed) if p.starts_with("/v1beta/models/") => {
+            let a = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "Hello"}]},
+                "finishReason": "STOP", "index": 0}], "modelVersion": "gemini-2.5-pro", "usageMetadata": empty});
+            if streamed { sse_response(&[a]) } else { axum::Json(a).into_response() }
+        }
+        (p, _) => {
+            let mut a = answer_with_usage(p, 1200, 300);
+            a["usage"] = empty;
+            let text = if p == "/v1/messages" {
+                &mut a["content"][0]["text"]
+            } else if p == "/v1/responses" {
+                &mut a["output"][0]["content"][0]["text"]
+            } else {
+                &mut a["choices"][0]["message"]["content"]
+            };
+            *text = json!("Hello");
+            axum::Json(a).into_response()
+        }
+    }
+}
+
+/// `usage: {}` (a careless or a hostile server's) counts nothing: the answer is charged the hold's worst case
+/// and counted as usage missing, never zero tokens, streamed or not, in every wire format.
+#[tokio::test]
+async fn usage_that_counts_nothing_is_charged_the_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    write_repo(dir.path());
+    let (base, _) = upstream(0, |path, b| {
+        usage_counting_nothing(path, b["stream"] == true || path.ends_with(":streamGenerateContent"))
+    })
+    .await;
+    let t = TestGateway::with_config(dir.path(), config_with_upstream(dir.path(), &base)).await;
+    for wire in WIRES.into_iter().chain(["gemini"]) {
+        for streamed in [false, true] {
+            let (id, token) = t.session("coder").await;
+            let model = model_of(wire);
+            let (path, body) = request(wire, model, &[("user", "hi")], streamed);
+            let r = post(&t, &token, path, &body).await;
+            assert_eq!(r.status(), 200, "{wire} streamed={streamed}");
+            assert!(r.text().await.unwrap().contains("Hello"), "{wire} streamed={streamed}: the answer arrives");
+            let c = charges(&t.session_info(&id).await);
+            assert_eq!(c.len(), 1, "{wire} streamed={streamed}: one charge: {c:?}");
+            assert_eq!(c[0]["output_tokens"], 1024, "{wire} streamed={streamed}: the hold's output cap: {c:?}");
+            assert!(c[0]["input_tokens"].as_u64().unwrap() > 0, "{wire} streamed={streamed}: {c:?}");
+        }
+    }
+    let metrics = t.client.get(format!("{}/metrics", t.url)).send().await.unwrap().text().await.unwrap();
+    for label in ["anthropic", "openai-chat", "openai-responses", "gemini"] {
+        let line = format!("paddock_gateway_usage_missing_total{{wire=\"{label}\"}} 2");
         assert!(metrics.contains(&line), "`{line}` in:\n{metrics}");
     }
 }

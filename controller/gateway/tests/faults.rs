@@ -15,14 +15,6 @@ use support::*;
 
 const WIRES4: [&str; 4] = ["anthropic", "chat", "responses", "gemini"];
 
-fn model(wire: &str) -> &'static str {
-    match wire {
-        "anthropic" => "claude-sonnet-4-5",
-        "gemini" => "gemini-2.5-pro",
-        _ => "gpt-5",
-    }
-}
-
 /// The first streamed event of an answer in the wire format of `path`: some text, no usage yet.
 fn first_event(path: &str) -> String {
     let v = match path {
@@ -162,7 +154,7 @@ fn assert_charged_the_hold(info: &Value, what: &str) {
 
 /// After a fault the same session is served again, without a restart.
 async fn assert_served(t: &TestGateway, token: &str, wire: &str) {
-    let (path, body) = request(wire, model(wire), &[("user", "hello")], false);
+    let (path, body) = request(wire, model_of(wire), &[("user", "hello")], false);
     let r = post(t, token, path, &body).await;
     assert_eq!(r.status(), 200, "{wire}: served after the fault: {}", r.text().await.unwrap());
 }
@@ -190,7 +182,7 @@ async fn an_upstream_reset_mid_stream_ends_the_stream_with_an_error_and_charges_
     let t = gateway(dir.path()).await;
     for wire in WIRES4 {
         let (id, token) = t.session("coder").await;
-        let (path, body) = request(wire, model(wire), &[("user", "reset")], true);
+        let (path, body) = request(wire, model_of(wire), &[("user", "reset")], true);
         let r = post(&t, &token, path, &body).await;
         let status = r.status();
         let text = r.text().await.unwrap();
@@ -213,7 +205,7 @@ async fn an_upstream_that_stalls_between_chunks_is_given_up_at_the_idle_timeout(
     let t = gateway(dir.path()).await;
     for wire in WIRES4 {
         let (id, token) = t.session("coder").await;
-        let (path, body) = request(wire, model(wire), &[("user", "stall")], true);
+        let (path, body) = request(wire, model_of(wire), &[("user", "stall")], true);
         let started = std::time::Instant::now();
         let r = post(&t, &token, path, &body).await;
         let text = r.text().await.unwrap();
@@ -231,7 +223,7 @@ async fn malformed_sse_is_never_passed_on_and_the_answer_is_charged_its_hold() {
     let t = gateway(dir.path()).await;
     for wire in WIRES4 {
         let (id, token) = t.session("coder").await;
-        let (path, body) = request(wire, model(wire), &[("user", "malformed")], true);
+        let (path, body) = request(wire, model_of(wire), &[("user", "malformed")], true);
         let r = post(&t, &token, path, &body).await;
         assert_eq!(r.status(), 200, "{wire}");
         let text = r.text().await.unwrap();
@@ -250,7 +242,7 @@ async fn a_truncated_json_answer_is_a_502_in_the_clients_format_and_charges_the_
     let t = gateway(dir.path()).await;
     for wire in WIRES4 {
         let (id, token) = t.session("coder").await;
-        let (path, body) = request(wire, model(wire), &[("user", "truncated")], false);
+        let (path, body) = request(wire, model_of(wire), &[("user", "truncated")], false);
         let r = post(&t, &token, path, &body).await;
         assert_eq!(r.status(), 502, "{wire}");
         let v: Value = r.json().await.unwrap();
@@ -276,7 +268,7 @@ async fn an_error_status_reaches_the_client_in_its_format_and_charges_nothing() 
             ("reset before headers", 502, "connection closed"),
         ] {
             let (id, token) = t.session("coder").await;
-            let (path, body) = request(wire, model(wire), &[("user", fault)], false);
+            let (path, body) = request(wire, model_of(wire), &[("user", fault)], false);
             let r = post(&t, &token, path, &body).await;
             let got = r.status();
             let v: Value = r.json().await.unwrap_or_else(|e| panic!("{wire} {fault}: not JSON: {e}"));
@@ -301,7 +293,7 @@ async fn an_absurd_usage_block_is_not_used_and_the_hold_is_charged() {
     for wire in WIRES4 {
         for fault in ["absurd usage", "float usage"] {
             let (id, token) = t.session("coder").await;
-            let (path, body) = request(wire, model(wire), &[("user", fault)], false);
+            let (path, body) = request(wire, model_of(wire), &[("user", fault)], false);
             let r = post(&t, &token, path, &body).await;
             assert_eq!(r.status(), 200, "{wire} {fault}");
             let info = t.session_info(&id).await;

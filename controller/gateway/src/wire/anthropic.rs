@@ -6,15 +6,16 @@ use std::collections::HashMap;
 use paddock_policy::Usage;
 use serde_json::{Value, json};
 
-use super::{Gate, ParsedResponse, PendingCall, Sse, Step, parse_args, u};
+use super::{Gate, ParsedResponse, PendingCall, Sse, Step, counts_any, parse_args, u};
 
-pub fn usage_of(v: &Value) -> Usage {
-    Usage {
+/// A `usage` object's counts; `None` when it counts nothing (see [`counts_any`]).
+pub fn usage_of(v: &Value) -> Option<Usage> {
+    counts_any(v, &["input_tokens", "output_tokens"]).then(|| Usage {
         input_tokens: u(v, "input_tokens"),
         output_tokens: u(v, "output_tokens"),
         cache_read_input_tokens: u(v, "cache_read_input_tokens"),
         cache_creation_input_tokens: u(v, "cache_creation_input_tokens"),
-    }
+    })
 }
 
 fn is_tool_block(block: &Value) -> bool {
@@ -35,8 +36,9 @@ pub fn parse_response(body: &Value) -> ParsedResponse {
         .collect();
     ParsedResponse {
         model: body["model"].as_str().map(str::to_owned),
-        usage: body.get("usage").filter(|v| v.is_object()).map(usage_of),
+        usage: body.get("usage").and_then(usage_of),
         calls,
+        refused: Vec::new(),
     }
 }
 
@@ -149,7 +151,7 @@ impl Gate for StreamGate {
                 if let Some(m) = data["message"]["model"].as_str() {
                     steps.push(Step::Model(m.to_owned()));
                 }
-                self.start_usage = data["message"].get("usage").filter(|v| v.is_object()).map(usage_of);
+                self.start_usage = data["message"].get("usage").and_then(usage_of);
                 // Content announced up front is not streamed block by block, so a tool call there was never
                 // decided: it goes, with a note.
                 if let Some(content) = data["message"].get_mut("content").and_then(Value::as_array_mut) {
@@ -213,7 +215,9 @@ impl Gate for StreamGate {
                     }
                 }
                 let mut steps = Vec::new();
-                if let Some(du) = data.get("usage").filter(|v| v.is_object()) {
+                // The final count is the delta's `output_tokens`: a delta usage without it (`{}`) is not final,
+                // and the stream's end charges the worst case.
+                if let Some(du) = data.get("usage").filter(|v| counts_any(v, &["output_tokens"])) {
                     // message_delta usage is cumulative; fields it lacks come from message_start.
                     let start = self.start_usage.unwrap_or_default();
                     // A count that is there but unreadable is made impossible, as `u()` does: never the start's.

@@ -8,17 +8,21 @@ use std::collections::BTreeMap;
 use paddock_policy::Usage;
 use serde_json::{Value, json};
 
-use super::{Gate, ParsedResponse, PendingCall, Sse, Step, parse_args, u};
+use super::{Gate, ParsedResponse, PendingCall, Sse, Step, counts_any, parse_args, u};
 
-pub fn usage_of(v: &Value) -> Usage {
+/// A `usage` object's counts; `None` when it counts nothing (see [`counts_any`]).
+pub fn usage_of(v: &Value) -> Option<Usage> {
+    if !counts_any(v, &["prompt_tokens", "completion_tokens"]) {
+        return None;
+    }
     let cached = u(&v["prompt_tokens_details"], "cached_tokens");
-    Usage {
+    Some(Usage {
         // OpenAI counts cached tokens inside prompt_tokens; the price table prices them apart.
         input_tokens: u(v, "prompt_tokens").saturating_sub(cached),
         output_tokens: u(v, "completion_tokens"),
         cache_read_input_tokens: cached,
         cache_creation_input_tokens: 0,
-    }
+    })
 }
 
 fn call_of(c: &Value) -> PendingCall {
@@ -39,8 +43,9 @@ pub fn parse_response(body: &Value) -> ParsedResponse {
         .collect();
     ParsedResponse {
         model: body["model"].as_str().map(str::to_owned),
-        usage: body.get("usage").filter(|v| v.is_object()).map(usage_of),
+        usage: body.get("usage").and_then(usage_of),
         calls,
+        refused: Vec::new(),
     }
 }
 
@@ -153,7 +158,7 @@ impl Gate for StreamGate {
         if chunk["choices"].as_array().is_some_and(|c| c.len() > 1 || c.first().is_some_and(|c| !c.is_object())) {
             return super::unreadable(ev);
         }
-        let usage = chunk.get("usage").filter(|v| v.is_object()).map(usage_of);
+        let usage = chunk.get("usage").and_then(usage_of);
         let no_choices = chunk["choices"].as_array().is_none_or(|c| c.is_empty());
         if no_choices {
             if let Some(u) = usage {

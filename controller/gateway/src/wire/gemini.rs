@@ -11,7 +11,7 @@
 use paddock_policy::Usage;
 use serde_json::{Value, json};
 
-use super::{Gate, ParsedResponse, PendingCall, RequestInfo, Sse, Step, u};
+use super::{Gate, ParsedResponse, PendingCall, RequestInfo, Sse, Step, counts_any, u};
 
 /// The methods the gateway serves under `models/{model}:`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,9 +226,13 @@ pub fn remove_provider_tools(body: &mut Value) -> Vec<String> {
     removed
 }
 
-pub fn usage_of(v: &Value) -> Usage {
+/// A `usageMetadata` object's counts; `None` when it counts nothing (see [`counts_any`]).
+pub fn usage_of(v: &Value) -> Option<Usage> {
+    if !counts_any(v, &["promptTokenCount", "candidatesTokenCount"]) {
+        return None;
+    }
     let cached = u(v, "cachedContentTokenCount");
-    Usage {
+    Some(Usage {
         // Gemini counts cached tokens inside promptTokenCount; the price table prices them apart. The
         // results of tools Google ran are input too.
         input_tokens: u(v, "promptTokenCount").saturating_add(u(v, "toolUsePromptTokenCount")).saturating_sub(cached),
@@ -236,7 +240,7 @@ pub fn usage_of(v: &Value) -> Usage {
         output_tokens: u(v, "candidatesTokenCount").saturating_add(u(v, "thoughtsTokenCount")),
         cache_read_input_tokens: cached,
         cache_creation_input_tokens: 0,
-    }
+    })
 }
 
 /// Gives every `functionCall` part without an `id` one of the gateway's: `gemini-{nonce}#{chunk}.{candidate}.{part}`.
@@ -302,8 +306,9 @@ fn calls_of(response: &Value) -> Vec<(PendingCall, usize, usize)> {
 pub fn parse_response(body: &Value) -> ParsedResponse {
     ParsedResponse {
         model: body["modelVersion"].as_str().map(str::to_owned),
-        usage: body.get("usageMetadata").filter(|v| v.is_object()).map(usage_of),
+        usage: body.get("usageMetadata").and_then(usage_of),
         calls: calls_of(body).into_iter().map(|(c, _, _)| c).collect(),
+        refused: Vec::new(),
     }
 }
 
@@ -406,7 +411,7 @@ impl Gate for StreamGate {
             steps.push(Step::Model(m.to_owned()));
         }
         let finished = chunk["candidates"].as_array().into_iter().flatten().any(|c| !c["finishReason"].is_null());
-        if let Some(usage) = chunk.get("usageMetadata").filter(|v| v.is_object()).map(usage_of) {
+        if let Some(usage) = chunk.get("usageMetadata").and_then(usage_of) {
             if finished {
                 // Final: metered before the chunk (or its calls) goes on.
                 if !std::mem::replace(&mut self.metered, true) {
@@ -603,7 +608,7 @@ mod tests {
             "thoughtsTokenCount": 200, "toolUsePromptTokenCount": 10, "totalTokenCount": 1260}));
         assert_eq!(
             u,
-            Usage { input_tokens: 610, output_tokens: 250, cache_read_input_tokens: 400, ..Usage::default() }
+            Some(Usage { input_tokens: 610, output_tokens: 250, cache_read_input_tokens: 400, ..Usage::default() })
         );
     }
 

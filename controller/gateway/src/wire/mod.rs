@@ -311,6 +311,9 @@ pub struct ParsedResponse {
     pub model: Option<String>,
     pub usage: Option<Usage>,
     pub calls: Vec<PendingCall>,
+    /// Items removed without a decision (calls of tools the gateway never offers), each with its note: the
+    /// id as [`Wire::rewrite_response`] reads it, and the text that takes its place.
+    pub refused: Vec<(String, String)>,
 }
 
 /// What a streaming gate asks its driver to do, in order.
@@ -359,6 +362,13 @@ pub(crate) fn parse_args(text: &str) -> Value {
 /// A provider's token count: 0 when absent. A count that is there but not a whole number of tokens (a
 /// float, a string, a negative) reads as `u64::MAX`, which no usage may hold (`Usage::is_plausible`): the
 /// gateway then charges the request's worst case, never nothing.
+/// Whether a provider's usage object carries at least one of its format's counts. `usage: {}` (or an object
+/// with another format's fields only) counts nothing: the response is charged as if its usage never came (the
+/// worst case), never as zero tokens.
+pub(crate) fn counts_any(v: &Value, keys: &[&str]) -> bool {
+    v.is_object() && keys.iter().any(|k| v.get(k).is_some_and(|n| !n.is_null()))
+}
+
 pub(crate) fn u(v: &Value, key: &str) -> u64 {
     match v.get(key) {
         None | Some(Value::Null) => 0,

@@ -325,6 +325,15 @@ pub async fn new_session(client: &reqwest::Client, url: &str, agent: &str) -> (S
     (v["id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned())
 }
 
+/// The model each wire format's requests name in the tests: one the test repo prices.
+pub fn model_of(wire: &str) -> &'static str {
+    match wire {
+        "anthropic" => "claude-sonnet-4-5",
+        "gemini" => "gemini-2.5-pro",
+        _ => "gpt-5",
+    }
+}
+
 /// Path and a request body for a wire format.
 pub fn request(wire: &str, model: &str, messages: &[(&str, &str)], stream: bool) -> (&'static str, Value) {
     match wire {
