@@ -67,6 +67,19 @@ fuzz_target!(|data: &[u8]| {
     events.extend(parser.finish());
     let mut first = Pass::default();
     run(&mut *wire.gate(usage), events, deny_mask, &mut first);
+    if wire == Wire::Responses {
+        // A call of a tool the gateway never offers is removed, not decided: none reaches the client, in
+        // whatever event carries it.
+        for ev in &first.emitted {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&ev.data) else { continue };
+            let output = v["response"]["output"].as_array().into_iter().flatten();
+            for item in std::iter::once(&v["item"]).chain(output) {
+                let kind = item["type"].as_str().unwrap_or_default();
+                let decided = matches!(kind, "function_call" | "custom_tool_call" | "local_shell_call");
+                assert!(!kind.ends_with("_call") || decided, "responses: the client got a `{kind}` item: {}", ev.data);
+            }
+        }
+    }
     // What the client got, read by a fresh gate that allows everything: every call in it was allowed.
     let mut second = Pass::default();
     run(&mut *wire.gate(usage), std::mem::take(&mut first.emitted), 0, &mut second);

@@ -422,8 +422,12 @@ fn damon_state() -> String {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|d| std::fs::read_to_string(d.path().join("state")).ok())
-        .map(|s| s.trim().to_owned())
+        .filter(|d| d.path().join("state").exists())
+        // The state file is root's alone: say so rather than report none.
+        .map(|d| {
+            std::fs::read_to_string(d.path().join("state"))
+                .map_or("unknown (run as root to read)".into(), |s| s.trim().to_owned())
+        })
         .collect();
     match states.is_empty() {
         true => "DAMON: no kdamond configured".into(),

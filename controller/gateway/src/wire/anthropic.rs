@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use paddock_policy::Usage;
 use serde_json::{Value, json};
 
-use super::{Gate, ParsedResponse, PendingCall, Sse, Step, counts_any, parse_args, u};
+use super::{Gate, ParsedResponse, PendingCall, Sse, Step, has_counts, parse_args, u};
 
-/// A `usage` object's counts; `None` when it counts nothing (see [`counts_any`]).
+/// A `usage` object's counts; `None` without its input and output counts (see [`has_counts`]).
 pub fn usage_of(v: &Value) -> Option<Usage> {
-    counts_any(v, &["input_tokens", "output_tokens"]).then(|| Usage {
+    has_counts(v, &["input_tokens", "output_tokens"]).then(|| Usage {
         input_tokens: u(v, "input_tokens"),
         output_tokens: u(v, "output_tokens"),
         cache_read_input_tokens: u(v, "cache_read_input_tokens"),
@@ -215,9 +215,14 @@ impl Gate for StreamGate {
                     }
                 }
                 let mut steps = Vec::new();
-                // The final count is the delta's `output_tokens`: a delta usage without it (`{}`) is not final,
-                // and the stream's end charges the worst case.
-                if let Some(du) = data.get("usage").filter(|v| counts_any(v, &["output_tokens"])) {
+                // The final count is the delta's `output_tokens`, with the input from `message_start` or the
+                // delta itself: a delta usage without them (`{}`) is not final, and the stream's end charges
+                // the worst case.
+                let final_usage = |v: &&Value| {
+                    has_counts(v, &["output_tokens"])
+                        && (self.start_usage.is_some() || has_counts(v, &["input_tokens"]))
+                };
+                if let Some(du) = data.get("usage").filter(final_usage) {
                     // message_delta usage is cumulative; fields it lacks come from message_start.
                     let start = self.start_usage.unwrap_or_default();
                     // A count that is there but unreadable is made impossible, as `u()` does: never the start's.
@@ -357,5 +362,31 @@ mod tests {
             "content_block": {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"command": "git push -f"}}})));
         let steps = g.push(ev(json!({"type": "content_block_stop", "index": 0})));
         assert!(matches!(&steps[..], [Step::Decide(c)] if c.args["command"] == "git push -f"), "{steps:?}");
+    }
+
+    /// `message_delta`'s usage is final only with an input count, its own or `message_start`'s: without one
+    /// (or with `usage: {}`) nothing is metered and the driver charges the worst case, never 0 input.
+    #[test]
+    fn a_final_usage_needs_an_input_count_from_the_start_or_the_delta() {
+        let metered = |start_usage: Value, delta_usage: Value| {
+            let mut g = StreamGate::default();
+            let mut steps = g.push(ev(json!({"type": "message_start",
+                "message": {"model": "m", "content": [], "usage": start_usage}})));
+            steps.extend(g.push(ev(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                "usage": delta_usage}))));
+            steps.extend(g.finish());
+            steps.into_iter().filter_map(|s| if let Step::Usage(u) = s { Some(u) } else { None }).collect::<Vec<_>>()
+        };
+        let both = |i, o| Usage { input_tokens: i, output_tokens: o, ..Usage::default() };
+        assert_eq!(
+            metered(json!({"input_tokens": 10, "output_tokens": 1}), json!({"output_tokens": 30})),
+            [both(10, 30)]
+        );
+        assert_eq!(metered(json!(null), json!({"input_tokens": 10, "output_tokens": 30})), [both(10, 30)]);
+        assert_eq!(metered(json!(null), json!({"output_tokens": 30})), []);
+        assert_eq!(metered(json!({}), json!({})), []);
+        // A start with counts and a delta without them: the start's counts only as what the stream announced
+        // (the driver raises the worst case with them), not as final usage.
+        assert_eq!(metered(json!({"input_tokens": 10, "output_tokens": 1}), json!({})), [both(10, 1)]);
     }
 }

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 use paddock_policy::Usage;
 use serde_json::{Value, json};
 
-use super::{Gate, ParsedResponse, PendingCall, Sse, Step, counts_any, parse_args, u};
+use super::{Gate, ParsedResponse, PendingCall, Sse, Step, has_counts, parse_args, u};
 
-/// A `usage` object's counts; `None` when it counts nothing (see [`counts_any`]).
+/// A `usage` object's counts; `None` without its prompt and completion counts (see [`has_counts`]).
 pub fn usage_of(v: &Value) -> Option<Usage> {
-    if !counts_any(v, &["prompt_tokens", "completion_tokens"]) {
+    if !has_counts(v, &["prompt_tokens", "completion_tokens"]) {
         return None;
     }
     let cached = u(&v["prompt_tokens_details"], "cached_tokens");
@@ -161,16 +161,15 @@ impl Gate for StreamGate {
         let usage = chunk.get("usage").and_then(usage_of);
         let no_choices = chunk["choices"].as_array().is_none_or(|c| c.is_empty());
         if no_choices {
-            if let Some(u) = usage {
-                if !std::mem::replace(&mut self.metered, true) {
-                    steps.push(Step::Usage(u));
-                }
-                if self.include_usage {
-                    steps.push(Step::Emit(vec![ev]));
-                }
-                return steps;
+            if let Some(u) = usage
+                && !std::mem::replace(&mut self.metered, true)
+            {
+                steps.push(Step::Usage(u));
             }
-            steps.push(Step::Emit(vec![ev]));
+            // A usage chunk (even one that counts nothing) reaches only a client that asked for usage.
+            if self.include_usage || !chunk.get("usage").is_some_and(Value::is_object) {
+                steps.push(Step::Emit(vec![ev]));
+            }
             return steps;
         }
         let choice = &mut chunk["choices"][0];
@@ -292,5 +291,22 @@ mod tests {
             "usage": {"prompt_tokens": 100, "completion_tokens": 1}})));
         assert_eq!(usages(&steps), []);
         assert_eq!(usages(&g.finish()), [Usage { input_tokens: 100, output_tokens: 1, ..Usage::default() }]);
+    }
+
+    /// Usage without both counts (`{}`, a prompt count alone) says nothing final: not metered (the driver then
+    /// charges the worst case), and a usage-only chunk still reaches only a client that asked for usage.
+    #[test]
+    fn usage_without_both_counts_is_not_metered_and_a_usage_chunk_stays_with_clients_that_asked() {
+        for client_wants_usage in [false, true] {
+            let mut g = StreamGate::new(client_wants_usage);
+            let mut steps = g.push(chunk(json!({"choices": [{"index": 0, "delta": {"content": "hi"},
+                "finish_reason": "stop"}], "usage": {"prompt_tokens": 100}})));
+            steps.extend(g.push(chunk(json!({"choices": [], "usage": {}}))));
+            steps.extend(g.finish());
+            assert_eq!(usages(&steps), [], "client_wants_usage={client_wants_usage}");
+            let sent: Vec<&Sse> =
+                steps.iter().filter_map(|s| if let Step::Emit(e) = s { Some(e) } else { None }).flatten().collect();
+            assert_eq!(sent.len(), if client_wants_usage { 2 } else { 1 }, "{sent:?}");
+        }
     }
 }

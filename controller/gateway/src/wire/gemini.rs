@@ -11,7 +11,7 @@
 use paddock_policy::Usage;
 use serde_json::{Value, json};
 
-use super::{Gate, ParsedResponse, PendingCall, RequestInfo, Sse, Step, counts_any, u};
+use super::{Gate, ParsedResponse, PendingCall, RequestInfo, Sse, Step, has_counts, u};
 
 /// The methods the gateway serves under `models/{model}:`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,9 +226,10 @@ pub fn remove_provider_tools(body: &mut Value) -> Vec<String> {
     removed
 }
 
-/// A `usageMetadata` object's counts; `None` when it counts nothing (see [`counts_any`]).
+/// A `usageMetadata` object's counts; `None` without `promptTokenCount` (see [`has_counts`]).
+/// `candidatesTokenCount` is left out when nothing was generated (a blocked prompt), so it may be absent.
 pub fn usage_of(v: &Value) -> Option<Usage> {
-    if !counts_any(v, &["promptTokenCount", "candidatesTokenCount"]) {
+    if !has_counts(v, &["promptTokenCount"]) {
         return None;
     }
     let cached = u(v, "cachedContentTokenCount");

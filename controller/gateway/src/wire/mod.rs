@@ -9,7 +9,8 @@
 //! - Chat: the call is dropped from `tool_calls` (renumbered), the notes are appended to the content, and
 //!   `finish_reason: tool_calls` becomes `stop` when no call is left.
 //! - Responses: the `function_call` (or `custom_tool_call`, `local_shell_call`) item is dropped and a `message`
-//!   item with the notes is added last, in the stream and in `response.completed`.
+//!   item with the notes is added last, in the stream and in `response.completed`; any other `…_call` item (a
+//!   tool the gateway never offers) is dropped the same way without a decision.
 //! - Gemini: the `functionCall` part is dropped and a `text` part with the notes is added to its candidate.
 
 pub mod anthropic;
@@ -359,16 +360,16 @@ pub(crate) fn parse_args(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
+/// Whether a provider's usage object carries every count its format always sends (`keys`). One without them
+/// (`usage: {}`, an object with another format's fields, a count left out) does not say what the answer cost:
+/// the response is charged as if its usage never came (the worst case), never a missing side as zero.
+pub(crate) fn has_counts(v: &Value, keys: &[&str]) -> bool {
+    v.is_object() && keys.iter().all(|k| v.get(k).is_some_and(|n| !n.is_null()))
+}
+
 /// A provider's token count: 0 when absent. A count that is there but not a whole number of tokens (a
 /// float, a string, a negative) reads as `u64::MAX`, which no usage may hold (`Usage::is_plausible`): the
 /// gateway then charges the request's worst case, never nothing.
-/// Whether a provider's usage object carries at least one of its format's counts. `usage: {}` (or an object
-/// with another format's fields only) counts nothing: the response is charged as if its usage never came (the
-/// worst case), never as zero tokens.
-pub(crate) fn counts_any(v: &Value, keys: &[&str]) -> bool {
-    v.is_object() && keys.iter().any(|k| v.get(k).is_some_and(|n| !n.is_null()))
-}
-
 pub(crate) fn u(v: &Value, key: &str) -> u64 {
     match v.get(key) {
         None | Some(Value::Null) => 0,

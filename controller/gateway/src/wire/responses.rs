@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use paddock_policy::Usage;
 use serde_json::{Value, json};
 
-use super::{Gate, ParsedResponse, PendingCall, Sse, Step, counts_any, parse_args, u};
+use super::{Gate, ParsedResponse, PendingCall, Sse, Step, has_counts, parse_args, u};
 
-/// A `usage` object's counts; `None` when it counts nothing (see [`counts_any`]).
+/// A `usage` object's counts; `None` without its input and output counts (see [`has_counts`]).
 pub fn usage_of(v: &Value) -> Option<Usage> {
-    if !counts_any(v, &["input_tokens", "output_tokens"]) {
+    if !has_counts(v, &["input_tokens", "output_tokens"]) {
         return None;
     }
     let cached = u(&v["input_tokens_details"], "cached_tokens");
@@ -22,16 +22,19 @@ pub fn usage_of(v: &Value) -> Option<Usage> {
     })
 }
 
+/// The calls the gateway offers tools for, decided one by one.
+const DECIDED_CALLS: [&str; 3] = ["function_call", "custom_tool_call", "local_shell_call"];
+
 fn is_tool_item(item: &Value) -> bool {
-    matches!(item["type"].as_str(), Some("function_call" | "custom_tool_call" | "local_shell_call"))
-        || unoffered(item).is_some()
+    item["type"].as_str().is_some_and(|t| DECIDED_CALLS.contains(&t)) || unoffered(item).is_some()
 }
 
-/// A call of a tool the client would run but the gateway never offers: every request leaves without the
-/// `shell`, `apply_patch` and `computer_use_preview` tools (see `Wire::prepare`), so such an item
-/// in a response is not the model answering a tool it was given. It is removed, never decided or passed.
+/// Any other call (`shell_call`, `apply_patch_call`, `computer_call`, a hosted tool's `…_call`, a type not
+/// known yet): every request leaves with only `function`, `custom` and `local_shell` tools (see
+/// `Wire::prepare`), so such an item is not the model answering a tool it was given. It is removed, never
+/// decided or passed: the same allow-list as the request's, on the response.
 fn unoffered(item: &Value) -> Option<&str> {
-    item["type"].as_str().filter(|t| matches!(*t, "shell_call" | "apply_patch_call" | "computer_call"))
+    item["type"].as_str().filter(|t| t.ends_with("_call") && !DECIDED_CALLS.contains(t))
 }
 
 /// The note that takes the place of an [`unoffered`] call.
@@ -77,7 +80,13 @@ pub fn parse_response(body: &Value) -> ParsedResponse {
         model: body["model"].as_str().map(str::to_owned),
         usage: body.get("usage").and_then(usage_of),
         calls: items().filter(|i| is_tool_item(i) && unoffered(i).is_none()).map(call_of).collect(),
-        refused: items().filter_map(|i| unoffered(i).map(|kind| (item_id(i), refusal(kind, &item_id(i))))).collect(),
+        refused: items()
+            .filter_map(|i| {
+                let kind = unoffered(i)?;
+                let id = item_id(i);
+                Some((id.clone(), refusal(kind, &id)))
+            })
+            .collect(),
     }
 }
 
@@ -204,28 +213,46 @@ impl Gate for StreamGate {
                     call.id = held.0.clone();
                 }
                 held.0 = call.id.clone();
+                // Refused when either event names a tool never offered: an `added` that said `apply_patch_call`
+                // would otherwise go out with its operation once a harmless `done` at its index is allowed.
+                let added_kind = held
+                    .1
+                    .iter()
+                    .filter(|e| e.event.as_deref() == Some("response.output_item.added"))
+                    .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+                    .find_map(|d| unoffered(&d["item"]).map(str::to_owned));
+                let refused = unoffered(&data["item"]).map(str::to_owned).or(added_kind);
                 self.deciding = Some((at, call.id.clone()));
-                match unoffered(&data["item"]) {
-                    Some(kind) => steps.extend(self.resolve(&call.id, Some(refusal(kind, &call.id)))),
+                match refused {
+                    Some(kind) => {
+                        tracing::warn!(kind, id = %call.id, "the provider streamed a call of a tool never offered; removed");
+                        steps.extend(self.resolve(&call.id, Some(refusal(&kind, &call.id))));
+                    }
                     None => steps.push(Step::Decide(call)),
                 }
             }
             _ if index.is_some_and(|i| self.held.contains_key(&i)) => {
                 self.held.get_mut(&index.unwrap_or(0)).expect("held").1.push(ev);
             }
+            // A call item in any other event (a kind not known yet) is not how a call is announced: dropped, so
+            // that no call reaches the client undecided whatever event carries it.
+            _ if is_tool_item(&data["item"]) => {}
             "response.completed" | "response.incomplete" | "response.failed" => {
                 // A tool call in the final output that never came through the stream was never decided: it is
                 // removed, not passed.
-                let undecided: Vec<String> = data["response"]["output"]
+                let undecided: Vec<(String, Option<String>)> = data["response"]["output"]
                     .as_array()
                     .into_iter()
                     .flatten()
                     .filter(|i| is_tool_item(i))
-                    .map(item_id)
-                    .filter(|id| !self.allowed.contains(id) && !self.denied.contains(id))
+                    .map(|i| (item_id(i), unoffered(i).map(str::to_owned)))
+                    .filter(|(id, _)| !self.allowed.contains(id) && !self.denied.contains(id))
                     .collect();
-                for id in undecided {
-                    self.notes.push(format!("[paddock] The tool call `{id}` was removed: it was never decided."));
+                for (id, unoffered) in undecided {
+                    self.notes.push(match unoffered {
+                        Some(kind) => refusal(&kind, &id),
+                        None => format!("[paddock] The tool call `{id}` was removed: it was never decided."),
+                    });
                     self.denied.insert(id);
                 }
                 let mut out = Vec::new();
@@ -474,6 +501,27 @@ mod tests {
                 assert!(!text.contains(&format!("\"type\":\"{kind}\"")), "{kind} reached the client: {text}");
                 assert!(text.contains("no such tool was offered"), "{kind}: the client is told: {text}");
             }
+        }
+        // An `added` that names a tool never offered, then a harmless `done` at its index: refused, and the
+        // added item's operation never goes out.
+        let mut g = StreamGate::default();
+        let mut steps = g.push(ev(json!({"type": "response.output_item.added", "output_index": 0, "item": items[1]})));
+        steps.extend(g.push(ev(json!({"type": "response.output_item.done", "output_index": 0,
+            "item": {"type": "function_call", "id": "ap_1", "call_id": "call_ap", "name": "exec_command",
+                "arguments": "{\"cmd\":\"ls\"}"}}))));
+        assert!(steps.iter().all(|s| !matches!(s, Step::Decide(_))), "{steps:?}");
+        assert!(steps.iter().all(|s| !matches!(s, Step::Emit(_))), "nothing of it goes out: {steps:?}");
+        // One seen only in the final output (and a hosted tool's call, and a type not known yet) is refused
+        // with its own note.
+        let mut g = StreamGate::default();
+        let web = json!({"type": "web_search_call", "id": "ws_1", "status": "completed", "action": {"query": "x"}});
+        let future = json!({"type": "teleport_call", "call_id": "call_tp", "destination": "evil.example"});
+        let steps = g.push(ev(json!({"type": "response.completed", "response": {"output": [items[0], web, future]}})));
+        let Some(Step::Emit(out)) = steps.last() else { panic!("{steps:?}") };
+        let text: String = out.iter().map(|e| e.data.clone()).collect();
+        for kind in ["shell_call", "web_search_call", "teleport_call"] {
+            assert!(!text.contains(&format!("\"type\":\"{kind}\"")), "{kind} went out: {text}");
+            assert!(text.contains(&format!("The `{kind}` item")), "{kind}: {text}");
         }
         // A complete response: the items are refused, not handed out as calls to decide.
         let body = json!({"output": [items[0], items[1], items[2],
