@@ -10,12 +10,17 @@ use super::{Gate, ParsedResponse, PendingCall, Sse, Step, has_counts, parse_args
 
 /// A `usage` object's counts; `None` without its input and output counts (see [`has_counts`]).
 pub fn usage_of(v: &Value) -> Option<Usage> {
-    has_counts(v, &["input_tokens", "output_tokens"]).then(|| Usage {
+    has_counts(v, &["input_tokens", "output_tokens"]).then(|| counts_of(v))
+}
+
+/// The counts as given, a missing one 0.
+fn counts_of(v: &Value) -> Usage {
+    Usage {
         input_tokens: u(v, "input_tokens"),
         output_tokens: u(v, "output_tokens"),
         cache_read_input_tokens: u(v, "cache_read_input_tokens"),
         cache_creation_input_tokens: u(v, "cache_creation_input_tokens"),
-    })
+    }
 }
 
 fn is_tool_block(block: &Value) -> bool {
@@ -151,7 +156,9 @@ impl Gate for StreamGate {
                 if let Some(m) = data["message"]["model"].as_str() {
                     steps.push(Step::Model(m.to_owned()));
                 }
-                self.start_usage = data["message"].get("usage").and_then(usage_of);
+                // The input count is what `message_start` is for (its output count is a placeholder).
+                self.start_usage =
+                    data["message"].get("usage").filter(|v| has_counts(v, &["input_tokens"])).map(counts_of);
                 // Content announced up front is not streamed block by block, so a tool call there was never
                 // decided: it goes, with a note.
                 if let Some(content) = data["message"].get_mut("content").and_then(Value::as_array_mut) {
@@ -383,6 +390,7 @@ mod tests {
             [both(10, 30)]
         );
         assert_eq!(metered(json!(null), json!({"input_tokens": 10, "output_tokens": 30})), [both(10, 30)]);
+        assert_eq!(metered(json!({"input_tokens": 10}), json!({"output_tokens": 30})), [both(10, 30)]);
         assert_eq!(metered(json!(null), json!({"output_tokens": 30})), []);
         assert_eq!(metered(json!({}), json!({})), []);
         // A start with counts and a delta without them: the start's counts only as what the stream announced

@@ -327,22 +327,28 @@ impl Gate for StreamGate {
 /// (`…arguments.delta`/`.done`, a custom tool's input deltas) could say something else (a hostile provider's
 /// decoy) and are dropped; the `added` item leaves without arguments, as providers send it.
 fn as_decided(ev: Sse) -> Option<Sse> {
-    match ev.event.as_deref() {
-        Some("response.output_item.done") => Some(ev),
-        Some("response.output_item.added") => {
-            let mut data: Value = serde_json::from_str(&ev.data).ok()?;
-            for key in ["arguments", "input"] {
-                if let Some(v) = data["item"].get_mut(key) {
-                    *v = Value::String(String::new());
-                }
+    let kind =
+        ev.event.as_deref().filter(|k| matches!(*k, "response.output_item.added" | "response.output_item.done"))?;
+    let data: Value = serde_json::from_str(&ev.data).ok()?;
+    // Only what an output-item event is made of: anything the provider put beside the item (a `response`
+    // with an output list of its own) was never decided.
+    let mut out: serde_json::Map<String, Value> = ["type", "sequence_number", "output_index", "item"]
+        .into_iter()
+        .filter_map(|k| data.get(k).map(|v| (k.to_owned(), v.clone())))
+        .collect();
+    if kind == "response.output_item.added"
+        && let Some(item) = out.get_mut("item").and_then(Value::as_object_mut)
+    {
+        for key in ["arguments", "input"] {
+            if let Some(v) = item.get_mut(key) {
+                *v = Value::String(String::new());
             }
-            if let Some(action) = data["item"].as_object_mut().and_then(|i| i.get_mut("action")) {
-                *action = json!({});
-            }
-            Some(Sse::json(Some("response.output_item.added"), &data))
         }
-        _ => None,
+        if let Some(action) = item.get_mut("action") {
+            *action = json!({});
+        }
     }
+    Some(Sse::json(Some(kind), &Value::Object(out)))
 }
 
 #[cfg(test)]
@@ -511,6 +517,20 @@ mod tests {
                 "arguments": "{\"cmd\":\"ls\"}"}}))));
         assert!(steps.iter().all(|s| !matches!(s, Step::Decide(_))), "{steps:?}");
         assert!(steps.iter().all(|s| !matches!(s, Step::Emit(_))), "nothing of it goes out: {steps:?}");
+        // An allowed call's events leave as output-item events only: an output list the provider put beside
+        // the item was never decided.
+        let mut g = StreamGate::default();
+        let call = json!({"type": "function_call", "id": "fc_1", "call_id": "call_ok", "name": "exec_command",
+            "arguments": "{\"cmd\":\"ls\"}"});
+        let beside = json!({"output": [items[1]]});
+        g.push(ev(json!({"type": "response.output_item.added", "output_index": 0, "item": call, "response": beside})));
+        let steps = g.push(ev(
+            json!({"type": "response.output_item.done", "output_index": 0, "item": call, "response": beside}),
+        ));
+        assert!(matches!(&steps[..], [Step::Decide(c)] if c.id == "call_ok"), "{steps:?}");
+        let [Step::Emit(out)] = &g.resolve("call_ok", None)[..] else { panic!() };
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|e| !e.data.contains("apply_patch_call")), "{out:?}");
         // One seen only in the final output (and a hosted tool's call, and a type not known yet) is refused
         // with its own note.
         let mut g = StreamGate::default();
