@@ -14,7 +14,7 @@
 //! cargo bench -p paddock-cli --bench sustained -- --soak --seconds 60 # 5,000 decisions/s and streaming
 //!                                                                    # proxy traffic, an upstream fault mid-run
 //! cargo bench -p paddock-cli --bench sustained -- --machine          # no gateway: the stalls of the machine
-//!                                                                    # itself on the gateway's core
+//!                                                                    # itself on each core
 //! cargo bench -p paddock-cli --bench sustained -- --database postgres://postgres@127.0.0.1:55432/bench \
 //!     --replicas 3                                                   # replicas sharing PostgreSQL
 //! ```
@@ -290,12 +290,13 @@ fn settle(addr: &str) {
 fn print_row(workload: &str, sessions: &str, load: &str, r: &Row) {
     let due = if r.from_due.is_empty() { "–".to_owned() } else { ms(percentile(&r.from_due, 0.99)) };
     println!(
-        "| {workload} | {sessions} | {load} | {:.0} | {:.0}% | {} | {} | {} | {due} | {} | {:.1} | {:.1} |",
+        "| {workload} | {sessions} | {load} | {:.0} | {:.0}% | {} | {} | {} | {} | {due} | {} | {:.1} | {:.1} |",
         r.rps(),
         100.0 * r.cpu.as_secs_f64() / r.elapsed.as_secs_f64(),
         ms(percentile(&r.latencies, 0.5)),
         ms(percentile(&r.latencies, 0.99)),
         ms(r.latencies.last().copied().unwrap_or_default()),
+        r.latencies.iter().filter(|l| **l > Duration::from_millis(10)).count(),
         r.errors,
         r.rss_start,
         r.rss_end,
@@ -369,9 +370,9 @@ fn main() {
         return soak(&addr, pid, &fault, o.seconds);
     }
     println!(
-        "| workload | sessions | load | requests/s | gateway CPU | p50 ms | p99 ms | max ms | p99 from schedule ms | errors | RSS start MiB | RSS end MiB |"
+        "| workload | sessions | load | requests/s | gateway CPU | p50 ms | p99 ms | max ms | over 10 ms | p99 from schedule ms | errors | RSS start MiB | RSS end MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let (sid, token) = session(&addr);
     let many: Vec<(String, String)> = (0..o.sessions).map(|_| session(&addr)).collect();
     for which in ["proxy", "admission"] {
@@ -435,45 +436,58 @@ fn damon_state() -> String {
     }
 }
 
-/// The machine's own stalls, with no gateway: a thread spinning on core 0 (the gateway's) reads the clock
-/// without pause while another spins on core 1 (as the load generator keeps it busy), for `secs`. Every gap
-/// between two reads is time core 0 gave to something else (a kernel thread, an interrupt, the hypervisor):
-/// a floor under the slowest request any process pinned there can show.
+/// The machine's own stalls, with no gateway: a thread on each core (core 0, the gateway's; core 1, the load
+/// generator's and the mock upstream's, whose stalls a proxied request also waits out) reads the clock without
+/// pause for `secs`. Every gap between two reads is time that core gave to something else (a kernel thread, an
+/// interrupt, the hypervisor): a floor under the slowest request a process pinned there can show. Gaps of
+/// both cores at the same time are the whole virtual machine stopped.
 fn machine(secs: u64, two_cores: bool) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let other = two_cores.then(|| {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            pin_to(1).expect("pin to core 1");
-            while !stop.load(Ordering::Relaxed) {
-                std::hint::spin_loop();
-            }
+    let cores = if two_cores { 2 } else { 1 };
+    let spinners: Vec<_> = (0..cores)
+        .map(|core| {
+            std::thread::spawn(move || {
+                pin_to(core).expect("pin a spinning thread to its core");
+                let (started, mut last) = (Instant::now(), Instant::now());
+                let mut gaps: Vec<(Instant, Duration)> = Vec::new();
+                while last.duration_since(started) < Duration::from_secs(secs) {
+                    let now = Instant::now();
+                    if now - last > Duration::from_micros(500) {
+                        gaps.push((last, now - last));
+                    }
+                    last = now;
+                }
+                gaps
+            })
         })
-    });
-    pin_to(0).expect("pin to core 0");
-    let (started, mut last) = (Instant::now(), Instant::now());
-    let mut gaps: Vec<Duration> = Vec::new();
-    while last.duration_since(started) < Duration::from_secs(secs) {
-        let now = Instant::now();
-        let gap = now - last;
-        if gap > Duration::from_micros(500) {
-            gaps.push(gap);
-        }
-        last = now;
-    }
-    stop.store(true, Ordering::Relaxed);
-    if let Some(t) = other {
-        t.join().unwrap();
-    }
-    gaps.sort();
-    let over = |ms: u64| gaps.iter().filter(|g| **g > Duration::from_millis(ms)).count();
+        .collect();
+    let gaps: Vec<Vec<(Instant, Duration)>> = spinners.into_iter().map(|s| s.join().unwrap()).collect();
     println!(
-        "| seconds | gaps > 2 ms | gaps > 5 ms | gaps > 10 ms | longest gap ms |\n|---|---|---|---|---|\n| {secs} | {} | {} | {} | {} |",
-        over(2),
-        over(5),
-        over(10),
-        ms(gaps.last().copied().unwrap_or_default()),
+        "| core | seconds | gaps > 2 ms | gaps > 5 ms | gaps > 10 ms | longest gap ms |\n|---|---|---|---|---|---|"
     );
+    let over = |gaps: &[(Instant, Duration)], ms: u64| gaps.iter().filter(|g| g.1 > Duration::from_millis(ms)).count();
+    for (core, gaps) in gaps.iter().enumerate() {
+        let longest = gaps.iter().map(|g| g.1).max().unwrap_or_default();
+        println!("| {core} | {secs} | {} | {} | {} | {} |", over(gaps, 2), over(gaps, 5), over(gaps, 10), ms(longest));
+    }
+    if let [zero, one] = &gaps[..] {
+        // The time both cores were stopped together, for each gap of core 0.
+        let both: Vec<Duration> = zero
+            .iter()
+            .map(|&(a, a_len)| {
+                one.iter()
+                    .map(|&(b, b_len)| (a + a_len).min(b + b_len).saturating_duration_since(a.max(b)))
+                    .sum::<Duration>()
+            })
+            .filter(|d| !d.is_zero())
+            .collect();
+        println!(
+            "| both at once | {secs} | {} | {} | {} | {} |",
+            both.iter().filter(|d| **d > Duration::from_millis(2)).count(),
+            both.iter().filter(|d| **d > Duration::from_millis(5)).count(),
+            both.iter().filter(|d| **d > Duration::from_millis(10)).count(),
+            ms(both.iter().max().copied().unwrap_or_default())
+        );
+    }
 }
 
 /// 1,000,000 proxied requests within one session, eight connections: the gateway's resident set along the way.

@@ -25,8 +25,14 @@ pub fn usage_of(v: &Value) -> Option<Usage> {
 /// The calls the gateway offers tools for, decided one by one.
 const DECIDED_CALLS: [&str; 3] = ["function_call", "custom_tool_call", "local_shell_call"];
 
+/// A call of a tool the gateway offered: decided, then allowed or denied.
+fn is_decided_call(item: &Value) -> bool {
+    item["type"].as_str().is_some_and(|t| DECIDED_CALLS.contains(&t))
+}
+
+/// Any call: one to decide, or one to refuse ([`unoffered`]).
 fn is_tool_item(item: &Value) -> bool {
-    item["type"].as_str().is_some_and(|t| DECIDED_CALLS.contains(&t)) || unoffered(item).is_some()
+    is_decided_call(item) || unoffered(item).is_some()
 }
 
 /// Any other call (`shell_call`, `apply_patch_call`, `computer_call`, a hosted tool's `…_call`, a type not
@@ -79,7 +85,7 @@ pub fn parse_response(body: &Value) -> ParsedResponse {
     ParsedResponse {
         model: body["model"].as_str().map(str::to_owned),
         usage: body.get("usage").and_then(usage_of),
-        calls: items().filter(|i| is_tool_item(i) && unoffered(i).is_none()).map(call_of).collect(),
+        calls: items().filter(|i| is_decided_call(i)).map(call_of).collect(),
         refused: items()
             .filter_map(|i| {
                 let kind = unoffered(i)?;
