@@ -14,7 +14,8 @@
 //! cargo bench -p paddock-cli --bench sustained -- --soak --seconds 60 # 5,000 decisions/s and streaming
 //!                                                                    # proxy traffic, an upstream fault mid-run
 //! cargo bench -p paddock-cli --bench sustained -- --machine          # no gateway: the stalls of the machine
-//!                                                                    # itself on each core
+//!                                                                    # itself on each core, and on both
+//!                                                                    # at once
 //! cargo bench -p paddock-cli --bench sustained -- --database postgres://postgres@127.0.0.1:55432/bench \
 //!     --replicas 3                                                   # replicas sharing PostgreSQL
 //! ```
@@ -439,8 +440,8 @@ fn damon_state() -> String {
 /// The machine's own stalls, with no gateway: a thread on each core (core 0, the gateway's; core 1, the load
 /// generator's and the mock upstream's, whose stalls a proxied request also waits out) reads the clock without
 /// pause for `secs`. Every gap between two reads is time that core gave to something else (a kernel thread, an
-/// interrupt, the hypervisor): a floor under the slowest request a process pinned there can show. Gaps of
-/// both cores at the same time are the whole virtual machine stopped.
+/// interrupt, the hypervisor): a floor under the slowest request a process pinned there can show. A stretch
+/// in which both cores stopped is, as far as the guest can tell, the whole virtual machine stopped.
 fn machine(secs: u64, two_cores: bool) {
     let cores = if two_cores { 2 } else { 1 };
     let spinners: Vec<_> = (0..cores)
@@ -470,13 +471,13 @@ fn machine(secs: u64, two_cores: bool) {
         println!("| {core} | {secs} | {} | {} | {} | {} |", over(gaps, 2), over(gaps, 5), over(gaps, 10), ms(longest));
     }
     if let [zero, one] = &gaps[..] {
-        // The time both cores were stopped together, for each gap of core 0.
+        // Each stretch in which both cores were stopped: a gap of core 0 and a gap of core 1, intersected.
+        // Not summed over a gap of core 0: two stops of core 1 inside it with core 1 running between them are
+        // two stretches, not one.
         let both: Vec<Duration> = zero
             .iter()
-            .map(|&(a, a_len)| {
-                one.iter()
-                    .map(|&(b, b_len)| (a + a_len).min(b + b_len).saturating_duration_since(a.max(b)))
-                    .sum::<Duration>()
+            .flat_map(|&(a, a_len)| {
+                one.iter().map(move |&(b, b_len)| (a + a_len).min(b + b_len).saturating_duration_since(a.max(b)))
             })
             .filter(|d| !d.is_zero())
             .collect();
